@@ -1,0 +1,545 @@
+//! SM2 (GM/T 0003 / GB/T 32918): signatures with a distinguishing ID and public-key
+//! encryption, over RustCrypto's `sm2` curve arithmetic.
+//!
+//! What this module adds on top of RustCrypto:
+//! - `ZA` for *any* byte-string ID (RustCrypto only takes UTF-8 `&str`), and signing or
+//!   verifying a precomputed `e = SM3(ZA ‖ M)` so a device or a streamed file can supply it;
+//! - [`Sm2Signature`] in both DER and raw `r ‖ s`;
+//! - [`Sm2Ciphertext`] in every layout seen in the wild: GM/T 0009 ASN.1, raw C1C3C2
+//!   (current standard), legacy C1C2C3, and both with or without the `04` point prefix
+//!   that gmssl/sm-crypto omit. [`Sm2PrivateKey::decrypt`] detects the layout itself.
+
+use crate::{CryptoError, Result, rng};
+use der::{Decode, Encode, asn1::OctetStringRef};
+use signature::hazmat::{PrehashVerifier, RandomizedPrehashSigner};
+use sm2::elliptic_curve::sec1::{FromSec1Point, ToSec1Point};
+use sm2::pke::Mode;
+use sm3::{Digest, Sm3};
+use std::fmt;
+use zeroize::Zeroizing;
+
+/// The default distinguishing ID of GM/T 0009 (`1234567812345678`). Note that
+/// OpenSSL's default is the empty ID: pass `-sigopt distid:1234567812345678`.
+pub const DEFAULT_ID: &[u8] = b"1234567812345678";
+
+/// Maximum distinguishing-ID length: ENTL is a 16-bit count of *bits*.
+pub const MAX_ID_LEN: usize = 8191;
+
+/// An SM2 private key. Zeroized on drop; `Debug` never prints it.
+#[derive(Clone)]
+pub struct Sm2PrivateKey {
+    signing: sm2::dsa::SigningKey,
+    public: Sm2PublicKey,
+}
+
+impl fmt::Debug for Sm2PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sm2PrivateKey").field("public", &self.public).field("secret", &"REDACTED").finish()
+    }
+}
+
+impl Sm2PrivateKey {
+    /// A fresh key from the OS CSPRNG.
+    pub fn generate() -> Result<Self> {
+        loop {
+            let bytes = Zeroizing::new(rng::random_array::<32>()?);
+            // Rejection sampling: out-of-range or zero scalars are retried.
+            if let Ok(k) = Self::from_bytes(&bytes[..]) {
+                return Ok(k);
+            }
+        }
+    }
+
+    /// From the 32-byte big-endian scalar `d` (1 ≤ d ≤ n−2).
+    pub fn from_bytes(d: &[u8]) -> Result<Self> {
+        if d.len() != 32 {
+            return Err(CryptoError::InvalidKey("SM2 private key must be 32 bytes"));
+        }
+        let signing =
+            sm2::dsa::SigningKey::from_slice("", d).map_err(|_| CryptoError::InvalidKey("SM2 private key out of range"))?;
+        let public = Sm2PublicKey { point: *signing.verifying_key().as_affine() };
+        Ok(Self { signing, public })
+    }
+
+    /// The 32-byte scalar, in a buffer zeroized on drop.
+    pub fn to_bytes(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.signing.to_bytes().into())
+    }
+
+    /// From PKCS#8 DER (id-ecPublicKey with the SM2 curve OID, as OpenSSL and gmssl write).
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self> {
+        use pkcs8::DecodePrivateKey;
+        let sk = sm2::SecretKey::from_pkcs8_der(der).map_err(|_| CryptoError::Malformed { what: "SM2 PKCS#8 private key" })?;
+        Self::from_bytes(&sk.to_bytes())
+    }
+
+    /// To PKCS#8 DER, zeroized on drop.
+    pub fn to_pkcs8_der(&self) -> Result<Zeroizing<Vec<u8>>> {
+        use pkcs8::EncodePrivateKey;
+        let sk = sm2::SecretKey::from_slice(&self.to_bytes()[..]).map_err(|_| CryptoError::InvalidKey("SM2 key"))?;
+        let doc = sk.to_pkcs8_der().map_err(|_| CryptoError::InvalidKey("SM2 PKCS#8 encoding"))?;
+        Ok(Zeroizing::new(doc.as_bytes().to_vec()))
+    }
+
+    /// The public key.
+    pub fn public_key(&self) -> &Sm2PublicKey {
+        &self.public
+    }
+
+    /// Sign `msg` as GM/T 0003.2: `e = SM3(ZA ‖ msg)` with `ZA` from `id`.
+    pub fn sign(&self, id: &[u8], msg: &[u8]) -> Result<Sm2Signature> {
+        let e = self.public.digest(id, msg)?;
+        self.sign_digest(&e)
+    }
+
+    /// Sign a precomputed `e = SM3(ZA ‖ M)` (32 bytes). The nonce is RFC 6979-style
+    /// deterministic hedged with fresh OS randomness.
+    pub fn sign_digest(&self, e: &[u8; 32]) -> Result<Sm2Signature> {
+        let sig: sm2::dsa::Signature = self.signing.sign_prehash_with_rng(&mut rng::os_rng(), e).map_err(|_| CryptoError::Rng)?;
+        Ok(Sm2Signature { r: sig.r_bytes().into(), s: sig.s_bytes().into() })
+    }
+
+    /// Decrypt a ciphertext in any supported layout (ASN.1, C1C3C2, C1C2C3, with or
+    /// without `04`). The plaintext is zeroized on drop.
+    pub fn decrypt(&self, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        let candidates = Sm2Ciphertext::candidates(ciphertext)?;
+        for ct in &candidates {
+            if let Ok(pt) = self.decrypt_ciphertext(ct) {
+                return Ok(pt);
+            }
+        }
+        Err(CryptoError::DecryptFailed)
+    }
+
+    /// Decrypt a parsed ciphertext.
+    pub fn decrypt_ciphertext(&self, ct: &Sm2Ciphertext) -> Result<Zeroizing<Vec<u8>>> {
+        let dk = sm2::pke::DecryptingKey::new_with_mode(*self.signing.as_nonzero_scalar(), Mode::C1C3C2);
+        let raw = ct.encode(CiphertextLayout::C1C3C2, true);
+        dk.decrypt(&raw).map(Zeroizing::new).map_err(|_| CryptoError::DecryptFailed)
+    }
+}
+
+/// An SM2 public key (a point on the SM2 curve).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Sm2PublicKey {
+    point: sm2::AffinePoint,
+}
+
+impl fmt::Debug for Sm2PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.to_uncompressed();
+        write!(f, "Sm2PublicKey({}…)", hex_prefix(&b[1..9]))
+    }
+}
+
+fn hex_prefix(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl Sm2PublicKey {
+    /// From SEC1 bytes: `04 ‖ x ‖ y` (65), compressed `02/03 ‖ x` (33), or bare `x ‖ y` (64)
+    /// as many Chinese libraries emit.
+    pub fn from_sec1(bytes: &[u8]) -> Result<Self> {
+        let owned;
+        let b = if bytes.len() == 64 {
+            owned = [&[0x04u8][..], bytes].concat();
+            &owned[..]
+        } else {
+            bytes
+        };
+        let pk = sm2::PublicKey::from_sec1_bytes(b).map_err(|_| CryptoError::InvalidKey("not a point on the SM2 curve"))?;
+        Ok(Self { point: *pk.as_affine() })
+    }
+
+    /// `04 ‖ x ‖ y`.
+    pub fn to_uncompressed(&self) -> [u8; 65] {
+        let p = self.point.to_sec1_point(false);
+        let mut out = [0u8; 65];
+        out.copy_from_slice(p.as_bytes());
+        out
+    }
+
+    /// `x ‖ y` without the prefix.
+    pub fn to_xy(&self) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        out.copy_from_slice(&self.to_uncompressed()[1..]);
+        out
+    }
+
+    /// `ZA = SM3(ENTL ‖ ID ‖ a ‖ b ‖ xG ‖ yG ‖ xA ‖ yA)` for any byte-string ID.
+    pub fn za(&self, id: &[u8]) -> Result<[u8; 32]> {
+        if id.len() > MAX_ID_LEN {
+            return Err(CryptoError::InvalidParameter("SM2 ID longer than 8191 bytes"));
+        }
+        let entl = ((id.len() * 8) as u16).to_be_bytes();
+        let mut h = Sm3::new();
+        h.update(entl);
+        h.update(id);
+        h.update(CURVE_A);
+        h.update(CURVE_B);
+        h.update(GX);
+        h.update(GY);
+        h.update(self.to_xy());
+        Ok(h.finalize().into())
+    }
+
+    /// `e = SM3(ZA ‖ msg)`.
+    pub fn digest(&self, id: &[u8], msg: &[u8]) -> Result<[u8; 32]> {
+        let mut h = self.digest_hasher(id)?;
+        h.update(msg);
+        Ok(h.finalize().into())
+    }
+
+    /// An SM3 hasher already fed with `ZA`: feed the message in chunks, then
+    /// [`Sm2PrivateKey::sign_digest`] / [`Sm2PublicKey::verify_digest`] the result.
+    pub fn digest_hasher(&self, id: &[u8]) -> Result<Sm3> {
+        let mut h = Sm3::new();
+        h.update(self.za(id)?);
+        Ok(h)
+    }
+
+    /// Verify a signature over `msg` with the given ID.
+    pub fn verify(&self, id: &[u8], msg: &[u8], sig: &Sm2Signature) -> Result<()> {
+        self.verify_digest(&self.digest(id, msg)?, sig)
+    }
+
+    /// Verify a signature over a precomputed `e`.
+    pub fn verify_digest(&self, e: &[u8; 32], sig: &Sm2Signature) -> Result<()> {
+        let vk = sm2::dsa::VerifyingKey::from_affine("", self.point).map_err(|_| CryptoError::InvalidKey("SM2 public key"))?;
+        let s = sm2::dsa::Signature::from_scalars(sig.r, sig.s).map_err(|_| CryptoError::BadSignature)?;
+        vk.verify_prehash(e, &s).map_err(|_| CryptoError::BadSignature)
+    }
+
+    /// Encrypt `msg` (GM/T 0003.4). Returns the parsed ciphertext; pick a layout with
+    /// [`Sm2Ciphertext::encode`] or [`Sm2Ciphertext::to_der`].
+    pub fn encrypt(&self, msg: &[u8]) -> Result<Sm2Ciphertext> {
+        if msg.is_empty() {
+            return Err(CryptoError::InvalidParameter("SM2 cannot encrypt an empty message"));
+        }
+        let pk = sm2::PublicKey::from_affine(self.point).map_err(|_| CryptoError::InvalidKey("SM2 public key"))?;
+        let ek = sm2::pke::EncryptingKey::new_with_mode(pk, Mode::C1C3C2);
+        let raw = ek.encrypt(&mut rng::os_rng(), msg).map_err(|_| CryptoError::Rng)?;
+        Sm2Ciphertext::from_raw(&raw, CiphertextLayout::C1C3C2)
+    }
+}
+
+// Curve parameters (GM/T 0003.5), needed for ZA.
+const CURVE_A: [u8; 32] = hex32("FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFC");
+const CURVE_B: [u8; 32] = hex32("28E9FA9E9D9F5E344D5A9E4BCF6509A7F39789F515AB8F92DDBCBD414D940E93");
+const GX: [u8; 32] = hex32("32C4AE2C1F1981195F9904466A39C9948FE30BBFF2660BE1715A4589334C74C7");
+const GY: [u8; 32] = hex32("BC3736A2F4F6779C59BDCEE36B692153D0A9877CC62A474002DF32E52139F0A0");
+
+const fn hex32(s: &str) -> [u8; 32] {
+    const fn nib(c: u8) -> u8 {
+        match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => 0,
+        }
+    }
+    let b = s.as_bytes();
+    let mut out = [0u8; 32];
+    let mut i = 0;
+    while i < 32 {
+        out[i] = (nib(b[2 * i]) << 4) | nib(b[2 * i + 1]);
+        i += 1;
+    }
+    out
+}
+
+/// An SM2 signature `(r, s)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sm2Signature {
+    /// `r`, 32 bytes big-endian.
+    pub r: [u8; 32],
+    /// `s`, 32 bytes big-endian.
+    pub s: [u8; 32],
+}
+
+#[derive(der::Sequence)]
+struct DerSig<'a> {
+    r: der::asn1::UintRef<'a>,
+    s: der::asn1::UintRef<'a>,
+}
+
+fn uint_to_32(u: &der::asn1::UintRef<'_>) -> Result<[u8; 32]> {
+    let b = u.as_bytes();
+    if b.len() > 32 {
+        return Err(CryptoError::Malformed { what: "SM2 signature integer" });
+    }
+    let mut out = [0u8; 32];
+    out[32 - b.len()..].copy_from_slice(b);
+    Ok(out)
+}
+
+impl Sm2Signature {
+    /// `r ‖ s`, 64 bytes.
+    pub fn to_raw(&self) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        out[..32].copy_from_slice(&self.r);
+        out[32..].copy_from_slice(&self.s);
+        out
+    }
+
+    /// From `r ‖ s`.
+    pub fn from_raw(b: &[u8]) -> Result<Self> {
+        if b.len() != 64 {
+            return Err(CryptoError::Malformed { what: "SM2 raw signature (want 64 bytes)" });
+        }
+        let mut r = [0u8; 32];
+        let mut s = [0u8; 32];
+        r.copy_from_slice(&b[..32]);
+        s.copy_from_slice(&b[32..]);
+        Ok(Self { r, s })
+    }
+
+    /// DER `SEQUENCE { r INTEGER, s INTEGER }` (GM/T 0009).
+    pub fn to_der(&self) -> Vec<u8> {
+        let r = der::asn1::UintRef::new(&self.r);
+        let s = der::asn1::UintRef::new(&self.s);
+        match (r, s) {
+            (Ok(r), Ok(s)) => DerSig { r, s }.to_der().unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// From DER. Strict: trailing bytes are rejected.
+    pub fn from_der(b: &[u8]) -> Result<Self> {
+        let d = DerSig::from_der(b).map_err(|_| CryptoError::Malformed { what: "SM2 DER signature" })?;
+        Ok(Self { r: uint_to_32(&d.r)?, s: uint_to_32(&d.s)? })
+    }
+
+    /// From either encoding: 64 bytes is raw, anything else must be DER.
+    pub fn from_any(b: &[u8]) -> Result<Self> {
+        if b.len() == 64 { Self::from_raw(b) } else { Self::from_der(b) }
+    }
+}
+
+/// Byte layouts of an SM2 ciphertext.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CiphertextLayout {
+    /// `C1 ‖ C3 ‖ C2`: GM/T 0003-2012 and later, the default.
+    C1C3C2,
+    /// `C1 ‖ C2 ‖ C3`: the 2010 draft, still emitted by old middleware.
+    C1C2C3,
+}
+
+/// A parsed SM2 ciphertext: `C1 = (x, y)`, `C3 = SM3(x2 ‖ M ‖ y2)`, `C2 = M ⊕ KDF`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Sm2Ciphertext {
+    /// C1 x-coordinate.
+    pub x: [u8; 32],
+    /// C1 y-coordinate.
+    pub y: [u8; 32],
+    /// C3, the SM3 hash.
+    pub c3: [u8; 32],
+    /// C2, the masked message (same length as the plaintext).
+    pub c2: Vec<u8>,
+}
+
+impl fmt::Debug for Sm2Ciphertext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sm2Ciphertext {{ c2_len: {} }}", self.c2.len())
+    }
+}
+
+/// GM/T 0009 §7.2 `SM2Cipher ::= SEQUENCE { XCoordinate INTEGER, YCoordinate INTEGER,
+/// HASH OCTET STRING (SIZE(32)), CipherText OCTET STRING }`.
+#[derive(der::Sequence)]
+struct DerCipher<'a> {
+    x: der::asn1::UintRef<'a>,
+    y: der::asn1::UintRef<'a>,
+    hash: &'a OctetStringRef,
+    ciphertext: &'a OctetStringRef,
+}
+
+impl Sm2Ciphertext {
+    /// Encode in a raw layout, with or without the leading `04`.
+    pub fn encode(&self, layout: CiphertextLayout, with_04: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(97 + self.c2.len());
+        if with_04 {
+            out.push(0x04);
+        }
+        out.extend_from_slice(&self.x);
+        out.extend_from_slice(&self.y);
+        match layout {
+            CiphertextLayout::C1C3C2 => {
+                out.extend_from_slice(&self.c3);
+                out.extend_from_slice(&self.c2);
+            }
+            CiphertextLayout::C1C2C3 => {
+                out.extend_from_slice(&self.c2);
+                out.extend_from_slice(&self.c3);
+            }
+        }
+        out
+    }
+
+    /// GM/T 0009 ASN.1 DER.
+    pub fn to_der(&self) -> Result<Vec<u8>> {
+        let bad = |_| CryptoError::Malformed { what: "SM2 ciphertext" };
+        DerCipher {
+            x: der::asn1::UintRef::new(&self.x).map_err(bad)?,
+            y: der::asn1::UintRef::new(&self.y).map_err(bad)?,
+            hash: OctetStringRef::new(&self.c3).map_err(bad)?,
+            ciphertext: OctetStringRef::new(&self.c2).map_err(bad)?,
+        }
+        .to_der()
+        .map_err(bad)
+    }
+
+    /// Parse GM/T 0009 DER.
+    pub fn from_der(b: &[u8]) -> Result<Self> {
+        let bad = CryptoError::Malformed { what: "SM2 ASN.1 ciphertext" };
+        let d = DerCipher::from_der(b).map_err(|_| bad.clone())?;
+        let c3: [u8; 32] = d.hash.as_bytes().try_into().map_err(|_| bad.clone())?;
+        if d.ciphertext.as_bytes().is_empty() {
+            return Err(bad);
+        }
+        let ct = Self { x: uint_to_32(&d.x)?, y: uint_to_32(&d.y)?, c3, c2: d.ciphertext.as_bytes().to_vec() };
+        ct.check_point()?;
+        Ok(ct)
+    }
+
+    /// Parse a raw layout; the `04` prefix is detected (and the point checked).
+    pub fn from_raw(b: &[u8], layout: CiphertextLayout) -> Result<Self> {
+        let bad = CryptoError::Malformed { what: "SM2 raw ciphertext" };
+        let mut last = bad.clone();
+        for skip in [1usize, 0] {
+            if skip == 1 && b.first() != Some(&0x04) {
+                continue;
+            }
+            let body = &b[skip..];
+            if body.len() < 97 {
+                continue;
+            }
+            let (x, rest) = body.split_at(32);
+            let (y, rest) = rest.split_at(32);
+            let (c3, c2) = match layout {
+                CiphertextLayout::C1C3C2 => {
+                    let (c3, c2) = rest.split_at(32);
+                    (c3, c2)
+                }
+                CiphertextLayout::C1C2C3 => {
+                    let (c2, c3) = rest.split_at(rest.len() - 32);
+                    (c3, c2)
+                }
+            };
+            let ct = Self {
+                x: x.try_into().map_err(|_| bad.clone())?,
+                y: y.try_into().map_err(|_| bad.clone())?,
+                c3: c3.try_into().map_err(|_| bad.clone())?,
+                c2: c2.to_vec(),
+            };
+            match ct.check_point() {
+                Ok(()) => return Ok(ct),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Every plausible reading of `b`, most likely first: DER, then C1C3C2, then C1C2C3.
+    pub fn candidates(b: &[u8]) -> Result<Vec<Self>> {
+        let mut out = Vec::new();
+        if b.first() == Some(&0x30) {
+            if let Ok(c) = Self::from_der(b) {
+                out.push(c);
+            }
+        }
+        for layout in [CiphertextLayout::C1C3C2, CiphertextLayout::C1C2C3] {
+            if let Ok(c) = Self::from_raw(b, layout) {
+                if !out.contains(&c) {
+                    out.push(c);
+                }
+            }
+        }
+        if out.is_empty() {
+            return Err(CryptoError::Malformed { what: "SM2 ciphertext (not ASN.1, C1C3C2 or C1C2C3)" });
+        }
+        Ok(out)
+    }
+
+    fn check_point(&self) -> Result<()> {
+        let mut sec1 = [0u8; 65];
+        sec1[0] = 0x04;
+        sec1[1..33].copy_from_slice(&self.x);
+        sec1[33..].copy_from_slice(&self.y);
+        let p = sm2::Sec1Point::from_bytes(sec1).map_err(|_| CryptoError::Malformed { what: "SM2 C1 point" })?;
+        Option::<sm2::AffinePoint>::from(sm2::AffinePoint::from_sec1_point(&p))
+            .map(|_| ())
+            .ok_or(CryptoError::Malformed { what: "SM2 C1 is not on the curve" })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> Sm2PrivateKey {
+        Sm2PrivateKey::generate().unwrap_or_else(|_| unreachable!())
+    }
+
+    #[test]
+    fn sign_verify_any_id() {
+        let k = key();
+        for id in [DEFAULT_ID, b"", b"ALICE123@YAHOO.COM", &[0xffu8, 0x00, 0x80][..]] {
+            let sig = k.sign(id, b"hello").unwrap_or_else(|_| unreachable!());
+            assert!(k.public_key().verify(id, b"hello", &sig).is_ok());
+            assert_eq!(k.public_key().verify(b"other", b"hello", &sig), Err(CryptoError::BadSignature));
+            assert_eq!(k.public_key().verify(id, b"hellO", &sig), Err(CryptoError::BadSignature));
+            let again = Sm2Signature::from_der(&sig.to_der()).unwrap_or_else(|_| unreachable!());
+            assert_eq!(again, sig);
+            assert_eq!(Sm2Signature::from_any(&sig.to_raw()), Ok(sig));
+        }
+        assert!(k.public_key().za(&vec![0u8; MAX_ID_LEN + 1]).is_err());
+    }
+
+    #[test]
+    fn encrypt_every_layout() {
+        let k = key();
+        let ct = k.public_key().encrypt(b"price: 1,234,567.00").unwrap_or_else(|_| unreachable!());
+        let mut encodings = vec![ct.to_der().unwrap_or_default()];
+        for layout in [CiphertextLayout::C1C3C2, CiphertextLayout::C1C2C3] {
+            for p in [true, false] {
+                encodings.push(ct.encode(layout, p));
+            }
+        }
+        for e in encodings {
+            let pt = k.decrypt(&e).unwrap_or_else(|err| panic!("{err}"));
+            assert_eq!(&pt[..], b"price: 1,234,567.00");
+        }
+    }
+
+    #[test]
+    fn tampering_and_wrong_key_fail_cleanly() {
+        let k = key();
+        let other = key();
+        let ct = k.public_key().encrypt(b"secret").unwrap_or_else(|_| unreachable!());
+        let raw = ct.encode(CiphertextLayout::C1C3C2, true);
+        assert_eq!(other.decrypt(&raw).err(), Some(CryptoError::DecryptFailed));
+        let mut t = raw.clone();
+        let last = t.len() - 1;
+        t[last] ^= 1;
+        assert_eq!(k.decrypt(&t).err(), Some(CryptoError::DecryptFailed));
+        assert!(matches!(k.decrypt(&raw[..50]), Err(CryptoError::Malformed { .. })));
+        assert!(matches!(k.decrypt(&[]), Err(CryptoError::Malformed { .. })));
+        assert!(k.public_key().encrypt(b"").is_err());
+    }
+
+    #[test]
+    fn public_key_forms() {
+        let k = key();
+        let pk = k.public_key();
+        assert_eq!(Sm2PublicKey::from_sec1(&pk.to_uncompressed()).ok(), Some(*pk));
+        assert_eq!(Sm2PublicKey::from_sec1(&pk.to_xy()).ok(), Some(*pk));
+        let mut bad = pk.to_uncompressed();
+        bad[64] ^= 1;
+        assert!(Sm2PublicKey::from_sec1(&bad).is_err());
+        let der = k.to_pkcs8_der().unwrap_or_else(|_| unreachable!());
+        let back = Sm2PrivateKey::from_pkcs8_der(&der).unwrap_or_else(|_| unreachable!());
+        assert_eq!(back.public_key(), pk);
+        assert!(!format!("{k:?}").contains(&hex_prefix(&k.to_bytes()[..4])));
+    }
+}

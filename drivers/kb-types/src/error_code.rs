@@ -1,0 +1,253 @@
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Language of a human-readable message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Lang {
+    /// Simplified Chinese, the default UI language.
+    #[default]
+    #[serde(rename = "zh-CN")]
+    ZhCn,
+    /// English.
+    #[serde(rename = "en")]
+    En,
+}
+
+/// Whose fault an error is, so callers can decide between "fix your input",
+/// "check the key/certificate" and "report a bug".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    /// The caller sent something malformed or unsupported.
+    Input,
+    /// A cryptographic check failed (bad signature, wrong key, tampered data).
+    Crypto,
+    /// A certificate or chain problem.
+    Certificate,
+    /// A key medium problem: PIN, device, container.
+    Token,
+    /// Local I/O or an internal failure.
+    System,
+}
+
+macro_rules! error_codes {
+    ($( $(#[$doc:meta])* $name:ident = $num:literal, $slug:literal, $cat:ident, $zh:literal, $en:literal; )*) => {
+        /// Stable error codes. The numbers and names never change meaning once
+        /// released; new codes are only ever appended.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum ErrorCode {
+            $( $(#[$doc])* $name, )*
+        }
+
+        impl ErrorCode {
+            /// Every code, in table order.
+            pub const ALL: &'static [ErrorCode] = &[ $( ErrorCode::$name, )* ];
+
+            /// The stable number.
+            pub const fn number(self) -> u32 {
+                match self { $( ErrorCode::$name => $num, )* }
+            }
+
+            /// The stable snake_case name.
+            pub const fn name(self) -> &'static str {
+                match self { $( ErrorCode::$name => $slug, )* }
+            }
+
+            /// Whose fault it is.
+            pub const fn category(self) -> Category {
+                match self { $( ErrorCode::$name => Category::$cat, )* }
+            }
+
+            /// Human message in the given language. Never contains secrets:
+            /// these are fixed strings.
+            pub const fn message(self, lang: Lang) -> &'static str {
+                match (self, lang) {
+                    $( (ErrorCode::$name, Lang::ZhCn) => $zh,
+                       (ErrorCode::$name, Lang::En) => $en, )*
+                }
+            }
+
+            /// Look a code up by its number.
+            pub fn from_number(n: u32) -> Option<Self> {
+                Self::ALL.iter().copied().find(|c| c.number() == n)
+            }
+
+            /// Look a code up by its name.
+            pub fn from_name(s: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|c| c.name() == s)
+            }
+        }
+    };
+}
+
+error_codes! {
+    // 1xxx: the caller's input
+    /// Input could not be parsed (bad DER/PEM/hex/length).
+    MalformedInput = 1001, "malformed_input", Input, "输入数据格式错误", "malformed input";
+    /// Algorithm or parameter combination is not supported.
+    UnsupportedAlgorithm = 1002, "unsupported_algorithm", Input, "不支持的算法", "unsupported algorithm";
+    /// Key material is invalid (wrong length, not on curve, zero scalar).
+    InvalidKey = 1003, "invalid_key", Input, "密钥无效", "invalid key";
+    /// A parameter is out of range (IV length, tag length, ID too long).
+    InvalidParameter = 1004, "invalid_parameter", Input, "参数无效", "invalid parameter";
+    /// Input exceeds a size limit.
+    InputTooLarge = 1005, "input_too_large", Input, "输入数据过大", "input too large";
+
+    // 2xxx: cryptographic checks
+    /// A signature did not verify.
+    SignatureInvalid = 2001, "signature_invalid", Crypto, "签名验证失败", "signature verification failed";
+    /// Decryption failed: wrong key, or the ciphertext was altered.
+    DecryptionFailed = 2002, "decryption_failed", Crypto, "解密失败：密钥不匹配或密文已被篡改", "decryption failed: wrong key or altered ciphertext";
+    /// An authentication tag or padding check failed.
+    IntegrityCheckFailed = 2003, "integrity_check_failed", Crypto, "完整性校验失败", "integrity check failed";
+    /// The random number generator failed.
+    RandomFailed = 2004, "random_failed", System, "随机数生成失败", "random number generator failed";
+
+    // 3xxx: certificates, chains, CMS
+    /// The certificate could not be parsed.
+    CertificateMalformed = 3001, "certificate_malformed", Certificate, "证书格式错误", "malformed certificate";
+    /// The certificate has expired.
+    CertificateExpired = 3002, "certificate_expired", Certificate, "证书已过期", "certificate has expired";
+    /// The certificate is not valid yet.
+    CertificateNotYetValid = 3003, "certificate_not_yet_valid", Certificate, "证书尚未生效", "certificate is not yet valid";
+    /// No trusted issuer could be found for the chain.
+    UnknownIssuer = 3004, "unknown_issuer", Certificate, "找不到受信任的颁发者", "unknown or untrusted issuer";
+    /// A certificate's signature does not verify with its issuer's key.
+    CertificateSignatureInvalid = 3005, "certificate_signature_invalid", Certificate, "证书签名无效", "certificate signature is invalid";
+    /// An issuer in the chain is not allowed to issue certificates.
+    IssuerNotCa = 3006, "issuer_not_ca", Certificate, "颁发者不是 CA 证书", "issuer is not a CA";
+    /// The chain is longer than allowed or loops.
+    ChainTooLong = 3007, "chain_too_long", Certificate, "证书链过长", "certificate chain too long";
+    /// The certificate may not be used for this purpose (key usage).
+    CertificateUsageMismatch = 3008, "certificate_usage_mismatch", Certificate, "证书用途不符", "certificate not valid for this use";
+    /// A PKCS#10 request could not be parsed or its signature is wrong.
+    CsrInvalid = 3010, "csr_invalid", Certificate, "证书请求无效", "invalid certificate request";
+    /// A CMS/PKCS#7 structure could not be parsed.
+    CmsMalformed = 3020, "cms_malformed", Input, "PKCS#7/CMS 数据格式错误", "malformed PKCS#7/CMS data";
+    /// The CMS content digest does not match the signed attributes.
+    CmsDigestMismatch = 3021, "cms_digest_mismatch", Crypto, "签名原文已被修改", "signed content does not match its digest";
+    /// No recipient in an envelope matches the given certificate/key.
+    CmsNoRecipient = 3022, "cms_no_recipient", Crypto, "数字信封中没有与此证书匹配的接收者", "no matching recipient in the envelope";
+    /// Detached signature verified without its content.
+    CmsContentMissing = 3023, "cms_content_missing", Input, "分离式签名缺少原文", "detached signature needs its content";
+
+    // 4xxx: key media (used by the token layer)
+    /// Wrong PIN; the retry count travels in the error data.
+    WrongPin = 4001, "wrong_pin", Token, "口令错误", "wrong PIN";
+    /// The PIN is locked after too many wrong attempts.
+    PinLocked = 4002, "pin_locked", Token, "口令已锁定，请使用管理员口令解锁", "PIN is locked; unblock it with the SO PIN";
+    /// The medium was removed during the operation.
+    DeviceRemoved = 4003, "device_removed", Token, "介质已拔出", "the key medium was removed";
+    /// No such device.
+    UnknownDevice = 4004, "unknown_device", Token, "找不到该介质", "unknown device";
+    /// No such container or certificate on the medium.
+    NotFound = 4005, "not_found", Token, "找不到指定的容器或证书", "container or certificate not found";
+
+    // 9xxx: system
+    /// File or stream I/O failed.
+    Io = 9001, "io", System, "读写失败", "I/O error";
+    /// A bug: an invariant did not hold.
+    Internal = 9999, "internal", System, "内部错误", "internal error";
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "E{} {}", self.number(), self.name())
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u32(self.number())
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u32::deserialize(d)?;
+        ErrorCode::from_number(n).ok_or_else(|| serde::de::Error::custom(format!("unknown error code {n}")))
+    }
+}
+
+/// Implemented by every library error type that can reach a user.
+pub trait HasErrorCode {
+    /// The stable code of this error.
+    fn code(&self) -> ErrorCode;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn numbers_and_names_are_unique() {
+        let mut nums = HashSet::new();
+        let mut names = HashSet::new();
+        for c in ErrorCode::ALL {
+            assert!(nums.insert(c.number()), "duplicate number {}", c.number());
+            assert!(names.insert(c.name()), "duplicate name {}", c.name());
+            assert_eq!(ErrorCode::from_number(c.number()), Some(*c));
+            assert_eq!(ErrorCode::from_name(c.name()), Some(*c));
+            assert!(!c.message(Lang::ZhCn).is_empty() && !c.message(Lang::En).is_empty());
+            assert_ne!(c.message(Lang::ZhCn), c.message(Lang::En));
+        }
+    }
+
+    #[test]
+    fn number_ranges_match_categories() {
+        for c in ErrorCode::ALL {
+            let ok = match c.number() / 1000 {
+                1 => c.category() == Category::Input,
+                2 => matches!(c.category(), Category::Crypto | Category::System),
+                3 => matches!(c.category(), Category::Certificate | Category::Crypto | Category::Input),
+                4 => c.category() == Category::Token,
+                9 => c.category() == Category::System,
+                _ => false,
+            };
+            assert!(ok, "{c} is in the wrong range for {:?}", c.category());
+        }
+    }
+
+    #[test]
+    fn serializes_as_number() {
+        let s = serde_json::to_string(&ErrorCode::WrongPin).unwrap_or_default();
+        assert_eq!(s, "4001");
+        let back: ErrorCode = serde_json::from_str("3002").unwrap_or(ErrorCode::Internal);
+        assert_eq!(back, ErrorCode::CertificateExpired);
+        assert!(serde_json::from_str::<ErrorCode>("12345").is_err());
+    }
+
+    /// docs/error-codes.md is the published contract; it must list exactly this table.
+    #[test]
+    fn docs_table_matches() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/error-codes.md");
+        let doc = std::fs::read_to_string(path).unwrap_or_default();
+        let expected = markdown_table();
+        assert!(
+            doc.contains(&expected),
+            "docs/error-codes.md is out of date; regenerate with:\n  cargo run -p kb-types --example error_table > docs/error-codes.md"
+        );
+    }
+
+    fn markdown_table() -> String {
+        crate::error_code::markdown_table()
+    }
+}
+
+/// The code table as a Markdown table (what docs/error-codes.md holds).
+pub fn markdown_table() -> String {
+    let mut s = String::from("| code | name | category | zh-CN | en |\n|---|---|---|---|---|\n");
+    for c in ErrorCode::ALL {
+        s.push_str(&format!(
+            "| {} | `{}` | {:?} | {} | {} |\n",
+            c.number(),
+            c.name(),
+            c.category(),
+            c.message(Lang::ZhCn),
+            c.message(Lang::En)
+        ));
+    }
+    s
+}
