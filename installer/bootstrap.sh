@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Installs everything KeyBridge needs to build, run and test on Debian 12.
+# Idempotent: run it as often as you like. Uses sudo when not root.
+#
+#   installer/bootstrap.sh            system packages + test peers
+#   installer/bootstrap.sh --system   system packages only
+#
+# Test peers (PyPI gmssl, npm sm-crypto) go into $KB_TOOLS (default ~/.cache/keybridge),
+# never into the system Python or a global node_modules.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+KB_TOOLS="${KB_TOOLS:-$HOME/.cache/keybridge}"
+MODE="${1:-all}"
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+# Debian packages: build tools, OpenSSL 3 (CLI peer + libssl for the benchmark's
+# in-process OpenSSL comparison), Python and Node for the gmssl / sm-crypto peers.
+APT_PACKAGES=(
+  ca-certificates build-essential pkg-config
+  openssl libssl-dev
+  python3 python3-venv python3-pip
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# Node.js: any v18+ on PATH will do; otherwise Debian's.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  missing+=(nodejs npm)
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "bootstrap: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "bootstrap: cargo not found; install Rust from https://rustup.rs (stable)" >&2
+  exit 1
+fi
+
+[ "$MODE" = "--system" ] && exit 0
+
+# PyPI peers in a private venv.
+mkdir -p "$KB_TOOLS"
+if [ ! -x "$KB_TOOLS/venv/bin/python" ]; then
+  python3 -m venv "$KB_TOOLS/venv"
+fi
+if ! "$KB_TOOLS/venv/bin/python" -c "import gmssl" 2>/dev/null; then
+  "$KB_TOOLS/venv/bin/pip" install -q -r "$ROOT/tests/interop/requirements.txt"
+fi
+
+# npm peers, pinned by the lock file.
+if [ ! -d "$ROOT/tests/interop/node/node_modules/sm-crypto" ]; then
+  (cd "$ROOT/tests/interop/node" && npm ci --silent --no-audit --no-fund)
+fi
+
+echo "bootstrap: ok (tools in $KB_TOOLS)"
