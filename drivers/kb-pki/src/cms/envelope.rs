@@ -1,0 +1,473 @@
+//! EnvelopedData (RFC 5652 §6, GM/T 0010 §9), streaming in constant memory.
+//!
+//! Content is SM4-CBC with PKCS#7 padding under a fresh 128-bit key; the key goes to
+//! each recipient as a KeyTransRecipientInfo: SM2-encrypted (GM/T 0009 ASN.1 ciphertext,
+//! algorithm `1.2.156.10197.1.301.3`) or RSA (PKCS#1 v1.5 by default, OAEP on request).
+//!
+//! With a known content length the output is DER; with an unknown one (a pipe) it is
+//! BER with indefinite lengths and 64 KiB OCTET STRING segments, as OpenSSL `-stream`
+//! writes. Decryption reads both.
+
+use super::Profile;
+use super::ber::{self, StreamReader, tag};
+use crate::cert::Certificate;
+use crate::{PkiError, Result, oid};
+use der::asn1::ObjectIdentifier as Oid;
+use kb_crypto::rsa::RsaPadding;
+use kb_crypto::sm4::{CbcDecryptor, CbcEncryptor, Padding, Transform};
+use kb_crypto::{HashAlgorithm, PrivateKey, PublicKey};
+use std::io::{Read, Write};
+use zeroize::Zeroizing;
+
+/// Segment size for indefinite-length output and the streaming buffer.
+const CHUNK: usize = 64 * 1024;
+
+/// How to build an envelope.
+#[derive(Clone, Debug)]
+pub struct EnvelopeOptions {
+    /// OIDs; `None` = GM/T 0010 when every recipient is SM2, else RFC 5652.
+    pub profile: Option<Profile>,
+    /// Key transport padding for RSA recipients.
+    pub rsa_padding: RsaPadding,
+}
+
+impl Default for EnvelopeOptions {
+    fn default() -> Self {
+        Self { profile: None, rsa_padding: RsaPadding::Pkcs1v15 }
+    }
+}
+
+/// Who can open an envelope.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum RecipientId {
+    /// issuer DER (hex) and serial (upper-case hex).
+    IssuerSerial {
+        /// Issuer name, display form.
+        issuer: String,
+        /// Serial, upper-case hex.
+        serial: String,
+        /// Raw issuer DER (for matching).
+        #[serde(skip)]
+        issuer_der: Vec<u8>,
+        /// Raw serial INTEGER contents (for matching).
+        #[serde(skip)]
+        serial_raw: Vec<u8>,
+    },
+    /// subjectKeyIdentifier (hex).
+    KeyId(String),
+}
+
+impl RecipientId {
+    /// Whether `cert` is this recipient.
+    pub fn matches(&self, cert: &Certificate) -> bool {
+        match self {
+            RecipientId::IssuerSerial { issuer_der, serial_raw, .. } => {
+                &cert.issuer_der() == issuer_der && cert.serial_bytes() == serial_raw.as_slice()
+            }
+            RecipientId::KeyId(k) => cert.subject_key_id().map(hex::encode_upper).as_deref() == Some(k.as_str()),
+        }
+    }
+}
+
+/// Decrypts a wrapped content key. Implemented by whatever holds the private key — a
+/// software key here, a device later — so the key never leaves its medium.
+pub trait KeyDecrypter {
+    /// The recipient certificate this decrypter answers for.
+    fn certificate(&self) -> &Certificate;
+    /// Unwrap `encrypted_key` made with key-encryption algorithm `alg` (with raw DER
+    /// parameters, if any).
+    fn decrypt_key(&self, alg: &Oid, params: Option<&[u8]>, encrypted_key: &[u8]) -> Result<Zeroizing<Vec<u8>>>;
+}
+
+/// A [`KeyDecrypter`] over an in-memory key.
+pub struct LocalDecrypter {
+    key: PrivateKey,
+    cert: Certificate,
+}
+
+impl LocalDecrypter {
+    /// Pair a private key with its certificate (checked to match).
+    pub fn new(key: PrivateKey, cert: Certificate) -> Result<Self> {
+        if key.public_key() != cert.public_key()? {
+            return Err(PkiError::UsageMismatch("decryption: the certificate does not belong to this key"));
+        }
+        Ok(Self { key, cert })
+    }
+}
+
+impl KeyDecrypter for LocalDecrypter {
+    fn certificate(&self) -> &Certificate {
+        &self.cert
+    }
+    fn decrypt_key(&self, alg: &Oid, params: Option<&[u8]>, encrypted_key: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        let padding = match *alg {
+            oid::SM2_ENCRYPT | oid::SM2_CURVE | oid::EC_PUBLIC_KEY => RsaPadding::Pkcs1v15, // ignored for SM2
+            oid::RSA => RsaPadding::Pkcs1v15,
+            oid::RSA_OAEP => RsaPadding::Oaep(oaep_hash(params)?),
+            other => return Err(PkiError::Crypto(kb_crypto::CryptoError::Unsupported(format!("key transport {other}")))),
+        };
+        Ok(self.key.decrypt(encrypted_key, padding)?)
+    }
+}
+
+/// RSAES-OAEP-params: the hash in `[0]` (default SHA-1). MGF1 is assumed to use the same hash.
+fn oaep_hash(params: Option<&[u8]>) -> Result<HashAlgorithm> {
+    let Some(p) = params else { return Ok(HashAlgorithm::Sha1) };
+    let t = ber::parse_all(p)?;
+    if t.tag == tag::NULL {
+        return Ok(HashAlgorithm::Sha1);
+    }
+    for f in t.expect(tag::SEQUENCE)?.children()? {
+        if f.tag == tag::CTX0_C {
+            let alg = f.children()?.into_iter().next().ok_or_else(|| ber::err("empty OAEP hash"))?;
+            let o = alg.children()?.first().ok_or_else(|| ber::err("empty OAEP hash"))?.oid()?;
+            return oid::hash_from_oid(&o).ok_or_else(|| ber::err(format!("OAEP hash {o}")));
+        }
+    }
+    Ok(HashAlgorithm::Sha1)
+}
+
+fn oaep_params(h: HashAlgorithm) -> Vec<u8> {
+    let hash_alg = ber::alg_id(&oid::hash_oid(h), None);
+    let mgf = ber::seq(&[&ber::oid(&Oid::new_unwrap("1.2.840.113549.1.1.8")), &hash_alg]);
+    ber::seq(&[&ber::tlv(tag::CTX0_C, &hash_alg), &ber::tlv(tag::CTX1_C, &mgf)])
+}
+
+fn recipient_info(cert: &Certificate, cek: &[u8], opts: &EnvelopeOptions) -> Result<Vec<u8>> {
+    if cert.usage() == kb_types::KeyUsage::Sign {
+        return Err(PkiError::UsageMismatch("encryption (this is a signing certificate; use the encryption certificate)"));
+    }
+    let pk = cert.public_key()?;
+    let (alg, wrapped) = match &pk {
+        PublicKey::Sm2(_) => (ber::alg_id(&oid::SM2_ENCRYPT, None), pk.encrypt(cek, opts.rsa_padding)?),
+        PublicKey::Rsa(_) => {
+            let alg = match opts.rsa_padding {
+                RsaPadding::Pkcs1v15 => ber::alg_id(&oid::RSA, Some(&[tag::NULL, 0])),
+                RsaPadding::Oaep(h) => ber::alg_id(&oid::RSA_OAEP, Some(&oaep_params(h))),
+            };
+            (alg, pk.encrypt(cek, opts.rsa_padding)?)
+        }
+        PublicKey::EcP256(_) => return Err(PkiError::UsageMismatch("encryption (ECDSA keys cannot receive envelopes)")),
+    };
+    let rid = ber::seq(&[&cert.issuer_der(), &ber::tlv(tag::INTEGER, cert.serial_bytes())]);
+    Ok(ber::seq(&[&ber::small_int(0), &rid, &alg, &ber::octet_string(&wrapped)]))
+}
+
+/// Encrypt everything `r` yields to `recipients`, writing the envelope to `w`.
+/// `content_len` gives DER output (and is checked against what `r` yields); `None`
+/// streams BER with indefinite lengths. Returns the bytes written.
+pub fn encrypt(
+    mut r: impl Read,
+    mut w: impl Write,
+    content_len: Option<u64>,
+    recipients: &[Certificate],
+    opts: &EnvelopeOptions,
+) -> Result<u64> {
+    if recipients.is_empty() {
+        return Err(PkiError::Crypto(kb_crypto::CryptoError::InvalidParameter("an envelope needs at least one recipient")));
+    }
+    let all_sm2 = recipients.iter().all(|c| matches!(c.public_key(), Ok(PublicKey::Sm2(_))));
+    let profile = opts.profile.unwrap_or(if all_sm2 { Profile::Gm } else { Profile::Rfc5652 });
+    let cek = Zeroizing::new(kb_crypto::rng::random_array::<16>()?);
+    let iv = kb_crypto::rng::random_array::<16>()?;
+    let infos = recipients.iter().map(|c| recipient_info(c, &cek[..], opts)).collect::<Result<Vec<_>>>()?;
+    let recipient_set = ber::set_of(infos);
+    let eci_prefix = [ber::oid(&profile.data()), ber::alg_id(&oid::SM4_CBC, Some(&ber::octet_string(&iv)))].concat();
+    let version = ber::small_int(0);
+    let mut enc = CbcEncryptor::new(&cek, &iv, Padding::Pkcs7);
+    let mut written = 0u64;
+    let mut put = |w: &mut dyn Write, b: &[u8]| -> Result<()> {
+        w.write_all(b)?;
+        written += b.len() as u64;
+        Ok(())
+    };
+
+    match content_len {
+        Some(n) => {
+            let padded = (n / 16 + 1) * 16;
+            let content_hdr = ber::header(tag::CTX0_P, padded);
+            let eci_len = eci_prefix.len() as u64 + content_hdr.len() as u64 + padded;
+            let eci_hdr = ber::header(tag::SEQUENCE, eci_len);
+            let ed_len = (version.len() + recipient_set.len() + eci_hdr.len()) as u64 + eci_len;
+            let ed_hdr = ber::header(tag::SEQUENCE, ed_len);
+            let explicit_hdr = ber::header(tag::CTX0_C, ed_hdr.len() as u64 + ed_len);
+            let ct_oid = ber::oid(&profile.enveloped_data());
+            let ci_hdr = ber::header(tag::SEQUENCE, (ct_oid.len() + explicit_hdr.len()) as u64 + ed_hdr.len() as u64 + ed_len);
+            for part in [&ci_hdr, &ct_oid, &explicit_hdr, &ed_hdr, &version, &recipient_set, &eci_hdr, &eci_prefix, &content_hdr]
+            {
+                put(&mut w, part)?;
+            }
+            let mut buf = vec![0u8; CHUNK];
+            let mut out = Vec::with_capacity(CHUNK + 32);
+            let mut seen = 0u64;
+            loop {
+                let k = r.read(&mut buf)?;
+                if k == 0 {
+                    break;
+                }
+                seen += k as u64;
+                if seen > n {
+                    return Err(PkiError::Io("content is longer than announced".into()));
+                }
+                out.clear();
+                enc.update(&buf[..k], &mut out);
+                put(&mut w, &out)?;
+            }
+            if seen != n {
+                return Err(PkiError::Io("content is shorter than announced".into()));
+            }
+            out.clear();
+            enc.finish(&mut out)?;
+            put(&mut w, &out)?;
+        }
+        None => {
+            let ind = |t: u8| [t, 0x80];
+            put(&mut w, &ind(tag::SEQUENCE))?;
+            put(&mut w, &ber::oid(&profile.enveloped_data()))?;
+            put(&mut w, &ind(tag::CTX0_C))?;
+            put(&mut w, &ind(tag::SEQUENCE))?;
+            put(&mut w, &version)?;
+            put(&mut w, &recipient_set)?;
+            put(&mut w, &ind(tag::SEQUENCE))?;
+            put(&mut w, &eci_prefix)?;
+            put(&mut w, &ind(tag::CTX0_C))?;
+            let mut buf = vec![0u8; CHUNK];
+            let mut out = Vec::with_capacity(CHUNK + 32);
+            loop {
+                let k = r.read(&mut buf)?;
+                out.clear();
+                if k == 0 {
+                    enc.finish(&mut out)?;
+                } else {
+                    enc.update(&buf[..k], &mut out);
+                }
+                if !out.is_empty() {
+                    put(&mut w, &ber::tlv(tag::OCTET_STRING, &out))?;
+                }
+                if k == 0 {
+                    break;
+                }
+            }
+            // End-of-contents for [0], EncryptedContentInfo, EnvelopedData, [0], ContentInfo.
+            put(&mut w, &[0u8; 10])?;
+        }
+    }
+    w.flush()?;
+    Ok(written)
+}
+
+/// Encrypt in memory.
+pub fn encrypt_bytes(content: &[u8], recipients: &[Certificate], opts: &EnvelopeOptions) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(content.len() + 1024);
+    encrypt(content, &mut out, Some(content.len() as u64), recipients, opts)?;
+    Ok(out)
+}
+
+struct Recipient {
+    id: RecipientId,
+    alg: Oid,
+    params: Option<Vec<u8>>,
+    encrypted_key: Vec<u8>,
+}
+
+/// What an envelope says about itself before any decryption: profile, recipients and
+/// content algorithm. Reading it consumes the stream up to the encrypted content.
+#[derive(Debug, serde::Serialize)]
+pub struct EnvelopeHeader {
+    /// OIDs used.
+    pub profile: Profile,
+    /// Who can open it.
+    pub recipients: Vec<RecipientId>,
+    /// Content-encryption algorithm OID.
+    pub content_algorithm: String,
+    #[serde(skip)]
+    keys: Vec<Recipient>,
+    #[serde(skip)]
+    iv: Vec<u8>,
+    #[serde(skip)]
+    content_alg: Oid,
+}
+
+impl std::fmt::Debug for Recipient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Recipient({:?}, {})", self.id, self.alg)
+    }
+}
+
+fn parse_recipients(set_der: &[u8]) -> Result<Vec<Recipient>> {
+    let set = ber::parse_all(set_der)?.expect(tag::SET)?;
+    let mut out = Vec::new();
+    for ri in set.children()? {
+        if ri.tag != tag::SEQUENCE {
+            continue; // KeyAgree/KEK/password recipients are tagged: not supported, skipped
+        }
+        let f = ri.children()?;
+        if f.len() < 4 {
+            return Err(ber::err("KeyTransRecipientInfo too short"));
+        }
+        let id = match f[1].tag {
+            tag::SEQUENCE => {
+                let k = f[1].children()?;
+                if k.len() != 2 {
+                    return Err(ber::err("bad IssuerAndSerialNumber"));
+                }
+                let issuer = x509_cert::name::Name::from_der(k[0].raw).map(|n| crate::name::display(&n)).unwrap_or_default();
+                let serial_raw = k[1].expect(tag::INTEGER)?.value.to_vec();
+                let trimmed = if serial_raw.len() > 1 && serial_raw[0] == 0 { &serial_raw[1..] } else { &serial_raw[..] };
+                RecipientId::IssuerSerial {
+                    issuer,
+                    serial: hex::encode_upper(trimmed),
+                    issuer_der: k[0].raw.to_vec(),
+                    serial_raw,
+                }
+            }
+            tag::CTX0_P => RecipientId::KeyId(hex::encode_upper(f[1].value)),
+            other => return Err(ber::err(format!("bad recipient identifier tag 0x{other:02x}"))),
+        };
+        let alg_f = f[2].expect(tag::SEQUENCE)?.children()?;
+        let alg = alg_f.first().ok_or_else(|| ber::err("empty AlgorithmIdentifier"))?.oid()?;
+        let params = alg_f.get(1).map(|p| p.raw.to_vec());
+        let encrypted_key = f[3].octets(tag::OCTET_STRING, tag::OCTET_STRING_C)?;
+        out.push(Recipient { id, alg, params, encrypted_key });
+    }
+    Ok(out)
+}
+
+use der::Decode;
+
+impl EnvelopeHeader {
+    /// Read the header from a stream positioned at the start of the envelope.
+    pub fn read<R: Read>(r: &mut StreamReaderHandle<R>) -> Result<Self> {
+        let s = &mut r.0;
+        let expect = |got: u8, want: u8, what: &str| -> Result<()> {
+            if got == want { Ok(()) } else { Err(ber::err(format!("{what}: expected tag 0x{want:02x}, found 0x{got:02x}"))) }
+        };
+        let (t, _, _) = s.header()?;
+        expect(t, tag::SEQUENCE, "ContentInfo")?;
+        let ct = s.element()?;
+        let ct = ber::parse_all(&ct)?.oid()?;
+        let profile = if ct == super::content_type::GM_ENVELOPED_DATA {
+            Profile::Gm
+        } else if ct == super::content_type::ENVELOPED_DATA {
+            Profile::Rfc5652
+        } else {
+            return Err(ber::err(format!("not EnvelopedData (content type {ct})")));
+        };
+        let (t, _, _) = s.header()?;
+        expect(t, tag::CTX0_C, "ContentInfo content")?;
+        let (t, _, _) = s.header()?;
+        expect(t, tag::SEQUENCE, "EnvelopedData")?;
+        let v = s.element()?;
+        ber::parse_all(&v)?.expect(tag::INTEGER)?;
+        let mut el = s.element()?;
+        if el.first() == Some(&tag::CTX0_C) {
+            el = s.element()?; // originatorInfo: skipped
+        }
+        let keys = parse_recipients(&el)?;
+        let (t, _, _) = s.header()?;
+        expect(t, tag::SEQUENCE, "EncryptedContentInfo")?;
+        let _content_type = s.element()?;
+        let alg = s.element()?;
+        let alg_t = ber::parse_all(&alg)?.expect(tag::SEQUENCE)?;
+        let f = alg_t.children()?;
+        let content_alg = f.first().ok_or_else(|| ber::err("empty AlgorithmIdentifier"))?.oid()?;
+        let iv = match f.get(1) {
+            Some(p) => p.octets(tag::OCTET_STRING, tag::OCTET_STRING_C)?,
+            None => Vec::new(),
+        };
+        Ok(Self {
+            profile,
+            recipients: keys.iter().map(|k| k.id.clone()).collect(),
+            content_algorithm: oid::name(&content_alg).map(str::to_string).unwrap_or_else(|| content_alg.to_string()),
+            keys,
+            iv,
+            content_alg,
+        })
+    }
+}
+
+/// A stream being read as an envelope (opaque; see [`EnvelopeHeader::read`]).
+pub struct StreamReaderHandle<R>(StreamReader<R>);
+
+impl<R: Read> StreamReaderHandle<R> {
+    /// Wrap a reader.
+    pub fn new(r: R) -> Self {
+        Self(StreamReader::new(r))
+    }
+}
+
+/// Decrypt an envelope from `r` into `w` with `key`. Returns the plaintext bytes written.
+///
+/// Plaintext is written as it is decrypted; if this returns an error (bad padding,
+/// truncated input) the caller must discard what was written.
+pub fn decrypt(r: impl Read, mut w: impl Write, key: &dyn KeyDecrypter) -> Result<u64> {
+    let mut h = StreamReaderHandle::new(r);
+    let header = EnvelopeHeader::read(&mut h)?;
+    let s = &mut h.0;
+    if !(header.content_alg == oid::SM4_CBC || header.content_alg == oid::SM4) {
+        return Err(PkiError::Crypto(kb_crypto::CryptoError::Unsupported(format!("content encryption {}", header.content_alg))));
+    }
+    let iv: [u8; 16] = header.iv.as_slice().try_into().map_err(|_| ber::err("SM4-CBC IV must be 16 bytes"))?;
+    let cert = key.certificate();
+    let rec = header.keys.iter().find(|k| k.id.matches(cert)).ok_or(PkiError::CmsNoRecipient)?;
+    let cek = key.decrypt_key(&rec.alg, rec.params.as_deref(), &rec.encrypted_key)?;
+    let cek: Zeroizing<[u8; 16]> =
+        Zeroizing::new(cek.as_slice().try_into().map_err(|_| PkiError::Crypto(kb_crypto::CryptoError::DecryptFailed))?);
+    let mut dec = CbcDecryptor::new(&cek, &iv, Padding::Pkcs7);
+    let mut written = 0u64;
+    let mut buf = vec![0u8; CHUNK];
+    let mut out = Vec::with_capacity(CHUNK + 32);
+
+    // Stream `len` bytes of ciphertext through the decryptor.
+    let mut pump = |s: &mut StreamReader<_>, mut len: u64, w: &mut dyn Write| -> Result<()> {
+        while len > 0 {
+            let want = (len.min(CHUNK as u64)) as usize;
+            let k = s.some(&mut buf[..want])?;
+            if k == 0 {
+                return Err(ber::err("truncated encrypted content"));
+            }
+            len -= k as u64;
+            out.clear();
+            dec.update(&buf[..k], &mut out);
+            w.write_all(&out)?;
+            written += out.len() as u64;
+        }
+        Ok(())
+    };
+
+    let (t, len, _) = s.header()?;
+    match (t, len) {
+        (tag::CTX0_P, Some(l)) => pump(s, l, &mut w)?,
+        (tag::CTX0_C, outer) => {
+            let start = s.pos;
+            loop {
+                if let Some(l) = outer {
+                    if s.pos - start >= l {
+                        break;
+                    }
+                }
+                let (t, l, _) = s.header()?;
+                match (t, l) {
+                    (0, Some(0)) if outer.is_none() => break,
+                    (tag::OCTET_STRING, Some(l)) => pump(s, l, &mut w)?,
+                    _ => return Err(ber::err(format!("unexpected tag 0x{t:02x} in encrypted content"))),
+                }
+            }
+        }
+        _ => return Err(ber::err("EnvelopedData without encrypted content")),
+    }
+    out.clear();
+    dec.finish(&mut out).map_err(|_| PkiError::Crypto(kb_crypto::CryptoError::DecryptFailed))?;
+    w.write_all(&out)?;
+    written += out.len() as u64;
+    w.flush()?;
+    Ok(written)
+}
+
+/// Decrypt in memory.
+pub fn decrypt_bytes(envelope: &[u8], key: &dyn KeyDecrypter) -> Result<Zeroizing<Vec<u8>>> {
+    let envelope = super::unarmor(envelope)?;
+    let mut out = Zeroizing::new(Vec::with_capacity(envelope.len()));
+    decrypt(&envelope[..], &mut *out, key)?;
+    Ok(out)
+}
