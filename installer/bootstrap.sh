@@ -46,18 +46,28 @@ fi
 
 [ "$MODE" = "--system" ] && exit 0
 
-# PyPI peers in a private venv.
+# PyPI peers in a private venv. Reinstalled whenever requirements.txt changes (a stamp
+# holds its hash), so bumping a pin takes effect; the interop tests refuse a peer whose
+# version differs from the pin.
 mkdir -p "$KB_TOOLS"
-if [ ! -x "$KB_TOOLS/venv/bin/python" ]; then
-  python3 -m venv "$KB_TOOLS/venv"
+VENV="$KB_TOOLS/venv"
+REQS="$ROOT/tests/interop/requirements.txt"
+if ! "$VENV/bin/python" -c "" 2>/dev/null; then
+  # Missing, or broken by a Python upgrade.
+  python3 -m venv --clear "$VENV"
 fi
-if ! "$KB_TOOLS/venv/bin/python" -c "import gmssl" 2>/dev/null; then
-  "$KB_TOOLS/venv/bin/pip" install -q -r "$ROOT/tests/interop/requirements.txt"
+want="$(sha256sum "$REQS" | cut -d' ' -f1)"
+if [ "$(cat "$VENV/.kb-requirements.sha256" 2>/dev/null)" != "$want" ] || ! "$VENV/bin/python" -c "import gmssl" 2>/dev/null; then
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REQS"
+  echo "$want" > "$VENV/.kb-requirements.sha256"
 fi
 
-# npm peers, pinned by the lock file.
-if [ ! -d "$ROOT/tests/interop/node/node_modules/sm-crypto" ]; then
-  (cd "$ROOT/tests/interop/node" && npm ci --silent --no-audit --no-fund)
+# npm peers, pinned by the lock file; reinstalled whenever the lock changes.
+NODE_DIR="$ROOT/tests/interop/node"
+want="$(sha256sum "$NODE_DIR/package-lock.json" | cut -d' ' -f1)"
+if [ "$(cat "$NODE_DIR/node_modules/.kb-lock.sha256" 2>/dev/null)" != "$want" ] || [ ! -d "$NODE_DIR/node_modules/sm-crypto" ]; then
+  (cd "$NODE_DIR" && npm ci --silent --no-audit --no-fund)
+  echo "$want" > "$NODE_DIR/node_modules/.kb-lock.sha256"
 fi
 
 echo "bootstrap: ok (tools in $KB_TOOLS)"

@@ -13,7 +13,6 @@ use crate::{CryptoError, Result, rng};
 use der::{Decode, Encode, asn1::OctetStringRef};
 use signature::hazmat::{PrehashVerifier, RandomizedPrehashSigner};
 use sm2::elliptic_curve::sec1::{FromSec1Point, ToSec1Point};
-use sm2::pke::Mode;
 use sm3::{Digest, Sm3};
 use std::fmt;
 use zeroize::Zeroizing;
@@ -54,6 +53,11 @@ impl Sm2PrivateKey {
     pub fn from_bytes(d: &[u8]) -> Result<Self> {
         if d.len() != 32 {
             return Err(CryptoError::InvalidKey("SM2 private key must be 32 bytes"));
+        }
+        // GM/T 0003.1 limits d to [1, n−2]: with d = n−1, 1 + d ≡ 0 (mod n) has no inverse
+        // and signing fails. RustCrypto only rejects 0 and ≥ n.
+        if bool::from(subtle::ConstantTimeEq::ct_eq(d, &N_MINUS_1[..])) {
+            return Err(CryptoError::InvalidKey("SM2 private key out of range"));
         }
         let signing =
             sm2::dsa::SigningKey::from_slice("", d).map_err(|_| CryptoError::InvalidKey("SM2 private key out of range"))?;
@@ -103,20 +107,86 @@ impl Sm2PrivateKey {
     /// without `04`). The plaintext is zeroized on drop.
     pub fn decrypt(&self, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         let candidates = Sm2Ciphertext::candidates(ciphertext)?;
+        // The readings of one input share C1, so [d]C1 is computed once per distinct C1.
+        let mut shared: Option<([u8; 64], Zeroizing<[u8; 64]>)> = None;
         for ct in &candidates {
-            if let Ok(pt) = self.decrypt_ciphertext(ct) {
+            let c1 = ct.c1_xy();
+            let x2y2 = match &shared {
+                Some((k, v)) if *k == c1 => v.clone(),
+                _ => {
+                    let v = self.shared_point(ct)?;
+                    shared = Some((c1, v.clone()));
+                    v
+                }
+            };
+            if let Ok(pt) = open(&x2y2, ct) {
                 return Ok(pt);
             }
         }
         Err(CryptoError::DecryptFailed)
     }
 
-    /// Decrypt a parsed ciphertext.
+    /// Decrypt a parsed ciphertext (GM/T 0003.4 §7, B1–B7).
     pub fn decrypt_ciphertext(&self, ct: &Sm2Ciphertext) -> Result<Zeroizing<Vec<u8>>> {
-        let dk = sm2::pke::DecryptingKey::new_with_mode(*self.signing.as_nonzero_scalar(), Mode::C1C3C2);
-        let raw = ct.encode(CiphertextLayout::C1C3C2, true);
-        dk.decrypt(&raw).map(Zeroizing::new).map_err(|_| CryptoError::DecryptFailed)
+        open(&*self.shared_point(ct)?, ct)
     }
+
+    /// B1–B3: check C1 is on the curve (the cofactor is 1, so that is all B2 needs) and
+    /// compute `[d]C1 = (x2, y2)`.
+    fn shared_point(&self, ct: &Sm2Ciphertext) -> Result<Zeroizing<[u8; 64]>> {
+        let c1 = ct.point()?;
+        let p = (sm2::ProjectivePoint::from(c1) * *self.signing.as_nonzero_scalar().as_ref()).to_affine();
+        affine_xy(&p).ok_or(CryptoError::DecryptFailed)
+    }
+}
+
+/// `x ‖ y` of an affine point, or `None` for the point at infinity.
+fn affine_xy(p: &sm2::AffinePoint) -> Option<Zeroizing<[u8; 64]>> {
+    let enc = p.to_sec1_point(false);
+    let b = enc.as_bytes();
+    if b.len() != 65 {
+        return None;
+    }
+    let mut out = Zeroizing::new([0u8; 64]);
+    out.copy_from_slice(&b[1..]);
+    Some(out)
+}
+
+/// `data ^= KDF(x2 ‖ y2, len)` (GM/T 0003.4 §5.4.3). Returns false when the key stream
+/// was all zero, which the standard requires to be rejected.
+fn kdf_xor(x2y2: &[u8; 64], data: &mut [u8]) -> bool {
+    let mut any = 0u8;
+    for (i, chunk) in data.chunks_mut(32).enumerate() {
+        let mut h = Sm3::new();
+        h.update(&x2y2[..]);
+        h.update(((i + 1) as u32).to_be_bytes());
+        let t = h.finalize();
+        for (d, k) in chunk.iter_mut().zip(t.iter()) {
+            any |= *k;
+            *d ^= *k;
+        }
+    }
+    any != 0
+}
+
+/// `C3 = SM3(x2 ‖ M ‖ y2)`.
+fn c3_of(x2y2: &[u8; 64], msg: &[u8]) -> [u8; 32] {
+    let mut h = Sm3::new();
+    h.update(&x2y2[..32]);
+    h.update(msg);
+    h.update(&x2y2[32..]);
+    h.finalize().into()
+}
+
+/// B4–B7: unmask C2 and check C3 in constant time.
+fn open(x2y2: &[u8; 64], ct: &Sm2Ciphertext) -> Result<Zeroizing<Vec<u8>>> {
+    let mut m = Zeroizing::new(ct.c2.clone());
+    let nonzero = kdf_xor(x2y2, &mut m);
+    let u = c3_of(x2y2, &m);
+    if !nonzero || !bool::from(subtle::ConstantTimeEq::ct_eq(&u[..], &ct.c3[..])) {
+        return Err(CryptoError::DecryptFailed);
+    }
+    Ok(m)
 }
 
 /// An SM2 public key (a point on the SM2 curve).
@@ -210,18 +280,38 @@ impl Sm2PublicKey {
         vk.verify_prehash(e, &s).map_err(|_| CryptoError::BadSignature)
     }
 
-    /// Encrypt `msg` (GM/T 0003.4). Returns the parsed ciphertext; pick a layout with
-    /// [`Sm2Ciphertext::encode`] or [`Sm2Ciphertext::to_der`].
+    /// Encrypt `msg` (GM/T 0003.4 §6, A1–A8). Returns the parsed ciphertext; pick a
+    /// layout with [`Sm2Ciphertext::encode`] or [`Sm2Ciphertext::to_der`].
     pub fn encrypt(&self, msg: &[u8]) -> Result<Sm2Ciphertext> {
         if msg.is_empty() {
             return Err(CryptoError::InvalidParameter("SM2 cannot encrypt an empty message"));
         }
-        let pk = sm2::PublicKey::from_affine(self.point).map_err(|_| CryptoError::InvalidKey("SM2 public key"))?;
-        let ek = sm2::pke::EncryptingKey::new_with_mode(pk, Mode::C1C3C2);
-        let raw = ek.encrypt(&mut rng::os_rng(), msg).map_err(|_| CryptoError::Rng)?;
-        Sm2Ciphertext::from_raw(&raw, CiphertextLayout::C1C3C2)
+        loop {
+            // A1–A2: random k and C1 = [k]G (a fresh key pair is exactly that).
+            let k = Sm2PrivateKey::generate()?;
+            let c1 = k.public.to_xy();
+            // A3: the cofactor is 1 and P_B is a valid non-identity point by construction.
+            // A4: [k]P_B = (x2, y2).
+            let p = (sm2::ProjectivePoint::from(self.point) * *k.signing.as_nonzero_scalar().as_ref()).to_affine();
+            let x2y2 = affine_xy(&p).ok_or(CryptoError::InvalidKey("SM2 public key"))?;
+            // A5–A6: C2 = M ⊕ KDF(x2 ‖ y2); an all-zero key stream means pick another k.
+            let mut c2 = msg.to_vec();
+            if !kdf_xor(&x2y2, &mut c2) {
+                continue;
+            }
+            // A7: C3 = SM3(x2 ‖ M ‖ y2).
+            let c3 = c3_of(&x2y2, msg);
+            let mut x = [0u8; 32];
+            let mut y = [0u8; 32];
+            x.copy_from_slice(&c1[..32]);
+            y.copy_from_slice(&c1[32..]);
+            return Ok(Sm2Ciphertext { x, y, c3, c2 });
+        }
     }
 }
+
+/// n − 1, the one scalar below n that is not a valid SM2 private key.
+const N_MINUS_1: [u8; 32] = hex32("FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54122");
 
 // Curve parameters (GM/T 0003.5), needed for ZA.
 const CURVE_A: [u8; 32] = hex32("FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFC");
@@ -461,15 +551,26 @@ impl Sm2Ciphertext {
         Ok(out)
     }
 
-    fn check_point(&self) -> Result<()> {
+    fn c1_xy(&self) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        out[..32].copy_from_slice(&self.x);
+        out[32..].copy_from_slice(&self.y);
+        out
+    }
+
+    /// C1 as a curve point; an error unless it is on the curve.
+    fn point(&self) -> Result<sm2::AffinePoint> {
         let mut sec1 = [0u8; 65];
         sec1[0] = 0x04;
         sec1[1..33].copy_from_slice(&self.x);
         sec1[33..].copy_from_slice(&self.y);
         let p = sm2::Sec1Point::from_bytes(sec1).map_err(|_| CryptoError::Malformed { what: "SM2 C1 point" })?;
         Option::<sm2::AffinePoint>::from(sm2::AffinePoint::from_sec1_point(&p))
-            .map(|_| ())
             .ok_or(CryptoError::Malformed { what: "SM2 C1 is not on the curve" })
+    }
+
+    fn check_point(&self) -> Result<()> {
+        self.point().map(|_| ())
     }
 }
 

@@ -23,7 +23,13 @@ fn main() {
     let dir = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "keybridge-demo".into()));
     if let Err(e) = run(&dir) {
         let code = e.code();
-        eprintln!("错误 {} ({}): {}\nerror {}: {e}", code.number(), code.message(Lang::ZhCn), code.message(Lang::En), code.name());
+        eprintln!(
+            "错误 {} ({}): {}\nerror {}: {e}",
+            code.number(),
+            code.message(Lang::ZhCn),
+            code.message(Lang::En),
+            code.name()
+        );
         std::process::exit(1);
     }
 }
@@ -55,7 +61,12 @@ fn run(dir: &Path) -> kb_pki::Result<()> {
     println!("1. 本地演示 CA (local demo CA, SM2-with-SM3, clearly not a real CA)");
     let ca_signer = LocalSigner::new(PrivateKey::generate(Algorithm::Sm2)?);
     let ca = self_signed(
-        &CertificateParams::new("C=CN,O=KeyBridge 演示 CA (DEMO ONLY),CN=KeyBridge Demo Root", CertKind::Root { path_len: Some(0) }, now, 3650),
+        &CertificateParams::new(
+            "C=CN,O=KeyBridge 演示 CA (DEMO ONLY),CN=KeyBridge Demo Root",
+            CertKind::Root { path_len: Some(0) },
+            now,
+            3650,
+        ),
         &ca_signer,
     )?;
     show("root", &ca);
@@ -92,7 +103,11 @@ fn run(dir: &Path) -> kb_pki::Result<()> {
     let msg = SignedMessage::from_der(&sig)?;
     let report = msg.verify_reader(fs::File::open(&bid_path)?, &[])?;
     println!("  signed {} bytes → {sig_path} ({} bytes, {:?} profile)", bid.len(), sig.len(), msg.profile());
-    println!("  verified: signer {}, signing time {}", report[0].signer.subject(), report[0].signing_time.map(|t| t.to_string()).unwrap_or_default());
+    println!(
+        "  verified: signer {}, signing time {}",
+        report[0].signer.subject(),
+        report[0].signing_time.map(|t| t.to_string()).unwrap_or_default()
+    );
 
     println!("\n5. 数字信封 (EnvelopedData: SM4-CBC content, key wrapped with SM2 to the encryption certificate)");
     let env_path = dir.join("bid.txt.p7e");
