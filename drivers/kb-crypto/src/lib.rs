@@ -14,6 +14,8 @@
 //! the formats, ZA handling, streaming modes and a faster SM4 core (see
 //! [`sm4`] for why) on top.
 
+#![cfg_attr(test, allow(clippy::panic, clippy::unwrap_used, clippy::expect_used))]
+
 pub mod ecdsa;
 mod error;
 pub mod hash;

@@ -1,4 +1,5 @@
 //! CMS SignedData / EnvelopedData through the public API, for SM2, RSA and ECDSA.
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 use kb_crypto::{HashAlgorithm, PrivateKey};
 use kb_pki::cms::envelope::{self, EnvelopeOptions, StreamReaderHandle};

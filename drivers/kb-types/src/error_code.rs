@@ -176,6 +176,22 @@ pub trait HasErrorCode {
     fn code(&self) -> ErrorCode;
 }
 
+/// The code table as a Markdown table (what docs/error-codes.md holds).
+pub fn markdown_table() -> String {
+    let mut s = String::from("| code | name | category | zh-CN | en |\n|---|---|---|---|---|\n");
+    for c in ErrorCode::ALL {
+        s.push_str(&format!(
+            "| {} | `{}` | {:?} | {} | {} |\n",
+            c.number(),
+            c.name(),
+            c.category(),
+            c.message(Lang::ZhCn),
+            c.message(Lang::En)
+        ));
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,20 +250,4 @@ mod tests {
     fn markdown_table() -> String {
         crate::error_code::markdown_table()
     }
-}
-
-/// The code table as a Markdown table (what docs/error-codes.md holds).
-pub fn markdown_table() -> String {
-    let mut s = String::from("| code | name | category | zh-CN | en |\n|---|---|---|---|---|\n");
-    for c in ErrorCode::ALL {
-        s.push_str(&format!(
-            "| {} | `{}` | {:?} | {} | {} |\n",
-            c.number(),
-            c.name(),
-            c.category(),
-            c.message(Lang::ZhCn),
-            c.message(Lang::En)
-        ));
-    }
-    s
 }
