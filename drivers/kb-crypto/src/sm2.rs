@@ -534,14 +534,16 @@ impl Sm2Ciphertext {
     pub fn candidates(b: &[u8]) -> Result<Vec<Self>> {
         let mut out = Vec::new();
         if b.first() == Some(&0x30)
-            && let Ok(c) = Self::from_der(b) {
-                out.push(c);
-            }
+            && let Ok(c) = Self::from_der(b)
+        {
+            out.push(c);
+        }
         for layout in [CiphertextLayout::C1C3C2, CiphertextLayout::C1C2C3] {
             if let Ok(c) = Self::from_raw(b, layout)
-                && !out.contains(&c) {
-                    out.push(c);
-                }
+                && !out.contains(&c)
+            {
+                out.push(c);
+            }
         }
         if out.is_empty() {
             return Err(CryptoError::Malformed { what: "SM2 ciphertext (not ASN.1, C1C3C2 or C1C2C3)" });

@@ -260,11 +260,7 @@ impl Certificate {
 
     /// DER of the TBSCertificate, exactly as received.
     pub fn tbs_der(&self) -> Result<Vec<u8>> {
-        // Re-slice the original bytes: the TBS is the first element of the outer SEQUENCE.
-        let outer = der::asn1::AnyRef::from_der(&self.der).map_err(malformed)?;
-        let mut reader = der::SliceReader::new(outer.value()).map_err(malformed)?;
-        let tbs: der::asn1::AnyRef<'_> = der::Decode::decode(&mut reader).map_err(malformed)?;
-        tbs.to_der().map_err(malformed)
+        signed_part(&self.der).map_err(malformed)
     }
 
     /// The signature scheme of the issuer's signature, if supported.
@@ -395,6 +391,15 @@ impl Certificate {
             thumbprint_sha1: self.thumbprint(HashAlgorithm::Sha1),
         }
     }
+}
+
+/// The first element of a signed structure (`SEQUENCE { tbs, algorithm, signature }`),
+/// sliced from the bytes as received: signatures cover those bytes, never a re-encoding.
+pub(crate) fn signed_part(der: &[u8]) -> der::Result<Vec<u8>> {
+    let outer = der::asn1::AnyRef::from_der(der)?;
+    let mut reader = der::SliceReader::new(outer.value())?;
+    let tbs: der::asn1::AnyRef<'_> = der::Decode::decode(&mut reader)?;
+    tbs.to_der()
 }
 
 const KU_NAMES: &[(KeyUsages, &str)] = &[

@@ -127,9 +127,10 @@ pub fn verify_chain(
         // intermediates below this issuer (the leaf does not count).
         let intermediates_below = chain[1..].iter().filter(|c| !c.is_self_issued()).count();
         if let Some((_, Some(max))) = issuer.basic_constraints()
-            && intermediates_below > max as usize {
-                return Err(PkiError::ChainTooLong(max as usize + 1));
-            }
+            && intermediates_below > max as usize
+        {
+            return Err(PkiError::ChainTooLong(max as usize + 1));
+        }
         issuer.check_validity(at)?;
         chain.push(issuer.clone());
         if is_anchor {
@@ -203,14 +204,20 @@ mod tests {
         let code = |r: Result<VerifiedChain>| r.err().map(|e| e.code());
 
         // Expired / not yet valid.
-        assert_eq!(code(verify_chain(&p.leaf, std::slice::from_ref(&p.mid), &trust, now.plus_days(40))), Some(ErrorCode::CertificateExpired));
+        assert_eq!(
+            code(verify_chain(&p.leaf, std::slice::from_ref(&p.mid), &trust, now.plus_days(40))),
+            Some(ErrorCode::CertificateExpired)
+        );
         assert_eq!(
             code(verify_chain(&p.leaf, std::slice::from_ref(&p.mid), &trust, now.plus_days(-5))),
             Some(ErrorCode::CertificateNotYetValid)
         );
         // Missing intermediate, or no trust anchor at all.
         assert_eq!(code(verify_chain(&p.leaf, &[], &trust, now)), Some(ErrorCode::UnknownIssuer));
-        assert_eq!(code(verify_chain(&p.leaf, std::slice::from_ref(&p.mid), &TrustStore::new(), now)), Some(ErrorCode::UnknownIssuer));
+        assert_eq!(
+            code(verify_chain(&p.leaf, std::slice::from_ref(&p.mid), &TrustStore::new(), now)),
+            Some(ErrorCode::UnknownIssuer)
+        );
         // A different CA with the same name: signature does not verify.
         let fake_s = s(Algorithm::Sm2);
         let fake_mid = issue(

@@ -109,7 +109,7 @@ impl CertificationRequest {
         let scheme = oid::scheme_from_sig_oid(&self.inner.algorithm.oid)
             .ok_or_else(|| bad(format!("unsupported signature algorithm {}", self.inner.algorithm.oid)))?;
         let sig = self.inner.signature.as_bytes().ok_or_else(|| bad("signature has unused bits"))?;
-        let info = self.inner.info.to_der().map_err(bad)?;
+        let info = crate::cert::signed_part(&self.der).map_err(bad)?;
         self.public_key()?.verify(&scheme, &info, sig).map_err(|_| bad("self-signature does not verify"))
     }
 }

@@ -442,9 +442,10 @@ pub fn decrypt(r: impl Read, mut w: impl Write, key: &dyn KeyDecrypter) -> Resul
             let start = s.pos;
             loop {
                 if let Some(l) = outer
-                    && s.pos - start >= l {
-                        break;
-                    }
+                    && s.pos - start >= l
+                {
+                    break;
+                }
                 let (t, l, _) = s.header()?;
                 match (t, l) {
                     (0, Some(0)) if outer.is_none() => break,

@@ -1,0 +1,84 @@
+//! Harness bodies for `kb_crypto` parsers (uses nothing but `kb_crypto` and `std`, so
+//! `drivers/kb-crypto/tests/no_panic.rs` can include this file).
+
+use kb_crypto::sm2::{CiphertextLayout, Sm2Ciphertext, Sm2PrivateKey, Sm2Signature};
+use kb_crypto::{PrivateKey, PublicKey, SignatureScheme};
+use std::sync::OnceLock;
+
+/// The fixed decryption key: the GM/T 0003.5 / GB/T 32918.5 example key pair
+/// (`tests/vectors/sm2.json`). The `sm2_ciphertext` seeds are encrypted to it.
+pub const FIXED_KEY: [u8; 32] = [
+    0x39, 0x45, 0x20, 0x8F, 0x7B, 0x21, 0x44, 0xB1, 0x3F, 0x36, 0xE3, 0x8A, 0xC6, 0xD3, 0x9F, 0x95, 0x88, 0x93, 0x93, 0x69, 0x28,
+    0x60, 0xB5, 0x1A, 0x42, 0xFB, 0x81, 0xEF, 0x4D, 0xF7, 0xC5, 0xB8,
+];
+
+/// `e = SM3(ZA ‖ "message digest")` of the GM/T 0003.5 signature example; the
+/// `sm2_signature` seeds `gmt_*` are the published `(r, s)` over it.
+pub const FIXED_E: [u8; 32] = [
+    0xF0, 0xB4, 0x3E, 0x94, 0xBA, 0x45, 0xAC, 0xCA, 0xAC, 0xE6, 0x92, 0xED, 0x53, 0x43, 0x82, 0xEB, 0x17, 0xE6, 0xAB, 0x5A, 0x19,
+    0xCE, 0x7B, 0x31, 0xF4, 0x48, 0x6F, 0xDF, 0xC0, 0xD2, 0x86, 0x40,
+];
+
+/// The fixed key (derived once; deriving the public point costs a scalar multiplication).
+pub fn fixed_key() -> &'static Sm2PrivateKey {
+    static KEY: OnceLock<Sm2PrivateKey> = OnceLock::new();
+    KEY.get_or_init(|| match Sm2PrivateKey::from_bytes(&FIXED_KEY) {
+        Ok(k) => k,
+        Err(e) => unreachable!("the GM/T example key is valid: {e}"),
+    })
+}
+
+/// SM2 ciphertexts in any layout: layout detection, GM/T 0009 DER, and a full
+/// decryption attempt with [`FIXED_KEY`]. Re-encoding a parsed ciphertext must parse
+/// back to the same value.
+pub fn sm2_ciphertext(data: &[u8]) -> bool {
+    let candidates = Sm2Ciphertext::candidates(data);
+    if let Ok(ct) = Sm2Ciphertext::from_der(data) {
+        let again = ct.to_der().ok().and_then(|d| Sm2Ciphertext::from_der(&d).ok());
+        assert!(again.as_ref() == Some(&ct), "DER ciphertext does not round-trip");
+    }
+    if let Ok(list) = &candidates {
+        for ct in list {
+            for layout in [CiphertextLayout::C1C3C2, CiphertextLayout::C1C2C3] {
+                let raw = ct.encode(layout, true);
+                assert!(Sm2Ciphertext::from_raw(&raw, layout).ok().as_ref() == Some(ct), "raw ciphertext does not round-trip");
+            }
+        }
+    }
+    let _ = fixed_key().decrypt(data);
+    candidates.is_ok()
+}
+
+/// SM2 signatures, DER and raw; a parsed signature must round-trip and is verified
+/// against [`FIXED_E`] with the fixed key (both through `Sm2PublicKey` and `PublicKey`).
+pub fn sm2_signature(data: &[u8]) -> bool {
+    let der = Sm2Signature::from_der(data);
+    let any = Sm2Signature::from_any(data);
+    for sig in der.iter().chain(any.iter()) {
+        assert!(Sm2Signature::from_der(&sig.to_der()).as_ref() == Ok(sig), "DER signature does not round-trip");
+        assert!(Sm2Signature::from_raw(&sig.to_raw()).as_ref() == Ok(sig), "raw signature does not round-trip");
+        let _ = fixed_key().public_key().verify_digest(&FIXED_E, sig);
+    }
+    let pk = PublicKey::Sm2(*fixed_key().public_key());
+    let _ = pk.verify_digest(&SignatureScheme::sm2_default(), &FIXED_E, data);
+    any.is_ok()
+}
+
+/// SubjectPublicKeyInfo and PKCS#8 DER of every algorithm. Parsed keys must re-encode
+/// and parse back to the same key.
+pub fn keys(data: &[u8]) -> bool {
+    let public = PublicKey::from_spki_der(data);
+    if let Ok(pk) = &public {
+        let _ = pk.algorithm();
+        let again = pk.to_spki_der().ok().and_then(|d| PublicKey::from_spki_der(&d).ok());
+        assert!(again.as_ref() == Some(pk), "SPKI does not round-trip");
+    }
+    let private = PrivateKey::from_pkcs8_der(data);
+    if let Ok(k) = &private {
+        let pk = k.public_key();
+        let _ = pk.algorithm();
+        let again = k.to_pkcs8_der().ok().and_then(|d| PrivateKey::from_pkcs8_der(&d).ok()).map(|k| k.public_key());
+        assert!(again.as_ref() == Some(&pk), "PKCS#8 does not round-trip");
+    }
+    public.is_ok() || private.is_ok()
+}
