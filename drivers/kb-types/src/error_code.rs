@@ -143,6 +143,20 @@ error_codes! {
     UnknownDevice = 4004, "unknown_device", Token, "找不到该介质", "unknown device";
     /// No such container or certificate on the medium.
     NotFound = 4005, "not_found", Token, "找不到指定的容器或证书", "container or certificate not found";
+    /// The new PIN does not meet the medium's policy (length, characters).
+    PinPolicy = 4006, "pin_policy", Token, "新口令不符合要求", "the new PIN does not meet the policy";
+    /// A container or seal with that name already exists.
+    AlreadyExists = 4007, "already_exists", Token, "同名容器或印章已存在", "a container or seal with that name already exists";
+    /// The medium's stored data is corrupt or truncated.
+    TokenCorrupt = 4008, "token_corrupt", Token, "介质数据已损坏", "the key medium's data is corrupt";
+    /// A certificate does not match the key pair it is installed for.
+    CertificateKeyMismatch = 4009, "certificate_key_mismatch", Token, "证书与密钥对不匹配", "the certificate does not match the key pair";
+    /// The medium does not support this operation.
+    NotSupported = 4010, "not_supported", Token, "该介质不支持此操作", "this medium does not support the operation";
+    /// The user cancelled a prompt (PIN, confirmation).
+    Cancelled = 4011, "cancelled", Token, "用户已取消", "cancelled by the user";
+    /// The medium is in use by another operation or process.
+    DeviceBusy = 4012, "device_busy", Token, "介质正忙", "the key medium is busy";
 
     // 9xxx: system
     /// File or stream I/O failed.

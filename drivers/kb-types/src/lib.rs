@@ -9,7 +9,11 @@
 #![cfg_attr(test, allow(clippy::panic, clippy::unwrap_used, clippy::expect_used))]
 
 mod algorithm;
+mod device;
 mod error_code;
+mod pin;
 
 pub use algorithm::{Algorithm, HashAlgorithm, KeyUsage};
+pub use device::{Capabilities, ContainerInfo, DeviceId, DeviceInfo, KeySlot, PinInfo, PinKind, SealInfo, TransportKind};
 pub use error_code::{Category, ErrorCode, HasErrorCode, Lang, markdown_table};
+pub use pin::Pin;

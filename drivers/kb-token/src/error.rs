@@ -1,0 +1,85 @@
+use kb_types::{ErrorCode, HasErrorCode};
+
+/// Errors from key media. PINs and key material never appear in them.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// Wrong PIN; this many tries remain.
+    #[error("wrong PIN, {retries_left} tries left")]
+    WrongPin {
+        /// Tries left before the PIN locks.
+        retries_left: u8,
+    },
+    /// The PIN is locked.
+    #[error("PIN is locked")]
+    PinLocked,
+    /// The new PIN breaks the policy.
+    #[error("PIN policy: {0}")]
+    PinPolicy(&'static str),
+    /// The medium is gone (pulled out, file deleted).
+    #[error("the key medium was removed")]
+    Removed,
+    /// No such device.
+    #[error("unknown device {0}")]
+    UnknownDevice(String),
+    /// No such container, key slot, certificate or seal.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// Name already taken.
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    /// Stored data is corrupt or truncated; nothing was changed.
+    #[error("the key medium's data is corrupt: {0}")]
+    Corrupt(String),
+    /// The certificate does not belong to the slot's key.
+    #[error("the certificate does not match the key pair")]
+    CertificateKeyMismatch,
+    /// Not supported by this medium.
+    #[error("not supported by this medium: {0}")]
+    NotSupported(String),
+    /// Busy (another process holds it).
+    #[error("the key medium is busy")]
+    Busy,
+    /// A crypto primitive failed.
+    #[error(transparent)]
+    Crypto(#[from] kb_crypto::CryptoError),
+    /// A PKI structure was bad.
+    #[error(transparent)]
+    Pki(#[from] kb_pki::PkiError),
+    /// I/O failed (message only: never a path with user data beyond the medium's own).
+    #[error("I/O: {0}")]
+    Io(String),
+}
+
+impl From<std::io::Error> for TokenError {
+    fn from(e: std::io::Error) -> Self {
+        match e.kind() {
+            std::io::ErrorKind::NotFound => TokenError::Removed,
+            _ => TokenError::Io(e.to_string()),
+        }
+    }
+}
+
+impl HasErrorCode for TokenError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            TokenError::WrongPin { .. } => ErrorCode::WrongPin,
+            TokenError::PinLocked => ErrorCode::PinLocked,
+            TokenError::PinPolicy(_) => ErrorCode::PinPolicy,
+            TokenError::Removed => ErrorCode::DeviceRemoved,
+            TokenError::UnknownDevice(_) => ErrorCode::UnknownDevice,
+            TokenError::NotFound(_) => ErrorCode::NotFound,
+            TokenError::AlreadyExists(_) => ErrorCode::AlreadyExists,
+            TokenError::Corrupt(_) => ErrorCode::TokenCorrupt,
+            TokenError::CertificateKeyMismatch => ErrorCode::CertificateKeyMismatch,
+            TokenError::NotSupported(_) => ErrorCode::NotSupported,
+            TokenError::Busy => ErrorCode::DeviceBusy,
+            TokenError::Crypto(c) => c.code(),
+            TokenError::Pki(p) => p.code(),
+            TokenError::Io(_) => ErrorCode::Io,
+        }
+    }
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, TokenError>;

@@ -1,0 +1,116 @@
+//! The Token model: one trait every key medium implements — the file-type key here;
+//! PC/SC cards, PKCS#11 and SKF modules, HID and BLE keys and phones later.
+//!
+//! - [`Token`]: what anyone may read without a PIN (device info, PIN state, containers
+//!   and certificates, seals) plus PIN change/unblock, and [`Token::login`], the only way
+//!   to a [`Session`].
+//! - [`Session`]: private-key operations (sign, decrypt, key generation, certificate
+//!   import/delete, seal writes). Holding one proves the user PIN was verified, so
+//!   "signing is reachable only from an unlocked session" is a fact of the types.
+//! - [`Transport`]: finds media and reports them coming and going as a stream of
+//!   [`TransportEvent`]s (`Added` / `Removed` / `EnumerationComplete`).
+//!
+//! Tokens are synchronous: the device service gives each medium its own actor thread,
+//! so a medium never sees two commands at once and blocking I/O blocks nobody else.
+
+#![cfg_attr(test, allow(clippy::panic, clippy::unwrap_used, clippy::expect_used))]
+
+mod error;
+
+pub use error::{Result, TokenError};
+
+use kb_crypto::rsa::RsaPadding;
+use kb_crypto::{PublicKey, SignatureScheme};
+use kb_types::{Algorithm, ContainerInfo, DeviceId, DeviceInfo, KeyUsage, Pin, PinInfo, PinKind, SealInfo, TransportKind};
+use std::sync::mpsc::Receiver;
+use zeroize::Zeroizing;
+
+/// A key medium, as seen before any PIN is entered.
+pub trait Token: Send {
+    /// Identity and capabilities.
+    fn info(&self) -> DeviceInfo;
+
+    /// PIN state (tries left, locked, still the default).
+    fn pin_info(&mut self, kind: PinKind) -> Result<PinInfo>;
+
+    /// Change the user or SO PIN. A wrong `old` PIN costs a try.
+    fn change_pin(&mut self, kind: PinKind, old: &Pin, new: &Pin) -> Result<()>;
+
+    /// Unblock (and reset) the user PIN with the SO PIN. A wrong SO PIN costs an SO try.
+    fn unblock_pin(&mut self, so_pin: &Pin, new_user_pin: &Pin) -> Result<()>;
+
+    /// Containers with their key slots and certificates (public data).
+    fn containers(&mut self) -> Result<Vec<ContainerInfo>>;
+
+    /// The public key of a slot.
+    fn public_key(&mut self, container: &str, usage: KeyUsage) -> Result<PublicKey>;
+
+    /// Seal images on the medium.
+    fn seals(&mut self) -> Result<Vec<SealInfo>>;
+
+    /// One seal image's bytes.
+    fn read_seal(&mut self, id: &str) -> Result<Vec<u8>>;
+
+    /// Verify the user PIN and open a session. A wrong PIN costs a try and returns
+    /// [`TokenError::WrongPin`] with the tries left, or [`TokenError::PinLocked`].
+    fn login<'a>(&'a mut self, pin: &Pin) -> Result<Box<dyn Session + 'a>>;
+}
+
+/// Private-key operations, reachable only through [`Token::login`].
+pub trait Session {
+    /// Create an empty container.
+    fn create_container(&mut self, name: &str) -> Result<()>;
+
+    /// Delete a container with its keys and certificates.
+    fn delete_container(&mut self, name: &str) -> Result<()>;
+
+    /// Generate a key pair in a slot on the medium, replacing any key (and certificate)
+    /// there; returns the public key (for a CSR). The private key never leaves.
+    fn generate_key_pair(&mut self, container: &str, usage: KeyUsage, algorithm: Algorithm) -> Result<PublicKey>;
+
+    /// Install a certificate (DER) for a slot; it must match the slot's key pair.
+    fn import_certificate(&mut self, container: &str, usage: KeyUsage, der: &[u8]) -> Result<()>;
+
+    /// Remove a slot's certificate (the key pair stays).
+    fn delete_certificate(&mut self, container: &str, usage: KeyUsage) -> Result<()>;
+
+    /// Sign a digest made with `PublicKey::hasher(scheme)` (for SM2 `e = SM3(ZA ‖ M)`).
+    fn sign_digest(&mut self, container: &str, usage: KeyUsage, scheme: &SignatureScheme, digest: &[u8]) -> Result<Vec<u8>>;
+
+    /// Decrypt a short ciphertext (a content key; SM2 in any layout, or RSA).
+    fn decrypt(&mut self, container: &str, usage: KeyUsage, ciphertext: &[u8], padding: RsaPadding)
+    -> Result<Zeroizing<Vec<u8>>>;
+
+    /// Store or replace a seal image.
+    fn write_seal(&mut self, id: &str, name: &str, mime: &str, image: &[u8]) -> Result<()>;
+
+    /// Delete a seal image.
+    fn delete_seal(&mut self, id: &str) -> Result<()>;
+}
+
+/// Something that happened to a transport's media.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransportEvent {
+    /// A medium appeared (or was present at start).
+    Added(DeviceInfo),
+    /// A medium went away.
+    Removed(DeviceId),
+    /// Everything present at start has been reported.
+    EnumerationComplete,
+    /// The transport itself failed (reported once; the transport keeps trying).
+    Error(String),
+}
+
+/// Finds media of one kind and opens them.
+pub trait Transport: Send + Sync {
+    /// Which kind.
+    fn kind(&self) -> TransportKind;
+
+    /// Start watching: every present medium is reported as `Added`, then
+    /// `EnumerationComplete`, then changes as they happen. Dropping the receiver stops
+    /// the watch.
+    fn watch(&self) -> Result<Receiver<TransportEvent>>;
+
+    /// Open a medium this transport reported.
+    fn open(&self, id: &DeviceId) -> Result<Box<dyn Token>>;
+}

@@ -1,0 +1,162 @@
+//! Key media: identity, capabilities, containers, PIN state and seals. Plain values.
+
+use crate::{Algorithm, KeyUsage};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// How a medium is reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransportKind {
+    /// File-type (software) key, 文件型设备.
+    File,
+    /// Smart card or USB key through PC/SC.
+    Pcsc,
+    /// A PKCS#11 module.
+    Pkcs11,
+    /// A GM/T 0016 SKF vendor module.
+    Skf,
+    /// A HID key.
+    Hid,
+    /// A Bluetooth LE key.
+    Ble,
+    /// A phone acting as the PC's key (移动电子密钥).
+    Phone,
+}
+
+impl TransportKind {
+    /// Stable lower-case name (`file`, `pcsc`, …), used in device ids.
+    pub const fn name(self) -> &'static str {
+        match self {
+            TransportKind::File => "file",
+            TransportKind::Pcsc => "pcsc",
+            TransportKind::Pkcs11 => "pkcs11",
+            TransportKind::Skf => "skf",
+            TransportKind::Hid => "hid",
+            TransportKind::Ble => "ble",
+            TransportKind::Phone => "phone",
+        }
+    }
+}
+
+/// A device id, stable across reconnects of the same medium: `<transport>:<local id>`,
+/// e.g. `file:demo` or `pcsc:ACME-0001`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DeviceId(pub String);
+
+impl DeviceId {
+    /// Compose from a transport and its local id.
+    pub fn new(transport: TransportKind, local: &str) -> Self {
+        DeviceId(format!("{}:{local}", transport.name()))
+    }
+}
+
+impl fmt::Display for DeviceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a medium can do.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// Algorithms its key pairs may use.
+    pub algorithms: Vec<Algorithm>,
+    /// Can generate key pairs on the medium.
+    pub key_generation: bool,
+    /// Stores seal images (电子签章).
+    pub seals: bool,
+    /// Has an SO (administrator) PIN that can unblock the user PIN.
+    pub so_pin: bool,
+}
+
+/// Everything shown about a medium before any PIN is entered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// Stable id.
+    pub id: DeviceId,
+    /// Label the user sees.
+    pub label: String,
+    /// Serial number, 介质编号.
+    pub serial: String,
+    /// Manufacturer.
+    pub manufacturer: String,
+    /// Model.
+    pub model: String,
+    /// Transport.
+    pub transport: TransportKind,
+    /// Capabilities.
+    pub capabilities: Capabilities,
+}
+
+/// Which PIN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PinKind {
+    /// The user PIN, 介质密码 / 用户口令.
+    User,
+    /// The SO PIN, 管理员口令.
+    So,
+}
+
+/// PIN state, shown next to every PIN field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinInfo {
+    /// Which PIN.
+    pub kind: PinKind,
+    /// Tries left before lockout.
+    pub retries_left: u8,
+    /// The maximum number of tries.
+    pub max_retries: u8,
+    /// Locked (no tries left).
+    pub locked: bool,
+    /// Still the factory/default PIN and should be changed.
+    pub is_default: bool,
+}
+
+/// One key pair slot of a container, with its certificate if one is installed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeySlot {
+    /// Signing or encryption.
+    pub usage: KeyUsage,
+    /// Key algorithm.
+    pub algorithm: Algorithm,
+    /// Installed certificate (DER), if any.
+    pub certificate: Option<Vec<u8>>,
+}
+
+/// A container (容器): at most one signing and one encryption key pair, SM2's
+/// dual-certificate model.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerInfo {
+    /// Name, unique on the medium.
+    pub name: String,
+    /// The signing key pair, if generated.
+    pub sign: Option<KeySlot>,
+    /// The encryption key pair, if present.
+    pub encrypt: Option<KeySlot>,
+}
+
+impl ContainerInfo {
+    /// The slot for a usage (`Both` is treated as signing).
+    pub fn slot(&self, usage: KeyUsage) -> Option<&KeySlot> {
+        match usage {
+            KeyUsage::Encrypt => self.encrypt.as_ref(),
+            KeyUsage::Sign | KeyUsage::Both => self.sign.as_ref(),
+        }
+    }
+}
+
+/// A seal image (电子签章) stored on a medium.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealInfo {
+    /// Id, unique on the medium.
+    pub id: String,
+    /// Name shown to the user.
+    pub name: String,
+    /// MIME type of the image (`image/png`, …).
+    pub mime: String,
+    /// Size in bytes.
+    pub size: u64,
+}
