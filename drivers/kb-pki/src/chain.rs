@@ -31,6 +31,16 @@ impl TrustStore {
         Self { anchors: anchors.into_iter().collect() }
     }
 
+    /// From a PEM bundle (any number of `CERTIFICATE` blocks), e.g. a CA's root file or
+    /// the product's configured anchors. An empty bundle is an error, not an empty store.
+    pub fn from_pem_bundle(pem: &str) -> Result<Self> {
+        let certs = Certificate::load_pem_chain(pem)?;
+        if certs.is_empty() {
+            return Err(PkiError::CertificateMalformed("no certificate in the trust bundle".into()));
+        }
+        Ok(Self::from_certs(certs))
+    }
+
     /// Add an anchor.
     pub fn add(&mut self, c: Certificate) {
         if !self.anchors.contains(&c) {
@@ -267,6 +277,12 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(code(verify_chain(&deep, &[p.mid.clone(), sub], &trust, now)), Some(ErrorCode::ChainTooLong));
+        // Anchors configured as a PEM bundle behave the same; an empty bundle is refused.
+        let bundle = format!("{}\n{}", p.root.to_pem(), p.mid.to_pem());
+        let from_pem = TrustStore::from_pem_bundle(&bundle).unwrap();
+        assert_eq!(from_pem.anchors().len(), 2);
+        assert_eq!(verify_chain(&p.leaf, &[], &from_pem, now).unwrap().certificates.len(), 2);
+        assert_eq!(code(TrustStore::from_pem_bundle("").map(|_| unreachable!())), Some(ErrorCode::CertificateMalformed));
         // The leaf itself as an anchor is trusted directly.
         assert!(verify_chain(&p.leaf, &[], &TrustStore::from_certs([p.leaf.clone()]), now).is_ok());
         assert!(now.0 > DAY);
