@@ -145,6 +145,12 @@ impl Sm4 {
         crypt1(&self.enc, block);
     }
 
+    /// Encrypt one block given as four big-endian words; returns the output words.
+    #[inline]
+    pub(crate) fn encrypt_words(&self, words: [u32; 4]) -> [u32; 4] {
+        crypt1_words(&self.enc, words)
+    }
+
     /// Decrypt one block in place.
     #[inline]
     pub fn decrypt_block(&self, block: &mut [u8; 16]) {
@@ -184,12 +190,12 @@ fn crypt_many(rk: &[u32; 32], blocks: &mut [[u8; 16]]) {
 }
 
 #[inline(always)]
-fn load(b: &[u8; 16]) -> [u32; 4] {
+pub(super) fn load(b: &[u8; 16]) -> [u32; 4] {
     std::array::from_fn(|i| u32::from_be_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]))
 }
 
 #[inline(always)]
-fn store(b: &mut [u8; 16], x0: u32, x1: u32, x2: u32, x3: u32) {
+pub(super) fn store(b: &mut [u8; 16], x0: u32, x1: u32, x2: u32, x3: u32) {
     b[0..4].copy_from_slice(&x0.to_be_bytes());
     b[4..8].copy_from_slice(&x1.to_be_bytes());
     b[8..12].copy_from_slice(&x2.to_be_bytes());
@@ -233,7 +239,15 @@ fn crypt_lanes<const N: usize>(rk: &[u32; 32], blocks: &mut [[u8; 16]]) {
 /// `E ^ t0 ^ t1 ^ t2 ^ t3` becomes a four-deep chain and costs ~10% more.
 #[inline(always)]
 fn crypt1(rk: &[u32; 32], block: &mut [u8; 16]) {
-    let [x0, x1, x2, x3] = load(block);
+    let [y0, y1, y2, y3] = crypt1_words(rk, load(block));
+    store(block, y0, y1, y2, y3);
+}
+
+/// [`crypt1`] on big-endian words, for callers that keep a chaining value in registers
+/// (CBC encryption): going through bytes would re-load what was just stored.
+#[inline(always)]
+fn crypt1_words(rk: &[u32; 32], words: [u32; 4]) -> [u32; 4] {
+    let [x0, x1, x2, x3] = words;
     let (mut x0, mut x1, mut x2, mut x3) = (pack(x0), pack(x1), pack(x2), pack(x3));
     let mut y = x1 ^ x2 ^ x3 ^ pack(rk[0]);
 
@@ -271,8 +285,7 @@ fn crypt1(rk: &[u32; 32], block: &mut [u8; 16]) {
     round!(x1, x3, x0, 29);
     round!(x2, x0, x1, 30);
     round!(x3, last);
-    let (x0, x1, x2, x3) = (x0 as u32, x1 as u32, x2 as u32, x3 as u32);
-    store(block, x3, x2, x1, x0);
+    [x3 as u32, x2 as u32, x1 as u32, x0 as u32]
 }
 
 #[cfg(test)]
