@@ -73,6 +73,15 @@ pub enum PkiError {
     /// Stream I/O failed.
     #[error("I/O: {0}")]
     Io(String),
+    /// A signer or decrypter backed by a device failed; its stable code is kept so a
+    /// wrong PIN or a pulled-out key surfaces as such, not as a generic crypto error.
+    #[error("{message}")]
+    Device {
+        /// The device error's code.
+        code: ErrorCode,
+        /// Its message (never a PIN).
+        message: String,
+    },
 }
 
 impl From<std::io::Error> for PkiError {
@@ -103,6 +112,7 @@ impl HasErrorCode for PkiError {
             PkiError::CmsNoRecipient => ErrorCode::CmsNoRecipient,
             PkiError::CmsContentMissing => ErrorCode::CmsContentMissing,
             PkiError::Io(_) => ErrorCode::Io,
+            PkiError::Device { code, .. } => *code,
         }
     }
 }

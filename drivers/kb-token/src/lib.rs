@@ -16,6 +16,8 @@
 #![cfg_attr(test, allow(clippy::panic, clippy::unwrap_used, clippy::expect_used))]
 
 mod error;
+pub mod file;
+pub mod memory;
 
 pub use error::{Result, TokenError};
 
@@ -24,6 +26,30 @@ use kb_crypto::{PublicKey, SignatureScheme};
 use kb_types::{Algorithm, ContainerInfo, DeviceId, DeviceInfo, KeyUsage, Pin, PinInfo, PinKind, SealInfo, TransportKind};
 use std::sync::mpsc::Receiver;
 use zeroize::Zeroizing;
+
+/// A medium's PIN length rule, in characters. Media differ (a file key allows 6–32, many
+/// USB keys 6–16), so each declares its own; checking is the same everywhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PinPolicy {
+    /// Fewest characters.
+    pub min_chars: usize,
+    /// Most characters.
+    pub max_chars: usize,
+}
+
+impl PinPolicy {
+    /// `Ok` if `pin` fits, else [`TokenError::PinPolicy`].
+    pub fn check(&self, pin: &Pin) -> Result<()> {
+        let n = pin.char_len();
+        if n < self.min_chars {
+            return Err(TokenError::PinPolicy("the PIN is too short"));
+        }
+        if n > self.max_chars {
+            return Err(TokenError::PinPolicy("the PIN is too long"));
+        }
+        Ok(())
+    }
+}
 
 /// A key medium, as seen before any PIN is entered.
 pub trait Token: Send {

@@ -161,6 +161,8 @@ error_codes! {
     // 9xxx: system
     /// File or stream I/O failed.
     Io = 9001, "io", System, "读写失败", "I/O error";
+    /// The settings file is invalid.
+    ConfigInvalid = 9002, "config_invalid", System, "配置文件无效", "invalid settings file";
     /// A bug: an invariant did not hold.
     Internal = 9999, "internal", System, "内部错误", "internal error";
 }

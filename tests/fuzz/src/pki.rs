@@ -67,7 +67,7 @@ pub fn envelope_decrypter() -> &'static kb_pki::cms::LocalDecrypter {
 pub fn cms_envelope(data: &[u8]) -> bool {
     let mut h = kb_pki::cms::envelope::StreamReaderHandle::new(data);
     let Ok(header) = kb_pki::cms::EnvelopeHeader::read(&mut h) else { return false };
-    let _ = header.recipients.iter().map(|r| r.matches(kb_pki::cms::KeyDecrypter::certificate(envelope_decrypter()))).count();
+    let _ = header.recipients.iter().filter(|r| r.matches(kb_pki::cms::KeyDecrypter::certificate(envelope_decrypter()))).count();
     let _ = kb_pki::cms::envelope::decrypt(data, std::io::sink(), envelope_decrypter());
     true
 }

@@ -100,17 +100,23 @@ impl KeyDecrypter for LocalDecrypter {
         &self.cert
     }
     fn decrypt_key(&self, alg: &Oid, params: Option<&[u8]>, encrypted_key: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
-        let padding = match *alg {
-            oid::SM2_ENCRYPT | oid::SM2_CURVE | oid::EC_PUBLIC_KEY => RsaPadding::Pkcs1v15, // ignored for SM2
-            oid::RSA => RsaPadding::Pkcs1v15,
-            oid::RSA_OAEP => RsaPadding::Oaep(oaep_hash(params)?),
-            other => return Err(PkiError::Crypto(kb_crypto::CryptoError::Unsupported(format!("key transport {other}")))),
-        };
+        let padding = key_transport_padding(alg, params)?;
         Ok(self.key.decrypt(encrypted_key, padding)?)
     }
 }
 
-/// RSAES-OAEP-params: the hash in `[0]` (default SHA-1). MGF1 is assumed to use the same hash.
+/// The RSA padding a key-transport AlgorithmIdentifier asks for: PKCS#1 v1.5 for
+/// rsaEncryption, OAEP with the hash in RSAES-OAEP-params `[0]` (default SHA-1; MGF1 is
+/// assumed to use the same hash). SM2 key transport ignores the padding. Any
+/// [`KeyDecrypter`] over a device uses this to tell the device what to do.
+pub fn key_transport_padding(alg: &Oid, params: Option<&[u8]>) -> Result<RsaPadding> {
+    match *alg {
+        oid::SM2_ENCRYPT | oid::SM2_CURVE | oid::EC_PUBLIC_KEY | oid::RSA => Ok(RsaPadding::Pkcs1v15),
+        oid::RSA_OAEP => Ok(RsaPadding::Oaep(oaep_hash(params)?)),
+        other => Err(PkiError::Crypto(kb_crypto::CryptoError::Unsupported(format!("key transport {other}")))),
+    }
+}
+
 fn oaep_hash(params: Option<&[u8]>) -> Result<HashAlgorithm> {
     let Some(p) = params else { return Ok(HashAlgorithm::Sha1) };
     let t = ber::parse_all(p)?;
@@ -470,4 +476,26 @@ pub fn decrypt_bytes(envelope: &[u8], key: &dyn KeyDecrypter) -> Result<Zeroizin
     let mut out = Zeroizing::new(Vec::with_capacity(envelope.len()));
     decrypt(&envelope[..], &mut *out, key)?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oaep_parameters() {
+        assert_eq!(key_transport_padding(&oid::RSA_OAEP, None).ok(), Some(RsaPadding::Oaep(HashAlgorithm::Sha1)));
+        assert_eq!(key_transport_padding(&oid::RSA_OAEP, Some(&[0x30, 0x00])).ok(), Some(RsaPadding::Oaep(HashAlgorithm::Sha1)));
+        assert_eq!(key_transport_padding(&oid::RSA_OAEP, Some(&[0x05, 0x00])).ok(), Some(RsaPadding::Oaep(HashAlgorithm::Sha1)));
+        // SEQUENCE { [0] { SEQUENCE { sha256, NULL } } }
+        let p =
+            [0x30, 0x11, 0xa0, 0x0f, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00];
+        assert_eq!(key_transport_padding(&oid::RSA_OAEP, Some(&p)).ok(), Some(RsaPadding::Oaep(HashAlgorithm::Sha256)));
+        assert!(key_transport_padding(&oid::RSA_OAEP, Some(&[0x30, 0x01])).is_err());
+        assert_eq!(key_transport_padding(&oid::SM2_ENCRYPT, None).ok(), Some(RsaPadding::Pkcs1v15));
+        assert!(key_transport_padding(&oid::SHA256, None).is_err());
+        // What we write, we read back.
+        let ours = oaep_params(HashAlgorithm::Sha256);
+        assert_eq!(key_transport_padding(&oid::RSA_OAEP, Some(&ours)).ok(), Some(RsaPadding::Oaep(HashAlgorithm::Sha256)));
+    }
 }

@@ -1,0 +1,239 @@
+//! How the service reaches the user: PIN entry, confirmations, QR codes, notices.
+//!
+//! The service never imports UI types; it calls a [`Prompter`]. The desktop app
+//! implements it with windows, the CLI with the terminal, tests with a
+//! [`ScriptedPrompter`]. A user who closes a prompt answers with
+//! [`ServiceError::Cancelled`].
+//!
+//! A prompter is called from a device's actor thread while that device is busy: it must
+//! not call back into the device manager for the same device (it would wait for itself).
+
+use crate::{Result, ServiceError};
+use kb_types::{DeviceId, Pin, PinKind};
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// A request for a PIN. Carries everything a PIN dialog shows; never a PIN.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PinRequest {
+    /// The medium.
+    pub device_id: DeviceId,
+    /// Its label as the user knows it.
+    pub device_label: String,
+    /// Which PIN.
+    pub kind: PinKind,
+    /// Tries left before the PIN locks, when the medium tells.
+    pub retries_left: Option<u8>,
+    /// The operation the PIN is for (`sign`, `decrypt`, `keygen`, …).
+    pub operation: String,
+    /// Who asks: `cli`, `desktop`, an app name, or a web origin.
+    pub client: String,
+    /// The PIN typed for this operation just before was wrong.
+    pub previous_wrong: bool,
+    /// The PIN remembered in the PIN cache was rejected by the medium (it was changed
+    /// elsewhere); it has been forgotten.
+    pub cached_pin_rejected: bool,
+}
+
+/// A yes/no question.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfirmRequest {
+    /// Dialog title.
+    pub title: String,
+    /// The question.
+    pub message: String,
+    /// Who asks.
+    pub client: String,
+    /// The medium concerned, if any.
+    pub device_id: Option<DeviceId>,
+}
+
+/// A QR code to show (WeChat binding, phone pairing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QrRequest {
+    /// Dialog title.
+    pub title: String,
+    /// What the QR code encodes.
+    pub payload: String,
+    /// How long the code stays valid from now (the dialog counts down).
+    pub expires_in: Duration,
+}
+
+/// Asks the user. Implementations block until the user answers.
+pub trait Prompter: Send + Sync {
+    /// Ask for a PIN. Cancel → [`ServiceError::Cancelled`].
+    fn ask_pin(&self, req: &PinRequest) -> Result<Pin>;
+
+    /// Ask a yes/no question. Closing the dialog → [`ServiceError::Cancelled`].
+    fn confirm(&self, req: &ConfirmRequest) -> Result<bool>;
+
+    /// Show a QR code until it expires or the user closes it.
+    fn show_qr(&self, req: &QrRequest) -> Result<()>;
+
+    /// Tell the user something (no answer expected).
+    fn notify(&self, message: &str);
+}
+
+/// One scripted answer.
+#[derive(Debug)]
+pub enum Answer {
+    /// Type this PIN.
+    Pin(Pin),
+    /// Answer a confirmation.
+    Confirm(bool),
+    /// Close whatever is asked.
+    Cancel,
+}
+
+/// What a [`ScriptedPrompter`] was asked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// A PIN request.
+    Pin(PinRequest),
+    /// A confirmation.
+    Confirm(ConfirmRequest),
+    /// A QR code.
+    Qr(QrRequest),
+    /// A notice.
+    Notify(String),
+}
+
+#[derive(Default)]
+struct Script {
+    answers: VecDeque<Answer>,
+    seen: Vec<Seen>,
+}
+
+/// A [`Prompter`] for tests: answers from a queue and records every request. With the
+/// queue empty, or an answer of the wrong kind, it cancels.
+#[derive(Default)]
+pub struct ScriptedPrompter {
+    script: Mutex<Script>,
+}
+
+impl ScriptedPrompter {
+    /// An empty script (every prompt is cancelled).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn script(&self) -> std::sync::MutexGuard<'_, Script> {
+        self.script.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queue an answer.
+    pub fn push(&self, answer: Answer) {
+        self.script().answers.push_back(answer);
+    }
+
+    /// Queue a PIN.
+    pub fn push_pin(&self, pin: &str) {
+        self.push(Answer::Pin(Pin::new(pin)));
+    }
+
+    /// Queue a cancel.
+    pub fn push_cancel(&self) {
+        self.push(Answer::Cancel);
+    }
+
+    /// Queue a confirmation answer.
+    pub fn push_confirm(&self, yes: bool) {
+        self.push(Answer::Confirm(yes));
+    }
+
+    /// Answers not used yet.
+    pub fn remaining(&self) -> usize {
+        self.script().answers.len()
+    }
+
+    /// Everything asked so far, in order.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.script().seen.clone()
+    }
+
+    /// The PIN requests so far, in order.
+    pub fn pin_requests(&self) -> Vec<PinRequest> {
+        self.script()
+            .seen
+            .iter()
+            .filter_map(|s| match s {
+                Seen::Pin(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Forget what was seen (the queue stays).
+    pub fn clear_seen(&self) {
+        self.script().seen.clear();
+    }
+}
+
+impl Prompter for ScriptedPrompter {
+    fn ask_pin(&self, req: &PinRequest) -> Result<Pin> {
+        let mut s = self.script();
+        s.seen.push(Seen::Pin(req.clone()));
+        match s.answers.pop_front() {
+            Some(Answer::Pin(p)) => Ok(p),
+            _ => Err(ServiceError::Cancelled),
+        }
+    }
+
+    fn confirm(&self, req: &ConfirmRequest) -> Result<bool> {
+        let mut s = self.script();
+        s.seen.push(Seen::Confirm(req.clone()));
+        match s.answers.pop_front() {
+            Some(Answer::Confirm(yes)) => Ok(yes),
+            _ => Err(ServiceError::Cancelled),
+        }
+    }
+
+    fn show_qr(&self, req: &QrRequest) -> Result<()> {
+        self.script().seen.push(Seen::Qr(req.clone()));
+        Ok(())
+    }
+
+    fn notify(&self, message: &str) {
+        self.script().seen.push(Seen::Notify(message.to_string()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kb_types::{ErrorCode, HasErrorCode};
+
+    fn req() -> PinRequest {
+        PinRequest {
+            device_id: DeviceId("pcsc:A".into()),
+            device_label: "A".into(),
+            kind: PinKind::User,
+            retries_left: Some(6),
+            operation: "sign".into(),
+            client: "cli".into(),
+            previous_wrong: false,
+            cached_pin_rejected: false,
+        }
+    }
+
+    #[test]
+    fn script_answers_in_order_then_cancels() {
+        let p = ScriptedPrompter::new();
+        p.push_pin("11112222");
+        p.push_confirm(true);
+        p.push(Answer::Cancel);
+        assert_eq!(p.ask_pin(&req()).map(|p| p.expose().to_vec()).ok(), Some(b"11112222".to_vec()));
+        let c = ConfirmRequest { title: "t".into(), message: "m".into(), client: "cli".into(), device_id: None };
+        assert_eq!(p.confirm(&c).ok(), Some(true));
+        assert_eq!(p.ask_pin(&req()).map(|_| ()).unwrap_err().code(), ErrorCode::Cancelled);
+        assert_eq!(p.ask_pin(&req()).map(|_| ()).unwrap_err().code(), ErrorCode::Cancelled);
+        p.notify("hello");
+        assert!(
+            p.show_qr(&QrRequest { title: "bind".into(), payload: "x".into(), expires_in: Duration::from_secs(1800) }).is_ok()
+        );
+        assert_eq!(p.pin_requests().len(), 3);
+        assert_eq!(p.seen().len(), 6);
+        assert_eq!(p.remaining(), 0);
+    }
+}

@@ -1,0 +1,518 @@
+//! Settings: one TOML file per user, and where KeyBridge keeps its files.
+//!
+//! ```toml
+//! pin_cache_minutes = 30          # "off", 1, 5, 10, 30 or 60
+//! near_expiry_warning_days = 90   # 临期 warning
+//! logs_enabled = true
+//! log_retention_days = 30
+//! update_check = "weekly"         # "never", "daily" or "weekly"
+//! update_url = ""
+//! bridge_port = 17210
+//! language = "zh-CN"              # or "en"
+//! file_key_dir = "/home/me/.local/share/keybridge/keys"   # optional
+//! ```
+//!
+//! Loading is strict: an unknown key (a typo) or a value out of range is a
+//! [`ServiceError::Config`] naming the key and its line, never silently replaced by a
+//! default. A missing file means all defaults. Saving is atomic (temp file, fsync,
+//! rename), so a crash never leaves a half-written file.
+//!
+//! [`default_paths`] gives the config, data and log directories under the user's
+//! directories, or all under one directory when `KEYBRIDGE_HOME` is set.
+
+use crate::{Result, ServiceError};
+use kb_types::Lang;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Environment variable that puts every KeyBridge file under one directory
+/// (`config/`, `data/`, `logs/`). Used by tests and portable installs.
+pub const HOME_ENV: &str = "KEYBRIDGE_HOME";
+/// The settings file's name inside the config directory.
+pub const SETTINGS_FILE_NAME: &str = "settings.toml";
+/// The audit store's name inside the data directory.
+pub const AUDIT_DB_NAME: &str = "audit.sqlite3";
+/// Default local bridge port (loopback only; used by the bridge when it lands).
+pub const DEFAULT_BRIDGE_PORT: u16 = 17210;
+
+/// How long a verified PIN stays cached: off, 1, 5, 10, 30 or 60 minutes (default 30).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PinCacheMinutes {
+    /// Never cache; every operation asks.
+    Off,
+    /// 1 minute.
+    One,
+    /// 5 minutes.
+    Five,
+    /// 10 minutes.
+    Ten,
+    /// 30 minutes (default).
+    #[default]
+    Thirty,
+    /// 60 minutes.
+    Sixty,
+}
+
+impl PinCacheMinutes {
+    /// Every choice, in the order a menu shows them.
+    pub const ALL: [PinCacheMinutes; 6] = [Self::Off, Self::One, Self::Five, Self::Ten, Self::Thirty, Self::Sixty];
+
+    /// Minutes (0 = off).
+    pub const fn minutes(self) -> u32 {
+        match self {
+            Self::Off => 0,
+            Self::One => 1,
+            Self::Five => 5,
+            Self::Ten => 10,
+            Self::Thirty => 30,
+            Self::Sixty => 60,
+        }
+    }
+
+    /// From minutes (0 = off); `None` for anything not offered.
+    pub fn from_minutes(m: u32) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.minutes() == m)
+    }
+
+    /// How long a PIN is kept, `None` when caching is off.
+    pub fn duration(self) -> Option<Duration> {
+        match self {
+            Self::Off => None,
+            other => Some(Duration::from_secs(u64::from(other.minutes()) * 60)),
+        }
+    }
+}
+
+impl Serialize for PinCacheMinutes {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Self::Off => s.serialize_str("off"),
+            other => s.serialize_u32(other.minutes()),
+        }
+    }
+}
+
+/// How often to look for a new version.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpdateCheck {
+    /// Never.
+    Never,
+    /// Once a day.
+    Daily,
+    /// Once a week (default).
+    #[default]
+    Weekly,
+}
+
+impl UpdateCheck {
+    /// Stable lower-case name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Never => "never",
+            Self::Daily => "daily",
+            Self::Weekly => "weekly",
+        }
+    }
+}
+
+/// The user's settings. Build one with [`Settings::default`] and change fields, or
+/// [`Settings::set`] by key name; [`Settings::save`] validates before writing.
+///
+/// Deserializing (from TOML or from the desktop's JSON) goes through the same checks as
+/// [`Settings::load`]: unknown keys and out-of-range values are errors naming the key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Settings {
+    /// PIN cache time.
+    pub pin_cache_minutes: PinCacheMinutes,
+    /// Warn this many days before a certificate expires (临期), 1–3650; default 90.
+    pub near_expiry_warning_days: u32,
+    /// Write log files; default true.
+    pub logs_enabled: bool,
+    /// Keep log files this many days, 1–3650; default 30.
+    pub log_retention_days: u32,
+    /// Update check frequency; default weekly.
+    pub update_check: UpdateCheck,
+    /// Where to check for updates: empty (none configured), an `https://` URL, or an
+    /// `http://` URL on loopback (the local dev server).
+    pub update_url: String,
+    /// Local bridge port, 1024–65535; default 17210.
+    pub bridge_port: u16,
+    /// UI language; default zh-CN.
+    pub language: Lang,
+    /// Where file-type keys live; `None` = `<data dir>/keys` ([`Settings::file_key_dir`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_key_dir: Option<PathBuf>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            pin_cache_minutes: PinCacheMinutes::default(),
+            near_expiry_warning_days: 90,
+            logs_enabled: true,
+            log_retention_days: 30,
+            update_check: UpdateCheck::default(),
+            update_url: String::new(),
+            bridge_port: DEFAULT_BRIDGE_PORT,
+            language: Lang::ZhCn,
+            file_key_dir: None,
+        }
+    }
+}
+
+fn expect_int(v: &toml::Value, lo: i64, hi: i64) -> std::result::Result<i64, String> {
+    match v {
+        toml::Value::Integer(n) if (lo..=hi).contains(n) => Ok(*n),
+        toml::Value::Integer(n) => Err(format!("must be between {lo} and {hi} (got {n})")),
+        other => Err(format!("must be a whole number between {lo} and {hi} (got {})", describe(other))),
+    }
+}
+
+fn expect_str(v: &toml::Value) -> std::result::Result<&str, String> {
+    match v {
+        toml::Value::String(s) => Ok(s),
+        other => Err(format!("must be a quoted string (got {})", describe(other))),
+    }
+}
+
+fn describe(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => format!("\"{s}\""),
+        toml::Value::Integer(n) => n.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::Datetime(d) => d.to_string(),
+        toml::Value::Array(_) => "an array".into(),
+        toml::Value::Table(_) => "a table".into(),
+    }
+}
+
+fn is_loopback_http(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else { return false };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    ["127.0.0.1", "localhost", "[::1]"].iter().any(|h| match authority.strip_prefix(h) {
+        Some("") => true,
+        Some(p) => p.strip_prefix(':').is_some_and(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit())),
+        None => false,
+    })
+}
+
+impl Settings {
+    /// Every key the file may contain, in file order.
+    pub const KEYS: &'static [&'static str] = &[
+        "pin_cache_minutes",
+        "near_expiry_warning_days",
+        "logs_enabled",
+        "log_retention_days",
+        "update_check",
+        "update_url",
+        "bridge_port",
+        "language",
+        "file_key_dir",
+    ];
+
+    /// Set one key from a TOML value. The error text does not name the key; callers add it.
+    fn apply(&mut self, key: &str, v: &toml::Value) -> std::result::Result<(), String> {
+        match key {
+            "pin_cache_minutes" => {
+                self.pin_cache_minutes = match v {
+                    toml::Value::String(s) if s.eq_ignore_ascii_case("off") => PinCacheMinutes::Off,
+                    toml::Value::Integer(n) => u32::try_from(*n)
+                        .ok()
+                        .and_then(PinCacheMinutes::from_minutes)
+                        .ok_or_else(|| format!("must be \"off\" or one of 1, 5, 10, 30, 60 minutes (got {n})"))?,
+                    other => return Err(format!("must be \"off\" or one of 1, 5, 10, 30, 60 minutes (got {})", describe(other))),
+                }
+            }
+            "near_expiry_warning_days" => self.near_expiry_warning_days = expect_int(v, 1, 3650)? as u32,
+            "log_retention_days" => self.log_retention_days = expect_int(v, 1, 3650)? as u32,
+            "bridge_port" => self.bridge_port = expect_int(v, 1024, 65535)? as u16,
+            "logs_enabled" => {
+                self.logs_enabled = match v {
+                    toml::Value::Boolean(b) => *b,
+                    other => return Err(format!("must be true or false (got {})", describe(other))),
+                }
+            }
+            "update_check" => {
+                self.update_check = match expect_str(v)? {
+                    "never" => UpdateCheck::Never,
+                    "daily" => UpdateCheck::Daily,
+                    "weekly" => UpdateCheck::Weekly,
+                    other => return Err(format!("must be \"never\", \"daily\" or \"weekly\" (got \"{other}\")")),
+                }
+            }
+            "update_url" => {
+                let url = expect_str(v)?.trim();
+                let ok = url.is_empty()
+                    || (url.len() > "https://".len() && url.starts_with("https://") && !url.contains(char::is_whitespace))
+                    || is_loopback_http(url);
+                if !ok {
+                    return Err(format!(
+                        "must be empty or an https:// URL (http:// only on 127.0.0.1/localhost) (got \"{url}\")"
+                    ));
+                }
+                self.update_url = url.to_string();
+            }
+            "language" => {
+                self.language = match expect_str(v)? {
+                    "zh-CN" => Lang::ZhCn,
+                    "en" => Lang::En,
+                    other => return Err(format!("must be \"zh-CN\" or \"en\" (got \"{other}\")")),
+                }
+            }
+            "file_key_dir" => {
+                let s = expect_str(v)?;
+                self.file_key_dir = if s.is_empty() {
+                    None
+                } else {
+                    let p = PathBuf::from(s);
+                    if !p.is_absolute() {
+                        return Err(format!("must be an absolute path (got \"{s}\")"));
+                    }
+                    Some(p)
+                };
+            }
+            _ => return Err("unknown key".into()),
+        }
+        Ok(())
+    }
+
+    /// Build from key → (value, line) pairs, checking every key.
+    fn from_entries(entries: Vec<(String, toml::Value, Option<usize>)>) -> Result<Self> {
+        let at = |line: Option<usize>| line.map(|l| format!(" (line {l})")).unwrap_or_default();
+        let unknown: Vec<String> = entries
+            .iter()
+            .filter(|(k, _, _)| !Self::KEYS.contains(&k.as_str()))
+            .map(|(k, _, l)| format!("`{k}`{}", at(*l)))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(ServiceError::Config(format!(
+                "unknown key{} {}; the known keys are {}",
+                if unknown.len() > 1 { "s" } else { "" },
+                unknown.join(", "),
+                Self::KEYS.join(", ")
+            )));
+        }
+        let mut s = Settings::default();
+        for (k, v, line) in &entries {
+            s.apply(k, v).map_err(|e| ServiceError::Config(format!("`{k}`{}: {e}", at(*line))))?;
+        }
+        Ok(s)
+    }
+
+    /// Parse settings text (TOML). Keys not present keep their defaults.
+    pub fn parse(text: &str) -> Result<Self> {
+        let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+        let map: BTreeMap<String, toml::Spanned<toml::Value>> = toml::from_str(text).map_err(|e| {
+            let msg = e.message().trim();
+            match e.span() {
+                Some(s) => {
+                    let n = line_of(s.start);
+                    let src = text.lines().nth(n - 1).unwrap_or("").trim();
+                    ServiceError::Config(format!("line {n}: {msg}: `{src}`"))
+                }
+                None => ServiceError::Config(msg.to_string()),
+            }
+        })?;
+        let mut entries: Vec<_> = map
+            .into_iter()
+            .map(|(k, v)| {
+                let line = line_of(v.span().start);
+                (k, v.into_inner(), Some(line))
+            })
+            .collect();
+        entries.sort_by_key(|(_, _, l)| *l);
+        Self::from_entries(entries)
+    }
+
+    /// Load from `path`. A missing file gives the defaults; an unreadable, malformed or
+    /// invalid one is an error (with the file, line and key).
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(ServiceError::Config(format!("{}: not UTF-8 text", path.display())));
+            }
+            Err(e) => return Err(ServiceError::Io(format!("{}: {e}", path.display()))),
+        };
+        Self::parse(&text).map_err(|e| match e {
+            ServiceError::Config(m) => ServiceError::Config(format!("{}: {m}", path.display())),
+            other => other,
+        })
+    }
+
+    /// Check every field (what [`Settings::save`] does first).
+    pub fn validate(&self) -> Result<()> {
+        Self::from_entries(self.entries()?).map(|_| ())
+    }
+
+    fn entries(&self) -> Result<Vec<(String, toml::Value, Option<usize>)>> {
+        let table = toml::Table::try_from(self).map_err(|e| ServiceError::Config(e.to_string()))?;
+        Ok(table.into_iter().map(|(k, v)| (k, v, None)).collect())
+    }
+
+    /// The settings as TOML text, with a comment header.
+    pub fn to_toml(&self) -> Result<String> {
+        let body = toml::to_string(self).map_err(|e| ServiceError::Config(e.to_string()))?;
+        Ok(format!(
+            "# KeyBridge settings. Unknown keys are rejected; delete a line to get its default.\n\
+             # pin_cache_minutes: \"off\", 1, 5, 10, 30, 60 · update_check: \"never\", \"daily\", \"weekly\"\n\
+             # language: \"zh-CN\", \"en\"\n\n{body}"
+        ))
+    }
+
+    /// Validate, then write atomically: a temp file in the same directory, fsync,
+    /// rename over `path`, fsync the directory. Creates the directory if needed.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.validate()?;
+        let text = self.to_toml()?;
+        let path = path.as_ref();
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&dir)?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut tmp = tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".tmp").tempfile_in(&dir)?;
+        tmp.write_all(text.as_bytes())?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(path).map_err(|e| ServiceError::Io(format!("{}: {}", path.display(), e.error)))?;
+        #[cfg(unix)]
+        std::fs::File::open(&dir)?.sync_all()?;
+        Ok(())
+    }
+
+    /// Set one key from text as typed on a command line (`5`, `off`, `true`, `en`,
+    /// `https://…`), with the same checks as the file.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        if !Self::KEYS.contains(&key) {
+            return Err(ServiceError::Config(format!("unknown key `{key}`; the known keys are {}", Self::KEYS.join(", "))));
+        }
+        let v = match toml::from_str::<toml::Table>(&format!("v = {value}")) {
+            Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(value.to_string())),
+            Err(_) => toml::Value::String(value.to_string()),
+        };
+        // Bare strings like `weekly` or `off` do not parse as TOML; quoted ones do.
+        let mut next = self.clone();
+        next.apply(key, &v).map_err(|e| ServiceError::Config(format!("`{key}`: {e}")))?;
+        *self = next;
+        Ok(())
+    }
+
+    /// One key's value as text (strings unquoted), `None` for an unknown key or an
+    /// unset optional one.
+    pub fn get(&self, key: &str) -> Option<String> {
+        let table = toml::Table::try_from(self).ok()?;
+        match table.get(key)? {
+            toml::Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        }
+    }
+
+    /// The file-key directory: the configured one, or `<data dir>/keys`.
+    pub fn file_key_dir(&self, paths: &Paths) -> PathBuf {
+        self.file_key_dir.clone().unwrap_or_else(|| paths.default_file_key_dir())
+    }
+}
+
+impl<'de> Deserialize<'de> for Settings {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let map = BTreeMap::<String, toml::Value>::deserialize(d)?;
+        Settings::from_entries(map.into_iter().map(|(k, v)| (k, v, None)).collect()).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where KeyBridge keeps its files.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Paths {
+    /// Settings (`settings.toml`).
+    pub config_dir: PathBuf,
+    /// Audit store, file-type keys, bridge grants.
+    pub data_dir: PathBuf,
+    /// Daily log files.
+    pub log_dir: PathBuf,
+}
+
+impl Paths {
+    /// Everything under one directory: `<root>/config`, `<root>/data`, `<root>/logs`.
+    pub fn under(root: impl AsRef<Path>) -> Self {
+        let root = root.as_ref();
+        Self { config_dir: root.join("config"), data_dir: root.join("data"), log_dir: root.join("logs") }
+    }
+
+    /// `<config>/settings.toml`.
+    pub fn settings_file(&self) -> PathBuf {
+        self.config_dir.join(SETTINGS_FILE_NAME)
+    }
+
+    /// `<data>/audit.sqlite3`.
+    pub fn audit_db(&self) -> PathBuf {
+        self.data_dir.join(AUDIT_DB_NAME)
+    }
+
+    /// `<data>/keys`, the default file-key directory.
+    pub fn default_file_key_dir(&self) -> PathBuf {
+        self.data_dir.join("keys")
+    }
+
+    /// Create the three directories (owner-only on Unix: they hold keys and logs).
+    pub fn create_all(&self) -> Result<()> {
+        for d in [&self.config_dir, &self.data_dir, &self.log_dir] {
+            create_private_dir(d)?;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn create_private_dir(d: &Path) -> Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(d).map_err(|e| ServiceError::Io(format!("{}: {e}", d.display())))
+}
+
+/// The directories to use: all under `$KEYBRIDGE_HOME` when it is set and not empty,
+/// otherwise the platform's per-user directories for `cn.KeyBridge.KeyBridge`
+/// (on Linux `~/.config/keybridge`, `~/.local/share/keybridge`,
+/// `~/.local/state/keybridge/logs`). Nothing is created.
+pub fn default_paths() -> Result<Paths> {
+    paths_for(std::env::var_os(HOME_ENV).filter(|v| !v.is_empty()).map(PathBuf::from))
+}
+
+/// [`default_paths`] with the `KEYBRIDGE_HOME` value given explicitly (`None` = unset).
+pub fn paths_for(home: Option<PathBuf>) -> Result<Paths> {
+    if let Some(home) = home {
+        let home = if home.is_absolute() { home } else { std::env::current_dir()?.join(home) };
+        return Ok(Paths::under(home));
+    }
+    let dirs = directories::ProjectDirs::from("cn", "KeyBridge", "KeyBridge").ok_or_else(|| {
+        ServiceError::Config(format!("no home directory found; set {HOME_ENV} to choose where KeyBridge keeps its files"))
+    })?;
+    let log_dir = match dirs.state_dir() {
+        Some(s) => s.join("logs"),
+        None => dirs.data_local_dir().join("logs"),
+    };
+    Ok(Paths { config_dir: dirs.config_dir().to_path_buf(), data_dir: dirs.data_dir().to_path_buf(), log_dir })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_urls() {
+        for ok in ["http://127.0.0.1:8080/x", "http://localhost/", "http://localhost", "http://[::1]:9/"] {
+            assert!(is_loopback_http(ok), "{ok}");
+        }
+        for bad in ["http://example.com", "http://127.0.0.1.evil.com/", "http://localhost.evil:80", "https://x"] {
+            assert!(!is_loopback_http(bad), "{bad}");
+        }
+    }
+}

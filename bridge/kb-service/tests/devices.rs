@@ -1,0 +1,739 @@
+//! The device manager against virtual media: enumeration and hot-plug events, the PIN
+//! cache and prompts, audit records, serialisation per medium, media pulled out
+//! mid-operation, and CMS through device keys.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use kb_crypto::PublicKey;
+use kb_crypto::rsa::RsaPadding;
+use kb_crypto::{PrivateKey, SignatureScheme};
+use kb_pki::cms::{self, SignOptions, SignedMessage};
+use kb_pki::issue::{self, CertKind, CertificateParams};
+use kb_pki::time::UnixTime;
+use kb_pki::{Certificate, LocalSigner, Signer};
+use kb_service::audit::{AuditRecord, AuditSink, AuthType};
+use kb_service::devices::{DeviceEvent, DeviceManager, MAX_PIN_PROMPTS};
+use kb_service::pin_cache::{FakeClock, PinCachePolicy};
+use kb_service::prompter::ScriptedPrompter;
+use kb_service::{Result, ServiceError};
+use kb_token::memory::{MemoryToken, MemoryTransport};
+use kb_token::{Session, Token, TokenError, Transport, TransportEvent};
+use kb_types::{
+    Algorithm, ContainerInfo, DeviceId, DeviceInfo, ErrorCode, HasErrorCode, KeyUsage, Pin, PinInfo, PinKind, SealInfo,
+    TransportKind,
+};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const PIN: &str = "12345678";
+const SO: &str = "admin-pin-0";
+const C: &str = "c1";
+const WAIT: Duration = Duration::from_secs(10);
+
+/// An audit sink in memory; can be told to fail.
+#[derive(Default)]
+struct MemAudit {
+    records: Mutex<Vec<AuditRecord>>,
+    fail: Mutex<bool>,
+}
+
+impl MemAudit {
+    fn records(&self) -> Vec<AuditRecord> {
+        self.records.lock().unwrap().clone()
+    }
+    fn for_device(&self, id: &DeviceId) -> Vec<AuditRecord> {
+        self.records().into_iter().filter(|r| &r.device_id == id).collect()
+    }
+}
+
+impl AuditSink for MemAudit {
+    fn record(&self, rec: &AuditRecord) -> Result<()> {
+        if *self.fail.lock().unwrap() {
+            return Err(ServiceError::Audit("disk full".into()));
+        }
+        self.records.lock().unwrap().push(rec.clone());
+        Ok(())
+    }
+}
+
+/// A test CA issuing SM2 dual certificates.
+struct Ca {
+    signer: LocalSigner,
+    cert: Certificate,
+}
+
+impl Ca {
+    fn new() -> Self {
+        let signer = LocalSigner::new(PrivateKey::generate(Algorithm::Sm2).unwrap());
+        let params =
+            CertificateParams::new("C=CN,O=Test CA,CN=Test Root", CertKind::Root { path_len: None }, UnixTime::now(), 365);
+        let cert = issue::self_signed(&params, &signer).unwrap();
+        Ca { signer, cert }
+    }
+
+    fn issue(&self, subject: &str, key: &PrivateKey, usage: KeyUsage) -> Certificate {
+        let params = CertificateParams::leaf(subject, usage, UnixTime::now(), 365);
+        issue::issue(&params, &key.public_key(), Some(&self.cert), &self.signer).unwrap()
+    }
+}
+
+/// A token with container `c1` holding an SM2 signing and encryption pair, each with
+/// a certificate.
+struct Provisioned {
+    token: MemoryToken,
+    sign_key: PrivateKey,
+    sign_cert: Certificate,
+    enc_cert: Certificate,
+}
+
+fn provision(tr: &MemoryTransport, ca: &Ca, local: &str, pin: &str) -> Provisioned {
+    let token = tr.new_token(local, pin, SO).with_label(&format!("Key {local}")).with_model("VK-1");
+    let sign_key = PrivateKey::generate(Algorithm::Sm2).unwrap();
+    let enc_key = PrivateKey::generate(Algorithm::Sm2).unwrap();
+    let subject = format!("C=CN,O=某某建设有限公司,CN=张三 {local}");
+    let sign_cert = ca.issue(&subject, &sign_key, KeyUsage::Sign);
+    let enc_cert = ca.issue(&subject, &enc_key, KeyUsage::Encrypt);
+    token.put_key(C, KeyUsage::Sign, sign_key.clone());
+    token.put_key(C, KeyUsage::Encrypt, enc_key);
+    token.put_certificate(C, KeyUsage::Sign, sign_cert.der()).unwrap();
+    token.put_certificate(C, KeyUsage::Encrypt, enc_cert.der()).unwrap();
+    Provisioned { token, sign_key, sign_cert, enc_cert }
+}
+
+struct Rig {
+    mgr: DeviceManager,
+    prompter: Arc<ScriptedPrompter>,
+    audit: Arc<MemAudit>,
+    clock: Arc<FakeClock>,
+    tr: MemoryTransport,
+    events: Receiver<DeviceEvent>,
+    ca: Ca,
+}
+
+impl Rig {
+    fn new(policy: PinCachePolicy) -> Self {
+        let prompter = Arc::new(ScriptedPrompter::new());
+        let audit = Arc::new(MemAudit::default());
+        let clock = Arc::new(FakeClock::new());
+        let mgr = DeviceManager::with_clock(prompter.clone(), audit.clone(), policy, clock.clone());
+        let events = mgr.subscribe();
+        let tr = MemoryTransport::new(TransportKind::Pcsc);
+        mgr.add_transport(Arc::new(tr.clone())).unwrap();
+        let rig = Rig { mgr, prompter, audit, clock, tr, events, ca: Ca::new() };
+        rig.expect(|e| *e == DeviceEvent::EnumerationComplete);
+        rig
+    }
+
+    /// Insert a provisioned token and wait until the manager has it.
+    fn plug(&self, local: &str, pin: &str) -> (DeviceId, Provisioned) {
+        let p = provision(&self.tr, &self.ca, local, pin);
+        let id = self.tr.insert(p.token.clone());
+        self.expect(|e| matches!(e, DeviceEvent::Added(i) if i.id == id));
+        (id, p)
+    }
+
+    fn expect(&self, pred: impl Fn(&DeviceEvent) -> bool) -> DeviceEvent {
+        expect_event(&self.events, pred)
+    }
+
+    fn sign(&self, id: &DeviceId, client: &str) -> Result<Vec<u8>> {
+        self.mgr.sign_message(id, C, KeyUsage::Sign, &SignatureScheme::sm2_default(), b"bid file", client)
+    }
+}
+
+fn expect_event(rx: &Receiver<DeviceEvent>, pred: impl Fn(&DeviceEvent) -> bool) -> DeviceEvent {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(e) if pred(&e) => return e,
+            Ok(_) => {}
+            Err(_) => panic!("expected event did not come"),
+        }
+    }
+}
+
+fn code<T: std::fmt::Debug>(r: Result<T>) -> ErrorCode {
+    r.expect_err("expected an error").code()
+}
+
+#[test]
+fn enumeration_completes_once_every_transport_has() {
+    let prompter = Arc::new(ScriptedPrompter::new());
+    let mgr = DeviceManager::new(prompter, Arc::new(MemAudit::default()), PinCachePolicy::default());
+    let events = mgr.subscribe();
+    let ca = Ca::new();
+    let pcsc = MemoryTransport::new(TransportKind::Pcsc);
+    let p11 = MemoryTransport::new(TransportKind::Pkcs11);
+    pcsc.insert(provision(&pcsc, &ca, "A", PIN).token);
+    p11.insert(provision(&p11, &ca, "B", PIN).token);
+    p11.insert(provision(&p11, &ca, "C", PIN).token);
+    pcsc.hold_enumeration(); // a slow bus scan
+    mgr.add_transport(Arc::new(pcsc.clone())).unwrap();
+    mgr.add_transport(Arc::new(p11.clone())).unwrap();
+
+    let mut added = Vec::new();
+    while added.len() < 3 {
+        match events.recv_timeout(WAIT).unwrap() {
+            DeviceEvent::Added(i) => added.push(i.id),
+            DeviceEvent::EnumerationComplete => panic!("EnumerationComplete before every transport completed"),
+            _ => {}
+        }
+    }
+    // p11 completed, pcsc not yet: nothing more.
+    assert!(events.recv_timeout(Duration::from_millis(300)).is_err());
+    assert!(!mgr.wait_enumerated(Duration::from_millis(50)));
+    pcsc.complete_enumeration();
+    assert_eq!(events.recv_timeout(WAIT).unwrap(), DeviceEvent::EnumerationComplete);
+    assert!(mgr.wait_enumerated(Duration::from_millis(50)));
+    added.sort();
+    let ids: Vec<_> = mgr.devices().into_iter().map(|d| d.id).collect();
+    assert_eq!(ids, added);
+    assert_eq!(ids, vec![DeviceId("pcsc:A".into()), DeviceId("pkcs11:B".into()), DeviceId("pkcs11:C".into())]);
+    assert_eq!(mgr.device(&ids[1]).unwrap().transport, TransportKind::Pkcs11);
+
+    // A late subscriber hears the present state first.
+    let late = mgr.subscribe();
+    let replay: Vec<_> = std::iter::from_fn(|| late.recv_timeout(Duration::from_millis(100)).ok()).collect();
+    assert_eq!(replay.len(), 4);
+    assert_eq!(replay[3], DeviceEvent::EnumerationComplete);
+}
+
+#[test]
+fn hot_add_and_remove() {
+    let rig = Rig::new(PinCachePolicy::default());
+    assert!(rig.mgr.devices().is_empty());
+    let (a, _) = rig.plug("A", PIN);
+    let (b, _) = rig.plug("B", PIN);
+    assert_eq!(rig.mgr.devices().len(), 2);
+    assert_eq!(rig.mgr.containers(&a, "cli").unwrap()[0].name, C);
+    rig.tr.remove(&a);
+    rig.expect(|e| *e == DeviceEvent::Removed(a.clone()));
+    assert_eq!(rig.mgr.devices().len(), 1);
+    assert_eq!(code(rig.mgr.containers(&a, "cli")), ErrorCode::UnknownDevice);
+    assert_eq!(rig.mgr.pin_info(&b, PinKind::User, "cli").unwrap().retries_left, 6);
+    // Transport errors reach callers.
+    rig.tr.fail("reader unplugged");
+    let e = rig.expect(|e| matches!(e, DeviceEvent::TransportError { .. }));
+    assert_eq!(e, DeviceEvent::TransportError { transport: TransportKind::Pcsc, message: "reader unplugged".into() });
+}
+
+#[test]
+fn pin_prompted_once_then_cached() {
+    let rig = Rig::new(PinCachePolicy::default());
+    let (id, p) = rig.plug("A", PIN);
+    rig.prompter.push_pin(PIN);
+    let sig1 = rig.sign(&id, "https://bid.example.cn").unwrap();
+    let sig2 = rig.sign(&id, "cli").unwrap();
+    let pk = p.sign_cert.public_key().unwrap();
+    for s in [&sig1, &sig2] {
+        assert!(pk.verify(&SignatureScheme::sm2_default(), b"bid file", s).is_ok());
+    }
+    let reqs = rig.prompter.pin_requests();
+    assert_eq!(reqs.len(), 1, "second signature must not prompt");
+    let r = &reqs[0];
+    assert_eq!(r.device_id, id);
+    assert_eq!(r.device_label, "Key A");
+    assert_eq!(r.kind, PinKind::User);
+    assert_eq!(r.retries_left, Some(6));
+    assert_eq!(r.operation, "sign");
+    assert_eq!(r.client, "https://bid.example.cn");
+    assert!(!r.previous_wrong && !r.cached_pin_rejected);
+    assert_eq!(p.token.calls("login"), 2);
+
+    let recs = rig.audit.records();
+    assert_eq!(recs.len(), 2);
+    assert_eq!(recs.iter().map(|r| r.auth).collect::<Vec<_>>(), [AuthType::PinEntered, AuthType::PinCached]);
+    assert_eq!(recs[0].client, "https://bid.example.cn");
+    assert_eq!(recs[1].client, "cli");
+    for r in &recs {
+        assert!(r.ok && r.error.is_none());
+        assert_eq!(r.operation, "sign");
+        assert_eq!(r.device_id, id);
+        assert_eq!(r.device_type, TransportKind::Pcsc);
+        assert_eq!(r.device_model, "VK-1");
+        assert!(r.certificate.contains("张三 A"), "{}", r.certificate);
+        assert!(r.certificate.contains(&p.sign_cert.serial_hex()), "{}", r.certificate);
+        assert!(r.time_ms > 1_600_000_000_000);
+    }
+}
+
+#[test]
+fn policy_off_always_prompts_and_new_policy_applies_next_time() {
+    let rig = Rig::new(PinCachePolicy::Off);
+    let (id, _) = rig.plug("A", PIN);
+    for _ in 0..3 {
+        rig.prompter.push_pin(PIN);
+        rig.sign(&id, "cli").unwrap();
+    }
+    assert_eq!(rig.prompter.pin_requests().len(), 3);
+    assert!(rig.audit.records().iter().all(|r| r.auth == AuthType::PinEntered));
+    assert!(rig.mgr.pin_cache().is_empty());
+
+    rig.mgr.pin_cache().set_policy(PinCachePolicy::Minutes(5));
+    rig.prompter.push_pin(PIN);
+    rig.sign(&id, "cli").unwrap();
+    rig.sign(&id, "cli").unwrap();
+    assert_eq!(rig.prompter.pin_requests().len(), 4);
+    // Off again: forgotten at once.
+    rig.mgr.pin_cache().set_policy(PinCachePolicy::Off);
+    rig.prompter.push_pin(PIN);
+    rig.sign(&id, "cli").unwrap();
+    assert_eq!(rig.prompter.pin_requests().len(), 5);
+}
+
+#[test]
+fn cached_pin_expires_on_the_clock() {
+    let rig = Rig::new(PinCachePolicy::Minutes(1));
+    let (id, _) = rig.plug("A", PIN);
+    rig.prompter.push_pin(PIN);
+    rig.sign(&id, "cli").unwrap();
+    rig.clock.advance(Duration::from_secs(59));
+    rig.sign(&id, "cli").unwrap();
+    assert_eq!(rig.prompter.pin_requests().len(), 1);
+    rig.clock.advance(Duration::from_secs(2));
+    rig.prompter.push_pin(PIN);
+    rig.sign(&id, "cli").unwrap();
+    assert_eq!(rig.prompter.pin_requests().len(), 2);
+    let auths: Vec<_> = rig.audit.records().iter().map(|r| r.auth).collect();
+    assert_eq!(auths, [AuthType::PinEntered, AuthType::PinCached, AuthType::PinEntered]);
+}
+
+#[test]
+fn wrong_pin_is_never_cached_and_retries_count_down() {
+    let rig = Rig::new(PinCachePolicy::default());
+    let (id, p) = rig.plug("A", PIN);
+    rig.prompter.push_pin("00000000");
+    rig.prompter.push_pin("11111111");
+    rig.prompter.push_pin(PIN);
+    rig.sign(&id, "cli").unwrap();
+    let reqs = rig.prompter.pin_requests();
+    assert_eq!(reqs.iter().map(|r| r.retries_left).collect::<Vec<_>>(), [Some(6), Some(5), Some(4)]);
+    assert_eq!(reqs.iter().map(|r| r.previous_wrong).collect::<Vec<_>>(), [false, true, true]);
+    // The right PIN reset the medium's counter, and only it was cached.
+    assert_eq!(rig.mgr.pin_info(&id, PinKind::User, "cli").unwrap().retries_left, 6);
+    rig.sign(&id, "cli").unwrap();
+    assert_eq!(rig.prompter.pin_requests().len(), 3);
+
+    // A wrong PIN followed by cancel leaves nothing cached.
+    rig.mgr.pin_cache().clear();
+    rig.prompter.clear_seen();
+    rig.prompter.push_pin("00000000");
+    rig.prompter.push_cancel();
+    assert_eq!(code(rig.sign(&id, "cli")), ErrorCode::Cancelled);
+    assert!(rig.mgr.pin_cache().is_empty());
+
+    // A cached PIN the medium rejects (changed elsewhere) is dropped and the user asked.
+    rig.prompter.push_pin(PIN);
+    rig.sign(&id, "cli").unwrap();
+    let mut elsewhere = p.token.clone();
+    elsewhere.change_pin(PinKind::User, &Pin::new(PIN), &Pin::new("87654321")).unwrap();
+    rig.prompter.clear_seen();
+    rig.prompter.push_pin("87654321");
+    rig.sign(&id, "cli").unwrap();
+    let reqs = rig.prompter.pin_requests();
+    assert_eq!(reqs.len(), 1);
+    assert!(reqs[0].cached_pin_rejected && !reqs[0].previous_wrong);
+    assert_eq!(reqs[0].retries_left, Some(5));
+    assert_eq!(rig.audit.records().last().unwrap().auth, AuthType::PinEntered);
+    rig.sign(&id, "cli").unwrap();
+    assert_eq!(rig.prompter.pin_requests().len(), 1);
+}
+
+#[test]
+fn prompts_stop_after_the_maximum() {
+    let rig = Rig::new(PinCachePolicy::default());
+    let (id, _) = rig.plug("A", PIN);
+    for _ in 0..MAX_PIN_PROMPTS + 1 {
+        rig.prompter.push_pin("00000000");
+    }
+    assert_eq!(code(rig.sign(&id, "cli")), ErrorCode::WrongPin);
+    assert_eq!(rig.prompter.pin_requests().len(), MAX_PIN_PROMPTS);
+    assert_eq!(rig.prompter.remaining(), 1);
+    assert_eq!(rig.audit.records()[0].error, Some(ErrorCode::WrongPin));
+}
+
+#[test]
+fn locked_pin_then_unblock() {
+    let rig = Rig::new(PinCachePolicy::default());
+    let p = provision(&rig.tr, &rig.ca, "L", PIN);
+    let token = p.token.with_max_retries(3);
+    let id = rig.tr.insert(token.clone());
+    rig.expect(|e| matches!(e, DeviceEvent::Added(i) if i.id == id));
+    for _ in 0..3 {
+        rig.prompter.push_pin("00000000");
+    }
+    assert_eq!(code(rig.sign(&id, "cli")), ErrorCode::PinLocked);
+    assert_eq!(rig.prompter.pin_requests().iter().map(|r| r.retries_left).collect::<Vec<_>>(), [Some(3), Some(2), Some(1)]);
+    let rec = rig.audit.records().pop().unwrap();
+    assert!(!rec.ok);
+    assert_eq!(rec.error, Some(ErrorCode::PinLocked));
+    // Locked: no prompt at all.
+    assert_eq!(code(rig.sign(&id, "cli")), ErrorCode::PinLocked);
+    assert_eq!(rig.prompter.pin_requests().len(), 3);
+    assert!(rig.mgr.pin_info(&id, PinKind::User, "cli").unwrap().locked);
+    // Unblock with the SO PIN (wrong one first).
+    assert_eq!(code(rig.mgr.unblock_pin(&id, Pin::new("wrong-so"), Pin::new("55556666"), "cli")), ErrorCode::WrongPin);
+    rig.mgr.unblock_pin(&id, Pin::new(SO), Pin::new("55556666"), "cli").unwrap();
+    rig.prompter.push_pin("55556666");
+    rig.sign(&id, "cli").unwrap();
+    let ops: Vec<_> = rig.audit.records().iter().map(|r| (r.operation.clone(), r.ok)).collect();
+    assert_eq!(ops[ops.len() - 3..], [("unblock_pin".into(), false), ("unblock_pin".into(), true), ("sign".into(), true)]);
+}
+
+#[test]
+fn cancel_is_reported_and_audited() {
+    let rig = Rig::new(PinCachePolicy::default());
+    let (id, _) = rig.plug("A", PIN);
+    rig.prompter.push_cancel();
+    let e = rig.sign(&id, "cli").unwrap_err();
+    assert_eq!(e, ServiceError::Cancelled);
+    assert_eq!(e.code(), ErrorCode::Cancelled);
+    let rec = rig.audit.records().pop().unwrap();
+    assert_eq!((rec.ok, rec.error, rec.auth), (false, Some(ErrorCode::Cancelled), AuthType::None));
+}
+
+#[test]
+fn one_medium_never_sees_two_commands_at_once() {
+    let rig = Rig::new(PinCachePolicy::default());
+    let (id, p) = rig.plug("A", PIN);
+    p.token.set_op_delay(Duration::from_millis(1));
+    rig.prompter.push_pin(PIN);
+    rig.sign(&id, "cli").unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let mgr = rig.mgr.clone();
+            let id = id.clone();
+            std::thread::spawn(move || {
+                for i in 0..15 {
+                    if (i + t) % 3 == 0 {
+                        mgr.pin_info(&id, PinKind::User, "cli").unwrap();
+                    } else {
+                        mgr.sign_message(&id, C, KeyUsage::Sign, &SignatureScheme::sm2_default(), b"x", "cli").unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(p.token.reentries(), 0);
+    assert!(p.token.calls("sign_digest") >= 40);
+    assert_eq!(rig.audit.records().len() as u64, p.token.calls("sign_digest"));
+}
+
+#[test]
+fn medium_pulled_out_mid_operation() {
+    let rig = Rig::new(PinCachePolicy::default());
+    let (a, pa) = rig.plug("A", PIN);
+    let (b, _) = rig.plug("B", PIN);
+    rig.prompter.push_pin(PIN);
+    rig.prompter.push_pin(PIN);
+    rig.sign(&a, "cli").unwrap();
+    rig.sign(&b, "cli").unwrap();
+
+    // The medium goes silent half-way through a signature, before its transport notices.
+    let pause = pa.token.pause_next("sign_digest");
+    let mgr = rig.mgr.clone();
+    let a2 = a.clone();
+    let th = std::thread::spawn(move || {
+        mgr.sign_message(&a2, C, KeyUsage::Sign, &SignatureScheme::sm2_default(), b"x", "https://bid.example.cn")
+    });
+    assert!(pause.wait_reached(WAIT));
+    pa.token.set_pulled(true);
+    pause.release();
+    assert_eq!(code(th.join().unwrap()), ErrorCode::DeviceRemoved);
+    rig.expect(|e| *e == DeviceEvent::Removed(a.clone()));
+    // The transport's own report afterwards makes no second event.
+    rig.tr.remove(&a);
+    assert!(rig.events.recv_timeout(Duration::from_millis(300)).is_err());
+    let rec = rig.audit.for_device(&a).pop().unwrap();
+    assert_eq!((rec.ok, rec.error), (false, Some(ErrorCode::DeviceRemoved)));
+    assert_eq!(code(rig.sign(&a, "cli")), ErrorCode::UnknownDevice);
+
+    // Everyone else keeps working, with the cache intact.
+    rig.sign(&b, "cli").unwrap();
+    assert_eq!(rig.prompter.pin_requests().len(), 2);
+    assert_eq!(rig.mgr.devices().len(), 1);
+
+    // Re-inserted: a fresh actor, and its PIN was forgotten.
+    rig.tr.insert(pa.token.clone());
+    rig.expect(|e| matches!(e, DeviceEvent::Added(i) if i.id == a));
+    rig.prompter.push_pin(PIN);
+    rig.sign(&a, "cli").unwrap();
+    assert_eq!(rig.prompter.pin_requests().len(), 3);
+
+    // Pulled out by the transport while logging in, with more commands queued behind.
+    let pause = pa.token.pause_next("login");
+    let queued: Vec<_> = (0..3)
+        .map(|_| {
+            let (mgr, a) = (rig.mgr.clone(), a.clone());
+            std::thread::spawn(move || mgr.sign_message(&a, C, KeyUsage::Sign, &SignatureScheme::sm2_default(), b"x", "cli"))
+        })
+        .collect();
+    assert!(pause.wait_reached(WAIT));
+    rig.tr.remove(&a);
+    pause.release();
+    for t in queued {
+        let c = code(t.join().unwrap());
+        assert!(matches!(c, ErrorCode::DeviceRemoved | ErrorCode::UnknownDevice), "{c}");
+    }
+    rig.expect(|e| *e == DeviceEvent::Removed(a.clone()));
+    rig.sign(&b, "cli").unwrap();
+}
+
+#[test]
+fn cms_signed_and_opened_with_device_keys() {
+    let rig = Rig::new(PinCachePolicy::default());
+    let (id, p) = rig.plug("A", PIN);
+    rig.prompter.push_pin(PIN);
+    let signer = rig.mgr.signer(&id, C, KeyUsage::Sign, "https://bid.example.cn").unwrap();
+    assert_eq!(signer.public_key(), &p.sign_key.public_key());
+    let cert = signer.certificate().unwrap().clone();
+    assert_eq!(cert, p.sign_cert);
+    let content = "投标文件 bid file".as_bytes();
+    let der = cms::sign(content, &signer, &cert, &SignOptions::default()).map_err(|e| signer.service_error(e)).unwrap();
+    let msg = SignedMessage::from_der(&der).unwrap();
+    let reports = msg.verify(None, &[]).unwrap();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(msg.content(), Some(content));
+    // Detached, and a CSR-style raw signature, through the same signer (PIN cached).
+    let det = cms::sign(content, &signer, &cert, &SignOptions { detached: true, ..Default::default() }).unwrap();
+    assert!(SignedMessage::from_der(&det).unwrap().verify(Some(content), &[]).is_ok());
+    assert_eq!(rig.prompter.pin_requests().len(), 1);
+
+    // An envelope to the encryption certificate, opened with the device key.
+    let env = cms::envelope::encrypt_bytes(b"sealed price", std::slice::from_ref(&p.enc_cert), &Default::default()).unwrap();
+    let dec = rig.mgr.decrypter(&id, C, KeyUsage::Encrypt, "cli").unwrap();
+    assert_eq!(&cms::envelope::decrypt_bytes(&env, &dec).unwrap()[..], b"sealed price");
+    let ops: Vec<_> = rig.audit.records().iter().map(|r| r.operation.clone()).collect();
+    assert_eq!(ops, ["sign", "sign", "decrypt"]);
+    assert!(rig.audit.records()[2].certificate.contains(&p.enc_cert.serial_hex()));
+
+    // Raw SM2 decryption of a content key, too.
+    let ct = p.enc_cert.public_key().unwrap().encrypt(b"0123456789abcdef", RsaPadding::Pkcs1v15).unwrap();
+    assert_eq!(&rig.mgr.decrypt(&id, C, KeyUsage::Encrypt, &ct, RsaPadding::Pkcs1v15, "cli").unwrap()[..], b"0123456789abcdef");
+
+    // A device failure surfaces with its own code through kb-pki.
+    p.token.set_pulled(true);
+    let e = cms::sign(content, &signer, &cert, &SignOptions::default()).map_err(|e| signer.service_error(e)).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::DeviceRemoved);
+    // Even a caller that only sees the PkiError keeps the device's code (the medium is
+    // gone from the manager by now, so it is UnknownDevice, not a generic I/O error).
+    let pki = cms::sign(content, &signer, &cert, &SignOptions::default()).unwrap_err();
+    assert!(matches!(pki, kb_pki::PkiError::Device { .. }), "{pki:?}");
+    assert_eq!(pki.code(), ErrorCode::UnknownDevice);
+}
+
+#[test]
+fn key_and_certificate_management() {
+    let rig = Rig::new(PinCachePolicy::default());
+    let (id, p) = rig.plug("A", PIN);
+    rig.prompter.push_pin(PIN);
+    rig.mgr.create_container(&id, "new", "cli").unwrap();
+    assert_eq!(code(rig.mgr.create_container(&id, "new", "cli")), ErrorCode::AlreadyExists);
+    let pk = rig.mgr.generate_key_pair(&id, "new", KeyUsage::Sign, Algorithm::Sm2, "cli").unwrap();
+    rig.expect(|e| *e == DeviceEvent::CertificatesChanged(id.clone()));
+    assert_eq!(rig.mgr.public_key(&id, "new", KeyUsage::Sign, "cli").unwrap(), pk);
+    // A certificate for another key is refused; the right one installs.
+    assert_eq!(
+        code(rig.mgr.import_certificate(&id, "new", KeyUsage::Sign, p.sign_cert.der(), "cli")),
+        ErrorCode::CertificateKeyMismatch
+    );
+    // Issue for the device key through a device signer (CSR-less, for the test).
+    let cert = issue::issue(
+        &CertificateParams::leaf("CN=New Holder", KeyUsage::Sign, UnixTime::now(), 30),
+        &pk,
+        Some(&rig.ca.cert),
+        &rig.ca.signer,
+    )
+    .unwrap();
+    rig.mgr.import_certificate(&id, "new", KeyUsage::Sign, cert.der(), "cli").unwrap();
+    rig.expect(|e| *e == DeviceEvent::CertificatesChanged(id.clone()));
+    assert_eq!(rig.mgr.certificate(&id, "new", KeyUsage::Sign, "cli").unwrap(), Some(cert.clone()));
+    let sig = rig.mgr.sign_message(&id, "new", KeyUsage::Sign, &SignatureScheme::sm2_default(), b"m", "cli").unwrap();
+    assert!(pk.verify(&SignatureScheme::sm2_default(), b"m", &sig).is_ok());
+    rig.mgr.delete_certificate(&id, "new", KeyUsage::Sign, "cli").unwrap();
+    rig.expect(|e| *e == DeviceEvent::CertificatesChanged(id.clone()));
+    assert_eq!(rig.mgr.certificate(&id, "new", KeyUsage::Sign, "cli").unwrap(), None);
+    assert_eq!(code(rig.mgr.delete_certificate(&id, "new", KeyUsage::Sign, "cli")), ErrorCode::NotFound);
+    // Seals.
+    rig.mgr.write_seal(&id, "s1", "公章", "image/png", b"\x89PNG....", "cli").unwrap();
+    assert_eq!(rig.mgr.seals(&id, "cli").unwrap()[0].name, "公章");
+    assert_eq!(rig.mgr.read_seal(&id, "s1", "cli").unwrap(), b"\x89PNG....");
+    rig.mgr.delete_seal(&id, "s1", "cli").unwrap();
+    assert_eq!(code(rig.mgr.read_seal(&id, "s1", "cli")), ErrorCode::NotFound);
+    rig.mgr.delete_container(&id, "new", "cli").unwrap();
+    assert_eq!(rig.mgr.containers(&id, "cli").unwrap().len(), 1);
+    assert_eq!(
+        code(rig.mgr.sign_message(&id, "new", KeyUsage::Sign, &SignatureScheme::sm2_default(), b"m", "cli")),
+        ErrorCode::NotFound
+    );
+    assert_eq!(rig.prompter.pin_requests().len(), 1);
+
+    // Changing the PIN forgets the cached one.
+    assert_eq!(code(rig.mgr.change_pin(&id, PinKind::User, Pin::new(PIN), Pin::new("123"), "cli")), ErrorCode::PinPolicy);
+    rig.mgr.change_pin(&id, PinKind::User, Pin::new(PIN), Pin::new("24681357"), "cli").unwrap();
+    assert!(rig.mgr.pin_cache().is_empty());
+    rig.prompter.push_pin("24681357");
+    rig.sign(&id, "cli").unwrap();
+    assert_eq!(rig.prompter.pin_requests().len(), 2);
+
+    let ops: Vec<_> = rig.audit.records().iter().map(|r| r.operation.clone()).collect();
+    assert_eq!(
+        ops,
+        [
+            "create_container",
+            "create_container",
+            "keygen",
+            "import_certificate",
+            "import_certificate",
+            "sign",
+            "delete_certificate",
+            "delete_certificate",
+            "write_seal",
+            "delete_seal",
+            "delete_container",
+            "sign",
+            "change_pin",
+            "change_pin",
+            "sign"
+        ]
+    );
+    let imported = &rig.audit.records()[4];
+    assert!(imported.ok && imported.certificate.contains("New Holder"));
+}
+
+#[test]
+fn failing_audit_fails_the_operation() {
+    let rig = Rig::new(PinCachePolicy::default());
+    let (id, _) = rig.plug("A", PIN);
+    rig.prompter.push_pin(PIN);
+    *rig.audit.fail.lock().unwrap() = true;
+    let e = rig.sign(&id, "cli").unwrap_err();
+    assert!(matches!(e, ServiceError::Audit(_)), "{e:?}");
+    *rig.audit.fail.lock().unwrap() = false;
+    rig.sign(&id, "cli").unwrap();
+}
+
+#[test]
+fn dropping_the_manager_stops_watching() {
+    let rig = Rig::new(PinCachePolicy::default());
+    let (_, p) = rig.plug("A", PIN);
+    let Rig { mgr, tr, .. } = rig;
+    drop(mgr);
+    std::thread::sleep(Duration::from_millis(600));
+    tr.fail("ping"); // forgets dead watchers
+    assert_eq!(tr.watchers(), 0);
+    assert_eq!(p.token.reentries(), 0);
+}
+
+/// A medium whose driver panics on `pin_info`.
+struct Panicky(DeviceInfo);
+
+impl Token for Panicky {
+    fn info(&self) -> DeviceInfo {
+        self.0.clone()
+    }
+    fn pin_info(&mut self, _: PinKind) -> kb_token::Result<PinInfo> {
+        panic!("driver bug")
+    }
+    fn change_pin(&mut self, _: PinKind, _: &Pin, _: &Pin) -> kb_token::Result<()> {
+        Err(TokenError::NotSupported("x".into()))
+    }
+    fn unblock_pin(&mut self, _: &Pin, _: &Pin) -> kb_token::Result<()> {
+        Err(TokenError::NotSupported("x".into()))
+    }
+    fn containers(&mut self) -> kb_token::Result<Vec<ContainerInfo>> {
+        Ok(Vec::new())
+    }
+    fn public_key(&mut self, c: &str, _: KeyUsage) -> kb_token::Result<PublicKey> {
+        Err(TokenError::NotFound(c.into()))
+    }
+    fn seals(&mut self) -> kb_token::Result<Vec<SealInfo>> {
+        Ok(Vec::new())
+    }
+    fn read_seal(&mut self, id: &str) -> kb_token::Result<Vec<u8>> {
+        Err(TokenError::NotFound(id.into()))
+    }
+    fn login<'a>(&'a mut self, _: &Pin) -> kb_token::Result<Box<dyn Session + 'a>> {
+        Err(TokenError::PinLocked)
+    }
+}
+
+struct PanickyTransport(MemoryTransport);
+
+impl Transport for PanickyTransport {
+    fn kind(&self) -> TransportKind {
+        TransportKind::Hid
+    }
+    fn watch(&self) -> kb_token::Result<Receiver<TransportEvent>> {
+        self.0.watch()
+    }
+    fn open(&self, id: &DeviceId) -> kb_token::Result<Box<dyn Token>> {
+        let t = self.0.open(id)?;
+        Ok(Box::new(Panicky(t.info())))
+    }
+}
+
+#[test]
+fn a_panicking_driver_is_reported_and_isolated() {
+    let rig = Rig::new(PinCachePolicy::default());
+    let (good, _) = rig.plug("A", PIN);
+    let hid = MemoryTransport::new(TransportKind::Hid);
+    let bad = hid.insert(hid.new_token("X", PIN, SO));
+    rig.mgr.add_transport(Arc::new(PanickyTransport(hid))).unwrap();
+    rig.expect(|e| matches!(e, DeviceEvent::Added(i) if i.id == bad));
+    assert_eq!(rig.mgr.containers(&bad, "cli").unwrap(), Vec::new());
+    assert_eq!(code(rig.mgr.pin_info(&bad, PinKind::User, "cli")), ErrorCode::Internal);
+    rig.expect(|e| *e == DeviceEvent::Removed(bad.clone()));
+    assert_eq!(rig.mgr.pin_info(&good, PinKind::User, "cli").unwrap().retries_left, 6);
+}
+
+#[test]
+fn marker_pin_never_leaks() {
+    const MARKER: &str = "PIN-MARKER-7f3a";
+    let rig = Rig::new(PinCachePolicy::default());
+    let (id, p) = rig.plug("A", MARKER);
+    let (other, _) = rig.plug("B", PIN);
+    let mut texts = Vec::new();
+    let mut errors: Vec<ServiceError> = Vec::new();
+
+    rig.prompter.push_pin(MARKER);
+    rig.sign(&id, "cli").unwrap();
+    // The marker as a wrong PIN elsewhere, then cancel.
+    rig.prompter.push_pin(MARKER);
+    rig.prompter.push_cancel();
+    errors.push(rig.sign(&other, "cli").unwrap_err());
+    // PIN change and unblock with the marker, right and wrong.
+    errors.push(rig.mgr.change_pin(&other, PinKind::User, Pin::new(MARKER), Pin::new("13572468"), "cli").unwrap_err());
+    errors.push(rig.mgr.change_pin(&id, PinKind::User, Pin::new(MARKER), Pin::new("12"), "cli").unwrap_err());
+    rig.mgr.change_pin(&id, PinKind::User, Pin::new(MARKER), Pin::new(MARKER), "cli").unwrap();
+    errors.push(rig.mgr.unblock_pin(&id, Pin::new(MARKER), Pin::new(MARKER), "cli").unwrap_err());
+    rig.prompter.push_pin(MARKER);
+    rig.sign(&id, "cli").unwrap();
+    // Through kb-pki.
+    let signer = rig.mgr.signer(&id, C, KeyUsage::Sign, "cli").unwrap();
+    p.token.set_pulled(true);
+    let pki = signer.sign_message(b"x").unwrap_err();
+    texts.push(format!("{pki} {pki:?} {signer:?}"));
+    errors.push(signer.service_error(pki));
+
+    for e in &errors {
+        texts.push(format!("{e} / {e:?}"));
+    }
+    for r in rig.audit.records() {
+        texts.push(format!("{r:?}"));
+        texts.push(serde_json::to_string(&r).unwrap());
+    }
+    texts.push(format!("{:?}", rig.prompter.seen()));
+    texts.push(format!("{:?} {:?}", rig.mgr, rig.mgr.pin_cache()));
+    texts.extend(std::iter::from_fn(|| rig.events.try_recv().ok()).map(|e| format!("{e:?}")));
+    assert!(errors.iter().any(|e| e.code() == ErrorCode::WrongPin));
+    assert!(rig.audit.records().len() >= 6);
+    for t in &texts {
+        assert!(!t.contains(MARKER) && !t.contains("7f3a"), "PIN leaked: {t}");
+    }
+}
