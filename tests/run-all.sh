@@ -18,12 +18,20 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 echo "== cargo test (workspace) =="
 cargo test --workspace --locked --no-fail-fast
 
-echo "== main job smoke run: the README's run command, checked with OpenSSL =="
+echo "== main job smoke run: the README's run command (keybridge demo), then sign and verify with the demo key =="
 demo="$(mktemp -d)"
 trap 'rm -rf "$demo"' EXIT
-cargo run --locked -q -p kb-pki --example walkthrough -- "$demo" > "$demo/walkthrough.log"
-openssl verify -CAfile "$demo/ca.pem" -vfyopt distid:1234567812345678 "$demo/sign.pem"
-cmp "$demo/bid.txt" "$demo/bid.opened.txt"
+kb=(cargo run --locked -q -p keybridge -- --home "$demo")
+"${kb[@]}" demo > "$demo/demo.log"
+"${kb[@]}" demo > /dev/null   # idempotent: a second run only reports the existing key
+"${kb[@]}" --json certs > "$demo/certs.json"
+echo "投标文件 smoke test" > "$demo/bid.txt"
+echo 12345678 | "${kb[@]}" --pin-stdin sign --in "$demo/bid.txt" --out "$demo/bid.p7s" --format cms-detached > /dev/null
+"${kb[@]}" verify --sig "$demo/bid.p7s" --in "$demo/bid.txt" --ca "$demo/data/demo-ca/root.pem" > /dev/null
+# The demo chain checked by OpenSSL too (SM2 needs the GM/T default ID).
+"${kb[@]}" cert export --out "$demo/sign.pem" --pem > /dev/null
+openssl verify -CAfile "$demo/data/demo-ca/root.pem" -vfyopt distid:1234567812345678 "$demo/sign.pem"
+cargo run --locked -q -p kb-pki --example walkthrough -- "$demo/walkthrough" > /dev/null
 
 if [ "${KB_SKIP_BENCH:-0}" != "1" ]; then
   echo "== benchmark smoke run (figures are not checked here; see docs/benchmarks.md) =="

@@ -182,6 +182,7 @@ impl AuditLog {
         {
             std::fs::create_dir_all(dir)?;
         }
+        create_private(path)?;
         let conn = Connection::open(path).map_err(db)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(db)?;
         // Switching the journal mode needs an exclusive lock, and SQLite reports BUSY
@@ -486,6 +487,20 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// Create `path` readable by its owner only, if it does not exist yet. SQLite gives its
+/// `-wal`/`-shm` files the database file's permissions, so they follow.
+fn create_private(path: &Path) -> crate::Result<()> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    match o.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]

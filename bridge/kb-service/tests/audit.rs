@@ -296,3 +296,16 @@ fn not_a_database_is_an_error_not_a_panic() {
     std::fs::write(&path, vec![0x42u8; 4096]).unwrap();
     assert!(AuditLog::open(&path).is_err());
 }
+
+/// The audit log says who used which key when: only its owner may read it.
+#[cfg(unix)]
+#[test]
+fn audit_database_is_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.sqlite3");
+    let log = kb_service::audit::AuditLog::open(&path).unwrap();
+    drop(log);
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "audit DB mode {mode:o}");
+}

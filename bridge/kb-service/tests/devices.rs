@@ -737,3 +737,32 @@ fn marker_pin_never_leaks() {
         assert!(!t.contains(MARKER) && !t.contains("7f3a"), "PIN leaked: {t}");
     }
 }
+
+/// A file key reports the try that uses up the PIN as `WrongPin { retries_left: 0 }`;
+/// the service must then say "locked" at once instead of asking for a PIN that can no
+/// longer work.
+#[test]
+fn no_prompt_after_the_last_try_locks_a_file_key() {
+    use kb_token::file::{CreateOptions, FileToken, FileTransport, KdfParams};
+    let dir = tempfile::tempdir().unwrap();
+    let opts = CreateOptions { kdf: KdfParams::weak_for_tests(), max_user_retries: 2, ..Default::default() };
+    let mut t = FileToken::create(dir.path().join("k.kbkey"), "K", &Pin::new("11112222"), &Pin::new("33334444"), opts).unwrap();
+    {
+        let mut s = t.login(&Pin::new("11112222")).unwrap();
+        s.create_container("c").unwrap();
+        s.generate_key_pair("c", KeyUsage::Sign, kb_types::Algorithm::Sm2).unwrap();
+    }
+    drop(t);
+    let prompter = Arc::new(ScriptedPrompter::new());
+    let mgr = DeviceManager::new(prompter.clone(), Arc::new(MemAudit::default()), PinCachePolicy::default());
+    mgr.add_transport(Arc::new(FileTransport::new(dir.path()))).unwrap();
+    assert!(mgr.wait_enumerated(Duration::from_secs(5)));
+    let id = mgr.devices()[0].id.clone();
+    for _ in 0..3 {
+        prompter.push_pin("00000000");
+    }
+    let r = mgr.sign_message(&id, "c", KeyUsage::Sign, &kb_crypto::SignatureScheme::sm2_default(), b"m", "cli");
+    assert_eq!(code(r), ErrorCode::PinLocked);
+    assert_eq!(prompter.pin_requests().len(), 2, "two tries, two prompts, no third");
+    assert_eq!(prompter.remaining(), 1);
+}

@@ -1,6 +1,9 @@
-//! Commands over certificate and signature files: `cert show`, `verify`, `encrypt`.
+//! Certificates and signatures: `cert show` / `cert export` (a file or a medium's
+//! slot), `verify` (CMS, or raw with a certificate), `encrypt` (to certificate files
+//! and/or a medium's encryption certificate).
 
-use crate::output::{CliError, CliResult, Out};
+use crate::ctx::{App, CLIENT, DeviceSel, write_atomic};
+use crate::output::{CliError, CliResult};
 use clap::{Args, Subcommand, ValueEnum};
 use kb_pki::chain::{TrustStore, verify_chain};
 use kb_pki::cms::SignedMessage;
@@ -20,11 +23,15 @@ pub(crate) struct CertArgs {
 
 #[derive(Subcommand)]
 enum CertCmd {
-    /// Show a certificate file (DER, PEM or base64): subject, issuer, validity, usage, extensions.
+    /// Show a certificate — a file (DER, PEM or base64) or a medium's (--device
+    /// --container --usage, default the signing one): subject, issuer, validity, usage,
+    /// extensions, thumbprints, chain.
     Show {
-        /// The certificate file.
-        #[arg(long)]
-        file: PathBuf,
+        /// The certificate file (instead of a medium).
+        #[arg(long, conflicts_with = "device")]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        sel: DeviceSel,
         /// Thumbprint algorithm(s) to show (default SHA-1).
         #[arg(long, value_enum, default_values_t = [Thumb::Sha1])]
         thumbprint: Vec<Thumb>,
@@ -34,10 +41,33 @@ enum CertCmd {
         /// Intermediate certificates (PEM bundle).
         #[arg(long)]
         intermediates: Option<PathBuf>,
-        /// Near-expiry window in days.
-        #[arg(long, default_value_t = DEFAULT_WARN_DAYS)]
-        warn_days: i64,
+        /// Near-expiry window in days (default: the settings' near_expiry_warning_days for
+        /// a medium's certificate, 90 for a file).
+        #[arg(long)]
+        warn_days: Option<i64>,
     },
+    /// Save a medium's certificate to a file (DER, or PEM with --pem).
+    Export {
+        #[command(flatten)]
+        sel: DeviceSel,
+        /// Where to write it.
+        #[arg(long)]
+        out: PathBuf,
+        /// PEM instead of DER.
+        #[arg(long)]
+        pem: bool,
+    },
+}
+
+/// A medium's certificate for a selector (usage defaults to the signing one).
+pub(crate) fn device_certificate(app: &App, sel: &DeviceSel, default: kb_types::KeyUsage) -> CliResult<(Certificate, i64)> {
+    let d = app.devices()?;
+    let (dev, container, usage) = d.slot(sel, default)?;
+    let cert = d
+        .manager
+        .certificate(&dev.id, &container, usage, CLIENT)?
+        .ok_or_else(|| crate::device_cmd::no_certificate(&dev.id, &container, usage))?;
+    Ok((cert, d.home.warn_days()))
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -102,11 +132,38 @@ fn chain_status(
     }))
 }
 
-pub(crate) fn cert(out: &Out, args: CertArgs) -> CliResult {
+pub(crate) fn cert(app: &App, args: CertArgs) -> CliResult {
+    let out = &app.out;
     match args.cmd {
-        CertCmd::Show { file, thumbprint, ca, intermediates, warn_days } => {
-            let cert = Certificate::from_any(&read(&file)?)?;
-            let info = cert.info(UnixTime::now(), warn_days);
+        CertCmd::Export { sel, out: path, pem } => {
+            let (cert, _) = device_certificate(app, &sel, kb_types::KeyUsage::Sign)?;
+            if pem {
+                write_atomic(&path, cert.to_pem().as_bytes())?;
+            } else {
+                write_atomic(&path, cert.der())?;
+            }
+            #[derive(Serialize)]
+            struct Exported {
+                out: String,
+                subject: String,
+                serial: String,
+                format: &'static str,
+            }
+            let e = Exported {
+                out: path.display().to_string(),
+                subject: cert.subject(),
+                serial: cert.serial_hex(),
+                format: if pem { "pem" } else { "der" },
+            };
+            out.show(&e, || format!("{} {} → {} ({})", out.t("已导出证书", "certificate saved"), e.subject, e.out, e.format));
+            Ok(())
+        }
+        CertCmd::Show { file, sel, thumbprint, ca, intermediates, warn_days } => {
+            let (cert, default_warn) = match &file {
+                Some(f) => (Certificate::from_any(&read(f)?)?, DEFAULT_WARN_DAYS),
+                None => device_certificate(app, &sel, kb_types::KeyUsage::Sign)?,
+            };
+            let info = cert.info(UnixTime::now(), warn_days.unwrap_or(default_warn));
             let thumbs: Vec<(String, String)> =
                 thumbprint.iter().map(|t| (t.alg().name().to_string(), cert.thumbprint(t.alg()))).collect();
             let chain = chain_status(&cert, &ca, &intermediates, out.lang())?;
@@ -120,12 +177,20 @@ pub(crate) fn cert(out: &Out, args: CertArgs) -> CliResult {
             let shown = Shown { info: &info, thumbprints: thumbs.iter().cloned().collect(), chain };
             out.show(&shown, || {
                 let mut s = String::new();
-                let mut line = |k: &str, v: &str| s.push_str(&format!("{k:<22}{v}\n"));
+                let mut line = |k: &str, v: &str| s.push_str(&format!("{}{v}\n", crate::output::pad(k, 22)));
                 line("主题 subject", &info.subject);
                 line("颁发者 issuer", &info.issuer);
                 line("序列号 serial", &info.serial);
                 line("有效期 validity", &format!("{} → {}", info.not_before, info.not_after));
-                line("状态 status", &format!("{:?}, {} days left", info.status, info.days_left));
+                line(
+                    "状态 status",
+                    &format!(
+                        "{} ({:?}), {} days left",
+                        crate::device_cmd::status_text(out.lang(), info.status),
+                        info.status,
+                        info.days_left
+                    ),
+                );
                 line("公钥 public key", &info.public_key_description);
                 line("签名算法 signature", &info.signature_algorithm);
                 line("类型 usage", &format!("{} [{}]", info.usage, info.key_usage.join(", ")));
@@ -148,10 +213,10 @@ pub(crate) fn cert(out: &Out, args: CertArgs) -> CliResult {
                 s.trim_end().to_string()
             });
             match shown.chain {
-                Some(ChainStatus { ok: false, code: Some(n), reason, .. }) => Err(CliError {
-                    code: kb_types::ErrorCode::from_number(n).unwrap_or(kb_types::ErrorCode::Internal),
-                    detail: reason.unwrap_or_default(),
-                }),
+                Some(ChainStatus { ok: false, code: Some(n), reason, .. }) => Err(CliError::new(
+                    kb_types::ErrorCode::from_number(n).unwrap_or(kb_types::ErrorCode::Internal),
+                    reason.unwrap_or_default(),
+                )),
                 _ => Ok(()),
             }
         }
@@ -160,15 +225,101 @@ pub(crate) fn cert(out: &Out, args: CertArgs) -> CliResult {
 
 #[derive(Args)]
 pub(crate) struct VerifyArgs {
-    /// The signature: CMS/PKCS#7 (DER, BER or PEM).
+    /// The signature: CMS/PKCS#7 (DER, BER or PEM), or with --raw a bare signature.
     #[arg(long)]
     sig: PathBuf,
-    /// The signed content, for a detached signature (streamed, any size).
+    /// The signed content, for a detached or raw signature (streamed, any size).
     #[arg(long = "in")]
     input: Option<PathBuf>,
     /// Trust anchors (PEM bundle) to check the signer's chain against.
     #[arg(long)]
     ca: Option<PathBuf>,
+    /// A raw signature (SM2 DER or r‖s, ECDSA, RSA PKCS#1) over --in, checked with the
+    /// signer's certificate (--cert) or a medium's (--device --container --usage).
+    #[arg(long)]
+    raw: bool,
+    /// The signer's certificate, for --raw.
+    #[arg(long, requires = "raw", conflicts_with = "device")]
+    cert: Option<PathBuf>,
+    /// SM2 distinguishing ID, for --raw (default 1234567812345678).
+    #[arg(long, requires = "raw", value_name = "SM2ID")]
+    id: Option<String>,
+    #[command(flatten)]
+    sel: DeviceSel,
+}
+
+fn verify_raw(app: &App, args: VerifyArgs) -> CliResult {
+    use kb_crypto::SignatureScheme;
+    let input = args.input.as_ref().ok_or_else(|| CliError::input("--raw needs --in (the signed file)"))?;
+    let (public, cert) = match &args.cert {
+        Some(p) => {
+            let c = Certificate::from_any(&read(p)?)?;
+            (c.public_key()?, Some(c))
+        }
+        None => {
+            let d = app.devices()?;
+            let (dev, container, usage) = d.slot(&args.sel, kb_types::KeyUsage::Sign)?;
+            match d.manager.certificate(&dev.id, &container, usage, CLIENT)? {
+                Some(c) => (c.public_key()?, Some(c)),
+                None => (d.manager.public_key(&dev.id, &container, usage, CLIENT)?, None),
+            }
+        }
+    };
+    let scheme = match (public.algorithm(), &args.id) {
+        (kb_types::Algorithm::Sm2, Some(id)) => SignatureScheme::Sm2Sm3 { id: id.as_bytes().to_vec() },
+        (_, Some(_)) => return Err(CliError::input("--id applies to SM2 keys only")),
+        (alg, None) => SignatureScheme::default_for(alg),
+    };
+    let sig = read(&args.sig)?;
+    let (file, _) = crate::ctx::open_file(input)?;
+    let digest = crate::crypto_cmd::hash_stream(file, public.hasher(&scheme)?, input)?;
+    public.verify_digest(&scheme, &digest, &sig)?;
+    let chain = match &cert {
+        Some(c) => chain_status(c, &args.ca, &None, app.out.lang())?,
+        None => None,
+    };
+    #[derive(Serialize)]
+    struct RawVerified {
+        ok: bool,
+        raw: bool,
+        algorithm: kb_types::Algorithm,
+        sm2_id: Option<String>,
+        subject: Option<String>,
+        serial: Option<String>,
+        chain: Option<ChainStatus>,
+    }
+    let chain_failed = chain.as_ref().is_some_and(|c| !c.ok);
+    let v = RawVerified {
+        ok: !chain_failed,
+        raw: true,
+        algorithm: public.algorithm(),
+        sm2_id: args.id.clone(),
+        subject: cert.as_ref().map(Certificate::subject),
+        serial: cert.as_ref().map(Certificate::serial_hex),
+        chain,
+    };
+    let out = &app.out;
+    out.show(&v, || {
+        let mut s = String::from(if v.ok {
+            "签名有效 signature OK"
+        } else {
+            "签名有效，但证书链验证失败 signature OK, chain FAILED"
+        });
+        if let Some(subj) = &v.subject {
+            s.push_str(&format!("\n  signer {subj} (serial {})", v.serial.as_deref().unwrap_or("-")));
+        }
+        if let Some(c) = &v.chain {
+            s.push_str(&format!("\n  chain {}", if c.ok { "OK".to_string() } else { c.reason.clone().unwrap_or_default() }));
+        }
+        s
+    });
+    match v.chain {
+        Some(ChainStatus { ok: false, code: Some(n), reason, .. }) => Err(CliError::new(
+            kb_types::ErrorCode::from_number(n).unwrap_or(kb_types::ErrorCode::Internal),
+            reason.unwrap_or_default(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 #[derive(Serialize)]
@@ -187,7 +338,14 @@ struct VerifiedSigner {
     chain: Option<ChainStatus>,
 }
 
-pub(crate) fn verify(out: &Out, args: VerifyArgs) -> CliResult {
+pub(crate) fn verify(app: &App, args: VerifyArgs) -> CliResult {
+    if args.raw {
+        return verify_raw(app, args);
+    }
+    if args.sel.device.is_some() || args.sel.container.is_some() || args.sel.usage.is_some() {
+        return Err(CliError::input("--device/--container/--usage choose the signer of a --raw signature"));
+    }
+    let out = &app.out;
     let msg = SignedMessage::from_der(&read(&args.sig)?)?;
     let reports = match (&args.input, msg.is_detached()) {
         (Some(p), true) => msg.verify_reader(File::open(p).map_err(|e| CliError::io(&p.display().to_string(), e))?, &[])?,
@@ -253,9 +411,15 @@ pub(crate) fn verify(out: &Out, args: VerifyArgs) -> CliResult {
 
 #[derive(Args)]
 pub(crate) struct EncryptArgs {
-    /// Recipient encryption certificate(s) (repeat for several).
-    #[arg(long = "to", required = true)]
+    /// Recipient encryption certificate file(s) (repeat for several).
+    #[arg(long = "to", required_unless_present = "to_device")]
     to: Vec<PathBuf>,
+    /// Also encrypt to a medium's encryption certificate (chosen with --device
+    /// --container; --usage defaults to encrypt).
+    #[arg(long)]
+    to_device: bool,
+    #[command(flatten)]
+    sel: DeviceSel,
     /// The file to seal (streamed, any size).
     #[arg(long = "in")]
     input: PathBuf,
@@ -264,20 +428,28 @@ pub(crate) struct EncryptArgs {
     out: PathBuf,
 }
 
-pub(crate) fn encrypt(out: &Out, args: EncryptArgs) -> CliResult {
-    let recipients = args.to.iter().map(|p| Ok(Certificate::from_any(&read(p)?)?)).collect::<CliResult<Vec<_>>>()?;
+pub(crate) fn encrypt(app: &App, args: EncryptArgs) -> CliResult {
+    let out = &app.out;
+    let mut recipients = args.to.iter().map(|p| Ok(Certificate::from_any(&read(p)?)?)).collect::<CliResult<Vec<_>>>()?;
+    if args.to_device {
+        recipients.push(device_certificate(app, &args.sel, kb_types::KeyUsage::Encrypt)?.0);
+    } else if args.sel.device.is_some() || args.sel.container.is_some() || args.sel.usage.is_some() {
+        return Err(CliError::input("--device/--container/--usage need --to-device"));
+    }
     let src = File::open(&args.input).map_err(|e| CliError::io(&args.input.display().to_string(), e))?;
     let len = src.metadata().map_err(|e| CliError::io("input", e))?.len();
     // Write next to the destination and rename, so a failure never leaves half an envelope.
     let tmp = args.out.with_extension("kbtmp");
     let dst = File::create(&tmp).map_err(|e| CliError::io(&tmp.display().to_string(), e))?;
+    let bar = app.term.progress(len, out.json(), out.t("加密", "encrypting"));
     let written = envelope::encrypt(
-        std::io::BufReader::new(src),
+        std::io::BufReader::new(bar.wrap_read(src)),
         std::io::BufWriter::new(dst),
         Some(len),
         &recipients,
         &EnvelopeOptions::default(),
     );
+    app.term.progress_done(&bar);
     let written = match written {
         Ok(n) => n,
         Err(e) => {

@@ -3,46 +3,97 @@
 //! Every command that prints data takes `--json`. Errors print their stable code and a
 //! zh-CN/en message, and the process exits with status 2 for a failed check
 //! (signature invalid, expired…), 1 for any other error. PINs are never taken from
-//! the command line.
+//! the command line: they are read from the terminal without echo, or line by line
+//! from stdin with `--pin-stdin`.
+//!
+//! Media come from the device service (`kb-service`) over the file-key directory; every
+//! key use is recorded in the audit log with the client name `cli`.
 
+mod audit_cmd;
 mod cert_cmd;
+mod crypto_cmd;
+mod ctx;
+mod device_cmd;
+mod filekey_cmd;
 mod output;
+mod term;
 
 use clap::{Parser, Subcommand};
-use output::Out;
+use ctx::{App, GlobalOpts};
 
 #[derive(Parser)]
-#[command(name = "keybridge", version, about = "KeyBridge security client (国密证书客户端) command line")]
+#[command(
+    name = "keybridge",
+    version,
+    about = "KeyBridge security client (国密证书客户端) command line",
+    after_help = "PINs are never accepted as arguments: they are asked on the terminal (no echo), or read \
+                  line by line from stdin with --pin-stdin. QR codes (WeChat binding, phone pairing) are shown \
+                  as their text payload in the terminal for now; a QR renderer comes later. \
+                  Start with `keybridge demo` on a fresh machine."
+)]
 struct Cli {
-    /// Print machine-readable JSON instead of text.
-    #[arg(long, global = true)]
-    json: bool,
-    /// Messages in English instead of Chinese.
-    #[arg(long, global = true)]
-    en: bool,
+    #[command(flatten)]
+    global: GlobalOpts,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Certificates in files: show details, thumbprints, chain status.
+    /// Key media present: id, label, serial, type, capabilities, PIN tries left.
+    Devices,
+    /// Every certificate on every medium, with its status (有效 / 临期 / 过期).
+    Certs(device_cmd::CertsArgs),
+    /// One certificate (a file or a medium's): details, thumbprints, chain; export.
     Cert(cert_cmd::CertArgs),
-    /// Verify a signature (CMS attached/detached, or raw with a certificate).
+    /// PIN status, change, unblock.
+    Pin(device_cmd::PinArgs),
+    /// Sign a file with a medium's key: CMS attached/detached, or raw.
+    Sign(crypto_cmd::SignArgs),
+    /// Verify a signature (CMS attached/detached, or raw with a certificate or medium).
     Verify(cert_cmd::VerifyArgs),
-    /// Encrypt a file into a digital envelope for one or more recipient certificates.
+    /// Encrypt a file into a digital envelope for certificate files and/or a medium.
     Encrypt(cert_cmd::EncryptArgs),
+    /// Open a digital envelope with a medium's encryption key.
+    Decrypt(crypto_cmd::DecryptArgs),
+    /// Seal images (电子签章) on a medium.
+    Seal(device_cmd::SealArgs),
+    /// File-type keys: create one; generate key pairs, CSRs, install and delete certificates.
+    Filekey(filekey_cmd::FilekeyArgs),
+    /// The audit log: every key use, with client, device, certificate, result and auth type.
+    Audit(audit_cmd::AuditArgs),
+    /// Logs for support.
+    Logs(audit_cmd::LogsArgs),
+    /// Create (once) a labelled demo file key with an SM2 sign+encrypt certificate pair
+    /// from a local demo CA, and say what to try next.
+    Demo,
+}
+
+fn run(app: &App, command: Command) -> output::CliResult {
+    match command {
+        Command::Devices => device_cmd::devices(app),
+        Command::Certs(a) => device_cmd::certs(app, a),
+        Command::Cert(a) => cert_cmd::cert(app, a),
+        Command::Pin(a) => device_cmd::pin(app, a),
+        Command::Sign(a) => crypto_cmd::sign(app, a),
+        Command::Verify(a) => cert_cmd::verify(app, a),
+        Command::Encrypt(a) => cert_cmd::encrypt(app, a),
+        Command::Decrypt(a) => crypto_cmd::decrypt(app, a),
+        Command::Seal(a) => device_cmd::seal(app, a),
+        Command::Filekey(a) => filekey_cmd::filekey(app, a),
+        Command::Audit(a) => audit_cmd::audit(app, a),
+        Command::Logs(a) => audit_cmd::logs(app, a),
+        Command::Demo => filekey_cmd::demo(app),
+    }
 }
 
 fn main() {
     let cli = Cli::parse();
-    let out = Out::new(cli.json, cli.en);
-    let result = match cli.command {
-        Command::Cert(a) => cert_cmd::cert(&out, a),
-        Command::Verify(a) => cert_cmd::verify(&out, a),
-        Command::Encrypt(a) => cert_cmd::encrypt(&out, a),
-    };
+    let app = App::new(cli.global);
+    // Everything the command opened (device service, audit log, log writer) is dropped
+    // inside `run`, so logs are flushed before the process exits.
+    let result = run(&app, cli.command);
     if let Err(e) = result {
-        std::process::exit(out.error(&e));
+        std::process::exit(app.out.error(&e));
     }
 }

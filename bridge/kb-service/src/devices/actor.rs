@@ -242,6 +242,12 @@ impl Actor {
                     } else {
                         previous_wrong = true;
                     }
+                    if retries_left == 0 {
+                        // That was the last try: the PIN is locked now. Asking again would
+                        // only show the user a prompt that cannot succeed.
+                        cache.clear_device(id);
+                        return Err(TokenError::PinLocked.into());
+                    }
                     retries = Some(retries_left);
                 }
                 Err(e) => {

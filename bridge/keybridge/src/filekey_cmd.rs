@@ -1,0 +1,557 @@
+//! File-type keys and key pairs on a medium: `filekey create|keygen|csr|import-cert|
+//! delete-cert`, and `demo` (a labelled demo key with an SM2 dual-certificate pair from
+//! a local demo CA).
+
+use crate::ctx::{App, CLIENT, Devices, Home, Usage, read_file, write_atomic};
+use crate::output::{CliError, CliResult, pad};
+use crate::term::TerminalPrompter;
+use clap::{Args, Subcommand, ValueEnum};
+use kb_crypto::PrivateKey;
+use kb_pki::csr::CertificationRequest;
+use kb_pki::issue::{CertKind, CertificateParams, issue, self_signed};
+use kb_pki::time::UnixTime;
+use kb_pki::{Certificate, LocalSigner};
+use kb_service::prompter::{ConfirmRequest, PinRequest, Prompter, QrRequest};
+use kb_token::file::{CreateOptions, FileToken, FileTransport, KdfParams};
+use kb_types::{Algorithm, DeviceId, ErrorCode, KeyUsage, Pin, PinKind, TransportKind};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Args)]
+pub(crate) struct FilekeyArgs {
+    #[command(subcommand)]
+    cmd: FilekeyCmd,
+}
+
+/// Key algorithms on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum KeyAlg {
+    /// SM2 (国密).
+    Sm2,
+    /// RSA 2048.
+    Rsa2048,
+    /// ECDSA on P-256.
+    EcdsaP256,
+}
+
+impl KeyAlg {
+    fn algorithm(self) -> Algorithm {
+        match self {
+            KeyAlg::Sm2 => Algorithm::Sm2,
+            KeyAlg::Rsa2048 => Algorithm::Rsa { bits: 2048 },
+            KeyAlg::EcdsaP256 => Algorithm::EcdsaP256,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum FilekeyCmd {
+    /// Create a file-type key <keys>/<NAME>.kbkey (asks for the new user PIN and SO PIN).
+    Create {
+        /// File name without extension; the device id becomes file:NAME.
+        #[arg(long)]
+        name: String,
+        /// Label shown to people (default: the name).
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// Generate a key pair on the medium (replaces the slot's key pair and certificate).
+    Keygen {
+        #[command(flatten)]
+        slot: SlotArgs,
+        /// Algorithm.
+        #[arg(long, value_enum, default_value_t = KeyAlg::Sm2)]
+        alg: KeyAlg,
+    },
+    /// Build a certificate request (PKCS#10), signed on the medium by the slot's key.
+    Csr {
+        #[command(flatten)]
+        slot: SlotArgs,
+        /// Subject, e.g. "C=CN,O=某某公司,CN=张三".
+        #[arg(long)]
+        subject: String,
+        /// Where to write the request.
+        #[arg(long)]
+        out: PathBuf,
+        /// PEM instead of DER.
+        #[arg(long)]
+        pem: bool,
+    },
+    /// Install a certificate for a slot (it must match the slot's key pair).
+    ImportCert {
+        #[command(flatten)]
+        slot: SlotArgs,
+        /// The certificate (DER, PEM or base64).
+        #[arg(long)]
+        cert: PathBuf,
+    },
+    /// Remove a slot's certificate (the key pair stays). Asks first unless --yes.
+    DeleteCert {
+        #[command(flatten)]
+        slot: SlotArgs,
+    },
+}
+
+/// The key pair a filekey command works on; all three are needed to change a medium
+/// (except `--device` when only one medium is present).
+#[derive(Args)]
+struct SlotArgs {
+    /// Device id.
+    #[arg(long, value_name = "ID")]
+    device: Option<String>,
+    /// Container (`keygen` creates it if missing).
+    #[arg(long)]
+    container: String,
+    /// Which key pair.
+    #[arg(long, value_enum)]
+    usage: Usage,
+}
+
+fn kdf(app: &App) -> KdfParams {
+    if app.g.weak_kdf_for_tests { KdfParams::weak_for_tests() } else { KdfParams::DEFAULT }
+}
+
+/// `<key dir>/<name>.kbkey` for a well-formed name.
+fn key_path(home: &Home, name: &str) -> CliResult<(DeviceId, PathBuf)> {
+    let id = DeviceId::new(TransportKind::File, name);
+    let path = FileTransport::new(&home.key_dir).path_of(&id).ok_or_else(|| {
+        CliError::input(format!("{name:?} cannot be a file key name (no slashes, control characters or leading dot)"))
+    })?;
+    Ok((id, path))
+}
+
+/// `keybridge filekey …`.
+pub(crate) fn filekey(app: &App, a: FilekeyArgs) -> CliResult {
+    let o = &app.out;
+    match a.cmd {
+        FilekeyCmd::Create { name, label } => {
+            let home = app.home()?;
+            let (id, path) = key_path(&home, &name)?;
+            home.ensure_key_dir()?;
+            if path.exists() {
+                return Err(CliError::new(ErrorCode::AlreadyExists, format!("{} exists", path.display())));
+            }
+            let user = app.term.read_new_pin("用户口令", "user PIN")?;
+            let so = app.term.read_new_pin("管理员口令", "SO PIN")?;
+            let label = label.unwrap_or_else(|| name.clone());
+            let opts = CreateOptions { kdf: kdf(app), pins_are_default: false, ..CreateOptions::default() };
+            let token = FileToken::create(&path, &label, &user, &so, opts)?;
+            tracing::info!(device = %id, "file key created");
+            #[derive(Serialize)]
+            struct Created {
+                device: DeviceId,
+                path: String,
+                label: String,
+                serial: String,
+            }
+            let info = kb_token::Token::info(&token);
+            let c = Created { device: id, path: path.display().to_string(), label, serial: info.serial };
+            o.show(&c, || {
+                format!(
+                    "{} {} ({}) → {}\n  {} {}",
+                    o.t("已创建文件型介质", "file key created"),
+                    c.device,
+                    c.label,
+                    c.path,
+                    o.t("序列号", "serial"),
+                    c.serial
+                )
+            });
+            Ok(())
+        }
+        FilekeyCmd::Keygen { slot: SlotArgs { device, container, usage }, alg } => {
+            let d = app.devices()?;
+            let dev = d.select(device.as_deref())?;
+            let usage = usage.key_usage();
+            let containers = d.manager.containers(&dev.id, CLIENT)?;
+            match containers.iter().find(|c| c.name == container) {
+                None => d.manager.create_container(&dev.id, &container, CLIENT)?,
+                Some(c) => {
+                    if c.slot(usage).is_some_and(|s| s.certificate.is_some()) {
+                        let q = o.t(
+                            &format!("容器 {container} 的{usage}密钥对已有证书；生成新密钥对会删除该证书。继续？"),
+                            &format!("The {usage} key pair in container {container} has a certificate; a new key pair removes it. Continue?"),
+                        )
+                        .to_string();
+                        if !app.term.ask_yes_no(&q)? {
+                            return Err(CliError::new(ErrorCode::Cancelled, "key generation not confirmed"));
+                        }
+                    }
+                }
+            }
+            let public = d.manager.generate_key_pair(&dev.id, &container, usage, alg.algorithm(), CLIENT)?;
+            tracing::info!(device = %dev.id, container = %container, usage = %usage, "key pair generated");
+            #[derive(Serialize)]
+            struct Generated {
+                device: DeviceId,
+                container: String,
+                usage: KeyUsage,
+                algorithm: Algorithm,
+                public_key_spki: String,
+            }
+            let g = Generated {
+                device: dev.id.clone(),
+                container,
+                usage,
+                algorithm: public.algorithm(),
+                public_key_spki: kb_hex(&public.to_spki_der()?),
+            };
+            o.show(&g, || {
+                format!(
+                    "{} {} / {} / {} ({})",
+                    o.t("已生成密钥对", "key pair generated"),
+                    g.device,
+                    g.container,
+                    g.usage,
+                    g.algorithm
+                )
+            });
+            Ok(())
+        }
+        FilekeyCmd::Csr { slot: SlotArgs { device, container, usage }, subject, out, pem } => {
+            let d = app.devices()?;
+            let dev = d.select(device.as_deref())?;
+            let container = d.container(&dev.id, Some(&container))?;
+            let signer = d.manager.signer(&dev.id, &container, usage.key_usage(), CLIENT)?;
+            let der = kb_pki::csr::build(&subject, &signer, Vec::new()).map_err(|e| signer.service_error(e))?;
+            let req = CertificationRequest::from_der(&der)?;
+            if pem {
+                write_atomic(&out, req.to_pem().as_bytes())?;
+            } else {
+                write_atomic(&out, &der)?;
+            }
+            #[derive(Serialize)]
+            struct Requested {
+                out: String,
+                subject: String,
+                device: DeviceId,
+                container: String,
+                usage: KeyUsage,
+            }
+            let r = Requested {
+                out: out.display().to_string(),
+                subject: req.subject(),
+                device: dev.id.clone(),
+                container,
+                usage: usage.key_usage(),
+            };
+            o.show(&r, || format!("{} {} → {}", o.t("已生成证书请求", "certificate request written"), r.subject, r.out));
+            Ok(())
+        }
+        FilekeyCmd::ImportCert { slot: SlotArgs { device, container, usage }, cert } => {
+            let c = Certificate::from_any(&read_file(&cert)?)?;
+            let d = app.devices()?;
+            let dev = d.select(device.as_deref())?;
+            let container = d.container(&dev.id, Some(&container))?;
+            d.manager.import_certificate(&dev.id, &container, usage.key_usage(), c.der(), CLIENT)?;
+            let info = c.info(UnixTime::now(), d.home.warn_days());
+            #[derive(Serialize)]
+            struct Imported {
+                device: DeviceId,
+                container: String,
+                usage: KeyUsage,
+                subject: String,
+                serial: String,
+                status: kb_pki::cert::ValidityStatus,
+            }
+            let i = Imported {
+                device: dev.id.clone(),
+                container,
+                usage: usage.key_usage(),
+                subject: info.subject,
+                serial: info.serial,
+                status: info.status,
+            };
+            o.show(&i, || {
+                format!(
+                    "{} {} (SN {}) → {} / {} [{}]",
+                    o.t("已安装证书", "certificate installed"),
+                    i.subject,
+                    i.serial,
+                    i.device,
+                    i.container,
+                    crate::device_cmd::status_text(o.lang(), i.status)
+                )
+            });
+            Ok(())
+        }
+        FilekeyCmd::DeleteCert { slot: SlotArgs { device, container, usage } } => {
+            let d = app.devices()?;
+            let dev = d.select(device.as_deref())?;
+            let container = d.container(&dev.id, Some(&container))?;
+            let usage = usage.key_usage();
+            let cert = d
+                .manager
+                .certificate(&dev.id, &container, usage, CLIENT)?
+                .ok_or_else(|| crate::device_cmd::no_certificate(&dev.id, &container, usage))?;
+            let q = o
+                .t(
+                    &format!("删除 {} / {container} 的{usage}证书「{}」？密钥对保留。", dev.id, cert.subject()),
+                    &format!(
+                        "Delete the {usage} certificate \"{}\" of {} / {container}? The key pair stays.",
+                        cert.subject(),
+                        dev.id
+                    ),
+                )
+                .to_string();
+            if !app.term.ask_yes_no(&q)? {
+                return Err(CliError::new(ErrorCode::Cancelled, "deletion not confirmed"));
+            }
+            d.manager.delete_certificate(&dev.id, &container, usage, CLIENT)?;
+            #[derive(Serialize)]
+            struct Deleted {
+                device: DeviceId,
+                container: String,
+                usage: KeyUsage,
+                deleted: String,
+            }
+            let x = Deleted { device: dev.id.clone(), container, usage, deleted: cert.subject() };
+            o.show(&x, || format!("{} {}", o.t("已删除证书", "certificate deleted"), x.deleted));
+            Ok(())
+        }
+    }
+}
+
+fn kb_hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// demo
+// ---------------------------------------------------------------------------------------
+
+/// The demo key's file name (device id `file:demo`).
+pub(crate) const DEMO_NAME: &str = "demo";
+/// Its label.
+pub(crate) const DEMO_LABEL: &str = "KeyBridge 演示介质 (DEMO)";
+/// Demo user PIN: printed for everyone; never use the demo key for real work.
+pub(crate) const DEMO_USER_PIN: &str = "12345678";
+/// Demo SO PIN.
+pub(crate) const DEMO_SO_PIN: &str = "87654321";
+const DEMO_CONTAINER: &str = "demo";
+const DEMO_SUBJECT: &str = "C=CN,O=KeyBridge 演示单位 (DEMO),CN=演示用户 (DEMO)";
+const DEMO_CA_SUBJECT: &str = "C=CN,O=KeyBridge 演示 CA (DEMO),CN=KeyBridge Demo Root CA (DEMO - not for real use)";
+
+/// Answers the demo key's known PIN; if it was changed, asks at the terminal.
+struct DemoPrompter {
+    device: DeviceId,
+    terminal: TerminalPrompter,
+}
+
+impl Prompter for DemoPrompter {
+    fn ask_pin(&self, req: &PinRequest) -> kb_service::Result<Pin> {
+        if req.device_id == self.device && req.kind == PinKind::User && !req.previous_wrong && !req.cached_pin_rejected {
+            return Ok(Pin::new(DEMO_USER_PIN));
+        }
+        self.terminal.ask_pin(req)
+    }
+    fn confirm(&self, req: &ConfirmRequest) -> kb_service::Result<bool> {
+        self.terminal.confirm(req)
+    }
+    fn show_qr(&self, req: &QrRequest) -> kb_service::Result<()> {
+        self.terminal.show_qr(req)
+    }
+    fn notify(&self, message: &str) {
+        self.terminal.notify(message)
+    }
+}
+
+/// The demo CA: created once in `<data>/demo-ca/` (root.pem, root.key).
+fn demo_ca(dir: &Path) -> CliResult<(Certificate, LocalSigner, bool)> {
+    let (cert_path, key_path) = (dir.join("root.pem"), dir.join("root.key"));
+    if cert_path.is_file() && key_path.is_file() {
+        let text = |p: &Path| {
+            String::from_utf8(read_file(p)?)
+                .map_err(|_| CliError::new(ErrorCode::MalformedInput, format!("{} is not text", p.display())))
+        };
+        let cert = Certificate::from_pem(&text(&cert_path)?)?;
+        let key = PrivateKey::from_pkcs8_pem(&text(&key_path)?)?;
+        if key.public_key() != cert.public_key()? {
+            return Err(CliError::new(
+                ErrorCode::InvalidKey,
+                format!("{} does not belong to {}", key_path.display(), cert_path.display()),
+            ));
+        }
+        return Ok((cert, LocalSigner::new(key), false));
+    }
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir).map_err(|e| CliError::io(&dir.display().to_string(), e))?;
+    let signer = LocalSigner::new(PrivateKey::generate(Algorithm::Sm2)?);
+    let params =
+        CertificateParams::new(DEMO_CA_SUBJECT, CertKind::Root { path_len: Some(0) }, UnixTime::now().plus_days(-1), 3650);
+    let cert = self_signed(&params, &signer)?;
+    // The key first: a root certificate is only used once its key is there.
+    write_atomic(&key_path, signer.private_key().to_pkcs8_pem()?.as_bytes())?;
+    write_atomic(&cert_path, cert.to_pem().as_bytes())?;
+    Ok((cert, signer, true))
+}
+
+#[derive(Serialize)]
+struct DemoCert {
+    usage: KeyUsage,
+    subject: String,
+    serial: String,
+    not_after: String,
+    thumbprint_sha1: String,
+}
+
+/// `keybridge demo`.
+pub(crate) fn demo(app: &App) -> CliResult {
+    let o = &app.out;
+    let home = app.home()?;
+    home.ensure_key_dir()?;
+    let (id, path) = key_path(&home, DEMO_NAME)?;
+    let ca_dir = home.paths.data_dir.join("demo-ca");
+    let (root, ca_signer, ca_created) = demo_ca(&ca_dir)?;
+    let created = if path.exists() {
+        // Never overwrite: a damaged demo key is reported, not replaced.
+        FileToken::open(&path)?;
+        false
+    } else {
+        let opts = CreateOptions { kdf: kdf(app), pins_are_default: true, ..CreateOptions::default() };
+        FileToken::create(&path, DEMO_LABEL, &Pin::new(DEMO_USER_PIN), &Pin::new(DEMO_SO_PIN), opts)?;
+        true
+    };
+    let prompter = DemoPrompter { device: id.clone(), terminal: TerminalPrompter(Arc::clone(&app.term)) };
+    let d = Devices::open(home, Arc::new(prompter))?;
+    d.manager.device(&id)?;
+    // Complete whatever is missing (all of it for a new key; nothing on later runs).
+    let mut completed = Vec::new();
+    if !d.manager.containers(&id, CLIENT)?.iter().any(|c| c.name == DEMO_CONTAINER) {
+        d.manager.create_container(&id, DEMO_CONTAINER, CLIENT)?;
+    }
+    for usage in [KeyUsage::Sign, KeyUsage::Encrypt] {
+        let containers = d.manager.containers(&id, CLIENT)?;
+        let slot = containers.iter().find(|c| c.name == DEMO_CONTAINER).and_then(|c| c.slot(usage).cloned());
+        if slot.is_none() {
+            d.manager.generate_key_pair(&id, DEMO_CONTAINER, usage, Algorithm::Sm2, CLIENT)?;
+            completed.push(format!("{usage} key pair"));
+        }
+        if slot.and_then(|s| s.certificate).is_none() {
+            // The request is signed on the key; the demo CA checks it and issues.
+            let signer = d.manager.signer(&id, DEMO_CONTAINER, usage, CLIENT)?;
+            let der = kb_pki::csr::build(DEMO_SUBJECT, &signer, Vec::new()).map_err(|e| signer.service_error(e))?;
+            let req = CertificationRequest::from_der(&der)?;
+            req.verify()?;
+            let params = CertificateParams::leaf(&req.subject_dn(), usage, UnixTime(UnixTime::now().0 - 3600), 365);
+            let cert = issue(&params, &req.public_key()?, Some(&root), &ca_signer)?;
+            d.manager.import_certificate(&id, DEMO_CONTAINER, usage, cert.der(), CLIENT)?;
+            completed.push(format!("{usage} certificate"));
+        }
+    }
+    let mut certs = Vec::new();
+    for usage in [KeyUsage::Sign, KeyUsage::Encrypt] {
+        if let Some(c) = d.manager.certificate(&id, DEMO_CONTAINER, usage, CLIENT)? {
+            certs.push(DemoCert {
+                usage,
+                subject: c.subject(),
+                serial: c.serial_hex(),
+                not_after: c.not_after().to_rfc3339(),
+                thumbprint_sha1: c.thumbprint(kb_types::HashAlgorithm::Sha1),
+            });
+        }
+    }
+    tracing::info!(device = %id, created, "demo key ready");
+
+    let root_pem = ca_dir.join("root.pem");
+    let mut prefix = String::from("keybridge");
+    if let Some(h) = &app.g.home {
+        prefix.push_str(&format!(" --home {}", shell_word(&h.display().to_string())));
+    }
+    if let Some(k) = &app.g.keys {
+        prefix.push_str(&format!(" --keys {}", shell_word(&k.display().to_string())));
+    }
+    let root_arg = shell_word(&root_pem.display().to_string());
+    let next = vec![
+        format!("{prefix} devices"),
+        format!("{prefix} certs"),
+        "echo 投标文件 > bid.txt".to_string(),
+        format!("{prefix} sign --device {id} --in bid.txt --out bid.p7s --format cms-detached"),
+        format!("{prefix} verify --sig bid.p7s --in bid.txt --ca {root_arg}"),
+        format!("{prefix} encrypt --to-device --device {id} --in bid.txt --out bid.p7e"),
+        format!("{prefix} decrypt --device {id} --in bid.p7e --out bid.opened.txt"),
+        format!("{prefix} audit --days 1"),
+    ];
+    #[derive(Serialize)]
+    struct Demo<'a> {
+        created: bool,
+        completed: &'a [String],
+        device: &'a DeviceId,
+        label: &'static str,
+        key_file: String,
+        demo_only: bool,
+        user_pin: &'static str,
+        so_pin: &'static str,
+        demo_ca: String,
+        demo_ca_created: bool,
+        container: &'static str,
+        certificates: &'a [DemoCert],
+        next: &'a [String],
+    }
+    let v = Demo {
+        created,
+        completed: &completed,
+        device: &id,
+        label: DEMO_LABEL,
+        key_file: path.display().to_string(),
+        demo_only: true,
+        user_pin: DEMO_USER_PIN,
+        so_pin: DEMO_SO_PIN,
+        demo_ca: root_pem.display().to_string(),
+        demo_ca_created: ca_created,
+        container: DEMO_CONTAINER,
+        certificates: &certs,
+        next: &next,
+    };
+    o.show(&v, || {
+        let mut s = String::new();
+        s.push_str(&if created {
+            format!("{} {} ({})\n", o.t("已创建演示介质", "Demo key created:"), id, DEMO_LABEL)
+        } else {
+            format!("{} {} ({})\n", o.t("演示介质已存在", "Demo key already present:"), id, DEMO_LABEL)
+        });
+        if !completed.is_empty() && !created {
+            s.push_str(&format!("  {} {}\n", o.t("已补全：", "completed:"), completed.join(", ")));
+        }
+        s.push_str(&format!("  {}{}\n", pad(o.t("文件", "file"), 16), v.key_file));
+        s.push_str(&format!("  {}{}\n", pad(o.t("演示 CA 根证书", "demo CA root"), 16), v.demo_ca));
+        for c in &certs {
+            s.push_str(&format!(
+                "  {}{}  SN {}  → {}\n",
+                pad(if c.usage == KeyUsage::Encrypt { o.t("加密证书", "encryption") } else { o.t("签名证书", "signing") }, 16),
+                c.subject,
+                c.serial,
+                c.not_after
+            ));
+        }
+        s.push('\n');
+        s.push_str(o.t(
+            &format!(
+                "仅供演示 —— 演示口令公开，切勿用于真实业务：\n  用户口令 {DEMO_USER_PIN}    管理员口令 {DEMO_SO_PIN}\n"
+            ),
+            &format!(
+                "DEMO ONLY — these PINs are public; never use this key for real work:\n  user PIN {DEMO_USER_PIN}    SO PIN {DEMO_SO_PIN}\n"
+            ),
+        ));
+        s.push('\n');
+        s.push_str(o.t("接下来可以试试：\n", "Try next:\n"));
+        for n in &next {
+            s.push_str(&format!("  {n}\n"));
+        }
+        s.trim_end().to_string()
+    });
+    Ok(())
+}
+
+/// Quote a path for a shell command line when it needs it.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+:=@,".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
