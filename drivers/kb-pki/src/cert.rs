@@ -29,19 +29,7 @@ impl PartialEq for Certificate {
 }
 impl Eq for Certificate {}
 
-/// Validity at a given time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ValidityStatus {
-    /// Valid, with more than the warning window left.
-    Valid,
-    /// Valid but expiring within the warning window (临期).
-    ExpiringSoon,
-    /// Expired (过期).
-    Expired,
-    /// Not valid yet.
-    NotYetValid,
-}
+pub use kb_types::ValidityStatus;
 
 /// One extension, decoded for display.
 #[derive(Clone, Debug, Serialize)]

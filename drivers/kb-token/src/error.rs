@@ -40,6 +40,15 @@ pub enum TokenError {
     /// Busy (another process holds it).
     #[error("the key medium is busy")]
     Busy,
+    /// A smart card answered with an error status word that has no more specific
+    /// variant (kb-apdu's status-word table decides; `reason` is its fixed description).
+    #[error("the card reported an error: {reason} (SW {sw:04X})")]
+    Card {
+        /// The ISO 7816-4 status word SW1SW2.
+        sw: u16,
+        /// A fixed description of the status word (never card data).
+        reason: &'static str,
+    },
     /// A crypto primitive failed.
     #[error(transparent)]
     Crypto(#[from] kb_crypto::CryptoError),
@@ -74,6 +83,7 @@ impl HasErrorCode for TokenError {
             TokenError::CertificateKeyMismatch => ErrorCode::CertificateKeyMismatch,
             TokenError::NotSupported(_) => ErrorCode::NotSupported,
             TokenError::Busy => ErrorCode::DeviceBusy,
+            TokenError::Card { .. } => ErrorCode::CardError,
             TokenError::Crypto(c) => c.code(),
             TokenError::Pki(p) => p.code(),
             TokenError::Io(_) => ErrorCode::Io,

@@ -160,3 +160,17 @@ pub struct SealInfo {
     /// Size in bytes.
     pub size: u64,
 }
+
+/// A certificate's validity at a given time, as every screen and client shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValidityStatus {
+    /// Valid, with more than the near-expiry window left.
+    Valid,
+    /// Valid but expiring within the near-expiry window (临期).
+    ExpiringSoon,
+    /// Expired (过期).
+    Expired,
+    /// Not valid yet.
+    NotYetValid,
+}

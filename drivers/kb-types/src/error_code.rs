@@ -26,6 +26,9 @@ pub enum Category {
     Certificate,
     /// A key medium problem: PIN, device, container.
     Token,
+    /// The local bridge refused or could not complete a client's request
+    /// (handshake, consent, limits, streams).
+    Bridge,
     /// Local I/O or an internal failure.
     System,
 }
@@ -157,6 +160,32 @@ error_codes! {
     Cancelled = 4011, "cancelled", Token, "用户已取消", "cancelled by the user";
     /// The medium is in use by another operation or process.
     DeviceBusy = 4012, "device_busy", Token, "介质正忙", "the key medium is busy";
+    /// The card answered a command with an error status word (the word travels in the error).
+    CardError = 4013, "card_error", Token, "卡片返回错误", "the card reported an error";
+
+    // 5xxx: the local bridge (WebSocket JSON-RPC); see docs/bridge-protocol.md
+    /// The handshake's Host header is not a loopback name (DNS rebinding).
+    HostRejected = 5001, "host_rejected", Bridge, "拒绝连接：Host 不是本机地址", "connection refused: Host is not a loopback address";
+    /// The handshake's Origin is not allowed (cross-site WebSocket hijacking) or was revoked.
+    OriginRejected = 5002, "origin_rejected", Bridge, "拒绝连接：该网页来源未获授权", "connection refused: this web origin is not allowed";
+    /// A native client without an Origin sent no valid client secret or pairing.
+    ClientUnauthenticated = 5003, "client_unauthenticated", Bridge, "客户端未认证：缺少有效的客户端密钥", "client not authenticated: missing or wrong client secret";
+    /// The user declined the consent prompt for this client.
+    ConsentDenied = 5004, "consent_denied", Bridge, "用户拒绝了该应用的访问请求", "the user denied this client access";
+    /// The client's schema version is not supported by this bridge.
+    SchemaVersionUnsupported = 5005, "schema_version_unsupported", Bridge, "协议版本不受支持，请升级客户端或安全客户端", "protocol schema version not supported; update the client or KeyBridge";
+    /// A method was called before `hello`.
+    HelloRequired = 5006, "hello_required", Bridge, "请先调用 hello 完成协商", "call hello first";
+    /// Too many requests in flight, or too many failures in a short time.
+    TooManyRequests = 5007, "too_many_requests", Bridge, "请求过多，请稍后再试", "too many requests; try again later";
+    /// The request did not finish within its time limit.
+    RequestTimeout = 5008, "request_timeout", Bridge, "请求超时", "request timed out";
+    /// The client cancelled the request (`cancel`) or closed its stream.
+    RequestCancelled = 5009, "request_cancelled", Bridge, "请求已被客户端取消", "request cancelled by the client";
+    /// No open stream has that id, or it is already in use or closed.
+    UnknownStream = 5010, "unknown_stream", Bridge, "数据流不存在或已关闭", "unknown or closed stream";
+    /// A binary frame is malformed, out of sequence, or larger than the stream allows.
+    StreamFrameInvalid = 5011, "stream_frame_invalid", Bridge, "数据流分片无效或顺序错误", "invalid or out-of-sequence stream frame";
 
     // 9xxx: system
     /// File or stream I/O failed.
@@ -235,6 +264,7 @@ mod tests {
                 2 => matches!(c.category(), Category::Crypto | Category::System),
                 3 => matches!(c.category(), Category::Certificate | Category::Crypto | Category::Input),
                 4 => c.category() == Category::Token,
+                5 => c.category() == Category::Bridge,
                 9 => c.category() == Category::System,
                 _ => false,
             };

@@ -14,6 +14,8 @@ mod error_code;
 mod pin;
 
 pub use algorithm::{Algorithm, HashAlgorithm, KeyUsage};
-pub use device::{Capabilities, ContainerInfo, DeviceId, DeviceInfo, KeySlot, PinInfo, PinKind, SealInfo, TransportKind};
+pub use device::{
+    Capabilities, ContainerInfo, DeviceId, DeviceInfo, KeySlot, PinInfo, PinKind, SealInfo, TransportKind, ValidityStatus,
+};
 pub use error_code::{Category, ErrorCode, HasErrorCode, Lang, markdown_table};
 pub use pin::Pin;

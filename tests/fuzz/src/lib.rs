@@ -7,14 +7,18 @@
 //!
 //! The same files are compiled three ways:
 //! - here, for the libFuzzer targets in `fuzz_targets/` (one line each);
-//! - into `drivers/kb-crypto/tests/no_panic.rs` (`crypto.rs`) and
-//!   `drivers/kb-pki/tests/no_panic.rs` (`pki.rs`) with `#[path]`, where a deterministic
+//! - into `drivers/kb-crypto/tests/no_panic.rs` (`crypto.rs`),
+//!   `drivers/kb-pki/tests/no_panic.rs` (`pki.rs`) and `drivers/kb-apdu/tests/no_panic.rs`
+//!   (`apdu.rs`), and `bridge/kb-bridge-protocol/tests/no_panic.rs` (`bridge.rs`) with
+//!   `#[path]`, where a deterministic
 //!   mutator (`mutator.rs`) replays thousands of mutated seeds under `cargo test`.
 //!
 //! Adding a target: write `pub fn name(data: &[u8]) -> bool` in `crypto.rs` or `pki.rs`,
 //! add `fuzz_targets/name.rs` (copy any one), a `[[bin]]` in `Cargo.toml`, seeds in
 //! `seeds/name/`, and one `run("name", harness::name, 5_000)` line in the `no_panic` test.
 
+pub mod apdu;
+pub mod bridge;
 pub mod crypto;
 #[doc(hidden)]
 pub mod mutator;

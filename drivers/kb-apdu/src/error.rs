@@ -1,0 +1,64 @@
+use crate::status::StatusWord;
+use crate::tlv::TlvError;
+use kb_token::TokenError;
+use kb_types::{ErrorCode, HasErrorCode};
+
+/// Errors of the APDU layer: a card's error status word, a protocol failure, a malformed
+/// TLV, or the transport failing. Never contains command data (PINs) or response data.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ApduError {
+    /// The card answered with an error status word.
+    #[error("card status {0}: {reason}", reason = .0.status().reason())]
+    Status(StatusWord),
+    /// A response shorter than the two status bytes.
+    #[error("the card's response is shorter than a status word ({0} bytes)")]
+    ResponseTooShort(usize),
+    /// The card kept answering `61xx`/`6Cxx` past the round limit.
+    #[error("the card did not finish its answer within {0} rounds")]
+    TooManyRounds(usize),
+    /// A command that cannot be encoded (data or Ne too long for the chosen form,
+    /// offset out of range).
+    #[error("command cannot be encoded: {0}")]
+    Encoding(&'static str),
+    /// Bytes that are not a command APDU.
+    #[error("malformed command APDU: {0}")]
+    MalformedCommand(&'static str),
+    /// The card sent malformed BER-TLV.
+    #[error(transparent)]
+    Tlv(#[from] TlvError),
+    /// The card was removed (or reset by someone else) during the transaction.
+    #[error("the card was removed")]
+    Removed,
+    /// The reader or card is held by another process.
+    #[error("the card is busy")]
+    Busy,
+    /// The transport failed (reader error, buffer too small, socket closed).
+    #[error("card transport: {0}")]
+    Transport(String),
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, ApduError>;
+
+impl From<ApduError> for TokenError {
+    fn from(e: ApduError) -> Self {
+        match e {
+            ApduError::Status(sw) => sw.into_token_error(),
+            ApduError::Removed => TokenError::Removed,
+            ApduError::Busy => TokenError::Busy,
+            ApduError::Tlv(t) => TokenError::Corrupt(format!("card data: {t}")),
+            ApduError::Encoding(what) => TokenError::NotSupported(format!("command cannot be encoded: {what}")),
+            e @ (ApduError::ResponseTooShort(_)
+            | ApduError::TooManyRounds(_)
+            | ApduError::MalformedCommand(_)
+            | ApduError::Transport(_)) => TokenError::Io(e.to_string()),
+        }
+    }
+}
+
+impl HasErrorCode for ApduError {
+    fn code(&self) -> ErrorCode {
+        TokenError::from(self.clone()).code()
+    }
+}
