@@ -394,20 +394,6 @@ fn parse_auth(s: &str) -> Option<AuthType> {
     [AuthType::None, AuthType::PinEntered, AuthType::PinCached, AuthType::Phone].into_iter().find(|a| auth_name(*a) == s)
 }
 
-fn parse_transport(s: &str) -> Option<TransportKind> {
-    [
-        TransportKind::File,
-        TransportKind::Pcsc,
-        TransportKind::Pkcs11,
-        TransportKind::Skf,
-        TransportKind::Hid,
-        TransportKind::Ble,
-        TransportKind::Phone,
-    ]
-    .into_iter()
-    .find(|t| t.name() == s)
-}
-
 fn row_to_record(row: &rusqlite::Row<'_>) -> crate::Result<AuditRecord> {
     let device_type: String = row.get(4).map_err(db)?;
     let auth: String = row.get(10).map_err(db)?;
@@ -430,7 +416,7 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> crate::Result<AuditRecord> {
         client: row.get(1).map_err(db)?,
         operation: row.get(2).map_err(db)?,
         device_id: DeviceId(row.get(3).map_err(db)?),
-        device_type: parse_transport(&device_type)
+        device_type: TransportKind::from_name(&device_type)
             .ok_or_else(|| ServiceError::Audit(format!("unknown device type {device_type:?} in the audit log")))?,
         device_model: row.get(5).map_err(db)?,
         certificate: row.get(6).map_err(db)?,

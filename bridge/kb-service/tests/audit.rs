@@ -26,15 +26,7 @@ fn rec(i: i64, ok: bool) -> AuditRecord {
 fn round_trip_every_field() {
     let dir = tempfile::tempdir().unwrap();
     let log = AuditLog::open(dir.path().join("sub/audit.sqlite3")).unwrap();
-    let kinds = [
-        TransportKind::File,
-        TransportKind::Pcsc,
-        TransportKind::Pkcs11,
-        TransportKind::Skf,
-        TransportKind::Hid,
-        TransportKind::Ble,
-        TransportKind::Phone,
-    ];
+    let kinds = TransportKind::ALL;
     let auths = [AuthType::None, AuthType::PinEntered, AuthType::PinCached, AuthType::Phone];
     let mut written = Vec::new();
     for (i, kind) in kinds.iter().enumerate() {

@@ -25,6 +25,22 @@ pub enum TransportKind {
 }
 
 impl TransportKind {
+    /// Every transport, in declaration order.
+    pub const ALL: [TransportKind; 7] = [
+        TransportKind::File,
+        TransportKind::Pcsc,
+        TransportKind::Pkcs11,
+        TransportKind::Skf,
+        TransportKind::Hid,
+        TransportKind::Ble,
+        TransportKind::Phone,
+    ];
+
+    /// The transport with this [`name`](Self::name), if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name() == name)
+    }
+
     /// Stable lower-case name (`file`, `pcsc`, …), used in device ids.
     pub const fn name(self) -> &'static str {
         match self {
@@ -173,4 +189,17 @@ pub enum ValidityStatus {
     Expired,
     /// Not valid yet.
     NotYetValid,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transport_names_round_trip() {
+        for t in TransportKind::ALL {
+            assert_eq!(TransportKind::from_name(t.name()), Some(t));
+        }
+        assert_eq!(TransportKind::from_name("usb"), None);
+    }
 }
