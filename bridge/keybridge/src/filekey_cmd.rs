@@ -195,7 +195,7 @@ pub(crate) fn filekey(app: &App, a: FilekeyArgs) -> CliResult {
                 container,
                 usage,
                 algorithm: public.algorithm(),
-                public_key_spki: kb_hex(&public.to_spki_der()?),
+                public_key_spki: hex::encode(&public.to_spki_der()?),
             };
             o.show(&g, || {
                 format!(
@@ -311,10 +311,6 @@ pub(crate) fn filekey(app: &App, a: FilekeyArgs) -> CliResult {
             Ok(())
         }
     }
-}
-
-fn kb_hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 // ---------------------------------------------------------------------------------------

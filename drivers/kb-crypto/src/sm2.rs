@@ -198,12 +198,8 @@ pub struct Sm2PublicKey {
 impl fmt::Debug for Sm2PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.to_uncompressed();
-        write!(f, "Sm2PublicKey({}…)", hex_prefix(&b[1..9]))
+        write!(f, "Sm2PublicKey({}…)", hex::encode(&b[1..9]))
     }
-}
-
-fn hex_prefix(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 impl Sm2PublicKey {
@@ -641,6 +637,6 @@ mod tests {
         let der = k.to_pkcs8_der().unwrap_or_else(|_| unreachable!());
         let back = Sm2PrivateKey::from_pkcs8_der(&der).unwrap_or_else(|_| unreachable!());
         assert_eq!(back.public_key(), pk);
-        assert!(!format!("{k:?}").contains(&hex_prefix(&k.to_bytes()[..4])));
+        assert!(!format!("{k:?}").contains(&hex::encode(&k.to_bytes()[..4])));
     }
 }
