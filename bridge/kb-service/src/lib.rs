@@ -8,6 +8,7 @@
 //! - [`prompter`]: the [`prompter::Prompter`] trait through which PINs, confirmations and
 //!   QR codes reach the user (terminal, desktop window, test script).
 //! - [`audit`]: every key use recorded (SQLite), queried by time range.
+//! - [`media`]: which transports every front end watches.
 //! - [`settings`] and [`logs`]: the config file, daily-rotated logs, encrypted export.
 
 #![cfg_attr(test, allow(clippy::panic, clippy::unwrap_used, clippy::expect_used))]
@@ -16,6 +17,7 @@ pub mod audit;
 pub mod devices;
 mod error;
 pub mod logs;
+pub mod media;
 pub mod pin_cache;
 pub mod prompter;
 pub mod settings;

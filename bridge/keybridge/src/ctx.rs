@@ -173,7 +173,9 @@ impl Devices {
         let policy = PinCachePolicy::from_minutes(home.settings.pin_cache_minutes.minutes()).unwrap_or_default();
         let manager = DeviceManager::new(prompter, audit, policy);
         let events = manager.subscribe();
-        manager.add_transport(Arc::new(FileTransport::new(&home.key_dir)))?;
+        for transport in kb_service::media::standard_transports(&home.settings, &home.key_dir) {
+            manager.add_transport(transport)?;
+        }
         if !manager.wait_enumerated(ENUMERATION_TIMEOUT) {
             tracing::warn!("device enumeration did not complete in time");
         }
