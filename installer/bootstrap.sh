@@ -17,12 +17,17 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # Debian packages: build tools, OpenSSL 3 (CLI peer + libssl for the benchmark's
-# in-process OpenSSL comparison), Python and Node for the gmssl / sm-crypto peers.
+# in-process OpenSSL comparison), Python and Node for the gmssl / sm-crypto peers,
+# SoftHSM2 (a real PKCS#11 module) and OpenSC's pkcs11-tool for the PKCS#11 tests.
 APT_PACKAGES=(
   ca-certificates build-essential pkg-config
   openssl libssl-dev
   python3 python3-venv python3-pip
+  softhsm2 opensc
+  libpcsclite-dev pcscd vsmartcard-vpcd
 )
+# (libpcsclite-dev: the PC/SC transport links libpcsclite; pcscd + vsmartcard-vpcd: the
+# PC/SC test rig's reader daemon and virtual reader, drivers/kb-pcsc/tests/rig.)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -69,5 +74,16 @@ if [ "$(cat "$NODE_DIR/node_modules/.kb-lock.sha256" 2>/dev/null)" != "$want" ] 
   (cd "$NODE_DIR" && npm ci --silent --no-audit --no-fund)
   echo "$want" > "$NODE_DIR/node_modules/.kb-lock.sha256"
 fi
+
+# The TypeScript SDK (bridge/sdk-js): its dev tools (typescript, ws) pinned by its lock
+# file, reinstalled whenever the lock changes; then built (dist/ is what its tests and
+# examples load).
+SDK_DIR="$ROOT/bridge/sdk-js"
+want="$(sha256sum "$SDK_DIR/package-lock.json" | cut -d' ' -f1)"
+if [ "$(cat "$SDK_DIR/node_modules/.kb-lock.sha256" 2>/dev/null)" != "$want" ] || [ ! -d "$SDK_DIR/node_modules/typescript" ]; then
+  (cd "$SDK_DIR" && npm ci --silent --no-audit --no-fund)
+  echo "$want" > "$SDK_DIR/node_modules/.kb-lock.sha256"
+fi
+(cd "$SDK_DIR" && npm run --silent build)
 
 echo "bootstrap: ok (tools in $KB_TOOLS)"

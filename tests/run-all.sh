@@ -18,6 +18,9 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 echo "== cargo test (workspace) =="
 cargo test --workspace --locked --no-fail-fast
 
+echo "== TypeScript SDK (bridge/sdk-js): npm test =="
+(cd "$ROOT/bridge/sdk-js" && npm test)
+
 echo "== main job smoke run: the README's run command (keybridge demo), then sign and verify with the demo key =="
 demo="$(mktemp -d)"
 trap 'rm -rf "$demo"' EXIT

@@ -42,6 +42,11 @@ impl Thumbprint {
         (s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())).then(|| Thumbprint(s.to_ascii_uppercase()))
     }
 
+    /// From a SHA-1 digest.
+    pub fn from_sha1(digest: &[u8; 20]) -> Self {
+        Thumbprint(digest.iter().map(|b| format!("{b:02X}")).collect())
+    }
+
     /// Upper-case hex.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -6,6 +6,8 @@
 //! alone — no front-end code changes above the driver layer.
 
 use crate::settings::Settings;
+use kb_pcsc::PcscTransport;
+use kb_pkcs11::Pkcs11Transport;
 use kb_token::Transport;
 use kb_token::file::FileTransport;
 use std::path::Path;
@@ -13,7 +15,16 @@ use std::sync::Arc;
 
 /// The transports for these settings: the file-key directory `key_dir` (the settings'
 /// `file_key_dir`, or a front end's override) and every hardware transport the
-/// settings enable.
-pub fn standard_transports(_settings: &Settings, key_dir: &Path) -> Vec<Arc<dyn Transport>> {
-    vec![Arc::new(FileTransport::new(key_dir))]
+/// settings enable — one PKCS#11 transport per `pkcs11_modules` entry. A module that
+/// cannot be loaded is reported by its transport as a `module_load_failed` transport
+/// error; it never keeps the other media from being listed.
+pub fn standard_transports(settings: &Settings, key_dir: &Path) -> Vec<Arc<dyn Transport>> {
+    let mut transports: Vec<Arc<dyn Transport>> = vec![Arc::new(FileTransport::new(key_dir))];
+    // Smart cards and USB keys through PC/SC: always on. Without a PC/SC service it
+    // completes enumeration at once and keeps retrying in the background.
+    transports.push(Arc::new(PcscTransport::new()));
+    for module in &settings.pkcs11_modules {
+        transports.push(Arc::new(Pkcs11Transport::new(module)));
+    }
+    transports
 }

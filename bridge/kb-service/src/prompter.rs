@@ -60,6 +60,29 @@ pub struct QrRequest {
     pub expires_in: Duration,
 }
 
+/// A client (a web page's origin, or a native tool) asks to use KeyBridge for the
+/// first time: the consent dialog shows who, what and with which certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsentRequest {
+    /// Who asks: a web origin (`https://bid.example.cn`) or a native tool's name.
+    pub client: String,
+    /// The operation it wants (`sign`, `decrypt`, `certificates.list`, …).
+    pub operation: String,
+    /// The certificate concerned (subject and thumbprint), when there is one.
+    pub certificate: Option<String>,
+}
+
+/// The user's answer to a [`ConsentRequest`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsentAnswer {
+    /// Allow this client from now on (remembered, revocable).
+    AllowAlways,
+    /// Allow this client for as long as its connection lasts.
+    AllowOnce,
+    /// Refuse.
+    Deny,
+}
+
 /// Asks the user. Implementations block until the user answers.
 pub trait Prompter: Send + Sync {
     /// Ask for a PIN. Cancel → [`ServiceError::Cancelled`].
@@ -73,6 +96,20 @@ pub trait Prompter: Send + Sync {
 
     /// Tell the user something (no answer expected).
     fn notify(&self, message: &str);
+
+    /// Ask whether a client may use KeyBridge. Closing the dialog → [`ConsentAnswer::Deny`]
+    /// or [`ServiceError::Cancelled`]. The default asks a yes/no [`Prompter::confirm`]
+    /// and allows once; the desktop app overrides it with a dialog offering "always".
+    fn consent(&self, req: &ConsentRequest) -> Result<ConsentAnswer> {
+        let certificate = req.certificate.as_deref().map(|c| format!(" (certificate {c})")).unwrap_or_default();
+        let yes = self.confirm(&ConfirmRequest {
+            title: "KeyBridge".into(),
+            message: format!("Allow {} to {}{certificate}?", req.client, req.operation),
+            client: req.client.clone(),
+            device_id: None,
+        })?;
+        Ok(if yes { ConsentAnswer::AllowOnce } else { ConsentAnswer::Deny })
+    }
 }
 
 /// One scripted answer.
@@ -82,6 +119,8 @@ pub enum Answer {
     Pin(Pin),
     /// Answer a confirmation.
     Confirm(bool),
+    /// Answer a consent request.
+    Consent(ConsentAnswer),
     /// Close whatever is asked.
     Cancel,
 }
@@ -97,6 +136,8 @@ pub enum Seen {
     Qr(QrRequest),
     /// A notice.
     Notify(String),
+    /// A consent request.
+    Consent(ConsentRequest),
 }
 
 #[derive(Default)]
@@ -196,6 +237,15 @@ impl Prompter for ScriptedPrompter {
 
     fn notify(&self, message: &str) {
         self.script().seen.push(Seen::Notify(message.to_string()));
+    }
+
+    fn consent(&self, req: &ConsentRequest) -> Result<ConsentAnswer> {
+        let mut s = self.script();
+        s.seen.push(Seen::Consent(req.clone()));
+        match s.answers.pop_front() {
+            Some(Answer::Consent(a)) => Ok(a),
+            _ => Err(ServiceError::Cancelled),
+        }
     }
 }
 

@@ -10,6 +10,8 @@
 //! bridge_port = 17210
 //! language = "zh-CN"              # or "en"
 //! file_key_dir = "/home/me/.local/share/keybridge/keys"   # optional
+//! pkcs11_modules = ["/usr/lib/softhsm/libsofthsm2.so"]    # optional, absolute paths
+//! bridge_consent = "prompt"        # or "grants-only": web origins without a grant are refused, never asked
 //! ```
 //!
 //! Loading is strict: an unknown key (a typo) or a value out of range is a
@@ -119,6 +121,18 @@ impl UpdateCheck {
     }
 }
 
+/// The bridge's consent policy for web origins without a grant.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum BridgeConsent {
+    /// Ask the user (desktop dialog; terminal when headless).
+    #[default]
+    #[serde(rename = "prompt")]
+    Prompt,
+    /// Never ask: only origins granted beforehand.
+    #[serde(rename = "grants-only")]
+    GrantsOnly,
+}
+
 /// The user's settings. Build one with [`Settings::default`] and change fields, or
 /// [`Settings::set`] by key name; [`Settings::save`] validates before writing.
 ///
@@ -141,11 +155,18 @@ pub struct Settings {
     pub update_url: String,
     /// Local bridge port, 1024–65535; default 17210.
     pub bridge_port: u16,
+    /// What the bridge does with a web origin that has no grant: `prompt` (ask the
+    /// user, default) or `grants-only` (refuse; for headless servers).
+    pub bridge_consent: BridgeConsent,
     /// UI language; default zh-CN.
     pub language: Lang,
     /// Where file-type keys live; `None` = `<data dir>/keys` ([`Settings::file_key_dir`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file_key_dir: Option<PathBuf>,
+    /// PKCS#11 modules (vendor libraries) whose tokens are listed as media; absolute
+    /// paths, no duplicates; default none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pkcs11_modules: Vec<PathBuf>,
 }
 
 impl Default for Settings {
@@ -158,8 +179,10 @@ impl Default for Settings {
             update_check: UpdateCheck::default(),
             update_url: String::new(),
             bridge_port: DEFAULT_BRIDGE_PORT,
+            bridge_consent: BridgeConsent::default(),
             language: Lang::ZhCn,
             file_key_dir: None,
+            pkcs11_modules: Vec::new(),
         }
     }
 }
@@ -211,8 +234,10 @@ impl Settings {
         "update_check",
         "update_url",
         "bridge_port",
+        "bridge_consent",
         "language",
         "file_key_dir",
+        "pkcs11_modules",
     ];
 
     /// Set one key from a TOML value. The error text does not name the key; callers add it.
@@ -257,6 +282,13 @@ impl Settings {
                 }
                 self.update_url = url.to_string();
             }
+            "bridge_consent" => {
+                self.bridge_consent = match expect_str(v)? {
+                    "prompt" => BridgeConsent::Prompt,
+                    "grants-only" => BridgeConsent::GrantsOnly,
+                    other => return Err(format!("must be \"prompt\" or \"grants-only\" (got \"{other}\")")),
+                }
+            }
             "language" => {
                 self.language = match expect_str(v)? {
                     "zh-CN" => Lang::ZhCn,
@@ -275,6 +307,23 @@ impl Settings {
                     }
                     Some(p)
                 };
+            }
+            "pkcs11_modules" => {
+                let toml::Value::Array(items) = v else {
+                    return Err(format!("must be an array of absolute paths (got {})", describe(v)));
+                };
+                let mut modules: Vec<PathBuf> = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    let p = PathBuf::from(expect_str(item).map_err(|e| format!("entry {}: {e}", i + 1))?);
+                    if !p.is_absolute() {
+                        return Err(format!("entry {}: must be an absolute path (got \"{}\")", i + 1, p.display()));
+                    }
+                    if modules.contains(&p) {
+                        return Err(format!("entry {}: \"{}\" is listed twice", i + 1, p.display()));
+                    }
+                    modules.push(p);
+                }
+                self.pkcs11_modules = modules;
             }
             _ => return Err("unknown key".into()),
         }
@@ -505,6 +554,38 @@ pub fn paths_for(home: Option<PathBuf>) -> Result<Paths> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bridge_consent() {
+        assert_eq!(Settings::default().bridge_consent, BridgeConsent::Prompt);
+        let s = Settings::parse("bridge_consent = \"grants-only\"\n").unwrap();
+        assert_eq!(s.bridge_consent, BridgeConsent::GrantsOnly);
+        assert_eq!(Settings::parse(&s.to_toml().unwrap()).unwrap(), s);
+        let e = Settings::parse("bridge_consent = \"always\"").unwrap_err().to_string();
+        assert!(e.contains("bridge_consent") && e.contains("grants-only"), "{e}");
+    }
+
+    #[test]
+    fn pkcs11_modules() {
+        let s = Settings::parse("pkcs11_modules = [\"/usr/lib/a.so\", \"/opt/b/c.so\"]\n").unwrap();
+        assert_eq!(s.pkcs11_modules, [PathBuf::from("/usr/lib/a.so"), PathBuf::from("/opt/b/c.so")]);
+        assert_eq!(Settings::parse(&s.to_toml().unwrap()).unwrap(), s);
+        assert!(Settings::parse("pkcs11_modules = []").unwrap().pkcs11_modules.is_empty());
+        assert!(!Settings::default().to_toml().unwrap().contains("pkcs11_modules"));
+        for (bad, says) in [
+            ("pkcs11_modules = \"/usr/lib/a.so\"", "must be an array of absolute paths (got \"/usr/lib/a.so\")"),
+            ("pkcs11_modules = [\"lib/a.so\"]", "entry 1: must be an absolute path (got \"lib/a.so\")"),
+            ("pkcs11_modules = [\"/a.so\", 3]", "entry 2: must be a quoted string (got 3)"),
+            ("pkcs11_modules = [\"/a.so\", \"/a.so\"]", "entry 2: \"/a.so\" is listed twice"),
+        ] {
+            let e = Settings::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("`pkcs11_modules` (line 1)") && e.contains(says), "{bad}: {e}");
+        }
+        let mut s = Settings::default();
+        s.set("pkcs11_modules", "[\"/x/y.so\"]").unwrap();
+        assert_eq!(s.pkcs11_modules, [PathBuf::from("/x/y.so")]);
+        assert!(s.set("pkcs11_modules", "[\"y.so\"]").is_err());
+    }
 
     #[test]
     fn loopback_urls() {

@@ -316,13 +316,21 @@ fn wrong_pin_is_never_cached_and_retries_count_down() {
     rig.sign(&id, "cli").unwrap();
     assert_eq!(rig.prompter.pin_requests().len(), 3);
 
-    // A wrong PIN followed by cancel leaves nothing cached.
+    // A wrong PIN followed by cancel leaves nothing cached, and the outcome is that
+    // wrong PIN with the tries left (what a script or a bridge client must learn), not
+    // a bare cancellation.
     rig.mgr.pin_cache().clear();
     rig.prompter.clear_seen();
     rig.prompter.push_pin("00000000");
     rig.prompter.push_cancel();
-    assert_eq!(code(rig.sign(&id, "cli")), ErrorCode::Cancelled);
+    match rig.sign(&id, "cli") {
+        Err(ServiceError::Token(TokenError::WrongPin { retries_left })) => assert_eq!(retries_left, 5),
+        other => panic!("{other:?}"),
+    }
     assert!(rig.mgr.pin_cache().is_empty());
+    // Cancelling the first prompt is a cancellation.
+    rig.prompter.push_cancel();
+    assert_eq!(code(rig.sign(&id, "cli")), ErrorCode::Cancelled);
 
     // A cached PIN the medium rejects (changed elsewhere) is dropped and the user asked.
     rig.prompter.push_pin(PIN);

@@ -16,6 +16,7 @@ mod ctx;
 mod device_cmd;
 mod filekey_cmd;
 mod output;
+mod serve_cmd;
 mod term;
 
 use clap::{Parser, Subcommand};
@@ -64,6 +65,10 @@ enum Command {
     Audit(audit_cmd::AuditArgs),
     /// Logs for support.
     Logs(audit_cmd::LogsArgs),
+    /// Run the local signing bridge (WebSocket on 127.0.0.1) for web pages and bid tools.
+    Serve(serve_cmd::ServeArgs),
+    /// The bridge's web-origin grants and the client secret for native tools.
+    Bridge(serve_cmd::BridgeArgs),
     /// Create (once) a labelled demo file key with an SM2 sign+encrypt certificate pair
     /// from a local demo CA, and say what to try next.
     Demo,
@@ -83,6 +88,8 @@ fn run(app: &App, command: Command) -> output::CliResult {
         Command::Filekey(a) => filekey_cmd::filekey(app, a),
         Command::Audit(a) => audit_cmd::audit(app, a),
         Command::Logs(a) => audit_cmd::logs(app, a),
+        Command::Serve(a) => serve_cmd::serve(app, a),
+        Command::Bridge(a) => serve_cmd::bridge(app, a),
         Command::Demo => filekey_cmd::demo(app),
     }
 }

@@ -7,7 +7,7 @@
 use crate::output::{CliError, CliResult};
 use indicatif::{ProgressBar, ProgressStyle};
 use kb_service::ServiceError;
-use kb_service::prompter::{ConfirmRequest, PinRequest, Prompter, QrRequest};
+use kb_service::prompter::{ConfirmRequest, ConsentAnswer, ConsentRequest, PinRequest, Prompter, QrRequest};
 use kb_types::{ErrorCode, Lang, Pin, PinKind};
 use std::io::{BufRead, IsTerminal};
 use std::sync::{Arc, Mutex};
@@ -102,18 +102,50 @@ impl Terminal {
         if self.yes {
             return Ok(true);
         }
+        let answer = self.ask_line(&format!("{question} [y/N] "), self.pin_stdin)?;
+        Ok(matches!(answer.as_deref(), Some("y" | "yes" | "是")))
+    }
+
+    /// Ask a question and read one answer line (lower-cased, trimmed): from the
+    /// terminal, or from stdin when `stdin_ok` (scripts). No way to ask → cancelled.
+    fn ask_line(&self, prompt: &str, stdin_ok: bool) -> CliResult<Option<String>> {
         self.suspend(|| {
-            eprint!("{question} [y/N] ");
-            if self.pin_stdin || std::io::stdin().is_terminal() {
+            eprint!("{prompt}");
+            if stdin_ok || std::io::stdin().is_terminal() {
                 // Zeroized: in a script, a misplaced PIN line may land here.
                 let mut line = Zeroizing::new(String::with_capacity(256));
                 let n = std::io::stdin().lock().read_line(&mut line).map_err(|e| CliError::io("stdin", e))?;
                 if n > 0 {
-                    return Ok(matches!(line.trim().to_lowercase().as_str(), "y" | "yes" | "是"));
+                    return Ok(Some(line.trim().to_lowercase()));
                 }
             }
             eprintln!();
             Err(cancelled(self.t("没有终端可以确认；脚本中请加 --yes", "no terminal to confirm; scripts add --yes")))
+        })
+    }
+
+    /// Ask whether a client may use KeyBridge: once, always or not. Only a real
+    /// terminal answers (never `--yes`, never a script's stdin): granting a web page
+    /// access to the user's keys is the user's decision.
+    pub(crate) fn ask_consent(&self, req: &ConsentRequest) -> CliResult<ConsentAnswer> {
+        let cert = req.certificate.as_deref().map(|c| format!(" ({c})")).unwrap_or_default();
+        let q = if self.lang == Lang::En {
+            format!(
+                "{} asks to {}{cert}. Allow? [y = this time / a = always / N = no] ",
+                req.client,
+                self.operation_name(&req.operation)
+            )
+        } else {
+            format!(
+                "「{}」请求{}{cert}。是否允许？[y=本次允许 / a=始终允许 / N=拒绝] ",
+                req.client,
+                self.operation_name(&req.operation)
+            )
+        };
+        Ok(match self.ask_line(&q, false)?.as_deref() {
+            Some("y" | "yes" | "是") => ConsentAnswer::AllowOnce,
+            Some("a" | "always" | "始终") => ConsentAnswer::AllowAlways,
+            _ => ConsentAnswer::Deny,
         })
     }
 
@@ -159,6 +191,12 @@ impl Terminal {
             "delete_seal" => "删除印章",
             "create_container" => "创建容器",
             "delete_container" => "删除容器",
+            "encrypt" => "加密",
+            "verify" => "验证签名",
+            "devices.list" => "查看介质列表",
+            "certificates.list" => "查看证书列表",
+            "certificates.get" => "读取证书",
+            "subscribe" => "接收介质插拔通知",
             other => other,
         };
         if self.lang == Lang::En { op.replace('_', " ") } else { zh.to_string() }
@@ -216,17 +254,13 @@ impl Prompter for TerminalPrompter {
                 retries
             )
         };
-        match t.read_pin(&prompt) {
-            Ok(pin) => Ok(pin),
-            // No further PIN after a wrong one (stdin ended): the outcome is the wrong
-            // PIN, with the tries left, not a cancellation.
-            Err(e) if e.code == ErrorCode::Cancelled && req.previous_wrong => Err(match req.retries_left {
-                Some(0) => kb_token::TokenError::PinLocked,
-                n => kb_token::TokenError::WrongPin { retries_left: n.unwrap_or(0) },
-            }
-            .into()),
-            Err(e) => Err(to_service(e)),
-        }
+        // No further PIN after a wrong one (stdin ended) is a cancellation here; the
+        // device service turns it into the wrong PIN with its tries left.
+        t.read_pin(&prompt).map_err(to_service)
+    }
+
+    fn consent(&self, req: &ConsentRequest) -> kb_service::Result<ConsentAnswer> {
+        self.0.ask_consent(req).map_err(to_service)
     }
 
     fn confirm(&self, req: &ConfirmRequest) -> kb_service::Result<bool> {

@@ -30,6 +30,11 @@ pub enum ApduError {
     /// The card was removed (or reset by someone else) during the transaction.
     #[error("the card was removed")]
     Removed,
+    /// The card was reset (by another application, or a power glitch) during the
+    /// transaction: the selected application and verified PINs are gone. The backend has
+    /// reconnected; the caller re-selects and retries.
+    #[error("the card was reset")]
+    Reset,
     /// The reader or card is held by another process.
     #[error("the card is busy")]
     Busy,
@@ -47,6 +52,7 @@ impl From<ApduError> for TokenError {
             ApduError::Status(sw) => sw.into_token_error(),
             ApduError::Removed => TokenError::Removed,
             ApduError::Busy => TokenError::Busy,
+            e @ ApduError::Reset => TokenError::Io(e.to_string()),
             ApduError::Tlv(t) => TokenError::Corrupt(format!("card data: {t}")),
             ApduError::Encoding(what) => TokenError::NotSupported(format!("command cannot be encoded: {what}")),
             e @ (ApduError::ResponseTooShort(_)

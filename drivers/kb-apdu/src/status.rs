@@ -223,6 +223,7 @@ mod tests {
         assert_eq!(TokenError::from(ApduError::Status(StatusWord(0x63C1))), TokenError::WrongPin { retries_left: 1 });
         assert_eq!(ApduError::Removed.code(), ErrorCode::DeviceRemoved);
         assert_eq!(ApduError::Busy.code(), ErrorCode::DeviceBusy);
+        assert_eq!(ApduError::Reset.code(), ErrorCode::Io);
         assert_eq!(ApduError::TooManyRounds(3).code(), ErrorCode::Io);
         assert_eq!(ApduError::Tlv(crate::tlv::TlvError::Truncated).code(), ErrorCode::TokenCorrupt);
         assert_eq!(ApduError::Status(StatusWord(0x6982)).code(), ErrorCode::CardError);

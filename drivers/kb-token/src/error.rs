@@ -10,6 +10,10 @@ pub enum TokenError {
         /// Tries left before the PIN locks.
         retries_left: u8,
     },
+    /// Wrong PIN, on a medium that does not say how many tries remain (PKCS#11 reports
+    /// only "count low", "final try" and "locked" flags): the count is unknown, not zero.
+    #[error("wrong PIN (the medium does not report how many tries are left)")]
+    WrongPinRetriesUnknown,
     /// The PIN is locked.
     #[error("PIN is locked")]
     PinLocked,
@@ -34,6 +38,10 @@ pub enum TokenError {
     /// The certificate does not belong to the slot's key.
     #[error("the certificate does not match the key pair")]
     CertificateKeyMismatch,
+    /// A driver module (PKCS#11 or SKF library) could not be loaded or used: missing file,
+    /// not such a module, or a required function absent. The message names the module path.
+    #[error("driver module: {0}")]
+    Module(String),
     /// Not supported by this medium.
     #[error("not supported by this medium: {0}")]
     NotSupported(String),
@@ -72,7 +80,7 @@ impl From<std::io::Error> for TokenError {
 impl HasErrorCode for TokenError {
     fn code(&self) -> ErrorCode {
         match self {
-            TokenError::WrongPin { .. } => ErrorCode::WrongPin,
+            TokenError::WrongPin { .. } | TokenError::WrongPinRetriesUnknown => ErrorCode::WrongPin,
             TokenError::PinLocked => ErrorCode::PinLocked,
             TokenError::PinPolicy(_) => ErrorCode::PinPolicy,
             TokenError::Removed => ErrorCode::DeviceRemoved,
@@ -81,6 +89,7 @@ impl HasErrorCode for TokenError {
             TokenError::AlreadyExists(_) => ErrorCode::AlreadyExists,
             TokenError::Corrupt(_) => ErrorCode::TokenCorrupt,
             TokenError::CertificateKeyMismatch => ErrorCode::CertificateKeyMismatch,
+            TokenError::Module(_) => ErrorCode::ModuleLoadFailed,
             TokenError::NotSupported(_) => ErrorCode::NotSupported,
             TokenError::Busy => ErrorCode::DeviceBusy,
             TokenError::Card { .. } => ErrorCode::CardError,

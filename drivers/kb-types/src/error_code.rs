@@ -162,6 +162,8 @@ error_codes! {
     DeviceBusy = 4012, "device_busy", Token, "介质正忙", "the key medium is busy";
     /// The card answered a command with an error status word (the word travels in the error).
     CardError = 4013, "card_error", Token, "卡片返回错误", "the card reported an error";
+    /// A driver module (PKCS#11 or SKF library) is missing, is not such a module, or lacks a required function.
+    ModuleLoadFailed = 4014, "module_load_failed", Token, "无法加载介质驱动模块", "the key medium's driver module could not be loaded";
 
     // 5xxx: the local bridge (WebSocket JSON-RPC); see docs/bridge-protocol.md
     /// The handshake's Host header is not a loopback name (DNS rebinding).

@@ -11,7 +11,11 @@
 //! strings are hex. A peer that is missing (or not the pinned version) makes a test
 //! print a loud `SKIP` line and return, unless `KB_INTEROP_REQUIRED=1` (CI), where it
 //! fails and says to run `installer/bootstrap.sh`.
+//!
+//! [`softhsm`] runs SoftHSM2 (a real PKCS#11 module) with OpenSC's `pkcs11-tool`.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod softhsm;
 
 use serde_json::Value;
 use std::io::Write;

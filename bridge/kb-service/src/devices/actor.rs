@@ -223,7 +223,20 @@ impl Actor {
                         previous_wrong,
                         cached_pin_rejected,
                     };
-                    (prompter.ask_pin(&req)?, false)
+                    match prompter.ask_pin(&req) {
+                        Ok(pin) => (pin, false),
+                        // Giving up after a wrong PIN: the outcome is that wrong PIN, with
+                        // the tries left — what a bridge client or script needs to know —
+                        // not a mere cancellation.
+                        Err(ServiceError::Cancelled) if previous_wrong => {
+                            return Err(match retries_left {
+                                Some(n) => TokenError::WrongPin { retries_left: n },
+                                None => TokenError::WrongPinRetriesUnknown,
+                            }
+                            .into());
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
             };
             outcome.auth = if from_cache { AuthType::PinCached } else { AuthType::PinEntered };
@@ -249,6 +262,16 @@ impl Actor {
                         return Err(TokenError::PinLocked.into());
                     }
                     retries = Some(retries_left);
+                }
+                Err(TokenError::WrongPinRetriesUnknown) => {
+                    // A medium that does not count out loud (PKCS#11): ask again, showing
+                    // no count; its own flags lock it when it must.
+                    if from_cache {
+                        cache.clear_device(id);
+                        cached_pin_rejected = true;
+                    } else {
+                        previous_wrong = true;
+                    }
                 }
                 Err(e) => {
                     if e == TokenError::PinLocked {

@@ -406,7 +406,19 @@ impl<R: Read> StreamReaderHandle<R> {
 ///
 /// Plaintext is written as it is decrypted; if this returns an error (bad padding,
 /// truncated input) the caller must discard what was written.
-pub fn decrypt(r: impl Read, mut w: impl Write, key: &dyn KeyDecrypter) -> Result<u64> {
+pub fn decrypt(r: impl Read, w: impl Write, key: &dyn KeyDecrypter) -> Result<u64> {
+    decrypt_choosing(r, w, |_| Ok(key))
+}
+
+/// [`decrypt`] with the key chosen once the recipients are known: `choose` gets the
+/// envelope's recipients and returns the decrypter to use (e.g. the first certificate
+/// present on a medium that matches one), or an error such as
+/// [`PkiError::CmsNoRecipient`].
+pub fn decrypt_choosing<'k>(
+    r: impl Read,
+    mut w: impl Write,
+    choose: impl FnOnce(&[RecipientId]) -> Result<&'k dyn KeyDecrypter>,
+) -> Result<u64> {
     let mut h = StreamReaderHandle::new(r);
     let header = EnvelopeHeader::read(&mut h)?;
     let s = &mut h.0;
@@ -414,6 +426,7 @@ pub fn decrypt(r: impl Read, mut w: impl Write, key: &dyn KeyDecrypter) -> Resul
         return Err(PkiError::Crypto(kb_crypto::CryptoError::Unsupported(format!("content encryption {}", header.content_alg))));
     }
     let iv: [u8; 16] = header.iv.as_slice().try_into().map_err(|_| ber::err("SM4-CBC IV must be 16 bytes"))?;
+    let key = choose(&header.recipients)?;
     let cert = key.certificate();
     let rec = header.keys.iter().find(|k| k.id.matches(cert)).ok_or(PkiError::CmsNoRecipient)?;
     let cek = key.decrypt_key(&rec.alg, rec.params.as_deref(), &rec.encrypted_key)?;

@@ -1,0 +1,332 @@
+//! The Rust client SDK: connect (with an `Origin` like a page, or the per-user secret
+//! like a native tool), typed calls, many in flight, events, upload and download streams.
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), kb_bridge::client::ClientError> {
+//! use kb_bridge::client::{BridgeClient, ClientOptions};
+//! use kb_bridge_protocol::{spec, DevicesListParams};
+//! let c = BridgeClient::connect(ClientOptions::native("ws://127.0.0.1:17210", "my-bid-tool")?).await?;
+//! let devices = c.call::<spec::DevicesList>(DevicesListParams {}).await?;
+//! # Ok(()) }
+//! ```
+
+use crate::secret::ClientSecret;
+use futures_util::{SinkExt, StreamExt};
+use kb_bridge_protocol::frame::{FLAG_FIN, Frame};
+use kb_bridge_protocol::{
+    ErrorObject, HelloParams, HelloResult, Id, Notification, Response, RpcMethod, SCHEMA_VERSION, StreamDirection, StreamId,
+    StreamOpenParams, spec,
+};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Could not reach the bridge.
+    #[error("connect: {0}")]
+    Connect(String),
+    /// The bridge refused the handshake (403 Host/Origin, 401 secret).
+    #[error("refused ({status}): {} {}", error.code, error.message)]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// The error object from the response body.
+        error: ErrorObject,
+    },
+    /// The method failed.
+    #[error("{} {}: {}", .0.code, .0.data.name, .0.data.detail)]
+    Rpc(ErrorObject),
+    /// The connection closed.
+    #[error("the connection closed")]
+    Closed,
+    /// Unexpected data from the server.
+    #[error("protocol: {0}")]
+    Protocol(String),
+}
+
+impl ClientError {
+    /// The KeyBridge / JSON-RPC code, when the server gave one.
+    pub fn code(&self) -> Option<i32> {
+        match self {
+            ClientError::Refused { error, .. } | ClientError::Rpc(error) => Some(error.code),
+            _ => None,
+        }
+    }
+}
+
+/// How to connect.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// `ws://127.0.0.1:17210`.
+    pub url: String,
+    /// Send this `Origin` (what a browser does); `None` for native tools.
+    pub origin: Option<String>,
+    /// The per-user secret (native tools).
+    pub secret: Option<ClientSecret>,
+    /// The SDK / tool name announced in `hello` (audited).
+    pub sdk: String,
+}
+
+impl ClientOptions {
+    /// A native tool: reads the secret from the default location
+    /// (`$KEYBRIDGE_HOME/config/bridge-secret` or the per-user config directory).
+    pub fn native(url: &str, sdk: &str) -> Result<Self, ClientError> {
+        let paths = kb_service::settings::default_paths().map_err(|e| ClientError::Connect(e.to_string()))?;
+        let path = ClientSecret::path_in(&paths.config_dir);
+        let text = std::fs::read_to_string(&path).map_err(|e| ClientError::Connect(format!("{}: {e}", path.display())))?;
+        let secret =
+            ClientSecret::from_hex(&text).ok_or_else(|| ClientError::Connect(format!("{}: not a secret", path.display())))?;
+        Ok(ClientOptions { url: url.into(), origin: None, secret: Some(secret), sdk: sdk.into() })
+    }
+}
+
+type Pending = Arc<Mutex<HashMap<Id, oneshot::Sender<Response>>>>;
+type Downloads = Arc<Mutex<HashMap<StreamId, mpsc::Sender<OwnedFrame>>>>;
+
+/// A received binary frame with its payload owned.
+#[derive(Debug)]
+struct OwnedFrame {
+    sequence: u32,
+    flags: u8,
+    payload: Vec<u8>,
+}
+
+/// A connected client. Cheap to share behind an `Arc`; calls may run concurrently.
+#[derive(Debug)]
+pub struct BridgeClient {
+    out: mpsc::Sender<Message>,
+    pending: Pending,
+    downloads: Downloads,
+    events: broadcast::Sender<Notification>,
+    next: AtomicI64,
+    hello: HelloResult,
+}
+
+/// A request on its way; await [`PendingCall::response`].
+#[derive(Debug)]
+pub struct PendingCall {
+    rx: oneshot::Receiver<Response>,
+}
+
+impl PendingCall {
+    /// The result, or the error the server answered.
+    pub async fn response(self) -> Result<Value, ClientError> {
+        let r = self.rx.await.map_err(|_| ClientError::Closed)?;
+        r.outcome.map_err(ClientError::Rpc)
+    }
+}
+
+/// A received download chunk (owned payload).
+pub type Chunk = Vec<u8>;
+
+impl BridgeClient {
+    /// Connect and say `hello`.
+    pub async fn connect(opts: ClientOptions) -> Result<Self, ClientError> {
+        let mut req = opts.url.as_str().into_client_request().map_err(|e| ClientError::Connect(e.to_string()))?;
+        let put = |req: &mut tokio_tungstenite::tungstenite::handshake::client::Request, k: &'static str, v: &str| {
+            v.parse().map(|v| req.headers_mut().insert(k, v)).map_err(|_| ClientError::Connect(format!("bad {k} header")))
+        };
+        if let Some(o) = &opts.origin {
+            put(&mut req, "origin", o)?;
+        }
+        if let Some(s) = &opts.secret {
+            put(&mut req, "authorization", &s.bearer())?;
+        }
+        let (ws, _) = match tokio_tungstenite::connect_async_with_config(req, None, true).await {
+            Ok(x) => x,
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                let status = resp.status().as_u16();
+                let body = resp.body().as_deref().unwrap_or_default();
+                let error = serde_json::from_slice(body).map_err(|_| ClientError::Protocol(format!("HTTP {status}")))?;
+                return Err(ClientError::Refused { status, error });
+            }
+            Err(e) => return Err(ClientError::Connect(e.to_string())),
+        };
+        let (mut sink, mut stream) = ws.split();
+        let (out, mut out_rx) = mpsc::channel::<Message>(64);
+        tokio::spawn(async move {
+            while let Some(m) = out_rx.recv().await {
+                if sink.send(m).await.is_err() {
+                    break;
+                }
+            }
+            let _ = sink.close().await;
+        });
+        let pending: Pending = Arc::default();
+        let downloads: Downloads = Arc::default();
+        let (events, _) = broadcast::channel(1024);
+        {
+            let (pending, downloads, events) = (Arc::clone(&pending), Arc::clone(&downloads), events.clone());
+            tokio::spawn(async move {
+                while let Some(Ok(m)) = stream.next().await {
+                    match m {
+                        Message::Text(t) => {
+                            let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else { continue };
+                            if v.get("id").is_some() {
+                                if let Ok(r) = serde_json::from_value::<Response>(v) {
+                                    let tx =
+                                        r.id.as_ref().and_then(|id| pending.lock().unwrap_or_else(|e| e.into_inner()).remove(id));
+                                    if let Some(tx) = tx {
+                                        let _ = tx.send(r);
+                                    }
+                                }
+                            } else if let Ok(n) = serde_json::from_value::<Notification>(v) {
+                                let _ = events.send(n);
+                            }
+                        }
+                        Message::Binary(b) => {
+                            let Ok(f) = Frame::decode(&b, usize::MAX) else { continue };
+                            let tx = downloads.lock().unwrap_or_else(|e| e.into_inner()).get(&f.stream).cloned();
+                            if let Some(tx) = tx {
+                                let _ = tx
+                                    .send(OwnedFrame { sequence: f.sequence, flags: f.flags, payload: f.payload.to_vec() })
+                                    .await;
+                            }
+                        }
+                        Message::Close(_) => break,
+                        _ => {}
+                    }
+                }
+                // Fail every call still waiting.
+                pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                downloads.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            });
+        }
+        let mut c = BridgeClient {
+            out,
+            pending,
+            downloads,
+            events,
+            next: AtomicI64::new(1),
+            hello: HelloResult {
+                schema_version: 0,
+                product: String::new(),
+                product_version: String::new(),
+                capabilities: Vec::new(),
+                limits: kb_bridge_protocol::Limits {
+                    max_message_bytes: 0,
+                    max_chunk_bytes: 0,
+                    max_in_flight: 0,
+                    request_timeout_ms: 0,
+                },
+            },
+        };
+        c.hello = c
+            .call::<spec::Hello>(HelloParams {
+                schema_version: SCHEMA_VERSION,
+                sdk: opts.sdk.clone(),
+                sdk_version: Some(env!("CARGO_PKG_VERSION").into()),
+            })
+            .await?;
+        Ok(c)
+    }
+
+    /// What `hello` answered.
+    pub fn hello(&self) -> &HelloResult {
+        &self.hello
+    }
+
+    /// Events (notifications) from now on.
+    pub fn events(&self) -> broadcast::Receiver<Notification> {
+        self.events.subscribe()
+    }
+
+    /// A fresh request id.
+    pub fn next_id(&self) -> Id {
+        Id::Number(self.next.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Send a request with a chosen id and wait for its response.
+    pub async fn request(&self, id: Id, method: &str, params: Value) -> Result<Value, ClientError> {
+        self.begin(id, method, params).await?.response().await
+    }
+
+    /// Send a request and return once it is on its way: streams that the request
+    /// reads must be fed only after this (the server buffers only a little of a stream
+    /// no request reads yet).
+    pub async fn begin(&self, id: Id, method: &str, params: Value) -> Result<PendingCall, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), tx);
+        let text = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
+        self.send_text(text).await?;
+        Ok(PendingCall { rx })
+    }
+
+    /// Send raw text (tests of malformed input).
+    pub async fn send_text(&self, text: String) -> Result<(), ClientError> {
+        self.out.send(Message::Text(text.into())).await.map_err(|_| ClientError::Closed)
+    }
+
+    /// A typed call.
+    pub async fn call<M: RpcMethod>(&self, params: M::Params) -> Result<M::Result, ClientError> {
+        let params = serde_json::to_value(params).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let v = self.request(self.next_id(), M::METHOD.name(), params).await?;
+        serde_json::from_value(v).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// Open an upload stream.
+    pub async fn open_upload(&self, length: Option<u64>) -> Result<StreamId, ClientError> {
+        Ok(self.call::<spec::StreamOpen>(StreamOpenParams { direction: StreamDirection::Upload, length }).await?.stream)
+    }
+
+    /// Open a download stream; its payloads arrive on the receiver, in order, the last
+    /// one with FIN (then the channel ends).
+    pub async fn open_download(&self) -> Result<(StreamId, mpsc::Receiver<Chunk>), ClientError> {
+        let id =
+            self.call::<spec::StreamOpen>(StreamOpenParams { direction: StreamDirection::Download, length: None }).await?.stream;
+        let (ftx, mut frx) = mpsc::channel::<OwnedFrame>(8);
+        let (tx, rx) = mpsc::channel::<Chunk>(8);
+        self.downloads.lock().unwrap_or_else(|e| e.into_inner()).insert(id, ftx);
+        let downloads = Arc::clone(&self.downloads);
+        tokio::spawn(async move {
+            let mut seq = kb_bridge_protocol::frame::Sequencer::default();
+            while let Some(f) = frx.recv().await {
+                let view = Frame { stream: id, sequence: f.sequence, flags: f.flags, payload: &f.payload };
+                let (ok, end) = (seq.accept(&view).is_ok(), view.is_fin());
+                if !ok || view.is_abort() || tx.send(f.payload).await.is_err() || end {
+                    break;
+                }
+            }
+            downloads.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        });
+        Ok((id, rx))
+    }
+
+    /// Send everything `r` yields on an upload stream, in `max_chunk_bytes` frames, FIN
+    /// last. Returns the bytes sent.
+    pub async fn upload(&self, stream: StreamId, mut r: impl AsyncRead + Unpin) -> Result<u64, ClientError> {
+        let chunk = usize::try_from(self.hello.limits.max_chunk_bytes).unwrap_or(1 << 16).max(1);
+        let mut buf = vec![0u8; chunk];
+        let mut seq = 0u32;
+        let mut total = 0u64;
+        let mut filled = 0usize;
+        loop {
+            let n = r.read(&mut buf[filled..]).await.map_err(|e| ClientError::Protocol(e.to_string()))?;
+            filled += n;
+            if n != 0 && filled < chunk {
+                continue;
+            }
+            let fin = n == 0;
+            let frame = Frame { stream, sequence: seq, flags: if fin { FLAG_FIN } else { 0 }, payload: &buf[..filled] }.encode();
+            self.out.send(Message::Binary(frame.into())).await.map_err(|_| ClientError::Closed)?;
+            total += filled as u64;
+            filled = 0;
+            seq += 1;
+            if fin {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Send a raw binary message (tests of malformed frames).
+    pub async fn send_binary(&self, bytes: Vec<u8>) -> Result<(), ClientError> {
+        self.out.send(Message::Binary(bytes.into())).await.map_err(|_| ClientError::Closed)
+    }
+}

@@ -1,0 +1,102 @@
+//! The bridge's settings: port, limits and consent policy.
+
+use kb_bridge_protocol::{DEFAULT_MAX_CHUNK_BYTES, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PORT, Limits};
+use std::time::Duration;
+
+/// How a web origin without a grant is treated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ConsentPolicy {
+    /// Ask the user through the prompter (desktop dialog, or the terminal headless).
+    #[default]
+    Prompt,
+    /// Never ask: only origins granted beforehand may call methods (headless servers, CI).
+    GrantsOnly,
+}
+
+impl ConsentPolicy {
+    /// The policy a settings file chose.
+    pub fn from_settings(c: kb_service::settings::BridgeConsent) -> Self {
+        match c {
+            kb_service::settings::BridgeConsent::Prompt => Self::Prompt,
+            kb_service::settings::BridgeConsent::GrantsOnly => Self::GrantsOnly,
+        }
+    }
+
+    /// Parse `prompt` / `grants-only`.
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "prompt" => Some(Self::Prompt),
+            "grants-only" | "grants_only" => Some(Self::GrantsOnly),
+            _ => None,
+        }
+    }
+}
+
+/// Everything the server needs to know that is not the device service.
+#[derive(Clone, Debug)]
+pub struct BridgeConfig {
+    /// TCP port on 127.0.0.1; 0 picks a free one (tests).
+    pub port: u16,
+    /// Largest text frame, in bytes.
+    pub max_message_bytes: usize,
+    /// Largest binary frame payload, in bytes.
+    pub max_chunk_bytes: usize,
+    /// Requests in flight per connection.
+    pub max_in_flight: usize,
+    /// A request fails with `5008` after this long without progress while not
+    /// waiting on the user (a PIN or consent dialog pauses it; stream bytes reset it).
+    pub request_timeout: Duration,
+    /// Connections at once (all clients).
+    pub max_connections: usize,
+    /// Time allowed for the HTTP upgrade (slowloris).
+    pub handshake_timeout: Duration,
+    /// A client that does not take a message within this time is disconnected.
+    pub send_timeout: Duration,
+    /// At most this many failed requests per connection within [`Self::failure_window`];
+    /// beyond it the request fails with `5007` and the connection is closed (1008).
+    pub max_failures: u32,
+    /// The window of [`Self::max_failures`].
+    pub failure_window: Duration,
+    /// Frames of an upload stream that no request reads yet are buffered up to this
+    /// many bytes; more fails the stream.
+    pub max_unclaimed_upload_bytes: usize,
+    /// Web origins without a grant.
+    pub consent: ConsentPolicy,
+    /// Product version announced in `hello`.
+    pub product_version: String,
+    /// Near-expiry window for certificate status, in days.
+    pub near_expiry_days: i64,
+}
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        Self {
+            port: DEFAULT_PORT,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_chunk_bytes: DEFAULT_MAX_CHUNK_BYTES,
+            max_in_flight: 16,
+            request_timeout: Duration::from_secs(30),
+            max_connections: 256,
+            handshake_timeout: Duration::from_secs(5),
+            send_timeout: Duration::from_secs(10),
+            max_failures: 32,
+            failure_window: Duration::from_secs(10),
+            max_unclaimed_upload_bytes: 4 << 20,
+            consent: ConsentPolicy::Prompt,
+            product_version: env!("CARGO_PKG_VERSION").to_string(),
+            near_expiry_days: 90,
+        }
+    }
+}
+
+impl BridgeConfig {
+    /// The limits announced in `hello`.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_message_bytes: self.max_message_bytes as u64,
+            max_chunk_bytes: self.max_chunk_bytes as u64,
+            max_in_flight: u32::try_from(self.max_in_flight).unwrap_or(u32::MAX),
+            request_timeout_ms: u64::try_from(self.request_timeout.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+}

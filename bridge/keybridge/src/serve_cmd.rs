@@ -1,0 +1,295 @@
+//! `keybridge serve`: the local signing bridge, headless (servers, CI, users without
+//! the desktop app); `keybridge bridge …`: its grants and client secret.
+//!
+//! PINs and consent questions go to this terminal (or `--pin-stdin`); with no terminal
+//! a web origin without a grant is refused. `--allow-origin` grants an origin for this
+//! run only; `bridge allow/deny/revoke` change the remembered grants.
+
+use crate::ctx::{App, write_atomic};
+use crate::output::{CliError, CliResult};
+use crate::term::TerminalPrompter;
+use clap::{Args, Subcommand, ValueEnum};
+use kb_bridge::activity::{PromptWatch, WatchedPrompter};
+use kb_bridge::config::ConsentPolicy;
+use kb_bridge::consent::{Consent, Decision, GrantStore};
+use kb_bridge::methods::Service;
+use kb_bridge::secret::ClientSecret;
+use kb_bridge::{Bridge, BridgeConfig};
+use kb_pki::Certificate;
+use kb_pki::chain::TrustStore;
+use kb_service::prompter::Prompter;
+use kb_service::settings::Paths;
+use kb_types::HasErrorCode;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Consent policy on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ConsentArg {
+    /// Ask on this terminal.
+    Prompt,
+    /// Refuse web origins without a grant.
+    GrantsOnly,
+}
+
+#[derive(Args)]
+pub(crate) struct ServeArgs {
+    /// Port on 127.0.0.1 (default: settings' bridge_port, 17210); 0 picks a free one.
+    #[arg(long)]
+    port: Option<u16>,
+    /// Allow this web origin for this run only (repeatable), e.g. https://bid.example.cn.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    allow_origin: Vec<String>,
+    /// Web origins without a grant: ask on the terminal, or refuse (default: settings' bridge_consent).
+    #[arg(long, value_enum)]
+    consent: Option<ConsentArg>,
+    /// Trust anchors for `verify` (PEM bundle or DER; repeatable), besides <config>/trust/.
+    #[arg(long, value_name = "FILE")]
+    trust: Vec<PathBuf>,
+    /// Write {url, port, secret_file} as JSON to this file once listening (for scripts).
+    #[arg(long, value_name = "FILE")]
+    ready_file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct BridgeArgs {
+    #[command(subcommand)]
+    command: BridgeCommand,
+}
+
+#[derive(Subcommand)]
+enum BridgeCommand {
+    /// The remembered web-origin grants (allowed and denied).
+    Grants,
+    /// Allow a web origin from now on.
+    Allow {
+        /// e.g. https://bid.example.cn
+        origin: String,
+    },
+    /// Refuse a web origin at the handshake from now on.
+    Deny {
+        /// e.g. https://evil.example
+        origin: String,
+    },
+    /// Forget a web origin's grant (it is asked again).
+    Revoke {
+        /// The origin.
+        origin: String,
+    },
+    /// Where the per-user client secret for native tools is (created if missing).
+    Secret,
+}
+
+fn grant_error(e: kb_bridge::consent::GrantError) -> CliError {
+    CliError::new(e.code(), e.to_string())
+}
+
+fn grants(paths: &Paths) -> CliResult<GrantStore> {
+    GrantStore::open(&GrantStore::path_in(&paths.data_dir)).map_err(grant_error)
+}
+
+fn secret(paths: &Paths) -> CliResult<(ClientSecret, PathBuf)> {
+    let path = ClientSecret::path_in(&paths.config_dir);
+    let s = ClientSecret::load_or_create(&path).map_err(|e| CliError::io(&path.display().to_string(), e))?;
+    Ok((s, path))
+}
+
+/// Certificates in a file: a PEM bundle or one DER certificate.
+fn certificates_in(path: &Path) -> CliResult<Vec<Certificate>> {
+    let bytes = std::fs::read(path).map_err(|e| CliError::io(&path.display().to_string(), e))?;
+    let named = |e: kb_pki::PkiError| CliError::new(e.code(), format!("{}: {e}", path.display()));
+    match std::str::from_utf8(&bytes) {
+        Ok(text) if text.contains("-----BEGIN") => Certificate::load_pem_chain(text).map_err(named),
+        _ => Ok(vec![Certificate::from_der(&bytes).map_err(named)?]),
+    }
+}
+
+/// The trust store: `<config>/trust/*` plus the given files.
+fn trust_store(paths: &Paths, extra: &[PathBuf]) -> CliResult<TrustStore> {
+    let mut files: Vec<PathBuf> = Vec::new();
+    let dir = paths.config_dir.join("trust");
+    if let Ok(rd) = std::fs::read_dir(&dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_file()
+                && p.extension().is_some_and(|x| ["pem", "cer", "crt", "der"].iter().any(|k| x.eq_ignore_ascii_case(k)))
+            {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    files.extend(extra.iter().cloned());
+    let mut trust = TrustStore::new();
+    for f in &files {
+        for c in certificates_in(f)? {
+            trust.add(c);
+        }
+    }
+    Ok(trust)
+}
+
+#[derive(Serialize)]
+struct Ready {
+    url: String,
+    port: u16,
+    secret_file: String,
+    consent: &'static str,
+    allowed_origins: Vec<String>,
+    trust_anchors: usize,
+    devices: usize,
+}
+
+/// `keybridge serve`.
+pub(crate) fn serve(app: &App, a: ServeArgs) -> CliResult {
+    let watch = Arc::new(PromptWatch::default());
+    let terminal: Arc<dyn Prompter> = Arc::new(TerminalPrompter(Arc::clone(&app.term)));
+    let prompter: Arc<dyn Prompter> = Arc::new(WatchedPrompter::new(terminal, Arc::clone(&watch)));
+    let d = app.devices_with(Arc::clone(&prompter))?;
+    let paths = d.home.paths.clone();
+    let settings = d.home.settings.clone();
+    let store = Arc::new(grants(&paths)?);
+    let mut allowed = Vec::new();
+    for o in &a.allow_origin {
+        allowed.push(store.allow_for_session(o).map_err(grant_error)?);
+    }
+    let policy = match a.consent {
+        Some(ConsentArg::Prompt) => ConsentPolicy::Prompt,
+        Some(ConsentArg::GrantsOnly) => ConsentPolicy::GrantsOnly,
+        None => ConsentPolicy::from_settings(settings.bridge_consent),
+    };
+    let trust = trust_store(&paths, &a.trust)?;
+    let trust_anchors = trust.anchors().len();
+    let config = BridgeConfig {
+        port: a.port.unwrap_or(settings.bridge_port),
+        consent: policy,
+        near_expiry_days: i64::from(settings.near_expiry_warning_days),
+        ..BridgeConfig::default()
+    };
+    let (secret, secret_path) = secret(&paths)?;
+    let consent = Consent::new(Arc::clone(&store), policy, prompter);
+    let service = Arc::new(Service::new(d.manager.clone(), trust, consent, config));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("kb-bridge")
+        .build()
+        .map_err(|e| CliError::io("tokio runtime", e))?;
+    runtime.block_on(async {
+        let running = Bridge::new(service, secret, watch).start().await.map_err(|e| {
+            CliError::new(kb_types::ErrorCode::Io, format!("cannot listen on 127.0.0.1: {e} (is another KeyBridge running?)"))
+        })?;
+        let ready = Ready {
+            url: running.url(),
+            port: running.local_addr().port(),
+            secret_file: secret_path.display().to_string(),
+            consent: if policy == ConsentPolicy::Prompt { "prompt" } else { "grants-only" },
+            allowed_origins: allowed,
+            trust_anchors,
+            devices: d.manager.devices().len(),
+        };
+        if let Some(f) = &a.ready_file {
+            let json = serde_json::to_vec(&ready).map_err(|e| CliError::new(kb_types::ErrorCode::Internal, e.to_string()))?;
+            write_atomic(f, &json)?;
+        }
+        let o = &app.out;
+        o.show(&ready, || {
+            format!(
+                "{} {}\n  {} {}\n  {} {}",
+                o.t("本地签名服务已启动", "bridge listening on"),
+                ready.url,
+                o.t("客户端密钥文件", "client secret file"),
+                ready.secret_file,
+                o.t("按 Ctrl-C 停止", "Ctrl-C stops it"),
+                ""
+            )
+            .trim_end()
+            .to_string()
+        });
+        wait_for_stop().await;
+        running.shutdown().await;
+        Ok::<(), CliError>(())
+    })
+}
+
+async fn wait_for_stop() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// `keybridge bridge …`.
+pub(crate) fn bridge(app: &App, a: BridgeArgs) -> CliResult {
+    let home = app.home()?;
+    let o = &app.out;
+    match a.command {
+        BridgeCommand::Grants => {
+            let list = grants(&home.paths)?.list();
+            o.show(&list, || {
+                if list.is_empty() {
+                    return o.t("没有已记住的网页授权", "no remembered web-origin grants").to_string();
+                }
+                list.iter()
+                    .map(|g| {
+                        let d = match g.decision {
+                            Decision::Allow => o.t("允许", "allow"),
+                            Decision::Deny => o.t("拒绝", "deny"),
+                        };
+                        format!("{d}\t{}", g.origin)
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        BridgeCommand::Allow { origin } => {
+            let g = grants(&home.paths)?.set(&origin, Decision::Allow).map_err(grant_error)?;
+            o.show(&g, || format!("{} {}", o.t("已允许", "allowed"), g.origin));
+        }
+        BridgeCommand::Deny { origin } => {
+            let g = grants(&home.paths)?.set(&origin, Decision::Deny).map_err(grant_error)?;
+            o.show(&g, || format!("{} {}", o.t("已拒绝", "denied"), g.origin));
+        }
+        BridgeCommand::Revoke { origin } => {
+            let removed = grants(&home.paths)?.revoke(&origin).map_err(grant_error)?;
+            #[derive(Serialize)]
+            struct Revoked {
+                origin: String,
+                revoked: bool,
+            }
+            let r = Revoked { origin, revoked: removed };
+            o.show(&r, || {
+                if r.revoked {
+                    format!("{} {}", o.t("已撤销", "revoked"), r.origin)
+                } else {
+                    format!("{} {}", o.t("没有该网页的授权：", "no grant for"), r.origin)
+                }
+            });
+        }
+        BridgeCommand::Secret => {
+            let (_, path) = secret(&home.paths)?;
+            #[derive(Serialize)]
+            struct SecretFile {
+                secret_file: String,
+            }
+            let s = SecretFile { secret_file: path.display().to_string() };
+            o.show(&s, || s.secret_file.clone());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,161 @@
+// Generated from Rust by bridge/kb-bridge-protocol/examples/typescript.rs: do not edit.
+// Regenerate with
+//   cargo run -q -p kb-bridge-protocol --example typescript > bridge/sdk-js/src/generated.ts
+// `cargo test -p kb-bridge-protocol --test typescript` fails when this file is stale.
+
+/** The schema version this SDK speaks; sent in `hello`. */
+export const SCHEMA_VERSION = 1;
+/** The oldest client schema version a server still serves. */
+export const MIN_SCHEMA_VERSION = 1;
+/** Default TCP port on 127.0.0.1 (settings key `bridge_port`). */
+export const DEFAULT_PORT = 17210;
+/** Default cap on one text frame, in bytes. */
+export const DEFAULT_MAX_MESSAGE_BYTES = 1048576;
+/** Default cap on one binary frame's payload, in bytes. */
+export const DEFAULT_MAX_CHUNK_BYTES = 262144;
+/** Longest string request id, in characters. */
+export const MAX_ID_LEN = 128;
+/** Binary frame format version (header byte 0). */
+export const FRAME_VERSION = 1;
+/** Binary frame header length in bytes. */
+export const FRAME_HEADER_LEN = 12;
+/** Frame flag: last frame of the stream. */
+export const FLAG_FIN = 1;
+/** Frame flag: the sender abandons the stream. */
+export const FLAG_ABORT = 2;
+
+/** Every method, in document order. */
+export const METHODS = [
+  "hello",
+  "devices.list",
+  "certificates.list",
+  "certificates.get",
+  "sign",
+  "verify",
+  "encrypt",
+  "decrypt",
+  "stream.open",
+  "stream.close",
+  "cancel",
+  "subscribe",
+  "unsubscribe",
+] as const;
+/** One of {@link METHODS}. */
+export type MethodName = (typeof METHODS)[number];
+
+/** Capability names announced in `hello`. */
+export const CAPABILITIES = [
+  "sign.raw",
+  "sign.cms",
+  "verify",
+  "encrypt.sm2_raw",
+  "encrypt.cms_envelope",
+  "streams",
+  "events",
+] as const;
+/** One of {@link CAPABILITIES}. */
+export type Capability = (typeof CAPABILITIES)[number];
+
+/** Every server notification (event) name. */
+export const EVENTS = [
+  "device.added",
+  "device.removed",
+  "certificates.changed",
+  "progress",
+] as const;
+/** One of {@link EVENTS}. */
+export type EventName = (typeof EVENTS)[number];
+
+/** Events a connection subscribes to (`progress` needs no subscription). */
+export const SUBSCRIBABLE_EVENTS = [
+  "device.added",
+  "device.removed",
+  "certificates.changed",
+] as const;
+/** One of {@link SUBSCRIBABLE_EVENTS}. */
+export type EventKind = (typeof SUBSCRIBABLE_EVENTS)[number];
+
+/** How a medium is reached (`DeviceInfo.transport`). */
+export const TRANSPORTS = [
+  "file",
+  "pcsc",
+  "pkcs11",
+  "skf",
+  "hid",
+  "ble",
+  "phone",
+] as const;
+/** One of {@link TRANSPORTS}. */
+export type TransportKind = (typeof TRANSPORTS)[number];
+
+/**
+ * Every KeyBridge error code by stable name: `error.code` on the wire is `code`
+ * (positive), `error.data.name` is the key. Numbers never change meaning.
+ */
+export const ERROR_CODES = {
+  malformed_input: { code: 1001, category: "input", messages: { "zh-CN": "输入数据格式错误", en: "malformed input" } },
+  unsupported_algorithm: { code: 1002, category: "input", messages: { "zh-CN": "不支持的算法", en: "unsupported algorithm" } },
+  invalid_key: { code: 1003, category: "input", messages: { "zh-CN": "密钥无效", en: "invalid key" } },
+  invalid_parameter: { code: 1004, category: "input", messages: { "zh-CN": "参数无效", en: "invalid parameter" } },
+  input_too_large: { code: 1005, category: "input", messages: { "zh-CN": "输入数据过大", en: "input too large" } },
+  signature_invalid: { code: 2001, category: "crypto", messages: { "zh-CN": "签名验证失败", en: "signature verification failed" } },
+  decryption_failed: { code: 2002, category: "crypto", messages: { "zh-CN": "解密失败：密钥不匹配或密文已被篡改", en: "decryption failed: wrong key or altered ciphertext" } },
+  integrity_check_failed: { code: 2003, category: "crypto", messages: { "zh-CN": "完整性校验失败", en: "integrity check failed" } },
+  random_failed: { code: 2004, category: "system", messages: { "zh-CN": "随机数生成失败", en: "random number generator failed" } },
+  certificate_malformed: { code: 3001, category: "certificate", messages: { "zh-CN": "证书格式错误", en: "malformed certificate" } },
+  certificate_expired: { code: 3002, category: "certificate", messages: { "zh-CN": "证书已过期", en: "certificate has expired" } },
+  certificate_not_yet_valid: { code: 3003, category: "certificate", messages: { "zh-CN": "证书尚未生效", en: "certificate is not yet valid" } },
+  unknown_issuer: { code: 3004, category: "certificate", messages: { "zh-CN": "找不到受信任的颁发者", en: "unknown or untrusted issuer" } },
+  certificate_signature_invalid: { code: 3005, category: "certificate", messages: { "zh-CN": "证书签名无效", en: "certificate signature is invalid" } },
+  issuer_not_ca: { code: 3006, category: "certificate", messages: { "zh-CN": "颁发者不是 CA 证书", en: "issuer is not a CA" } },
+  chain_too_long: { code: 3007, category: "certificate", messages: { "zh-CN": "证书链过长", en: "certificate chain too long" } },
+  certificate_usage_mismatch: { code: 3008, category: "certificate", messages: { "zh-CN": "证书用途不符", en: "certificate not valid for this use" } },
+  csr_invalid: { code: 3010, category: "certificate", messages: { "zh-CN": "证书请求无效", en: "invalid certificate request" } },
+  cms_malformed: { code: 3020, category: "input", messages: { "zh-CN": "PKCS#7/CMS 数据格式错误", en: "malformed PKCS#7/CMS data" } },
+  cms_digest_mismatch: { code: 3021, category: "crypto", messages: { "zh-CN": "签名原文已被修改", en: "signed content does not match its digest" } },
+  cms_no_recipient: { code: 3022, category: "crypto", messages: { "zh-CN": "数字信封中没有与此证书匹配的接收者", en: "no matching recipient in the envelope" } },
+  cms_content_missing: { code: 3023, category: "input", messages: { "zh-CN": "分离式签名缺少原文", en: "detached signature needs its content" } },
+  wrong_pin: { code: 4001, category: "token", messages: { "zh-CN": "口令错误", en: "wrong PIN" } },
+  pin_locked: { code: 4002, category: "token", messages: { "zh-CN": "口令已锁定，请使用管理员口令解锁", en: "PIN is locked; unblock it with the SO PIN" } },
+  device_removed: { code: 4003, category: "token", messages: { "zh-CN": "介质已拔出", en: "the key medium was removed" } },
+  unknown_device: { code: 4004, category: "token", messages: { "zh-CN": "找不到该介质", en: "unknown device" } },
+  not_found: { code: 4005, category: "token", messages: { "zh-CN": "找不到指定的容器或证书", en: "container or certificate not found" } },
+  pin_policy: { code: 4006, category: "token", messages: { "zh-CN": "新口令不符合要求", en: "the new PIN does not meet the policy" } },
+  already_exists: { code: 4007, category: "token", messages: { "zh-CN": "同名容器或印章已存在", en: "a container or seal with that name already exists" } },
+  token_corrupt: { code: 4008, category: "token", messages: { "zh-CN": "介质数据已损坏", en: "the key medium's data is corrupt" } },
+  certificate_key_mismatch: { code: 4009, category: "token", messages: { "zh-CN": "证书与密钥对不匹配", en: "the certificate does not match the key pair" } },
+  not_supported: { code: 4010, category: "token", messages: { "zh-CN": "该介质不支持此操作", en: "this medium does not support the operation" } },
+  cancelled: { code: 4011, category: "token", messages: { "zh-CN": "用户已取消", en: "cancelled by the user" } },
+  device_busy: { code: 4012, category: "token", messages: { "zh-CN": "介质正忙", en: "the key medium is busy" } },
+  card_error: { code: 4013, category: "token", messages: { "zh-CN": "卡片返回错误", en: "the card reported an error" } },
+  module_load_failed: { code: 4014, category: "token", messages: { "zh-CN": "无法加载介质驱动模块", en: "the key medium's driver module could not be loaded" } },
+  host_rejected: { code: 5001, category: "bridge", messages: { "zh-CN": "拒绝连接：Host 不是本机地址", en: "connection refused: Host is not a loopback address" } },
+  origin_rejected: { code: 5002, category: "bridge", messages: { "zh-CN": "拒绝连接：该网页来源未获授权", en: "connection refused: this web origin is not allowed" } },
+  client_unauthenticated: { code: 5003, category: "bridge", messages: { "zh-CN": "客户端未认证：缺少有效的客户端密钥", en: "client not authenticated: missing or wrong client secret" } },
+  consent_denied: { code: 5004, category: "bridge", messages: { "zh-CN": "用户拒绝了该应用的访问请求", en: "the user denied this client access" } },
+  schema_version_unsupported: { code: 5005, category: "bridge", messages: { "zh-CN": "协议版本不受支持，请升级客户端或安全客户端", en: "protocol schema version not supported; update the client or KeyBridge" } },
+  hello_required: { code: 5006, category: "bridge", messages: { "zh-CN": "请先调用 hello 完成协商", en: "call hello first" } },
+  too_many_requests: { code: 5007, category: "bridge", messages: { "zh-CN": "请求过多，请稍后再试", en: "too many requests; try again later" } },
+  request_timeout: { code: 5008, category: "bridge", messages: { "zh-CN": "请求超时", en: "request timed out" } },
+  request_cancelled: { code: 5009, category: "bridge", messages: { "zh-CN": "请求已被客户端取消", en: "request cancelled by the client" } },
+  unknown_stream: { code: 5010, category: "bridge", messages: { "zh-CN": "数据流不存在或已关闭", en: "unknown or closed stream" } },
+  stream_frame_invalid: { code: 5011, category: "bridge", messages: { "zh-CN": "数据流分片无效或顺序错误", en: "invalid or out-of-sequence stream frame" } },
+  io: { code: 9001, category: "system", messages: { "zh-CN": "读写失败", en: "I/O error" } },
+  config_invalid: { code: 9002, category: "system", messages: { "zh-CN": "配置文件无效", en: "invalid settings file" } },
+  internal: { code: 9999, category: "system", messages: { "zh-CN": "内部错误", en: "internal error" } },
+} as const;
+
+/** The four standard JSON-RPC failures (negative codes), by stable name. */
+export const PROTOCOL_ERRORS = {
+  parse_error: { code: -32700, messages: { "zh-CN": "消息不是有效的 JSON", en: "parse error: not valid JSON" } },
+  invalid_request: { code: -32600, messages: { "zh-CN": "请求格式无效", en: "invalid request" } },
+  method_not_found: { code: -32601, messages: { "zh-CN": "方法不存在", en: "method not found" } },
+  invalid_params: { code: -32602, messages: { "zh-CN": "参数无效", en: "invalid params" } },
+} as const;
+
+/** A KeyBridge error name (positive code). */
+export type KeyBridgeErrorName = keyof typeof ERROR_CODES;
+/** A JSON-RPC protocol error name (negative code). */
+export type ProtocolErrorName = keyof typeof PROTOCOL_ERRORS;
+/** Any stable error name a response can carry in `error.data.name`. */
+export type ErrorName = KeyBridgeErrorName | ProtocolErrorName;

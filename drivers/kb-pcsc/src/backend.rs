@@ -1,0 +1,123 @@
+//! A [`CardBackend`] over a real PC/SC reader.
+
+use kb_apdu::{ApduError, CardBackend, CardTransaction};
+use pcsc::{Context, Disposition, Protocols, ShareMode};
+use std::ffi::{CStr, CString};
+use zeroize::Zeroizing;
+
+/// How a PC/SC failure looks to the APDU layer: the card or reader gone (incl. the service
+/// stopping, or the card process dying mid-command) is [`ApduError::Removed`]; a reset
+/// by someone else is [`ApduError::Reset`]; a card held exclusively is [`ApduError::Busy`].
+pub fn map_error(e: pcsc::Error) -> ApduError {
+    use pcsc::Error as E;
+    match e {
+        E::RemovedCard
+        | E::NoSmartcard
+        | E::UnknownReader
+        | E::ReaderUnavailable
+        | E::NoReadersAvailable
+        | E::NoService
+        | E::ServiceStopped
+        | E::InvalidHandle
+        | E::UnpoweredCard
+        | E::UnresponsiveCard
+        | E::CommError => ApduError::Removed,
+        // The transaction vanished under us: the card was reset (or swapped) meanwhile.
+        E::ResetCard | E::NotTransacted => ApduError::Reset,
+        E::SharingViolation => ApduError::Busy,
+        other => ApduError::Transport(format!("PC/SC: {other}")),
+    }
+}
+
+/// A card in a PC/SC reader, connected in shared mode. Each [`CardBackend::transaction`]
+/// is a PC/SC transaction (`SCardBeginTransaction`); a card reset found on the way is
+/// answered by reconnecting (the caller re-selects its application).
+pub struct PcscCard {
+    ctx: Context,
+    reader: CString,
+    card: Option<pcsc::Card>,
+}
+
+impl std::fmt::Debug for PcscCard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PcscCard").field("reader", &self.reader).field("connected", &self.card.is_some()).finish()
+    }
+}
+
+impl PcscCard {
+    /// Connect to the card in `reader`.
+    pub fn connect(ctx: Context, reader: &CStr) -> Result<Self, ApduError> {
+        let mut c = PcscCard { ctx, reader: reader.to_owned(), card: None };
+        c.ensure()?;
+        Ok(c)
+    }
+
+    /// The reader's name.
+    pub fn reader(&self) -> &CStr {
+        &self.reader
+    }
+
+    /// The card's ATR as the reader reports it now.
+    pub fn atr(&mut self) -> Result<Vec<u8>, ApduError> {
+        let card = self.ensure()?;
+        Ok(card.status2_owned().map_err(map_error)?.atr().to_vec())
+    }
+
+    fn ensure(&mut self) -> Result<&mut pcsc::Card, ApduError> {
+        if self.card.is_none() {
+            self.card = Some(self.ctx.connect(&self.reader, ShareMode::Shared, Protocols::ANY).map_err(map_error)?);
+        }
+        self.card.as_mut().ok_or(ApduError::Removed)
+    }
+}
+
+impl Drop for PcscCard {
+    fn drop(&mut self) {
+        // pcsc's own drop resets the card, which would cost every other handle (the
+        // device actor's, another application's) its selected application and PINs.
+        if let Some(card) = self.card.take() {
+            let _ = card.disconnect(Disposition::LeaveCard);
+        }
+    }
+}
+
+impl CardBackend for PcscCard {
+    fn transaction(&mut self) -> kb_apdu::Result<Box<dyn CardTransaction + '_>> {
+        let card = self.ensure()?;
+        // A reset since our last transaction: reconnect once, then begin.
+        let card = match card.transaction2() {
+            Ok(tx) => return Ok(Box::new(PcscTransaction { tx })),
+            Err((card, pcsc::Error::ResetCard)) => card,
+            // A removed card stays removed for this handle: a re-inserted card is a new
+            // medium, opened afresh by the transport.
+            Err((_, e)) => return Err(map_error(e)),
+        };
+        card.reconnect(ShareMode::Shared, Protocols::ANY, Disposition::LeaveCard).map_err(map_error)?;
+        let tx = card.transaction().map_err(map_error)?;
+        Ok(Box::new(PcscTransaction { tx }))
+    }
+}
+
+/// One PC/SC transaction.
+struct PcscTransaction<'a> {
+    tx: pcsc::Transaction<'a>,
+}
+
+impl CardTransaction for PcscTransaction<'_> {
+    fn transmit(&mut self, apdu: &[u8], buf_size: usize) -> kb_apdu::Result<Vec<u8>> {
+        // The response may be a deciphered key: the buffer is zeroized when dropped.
+        let mut buf = Zeroizing::new(vec![0u8; buf_size.clamp(2, pcsc::MAX_BUFFER_SIZE_EXTENDED)]);
+        let resp = self.tx.transmit(apdu, &mut buf).map_err(map_error)?;
+        if resp.is_empty() {
+            // Every card answers at least SW1 SW2. Nothing at all is the reader losing the
+            // card mid-command (vpcd does this when the card process dies, before pcscd's
+            // next poll notices the removal).
+            return Err(ApduError::Removed);
+        }
+        Ok(resp.to_vec())
+    }
+
+    fn reset(&mut self) -> kb_apdu::Result<()> {
+        self.tx.reconnect(ShareMode::Shared, Protocols::ANY, Disposition::ResetCard).map_err(map_error)
+    }
+}

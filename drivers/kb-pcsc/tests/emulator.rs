@@ -1,0 +1,367 @@
+//! KeyBridge's PC/SC transport and OpenPGP driver against real peers: pcscd with
+//! vsmartcard's vpcd reader, and the independent PyPI OpenPGP card emulator
+//! `smartcard-app-openpgp` (see `rig/mod.rs`). Tests run one at a time (one pcscd per
+//! machine).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
+
+mod rig;
+#[path = "../../kb-openpgp/tests/scenario/mod.rs"]
+mod scenario;
+
+use kb_crypto::rsa::RsaPadding;
+use kb_crypto::{HashAlgorithm, PrivateKey, SignatureScheme};
+use kb_openpgp::CONTAINER;
+use kb_pcsc::PcscTransport;
+use kb_pki::LocalSigner;
+use kb_pki::issue::{self, CertificateParams};
+use kb_pki::time::UnixTime;
+use kb_service::audit::{AuditRecord, AuditSink};
+use kb_service::devices::{DeviceEvent, DeviceManager};
+use kb_service::pin_cache::PinCachePolicy;
+use kb_service::prompter::ScriptedPrompter;
+use kb_token::memory::MemoryTransport;
+use kb_token::{Token, TokenError, Transport, TransportEvent};
+use kb_types::{Algorithm, DeviceId, DeviceInfo, ErrorCode, HasErrorCode, KeyUsage, Pin, PinKind, TransportKind};
+use rig::{ADMIN_PIN, Rig, USER_PIN};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn next_event(
+    rx: &Receiver<TransportEvent>,
+    within: Duration,
+    what: &str,
+    pred: impl Fn(&TransportEvent) -> bool,
+) -> TransportEvent {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(e) if pred(&e) => return e,
+            Ok(_) => {}
+            Err(_) => panic!("no {what} within {within:?}"),
+        }
+    }
+}
+
+fn added(rx: &Receiver<TransportEvent>, within: Duration) -> DeviceInfo {
+    match next_event(rx, within, "Added", |e| matches!(e, TransportEvent::Added(_))) {
+        TransportEvent::Added(i) => i,
+        _ => unreachable!(),
+    }
+}
+
+fn removed(rx: &Receiver<TransportEvent>, id: &DeviceId, within: Duration) {
+    next_event(rx, within, "Removed", |e| e == &TransportEvent::Removed(id.clone()));
+}
+
+#[test]
+fn enumerates_the_reader_and_reports_insert_and_removal() {
+    let Some(rig) = Rig::start() else { return };
+    let t = PcscTransport::new();
+    let rx = t.watch().unwrap();
+    // The empty reader: enumeration completes with nothing added.
+    let first = rx.recv_timeout(Duration::from_secs(3)).unwrap();
+    assert_eq!(first, TransportEvent::EnumerationComplete);
+
+    let mut card = rig.insert("enum", "00000001", None);
+    let inserted = Instant::now();
+    let info = added(&rx, Duration::from_secs(3));
+    let latency = inserted.elapsed();
+    println!(
+        "PC/SC insert -> Added latency: {} ms (card connected to vpcd -> event; includes pcscd's polling and identification)",
+        latency.as_millis()
+    );
+    assert!(latency < Duration::from_secs(1), "insert -> Added took {latency:?}");
+    assert_eq!(info.id.0, "pcsc:openpgp-FF4B00000001");
+    assert_eq!(info.transport, TransportKind::Pcsc);
+    assert!(info.model.starts_with("OpenPGP card 3.4"), "{}", info.model); // the emulator says 03 41
+    assert!(info.manufacturer.contains("unmanaged"), "{}", info.manufacturer);
+    assert!(info.capabilities.so_pin && info.capabilities.key_generation);
+    assert!(info.capabilities.algorithms.contains(&Algorithm::Rsa { bits: 2048 }), "{:?}", info.capabilities.algorithms);
+
+    let mut token = t.open(&info.id).unwrap();
+    let cs = token.containers().unwrap();
+    assert_eq!(cs.len(), 1);
+    assert_eq!(cs[0].name, CONTAINER);
+    assert!(cs[0].encrypt.is_none(), "a fresh card has no usable decryption key (X25519 by default)");
+    assert_eq!(token.pin_info(PinKind::User).unwrap().retries_left, 3);
+    assert!(matches!(t.open(&DeviceId("pcsc:openpgp-nothing".into())), Err(TokenError::UnknownDevice(_))));
+
+    card.pull();
+    let pulled = Instant::now();
+    removed(&rx, &info.id, Duration::from_secs(2));
+    println!("PC/SC card pulled -> Removed latency: {} ms", pulled.elapsed().as_millis());
+    assert_eq!(token.containers().unwrap_err().code(), ErrorCode::DeviceRemoved);
+}
+
+#[test]
+fn openpgp_card_operations_on_the_emulator() {
+    let Some(rig) = Rig::start() else { return };
+    let _card = rig.insert("ops", "00000002", None);
+    let mut card = rig::open_direct(&rig);
+    rig::personalize(&mut card);
+    let user = Pin::new(USER_PIN);
+    let admin = Pin::new(ADMIN_PIN);
+
+    let cs = card.containers().unwrap();
+    let sign = cs[0].sign.clone().unwrap();
+    assert_eq!(sign.algorithm, Algorithm::EcdsaP256);
+    assert_eq!(cs[0].encrypt.as_ref().unwrap().algorithm, Algorithm::Rsa { bits: 2048 });
+    let sig_pk = card.public_key(CONTAINER, KeyUsage::Sign).unwrap();
+    let dec_pk = card.public_key(CONTAINER, KeyUsage::Encrypt).unwrap();
+
+    // Sign on the card, verify with kb-crypto.
+    let scheme = SignatureScheme::Ecdsa(HashAlgorithm::Sha256);
+    let msg = b"bid file digest over PC/SC";
+    let digest = sig_pk.message_digest(&scheme, msg).unwrap();
+    {
+        let mut s = card.login(&user).unwrap();
+        let sig = s.sign_digest(CONTAINER, KeyUsage::Sign, &scheme, &digest).unwrap();
+        sig_pk.verify(&scheme, msg, &sig).unwrap();
+        assert!(sig_pk.verify(&scheme, b"another message", &sig).is_err());
+        // Decipher a content key encrypted with kb-crypto.
+        let ct = dec_pk.encrypt(b"0123456789abcdef0123456789abcdef", RsaPadding::Pkcs1v15).unwrap();
+        assert_eq!(
+            s.decrypt(CONTAINER, KeyUsage::Encrypt, &ct, RsaPadding::Pkcs1v15).unwrap().as_slice(),
+            b"0123456789abcdef0123456789abcdef"
+        );
+        // Unsupported combinations say so.
+        assert_eq!(
+            s.decrypt(CONTAINER, KeyUsage::Encrypt, &ct, RsaPadding::Oaep(HashAlgorithm::Sha256)).unwrap_err().code(),
+            ErrorCode::NotSupported
+        );
+        assert_eq!(
+            s.sign_digest(CONTAINER, KeyUsage::Sign, &SignatureScheme::sm2_default(), &digest).unwrap_err().code(),
+            ErrorCode::NotSupported
+        );
+        // Writing the certificate needs PW3.
+        assert_eq!(s.import_certificate(CONTAINER, KeyUsage::Sign, &[0x30]).unwrap_err().code(), ErrorCode::NotSupported);
+    }
+
+    // Write the cardholder certificate (an admin session) and read it back.
+    let ca = LocalSigner::new(PrivateKey::generate(Algorithm::EcdsaP256).unwrap());
+    let now = UnixTime::now();
+    let root =
+        issue::self_signed(&CertificateParams::new("CN=PC/SC Test CA", issue::CertKind::Root { path_len: None }, now, 30), &ca)
+            .unwrap();
+    let leaf =
+        issue::issue(&CertificateParams::leaf("CN=OpenPGP card holder", KeyUsage::Sign, now, 30), &sig_pk, Some(&root), &ca)
+            .unwrap();
+    let wrong = issue::issue(&CertificateParams::leaf("CN=Other", KeyUsage::Sign, now, 30), &dec_pk, Some(&root), &ca).unwrap();
+    {
+        let mut s = card.login_admin(&user, &admin).unwrap();
+        assert_eq!(s.import_certificate(CONTAINER, KeyUsage::Sign, wrong.der()).unwrap_err(), TokenError::CertificateKeyMismatch);
+        s.import_certificate(CONTAINER, KeyUsage::Sign, leaf.der()).unwrap();
+    }
+    let cs = card.containers().unwrap();
+    assert_eq!(cs[0].sign.as_ref().unwrap().certificate.as_deref(), Some(leaf.der()));
+    assert_eq!(cs[0].encrypt.as_ref().unwrap().certificate, None);
+
+    // Wrong user PINs: the retry counter drops, then the PIN locks.
+    for left in [2u8, 1] {
+        assert_eq!(card.login(&Pin::new("999999")).err().unwrap(), TokenError::WrongPin { retries_left: left });
+        assert_eq!(card.pin_info(PinKind::User).unwrap().retries_left, left);
+    }
+    let e = card.login(&Pin::new("999999")).err().unwrap();
+    assert_eq!(e, TokenError::PinLocked);
+    assert_eq!(e.code().number(), 4002);
+    assert!(card.pin_info(PinKind::User).unwrap().locked);
+    assert_eq!(card.login(&user).err().unwrap(), TokenError::PinLocked);
+    // Unblock with the SO PIN (PW3), then change the PIN and back.
+    assert_eq!(card.unblock_pin(&Pin::new("00000000"), &user).unwrap_err(), TokenError::WrongPin { retries_left: 2 });
+    card.unblock_pin(&admin, &Pin::new("654321")).unwrap();
+    assert_eq!(card.pin_info(PinKind::So).unwrap().retries_left, 3);
+    card.login(&Pin::new("654321")).unwrap();
+    assert_eq!(card.change_pin(PinKind::User, &Pin::new("000000"), &user).unwrap_err(), TokenError::WrongPin { retries_left: 2 });
+    assert_eq!(card.change_pin(PinKind::User, &Pin::new("654321"), &Pin::new("12")).unwrap_err().code(), ErrorCode::PinPolicy);
+    assert_eq!(card.pin_info(PinKind::User).unwrap().retries_left, 2, "the failed change cost a try");
+    card.change_pin(PinKind::User, &Pin::new("654321"), &user).unwrap();
+    assert_eq!(card.pin_info(PinKind::User).unwrap().retries_left, 3, "a successful change resets the counter");
+    assert_eq!(card.login(&Pin::new("654321")).err().unwrap(), TokenError::WrongPin { retries_left: 2 });
+    card.login(&user).unwrap();
+
+    // A new signature key replaces the old one and its certificate.
+    {
+        let mut s = card.login_admin(&user, &admin).unwrap();
+        let new_pk = s.generate_key_pair(CONTAINER, KeyUsage::Sign, Algorithm::EcdsaP256);
+        let new_pk = match new_pk {
+            Ok(k) => k,
+            // The emulator pre-generates keys in a thread; give it a moment.
+            Err(TokenError::Card { sw: 0x6F00, .. }) => {
+                std::thread::sleep(Duration::from_millis(500));
+                s.generate_key_pair(CONTAINER, KeyUsage::Sign, Algorithm::EcdsaP256).unwrap()
+            }
+            Err(e) => panic!("{e}"),
+        };
+        assert_ne!(new_pk, sig_pk);
+    }
+    let cs = card.containers().unwrap();
+    assert_eq!(cs[0].sign.as_ref().unwrap().certificate, None, "the old key's certificate went with it");
+    assert_eq!(card.public_key(CONTAINER, KeyUsage::Sign).unwrap().algorithm(), Algorithm::EcdsaP256);
+
+    // An RSA signature key: PKCS#1 v1.5 over the DigestInfo KeyBridge builds.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let rsa_pk = loop {
+        let mut s = card.login_admin(&user, &admin).unwrap();
+        match s.generate_key_pair(CONTAINER, KeyUsage::Sign, Algorithm::Rsa { bits: 2048 }) {
+            Ok(k) => break k,
+            Err(TokenError::Card { sw: 0x6F00, .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let rsa_scheme = SignatureScheme::RsaPkcs1(HashAlgorithm::Sha256);
+    let d = rsa_pk.message_digest(&rsa_scheme, msg).unwrap();
+    let sig = card.login(&user).unwrap().sign_digest(CONTAINER, KeyUsage::Sign, &rsa_scheme, &d).unwrap();
+    rsa_pk.verify(&rsa_scheme, msg, &sig).unwrap();
+}
+
+/// Record one session against the real emulator; with `KB_RECORD_TRANSCRIPTS=1` it is
+/// written to `tests/vectors/apdu/openpgp-emulator/`, replayed by kb-openpgp's tests.
+#[test]
+fn records_a_session_transcript_from_the_emulator() {
+    let Some(rig) = Rig::start() else { return };
+    let _card = rig.insert("transcript", "00000003", None);
+    let mut card = rig::open_direct(&rig);
+    rig::personalize(&mut card);
+    let sig_pk = card.public_key(CONTAINER, KeyUsage::Sign).unwrap();
+    let dec_pk = card.public_key(CONTAINER, KeyUsage::Encrypt).unwrap();
+    drop(card);
+    let digest = kb_crypto::digest(HashAlgorithm::Sha256, b"recorded session");
+    let plaintext = b"content key: 16B".to_vec();
+    let inputs = scenario::Inputs {
+        user_pin: USER_PIN.into(),
+        wrong_pin: "111111".into(),
+        ciphertext: dec_pk.encrypt(&plaintext, RsaPadding::Pkcs1v15).unwrap(),
+        digest: digest.clone(),
+    };
+    let ctx = pcsc::Context::establish(pcsc::Scope::User).unwrap();
+    let backend = kb_pcsc::PcscCard::connect(ctx, &std::ffi::CString::new(rig.reader.clone()).unwrap()).unwrap();
+    let log: scenario::Log = Arc::new(Mutex::new(Vec::new()));
+    let out = scenario::run(scenario::Recorder { inner: backend, log: Arc::clone(&log) }, &inputs);
+    assert_eq!(out.wrong_pin, TokenError::WrongPin { retries_left: 2 });
+    assert_eq!(out.plaintext, plaintext);
+    sig_pk.verify_digest(&SignatureScheme::Ecdsa(HashAlgorithm::Sha256), &digest, &out.signature).unwrap();
+    let exchanges = log.lock().unwrap().clone();
+    assert!(exchanges.len() > 10);
+    if std::env::var("KB_RECORD_TRANSCRIPTS").is_ok_and(|v| v == "1") {
+        let doc = serde_json::json!({
+            "description": "One OpenPGP card session: SELECT + GET DATA 6E/FA at open, read keys and certificate, a wrong PIN (6982, tries read from C4), the right PIN, PSO:CDS (ECDSA P-256), PSO:DECIPHER (RSA-2048 PKCS#1 v1.5), PW status. Test PINs only.",
+            "source": "recorded by drivers/kb-pcsc/tests/emulator.rs from the PyPI smartcard-app-openpgp 0.4.0 emulator (smartcard 0.3) in vsmartcard vpcd 3.3 under pcscd 1.9.9",
+            "inputs": {
+                "user_pin": USER_PIN, "wrong_pin": "111111",
+                "digest": hex::encode_upper(&digest), "ciphertext": hex::encode_upper(&inputs.ciphertext), "plaintext": hex::encode_upper(&plaintext),
+            },
+            "sign_public_key_spki": hex::encode_upper(sig_pk.to_spki_der().unwrap()),
+            "exchanges": exchanges.iter().map(|(c, r)| serde_json::json!({"c": hex::encode_upper(c), "r": hex::encode_upper(r)})).collect::<Vec<_>>(),
+        });
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors/apdu/openpgp-emulator/session.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap() + "\n").unwrap();
+        println!("wrote {}", path.display());
+    }
+}
+
+#[derive(Default)]
+struct NoAudit;
+impl AuditSink for NoAudit {
+    fn record(&self, _: &AuditRecord) -> kb_service::Result<()> {
+        Ok(())
+    }
+}
+
+fn wait_device(rx: &Receiver<DeviceEvent>, within: Duration, pred: impl Fn(&DeviceEvent) -> bool) -> DeviceEvent {
+    let deadline = Instant::now() + within;
+    let mut seen = Vec::new();
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(e) if pred(&e) => return e,
+            Ok(e) => seen.push(e),
+            Err(_) => panic!("device event not seen within {within:?}; saw {seen:?}"),
+        }
+    }
+}
+
+/// The card process is killed in the middle of a signature: the signature fails with
+/// device_removed within 1 s, the device manager reports Removed, and another medium
+/// keeps working.
+#[test]
+fn card_pulled_mid_signature_fails_fast_and_the_service_keeps_serving() {
+    let Some(rig) = Rig::start() else { return };
+    {
+        let _c = rig.insert("pulled", "00000004", None);
+        rig::personalize(&mut rig::open_direct(&rig));
+    }
+    // The same card back, now stalling 3 s in every PSO:CDS.
+    let mut card = rig.insert("pulled", "00000004", Some(3.0));
+    let prompter = Arc::new(ScriptedPrompter::new());
+    let manager = DeviceManager::new(prompter.clone(), Arc::new(NoAudit), PinCachePolicy::Off);
+    let events = manager.subscribe();
+    let memory = Arc::new(MemoryTransport::new(TransportKind::File));
+    let mem = memory.new_token("other", "87654321", "so-pin-0000");
+    mem.put_key("c", KeyUsage::Sign, PrivateKey::generate(Algorithm::EcdsaP256).unwrap());
+    let mem_id = memory.insert(mem);
+    manager.add_transport(memory).unwrap();
+    manager.add_transport(Arc::new(PcscTransport::new())).unwrap();
+    let id = match wait_device(
+        &events,
+        Duration::from_secs(5),
+        |e| matches!(e, DeviceEvent::Added(i) if i.transport == TransportKind::Pcsc),
+    ) {
+        DeviceEvent::Added(i) => i.id,
+        _ => unreachable!(),
+    };
+    let pk = manager.public_key(&id, CONTAINER, KeyUsage::Sign, "test").unwrap();
+    let scheme = SignatureScheme::Ecdsa(HashAlgorithm::Sha256);
+    let digest = pk.message_digest(&scheme, b"pulled mid-signature").unwrap();
+    prompter.push_pin(USER_PIN);
+    let (m2, id2, scheme2, digest2) = (manager.clone(), id.clone(), scheme.clone(), digest.clone());
+    let signing = std::thread::spawn(move || {
+        let r = m2.sign_digest(&id2, CONTAINER, KeyUsage::Sign, &scheme2, &digest2, "test");
+        (r, Instant::now())
+    });
+    std::thread::sleep(Duration::from_millis(800)); // inside the card's 3 s PSO:CDS
+    let pulled = Instant::now();
+    card.pull();
+    let (r, done) = signing.join().unwrap();
+    let err = r.unwrap_err();
+    let took = done.saturating_duration_since(pulled);
+    println!("card pulled mid-signature -> error {} ({}) after {} ms", err.code().number(), err.code().name(), took.as_millis());
+    assert_eq!(err.code(), ErrorCode::DeviceRemoved, "{err}");
+    assert!(took < Duration::from_secs(1), "the error took {took:?}");
+    wait_device(&events, Duration::from_secs(1), |e| e == &DeviceEvent::Removed(id.clone()));
+    assert!(pulled.elapsed() < Duration::from_secs(2));
+    // The other medium is still served.
+    prompter.push_pin("87654321");
+    let mpk = manager.public_key(&mem_id, "c", KeyUsage::Sign, "test").unwrap();
+    let d = mpk.message_digest(&scheme, b"still here").unwrap();
+    let sig = manager.sign_digest(&mem_id, "c", KeyUsage::Sign, &scheme, &d, "test").unwrap();
+    mpk.verify_digest(&scheme, &d, &sig).unwrap();
+    assert!(manager.devices().iter().all(|d| d.id != id));
+}
+
+/// pcscd stops and starts again: the card is reported removed, then added again, by the
+/// same transport.
+#[test]
+fn pcscd_restart_brings_the_reader_back() {
+    let Some(mut rig) = Rig::start() else { return };
+    if !rig.owns_pcscd() {
+        eprintln!("\n!!!!!!!! SKIPPED: pcscd restart test: the running pcscd was not started by the rig !!!!!!!!\n");
+        return;
+    }
+    let _card = rig.insert("restart", "00000005", None);
+    let t = PcscTransport::new();
+    let rx = t.watch().unwrap();
+    let info = added(&rx, Duration::from_secs(3));
+    rig.stop_pcscd();
+    removed(&rx, &info.id, Duration::from_secs(3));
+    let restarted = Instant::now();
+    rig.start_pcscd();
+    let again = added(&rx, Duration::from_secs(8));
+    println!("pcscd restarted -> card Added again after {} ms", restarted.elapsed().as_millis());
+    assert_eq!(again.id, info.id);
+    let mut token = t.open(&again.id).unwrap();
+    assert_eq!(token.pin_info(PinKind::User).unwrap().retries_left, 3);
+}
