@@ -1,0 +1,160 @@
+//! `keybridge serve` through the real binary: the demo key served on 127.0.0.1, a
+//! native tool authenticating with the secret file, the PIN typed into the server's own
+//! stdin (never sent by the client), grants managed with `keybridge bridge`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use kb_bridge::client::{BridgeClient, ClientOptions};
+use kb_bridge::secret::ClientSecret;
+use serde_json::{Value, json};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn kb(home: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_keybridge"));
+    c.arg("--home").arg(home).arg("--weak-kdf-for-tests").env_remove("KEYBRIDGE_HOME");
+    c
+}
+
+fn json_of(c: &mut Command) -> Value {
+    let out = c.arg("--json").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The server process, killed (by pid) when dropped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(home: &Path, extra: &[&str]) -> (Server, Value) {
+    let ready: PathBuf = home.join("ready.json");
+    let mut child = kb(home)
+        .args(["--pin-stdin", "serve", "--port", "0", "--ready-file"])
+        .arg(&ready)
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The PIN goes to the server's own terminal input, never over the socket.
+    child.stdin.take().unwrap().write_all(b"12345678\n").unwrap();
+    let t0 = Instant::now();
+    while !ready.exists() {
+        assert!(t0.elapsed() < Duration::from_secs(60), "serve did not start");
+        if let Some(s) = child.try_wait().unwrap() {
+            panic!("serve exited: {s}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r: Value = serde_json::from_slice(&std::fs::read(&ready).unwrap()).unwrap();
+    (Server(child), r)
+}
+
+#[test]
+fn serve_the_demo_key_to_a_native_tool() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    json_of(kb(&home).arg("demo"));
+    let root = home.join("data/demo-ca/root.pem");
+    let (_server, ready) = serve(&home, &["--trust", root.to_str().unwrap()]);
+    assert!(ready["url"].as_str().unwrap().starts_with("ws://127.0.0.1:"));
+    assert_eq!(ready["trust_anchors"], 1);
+    assert_eq!(ready["consent"], "prompt");
+    let secret_file = PathBuf::from(ready["secret_file"].as_str().unwrap());
+    assert_eq!(secret_file, home.join("config/bridge-secret"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&secret_file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let secret = ClientSecret::from_hex(&std::fs::read_to_string(&secret_file).unwrap()).unwrap();
+        let url = ready["url"].as_str().unwrap().to_string();
+        let c = BridgeClient::connect(ClientOptions {
+            url: url.clone(),
+            origin: None,
+            secret: Some(secret),
+            sdk: "bid-tool-test".into(),
+        })
+        .await
+        .unwrap();
+        let list = c.request(c.next_id(), "certificates.list", json!({"usage": "sign"})).await.unwrap();
+        let thumb = list["certificates"][0]["thumbprint"].as_str().unwrap().to_string();
+        let s = c
+            .request(
+                c.next_id(),
+                "sign",
+                json!({"certificate": {"thumbprint": thumb}, "input": {"data": "5oqV5qCH"}, "format": "cms_detached"}),
+            )
+            .await
+            .unwrap();
+        let v = c
+            .request(
+                c.next_id(),
+                "verify",
+                json!({"signature": s["signature"], "format": "cms_detached", "content": {"data": "5oqV5qCH"}}),
+            )
+            .await
+            .unwrap();
+        assert_eq!((v["valid"].as_bool(), v["chain"].as_str()), (Some(true), Some("trusted")), "{v}");
+        // Without the secret: refused.
+        let e = BridgeClient::connect(ClientOptions { url, origin: None, secret: None, sdk: "x".into() }).await.unwrap_err();
+        assert_eq!(e.code(), Some(5003));
+    });
+    // The key use is in the audit log with the tool's name.
+    let audit = json_of(kb(&home).args(["audit", "--days", "1"]));
+    let text = audit.to_string();
+    assert!(text.contains("native:bid-tool-test"), "{text}");
+}
+
+#[test]
+fn grants_are_managed_and_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    json_of(kb(&home).arg("demo"));
+    let g = json_of(kb(&home).args(["bridge", "allow", "HTTPS://Bid.Example.CN:443"]));
+    assert_eq!(g["origin"], "https://bid.example.cn");
+    json_of(kb(&home).args(["bridge", "deny", "https://evil.example"]));
+    let list = json_of(kb(&home).args(["bridge", "grants"]));
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    let bad = kb(&home).args(["--json", "bridge", "allow", "http://bid.example.cn"]).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stdout).contains("1004") || String::from_utf8_lossy(&bad.stderr).contains("1004"));
+
+    let (_server, ready) = serve(&home, &["--consent", "grants-only", "--allow-origin", "http://127.0.0.1:9"]);
+    let url = ready["url"].as_str().unwrap().to_string();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let web = |origin: &str| {
+            BridgeClient::connect(ClientOptions {
+                url: url.clone(),
+                origin: Some(origin.into()),
+                secret: None,
+                sdk: "keybridge-js".into(),
+            })
+        };
+        let ok = web("https://bid.example.cn").await.unwrap();
+        ok.request(ok.next_id(), "devices.list", json!({})).await.unwrap();
+        let session = web("http://127.0.0.1:9").await.unwrap();
+        session.request(session.next_id(), "devices.list", json!({})).await.unwrap();
+        let e = web("https://evil.example").await.unwrap_err();
+        assert_eq!(e.code(), Some(5002));
+        let stranger = web("https://stranger.example").await.unwrap();
+        let e = stranger.request(stranger.next_id(), "devices.list", json!({})).await.unwrap_err();
+        assert_eq!(e.code(), Some(5004));
+    });
+    let r = json_of(kb(&home).args(["bridge", "revoke", "https://bid.example.cn"]));
+    assert_eq!(r["revoked"], true);
+    // Session grants are never written down.
+    let list = json_of(kb(&home).args(["bridge", "grants"]));
+    assert!(!list.to_string().contains("127.0.0.1"));
+}
