@@ -25,9 +25,11 @@ APT_PACKAGES=(
   python3 python3-venv python3-pip
   softhsm2 opensc
   libpcsclite-dev pcscd vsmartcard-vpcd
+  chromium
 )
 # (libpcsclite-dev: the PC/SC transport links libpcsclite; pcscd + vsmartcard-vpcd: the
-# PC/SC test rig's reader daemon and virtual reader, drivers/kb-pcsc/tests/rig.)
+# PC/SC test rig's reader daemon and virtual reader, drivers/kb-pcsc/tests/rig;
+# chromium: the browser of the bridge's web-page tests, tests/e2e.)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -67,23 +69,23 @@ if [ "$(cat "$VENV/.kb-requirements.sha256" 2>/dev/null)" != "$want" ] || ! "$VE
   echo "$want" > "$VENV/.kb-requirements.sha256"
 fi
 
-# npm peers, pinned by the lock file; reinstalled whenever the lock changes.
-NODE_DIR="$ROOT/tests/interop/node"
-want="$(sha256sum "$NODE_DIR/package-lock.json" | cut -d' ' -f1)"
-if [ "$(cat "$NODE_DIR/node_modules/.kb-lock.sha256" 2>/dev/null)" != "$want" ] || [ ! -d "$NODE_DIR/node_modules/sm-crypto" ]; then
-  (cd "$NODE_DIR" && npm ci --silent --no-audit --no-fund)
-  echo "$want" > "$NODE_DIR/node_modules/.kb-lock.sha256"
-fi
-
-# The TypeScript SDK (bridge/sdk-js): its dev tools (typescript, ws) pinned by its lock
-# file, reinstalled whenever the lock changes; then built (dist/ is what its tests and
-# examples load).
-SDK_DIR="$ROOT/bridge/sdk-js"
-want="$(sha256sum "$SDK_DIR/package-lock.json" | cut -d' ' -f1)"
-if [ "$(cat "$SDK_DIR/node_modules/.kb-lock.sha256" 2>/dev/null)" != "$want" ] || [ ! -d "$SDK_DIR/node_modules/typescript" ]; then
-  (cd "$SDK_DIR" && npm ci --silent --no-audit --no-fund)
-  echo "$want" > "$SDK_DIR/node_modules/.kb-lock.sha256"
-fi
-(cd "$SDK_DIR" && npm run --silent build)
+# npm packages, pinned by each lock file; reinstalled whenever the lock changes (a stamp
+# in node_modules holds the lock's hash).
+npm_install() { # DIR PACKAGE-THAT-MUST-EXIST
+  local dir="$1" want
+  want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+  if [ "$(cat "$dir/node_modules/.kb-lock.sha256" 2>/dev/null)" != "$want" ] || [ ! -d "$dir/node_modules/$2" ]; then
+    (cd "$dir" && npm ci --silent --no-audit --no-fund)
+    echo "$want" > "$dir/node_modules/.kb-lock.sha256"
+  fi
+}
+# The independent SM2/SM3/SM4 peer (sm-crypto).
+npm_install "$ROOT/tests/interop/node" sm-crypto
+# The TypeScript SDK (bridge/sdk-js): its dev tools (typescript, ws), then built (dist/
+# is what its tests, examples and the browser tests load).
+npm_install "$ROOT/bridge/sdk-js" typescript
+(cd "$ROOT/bridge/sdk-js" && npm run --silent build)
+# The end-to-end tests (tests/e2e): playwright-core drives Debian's chromium.
+npm_install "$ROOT/tests/e2e" playwright-core
 
 echo "bootstrap: ok (tools in $KB_TOOLS)"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every KeyBridge test on a fresh Debian 12 machine: installs what is needed
 # (installer/bootstrap.sh), then the whole workspace test suite with the independent
-# peers required (OpenSSL 3, PyPI gmssl, npm sm-crypto), then a quick benchmark smoke
+# peers required (OpenSSL 3, PyPI gmssl, npm sm-crypto), the bridge's end-to-end tests
+# (headless Chromium, Node clients), then a quick benchmark smoke
 # run so the benchmark binary cannot rot.
 #
 #   tests/run-all.sh            everything
@@ -21,6 +22,10 @@ cargo test --workspace --locked --no-fail-fast
 echo "== TypeScript SDK (bridge/sdk-js): npm test =="
 (cd "$ROOT/bridge/sdk-js" && npm test)
 
+echo "== bridge end to end (tests/e2e): a web page in headless Chromium, a bid tool sealing a 64 MiB bid =="
+cargo build --locked -q -p keybridge
+(cd "$ROOT/tests/e2e" && KEYBRIDGE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/keybridge" npm test)
+
 echo "== main job smoke run: the README's run command (keybridge demo), then sign and verify with the demo key =="
 demo="$(mktemp -d)"
 trap 'rm -rf "$demo"' EXIT
@@ -39,5 +44,6 @@ cargo run --locked -q -p kb-pki --example walkthrough -- "$demo/walkthrough" > /
 if [ "${KB_SKIP_BENCH:-0}" != "1" ]; then
   echo "== benchmark smoke run (figures are not checked here; see docs/benchmarks.md) =="
   cargo run --release --locked -q -p kb-bench -- --quick
+  cargo bench --locked -q -p kb-bridge --bench bridge_load -- --quick
 fi
 echo "run-all: ok"

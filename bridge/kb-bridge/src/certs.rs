@@ -127,13 +127,26 @@ impl CertIndex {
         Ok(self.load(device)?.to_vec())
     }
 
-    /// Find a certificate by reference (4004 unknown_device / 4005 not_found).
+    /// Find a certificate by reference (4004 unknown_device / 4005 not_found). Only the
+    /// match is cloned: this is on the path of every signature.
     pub fn find(&self, r: &CertificateRef) -> kb_service::Result<CertEntry> {
-        let candidates = match &r.device {
-            Some(d) => self.on(d)?,
-            None => self.all(),
+        let devices = match &r.device {
+            Some(d) => vec![self.manager.device(d)?.id],
+            None => self.manager.devices().into_iter().map(|d| d.id).collect(),
         };
-        candidates.into_iter().find(|e| e.thumbprint == r.thumbprint).ok_or_else(|| {
+        let mut found = None;
+        for d in &devices {
+            let entries = match self.load(d) {
+                Ok(v) => v,
+                Err(e) if r.device.is_some() => return Err(e),
+                Err(_) => continue,
+            };
+            if let Some(e) = entries.iter().find(|e| e.thumbprint == r.thumbprint) {
+                found = Some(e.clone());
+                break;
+            }
+        }
+        found.ok_or_else(|| {
             kb_service::ServiceError::Token(kb_token::TokenError::NotFound(format!(
                 "no certificate {} on {}",
                 r.thumbprint,

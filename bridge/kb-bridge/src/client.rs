@@ -150,7 +150,7 @@ impl BridgeClient {
             Err(e) => return Err(ClientError::Connect(e.to_string())),
         };
         let (mut sink, mut stream) = ws.split();
-        let (out, mut out_rx) = mpsc::channel::<Message>(64);
+        let (out, mut out_rx) = mpsc::channel::<Message>(16);
         tokio::spawn(async move {
             while let Some(m) = out_rx.recv().await {
                 if sink.send(m).await.is_err() {

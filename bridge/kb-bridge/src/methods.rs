@@ -24,7 +24,7 @@ use kb_crypto::{Hasher, PublicKey, SignatureScheme};
 use kb_pki::chain::{TrustStore, verify_chain};
 use kb_pki::cms::{EnvelopeOptions, KeyDecrypter, Profile, SignOptions, SignedMessage, envelope};
 use kb_pki::time::UnixTime;
-use kb_pki::{Certificate, PkiError, Signer};
+use kb_pki::{Certificate, PkiError};
 use kb_service::devices::{DeviceDecrypter, DeviceManager};
 use kb_types::{Algorithm, ErrorCode, HasErrorCode, HashAlgorithm, KeyUsage};
 use std::io::{Read, Write};
@@ -352,72 +352,73 @@ impl Service {
             ));
         }
         let public = cert.public_key().map_err(|e| ctx.pki(e))?;
-        let cms = p.format != SignFormat::Raw;
-        let scheme = scheme_for(public.algorithm(), p.hash, p.sm2_id.as_deref(), cms)?;
-        let signer = self
-            .manager
-            .signer(&e.device, &e.container, e.slot, &ctx.audit_client())
-            .map_err(|e| ctx.svc(e))?
-            .with_scheme(scheme.clone());
-        let opts =
-            SignOptions { profile: profile(p.profile), detached: p.format == SignFormat::CmsDetached, ..SignOptions::default() };
-        let dev = |x: PkiError| ctx.svc(signer.service_error(x));
+        let scheme = scheme_for(public.algorithm(), p.hash, p.sm2_id.as_deref(), p.format != SignFormat::Raw)?;
         let hash_len = scheme.hash().output_len();
-        let signature = match (p.format, &p.input) {
-            (SignFormat::Raw, SignInput::Digest(d)) | (SignFormat::CmsDetached, SignInput::Digest(d))
-                if d.0.len() != hash_len =>
-            {
-                return Err(fail(ErrorCode::InvalidParameter, format!("a {} digest is {hash_len} bytes", scheme.hash().name())));
-            }
+        let client = ctx.audit_client();
+        // What gets signed: for raw signatures the scheme's message digest (SM2:
+        // e = SM3(ZA ‖ M)); for CMS the plain content digest, or the content itself when
+        // it goes inside the signature.
+        enum Content {
+            Digest(Vec<u8>),
+            Whole(Vec<u8>),
+        }
+        let content = match (p.format, &p.input) {
             (SignFormat::CmsAttached, SignInput::Digest(_)) => {
                 return Err(fail(ErrorCode::InvalidParameter, "an attached signature needs the content, not a digest"));
             }
-            (SignFormat::Raw, SignInput::Digest(d)) => signer.sign_digest(&d.0).map_err(dev)?,
-            (SignFormat::CmsDetached, SignInput::Digest(d)) => {
-                kb_pki::cms::sign_detached_digest(&d.0, &signer, cert, &opts).map_err(dev)?
+            (_, SignInput::Digest(d)) if d.0.len() != hash_len => {
+                return Err(fail(ErrorCode::InvalidParameter, format!("a {} digest is {hash_len} bytes", scheme.hash().name())));
             }
-            (SignFormat::CmsAttached, input) => {
-                let content = match input {
-                    SignInput::Data(d) => d.0.clone(),
-                    SignInput::Stream(id) => {
-                        let (mut r, _) = ctx.reader(&Input::Stream(*id))?;
-                        let mut v = Vec::new();
-                        (&mut r).take(MAX_ATTACHED_STREAM as u64 + 1).read_to_end(&mut v).map_err(|e| ctx.err(io_err(e)))?;
-                        if v.len() > MAX_ATTACHED_STREAM {
-                            return Err(fail(
-                                ErrorCode::InputTooLarge,
-                                "attached signatures hold at most 64 MiB; use cms_detached",
-                            ));
-                        }
-                        v
-                    }
-                    SignInput::Digest(_) => Vec::new(),
-                };
-                kb_pki::cms::sign(&content, &signer, cert, &opts).map_err(dev)?
+            (_, SignInput::Digest(d)) => Content::Digest(d.0.clone()),
+            (SignFormat::CmsAttached, SignInput::Data(d)) => Content::Whole(d.0.clone()),
+            (SignFormat::CmsAttached, SignInput::Stream(id)) => {
+                let (mut r, _) = ctx.reader(&Input::Stream(*id))?;
+                let mut v = Vec::new();
+                (&mut r).take(MAX_ATTACHED_STREAM as u64 + 1).read_to_end(&mut v).map_err(|e| ctx.err(io_err(e)))?;
+                if v.len() > MAX_ATTACHED_STREAM {
+                    return Err(fail(ErrorCode::InputTooLarge, "attached signatures hold at most 64 MiB; use cms_detached"));
+                }
+                Content::Whole(v)
             }
             (format, input) => {
-                // Raw or detached over data or a stream: hash, then sign the digest.
-                let hasher = if format == SignFormat::Raw {
+                let mut hasher = if format == SignFormat::Raw {
                     public.hasher(&scheme).map_err(|e| ctx.svc(e.into()))?
                 } else {
                     Hasher::new(scheme.hash())
                 };
-                let digest = match input {
-                    SignInput::Data(d) => {
-                        let mut h = hasher;
-                        h.update(&d.0);
-                        h.finish()
-                    }
+                Content::Digest(match input {
                     SignInput::Stream(id) => {
                         let (mut r, _) = ctx.reader(&Input::Stream(*id))?;
                         hash_all(&mut r, hasher).map_err(|e| ctx.err(io_err(e)))?
                     }
-                    SignInput::Digest(_) => Vec::new(),
+                    SignInput::Data(d) => {
+                        hasher.update(&d.0);
+                        hasher.finish()
+                    }
+                    SignInput::Digest(_) => return Err(fail(ErrorCode::Internal, "digest handled above")),
+                })
+            }
+        };
+        let signature = match (p.format, content) {
+            // A bare signature: one trip to the medium's actor, no CMS signer needed.
+            (SignFormat::Raw, Content::Digest(d)) => {
+                self.manager.sign_digest(&e.device, &e.container, e.slot, &scheme, &d, &client).map_err(|e| ctx.svc(e))?
+            }
+            (format, content) => {
+                let signer = self
+                    .manager
+                    .signer(&e.device, &e.container, e.slot, &client)
+                    .map_err(|e| ctx.svc(e))?
+                    .with_scheme(scheme.clone());
+                let dev = |x: PkiError| ctx.svc(signer.service_error(x));
+                let opts = SignOptions {
+                    profile: profile(p.profile),
+                    detached: format == SignFormat::CmsDetached,
+                    ..SignOptions::default()
                 };
-                if format == SignFormat::Raw {
-                    signer.sign_digest(&digest).map_err(dev)?
-                } else {
-                    kb_pki::cms::sign_detached_digest(&digest, &signer, cert, &opts).map_err(dev)?
+                match content {
+                    Content::Whole(c) => kb_pki::cms::sign(&c, &signer, cert, &opts).map_err(dev)?,
+                    Content::Digest(d) => kb_pki::cms::sign_detached_digest(&d, &signer, cert, &opts).map_err(dev)?,
                 }
             }
         };

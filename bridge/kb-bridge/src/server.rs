@@ -32,8 +32,9 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 /// How often a request's watchdog looks at it.
 const WATCHDOG_TICK: Duration = Duration::from_millis(100);
 
-/// Outgoing messages queued per connection before producers wait.
-const OUT_QUEUE: usize = 64;
+/// Outgoing messages queued per connection before producers wait (a download stream's
+/// frames are up to `max_chunk_bytes` each: 16 × 256 KiB = 4 MiB at most).
+const OUT_QUEUE: usize = 16;
 
 /// Open streams per connection.
 const MAX_STREAMS: usize = 32;

@@ -160,7 +160,9 @@ async function onConnect() {
   $("connect").disabled = true;
   $("status").textContent = t("connecting");
   try {
-    client = await connect({ sdk: "example-trading-platform", sdkVersion: "0.1.0" });
+    // KeyBridge listens on 17210 unless configured otherwise; ?port= overrides it.
+    const port = Number(new URLSearchParams(location.search).get("port")) || undefined;
+    client = await connect({ port, sdk: "example-trading-platform", sdkVersion: "0.1.0" });
     client.onClose((e) => {
       setConnected(false);
       showError(e);

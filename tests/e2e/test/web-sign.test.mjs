@@ -1,0 +1,84 @@
+// A trading-platform page on an allowed origin, in real headless Chromium, signs
+// through the SDK and KeyBridge; OpenSSL verifies the raw SM2 signature, KeyBridge's CLI
+// the CMS one (OpenSSL 3.0 cannot verify SM2 CMS). A page on an origin without a grant
+// is refused with 5004, and the PIN never crosses the socket.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+import { CHROMIUM, CHROMIUM_ARGS, DEMO_PIN, SDK_DIR, demoHome, kb, openssl, serve, staticServer } from "./rig.mjs";
+
+const TEXT = "投标报价：壹佰贰拾叁万肆仟伍佰陆拾柒元捌角玖分（¥1,234,567.89）";
+
+test("a page signs through the SDK in headless Chromium and OpenSSL verifies it", async (t) => {
+  const { dir, home, rootPem } = demoHome(t);
+  const site = await staticServer(t, SDK_DIR);
+  const stranger = await staticServer(t, SDK_DIR);
+  const bridge = await serve(t, home, ["--allow-origin", site.origin, "--consent", "grants-only", "--trust", rootPem]);
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  t.after(() => browser.close());
+
+  const page = await browser.newPage();
+  const sent = [];
+  page.on("websocket", (ws) => ws.on("framesent", (f) => sent.push(String(f.payload))));
+  await page.goto(`${site.origin}/examples/web/index.html?port=${bridge.port}`);
+  await page.click("#connect");
+  await page.waitForSelector("#cert option", { state: "attached" });
+  const label = await page.$eval("#cert option", (o) => o.textContent);
+  assert.match(label, /KeyBridge 演示证书|演示|demo/i);
+  await page.click("#sign");
+  await page.waitForFunction(() => document.querySelector("#signature").value || document.querySelector("#message").className === "bad");
+  assert.equal(await page.$eval("#message", (e) => e.className), "ok", await page.$eval("#message", (e) => e.textContent));
+  const cms = await page.$eval("#signature", (e) => e.value);
+  await page.click("#verify");
+  await page.waitForFunction(() => document.querySelector("#details").textContent.length > 0);
+  assert.match(await page.$eval("#message", (e) => e.textContent), /签名有效/);
+  assert.match(await page.$eval("#details", (e) => e.textContent), /受信任/);
+
+  // A raw SM2 signature made by the page through the SDK, checked by OpenSSL.
+  const raw = await page.evaluate(async ({ port, text }) => {
+    const sdk = await import("/dist/index.js");
+    const c = await sdk.connect({ port, sdk: "e2e-page" });
+    const [cert] = await c.certificates({ usage: "sign" });
+    const r = await c.sign({ certificate: { thumbprint: cert.thumbprint }, input: { data: sdk.toBase64(text) }, format: "raw" });
+    const d = await c.certificate(cert.thumbprint);
+    await c.close();
+    return { signature: r.signature, pem: d.pem };
+  }, { port: bridge.port, text: TEXT });
+  const f = (n) => join(dir, n);
+  writeFileSync(f("signer.pem"), raw.pem);
+  writeFileSync(f("msg.txt"), TEXT);
+  writeFileSync(f("other.txt"), `${TEXT}。`);
+  writeFileSync(f("raw.sig"), Buffer.from(raw.signature, "base64"));
+  const pub = openssl(["x509", "-in", f("signer.pem"), "-pubkey", "-noout", "-out", f("pub.pem")]);
+  assert.ok(pub.ok, pub.out);
+  const verify = (msg) =>
+    openssl(["pkeyutl", "-verify", "-rawin", "-digest", "sm3", "-pubin", "-inkey", f("pub.pem"), "-pkeyopt", "distid:1234567812345678", "-in", msg, "-sigfile", f("raw.sig")]);
+  const good = verify(f("msg.txt"));
+  assert.ok(good.ok && /Signature Verified Successfully/.test(good.out), good.out);
+  assert.equal(verify(f("other.txt")).ok, false, "OpenSSL must reject another message");
+  // The chain of the signer, by OpenSSL too.
+  const chain = openssl(["verify", "-CAfile", rootPem, "-vfyopt", "distid:1234567812345678", f("signer.pem")]);
+  assert.ok(chain.ok, chain.out);
+
+  // The page's CMS detached signature, by KeyBridge's own CLI.
+  writeFileSync(f("page.p7s"), Buffer.from(cms, "base64"));
+  kb(home, ["verify", "--sig", f("page.p7s"), "--in", f("msg.txt"), "--ca", rootPem]);
+
+  // No PIN, ever, on the socket.
+  assert.ok(sent.length > 0);
+  assert.ok(!sent.some((m) => m.includes(DEMO_PIN)), "the PIN crossed the socket");
+
+  // A page on another origin: connected, but refused at its first method (5004).
+  const other = await browser.newPage();
+  await other.goto(`${stranger.origin}/examples/web/index.html?port=${bridge.port}`);
+  await other.click("#connect");
+  await other.waitForFunction(() => /5004/.test(document.querySelector("#message").textContent));
+  assert.match(await other.$eval("#message", (e) => e.textContent), /consent_denied/);
+
+  // The audit log names the page's origin.
+  const audit = JSON.stringify(kb(home, ["audit", "--days", "1"]));
+  assert.ok(audit.includes(site.origin), audit);
+});
