@@ -117,7 +117,15 @@ pub fn normalize_origin(origin: &str) -> Result<String, &'static str> {
             None => (rest.to_string(), None),
         },
     };
-    if host.is_empty() {
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => !v6.is_empty() && v6.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.'),
+        None => {
+            !host.is_empty()
+                && !host.starts_with(['.', '-'])
+                && host.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | '_'))
+        }
+    };
+    if !host_ok {
         return Err("not a web origin");
     }
     let port = match port {
@@ -229,6 +237,10 @@ mod tests {
             "https://a.example/path",
             "https://user@a.example",
             "https://a.example:99999",
+            "https://bid.example.cn:.cn:443",
+            "https://bid example.cn",
+            "https://[zz::1]",
+            "https://.example",
             "bid.example.cn",
         ] {
             assert!(normalize_origin(bad).is_err(), "{bad}");

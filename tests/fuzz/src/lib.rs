@@ -9,7 +9,8 @@
 //! - here, for the libFuzzer targets in `fuzz_targets/` (one line each);
 //! - into `drivers/kb-crypto/tests/no_panic.rs` (`crypto.rs`),
 //!   `drivers/kb-pki/tests/no_panic.rs` (`pki.rs`) and `drivers/kb-apdu/tests/no_panic.rs`
-//!   (`apdu.rs`), and `bridge/kb-bridge-protocol/tests/no_panic.rs` (`bridge.rs`) with
+//!   (`apdu.rs`), `bridge/kb-bridge-protocol/tests/no_panic.rs` (`bridge.rs`) and
+//!   `bridge/kb-bridge/tests/no_panic.rs` (`handshake.rs`) with
 //!   `#[path]`, where a deterministic
 //!   mutator (`mutator.rs`) replays thousands of mutated seeds under `cargo test`.
 //!
@@ -20,6 +21,7 @@
 pub mod apdu;
 pub mod bridge;
 pub mod crypto;
+pub mod handshake;
 #[doc(hidden)]
 pub mod mutator;
 pub mod pki;
