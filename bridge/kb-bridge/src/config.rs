@@ -48,6 +48,9 @@ pub struct BridgeConfig {
     pub request_timeout: Duration,
     /// Connections at once (all clients).
     pub max_connections: usize,
+    /// Connections at once from one client (one web origin, or all native tools): a
+    /// hostile page cannot take every slot.
+    pub max_connections_per_client: usize,
     /// Time allowed for the HTTP upgrade (slowloris).
     pub handshake_timeout: Duration,
     /// A client that does not take a message within this time is disconnected.
@@ -57,8 +60,8 @@ pub struct BridgeConfig {
     pub max_failures: u32,
     /// The window of [`Self::max_failures`].
     pub failure_window: Duration,
-    /// Frames of an upload stream that no request reads yet are buffered up to this
-    /// many bytes; more fails the stream.
+    /// Frames of upload streams that no request reads yet are buffered up to this many
+    /// bytes per connection (all such streams together); more fails the stream.
     pub max_unclaimed_upload_bytes: usize,
     /// Web origins without a grant.
     pub consent: ConsentPolicy,
@@ -76,7 +79,8 @@ impl Default for BridgeConfig {
             max_chunk_bytes: DEFAULT_MAX_CHUNK_BYTES,
             max_in_flight: 16,
             request_timeout: Duration::from_secs(30),
-            max_connections: 256,
+            max_connections: 512,
+            max_connections_per_client: 128,
             handshake_timeout: Duration::from_secs(5),
             send_timeout: Duration::from_secs(10),
             max_failures: 32,

@@ -86,8 +86,14 @@ impl Bridge {
         let addr = listener.local_addr()?;
         let (shutdown, rx) = watch::channel(false);
         let events = spawn_event_fanout(&self.service);
-        let shared =
-            Arc::new(Shared { service: self.service, secret: self.secret, prompts: self.prompts, port: addr.port(), events });
+        let shared = Arc::new(Shared {
+            service: self.service,
+            secret: self.secret,
+            prompts: self.prompts,
+            port: addr.port(),
+            events,
+            per_client: Mutex::new(HashMap::new()),
+        });
         let task = tokio::spawn(accept_loop(listener, shared, rx));
         tracing::info!(%addr, "bridge listening");
         Ok(RunningBridge { addr, shutdown, task })
@@ -100,6 +106,38 @@ struct Shared {
     prompts: Arc<PromptWatch>,
     port: u16,
     events: broadcast::Sender<DeviceEvent>,
+    /// Open connections per client.
+    per_client: Mutex<HashMap<Client, usize>>,
+}
+
+/// Counts a connection against its client's share while it lives.
+struct ClientSlot {
+    shared: Arc<Shared>,
+    client: Client,
+}
+
+impl ClientSlot {
+    fn take(shared: &Arc<Shared>, client: &Client) -> Option<Self> {
+        let mut m = shared.per_client.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(client.clone()).or_insert(0);
+        if *n >= shared.service.config.max_connections_per_client {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot { shared: Arc::clone(shared), client: client.clone() })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut m = self.shared.per_client.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.client);
+            }
+        }
+    }
 }
 
 /// Device events from the service, to every connection; the certificate index is kept
@@ -212,6 +250,13 @@ async fn serve_connection(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>,
         }
     };
     let Some(client) = who.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
+    let Some(_slot) = ClientSlot::take(&shared, &client) else {
+        tracing::warn!(%peer, %client, "too many connections from this client; closed");
+        let mut ws = ws;
+        let frame = CloseFrame { code: CloseCode::Policy, reason: Utf8Bytes::from("too many connections from this client") };
+        let _ = tokio::time::timeout(cfg.send_timeout, ws.close(Some(frame))).await;
+        return;
+    };
     tracing::info!(%peer, %client, "bridge client connected");
 
     let (mut sink, mut stream) = ws.split();

@@ -312,6 +312,9 @@ struct Slot {
     rx: Option<mpsc::Receiver<Chunk>>,
     claimed: bool,
     bytes: u64,
+    /// Payload bytes buffered before any request read the stream (counted against the
+    /// connection's budget until a request claims the stream or it closes).
+    unclaimed_bytes: usize,
     /// Set when frames broke the rules before a request read the stream.
     failed: Option<ErrorObject>,
 }
@@ -336,6 +339,11 @@ pub struct StreamTable {
     max_chunk: usize,
     buffered_chunks: usize,
     max_streams: usize,
+    /// Bytes buffered for unclaimed streams, all streams of the connection together: a
+    /// page that opens many streams and fills them without ever sending a request
+    /// (possible before consent) holds at most this much memory.
+    unclaimed_total: Mutex<usize>,
+    max_unclaimed: usize,
 }
 
 impl StreamTable {
@@ -348,6 +356,8 @@ impl StreamTable {
             max_chunk,
             buffered_chunks: (max_unclaimed_bytes / max_chunk.max(1)).max(2),
             max_streams,
+            unclaimed_total: Mutex::new(0),
+            max_unclaimed: max_unclaimed_bytes,
         }
     }
 
@@ -374,7 +384,20 @@ impl StreamTable {
             }
             StreamDirection::Download => (None, None),
         };
-        slots.insert(id, Slot { direction, declared, seq: Sequencer::default(), tx, rx, claimed: false, bytes: 0, failed: None });
+        slots.insert(
+            id,
+            Slot {
+                direction,
+                declared,
+                seq: Sequencer::default(),
+                tx,
+                rx,
+                claimed: false,
+                bytes: 0,
+                unclaimed_bytes: 0,
+                failed: None,
+            },
+        );
         Ok(id)
     }
 
@@ -383,6 +406,7 @@ impl StreamTable {
     pub fn close(&self, id: StreamId) -> Result<u64, ErrorObject> {
         let slot =
             self.lock().remove(&id).ok_or_else(|| fail(ErrorCode::UnknownStream, format!("stream {} is not open", id.0)))?;
+        self.release_unclaimed(slot.unclaimed_bytes);
         Ok(slot.bytes.max(slot.seq.bytes()))
     }
 
@@ -402,6 +426,19 @@ impl StreamTable {
                 return Routed::Failed(Self::fail_slot(slot, e));
             }
             let Some(tx) = slot.tx.clone() else { return Routed::UnknownStream };
+            if !slot.claimed && !frame.is_abort() {
+                let mut total = self.unclaimed_total.lock().unwrap_or_else(|e| e.into_inner());
+                if *total + frame.payload.len() > self.max_unclaimed {
+                    drop(total);
+                    let err = fail(
+                        ErrorCode::StreamFrameInvalid,
+                        "too many frames before a request read the stream: send the request first, then the frames",
+                    );
+                    return Routed::Failed(Self::fail_slot(slot, err));
+                }
+                *total += frame.payload.len();
+                slot.unclaimed_bytes += frame.payload.len();
+            }
             (tx, slot.claimed)
         };
         let mut chunks = Vec::with_capacity(2);
@@ -449,6 +486,11 @@ impl StreamTable {
         Routed::Ok
     }
 
+    fn release_unclaimed(&self, n: usize) {
+        let mut total = self.unclaimed_total.lock().unwrap_or_else(|e| e.into_inner());
+        *total = total.saturating_sub(n);
+    }
+
     fn fail_slot(slot: &mut Slot, e: ErrorObject) -> ErrorObject {
         slot.failed = Some(e.clone());
         if let Some(tx) = &slot.tx {
@@ -470,7 +512,11 @@ impl StreamTable {
             return Err(e.clone());
         }
         slot.claimed = true;
-        Ok((slot.rx.take(), slot.declared))
+        let buffered = std::mem::take(&mut slot.unclaimed_bytes);
+        let r = (slot.rx.take(), slot.declared);
+        drop(slots);
+        self.release_unclaimed(buffered);
+        Ok(r)
     }
 }
 
@@ -556,6 +602,25 @@ mod tests {
         assert!(matches!(t.route(frame(id, 0, 0, b"aaaa")).await, Routed::Ok));
         assert!(matches!(t.route(frame(id, 1, 0, b"bbbb")).await, Routed::Ok));
         assert!(matches!(t.route(frame(id, 2, 0, b"cccc")).await, Routed::Failed(e) if e.code == 5011));
+    }
+
+    #[tokio::test]
+    async fn unclaimed_budget_is_per_connection() {
+        let (out, _rx) = mpsc::channel(8);
+        let t = StreamTable::new(out, 4, 8, 8); // 8 bytes for all unclaimed streams together
+        let a = t.open(StreamDirection::Upload, None).unwrap();
+        let b = t.open(StreamDirection::Upload, None).unwrap();
+        assert!(matches!(t.route(frame(a, 0, 0, b"aaaa")).await, Routed::Ok));
+        assert!(matches!(t.route(frame(b, 0, 0, b"bbbb")).await, Routed::Ok));
+        let c = t.open(StreamDirection::Upload, None).unwrap();
+        assert!(matches!(t.route(frame(c, 0, 0, b"cccc")).await, Routed::Failed(e) if e.code == 5011));
+        // Closing a stream (or a request claiming it) returns its share.
+        t.close(a).unwrap();
+        let d = t.open(StreamDirection::Upload, None).unwrap();
+        assert!(matches!(t.route(frame(d, 0, 0, b"dddd")).await, Routed::Ok));
+        let _r = t.upload(b, RequestState::new(), Progress::none()).unwrap();
+        let e = t.open(StreamDirection::Upload, None).unwrap();
+        assert!(matches!(t.route(frame(e, 0, 0, b"eeee")).await, Routed::Ok));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -284,3 +284,65 @@ async fn slow_clients_are_dropped() {
     let c = r.native().await;
     c.request(c.next_id(), "devices.list", json!({})).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_origin_cannot_take_every_connection() {
+    let r = rig_with(|c| c.max_connections_per_client = 3, None).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(handshake(r.port(), &[("origin", "https://greedy.example")]).await.unwrap());
+    }
+    // The fourth from the same origin is closed with 1008 at once...
+    let mut ws = handshake(r.port(), &[("origin", "https://greedy.example")]).await.unwrap();
+    let v = recv(&mut ws).await;
+    assert_eq!(v["closed"], json!(u16::from(CloseCode::Policy)), "{v}");
+    // ...while other clients still get in.
+    assert!(handshake(r.port(), &[("origin", "https://bid.example.cn")]).await.is_ok());
+    let c = r.native().await;
+    c.request(c.next_id(), "devices.list", json!({})).await.unwrap();
+    drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unclaimed_stream_memory_is_bounded_per_connection() {
+    let r = rig().await;
+    // Streams filled without a request reading them share one 4 MiB budget per
+    // connection (a page may open streams before consent): the stream that goes over it
+    // is failed, and a request naming it learns 5011.
+    let mut ws = native_ws(&r).await;
+    let open = |id: i64| json!({"jsonrpc": "2.0", "id": id, "method": "stream.open", "params": {"direction": "upload"}});
+    let chunk = vec![7u8; 256 << 10];
+    let mut streams = Vec::new();
+    for i in 0..2 {
+        send(&mut ws, open(10 + i)).await;
+        streams.push(recv(&mut ws).await["result"]["stream"].as_u64().unwrap() as u32);
+    }
+    let frame = |stream: u32, sequence: u32| {
+        kb_bridge_protocol::frame::Frame { stream: kb_bridge_protocol::StreamId(stream), sequence, flags: 0, payload: &chunk }
+            .encode()
+    };
+    for seq in 0..16 {
+        ws.send(Message::Binary(frame(streams[0], seq).into())).await.unwrap(); // exactly 4 MiB
+    }
+    ws.send(Message::Binary(frame(streams[1], 0).into())).await.unwrap(); // over the budget
+    let encrypt = |id: i64, stream: u32| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "encrypt", "params": {"format": "cms_envelope",
+            "recipients": [{"thumbprint": r.key.enc_thumb()}], "input": {"stream": stream}}})
+    };
+    send(&mut ws, encrypt(20, streams[1])).await;
+    let v = recv(&mut ws).await;
+    assert_eq!((v["id"].as_i64(), v["error"]["code"].as_i64()), (Some(20), Some(5011)), "{v}");
+    // The first stream kept its 4 MiB: finished with FIN it is encrypted whole (and the
+    // 4 MiB envelope is too big to answer inline: 1005, not the stream's 5011).
+    let fin = kb_bridge_protocol::frame::Frame {
+        stream: kb_bridge_protocol::StreamId(streams[0]),
+        sequence: 16,
+        flags: kb_bridge_protocol::frame::FLAG_FIN,
+        payload: b"",
+    }
+    .encode();
+    send(&mut ws, encrypt(21, streams[0])).await;
+    ws.send(Message::Binary(fin.into())).await.unwrap();
+    let v = recv(&mut ws).await;
+    assert_eq!((v["id"].as_i64(), v["error"]["code"].as_i64()), (Some(21), Some(1005)), "{v}");
+}
