@@ -4,6 +4,8 @@
 #
 #   installer/bootstrap.sh            system packages + test peers
 #   installer/bootstrap.sh --system   system packages only
+#   installer/bootstrap.sh --udev     only the udev rules for USB keys (installer/README.md);
+#                                     never part of the default run: they need a udev daemon
 #
 # Test peers (PyPI gmssl, npm sm-crypto) go into $KB_TOOLS (default ~/.cache/keybridge),
 # never into the system Python or a global node_modules.
@@ -15,6 +17,28 @@ MODE="${1:-all}"
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+# --udev: give the desktop user access to the USB keys of drivers/registry/media.toml
+# (installer/udev/70-keybridge.rules, generated from it). Idempotent; reloads udev only
+# when it runs. KB_UDEV_RULES_DIR overrides /etc/udev/rules.d (for testing this step).
+if [ "$MODE" = "--udev" ]; then
+  src="$ROOT/installer/udev/70-keybridge.rules"
+  dst="${KB_UDEV_RULES_DIR:-/etc/udev/rules.d}/70-keybridge.rules"
+  if cmp -s "$src" "$dst"; then
+    echo "bootstrap: $dst is up to date"
+  else
+    $SUDO install -D -m 0644 "$src" "$dst"
+    echo "bootstrap: installed $dst"
+  fi
+  if [ -z "${KB_UDEV_RULES_DIR:-}" ] && [ -S /run/udev/control ] && command -v udevadm >/dev/null 2>&1; then
+    $SUDO udevadm control --reload
+    $SUDO udevadm trigger --action=change --subsystem-match=usb --subsystem-match=hidraw
+    echo "bootstrap: udev reloaded; plugged-in keys are accessible now"
+  else
+    echo "bootstrap: udev is not running here; the rules take effect when it is"
+  fi
+  exit 0
+fi
 
 # Debian packages: build tools, OpenSSL 3 (CLI peer + libssl for the benchmark's
 # in-process OpenSSL comparison), Python and Node for the gmssl / sm-crypto peers,

@@ -11,6 +11,7 @@
 //! language = "zh-CN"              # or "en"
 //! file_key_dir = "/home/me/.local/share/keybridge/keys"   # optional
 //! pkcs11_modules = ["/usr/lib/softhsm/libsofthsm2.so"]    # optional, absolute paths
+//! skf_modules = ["/opt/vendor/libskf.so"]                 # optional, GM/T 0016 SKF modules
 //! bridge_consent = "prompt"        # or "grants-only": web origins without a grant are refused, never asked
 //! ```
 //!
@@ -167,6 +168,10 @@ pub struct Settings {
     /// paths, no duplicates; default none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pkcs11_modules: Vec<PathBuf>,
+    /// SKF (GM/T 0016) modules (vendor libraries) whose keys are listed as media; absolute
+    /// paths, no duplicates; default none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skf_modules: Vec<PathBuf>,
 }
 
 impl Default for Settings {
@@ -183,6 +188,7 @@ impl Default for Settings {
             language: Lang::ZhCn,
             file_key_dir: None,
             pkcs11_modules: Vec::new(),
+            skf_modules: Vec::new(),
         }
     }
 }
@@ -224,6 +230,25 @@ fn is_loopback_http(url: &str) -> bool {
     })
 }
 
+/// A list of driver module paths: absolute, no duplicates.
+fn module_paths(v: &toml::Value) -> std::result::Result<Vec<PathBuf>, String> {
+    let toml::Value::Array(items) = v else {
+        return Err(format!("must be an array of absolute paths (got {})", describe(v)));
+    };
+    let mut modules: Vec<PathBuf> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let p = PathBuf::from(expect_str(item).map_err(|e| format!("entry {}: {e}", i + 1))?);
+        if !p.is_absolute() {
+            return Err(format!("entry {}: must be an absolute path (got \"{}\")", i + 1, p.display()));
+        }
+        if modules.contains(&p) {
+            return Err(format!("entry {}: \"{}\" is listed twice", i + 1, p.display()));
+        }
+        modules.push(p);
+    }
+    Ok(modules)
+}
+
 impl Settings {
     /// Every key the file may contain, in file order.
     pub const KEYS: &'static [&'static str] = &[
@@ -238,6 +263,7 @@ impl Settings {
         "language",
         "file_key_dir",
         "pkcs11_modules",
+        "skf_modules",
     ];
 
     /// Set one key from a TOML value. The error text does not name the key; callers add it.
@@ -308,23 +334,8 @@ impl Settings {
                     Some(p)
                 };
             }
-            "pkcs11_modules" => {
-                let toml::Value::Array(items) = v else {
-                    return Err(format!("must be an array of absolute paths (got {})", describe(v)));
-                };
-                let mut modules: Vec<PathBuf> = Vec::with_capacity(items.len());
-                for (i, item) in items.iter().enumerate() {
-                    let p = PathBuf::from(expect_str(item).map_err(|e| format!("entry {}: {e}", i + 1))?);
-                    if !p.is_absolute() {
-                        return Err(format!("entry {}: must be an absolute path (got \"{}\")", i + 1, p.display()));
-                    }
-                    if modules.contains(&p) {
-                        return Err(format!("entry {}: \"{}\" is listed twice", i + 1, p.display()));
-                    }
-                    modules.push(p);
-                }
-                self.pkcs11_modules = modules;
-            }
+            "pkcs11_modules" => self.pkcs11_modules = module_paths(v)?,
+            "skf_modules" => self.skf_modules = module_paths(v)?,
             _ => return Err("unknown key".into()),
         }
         Ok(())
@@ -582,6 +593,11 @@ mod tests {
             assert!(e.contains("`pkcs11_modules` (line 1)") && e.contains(says), "{bad}: {e}");
         }
         let mut s = Settings::default();
+        let skf = Settings::parse("skf_modules = [\"/opt/v/libskf.so\"]\n").unwrap();
+        assert_eq!(skf.skf_modules, [PathBuf::from("/opt/v/libskf.so")]);
+        assert!(skf.pkcs11_modules.is_empty() && !Settings::default().to_toml().unwrap().contains("skf_modules"));
+        let e = Settings::parse("skf_modules = [\"rel.so\"]").unwrap_err().to_string();
+        assert!(e.contains("`skf_modules` (line 1)") && e.contains("must be an absolute path"), "{e}");
         s.set("pkcs11_modules", "[\"/x/y.so\"]").unwrap();
         assert_eq!(s.pkcs11_modules, [PathBuf::from("/x/y.so")]);
         assert!(s.set("pkcs11_modules", "[\"y.so\"]").is_err());

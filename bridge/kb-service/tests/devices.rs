@@ -8,9 +8,7 @@ use kb_crypto::PublicKey;
 use kb_crypto::rsa::RsaPadding;
 use kb_crypto::{PrivateKey, SignatureScheme};
 use kb_pki::cms::{self, SignOptions, SignedMessage};
-use kb_pki::issue::{self, CertKind, CertificateParams};
-use kb_pki::time::UnixTime;
-use kb_pki::{Certificate, LocalSigner, Signer};
+use kb_pki::{Certificate, Signer};
 use kb_service::audit::{AuditRecord, AuditSink, AuthType};
 use kb_service::devices::{DeviceEvent, DeviceManager, MAX_PIN_PROMPTS};
 use kb_service::pin_cache::{FakeClock, PinCachePolicy};
@@ -58,23 +56,15 @@ impl AuditSink for MemAudit {
 }
 
 /// A test CA issuing SM2 dual certificates.
-struct Ca {
-    signer: LocalSigner,
-    cert: Certificate,
-}
+struct Ca(kb_pki::issue::TestCa);
 
 impl Ca {
     fn new() -> Self {
-        let signer = LocalSigner::new(PrivateKey::generate(Algorithm::Sm2).unwrap());
-        let params =
-            CertificateParams::new("C=CN,O=Test CA,CN=Test Root", CertKind::Root { path_len: None }, UnixTime::now(), 365);
-        let cert = issue::self_signed(&params, &signer).unwrap();
-        Ca { signer, cert }
+        Ca(kb_pki::issue::TestCa::new(Algorithm::Sm2, "C=CN,O=Test CA,CN=Test Root").unwrap())
     }
 
     fn issue(&self, subject: &str, key: &PrivateKey, usage: KeyUsage) -> Certificate {
-        let params = CertificateParams::leaf(subject, usage, UnixTime::now(), 365);
-        issue::issue(&params, &key.public_key(), Some(&self.cert), &self.signer).unwrap()
+        self.0.leaf(subject, &key.public_key(), usage).unwrap()
     }
 }
 
@@ -551,13 +541,7 @@ fn key_and_certificate_management() {
         ErrorCode::CertificateKeyMismatch
     );
     // Issue for the device key through a device signer (CSR-less, for the test).
-    let cert = issue::issue(
-        &CertificateParams::leaf("CN=New Holder", KeyUsage::Sign, UnixTime::now(), 30),
-        &pk,
-        Some(&rig.ca.cert),
-        &rig.ca.signer,
-    )
-    .unwrap();
+    let cert = rig.ca.0.leaf("CN=New Holder", &pk, KeyUsage::Sign).unwrap();
     rig.mgr.import_certificate(&id, "new", KeyUsage::Sign, cert.der(), "cli").unwrap();
     rig.expect(|e| *e == DeviceEvent::CertificatesChanged(id.clone()));
     assert_eq!(rig.mgr.certificate(&id, "new", KeyUsage::Sign, "cli").unwrap(), Some(cert.clone()));

@@ -185,7 +185,7 @@ fn set_and_get_by_key() {
     assert_eq!(s.get("file_key_dir"), None);
     for k in Settings::KEYS {
         // Optional keys with nothing set read as absent.
-        assert!(["file_key_dir", "pkcs11_modules"].contains(k) || Settings::default().get(k).is_some(), "{k}");
+        assert!(["file_key_dir", "pkcs11_modules", "skf_modules"].contains(k) || Settings::default().get(k).is_some(), "{k}");
     }
 }
 

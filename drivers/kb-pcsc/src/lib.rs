@@ -7,14 +7,16 @@
 //! - [`PcscCard`]: a [`kb_apdu::CardBackend`] over one reader, reconnecting after a card
 //!   reset; PC/SC failures become `ApduError`s in [`map_error`] alone.
 //! - [`registry`]: the media registry kept as data in `drivers/registry/media.toml`
-//!   (ATR patterns and USB VID:PID → card application or what must be installed).
+//!   (ATR patterns and USB VID:PID → card application or what must be installed),
+//!   re-exported from `kb-registry`.
 
 #![cfg_attr(test, allow(clippy::panic, clippy::unwrap_used, clippy::expect_used))]
 
 mod backend;
-pub mod registry;
 mod transport;
 
 pub use backend::{PcscCard, map_error};
-pub use registry::Registry;
+/// The media registry, shared with the HID transport (crate `kb-registry`).
+pub use kb_registry as registry;
+pub use kb_registry::Registry;
 pub use transport::{MAX_BACKOFF, MIN_BACKOFF, PcscTransport, STATUS_WAIT};

@@ -52,11 +52,8 @@ impl Default for PcscTransport {
 impl PcscTransport {
     /// The transport with the built-in registry.
     pub fn new() -> Self {
-        let (registry, registry_error) = match Registry::builtin() {
-            Ok(r) => (r, None),
-            Err(e) => (Registry::default(), Some(e.to_string())),
-        };
-        Self::with_registry_inner(registry, registry_error)
+        let (registry, registry_error) = Registry::builtin_or_empty();
+        Self::with_registry_inner(registry, registry_error.map(|e| e.to_string()))
     }
 
     /// The transport with another registry.

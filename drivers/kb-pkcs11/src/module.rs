@@ -46,12 +46,7 @@ impl Pkcs11Module {
         if let Some(m) = reg.get(path) {
             return Ok(m.clone());
         }
-        if !path.is_absolute() {
-            return Err(TokenError::Module(format!("{}: the module path must be absolute", path.display())));
-        }
-        if !path.is_file() {
-            return Err(TokenError::Module(format!("{}: no such file", path.display())));
-        }
+        kb_token::check_module_path(path)?;
         let ctx = Pkcs11::new(path).map_err(|e| module_error(path, e))?;
         match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
             // Someone else in this process (another library) initialised it: fine, it is shared.

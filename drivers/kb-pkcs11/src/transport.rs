@@ -8,9 +8,8 @@
 
 use crate::module::Pkcs11Module;
 use crate::token::Pkcs11Token;
-use kb_token::{Result, Token, Transport, TransportEvent};
-use kb_types::{DeviceId, DeviceInfo, HasErrorCode, TransportKind};
-use std::collections::BTreeMap;
+use kb_token::{PolledMedia, Result, Token, Transport, TransportEvent};
+use kb_types::{DeviceId, TransportKind};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Weak};
@@ -73,30 +72,11 @@ impl Transport for Pkcs11Transport {
 }
 
 fn watch_loop(path: &Path, poll: Duration, alive: &Weak<()>, tx: &Sender<TransportEvent>) {
-    let mut present: BTreeMap<DeviceId, DeviceInfo> = BTreeMap::new();
+    let mut media = PolledMedia::default();
     let mut enumerated = false;
-    let mut last_error: Option<String> = None;
     loop {
-        let events = match Pkcs11Module::load(path).and_then(|m| m.tokens()) {
-            Ok(tokens) => {
-                last_error = None;
-                let now: BTreeMap<DeviceId, DeviceInfo> = tokens.into_iter().map(|(_, i)| (i.id.clone(), i)).collect();
-                let mut ev: Vec<TransportEvent> =
-                    present.keys().filter(|id| !now.contains_key(*id)).cloned().map(TransportEvent::Removed).collect();
-                ev.extend(now.values().filter(|i| !present.contains_key(&i.id)).cloned().map(TransportEvent::Added));
-                present = now;
-                ev
-            }
-            Err(e) => {
-                let msg = format!("{}: {e}", e.code().name());
-                if last_error.as_ref() == Some(&msg) {
-                    Vec::new()
-                } else {
-                    last_error = Some(msg.clone());
-                    vec![TransportEvent::Error(msg)]
-                }
-            }
-        };
+        let events =
+            media.update(Pkcs11Module::load(path).and_then(|m| m.tokens()).map(|t| t.into_iter().map(|(_, i)| i).collect()));
         for ev in events {
             if tx.send(ev).is_err() {
                 return;

@@ -9,13 +9,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use kb_crypto::rsa::RsaPadding;
-use kb_crypto::{HashAlgorithm, PrivateKey, PublicKey, SignatureScheme};
+use kb_crypto::{HashAlgorithm, PublicKey, SignatureScheme};
 use kb_interop::softhsm::SoftHsm;
 use kb_interop::{OpenSsl, pem, write};
 use kb_pkcs11::{Pkcs11Module, Pkcs11Token, Pkcs11Transport};
-use kb_pki::issue::{CertKind, CertificateParams, issue, self_signed};
-use kb_pki::time::UnixTime;
-use kb_pki::{Certificate, LocalSigner};
+use kb_pki::Certificate;
 use kb_token::{Token, TokenError, Transport, TransportEvent};
 use kb_types::{Algorithm, DeviceId, ErrorCode, HasErrorCode, KeyUsage, Pin, PinKind};
 use std::path::Path;
@@ -44,27 +42,15 @@ fn open(rig: &SoftHsm, label: &str) -> Pkcs11Token {
 }
 
 /// A test CA and a certificate from it for `key`.
-struct Ca {
-    signer: LocalSigner,
-    cert: Certificate,
-}
+struct Ca(kb_pki::issue::TestCa);
 
 impl Ca {
     fn new() -> Ca {
-        let signer = LocalSigner::new(PrivateKey::generate(Algorithm::EcdsaP256).unwrap());
-        let params = CertificateParams::new(
-            "C=CN,O=KeyBridge Test,CN=PKCS#11 Test CA",
-            CertKind::Root { path_len: None },
-            UnixTime::now(),
-            30,
-        );
-        let cert = self_signed(&params, &signer).unwrap();
-        Ca { signer, cert }
+        Ca(kb_pki::issue::TestCa::new(Algorithm::EcdsaP256, "C=CN,O=KeyBridge Test,CN=PKCS#11 Test CA").unwrap())
     }
 
     fn issue(&self, cn: &str, key: &PublicKey, usage: KeyUsage) -> Certificate {
-        let params = CertificateParams::leaf(&format!("C=CN,O=KeyBridge Test,CN={cn}"), usage, UnixTime::now(), 30);
-        issue(&params, key, Some(&self.cert), &self.signer).unwrap()
+        self.0.leaf(&format!("C=CN,O=KeyBridge Test,CN={cn}"), key, usage).unwrap()
     }
 }
 
@@ -136,7 +122,7 @@ fn lists_signs_and_decrypts() {
     assert!(cs.iter().all(|c| c.encrypt.is_none()));
     let ec_cert = Certificate::from_der(ec.certificate.as_ref().unwrap()).unwrap();
     assert_eq!(ec_cert.subject_cn().as_deref(), Some("ec-key"));
-    ec_cert.verify_signature(kb_pki::Signer::public_key(&ca.signer)).unwrap();
+    ec_cert.verify_signature(kb_pki::Signer::public_key(&ca.0.signer)).unwrap();
     let ec_key = t.public_key("ec-key", KeyUsage::Sign).unwrap();
     let rsa_key = t.public_key("rsa-key", KeyUsage::Both).unwrap();
     assert_eq!(ec_cert.public_key().unwrap(), ec_key);

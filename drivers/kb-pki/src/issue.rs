@@ -343,3 +343,35 @@ mod tests {
         assert!(self_signed(&p, &a).is_err());
     }
 }
+
+/// A throwaway certificate authority held in memory: a self-signed root and the leaves
+/// it issues, valid from yesterday for a year. For tests, benchmarks and demos only —
+/// its key never leaves the process and is gone when it is dropped.
+pub struct TestCa {
+    /// The root's key.
+    pub signer: crate::signer::LocalSigner,
+    /// The root certificate.
+    pub cert: Certificate,
+}
+
+impl std::fmt::Debug for TestCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestCa").field("subject", &self.cert.subject()).finish_non_exhaustive()
+    }
+}
+
+impl TestCa {
+    /// A new root with a fresh `alg` key and this subject DN.
+    pub fn new(alg: kb_types::Algorithm, subject: &str) -> Result<Self> {
+        let signer = crate::signer::LocalSigner::new(kb_crypto::PrivateKey::generate(alg)?);
+        let params = CertificateParams::new(subject, CertKind::Root { path_len: None }, UnixTime::now().plus_days(-1), 366);
+        let cert = self_signed(&params, &signer)?;
+        Ok(TestCa { signer, cert })
+    }
+
+    /// A leaf certificate for `key` with this subject DN and usage.
+    pub fn leaf(&self, subject: &str, key: &PublicKey, usage: KeyUsage) -> Result<Certificate> {
+        let params = CertificateParams::leaf(subject, usage, UnixTime::now().plus_days(-1), 366);
+        issue(&params, key, Some(&self.cert), &self.signer)
+    }
+}

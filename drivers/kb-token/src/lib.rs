@@ -127,6 +127,56 @@ pub enum TransportEvent {
     Error(String),
 }
 
+/// What a polling transport knows about its media: turns each fresh listing into the
+/// events since the previous one.
+#[derive(Debug, Default)]
+pub struct PolledMedia {
+    present: std::collections::BTreeMap<DeviceId, DeviceInfo>,
+    last_error: Option<String>,
+}
+
+impl PolledMedia {
+    /// Events for one listing: `Removed` for media gone, `Added` for new ones. A failed
+    /// listing is one `Error` starting with the error code's name (the same failure again
+    /// is not repeated); what was present stays known until a listing succeeds.
+    pub fn update(&mut self, listing: Result<Vec<DeviceInfo>>) -> Vec<TransportEvent> {
+        use kb_types::HasErrorCode;
+        match listing {
+            Ok(media) => {
+                self.last_error = None;
+                let now: std::collections::BTreeMap<DeviceId, DeviceInfo> =
+                    media.into_iter().map(|i| (i.id.clone(), i)).collect();
+                let mut ev: Vec<TransportEvent> =
+                    self.present.keys().filter(|id| !now.contains_key(*id)).cloned().map(TransportEvent::Removed).collect();
+                ev.extend(now.values().filter(|i| !self.present.contains_key(&i.id)).cloned().map(TransportEvent::Added));
+                self.present = now;
+                ev
+            }
+            Err(e) => {
+                let msg = format!("{}: {e}", e.code().name());
+                if self.last_error.as_ref() == Some(&msg) {
+                    Vec::new()
+                } else {
+                    self.last_error = Some(msg.clone());
+                    vec![TransportEvent::Error(msg)]
+                }
+            }
+        }
+    }
+}
+
+/// Check a driver module path from the settings before loading it: it must be absolute
+/// and an existing file, else [`TokenError::Module`] naming it.
+pub fn check_module_path(path: &std::path::Path) -> Result<()> {
+    if !path.is_absolute() {
+        return Err(TokenError::Module(format!("{}: the module path must be absolute", path.display())));
+    }
+    if !path.is_file() {
+        return Err(TokenError::Module(format!("{}: no such file", path.display())));
+    }
+    Ok(())
+}
+
 /// Finds media of one kind and opens them.
 pub trait Transport: Send + Sync {
     /// Which kind.
@@ -139,4 +189,35 @@ pub trait Transport: Send + Sync {
 
     /// Open a medium this transport reported.
     fn open(&self, id: &DeviceId) -> Result<Box<dyn Token>>;
+}
+
+#[cfg(test)]
+mod polled_media_tests {
+    use super::*;
+    use kb_types::Capabilities;
+
+    fn info(local: &str) -> DeviceInfo {
+        DeviceInfo {
+            id: DeviceId::new(TransportKind::Skf, local),
+            label: local.into(),
+            serial: local.into(),
+            manufacturer: String::new(),
+            model: String::new(),
+            transport: TransportKind::Skf,
+            capabilities: Capabilities::default(),
+        }
+    }
+
+    #[test]
+    fn listings_become_events() {
+        let mut m = PolledMedia::default();
+        assert_eq!(m.update(Ok(vec![info("a")])), [TransportEvent::Added(info("a"))]);
+        assert_eq!(m.update(Ok(vec![info("a"), info("b")])), [TransportEvent::Added(info("b"))]);
+        let failed = m.update(Err(TokenError::Module("x: no such file".into())));
+        assert_eq!(failed, [TransportEvent::Error("module_load_failed: driver module: x: no such file".into())]);
+        assert!(m.update(Err(TokenError::Module("x: no such file".into()))).is_empty());
+        assert_eq!(m.update(Ok(vec![info("b")])), [TransportEvent::Removed(info("a").id)]);
+        assert!(check_module_path(std::path::Path::new("rel.so")).is_err());
+        assert!(check_module_path(std::path::Path::new("/nonexistent/x.so")).is_err());
+    }
 }

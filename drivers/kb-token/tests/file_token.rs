@@ -8,7 +8,7 @@ use kb_crypto::sm2::CiphertextLayout;
 use kb_crypto::{HashAlgorithm, PrivateKey, PublicKey, SignatureScheme};
 use kb_pki::issue::{CertificateParams, issue};
 use kb_pki::time::UnixTime;
-use kb_pki::{Certificate, LocalSigner, Signer};
+use kb_pki::{Certificate, Signer};
 use kb_token::file::{CreateOptions, FORMAT_VERSION, FileToken, FileTransport, KdfParams, MAX_SEAL_BYTES};
 use kb_token::{Session, Token, TokenError, Transport, TransportEvent};
 use kb_types::{Algorithm, DeviceId, ErrorCode, HasErrorCode, KeyUsage, Pin, PinKind, TransportKind};
@@ -80,27 +80,15 @@ impl Signer for TokenSigner<'_, '_> {
     }
 }
 
-struct Ca {
-    cert: Certificate,
-    signer: LocalSigner,
-}
+struct Ca(kb_pki::issue::TestCa);
 
 fn ca() -> Ca {
-    let signer = LocalSigner::new(PrivateKey::generate(Algorithm::Sm2).unwrap());
-    let params = CertificateParams::new(
-        "C=CN,O=KeyBridge Test,CN=Test CA",
-        kb_pki::issue::CertKind::Root { path_len: None },
-        UnixTime::now(),
-        3650,
-    );
-    let cert = issue(&params, signer.public_key(), None, &signer).unwrap();
-    Ca { cert, signer }
+    Ca(kb_pki::issue::TestCa::new(Algorithm::Sm2, "C=CN,O=KeyBridge Test,CN=Test CA").unwrap())
 }
 
 impl Ca {
     fn leaf(&self, subject_key: &PublicKey, usage: KeyUsage) -> Certificate {
-        let params = CertificateParams::leaf("C=CN,O=某某公司,CN=张三", usage, UnixTime::now(), 365);
-        issue(&params, subject_key, Some(&self.cert), &self.signer).unwrap()
+        self.0.leaf("C=CN,O=某某公司,CN=张三", subject_key, usage).unwrap()
     }
 }
 
@@ -236,6 +224,43 @@ fn wrong_pins_count_down_lock_and_unblock() {
     // Unblock also works when not locked (resets the PIN).
     t.unblock_pin(&pin(SO), &pin("third-pin")).unwrap();
     drop(t.login(&pin("third-pin")).unwrap());
+}
+
+#[test]
+fn a_pin_verified_moments_ago_skips_the_kdf_but_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = make(dir.path(), "fast");
+    let path = t.path().to_path_buf();
+    drop(t.login(&pin(USER)).unwrap());
+    assert_eq!(t.slow_logins(), 1);
+    // The same PIN again (what the service does with its PIN cache): no KDF.
+    for _ in 0..3 {
+        drop(t.login(&pin(USER)).unwrap());
+    }
+    assert_eq!(t.slow_logins(), 1);
+    // A different PIN always takes the slow path and costs a try.
+    assert_eq!(err(t.login(&pin("00000000"))), TokenError::WrongPin { retries_left: 5 });
+    assert_eq!(t.slow_logins(), 2);
+    // The try changed the record on disk: the right PIN is verified for real again
+    // (which resets the counter).
+    drop(t.login(&pin(USER)).unwrap());
+    assert_eq!(t.slow_logins(), 3);
+    assert_eq!(t.pin_info(PinKind::User).unwrap().retries_left, 6);
+    drop(t.login(&pin(USER)).unwrap());
+    assert_eq!(t.slow_logins(), 3);
+    // The PIN changed by another process: the old PIN is refused, not remembered.
+    let mut other = FileToken::open(&path).unwrap();
+    other.change_pin(PinKind::User, &pin(USER), &pin("changed-9")).unwrap();
+    assert_eq!(err(t.login(&pin(USER))), TokenError::WrongPin { retries_left: 5 });
+    drop(t.login(&pin("changed-9")).unwrap());
+    // Locked by another process: refused although this handle verified it before.
+    drop(t.login(&pin("changed-9")).unwrap());
+    let slow = t.slow_logins();
+    for _ in 0..6 {
+        let _ = other.login(&pin("wrong-pin"));
+    }
+    assert_eq!(err(t.login(&pin("changed-9"))), TokenError::PinLocked);
+    assert!(t.slow_logins() > slow);
 }
 
 #[test]

@@ -94,7 +94,16 @@ export function openssl(args) {
 
 /** Peak resident memory of a process so far (VmHWM), in bytes; Linux only. */
 export function peakRss(pid) {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return statusBytes(pid, "VmHWM");
+}
+
+/** Resident memory of a process now (VmRSS), in bytes; Linux only. */
+export function rss(pid) {
+  return statusBytes(pid, "VmRSS");
+}
+
+function statusBytes(pid, field) {
+  const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return m ? Number(m[1]) * 1024 : NaN;
 }
 

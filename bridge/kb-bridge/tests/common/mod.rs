@@ -12,10 +12,8 @@ use kb_bridge::methods::Service;
 use kb_bridge::secret::ClientSecret;
 use kb_bridge::{Bridge, BridgeConfig, RunningBridge};
 use kb_crypto::PrivateKey;
+use kb_pki::Certificate;
 use kb_pki::chain::TrustStore;
-use kb_pki::issue::{self, CertKind, CertificateParams};
-use kb_pki::time::UnixTime;
-use kb_pki::{Certificate, LocalSigner};
 use kb_service::audit::{AuditRecord, AuditSink};
 use kb_service::devices::{DeviceEvent, DeviceManager};
 use kb_service::pin_cache::PinCachePolicy;
@@ -41,23 +39,19 @@ impl AuditSink for MemAudit {
     }
 }
 
-pub struct Ca {
-    pub signer: LocalSigner,
-    pub cert: Certificate,
-}
+pub struct Ca(pub kb_pki::issue::TestCa);
 
 impl Ca {
     pub fn new() -> Self {
-        let signer = LocalSigner::new(PrivateKey::generate(Algorithm::Sm2).unwrap());
-        let params =
-            CertificateParams::new("C=CN,O=Test CA,CN=Test Root", CertKind::Root { path_len: None }, UnixTime::now(), 365);
-        let cert = issue::self_signed(&params, &signer).unwrap();
-        Ca { signer, cert }
+        Ca(kb_pki::issue::TestCa::new(Algorithm::Sm2, "C=CN,O=Test CA,CN=Test Root").unwrap())
     }
 
     pub fn issue(&self, subject: &str, key: &PrivateKey, usage: KeyUsage) -> Certificate {
-        let params = CertificateParams::leaf(subject, usage, UnixTime::now(), 365);
-        issue::issue(&params, &key.public_key(), Some(&self.cert), &self.signer).unwrap()
+        self.0.leaf(subject, &key.public_key(), usage).unwrap()
+    }
+
+    pub fn cert(&self) -> &Certificate {
+        &self.0.cert
     }
 }
 
@@ -131,7 +125,7 @@ pub async fn rig_with(tweak: impl FnOnce(&mut BridgeConfig), wrap: Option<Wrap>)
     tweak(&mut config);
     let grants = Arc::new(GrantStore::in_memory());
     let consent = Consent::new(Arc::clone(&grants), config.consent, watched);
-    let trust = TrustStore::from_certs([ca.cert.clone()]);
+    let trust = TrustStore::from_certs([ca.cert().clone()]);
     let service = Arc::new(Service::new(manager.clone(), trust, consent, config));
     let secret = ClientSecret::generate().unwrap();
     let bridge = Bridge::new(service, secret.clone(), watch).start().await.unwrap();

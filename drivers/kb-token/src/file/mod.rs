@@ -113,9 +113,83 @@ pub struct FileToken {
     path: PathBuf,
     info: DeviceInfo,
     lock_timeout: Duration,
+    /// The user PIN verified moments ago (see [`Unlocked`]).
+    unlocked: Option<Unlocked>,
+    /// Logins that ran the KDF (for tests of the fast path).
+    slow_logins: u64,
+}
+
+/// How long a verified user PIN spares Argon2id for the next login with the same PIN.
+pub const UNLOCKED_TTL: Duration = Duration::from_secs(60);
+
+/// A user PIN verified moments ago, so that the next login with the same PIN (the
+/// device service logs in for every operation, with the PIN from its PIN cache) need
+/// not run Argon2id (64 MiB, ~0.2 s) again. It is bound to the exact user-PIN record on
+/// disk — salt, wrapped key and tries left — so a PIN change, an unblock or a wrong try
+/// anywhere (another process included) makes it miss and the slow path decides. The PIN
+/// itself is not kept: only SM3(nonce ‖ PIN) with a random nonce, to recognise it.
+/// Nothing here is weaker than the service's PIN cache, which holds the PIN itself.
+#[derive(Clone)]
+struct Unlocked {
+    salt: Vec<u8>,
+    wrapped_key: Vec<u8>,
+    retries_left: u8,
+    nonce: [u8; 32],
+    tag: Zeroizing<Vec<u8>>,
+    data_key: Zeroizing<[u8; DATA_KEY_LEN]>,
+    at: std::time::Instant,
+}
+
+impl std::fmt::Debug for Unlocked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Unlocked(REDACTED)")
+    }
+}
+
+impl Unlocked {
+    fn tag(nonce: &[u8; 32], pin: &Pin) -> Zeroizing<Vec<u8>> {
+        let mut h = kb_crypto::Hasher::new(kb_types::HashAlgorithm::Sm3);
+        h.update(nonce);
+        h.update(pin.expose());
+        Zeroizing::new(h.finish())
+    }
+
+    fn new(rec: &format::PinRecord, pin: &Pin, data_key: &Zeroizing<[u8; DATA_KEY_LEN]>) -> Option<Self> {
+        let nonce = kb_crypto::rng::random_array::<32>().ok()?;
+        Some(Unlocked {
+            salt: rec.salt.clone(),
+            wrapped_key: rec.wrapped_key.clone(),
+            retries_left: rec.retries_left,
+            tag: Self::tag(&nonce, pin),
+            nonce,
+            data_key: data_key.clone(),
+            at: std::time::Instant::now(),
+        })
+    }
+
+    fn matches(&self, rec: &format::PinRecord, pin: &Pin) -> bool {
+        use subtle::ConstantTimeEq;
+        self.at.elapsed() < UNLOCKED_TTL
+            && self.salt == rec.salt
+            && self.wrapped_key == rec.wrapped_key
+            && self.retries_left == rec.retries_left
+            && bool::from(Self::tag(&self.nonce, pin).as_slice().ct_eq(self.tag.as_slice()))
+    }
 }
 
 impl FileToken {
+    /// A handle on a key file whose body was just read or written.
+    fn handle(path: PathBuf, body: &Body) -> FileToken {
+        FileToken { info: device_info(&path, body), path, lock_timeout: DEFAULT_LOCK_TIMEOUT, unlocked: None, slow_logins: 0 }
+    }
+
+    /// How many logins ran the slow KDF (the others were recognised as the PIN verified
+    /// moments ago). For tests and benchmarks.
+    #[doc(hidden)]
+    pub fn slow_logins(&self) -> u64 {
+        self.slow_logins
+    }
+
     /// Create a new key file at `path` (normally `<dir>/<name>.kbkey`; the device id is
     /// `file:<name>`). Fails with `AlreadyExists` if the file exists, `PinPolicy` if a
     /// PIN breaks the policy. Runs the KDF twice (user and SO PIN).
@@ -176,7 +250,7 @@ impl FileToken {
         }
         store::write_atomic(&guard, &path, &bytes)?;
         drop(guard);
-        Ok(FileToken { info: device_info(&path, &body), path, lock_timeout: DEFAULT_LOCK_TIMEOUT })
+        Ok(FileToken::handle(path, &body))
     }
 
     /// Open an existing key file: `Removed` if it is missing, `Corrupt` if it is
@@ -184,7 +258,7 @@ impl FileToken {
     pub fn open(path: impl AsRef<Path>) -> Result<FileToken> {
         let path = path.as_ref().to_path_buf();
         let body = format::decode(&store::read(&path)?)?;
-        Ok(FileToken { info: device_info(&path, &body), path, lock_timeout: DEFAULT_LOCK_TIMEOUT })
+        Ok(FileToken::handle(path, &body))
     }
 
     /// The key file.
@@ -321,6 +395,7 @@ impl Token for FileToken {
 
     fn change_pin(&mut self, kind: PinKind, old: &Pin, new: &Pin) -> Result<()> {
         check_pin_policy(new)?;
+        self.unlocked = None;
         let guard = self.lock()?;
         let mut body = self.load()?;
         let data_key = self.verify_locked(&guard, &mut body, kind, old)?;
@@ -332,6 +407,7 @@ impl Token for FileToken {
 
     fn unblock_pin(&mut self, so_pin: &Pin, new_user_pin: &Pin) -> Result<()> {
         check_pin_policy(new_user_pin)?;
+        self.unlocked = None;
         let guard = self.lock()?;
         let mut body = self.load()?;
         let data_key = self.verify_locked(&guard, &mut body, PinKind::So, so_pin)?;
@@ -367,7 +443,17 @@ impl Token for FileToken {
     fn login<'a>(&'a mut self, pin: &Pin) -> Result<Box<dyn Session + 'a>> {
         let guard = self.lock()?;
         let mut body = self.load()?;
-        let data_key = self.verify_locked(&guard, &mut body, PinKind::User, pin)?;
+        let cached = self.unlocked.as_ref().filter(|u| u.matches(&body.user_pin, pin)).map(|u| u.data_key.clone());
+        let data_key = match cached {
+            Some(k) => k,
+            None => {
+                self.unlocked = None;
+                self.slow_logins += 1;
+                let k = self.verify_locked(&guard, &mut body, PinKind::User, pin)?;
+                self.unlocked = Unlocked::new(&body.user_pin, pin, &k);
+                k
+            }
+        };
         drop(guard);
         Ok(Box::new(FileSession { token: self, data_key }))
     }

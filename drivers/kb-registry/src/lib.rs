@@ -1,6 +1,12 @@
 //! The media registry (`drivers/registry/media.toml`): ATR patterns and USB VID:PID →
 //! which driver or card application serves the medium, or what the user must install.
 //! Data, not code: the file is compiled in and can be replaced with [`Registry::parse`].
+//!
+//! Shared by the transports that recognise media before any driver claims them: PC/SC
+//! (ATRs, `kb-pcsc`) and HID (USB VID:PIDs of vendor-protocol keys, `kb-hid`, which also
+//! generates the installer's udev rules from it).
+
+#![cfg_attr(test, allow(clippy::panic, clippy::unwrap_used, clippy::expect_used))]
 
 use serde::Deserialize;
 use std::fmt;
@@ -8,8 +14,14 @@ use std::fmt;
 /// The registry shipped with KeyBridge.
 pub const BUILTIN: &str = include_str!("../../registry/media.toml");
 
-/// Card applications KeyBridge implements (values of `app`).
+/// Card applications KeyBridge implements (values of `app` for cards and CCID keys).
 pub const KNOWN_APPS: &[&str] = &["openpgp"];
+
+/// HID protocol drivers KeyBridge implements (values of `app` for `interface = "vendor"`
+/// keys). None yet: no Chinese GM key's HID protocol is publicly documented, so every
+/// vendor key is listed with `needs`. A build that adds a driver names it here (or passes
+/// it to [`Registry::parse_with_hid_drivers`]).
+pub const KNOWN_HID_DRIVERS: &[&str] = &[];
 
 /// Why a registry file is not valid. Names the entry.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -49,6 +61,28 @@ impl CardEntry {
     }
 }
 
+/// How a USB key talks to the computer, which decides who sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UsbInterface {
+    /// A CCID smart-card reader (or a key that is one): pcscd and libccid serve it, the
+    /// PC/SC transport sees its card, and libccid's own udev rules give pcscd access.
+    Ccid,
+    /// A vendor protocol over HID or vendor-specific USB, spoken by a vendor module (SKF,
+    /// PKCS#11) or a KeyBridge HID driver: the HID transport reports it, and KeyBridge's
+    /// udev rules give the desktop user access to its `hidraw` and `usb` device nodes.
+    Vendor,
+}
+
+impl UsbInterface {
+    /// The value in the registry file.
+    pub const fn name(self) -> &'static str {
+        match self {
+            UsbInterface::Ccid => "ccid",
+            UsbInterface::Vendor => "vendor",
+        }
+    }
+}
+
 /// One `[[usb]]` entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UsbEntry {
@@ -60,6 +94,8 @@ pub struct UsbEntry {
     pub vendor: String,
     /// Model.
     pub model: String,
+    /// How it talks to the computer.
+    pub interface: UsbInterface,
     /// What serves it.
     pub served: Served,
     /// Where the entry comes from.
@@ -101,6 +137,7 @@ struct RawUsb {
     pid: String,
     vendor: String,
     model: String,
+    interface: Option<String>,
     app: Option<String>,
     needs: Option<String>,
     source: String,
@@ -111,10 +148,13 @@ fn hex_bytes(s: &str) -> Option<Vec<u8>> {
     hex::decode(digits).ok().filter(|b| !b.is_empty())
 }
 
-fn served(app: Option<String>, needs: Option<String>, at: &str) -> Result<Served, RegistryError> {
+fn served(app: Option<String>, needs: Option<String>, at: &str, known: &[&str]) -> Result<Served, RegistryError> {
     match (app, needs) {
-        (Some(a), None) if KNOWN_APPS.contains(&a.as_str()) => Ok(Served::App(a)),
-        (Some(a), None) => Err(RegistryError(format!("{at}: unknown app \"{a}\" (known: {})", KNOWN_APPS.join(", ")))),
+        (Some(a), None) if known.contains(&a.as_str()) => Ok(Served::App(a)),
+        (Some(a), None) => {
+            let list = if known.is_empty() { "none".to_owned() } else { known.join(", ") };
+            Err(RegistryError(format!("{at}: unknown app \"{a}\" (known here: {list})")))
+        }
         (None, Some(n)) if !n.trim().is_empty() => Ok(Served::Needs(n)),
         _ => Err(RegistryError(format!("{at}: give exactly one of `app` and `needs`"))),
     }
@@ -133,8 +173,23 @@ impl Registry {
         Self::parse(BUILTIN)
     }
 
+    /// The built-in registry, or — if it does not parse, which its tests rule out — an
+    /// empty one and the error, for a transport to report instead of failing.
+    pub fn builtin_or_empty() -> (Self, Option<RegistryError>) {
+        match Self::builtin() {
+            Ok(r) => (r, None),
+            Err(e) => (Registry::default(), Some(e)),
+        }
+    }
+
     /// Parse and check a registry file.
     pub fn parse(text: &str) -> Result<Self, RegistryError> {
+        Self::parse_with_hid_drivers(text, KNOWN_HID_DRIVERS)
+    }
+
+    /// Parse and check a registry file whose vendor-interface keys may name these HID
+    /// drivers as their `app` (the built-in ones are [`KNOWN_HID_DRIVERS`]).
+    pub fn parse_with_hid_drivers(text: &str, hid_drivers: &[&str]) -> Result<Self, RegistryError> {
         let file: File = toml::from_str(text).map_err(|e| RegistryError(e.to_string()))?;
         let mut cards = Vec::new();
         for (i, c) in file.card.into_iter().enumerate() {
@@ -146,7 +201,7 @@ impl Registry {
                     .filter(|m| m.len() == atr.len())
                     .ok_or_else(|| RegistryError(format!("{at}: mask must be hex bytes of the ATR's length ({})", atr.len())))?,
             };
-            let served = served(c.app, c.needs, &at)?;
+            let served = served(c.app, c.needs, &at, KNOWN_APPS)?;
             cards.push(CardEntry { name: c.name, vendor: c.vendor, atr, mask, served, source: c.source });
         }
         let mut usb: Vec<UsbEntry> = Vec::new();
@@ -156,8 +211,13 @@ impl Registry {
             if usb.iter().any(|e| (e.vid, e.pid) == (vid, pid)) {
                 return Err(RegistryError(format!("{at}: {vid:04X}:{pid:04X} listed twice")));
             }
-            let served = served(u.app, u.needs, &at)?;
-            usb.push(UsbEntry { vid, pid, vendor: u.vendor, model: u.model, served, source: u.source });
+            let (interface, apps) = match u.interface.as_deref() {
+                None | Some("ccid") => (UsbInterface::Ccid, KNOWN_APPS),
+                Some("vendor") => (UsbInterface::Vendor, hid_drivers),
+                Some(other) => return Err(RegistryError(format!("{at}: unknown interface \"{other}\" (ccid, vendor)"))),
+            };
+            let served = served(u.app, u.needs, &at, apps)?;
+            usb.push(UsbEntry { vid, pid, vendor: u.vendor, model: u.model, interface, served, source: u.source });
         }
         Ok(Registry { cards, usb })
     }
@@ -219,6 +279,10 @@ mod tests {
         assert!(matches!(&ft.served, Served::Needs(n) if n.contains("SKF")));
         assert_eq!(r.match_usb(0x1050, 0x0407).unwrap().served, Served::App("openpgp".into()));
         assert!(r.match_usb(0x1234, 0x5678).is_none());
+        assert_eq!(r.match_usb(0x1050, 0x0407).unwrap().interface, UsbInterface::Ccid);
+        let gm = r.match_usb(0x096E, 0x0309).unwrap();
+        assert_eq!((gm.model.as_str(), gm.interface), ("ePass3000GM", UsbInterface::Vendor));
+        assert!(r.usb().iter().filter(|u| u.interface == UsbInterface::Vendor).all(|u| u.source.starts_with("usb.ids")));
     }
 
     #[test]
@@ -241,6 +305,29 @@ mod tests {
             assert!(e.contains(want), "{e} / {text}");
         }
         assert_eq!(Registry::parse("").unwrap(), Registry::default());
+    }
+
+    #[test]
+    fn usb_interfaces() {
+        let usb = |extra: &str| {
+            format!("[[usb]]\nvid = \"096E\"\npid = \"0309\"\nvendor = \"F\"\nmodel = \"M\"\nsource = \"s\"\n{extra}")
+        };
+        let r = Registry::parse(&usb("needs = \"x\"")).unwrap();
+        assert_eq!(r.usb()[0].interface, UsbInterface::Ccid, "absent means ccid");
+        let r = Registry::parse(&usb("interface = \"vendor\"\nneeds = \"x\"")).unwrap();
+        assert_eq!(r.usb()[0].interface, UsbInterface::Vendor);
+        assert_eq!(UsbInterface::Vendor.name(), "vendor");
+        for (text, want) in [
+            (usb("interface = \"hid\"\nneeds = \"x\""), "unknown interface \"hid\""),
+            // Card applications are not HID drivers, and no HID driver is built in.
+            (usb("interface = \"vendor\"\napp = \"openpgp\""), "known here: none"),
+        ] {
+            let e = Registry::parse(&text).unwrap_err().to_string();
+            assert!(e.contains(want), "{e} / {text}");
+        }
+        let r = Registry::parse_with_hid_drivers(&usb("interface = \"vendor\"\napp = \"acme-hid\""), &["acme-hid"]).unwrap();
+        assert_eq!(r.usb()[0].served, Served::App("acme-hid".into()));
+        assert!(Registry::parse_with_hid_drivers(&usb("app = \"acme-hid\""), &["acme-hid"]).is_err(), "ccid keys name card apps");
     }
 
     #[test]

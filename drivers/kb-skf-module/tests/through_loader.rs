@@ -1,0 +1,406 @@
+//! KeyBridge's SKF module, built as a real shared library by cargo, loaded through the
+//! `kb-skf` loader across `dlopen` (and by an independent C program), over file keys made
+//! by the test. The module finds its keys through `KEYBRIDGE_SKF_KEY_DIR`; setting it
+//! in-process would need `unsafe`, so each test runs in a child process of its own (see
+//! [`enter`]) with a private key directory.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use kb_crypto::rsa::RsaPadding;
+use kb_crypto::sm2::CiphertextLayout;
+use kb_crypto::{PublicKey, SignatureScheme};
+use kb_pki::Certificate;
+use kb_skf::{REQUIRED_FUNCTIONS, SkfModule, SkfToken, SkfTransport};
+use kb_token::file::{CreateOptions, FileToken};
+use kb_token::{Token, TokenError, Transport, TransportEvent};
+use kb_types::{Algorithm, DeviceId, ErrorCode, HasErrorCode, KeyUsage, Pin, PinKind, TransportKind};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+const USER: &str = "11112222";
+const SO: &str = "33334444";
+const RIG_ENV: &str = "KB_SKF_TEST_RIG";
+
+/// `libkb_skf_module.so` as cargo built it for this test run: the test executable lives
+/// in `<target>/<profile>/deps/`, and cargo writes the package's cdylib into that same
+/// `deps/` directory (and copies it one level up) — with or without `CARGO_TARGET_DIR`.
+fn module_path() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap();
+    let name = format!("{}kb_skf_module{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    [deps.join(&name), deps.parent().unwrap().join(&name)]
+        .into_iter()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} not found next to {}", exe.display()))
+}
+
+/// The key directory, inside the child process that runs the test body; `None` in the
+/// parent after the child passed.
+fn enter(test_name: &str) -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os(RIG_ENV) {
+        return Some(PathBuf::from(dir));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
+        .env("KEYBRIDGE_SKF_KEY_DIR", dir.path())
+        .env(RIG_ENV, dir.path())
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "SKF test {test_name} failed in its child process:\n{text}");
+    assert!(text.contains("1 passed"), "SKF test {test_name} did not run in the child:\n{text}");
+    None
+}
+
+struct Ca(kb_pki::issue::TestCa);
+
+impl Ca {
+    fn new() -> Ca {
+        Ca(kb_pki::issue::TestCa::new(Algorithm::Sm2, "C=CN,O=KeyBridge Test,CN=SKF Test CA").unwrap())
+    }
+
+    fn issue(&self, cn: &str, key: &PublicKey, usage: KeyUsage) -> Certificate {
+        self.0.leaf(&format!("C=CN,O=KeyBridge Test,CN={cn}"), key, usage).unwrap()
+    }
+}
+
+/// A file key `<dir>/<name>.kbkey` with container `main` holding an SM2 signing and an
+/// SM2 encryption pair, each with a certificate from `ca`.
+struct Key {
+    serial: String,
+    sign: PublicKey,
+    encrypt: PublicKey,
+    sign_cert: Vec<u8>,
+    encrypt_cert: Vec<u8>,
+}
+
+fn make_key(dir: &Path, name: &str, ca: &Ca) -> Key {
+    let serial = format!("KBF-SKF-{name}");
+    let opts = CreateOptions { serial: Some(serial.clone()), ..CreateOptions::weak_for_tests() };
+    let mut t =
+        FileToken::create(dir.join(format!("{name}.kbkey")), &format!("测试 {name}"), &Pin::new(USER), &Pin::new(SO), opts)
+            .unwrap();
+    let mut s = t.login(&Pin::new(USER)).unwrap();
+    s.create_container("main").unwrap();
+    let sign = s.generate_key_pair("main", KeyUsage::Sign, Algorithm::Sm2).unwrap();
+    let encrypt = s.generate_key_pair("main", KeyUsage::Encrypt, Algorithm::Sm2).unwrap();
+    let sign_cert = ca.issue(&format!("{name} sign"), &sign, KeyUsage::Sign).der().to_vec();
+    let encrypt_cert = ca.issue(&format!("{name} enc"), &encrypt, KeyUsage::Encrypt).der().to_vec();
+    s.import_certificate("main", KeyUsage::Sign, &sign_cert).unwrap();
+    s.import_certificate("main", KeyUsage::Encrypt, &encrypt_cert).unwrap();
+    Key { serial, sign, encrypt, sign_cert, encrypt_cert }
+}
+
+fn skf_id(serial: &str) -> DeviceId {
+    DeviceId::new(TransportKind::Skf, serial)
+}
+
+fn open(serial: &str) -> SkfToken {
+    SkfToken::open(SkfModule::load(&module_path()).unwrap(), &skf_id(serial)).unwrap()
+}
+
+fn code<T>(r: Result<T, TokenError>) -> ErrorCode {
+    match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.code(),
+    }
+}
+
+/// The next event within `timeout`; a transport error fails the test.
+fn next_event(rx: &Receiver<TransportEvent>, timeout: Duration) -> Option<TransportEvent> {
+    match rx.recv_timeout(timeout) {
+        Ok(TransportEvent::Error(e)) => panic!("transport error: {e}"),
+        Ok(e) => Some(e),
+        Err(_) => None,
+    }
+}
+
+#[test]
+fn lists_signs_and_decrypts_through_dlopen() {
+    let Some(dir) = enter("lists_signs_and_decrypts_through_dlopen") else { return };
+    let key = make_key(&dir, "alpha", &Ca::new());
+
+    let transport = SkfTransport::new(module_path());
+    let rx = transport.watch().unwrap();
+    let added = match next_event(&rx, Duration::from_secs(5)) {
+        Some(TransportEvent::Added(info)) => info,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(next_event(&rx, Duration::from_secs(5)), Some(TransportEvent::EnumerationComplete));
+    assert_eq!(added.id, skf_id(&key.serial));
+    assert_eq!(
+        (added.label.as_str(), added.serial.as_str(), added.manufacturer.as_str()),
+        ("测试 alpha", key.serial.as_str(), "KeyBridge")
+    );
+    assert_eq!(added.transport, TransportKind::Skf);
+
+    let mut t = transport.open(&added.id).unwrap();
+    let containers = t.containers().unwrap();
+    assert_eq!(containers.len(), 1, "{containers:?}");
+    let c = &containers[0];
+    assert_eq!(c.name, "main");
+    assert_eq!(c.sign.as_ref().unwrap().certificate.as_deref(), Some(&key.sign_cert[..]));
+    assert_eq!(c.encrypt.as_ref().unwrap().certificate.as_deref(), Some(&key.encrypt_cert[..]));
+    assert_eq!(t.public_key("main", KeyUsage::Sign).unwrap(), key.sign);
+    assert_eq!(t.public_key("main", KeyUsage::Encrypt).unwrap(), key.encrypt);
+    assert_eq!(code(t.public_key("nope", KeyUsage::Sign)), ErrorCode::NotFound);
+    let pin = t.pin_info(PinKind::User).unwrap();
+    assert_eq!((pin.retries_left, pin.max_retries, pin.locked, pin.is_default), (6, 6, false, true));
+
+    let mut s = t.login(&Pin::new(USER)).unwrap();
+    // Sign: e = SM3(ZA ‖ M) on our side, r and s from SKF_ECCSignData, DER out.
+    let scheme = SignatureScheme::sm2_default();
+    let msg = "投标文件 bid".as_bytes();
+    let e = key.sign.message_digest(&scheme, msg).unwrap();
+    let sig = s.sign_digest("main", KeyUsage::Sign, &scheme, &e).unwrap();
+    key.sign.verify(&scheme, msg, &sig).unwrap();
+    assert!(key.sign.verify(&scheme, b"other", &sig).is_err());
+    assert_eq!(code(s.sign_digest("main", KeyUsage::Sign, &scheme, &e[..31])), ErrorCode::InvalidParameter);
+
+    // Decrypt with the encryption key through SKF_ECCDecrypt, any ciphertext layout.
+    let content_key = *b"0123456789abcdef";
+    let der = key.encrypt.encrypt(&content_key, RsaPadding::Pkcs1v15).unwrap();
+    assert_eq!(&s.decrypt("main", KeyUsage::Encrypt, &der, RsaPadding::Pkcs1v15).unwrap()[..], &content_key);
+    let PublicKey::Sm2(enc) = &key.encrypt else { panic!() };
+    let raw = enc.encrypt(&content_key).unwrap().encode(CiphertextLayout::C1C2C3, false);
+    assert_eq!(&s.decrypt("main", KeyUsage::Encrypt, &raw, RsaPadding::Pkcs1v15).unwrap()[..], &content_key);
+    let mut tampered = der.clone();
+    let n = tampered.len();
+    tampered[n - 1] ^= 1;
+    assert_eq!(code(s.decrypt("main", KeyUsage::Encrypt, &tampered, RsaPadding::Pkcs1v15)), ErrorCode::DecryptionFailed);
+    // Encrypted to the signing key: the encryption key cannot open it.
+    let wrong = key.sign.encrypt(&content_key, RsaPadding::Pkcs1v15).unwrap();
+    assert_eq!(code(s.decrypt("main", KeyUsage::Encrypt, &wrong, RsaPadding::Pkcs1v15)), ErrorCode::DecryptionFailed);
+    drop(s);
+
+    // Pulled out: the open medium fails cleanly and the transport reports it.
+    std::fs::remove_file(dir.join("alpha.kbkey")).unwrap();
+    assert_eq!(code(t.containers()), ErrorCode::DeviceRemoved);
+    assert_eq!(next_event(&rx, Duration::from_secs(3)), Some(TransportEvent::Removed(added.id.clone())));
+}
+
+#[test]
+fn pins_retries_lock_and_unblock() {
+    let Some(dir) = enter("pins_retries_lock_and_unblock") else { return };
+    let key = make_key(&dir, "beta", &Ca::new());
+    let mut t = open(&key.serial);
+
+    assert_eq!(t.login(&Pin::new("000000")).err(), Some(TokenError::WrongPin { retries_left: 5 }));
+    assert_eq!(code(t.login(&Pin::new("000000"))), ErrorCode::WrongPin);
+    assert_eq!(t.pin_info(PinKind::User).unwrap().retries_left, 4);
+    // A right PIN resets the counter (checked independently on the file key).
+    drop(t.login(&Pin::new(USER)).unwrap());
+    let mut file = FileToken::open(dir.join("beta.kbkey")).unwrap();
+    assert_eq!(file.pin_info(PinKind::User).unwrap().retries_left, 6);
+
+    for left in (0..6).rev() {
+        let e = t.login(&Pin::new("000000")).err().unwrap();
+        if left == 0 {
+            assert_eq!(e, TokenError::PinLocked);
+        } else {
+            assert_eq!(e, TokenError::WrongPin { retries_left: left });
+        }
+    }
+    assert_eq!(code(t.login(&Pin::new(USER))), ErrorCode::PinLocked);
+    assert!(t.pin_info(PinKind::User).unwrap().locked);
+
+    // Unblock: a wrong SO PIN costs an SO try and says how many are left.
+    assert_eq!(t.unblock_pin(&Pin::new("99999999"), &Pin::new("55556666")).err(), Some(TokenError::WrongPin { retries_left: 9 }));
+    assert_eq!(t.pin_info(PinKind::So).unwrap().retries_left, 9);
+    t.unblock_pin(&Pin::new(SO), &Pin::new("55556666")).unwrap();
+    drop(t.login(&Pin::new("55556666")).unwrap());
+
+    // Change: the old PIN no longer works, the new one does; the file key agrees.
+    t.change_pin(PinKind::User, &Pin::new("55556666"), &Pin::new("77778888")).unwrap();
+    assert_eq!(code(t.login(&Pin::new("55556666"))), ErrorCode::WrongPin);
+    drop(file.login(&Pin::new("77778888")).unwrap());
+    assert_eq!(code(t.change_pin(PinKind::User, &Pin::new("77778888"), &Pin::new("1"))), ErrorCode::PinPolicy);
+}
+
+#[test]
+fn keygen_and_certificate_import() {
+    let Some(dir) = enter("keygen_and_certificate_import") else { return };
+    let ca = Ca::new();
+    let key = make_key(&dir, "gamma", &ca);
+    let mut t = open(&key.serial);
+    let mut s = t.login(&Pin::new(USER)).unwrap();
+    // A new container with an on-device signing pair, as for 变更/补发.
+    let public = s.generate_key_pair("renewed", KeyUsage::Sign, Algorithm::Sm2).unwrap();
+    assert_eq!(code(s.generate_key_pair("renewed", KeyUsage::Encrypt, Algorithm::Sm2)), ErrorCode::NotSupported);
+    let cert = ca.issue("gamma renewed", &public, KeyUsage::Sign);
+    let other = ca.issue("someone else", &key.encrypt, KeyUsage::Sign);
+    assert_eq!(code(s.import_certificate("renewed", KeyUsage::Sign, other.der())), ErrorCode::CertificateKeyMismatch);
+    s.import_certificate("renewed", KeyUsage::Sign, cert.der()).unwrap();
+    let e = public.message_digest(&SignatureScheme::sm2_default(), b"m").unwrap();
+    let sig = s.sign_digest("renewed", KeyUsage::Sign, &SignatureScheme::sm2_default(), &e).unwrap();
+    public.verify(&SignatureScheme::sm2_default(), b"m", &sig).unwrap();
+    drop(s);
+    // Read back independently from the file key itself.
+    let mut file = FileToken::open(dir.join("gamma.kbkey")).unwrap();
+    let c = file.containers().unwrap().into_iter().find(|c| c.name == "renewed").unwrap();
+    assert_eq!(c.sign.unwrap().certificate.as_deref(), Some(cert.der()));
+    assert_eq!(file.public_key("renewed", KeyUsage::Sign).unwrap(), public);
+    // Without a login the module refuses private-key work.
+    assert_eq!(t.containers().unwrap().len(), 2);
+}
+
+#[test]
+fn device_events_arrive_before_the_poll() {
+    let Some(dir) = enter("device_events_arrive_before_the_poll") else { return };
+    let ca = Ca::new();
+    make_key(&dir, "one", &ca);
+    let module = SkfModule::load(&module_path()).unwrap();
+    assert!(module.has_device_events() && module.can_decrypt());
+    // A 10 s poll: anything seen sooner came through SKF_WaitForDevEvent.
+    let transport = SkfTransport::new(module_path()).with_poll_interval(Duration::from_secs(10));
+    let rx = transport.watch().unwrap();
+    assert!(matches!(next_event(&rx, Duration::from_secs(5)), Some(TransportEvent::Added(_))));
+    assert_eq!(next_event(&rx, Duration::from_secs(5)), Some(TransportEvent::EnumerationComplete));
+    std::thread::sleep(Duration::from_millis(300)); // let the event thread take its first look
+    let start = Instant::now();
+    let two = make_key(&dir, "two", &ca);
+    match next_event(&rx, Duration::from_secs(3)) {
+        Some(TransportEvent::Added(info)) => assert_eq!(info.id, skf_id(&two.serial)),
+        other => panic!("{other:?}"),
+    }
+    let added = start.elapsed();
+    std::fs::remove_file(dir.join("two.kbkey")).unwrap();
+    assert_eq!(next_event(&rx, Duration::from_secs(3)), Some(TransportEvent::Removed(skf_id(&two.serial))));
+    eprintln!("SKF insert → Added in {added:?}");
+    assert!(added < Duration::from_secs(2), "{added:?}");
+}
+
+#[test]
+fn bad_modules_are_module_load_failed() {
+    let missing = SkfModule::load(Path::new("/nonexistent/libskf.so")).unwrap_err();
+    assert_eq!(missing.code(), ErrorCode::ModuleLoadFailed);
+    assert_eq!(SkfModule::load(Path::new("libskf.so")).unwrap_err().code(), ErrorCode::ModuleLoadFailed);
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.so");
+    std::fs::write(&junk, b"not a library").unwrap();
+    let e = SkfModule::load(&junk).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::ModuleLoadFailed);
+    assert!(e.to_string().contains("cannot load the library"), "{e}");
+    // Through a transport: one error event, then enumeration completes (never a crash).
+    let rx = SkfTransport::new(&junk).watch().unwrap();
+    match rx.recv_timeout(Duration::from_secs(5)).unwrap() {
+        TransportEvent::Error(m) => assert!(m.starts_with("module_load_failed"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), TransportEvent::EnumerationComplete);
+}
+
+/// A real shared library built by gcc exporting every required SKF function but one:
+/// chosen over a cargo feature of kb-skf-module (features unify across a workspace build
+/// and would strip the symbol from the real module too) and over a second crate (a
+/// fixture generated from `REQUIRED_FUNCTIONS` cannot fall behind the list).
+#[test]
+fn a_module_missing_any_function_names_it() {
+    if Command::new("gcc").arg("--version").output().is_err() {
+        kb_interop::unavailable::<()>("gcc", "not on PATH (Debian package gcc)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for omitted in REQUIRED_FUNCTIONS {
+        let src: String = REQUIRED_FUNCTIONS
+            .iter()
+            .filter(|f| *f != omitted)
+            .map(|f| format!("unsigned int {f}(void) {{ return 0x0A000003u; }}\n"))
+            .collect();
+        let c = dir.path().join(format!("{omitted}.c"));
+        let so = dir.path().join(format!("lib-without-{omitted}.so"));
+        std::fs::write(&c, src).unwrap();
+        let out = Command::new("gcc").args(["-shared", "-fPIC", "-o"]).arg(&so).arg(&c).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let e = SkfModule::load(&so).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::ModuleLoadFailed, "{omitted}");
+        assert!(e.to_string().contains(&format!("{omitted} is missing")), "{omitted}: {e}");
+    }
+}
+
+/// An independent SKF consumer written in C (its own declarations of the standard's types
+/// and structures) signs with a KeyBridge file key through the module; kb-crypto checks
+/// the signature, the key and the certificate it printed.
+#[test]
+fn a_c_program_signs_through_the_module() {
+    let Some(dir) = enter("a_c_program_signs_through_the_module") else { return };
+    if Command::new("gcc").arg("--version").output().is_err() {
+        kb_interop::unavailable::<()>("gcc", "not on PATH (Debian package gcc)");
+        return;
+    }
+    let key = make_key(&dir, "delta", &Ca::new());
+    let exe = dir.join("skf_consumer");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/skf_consumer.c");
+    let out = Command::new("gcc").args(["-Wall", "-Werror", "-O1", "-o"]).arg(&exe).arg(&src).arg("-ldl").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let scheme = SignatureScheme::sm2_default();
+    let e = key.sign.message_digest(&scheme, b"signed by C").unwrap();
+    let out = Command::new(&exe).arg(module_path()).arg(USER).arg(hex::encode(&e)).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let field = |k: &str| {
+        text.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).unwrap_or_else(|| panic!("no {k} in:\n{text}")).to_string()
+    };
+    assert_eq!(field("device"), "delta");
+    assert_eq!(field("devinfo_size"), "294");
+    assert_eq!(field("serial"), key.serial);
+    assert_eq!(field("manufacturer"), "KeyBridge");
+    assert_eq!(field("asym"), "0x00020500");
+    assert_eq!(field("wrong_pin_rv"), "0x0A000024");
+    assert_eq!(field("wrong_pin_retries"), "5");
+    assert_eq!(field("container"), "main");
+    assert_eq!(field("container_type"), "2");
+    assert_eq!(field("pub_bits"), "256");
+    let PublicKey::Sm2(k) = &key.sign else { panic!() };
+    assert_eq!(format!("{}{}", field("pub_x"), field("pub_y")), hex::encode(k.to_xy()));
+    assert_eq!(hex::decode(field("cert")).unwrap(), key.sign_cert);
+    assert_eq!(field("sig_r_pad"), "00".repeat(32));
+    let raw = hex::decode(format!("{}{}", field("sig_r"), field("sig_s"))).unwrap();
+    key.sign.verify(&scheme, b"signed by C", &raw).unwrap();
+    assert_eq!(field("done"), "1");
+}
+
+/// What every front end does: the settings name the module, `standard_transports` adds an
+/// SKF transport, and the device service lists and signs with the key next to a file key.
+#[test]
+fn listed_and_used_through_the_device_service() {
+    use kb_service::audit::AuditLog;
+    use kb_service::devices::DeviceManager;
+    use kb_service::pin_cache::PinCachePolicy;
+    use kb_service::prompter::ScriptedPrompter;
+    use kb_service::settings::Settings;
+    use std::sync::Arc;
+
+    let Some(dir) = enter("listed_and_used_through_the_device_service") else { return };
+    let key = make_key(&dir, "epsilon", &Ca::new());
+    let file_keys = tempfile::tempdir().unwrap();
+    make_key(file_keys.path(), "plain", &Ca::new());
+
+    let mut settings = Settings::default();
+    settings.set("skf_modules", &format!("[\"{}\"]", module_path().display())).unwrap();
+    let prompter = Arc::new(ScriptedPrompter::new());
+    let mgr = DeviceManager::new(prompter.clone(), Arc::new(AuditLog::open_in_memory().unwrap()), PinCachePolicy::default());
+    for t in kb_service::media::standard_transports(&settings, file_keys.path()) {
+        mgr.add_transport(t).unwrap();
+    }
+    assert!(mgr.wait_enumerated(Duration::from_secs(10)));
+    let devices = mgr.devices();
+    let skf = devices.iter().find(|d| d.transport == TransportKind::Skf).unwrap_or_else(|| panic!("{devices:?}"));
+    assert!(devices.iter().any(|d| d.transport == TransportKind::File), "{devices:?}");
+    assert_eq!(skf.id, skf_id(&key.serial));
+    let containers = mgr.containers(&skf.id, "test").unwrap();
+    assert_eq!(containers.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["main"]);
+
+    let scheme = SignatureScheme::sm2_default();
+    prompter.push_pin(USER);
+    let sig = mgr.sign_message(&skf.id, "main", KeyUsage::Sign, &scheme, b"bid", "test").unwrap();
+    key.sign.verify(&scheme, b"bid", &sig).unwrap();
+    mgr.pin_cache().clear();
+    prompter.push_pin("000000");
+    let e = mgr.sign_message(&skf.id, "main", KeyUsage::Sign, &scheme, b"x", "test").unwrap_err();
+    assert_eq!(e.code(), ErrorCode::WrongPin);
+}
