@@ -3,34 +3,8 @@
 use kb_bridge_protocol::{DEFAULT_MAX_CHUNK_BYTES, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PORT, Limits};
 use std::time::Duration;
 
-/// How a web origin without a grant is treated.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum ConsentPolicy {
-    /// Ask the user through the prompter (desktop dialog, or the terminal headless).
-    #[default]
-    Prompt,
-    /// Never ask: only origins granted beforehand may call methods (headless servers, CI).
-    GrantsOnly,
-}
-
-impl ConsentPolicy {
-    /// The policy a settings file chose.
-    pub fn from_settings(c: kb_service::settings::BridgeConsent) -> Self {
-        match c {
-            kb_service::settings::BridgeConsent::Prompt => Self::Prompt,
-            kb_service::settings::BridgeConsent::GrantsOnly => Self::GrantsOnly,
-        }
-    }
-
-    /// Parse `prompt` / `grants-only`.
-    pub fn from_name(s: &str) -> Option<Self> {
-        match s {
-            "prompt" => Some(Self::Prompt),
-            "grants-only" | "grants_only" => Some(Self::GrantsOnly),
-            _ => None,
-        }
-    }
-}
+/// How a web origin without a grant is treated: the settings' `bridge_consent`.
+pub use kb_service::settings::BridgeConsent as ConsentPolicy;
 
 /// Everything the server needs to know that is not the device service.
 #[derive(Clone, Debug)]

@@ -12,7 +12,6 @@ use kb_service::prompter::{ConsentAnswer, ConsentRequest, Prompter};
 use kb_types::ErrorCode;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -187,12 +186,7 @@ impl GrantStore {
         let Some(path) = &self.path else { return Ok(()) };
         let file = GrantFile { version: 1, grants: m.values().cloned().collect() };
         let json = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        let mut tmp = tempfile::Builder::new().prefix(".bridge-grants.").tempfile_in(dir)?;
-        tmp.write_all(&json)?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(path).map_err(|e| e.error)?;
+        kb_service::settings::write_atomic(path, &json)?;
         Ok(())
     }
 }

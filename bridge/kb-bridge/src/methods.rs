@@ -604,13 +604,19 @@ impl Service {
         Ok(EncryptResult { format: p.format, output })
     }
 
-    fn decrypter(&self, ctx: &CallCtx<'_>, e: &CertEntry) -> R<DeviceDecrypter> {
+    /// Only an encryption (or dual-use) key decrypts.
+    fn check_decrypts(e: &CertEntry) -> R<()> {
         if e.slot == KeyUsage::Sign && e.certificate.usage() == KeyUsage::Sign {
             return Err(fail(
                 ErrorCode::CertificateUsageMismatch,
                 "this is a signing certificate; decrypt with the encryption certificate",
             ));
         }
+        Ok(())
+    }
+
+    fn decrypter(&self, ctx: &CallCtx<'_>, e: &CertEntry) -> R<DeviceDecrypter> {
+        Self::check_decrypts(e)?;
         self.manager.decrypter(&e.device, &e.container, e.slot, &ctx.audit_client()).map_err(|x| ctx.svc(x))
     }
 
@@ -631,7 +637,7 @@ impl Service {
                 if e.certificate.public_key().map(|k| k.algorithm()).ok() != Some(Algorithm::Sm2) {
                     return Err(fail(ErrorCode::UnsupportedAlgorithm, "sm2_raw needs an SM2 certificate"));
                 }
-                let d = self.decrypter(ctx, &e)?;
+                Self::check_decrypts(&e)?;
                 let ct = match p.sm2_layout {
                     None | Some(Sm2Layout::Asn1) => data.0.clone(),
                     Some(l) => {
@@ -647,7 +653,6 @@ impl Service {
                     .decrypt(&e.device, &e.container, e.slot, &ct, kb_crypto::rsa::RsaPadding::Pkcs1v15, &ctx.audit_client())
                     .map_err(|x| ctx.svc(x))
                     .and_then(|pt| sink.write_all(&pt).map_err(|x| ctx.err(io_err(x))));
-                drop(d);
                 (r, e.thumbprint)
             }
             EncryptFormat::CmsEnvelope => {

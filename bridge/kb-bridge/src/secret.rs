@@ -7,7 +7,6 @@
 //! localhost is not enough.
 
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -72,18 +71,10 @@ impl ClientSecret {
         Ok(s)
     }
 
-    /// Write atomically with mode 0600.
+    /// Write atomically; the file is owner-only (temp files are created 0600).
     fn store(&self, path: &Path) -> std::io::Result<()> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        let mut tmp = tempfile::Builder::new().prefix(".bridge-secret.").tempfile_in(dir)?;
-        // tempfile creates files 0600 on Unix already; say it explicitly anyway.
-        restrict(tmp.path())?;
-        tmp.write_all(self.hex.as_bytes())?;
-        tmp.write_all(b"\n")?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(path).map_err(|e| e.error)?;
-        Ok(())
+        kb_service::settings::write_atomic(path, format!("{}\n", &*self.hex).as_bytes())?;
+        restrict(path)
     }
 
     /// Whether a presented secret is this one (constant time).

@@ -598,23 +598,16 @@ impl Conn {
     }
 
     async fn on_binary(&self, bytes: &[u8]) {
-        let frame = match Frame::decode(bytes, self.config().max_chunk_bytes) {
-            Ok(f) => f,
+        let routed = match Frame::decode(bytes, self.config().max_chunk_bytes) {
+            Ok(frame) => matches!(self.table.route(frame).await, Routed::Ok),
             Err(e) => {
                 tracing::debug!(detail = e.0, "bad binary frame");
-                if self.failed() {
-                    let _ = self.out.send(Outgoing::Close(1008, "too many failed requests".into())).await;
-                }
-                return;
+                false
             }
         };
-        match self.table.route(frame).await {
-            Routed::Ok => {}
-            Routed::UnknownStream | Routed::Failed(_) => {
-                if self.failed() {
-                    let _ = self.out.send(Outgoing::Close(1008, "too many failed requests".into())).await;
-                }
-            }
+        // A bad frame, or one for a stream that is not open, counts as a failure.
+        if !routed && self.failed() {
+            let _ = self.out.send(Outgoing::Close(1008, "too many failed requests".into())).await;
         }
     }
 

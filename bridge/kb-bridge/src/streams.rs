@@ -311,7 +311,6 @@ struct Slot {
     tx: Option<mpsc::Sender<Chunk>>,
     rx: Option<mpsc::Receiver<Chunk>>,
     claimed: bool,
-    bytes: u64,
     /// Payload bytes buffered before any request read the stream (counted against the
     /// connection's budget until a request claims the stream or it closes).
     unclaimed_bytes: usize,
@@ -386,17 +385,7 @@ impl StreamTable {
         };
         slots.insert(
             id,
-            Slot {
-                direction,
-                declared,
-                seq: Sequencer::default(),
-                tx,
-                rx,
-                claimed: false,
-                bytes: 0,
-                unclaimed_bytes: 0,
-                failed: None,
-            },
+            Slot { direction, declared, seq: Sequencer::default(), tx, rx, claimed: false, unclaimed_bytes: 0, failed: None },
         );
         Ok(id)
     }
@@ -407,7 +396,7 @@ impl StreamTable {
         let slot =
             self.lock().remove(&id).ok_or_else(|| fail(ErrorCode::UnknownStream, format!("stream {} is not open", id.0)))?;
         self.release_unclaimed(slot.unclaimed_bytes);
-        Ok(slot.bytes.max(slot.seq.bytes()))
+        Ok(slot.seq.bytes())
     }
 
     /// Route one binary frame. Waits (back-pressure) only when a request reads the stream.

@@ -433,19 +433,7 @@ impl Settings {
         self.validate()?;
         let text = self.to_toml()?;
         let path = path.as_ref();
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        std::fs::create_dir_all(&dir)?;
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let mut tmp = tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".tmp").tempfile_in(&dir)?;
-        tmp.write_all(text.as_bytes())?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(path).map_err(|e| ServiceError::Io(format!("{}: {}", path.display(), e.error)))?;
-        #[cfg(unix)]
-        std::fs::File::open(&dir)?.sync_all()?;
-        Ok(())
+        write_atomic(path, text.as_bytes()).map_err(|e| ServiceError::Io(format!("{}: {e}", path.display())))
     }
 
     /// Set one key from text as typed on a command line (`5`, `off`, `true`, `en`,
@@ -528,6 +516,26 @@ impl Paths {
         }
         Ok(())
     }
+}
+
+/// Write a small file atomically: a temp file beside it (owner-only, as `tempfile`
+/// creates them), synced, renamed over `path`, the directory synced. Creates the
+/// directory. A crash leaves the old file or the new one, never a mix. Used for the
+/// settings, the bridge's grants and its client secret.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut tmp = tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".tmp").tempfile_in(&dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    #[cfg(unix)]
+    std::fs::File::open(&dir)?.sync_all()?;
+    Ok(())
 }
 
 pub(crate) fn create_private_dir(d: &Path) -> Result<()> {

@@ -135,7 +135,7 @@ struct Ready {
     url: String,
     port: u16,
     secret_file: String,
-    consent: &'static str,
+    consent: ConsentPolicy,
     allowed_origins: Vec<String>,
     trust_anchors: usize,
     devices: usize,
@@ -157,7 +157,7 @@ pub(crate) fn serve(app: &App, a: ServeArgs) -> CliResult {
     let policy = match a.consent {
         Some(ConsentArg::Prompt) => ConsentPolicy::Prompt,
         Some(ConsentArg::GrantsOnly) => ConsentPolicy::GrantsOnly,
-        None => ConsentPolicy::from_settings(settings.bridge_consent),
+        None => settings.bridge_consent,
     };
     let trust = trust_store(&paths, &a.trust)?;
     let trust_anchors = trust.anchors().len();
@@ -183,7 +183,7 @@ pub(crate) fn serve(app: &App, a: ServeArgs) -> CliResult {
             url: running.url(),
             port: running.local_addr().port(),
             secret_file: secret_path.display().to_string(),
-            consent: if policy == ConsentPolicy::Prompt { "prompt" } else { "grants-only" },
+            consent: policy,
             allowed_origins: allowed,
             trust_anchors,
             devices: d.manager.devices().len(),

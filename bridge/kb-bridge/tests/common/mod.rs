@@ -6,7 +6,6 @@
 
 use kb_bridge::activity::{PromptWatch, WatchedPrompter};
 use kb_bridge::client::{BridgeClient, ClientError, ClientOptions};
-use kb_bridge::config::ConsentPolicy;
 use kb_bridge::consent::{Consent, GrantStore};
 use kb_bridge::methods::Service;
 use kb_bridge::secret::ClientSecret;
@@ -160,9 +159,5 @@ impl Rig {
 
     pub fn port(&self) -> u16 {
         self.bridge.local_addr().port()
-    }
-
-    pub fn consent_policy(&self) -> ConsentPolicy {
-        ConsentPolicy::Prompt
     }
 }
