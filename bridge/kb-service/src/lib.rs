@@ -8,12 +8,14 @@
 //! - [`prompter`]: the [`prompter::Prompter`] trait through which PINs, confirmations and
 //!   QR codes reach the user (terminal, desktop window, test script).
 //! - [`audit`]: every key use recorded (SQLite), queried by time range.
+//! - [`demo`]: the built-in demo key and its local demo CA.
 //! - [`media`]: which transports every front end watches.
 //! - [`settings`] and [`logs`]: the config file, daily-rotated logs, encrypted export.
 
 #![cfg_attr(test, allow(clippy::panic, clippy::unwrap_used, clippy::expect_used))]
 
 pub mod audit;
+pub mod demo;
 pub mod devices;
 mod error;
 pub mod logs;

@@ -6,16 +6,13 @@ use crate::ctx::{App, CLIENT, Devices, Home, Usage, read_file, write_atomic};
 use crate::output::{CliError, CliResult, pad};
 use crate::term::TerminalPrompter;
 use clap::{Args, Subcommand, ValueEnum};
-use kb_crypto::PrivateKey;
 use kb_pki::csr::CertificationRequest;
-use kb_pki::issue::{CertKind, CertificateParams, issue, self_signed};
 use kb_pki::time::UnixTime;
-use kb_pki::{Certificate, LocalSigner};
-use kb_service::prompter::{ConfirmRequest, PinRequest, Prompter, QrRequest};
+use kb_pki::Certificate;
 use kb_token::file::{CreateOptions, FileToken, FileTransport, KdfParams};
-use kb_types::{Algorithm, DeviceId, ErrorCode, KeyUsage, Pin, PinKind, TransportKind};
+use kb_types::{Algorithm, DeviceId, ErrorCode, KeyUsage, TransportKind};
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(Args)]
@@ -317,74 +314,7 @@ pub(crate) fn filekey(app: &App, a: FilekeyArgs) -> CliResult {
 // demo
 // ---------------------------------------------------------------------------------------
 
-/// The demo key's file name (device id `file:demo`).
-pub(crate) const DEMO_NAME: &str = "demo";
-/// Its label.
-pub(crate) const DEMO_LABEL: &str = "KeyBridge 演示介质 (DEMO)";
-/// Demo user PIN: printed for everyone; never use the demo key for real work.
-pub(crate) const DEMO_USER_PIN: &str = "12345678";
-/// Demo SO PIN.
-pub(crate) const DEMO_SO_PIN: &str = "87654321";
-const DEMO_CONTAINER: &str = "demo";
-const DEMO_SUBJECT: &str = "C=CN,O=KeyBridge 演示单位 (DEMO),CN=演示用户 (DEMO)";
-const DEMO_CA_SUBJECT: &str = "C=CN,O=KeyBridge 演示 CA (DEMO),CN=KeyBridge Demo Root CA (DEMO - not for real use)";
-
-/// Answers the demo key's known PIN; if it was changed, asks at the terminal.
-struct DemoPrompter {
-    device: DeviceId,
-    terminal: TerminalPrompter,
-}
-
-impl Prompter for DemoPrompter {
-    fn ask_pin(&self, req: &PinRequest) -> kb_service::Result<Pin> {
-        if req.device_id == self.device && req.kind == PinKind::User && !req.previous_wrong && !req.cached_pin_rejected {
-            return Ok(Pin::new(DEMO_USER_PIN));
-        }
-        self.terminal.ask_pin(req)
-    }
-    fn confirm(&self, req: &ConfirmRequest) -> kb_service::Result<bool> {
-        self.terminal.confirm(req)
-    }
-    fn show_qr(&self, req: &QrRequest) -> kb_service::Result<()> {
-        self.terminal.show_qr(req)
-    }
-    fn notify(&self, message: &str) {
-        self.terminal.notify(message)
-    }
-}
-
-/// The demo CA: created once in `<data>/demo-ca/` (root.pem, root.key).
-fn demo_ca(dir: &Path) -> CliResult<(Certificate, LocalSigner, bool)> {
-    let (cert_path, key_path) = (dir.join("root.pem"), dir.join("root.key"));
-    if cert_path.is_file() && key_path.is_file() {
-        let text = |p: &Path| {
-            String::from_utf8(read_file(p)?)
-                .map_err(|_| CliError::new(ErrorCode::MalformedInput, format!("{} is not text", p.display())))
-        };
-        let cert = Certificate::from_pem(&text(&cert_path)?)?;
-        let key = PrivateKey::from_pkcs8_pem(&text(&key_path)?)?;
-        if key.public_key() != cert.public_key()? {
-            return Err(CliError::new(
-                ErrorCode::InvalidKey,
-                format!("{} does not belong to {}", key_path.display(), cert_path.display()),
-            ));
-        }
-        return Ok((cert, LocalSigner::new(key), false));
-    }
-    let mut b = std::fs::DirBuilder::new();
-    b.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-    b.create(dir).map_err(|e| CliError::io(&dir.display().to_string(), e))?;
-    let signer = LocalSigner::new(PrivateKey::generate(Algorithm::Sm2)?);
-    let params =
-        CertificateParams::new(DEMO_CA_SUBJECT, CertKind::Root { path_len: Some(0) }, UnixTime::now().plus_days(-1), 3650);
-    let cert = self_signed(&params, &signer)?;
-    // The key first: a root certificate is only used once its key is there.
-    write_atomic(&key_path, signer.private_key().to_pkcs8_pem()?.as_bytes())?;
-    write_atomic(&cert_path, cert.to_pem().as_bytes())?;
-    Ok((cert, signer, true))
-}
+use kb_service::demo::{DEMO_CONTAINER, DEMO_LABEL, DEMO_SO_PIN, DEMO_USER_PIN};
 
 #[derive(Serialize)]
 struct DemoCert {
@@ -400,45 +330,14 @@ pub(crate) fn demo(app: &App) -> CliResult {
     let o = &app.out;
     let home = app.home()?;
     home.ensure_key_dir()?;
-    let (id, path) = key_path(&home, DEMO_NAME)?;
-    let ca_dir = home.paths.data_dir.join("demo-ca");
-    let (root, ca_signer, ca_created) = demo_ca(&ca_dir)?;
-    let created = if path.exists() {
-        // Never overwrite: a damaged demo key is reported, not replaced.
-        FileToken::open(&path)?;
-        false
-    } else {
-        let opts = CreateOptions { kdf: kdf(app), pins_are_default: true, ..CreateOptions::default() };
-        FileToken::create(&path, DEMO_LABEL, &Pin::new(DEMO_USER_PIN), &Pin::new(DEMO_SO_PIN), opts)?;
-        true
-    };
-    let prompter = DemoPrompter { device: id.clone(), terminal: TerminalPrompter(Arc::clone(&app.term)) };
-    let d = Devices::open(home, Arc::new(prompter))?;
-    d.manager.device(&id)?;
-    // Complete whatever is missing (all of it for a new key; nothing on later runs).
-    let mut completed = Vec::new();
-    if !d.manager.containers(&id, CLIENT)?.iter().any(|c| c.name == DEMO_CONTAINER) {
-        d.manager.create_container(&id, DEMO_CONTAINER, CLIENT)?;
-    }
-    for usage in [KeyUsage::Sign, KeyUsage::Encrypt] {
-        let containers = d.manager.containers(&id, CLIENT)?;
-        let slot = containers.iter().find(|c| c.name == DEMO_CONTAINER).and_then(|c| c.slot(usage).cloned());
-        if slot.is_none() {
-            d.manager.generate_key_pair(&id, DEMO_CONTAINER, usage, Algorithm::Sm2, CLIENT)?;
-            completed.push(format!("{usage} key pair"));
-        }
-        if slot.and_then(|s| s.certificate).is_none() {
-            // The request is signed on the key; the demo CA checks it and issues.
-            let signer = d.manager.signer(&id, DEMO_CONTAINER, usage, CLIENT)?;
-            let der = kb_pki::csr::build(DEMO_SUBJECT, &signer, Vec::new()).map_err(|e| signer.service_error(e))?;
-            let req = CertificationRequest::from_der(&der)?;
-            req.verify()?;
-            let params = CertificateParams::leaf(&req.subject_dn(), usage, UnixTime(UnixTime::now().0 - 3600), 365);
-            let cert = issue(&params, &req.public_key()?, Some(&root), &ca_signer)?;
-            d.manager.import_certificate(&id, DEMO_CONTAINER, usage, cert.der(), CLIENT)?;
-            completed.push(format!("{usage} certificate"));
-        }
-    }
+    let demo = kb_service::demo::ensure_demo_key(
+        &home.paths,
+        &home.key_dir,
+        kdf(app),
+        Arc::new(TerminalPrompter(Arc::clone(&app.term))),
+    )?;
+    let (id, path, created, ca_created, completed) = (demo.id, demo.path, demo.created, demo.ca_created, demo.completed);
+    let d = Devices::open(home, Arc::new(TerminalPrompter(Arc::clone(&app.term))))?;
     let mut certs = Vec::new();
     for usage in [KeyUsage::Sign, KeyUsage::Encrypt] {
         if let Some(c) = d.manager.certificate(&id, DEMO_CONTAINER, usage, CLIENT)? {
@@ -451,9 +350,7 @@ pub(crate) fn demo(app: &App) -> CliResult {
             });
         }
     }
-    tracing::info!(device = %id, created, "demo key ready");
-
-    let root_pem = ca_dir.join("root.pem");
+    let root_pem = demo.root_pem;
     let mut prefix = String::from("keybridge");
     if let Some(h) = &app.g.home {
         prefix.push_str(&format!(" --home {}", shell_word(&h.display().to_string())));
