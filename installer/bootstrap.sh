@@ -4,6 +4,7 @@
 #
 #   installer/bootstrap.sh            system packages + test peers
 #   installer/bootstrap.sh --system   system packages only
+#   installer/bootstrap.sh --app      system packages + the desktop app's UI (ui/dist)
 #   installer/bootstrap.sh --udev     only the udev rules for USB keys (installer/README.md);
 #                                     never part of the default run: they need a udev daemon
 #
@@ -50,10 +51,17 @@ APT_PACKAGES=(
   softhsm2 opensc
   libpcsclite-dev pcscd vsmartcard-vpcd
   chromium
+  libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev
+  fonts-noto-cjk
+  xvfb xauth webkit2gtk-driver dbus-daemon dbus-x11
 )
 # (libpcsclite-dev: the PC/SC transport links libpcsclite; pcscd + vsmartcard-vpcd: the
 # PC/SC test rig's reader daemon and virtual reader, drivers/kb-pcsc/tests/rig;
-# chromium: the browser of the bridge's web-page tests, tests/e2e.)
+# chromium: the browser of the bridge's web-page tests, tests/e2e;
+# libwebkit2gtk-4.1-dev, libgtk-3-dev, libayatana-appindicator3-dev (tray), librsvg2-dev:
+# the desktop app (Tauri 2 on WebKitGTK); fonts-noto-cjk: without a CJK font Chinese
+# renders as boxes; xvfb, webkit2gtk-driver (WebKitWebDriver) and dbus-daemon
+# (dbus-run-session): the desktop app's window tests, tests/desktop.)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -77,6 +85,21 @@ fi
 
 [ "$MODE" = "--system" ] && exit 0
 
+# npm packages, pinned by each lock file; reinstalled whenever the lock changes (a stamp
+# in node_modules holds the lock's hash).
+npm_install() { # DIR PACKAGE-THAT-MUST-EXIST
+  local dir="$1" want
+  want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+  if [ "$(cat "$dir/node_modules/.kb-lock.sha256" 2>/dev/null)" != "$want" ] || [ ! -d "$dir/node_modules/$2" ]; then
+    (cd "$dir" && npm ci --silent --no-audit --no-fund)
+    echo "$want" > "$dir/node_modules/.kb-lock.sha256"
+  fi
+}
+# The desktop app's UI (ui/): Vue 3 + Vite, built into ui/dist, which the app embeds.
+npm_install "$ROOT/ui" vue
+(cd "$ROOT/ui" && npm run --silent build)
+[ "$MODE" = "--app" ] && exit 0
+
 # PyPI peers in a private venv. Reinstalled whenever requirements.txt changes (a stamp
 # holds its hash), so bumping a pin takes effect; the interop tests refuse a peer whose
 # version differs from the pin.
@@ -93,16 +116,6 @@ if [ "$(cat "$VENV/.kb-requirements.sha256" 2>/dev/null)" != "$want" ] || ! "$VE
   echo "$want" > "$VENV/.kb-requirements.sha256"
 fi
 
-# npm packages, pinned by each lock file; reinstalled whenever the lock changes (a stamp
-# in node_modules holds the lock's hash).
-npm_install() { # DIR PACKAGE-THAT-MUST-EXIST
-  local dir="$1" want
-  want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
-  if [ "$(cat "$dir/node_modules/.kb-lock.sha256" 2>/dev/null)" != "$want" ] || [ ! -d "$dir/node_modules/$2" ]; then
-    (cd "$dir" && npm ci --silent --no-audit --no-fund)
-    echo "$want" > "$dir/node_modules/.kb-lock.sha256"
-  fi
-}
 # The independent SM2/SM3/SM4 peer (sm-crypto).
 npm_install "$ROOT/tests/interop/node" sm-crypto
 # The TypeScript SDK (bridge/sdk-js): its dev tools (typescript, ws), then built (dist/

@@ -134,6 +134,32 @@ pub fn demo_ca(dir: &Path) -> Result<(Certificate, LocalSigner, bool)> {
     Ok((cert, signer, true))
 }
 
+/// The demo support certificate: an SM2 encryption certificate from the demo CA, with
+/// its private key beside it (`<demo-ca>/support.pem`, `support.key`), created once. Log
+/// exports are encrypted to it when no real support certificate is configured, so a demo
+/// user can open their own export (`keybridge decrypt` with the key); a deployment puts
+/// its support team's certificate at `<config>/support.pem` instead.
+pub fn demo_support_certificate(paths: &Paths) -> Result<(Certificate, PathBuf)> {
+    let dir = demo_ca_dir(paths);
+    let (cert_path, key_path) = (dir.join("support.pem"), dir.join("support.key"));
+    if cert_path.is_file() && key_path.is_file() {
+        let pem = std::fs::read_to_string(&cert_path).map_err(|e| io(&cert_path, e))?;
+        return Ok((Certificate::from_pem(&pem)?, key_path));
+    }
+    let (root, ca_signer, _) = demo_ca(&dir)?;
+    let key = PrivateKey::generate(Algorithm::Sm2)?;
+    let params = CertificateParams::leaf(
+        "C=CN,O=KeyBridge 演示 CA (DEMO),CN=KeyBridge 技术支持 (DEMO)",
+        KeyUsage::Encrypt,
+        UnixTime::now().plus_days(-1),
+        3650,
+    );
+    let cert = issue(&params, &key.public_key(), Some(&root), &ca_signer)?;
+    write_atomic(&key_path, key.to_pkcs8_pem()?.as_bytes()).map_err(|e| io(&key_path, e))?;
+    write_atomic(&cert_path, cert.to_pem().as_bytes()).map_err(|e| io(&cert_path, e))?;
+    Ok((cert, key_path))
+}
+
 /// Make sure `<key_dir>/demo.kbkey` exists and holds a container `demo` with an SM2
 /// signing and an encryption key pair, each with a certificate from the demo CA. Never
 /// overwrites: a damaged demo key is reported, not replaced; a demo key whose PIN was

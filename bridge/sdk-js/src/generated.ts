@@ -142,6 +142,9 @@ export const ERROR_CODES = {
   stream_frame_invalid: { code: 5011, category: "bridge", messages: { "zh-CN": "数据流分片无效或顺序错误", en: "invalid or out-of-sequence stream frame" } },
   io: { code: 9001, category: "system", messages: { "zh-CN": "读写失败", en: "I/O error" } },
   config_invalid: { code: 9002, category: "system", messages: { "zh-CN": "配置文件无效", en: "invalid settings file" } },
+  network: { code: 9003, category: "system", messages: { "zh-CN": "无法连接服务器，请检查网络", en: "could not reach the server; check the network" } },
+  update_manifest_invalid: { code: 9004, category: "system", messages: { "zh-CN": "更新服务器返回的信息无效", en: "the update server's answer is not a valid update manifest" } },
+  update_url_missing: { code: 9005, category: "system", messages: { "zh-CN": "未配置更新地址", en: "no update URL is configured" } },
   internal: { code: 9999, category: "system", messages: { "zh-CN": "内部错误", en: "internal error" } },
 } as const;
 

@@ -194,6 +194,12 @@ error_codes! {
     Io = 9001, "io", System, "读写失败", "I/O error";
     /// The settings file is invalid.
     ConfigInvalid = 9002, "config_invalid", System, "配置文件无效", "invalid settings file";
+    /// A server (update check) could not be reached: offline, DNS, refused, TLS or timeout.
+    Network = 9003, "network", System, "无法连接服务器，请检查网络", "could not reach the server; check the network";
+    /// The update server answered with something that is not an update manifest.
+    UpdateManifestInvalid = 9004, "update_manifest_invalid", System, "更新服务器返回的信息无效", "the update server's answer is not a valid update manifest";
+    /// No update URL is configured.
+    UpdateUrlMissing = 9005, "update_url_missing", System, "未配置更新地址", "no update URL is configured";
     /// A bug: an invariant did not hold.
     Internal = 9999, "internal", System, "内部错误", "internal error";
 }

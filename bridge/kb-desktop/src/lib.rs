@@ -1,0 +1,544 @@
+//! The desktop app's core: what every screen does, over the device service.
+//!
+//! `src-tauri` is a thin shell: each Tauri command calls one [`Desktop`] method, events
+//! go out through [`EventSink`] and [`prompter::PromptSink`]. Everything here is plain
+//! Rust, tested without a window against real file-type keys.
+//!
+//! - [`model`]: the types the window sees (generated into `ui/src/bindings.ts`).
+//! - [`prompter`]: the window's PIN / confirm / consent / QR dialogs as a `Prompter`.
+//! - [`update`]: the update check.
+//! - [`privacy`]: the personal-data list and the third-party library list.
+
+#![cfg_attr(test, allow(clippy::panic, clippy::unwrap_used, clippy::expect_used))]
+
+mod error;
+pub mod model;
+pub mod privacy;
+pub mod prompter;
+pub mod update;
+mod views;
+
+use crate::model::*;
+use crate::prompter::UiPrompter;
+use kb_pki::Certificate;
+use kb_pki::chain::TrustStore;
+use kb_pki::time::UnixTime;
+use kb_service::audit::{AuditLog, AuditQuery};
+use kb_service::devices::{DeviceEvent, DeviceManager};
+use kb_service::logs::{LogConfig, LogGuard};
+use kb_service::pin_cache::PinCachePolicy;
+use kb_service::settings::{Paths, PinCacheMinutes, Settings};
+use kb_token::file::KdfParams;
+use kb_types::{DeviceId, ErrorCode, HasErrorCode, KeyUsage, Lang, Pin, PinKind};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// The client name the audit log records for what the window does.
+pub const CLIENT: &str = "desktop";
+/// The version of the privacy policy and user agreement in this build. Raising it asks
+/// every user to accept again.
+pub const AGREEMENT_VERSION: &str = "2026-11";
+/// How long start-up waits for the transports' first enumeration before the window
+/// shows; media found later arrive as `media-changed` events.
+const START_ENUMERATION_WAIT: Duration = Duration::from_millis(600);
+
+/// Events for the window besides prompts.
+pub trait EventSink: Send + Sync {
+    /// A medium was added, removed or changed.
+    fn media_changed(&self, event: &MediaChanged);
+    /// Certificates entered the near-expiry window (or expired) since last noticed.
+    fn expiry_notice(&self, notice: &ExpiryNotice);
+    /// Log export progress.
+    fn log_export_progress(&self, progress: &LogExportProgress);
+}
+
+/// How to start.
+pub struct DesktopOptions {
+    /// KeyBridge home (`--home`, `$KEYBRIDGE_HOME`); `None` = the per-user directories.
+    pub home: Option<PathBuf>,
+    /// Create the demo key when no medium is configured.
+    pub create_demo: bool,
+    /// KDF for a new demo key ([`KdfParams::DEFAULT`] except in tests).
+    pub kdf: KdfParams,
+    /// Start file logging (off in tests: one global logger per process).
+    pub file_logging: bool,
+}
+
+impl Default for DesktopOptions {
+    fn default() -> Self {
+        DesktopOptions { home: None, create_demo: true, kdf: KdfParams::DEFAULT, file_logging: true }
+    }
+}
+
+/// The running app's state: one device service, its settings and stores.
+pub struct Desktop {
+    paths: Paths,
+    key_dir: PathBuf,
+    settings: RwLock<Settings>,
+    manager: Arc<DeviceManager>,
+    audit: Arc<AuditLog>,
+    prompter: UiPrompter,
+    events: Arc<dyn EventSink>,
+    demo: Option<DeviceId>,
+    /// Problems found at start (corrupt settings, unreadable key files), shown once.
+    startup_problems: Vec<String>,
+    _log: Option<LogGuard>,
+}
+
+fn lang_of(s: &Settings) -> Lang {
+    s.language
+}
+
+impl Desktop {
+    /// Open the home, create the demo key if needed, start the device service.
+    pub fn open(
+        opts: DesktopOptions,
+        prompts: Arc<dyn prompter::PromptSink>,
+        events: Arc<dyn EventSink>,
+    ) -> Result<Arc<Desktop>, AppError> {
+        let err = |e: kb_service::ServiceError| AppError::service(&e, Lang::ZhCn);
+        let paths = kb_service::settings::paths_for(opts.home.clone()).map_err(err)?;
+        paths.create_all().map_err(err)?;
+        let mut startup_problems = Vec::new();
+        // A broken settings file never keeps the app from starting: defaults, and say so.
+        let settings = Settings::load(paths.settings_file()).unwrap_or_else(|e| {
+            startup_problems.push(e.to_string());
+            Settings::default()
+        });
+        let log = if opts.file_logging {
+            kb_service::logs::init_logging(&LogConfig::from_settings(&settings, &paths)).ok()
+        } else {
+            None
+        };
+        let key_dir = settings.file_key_dir(&paths);
+        let prompter = UiPrompter::new(prompts);
+        let demo_id = kb_service::demo::demo_device_id();
+        let has_keys = std::fs::read_dir(&key_dir).is_ok_and(|rd| {
+            rd.flatten().any(|e| e.path().extension().is_some_and(|x| x == kb_token::file::EXTENSION))
+        });
+        let configured = !settings.pkcs11_modules.is_empty() || !settings.skf_modules.is_empty();
+        let mut demo = None;
+        if opts.create_demo && !has_keys && !configured {
+            match kb_service::demo::ensure_demo_key(&paths, &key_dir, opts.kdf, Arc::new(prompter.clone())) {
+                Ok(d) => demo = Some(d.id),
+                Err(e) => startup_problems.push(format!("demo key: {e}")),
+            }
+        } else if key_dir.join(format!("{}.{}", kb_service::demo::DEMO_NAME, kb_token::file::EXTENSION)).is_file() {
+            demo = Some(demo_id);
+        }
+        let audit = Arc::new(AuditLog::open(paths.audit_db()).map_err(err)?);
+        let policy = PinCachePolicy::from_minutes(settings.pin_cache_minutes.minutes()).unwrap_or_default();
+        let manager = Arc::new(DeviceManager::new(Arc::new(prompter.clone()), audit.clone(), policy));
+        let rx = manager.subscribe();
+        for t in kb_service::media::standard_transports(&settings, &key_dir) {
+            manager.add_transport(t).map_err(err)?;
+        }
+        manager.wait_enumerated(START_ENUMERATION_WAIT);
+        let desktop = Arc::new(Desktop {
+            paths,
+            key_dir,
+            settings: RwLock::new(settings),
+            manager,
+            audit,
+            prompter,
+            events,
+            demo,
+            startup_problems,
+            _log: log,
+        });
+        // Media events → the window; new certificates → the expiry check.
+        let weak = Arc::downgrade(&desktop);
+        std::thread::Builder::new()
+            .name("kb-desktop-events".into())
+            .spawn(move || {
+                for ev in rx {
+                    let Some(d) = weak.upgrade() else { break };
+                    let (change, device) = match ev {
+                        DeviceEvent::Added(info) => (MediaChange::Added, info.id),
+                        DeviceEvent::Removed(id) => (MediaChange::Removed, id),
+                        DeviceEvent::CertificatesChanged(id) => (MediaChange::Changed, id),
+                        DeviceEvent::TransportError { transport, message } => {
+                            tracing::warn!(?transport, %message, "transport error");
+                            continue;
+                        }
+                        _ => continue,
+                    };
+                    d.events.media_changed(&MediaChanged { change, device: device.to_string() });
+                    if change != MediaChange::Removed {
+                        d.check_expiry();
+                    }
+                }
+            })
+            .map_err(|e| AppError::new(ErrorCode::Internal, Lang::ZhCn, e.to_string()))?;
+        desktop.check_expiry();
+        Ok(desktop)
+    }
+
+    /// The UI language.
+    pub fn lang(&self) -> Lang {
+        lang_of(&self.read_settings())
+    }
+
+    fn read_settings(&self) -> std::sync::RwLockReadGuard<'_, Settings> {
+        self.settings.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn svc(&self) -> impl Fn(kb_service::ServiceError) -> AppError + '_ {
+        move |e| AppError::service(&e, self.lang())
+    }
+
+    /// The device service (for the bridge, which shares it).
+    pub fn manager(&self) -> &Arc<DeviceManager> {
+        &self.manager
+    }
+
+    /// The window's prompter (the bridge asks through it too).
+    pub fn prompter(&self) -> &UiPrompter {
+        &self.prompter
+    }
+
+    /// Where everything lives.
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
+    /// Problems found at start.
+    pub fn startup_problems(&self) -> &[String] {
+        &self.startup_problems
+    }
+
+    // ---- app --------------------------------------------------------------------------
+
+    fn agreement_file(&self) -> PathBuf {
+        self.paths.config_dir.join("agreement-accepted")
+    }
+
+    /// Version, agreement state, paths.
+    pub fn info(&self, bridge_url: Option<String>) -> AppInfo {
+        let accepted = std::fs::read_to_string(self.agreement_file()).is_ok_and(|v| v.trim() == AGREEMENT_VERSION);
+        AppInfo {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            agreement_version: AGREEMENT_VERSION.to_string(),
+            agreement_accepted: accepted,
+            demo_device: self.demo.as_ref().map(ToString::to_string),
+            data_dir: self.paths.data_dir.display().to_string(),
+            log_dir: self.paths.log_dir.display().to_string(),
+            bridge_url,
+        }
+    }
+
+    /// The user accepted the privacy policy and user agreement of `version`.
+    pub fn accept_agreement(&self, version: &str) -> Result<(), AppError> {
+        if version != AGREEMENT_VERSION {
+            return Err(AppError::input(
+                self.lang(),
+                format!("agreement version {version} is not this build's ({AGREEMENT_VERSION})"),
+            ));
+        }
+        kb_service::settings::write_atomic(&self.agreement_file(), AGREEMENT_VERSION.as_bytes())
+            .map_err(|e| AppError::new(ErrorCode::Io, self.lang(), e.to_string()))
+    }
+
+    // ---- media and certificates ------------------------------------------------------
+
+    /// Every medium with its certificates.
+    pub fn list_media(&self) -> Result<Vec<Medium>, AppError> {
+        let warn = i64::from(self.read_settings().near_expiry_warning_days);
+        let now = UnixTime::now();
+        let mut out = Vec::new();
+        for info in self.manager.devices() {
+            match views::medium(&self.manager, &info, self.demo.as_ref() == Some(&info.id), now, warn) {
+                Ok(m) => out.push(m),
+                // A medium pulled out while listing is simply not there any more.
+                Err(e) if e.code() == ErrorCode::DeviceRemoved || e.code() == ErrorCode::UnknownDevice => {}
+                Err(e) => return Err(self.svc()(e)),
+            }
+        }
+        Ok(out)
+    }
+
+    fn device_id(&self, device: &str) -> Result<DeviceId, AppError> {
+        let id = DeviceId(device.to_string());
+        self.manager.device(&id).map_err(self.svc())?;
+        Ok(id)
+    }
+
+    fn certificate(&self, r: &CertRef) -> Result<Certificate, AppError> {
+        let id = self.device_id(&r.device)?;
+        let der = self.manager.certificate(&id, &r.container, views::key_usage(r.usage), CLIENT).map_err(self.svc())?;
+        der.ok_or_else(|| {
+            AppError::new(ErrorCode::NotFound, self.lang(), format!("no {:?} certificate in {} on {}", r.usage, r.container, r.device))
+        })
+    }
+
+    /// The trust anchors for chain status: the demo CA's root and every certificate in
+    /// `<config>/trust/*.pem` / `*.cer`.
+    fn trust_store(&self) -> TrustStore {
+        let mut anchors = Vec::new();
+        let demo_root = kb_service::demo::demo_ca_dir(&self.paths).join("root.pem");
+        let trust_dir = self.paths.config_dir.join("trust");
+        let mut files = vec![demo_root];
+        if let Ok(rd) = std::fs::read_dir(&trust_dir) {
+            files.extend(rd.flatten().map(|e| e.path()));
+        }
+        for f in files {
+            let Ok(bytes) = std::fs::read(&f) else { continue };
+            match std::str::from_utf8(&bytes).ok().and_then(|t| Certificate::load_pem_chain(t).ok()) {
+                Some(certs) if !certs.is_empty() => anchors.extend(certs),
+                _ => anchors.extend(Certificate::from_der(&bytes).ok()),
+            }
+        }
+        TrustStore::from_certs(anchors)
+    }
+
+    /// Everything the details screen shows.
+    pub fn cert_details(&self, r: &CertRef) -> Result<CertDetails, AppError> {
+        let cert = self.certificate(r)?;
+        let warn = i64::from(self.read_settings().near_expiry_warning_days);
+        let label = self.manager.device(&DeviceId(r.device.clone())).map(|d| d.label).unwrap_or_default();
+        Ok(views::details(r.clone(), &cert, label, &self.trust_store(), UnixTime::now(), warn, self.lang()))
+    }
+
+    /// A thumbprint on request.
+    pub fn thumbprint(&self, r: &CertRef, alg: Thumbprint) -> Result<String, AppError> {
+        Ok(self.certificate(r)?.thumbprint(views::hash(alg)))
+    }
+
+    /// Save a certificate as DER (.cer) or PEM; returns the path written.
+    pub fn export_cert(&self, r: &CertRef, path: &str, format: ExportFormat) -> Result<String, AppError> {
+        let cert = self.certificate(r)?;
+        let bytes = match format {
+            ExportFormat::Der => cert.der().to_vec(),
+            ExportFormat::Pem => cert.to_pem().into_bytes(),
+        };
+        let p = Path::new(path);
+        if !p.is_absolute() {
+            return Err(AppError::input(self.lang(), format!("{path} is not an absolute path")));
+        }
+        kb_service::settings::write_atomic(p, &bytes)
+            .map_err(|e| AppError::new(ErrorCode::Io, self.lang(), format!("{path}: {e}")))?;
+        Ok(path.to_string())
+    }
+
+    /// Remove a certificate (the key pair stays). The service asks for the PIN.
+    pub fn delete_certificate(&self, r: &CertRef) -> Result<(), AppError> {
+        let id = self.device_id(&r.device)?;
+        self.manager.delete_certificate(&id, &r.container, views::key_usage(r.usage), CLIENT).map_err(self.svc())
+    }
+
+    // ---- PINs -------------------------------------------------------------------------
+
+    /// Change a PIN. Both PINs come from the window's own form, never from the bridge.
+    pub fn change_pin(&self, device: &str, kind: PinKindView, old: &str, new: &str) -> Result<(), AppError> {
+        let id = self.device_id(device)?;
+        let kind = match kind {
+            PinKindView::User => PinKind::User,
+            PinKindView::So => PinKind::So,
+        };
+        self.manager.change_pin(&id, kind, Pin::new(old), Pin::new(new), CLIENT).map_err(self.svc())?;
+        self.events.media_changed(&MediaChanged { change: MediaChange::Changed, device: device.to_string() });
+        Ok(())
+    }
+
+    /// Unblock the user PIN with the SO PIN, setting a new user PIN.
+    pub fn unblock_pin(&self, device: &str, so_pin: &str, new_pin: &str) -> Result<(), AppError> {
+        let id = self.device_id(device)?;
+        self.manager.unblock_pin(&id, Pin::new(so_pin), Pin::new(new_pin), CLIENT).map_err(self.svc())?;
+        self.events.media_changed(&MediaChanged { change: MediaChange::Changed, device: device.to_string() });
+        Ok(())
+    }
+
+    /// Forget every cached PIN.
+    pub fn clear_pin_cache(&self) {
+        self.manager.pin_cache().clear();
+    }
+
+    // ---- seals ------------------------------------------------------------------------
+
+    /// Seal images on a medium.
+    pub fn list_seals(&self, device: &str) -> Result<Vec<SealView>, AppError> {
+        let id = self.device_id(device)?;
+        Ok(self.manager.seals(&id, CLIENT).map_err(self.svc())?.into_iter().map(views::seal).collect())
+    }
+
+    /// One seal image.
+    pub fn read_seal(&self, device: &str, seal: &str) -> Result<SealImage, AppError> {
+        let id = self.device_id(device)?;
+        let seals = self.manager.seals(&id, CLIENT).map_err(self.svc())?;
+        let info = seals.iter().find(|s| s.id == seal).ok_or_else(|| {
+            AppError::new(ErrorCode::NotFound, self.lang(), format!("no seal {seal} on {device}"))
+        })?;
+        let bytes = self.manager.read_seal(&id, seal, CLIENT).map_err(self.svc())?;
+        Ok(SealImage { id: seal.to_string(), mime: info.mime.clone(), data_base64: views::b64(&bytes) })
+    }
+
+    /// Write a seal image (from a file or the handwriting canvas). Only PNG and JPEG
+    /// whose bytes say so, at most 1 MiB. The service asks for the PIN.
+    pub fn write_seal(&self, device: &str, name: &str, mime: &str, data_base64: &str) -> Result<SealView, AppError> {
+        let lang = self.lang();
+        let id = self.device_id(device)?;
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+            return Err(AppError::input(lang, "a seal name is 1–64 characters, no control characters"));
+        }
+        let bytes = views::unb64(data_base64).ok_or_else(|| AppError::input(lang, "the image is not base64"))?;
+        views::check_image(mime, &bytes).map_err(|m| AppError::new(ErrorCode::MalformedInput, lang, m))?;
+        let seal_id = views::seal_id(name, &self.manager.seals(&id, CLIENT).map_err(self.svc())?);
+        self.manager.write_seal(&id, &seal_id, name, mime, &bytes, CLIENT).map_err(self.svc())?;
+        Ok(SealView { id: seal_id, name: name.to_string(), mime: mime.to_string(), size: bytes.len() as u32 })
+    }
+
+    /// Delete a seal image.
+    pub fn delete_seal(&self, device: &str, seal: &str) -> Result<(), AppError> {
+        let id = self.device_id(device)?;
+        self.manager.delete_seal(&id, seal, CLIENT).map_err(self.svc())
+    }
+
+    // ---- audit ------------------------------------------------------------------------
+
+    /// Audit records in `[from_ms, to_ms)`, newest first.
+    pub fn audit_query(&self, from_ms: f64, to_ms: f64) -> Result<Vec<AuditEntry>, AppError> {
+        let lang = self.lang();
+        if !(from_ms.is_finite() && to_ms.is_finite()) || from_ms > to_ms {
+            return Err(AppError::input(lang, "the time range is empty or not a range"));
+        }
+        let q = AuditQuery::between(from_ms as i64, to_ms as i64);
+        let mut records = self.audit.query(&q).map_err(self.svc())?;
+        records.sort_by_key(|r| std::cmp::Reverse(r.time_ms));
+        Ok(records.into_iter().map(|r| views::audit_entry(r, lang)).collect())
+    }
+
+    // ---- settings ---------------------------------------------------------------------
+
+    /// The settings the window edits.
+    pub fn settings(&self) -> AppSettings {
+        views::app_settings(&self.read_settings())
+    }
+
+    /// Validate and save; the PIN cache time applies at once.
+    pub fn save_settings(&self, s: &AppSettings) -> Result<AppSettings, AppError> {
+        let lang = self.lang();
+        let mut next = self.read_settings().clone();
+        next.pin_cache_minutes = PinCacheMinutes::from_minutes(s.pin_cache_minutes)
+            .ok_or_else(|| AppError::input(lang, format!("PIN cache {} minutes is not offered", s.pin_cache_minutes)))?;
+        views::apply_settings(&mut next, s);
+        next.save(self.paths.settings_file()).map_err(self.svc())?;
+        let policy = PinCachePolicy::from_minutes(next.pin_cache_minutes.minutes()).unwrap_or_default();
+        self.manager.pin_cache().set_policy(policy);
+        *self.settings.write().unwrap_or_else(|e| e.into_inner()) = next;
+        Ok(self.settings())
+    }
+
+    // ---- logs, updates, privacy -------------------------------------------------------
+
+    /// The certificate log exports are encrypted to: `<config>/support.pem` when a
+    /// deployment put one there, else the demo support certificate.
+    fn support_certificate(&self) -> Result<Certificate, AppError> {
+        let configured = self.paths.config_dir.join("support.pem");
+        if configured.is_file() {
+            let pem = std::fs::read_to_string(&configured)
+                .map_err(|e| AppError::new(ErrorCode::Io, self.lang(), format!("{}: {e}", configured.display())))?;
+            return Certificate::from_pem(&pem).map_err(|e| self.svc()(e.into()));
+        }
+        kb_service::demo::demo_support_certificate(&self.paths).map(|(c, _)| c).map_err(self.svc())
+    }
+
+    /// Export the log files, compressed and encrypted to the support certificate, to
+    /// `path`; progress goes out as events.
+    pub fn export_logs(&self, path: &str) -> Result<LogExportResult, AppError> {
+        let lang = self.lang();
+        let out = Path::new(path);
+        if !out.is_absolute() {
+            return Err(AppError::input(lang, format!("{path} is not an absolute path")));
+        }
+        let cert = self.support_certificate()?;
+        let dir = out.parent().unwrap_or(Path::new("/"));
+        let io = |e: std::io::Error| AppError::new(ErrorCode::Io, lang, format!("{path}: {e}"));
+        let mut tmp = tempfile::Builder::new().prefix(".keybridge-logs.").suffix(".part").tempfile_in(dir).map_err(io)?;
+        let summary = {
+            let w = std::io::BufWriter::new(tmp.as_file_mut());
+            kb_service::logs::export_logs_with_progress(&self.paths.log_dir, w, &cert, |done, total| {
+                self.events.log_export_progress(&LogExportProgress { done: done as f64, total: total as f64 });
+            })
+            .map_err(self.svc())?
+        };
+        tmp.as_file().sync_all().map_err(io)?;
+        tmp.persist(out).map_err(|e| io(e.error))?;
+        Ok(LogExportResult {
+            path: path.to_string(),
+            files: summary.files.len() as u32,
+            bytes: summary.bytes_written as f64,
+        })
+    }
+
+    /// Check the configured update URL.
+    pub fn check_update(&self) -> Result<UpdateStatus, AppError> {
+        let lang = self.lang();
+        let url = self.read_settings().update_url.clone();
+        if url.is_empty() {
+            return Err(AppError::new(ErrorCode::UpdateUrlMissing, lang, "settings: update_url is empty"));
+        }
+        let current = env!("CARGO_PKG_VERSION");
+        let m = update::fetch_manifest(&url, &format!("KeyBridge/{current}")).map_err(|e| match e {
+            update::UpdateError::Network(m) => AppError::new(ErrorCode::Network, lang, m),
+            update::UpdateError::BadManifest(m) => AppError::new(ErrorCode::UpdateManifestInvalid, lang, m),
+            update::UpdateError::BadUrl(m) => AppError::new(ErrorCode::ConfigInvalid, lang, m),
+        })?;
+        Ok(UpdateStatus {
+            current: current.to_string(),
+            available: update::is_newer(&m.version, current),
+            latest: m.version,
+            notes: m.notes,
+            download_url: m.url,
+        })
+    }
+
+    /// The personal-data list and the third-party library list.
+    pub fn privacy_info(&self) -> PrivacyInfo {
+        privacy::info(self.lang())
+    }
+
+    // ---- expiry notices ---------------------------------------------------------------
+
+    fn notified_file(&self) -> PathBuf {
+        self.paths.data_dir.join("expiry-notified.json")
+    }
+
+    /// Certificates that entered the near-expiry window (or expired) and were not noticed
+    /// before: one event, remembered by thumbprint so each is noticed once per state.
+    pub fn check_expiry(&self) {
+        let Ok(media) = self.list_media() else { return };
+        let file = self.notified_file();
+        let mut seen: BTreeSet<String> =
+            std::fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        let mut fresh = Vec::new();
+        for c in media.into_iter().flat_map(|m| m.certificates) {
+            if !matches!(c.status, CertStatus::NearExpiry | CertStatus::Expired) {
+                continue;
+            }
+            let key = format!("{}:{}:{:?}", c.serial, c.not_after, c.status);
+            if seen.insert(key) {
+                fresh.push(c);
+            }
+        }
+        if fresh.is_empty() {
+            return;
+        }
+        if let Ok(bytes) = serde_json::to_vec(&seen) {
+            let _ = kb_service::settings::write_atomic(&file, &bytes);
+        }
+        self.events.expiry_notice(&ExpiryNotice { certificates: fresh });
+    }
+
+    /// The key directory (tests and the shell's status line).
+    pub fn key_dir(&self) -> &Path {
+        &self.key_dir
+    }
+
+    /// Which usage a key-usage value maps to (for the shell).
+    pub fn usage_of(u: KeyUsage) -> Usage {
+        views::usage(u)
+    }
+}

@@ -1,0 +1,430 @@
+//! The KeyBridge desktop app: a thin Tauri 2 shell over [`kb_desktop::Desktop`].
+//!
+//! Every command is one line into `Desktop` on a blocking thread (a command may wait for
+//! the PIN dialog, which is answered by another command). Events go out through
+//! tauri-specta, so `ui/src/bindings.ts` types commands, events and the error-code table
+//! alike (generated; `cargo test -p keybridge-desktop bindings_are_current` fails when it
+//! drifts, `KB_REGEN=1` rewrites it).
+
+#![cfg_attr(test, allow(clippy::panic, clippy::unwrap_used, clippy::expect_used))]
+
+pub mod shell;
+
+use kb_desktop::model::*;
+use kb_desktop::prompter::PromptSink;
+use kb_desktop::{Desktop, DesktopOptions, EventSink};
+use serde::Serialize;
+use specta::Type;
+use std::sync::Arc;
+use tauri::{AppHandle, Manager, Runtime, State};
+use tauri_specta::{Event, collect_commands, collect_events};
+
+type Shared<'a> = State<'a, Arc<Desktop>>;
+type Res<T> = Result<T, AppError>;
+
+/// Run `f` on a blocking thread: commands may wait for a prompt the window answers.
+async fn blocking<T: Send + 'static>(d: &Arc<Desktop>, f: impl FnOnce(&Desktop) -> Res<T> + Send + 'static) -> Res<T> {
+    let d = Arc::clone(d);
+    let lang = d.lang();
+    tauri::async_runtime::spawn_blocking(move || f(&d))
+        .await
+        .unwrap_or_else(|e| Err(AppError::new(kb_types::ErrorCode::Internal, lang, e.to_string())))
+}
+
+/// Version, agreement state, paths.
+#[tauri::command]
+#[specta::specta]
+async fn app_info(d: Shared<'_>) -> Res<AppInfo> {
+    Ok(d.info(None))
+}
+
+/// The window painted its first screen. With `--exit-after-paint` (the start-up
+/// measurement, `tests/desktop/measure.sh`) this prints `painted` and quits.
+#[tauri::command]
+#[specta::specta]
+async fn app_ready(control: State<'_, AppControl>) -> Res<()> {
+    tracing::info!("window painted");
+    if control.exit_after_paint {
+        #[allow(clippy::print_stdout)]
+        {
+            println!("painted");
+        }
+        (control.exit)(0);
+    }
+    Ok(())
+}
+
+/// Accept the privacy policy and user agreement.
+#[tauri::command]
+#[specta::specta]
+async fn accept_agreement(d: Shared<'_>, version: String) -> Res<()> {
+    d.accept_agreement(&version)
+}
+
+/// Quit (the user declined the agreement, or chose Quit).
+#[tauri::command]
+#[specta::specta]
+async fn quit_app(control: State<'_, AppControl>) -> Res<()> {
+    (control.exit)(0);
+    Ok(())
+}
+
+/// What commands need of the app itself, without naming its runtime (commands are not
+/// generic, so one set serves the real app and the mock runtime of the tests).
+pub struct AppControl {
+    /// Quit with this exit code.
+    pub exit: Box<dyn Fn(i32) + Send + Sync>,
+    /// `--exit-after-paint`: quit once the window has painted (start-up measurement).
+    pub exit_after_paint: bool,
+}
+
+/// Every medium with its certificates.
+#[tauri::command]
+#[specta::specta]
+async fn list_media(d: Shared<'_>) -> Res<Vec<Medium>> {
+    blocking(&d, |d| d.list_media()).await
+}
+
+/// Certificate details.
+#[tauri::command]
+#[specta::specta]
+async fn cert_details(d: Shared<'_>, cert: CertRef) -> Res<CertDetails> {
+    blocking(&d, move |d| d.cert_details(&cert)).await
+}
+
+/// A thumbprint on request.
+#[tauri::command]
+#[specta::specta]
+async fn cert_thumbprint(d: Shared<'_>, cert: CertRef, alg: Thumbprint) -> Res<String> {
+    blocking(&d, move |d| d.thumbprint(&cert, alg)).await
+}
+
+/// Save a certificate (.cer / .pem).
+#[tauri::command]
+#[specta::specta]
+async fn export_cert(d: Shared<'_>, cert: CertRef, path: String, format: ExportFormat) -> Res<String> {
+    blocking(&d, move |d| d.export_cert(&cert, &path, format)).await
+}
+
+/// Change a PIN (old and new from the window's form).
+#[tauri::command]
+#[specta::specta]
+async fn change_pin(d: Shared<'_>, device: String, kind: PinKindView, old_pin: String, new_pin: String) -> Res<()> {
+    blocking(&d, move |d| d.change_pin(&device, kind, &old_pin, &new_pin)).await
+}
+
+/// Unblock the user PIN with the SO PIN.
+#[tauri::command]
+#[specta::specta]
+async fn unblock_pin(d: Shared<'_>, device: String, so_pin: String, new_pin: String) -> Res<()> {
+    blocking(&d, move |d| d.unblock_pin(&device, &so_pin, &new_pin)).await
+}
+
+/// Delete a certificate (the PIN is asked through the prompt).
+#[tauri::command]
+#[specta::specta]
+async fn delete_certificate(d: Shared<'_>, cert: CertRef) -> Res<()> {
+    blocking(&d, move |d| d.delete_certificate(&cert)).await
+}
+
+/// Seal images on a medium.
+#[tauri::command]
+#[specta::specta]
+async fn list_seals(d: Shared<'_>, device: String) -> Res<Vec<SealView>> {
+    blocking(&d, move |d| d.list_seals(&device)).await
+}
+
+/// One seal image.
+#[tauri::command]
+#[specta::specta]
+async fn read_seal(d: Shared<'_>, device: String, id: String) -> Res<SealImage> {
+    blocking(&d, move |d| d.read_seal(&device, &id)).await
+}
+
+/// Write a seal image (file or handwriting canvas).
+#[tauri::command]
+#[specta::specta]
+async fn write_seal(d: Shared<'_>, device: String, name: String, mime: String, data_base64: String) -> Res<SealView> {
+    blocking(&d, move |d| d.write_seal(&device, &name, &mime, &data_base64)).await
+}
+
+/// Delete a seal image.
+#[tauri::command]
+#[specta::specta]
+async fn delete_seal(d: Shared<'_>, device: String, id: String) -> Res<()> {
+    blocking(&d, move |d| d.delete_seal(&device, &id)).await
+}
+
+/// Audit records in a time range.
+#[tauri::command]
+#[specta::specta]
+async fn audit_query(d: Shared<'_>, from_ms: f64, to_ms: f64) -> Res<Vec<AuditEntry>> {
+    blocking(&d, move |d| d.audit_query(from_ms, to_ms)).await
+}
+
+/// The settings.
+#[tauri::command]
+#[specta::specta]
+async fn get_settings(d: Shared<'_>) -> Res<AppSettings> {
+    Ok(d.settings())
+}
+
+/// Save the settings.
+#[tauri::command]
+#[specta::specta]
+async fn save_settings(d: Shared<'_>, settings: AppSettings) -> Res<AppSettings> {
+    blocking(&d, move |d| d.save_settings(&settings)).await
+}
+
+/// Forget every cached PIN.
+#[tauri::command]
+#[specta::specta]
+async fn clear_pin_cache(d: Shared<'_>) -> Res<()> {
+    d.clear_pin_cache();
+    Ok(())
+}
+
+/// Export the logs, encrypted; progress as `log-export-progress` events.
+#[tauri::command]
+#[specta::specta]
+async fn export_logs(d: Shared<'_>, path: String) -> Res<LogExportResult> {
+    blocking(&d, move |d| d.export_logs(&path)).await
+}
+
+/// Check for an update now.
+#[tauri::command]
+#[specta::specta]
+async fn check_update(d: Shared<'_>) -> Res<UpdateStatus> {
+    blocking(&d, |d| d.check_update()).await
+}
+
+/// The personal-data and third-party library lists.
+#[tauri::command]
+#[specta::specta]
+async fn privacy_info(d: Shared<'_>) -> Res<PrivacyInfo> {
+    Ok(d.privacy_info())
+}
+
+/// Answer a prompt (PIN, confirm, consent, QR).
+#[tauri::command]
+#[specta::specta]
+async fn answer_prompt(d: Shared<'_>, id: u32, answer: PromptAnswer) -> Res<()> {
+    d.prompter().answer(id, answer).map_err(|e| AppError::service(&e, d.lang()))
+}
+
+/// Prompts waiting for an answer (a window opened late shows them).
+#[tauri::command]
+#[specta::specta]
+async fn pending_prompts(d: Shared<'_>) -> Res<Vec<PromptRequest>> {
+    Ok(d.prompter().pending())
+}
+
+/// One row of the error-code table, as the window's constant `ERROR_CODES`.
+#[derive(Serialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorCodeRow {
+    /// Stable number.
+    pub code: u32,
+    /// Stable name.
+    pub name: &'static str,
+    /// Chinese message.
+    pub zh: &'static str,
+    /// English message.
+    pub en: &'static str,
+}
+
+/// Every error code.
+pub fn error_codes() -> Vec<ErrorCodeRow> {
+    kb_types::ErrorCode::ALL
+        .iter()
+        .map(|c| ErrorCodeRow {
+            code: c.number(),
+            name: c.name(),
+            zh: c.message(kb_types::Lang::ZhCn),
+            en: c.message(kb_types::Lang::En),
+        })
+        .collect()
+}
+
+/// The commands, events and constants the window sees.
+pub fn specta_builder<R: Runtime>() -> tauri_specta::Builder<R> {
+    tauri_specta::Builder::<R>::new()
+        .commands(collect_commands![
+            app_info,
+            app_ready,
+            accept_agreement,
+            quit_app,
+            list_media,
+            cert_details,
+            cert_thumbprint,
+            export_cert,
+            change_pin,
+            unblock_pin,
+            delete_certificate,
+            list_seals,
+            read_seal,
+            write_seal,
+            delete_seal,
+            audit_query,
+            get_settings,
+            save_settings,
+            clear_pin_cache,
+            export_logs,
+            check_update,
+            privacy_info,
+            answer_prompt,
+            pending_prompts,
+        ])
+        .events(collect_events![PromptRequest, PromptClosed, MediaChanged, LogExportProgress, ExpiryNotice])
+        .constant("ERROR_CODES", error_codes())
+        .disable_serde_phases()
+}
+
+/// The generated TypeScript (what `ui/src/bindings.ts` must hold).
+pub fn bindings_typescript() -> Result<String, String> {
+    let dir = tempfile_dir()?;
+    let path = dir.join("bindings.ts");
+    specta_builder::<tauri::Wry>()
+        .export(
+            specta_typescript::Typescript::default()
+                .header("// Generated by `KB_REGEN=1 cargo test -p keybridge-desktop bindings_are_current`. Do not edit.\n// @ts-nocheck"),
+            &path,
+        )
+        .map_err(|e| e.to_string())?;
+    let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(text)
+}
+
+fn tempfile_dir() -> Result<std::path::PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!("kb-bindings-{}-{:?}", std::process::id(), std::thread::current().id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    Ok(dir)
+}
+
+/// Shows a desktop notification: app, title, body.
+pub type Notifier<R> = Box<dyn Fn(&AppHandle<R>, &str, &str) + Send + Sync>;
+
+/// Sends the core's events to the window.
+pub struct WindowEvents<R: Runtime> {
+    app: AppHandle<R>,
+    /// Show a desktop notification (the real app; tests leave it out).
+    pub notify: Option<Notifier<R>>,
+}
+
+impl<R: Runtime> WindowEvents<R> {
+    /// Events for `app`.
+    pub fn new(app: AppHandle<R>) -> Self {
+        WindowEvents { app, notify: None }
+    }
+
+    fn emit<E: Event + Serialize + Clone>(&self, e: &E) {
+        if let Err(err) = e.emit(&self.app) {
+            tracing::warn!("event {} not delivered: {err}", E::NAME);
+        }
+    }
+}
+
+impl<R: Runtime> PromptSink for WindowEvents<R> {
+    fn open(&self, request: &PromptRequest) {
+        // A key operation from the bridge may come while the window is hidden in the tray.
+        if let Some(w) = self.app.get_webview_window(shell::MAIN) {
+            let _ = w.show();
+            let _ = w.set_focus();
+        }
+        self.emit(request);
+    }
+    fn close(&self, id: u32) {
+        self.emit(&PromptClosed { id });
+    }
+    fn notify(&self, message: &str) {
+        if let Some(n) = &self.notify {
+            n(&self.app, "KeyBridge", message);
+        }
+    }
+}
+
+impl<R: Runtime> EventSink for WindowEvents<R> {
+    fn media_changed(&self, event: &MediaChanged) {
+        self.emit(event);
+        shell::media_count_changed(&self.app);
+    }
+    fn expiry_notice(&self, notice: &ExpiryNotice) {
+        self.emit(notice);
+        if let Some(n) = &self.notify {
+            let names: Vec<String> = notice
+                .certificates
+                .iter()
+                .map(|c| match c.status {
+                    CertStatus::Expired => format!("{}（已过期）", c.subject_cn),
+                    _ => format!("{}（{} 天后过期）", c.subject_cn, c.days_left),
+                })
+                .collect();
+            n(&self.app, "证书即将过期 · Certificate expiring", &names.join("\n"));
+        }
+    }
+    fn log_export_progress(&self, progress: &LogExportProgress) {
+        self.emit(progress);
+    }
+}
+
+/// The commands on `builder`; the returned specta builder mounts the events in
+/// [`install`].
+pub fn with_commands<R: Runtime>(builder: tauri::Builder<R>) -> (tauri::Builder<R>, tauri_specta::Builder<R>) {
+    let specta = specta_builder::<R>();
+    (builder.invoke_handler(specta.invoke_handler()), specta)
+}
+
+/// Start the core on a built app: events mounted, [`Desktop`] opened and managed with the
+/// [`AppControl`]. `events` builds the event sink (the real app adds notifications).
+pub fn install<R: Runtime>(
+    app: &tauri::App<R>,
+    specta: &tauri_specta::Builder<R>,
+    opts: DesktopOptions,
+    exit_after_paint: bool,
+    events: impl FnOnce(AppHandle<R>) -> WindowEvents<R>,
+) -> Result<(), AppError> {
+    specta.mount_events(app);
+    let sink = Arc::new(events(app.handle().clone()));
+    let desktop = Desktop::open(opts, sink.clone(), sink)?;
+    for p in desktop.startup_problems() {
+        tracing::warn!("start-up: {p}");
+    }
+    app.manage(desktop);
+    let handle = app.handle().clone();
+    app.manage(AppControl { exit: Box::new(move |code| handle.exit(code)), exit_after_paint });
+    Ok(())
+}
+
+/// [`with_commands`] and [`install`] from the builder's setup hook (the real app).
+pub fn setup<R: Runtime>(
+    builder: tauri::Builder<R>,
+    opts: DesktopOptions,
+    exit_after_paint: bool,
+    events: impl FnOnce(AppHandle<R>) -> WindowEvents<R> + Send + 'static,
+) -> tauri::Builder<R> {
+    let (builder, specta) = with_commands(builder);
+    builder.setup(move |app| {
+        install(app, &specta, opts, exit_after_paint, events).map_err(|e| Box::new(e) as Box<dyn std::error::Error>)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bindings_are_current() {
+        let text = super::bindings_typescript().unwrap();
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ui/src/bindings.ts");
+        if std::env::var_os("KB_REGEN").is_some() {
+            std::fs::write(&file, &text).unwrap();
+        }
+        let current = std::fs::read_to_string(&file).unwrap_or_default();
+        assert!(
+            current == text,
+            "ui/src/bindings.ts is stale: KB_REGEN=1 cargo test -p keybridge-desktop bindings_are_current"
+        );
+        for name in ["listMedia", "changePin", "answerPrompt", "mediaChanged", "promptRequest", "ERROR_CODES", "wrong_pin"] {
+            assert!(text.contains(name), "{name} missing from the bindings");
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! The desktop shell around the core: the main window, the tray icon with the device
+//! count and quick actions, one instance only, desktop notifications, and closing to
+//! the tray.
+
+use crate::{WindowEvents, setup};
+use kb_desktop::{Desktop, DesktopOptions};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
+use tauri::tray::{MouseButton, MouseButtonState, TrayIconBuilder, TrayIconEvent};
+use tauri::{AppHandle, Manager, Runtime, WebviewUrl, WebviewWindowBuilder, WindowEvent};
+
+/// The main window's label.
+pub const MAIN: &str = "main";
+const TRAY: &str = "keybridge-tray";
+const MENU_COUNT: &str = "tray-count";
+
+/// Command-line options of `keybridge-desktop`.
+#[derive(Debug, Default)]
+pub struct Args {
+    /// `--home DIR` (else `$KEYBRIDGE_HOME`, else the per-user directories).
+    pub home: Option<PathBuf>,
+    /// `--hidden`: start in the tray (login auto-start).
+    pub hidden: bool,
+    /// `--exit-after-paint`: quit once the window has painted (start-up measurement).
+    pub exit_after_paint: bool,
+}
+
+impl Args {
+    /// Parse `std::env::args`.
+    pub fn parse() -> Result<Self, String> {
+        let mut a = Args { home: std::env::var_os("KEYBRIDGE_HOME").map(PathBuf::from), ..Args::default() };
+        let mut it = std::env::args().skip(1);
+        while let Some(arg) = it.next() {
+            match arg.as_str() {
+                "--home" => a.home = Some(it.next().ok_or("--home needs a directory")?.into()),
+                "--hidden" => a.hidden = true,
+                "--exit-after-paint" => a.exit_after_paint = true,
+                "--version" => {
+                    return Err(format!("keybridge-desktop {}", env!("CARGO_PKG_VERSION")));
+                }
+                // WebKitWebDriver may add its own flag when it launches the app.
+                a if a.starts_with("--automation") => {}
+                other => return Err(format!("unknown argument {other}; usage: keybridge-desktop [--home DIR] [--hidden]")),
+            }
+        }
+        Ok(a)
+    }
+}
+
+fn show_main<R: Runtime>(app: &AppHandle<R>) {
+    if let Some(w) = app.get_webview_window(MAIN) {
+        let _ = w.unminimize();
+        let _ = w.show();
+        let _ = w.set_focus();
+    }
+}
+
+fn count_text<R: Runtime>(app: &AppHandle<R>) -> String {
+    let n = app.try_state::<Arc<Desktop>>().map(|d| d.manager().devices().len()).unwrap_or(0);
+    format!("已连接介质：{n} 个 · {n} key(s)")
+}
+
+/// Refresh the tray's device count (called on every media event).
+pub fn media_count_changed<R: Runtime>(app: &AppHandle<R>) {
+    let text = count_text(app);
+    if let Some(tray) = app.tray_by_id(TRAY) {
+        let _ = tray.set_tooltip(Some(&format!("KeyBridge — {text}")));
+    }
+    if let Some(item) = app.try_state::<MenuItem<R>>() {
+        let _ = item.set_text(&text);
+    }
+}
+
+fn tray<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
+    let count = MenuItem::with_id(app, MENU_COUNT, count_text(app), false, None::<&str>)?;
+    let open = MenuItem::with_id(app, "tray-open", "打开 KeyBridge · Open", true, None::<&str>)?;
+    let clear = MenuItem::with_id(app, "tray-clear-pins", "清除已缓存的 PIN · Clear cached PINs", true, None::<&str>)?;
+    let quit = MenuItem::with_id(app, "tray-quit", "退出 · Quit", true, None::<&str>)?;
+    let menu = Menu::with_items(app, &[&count, &PredefinedMenuItem::separator(app)?, &open, &clear, &quit])?;
+    app.manage(count);
+    let mut b = TrayIconBuilder::with_id(TRAY)
+        .tooltip(format!("KeyBridge — {}", count_text(app)))
+        .menu(&menu)
+        .on_menu_event(|app, ev| match ev.id().as_ref() {
+            "tray-open" => show_main(app),
+            "tray-clear-pins" => {
+                if let Some(d) = app.try_state::<Arc<Desktop>>() {
+                    d.clear_pin_cache();
+                }
+            }
+            "tray-quit" => app.exit(0),
+            _ => {}
+        })
+        .on_tray_icon_event(|tray, ev| {
+            if let TrayIconEvent::Click { button: MouseButton::Left, button_state: MouseButtonState::Up, .. } = ev {
+                show_main(tray.app_handle());
+            }
+        });
+    if let Some(icon) = app.default_window_icon() {
+        b = b.icon(icon.clone());
+    }
+    b.build(app)?;
+    Ok(())
+}
+
+/// Run the app (the `keybridge-desktop` binary).
+pub fn run() -> Result<(), String> {
+    let args = Args::parse()?;
+    let opts = DesktopOptions { home: args.home.clone(), ..DesktopOptions::default() };
+    let builder = tauri::Builder::default()
+        // A second start only brings the running window forward.
+        .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| show_main(app)))
+        .plugin(tauri_plugin_notification::init())
+        .plugin(tauri_plugin_dialog::init());
+    let builder = setup(builder, opts, args.exit_after_paint, |app| {
+        let mut ev = WindowEvents::new(app);
+        ev.notify = Some(Box::new(|app: &AppHandle, title: &str, body: &str| {
+            use tauri_plugin_notification::NotificationExt;
+            if let Err(e) = app.notification().builder().title(title).body(body).show() {
+                tracing::warn!("notification not shown: {e}");
+            }
+        }));
+        ev
+    });
+    let hidden = args.hidden;
+    let app = builder
+        .setup(move |app| {
+            let handle = app.handle().clone();
+            let w = WebviewWindowBuilder::new(&handle, MAIN, WebviewUrl::App("index.html".into()))
+                .title("KeyBridge 安全客户端")
+                .inner_size(1040.0, 700.0)
+                .min_inner_size(860.0, 560.0)
+                .visible(!hidden)
+                .build()?;
+            // Closing the window keeps KeyBridge in the tray (the bridge and PIN dialogs
+            // still work); Quit is in the tray menu.
+            let h = handle.clone();
+            w.on_window_event(move |e| {
+                if let WindowEvent::CloseRequested { api, .. } = e
+                    && h.tray_by_id(TRAY).is_some()
+                {
+                    api.prevent_close();
+                    if let Some(w) = h.get_webview_window(MAIN) {
+                        let _ = w.hide();
+                    }
+                }
+            });
+            if let Err(e) = tray(&handle) {
+                // No tray host (a bare X server): the window still works; closing it quits.
+                tracing::warn!("no tray icon: {e}");
+            }
+            Ok(())
+        })
+        .build(tauri::generate_context!())
+        .map_err(|e| format!("KeyBridge could not start: {e}"))?;
+    app.run(|_, _| {});
+    Ok(())
+}

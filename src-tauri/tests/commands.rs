@@ -1,0 +1,340 @@
+//! Every command through Tauri's IPC (the mock runtime's real invoke path: argument
+//! deserialisation, the command, the response) against a real file-type key — the demo
+//! key the app creates on a fresh home. PIN prompts are answered through the
+//! `answer_prompt` command, as the window does.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use keybridge_desktop::{WindowEvents, install, with_commands};
+use kb_desktop::DesktopOptions;
+use kb_desktop::model::*;
+use kb_token::file::KdfParams;
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::mpsc::{Receiver, channel};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tauri::test::{INVOKE_KEY, MockRuntime, get_ipc_response, mock_builder, mock_context, noop_assets};
+use tauri::{App, WebviewWindow, WebviewWindowBuilder};
+use tauri_specta::Event;
+
+struct Rig {
+    _app: App<MockRuntime>,
+    win: WebviewWindow<MockRuntime>,
+    home: tempfile::TempDir,
+    prompts: Receiver<PromptRequest>,
+    media: Arc<Mutex<Vec<MediaChanged>>>,
+    progress: Arc<Mutex<Vec<LogExportProgress>>>,
+}
+
+fn rig() -> Rig {
+    let home = tempfile::tempdir().unwrap();
+    let opts = DesktopOptions {
+        home: Some(home.path().to_path_buf()),
+        create_demo: true,
+        kdf: KdfParams::weak_for_tests(),
+        file_logging: false,
+    };
+    let (builder, specta) = with_commands(mock_builder());
+    let app = builder.build(mock_context(noop_assets())).unwrap();
+    install(&app, &specta, opts, false, WindowEvents::new).unwrap();
+    let win = WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
+    let (tx, prompts) = channel();
+    let tx = Mutex::new(tx);
+    PromptRequest::listen(&app, move |e| {
+        let _ = tx.lock().unwrap().send(e.payload);
+    });
+    let media = Arc::new(Mutex::new(Vec::new()));
+    let m = media.clone();
+    MediaChanged::listen(&app, move |e| m.lock().unwrap().push(e.payload));
+    let progress = Arc::new(Mutex::new(Vec::new()));
+    let p = progress.clone();
+    LogExportProgress::listen(&app, move |e| p.lock().unwrap().push(e.payload));
+    Rig { _app: app, win, home, prompts, media, progress }
+}
+
+fn call(win: &WebviewWindow<MockRuntime>, cmd: &str, args: Value) -> Result<Value, AppError> {
+    raw_call(win, cmd, args).map_err(|v| serde_json::from_value(v.clone()).unwrap_or_else(|_| panic!("{cmd}: not an AppError: {v}")))
+}
+
+fn raw_call(win: &WebviewWindow<MockRuntime>, cmd: &str, args: Value) -> Result<Value, Value> {
+    let req = tauri::webview::InvokeRequest {
+        cmd: cmd.into(),
+        callback: tauri::ipc::CallbackFn(0),
+        error: tauri::ipc::CallbackFn(1),
+        url: "tauri://localhost".parse().unwrap(),
+        body: tauri::ipc::InvokeBody::Json(args),
+        headers: Default::default(),
+        invoke_key: INVOKE_KEY.to_string(),
+    };
+    get_ipc_response(win, req).map(|body| body.deserialize::<Value>().unwrap())
+}
+
+fn ok<T: serde::de::DeserializeOwned>(win: &WebviewWindow<MockRuntime>, cmd: &str, args: Value) -> T {
+    let v = call(win, cmd, args).unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    serde_json::from_value(v).unwrap()
+}
+
+fn err(win: &WebviewWindow<MockRuntime>, cmd: &str, args: Value) -> AppError {
+    match call(win, cmd, args) {
+        Ok(v) => panic!("{cmd} succeeded: {v}"),
+        Err(e) => e,
+    }
+}
+
+/// Run `cmd` on another thread; answer the PIN prompts it raises with `pins` in turn
+/// (`None` = cancel); return its result and the prompts seen.
+fn with_prompts(r: &Rig, cmd: &str, args: Value, pins: &[Option<&str>]) -> (Result<Value, AppError>, Vec<PromptRequest>) {
+    let win = r.win.clone();
+    let cmd2 = cmd.to_string();
+    let worker = std::thread::spawn(move || call(&win, &cmd2, args));
+    let mut seen = Vec::new();
+    for pin in pins {
+        let p = r.prompts.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| panic!("{cmd}: no prompt"));
+        let pending: Vec<PromptRequest> = ok(&r.win, "pending_prompts", json!({}));
+        assert!(pending.iter().any(|q| q.id == p.id), "a waiting prompt is listed");
+        let answer = match pin {
+            Some(pin) => json!({"kind": "pin", "pin": pin}),
+            None => json!({"kind": "cancel"}),
+        };
+        ok::<Value>(&r.win, "answer_prompt", json!({"id": p.id, "answer": answer}));
+        // Answering twice is refused: the prompt is gone.
+        assert_eq!(err(&r.win, "answer_prompt", json!({"id": p.id, "answer": answer})).name, "cancelled");
+        seen.push(p);
+    }
+    (worker.join().unwrap(), seen)
+}
+
+fn demo(r: &Rig) -> Medium {
+    let media: Vec<Medium> = ok(&r.win, "list_media", json!({}));
+    assert_eq!(media.len(), 1, "{media:?}");
+    media.into_iter().next().unwrap()
+}
+
+fn sign_ref() -> Value {
+    json!({"device": "file:demo", "container": "demo", "usage": "sign"})
+}
+
+#[test]
+fn app_info_agreement_and_media() {
+    let r = rig();
+    let info: AppInfo = ok(&r.win, "app_info", json!({}));
+    assert!(!info.agreement_accepted, "a fresh home has not accepted the agreement");
+    assert_eq!(info.demo_device.as_deref(), Some("file:demo"));
+    assert_eq!(err(&r.win, "accept_agreement", json!({"version": "1999-01"})).name, "invalid_parameter");
+    ok::<Value>(&r.win, "accept_agreement", json!({"version": info.agreement_version}));
+    assert!(ok::<AppInfo>(&r.win, "app_info", json!({})).agreement_accepted);
+
+    let m = demo(&r);
+    assert_eq!((m.id.as_str(), m.kind, m.demo), ("file:demo", MediumKind::File, true));
+    let pin = m.user_pin.unwrap();
+    assert_eq!((pin.tries_left, pin.locked, pin.is_default), (pin.max_tries, false, true));
+    let usages: Vec<Usage> = m.certificates.iter().map(|c| c.cert_ref.usage).collect();
+    assert_eq!(usages, [Usage::Sign, Usage::Encrypt]);
+    assert!(m.certificates.iter().all(|c| c.status == CertStatus::Valid && c.days_left >= 364));
+    assert_eq!(m.certificates[0].subject_cn, "演示用户 (DEMO)");
+
+    // Unknown devices and malformed arguments are refused with stable codes.
+    let bad = json!({"device": "file:nope", "container": "demo", "usage": "sign"});
+    assert_eq!(err(&r.win, "cert_details", json!({"cert": bad})).name, "unknown_device");
+    // A malformed argument never reaches the core: Tauri refuses it while deserialising.
+    let e = raw_call(&r.win, "cert_details", json!({"cert": {"device": 1}})).unwrap_err();
+    assert!(e.as_str().is_some_and(|m| m.contains("invalid args `cert`")), "{e}");
+}
+
+#[test]
+fn certificate_details_thumbprints_and_export() {
+    let r = rig();
+    let d: CertDetails = ok(&r.win, "cert_details", json!({"cert": sign_ref()}));
+    assert_eq!(d.device_label, "KeyBridge 演示介质 (DEMO)");
+    assert!(d.chain.trusted, "the demo certificate chains to the demo root: {:?}", d.chain);
+    assert_eq!(d.chain.path.len(), 2);
+    assert_eq!(d.cert_type, "sign");
+    assert!(d.public_key_algorithm.starts_with("SM2"), "{}", d.public_key_algorithm);
+    assert!(d.subject_attrs.iter().any(|a| a.name == "CN" && a.value == "演示用户 (DEMO)"));
+    assert!(!d.extensions.is_empty());
+    assert_eq!(d.thumbprint_sha1.len(), 40);
+    let sha1: String = ok(&r.win, "cert_thumbprint", json!({"cert": sign_ref(), "alg": "sha1"}));
+    assert_eq!(sha1, d.thumbprint_sha1);
+    for (alg, len) in [("sm3", 64), ("sha256", 64), ("md5", 32)] {
+        let t: String = ok(&r.win, "cert_thumbprint", json!({"cert": sign_ref(), "alg": alg}));
+        assert_eq!(t.len(), len, "{alg}");
+    }
+    let der_path = r.home.path().join("out/demo.cer");
+    std::fs::create_dir_all(der_path.parent().unwrap()).unwrap();
+    ok::<String>(&r.win, "export_cert", json!({"cert": sign_ref(), "path": der_path, "format": "der"}));
+    let pem_path = r.home.path().join("out/demo.pem");
+    ok::<String>(&r.win, "export_cert", json!({"cert": sign_ref(), "path": pem_path, "format": "pem"}));
+    let der = std::fs::read(&der_path).unwrap();
+    let pem = std::fs::read_to_string(&pem_path).unwrap();
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
+    assert_eq!(kb_pki::Certificate::from_pem(&pem).unwrap().der(), &der[..]);
+    assert_eq!(kb_pki::Certificate::from_der(&der).unwrap().thumbprint(kb_types::HashAlgorithm::Sha1), sha1);
+    assert_eq!(err(&r.win, "export_cert", json!({"cert": sign_ref(), "path": "relative.cer", "format": "der"})).name, "invalid_parameter");
+}
+
+#[test]
+fn pins_change_wrong_lock_and_unblock() {
+    let r = rig();
+    let max = demo(&r).user_pin.unwrap().max_tries;
+    let change = |old: &str, new: &str| {
+        call(&r.win, "change_pin", json!({"device": "file:demo", "kind": "user", "oldPin": old, "newPin": new}))
+    };
+    let e = change("00000000", "11112222").unwrap_err();
+    assert_eq!((e.name.as_str(), e.tries_left), ("wrong_pin", Some(max - 1)));
+    assert_eq!(demo(&r).user_pin.unwrap().tries_left, max - 1, "the list shows the tries left");
+    change("12345678", "11112222").unwrap();
+    let pin = demo(&r).user_pin.unwrap();
+    assert_eq!((pin.tries_left, pin.is_default), (max, false), "a right PIN resets the counter");
+    assert!(r.media.lock().unwrap().iter().any(|m| m.change == MediaChange::Changed));
+    // Too short for the medium's policy.
+    assert_eq!(change("11112222", "1").unwrap_err().name, "pin_policy");
+    // Lock it, then unblock with the SO PIN.
+    for left in (0..max).rev() {
+        let e = change("99999999", "11113333").unwrap_err();
+        if left > 0 {
+            assert_eq!(e.tries_left, Some(left));
+        } else {
+            assert!(e.name == "pin_locked" || e.tries_left == Some(0), "{e:?}");
+        }
+    }
+    assert!(demo(&r).user_pin.unwrap().locked);
+    assert_eq!(change("11112222", "11113333").unwrap_err().name, "pin_locked");
+    let e = err(&r.win, "unblock_pin", json!({"device": "file:demo", "soPin": "00000000", "newPin": "13572468"}));
+    assert_eq!(e.name, "wrong_pin");
+    ok::<Value>(&r.win, "unblock_pin", json!({"device": "file:demo", "soPin": "87654321", "newPin": "13572468"}));
+    let pin = demo(&r).user_pin.unwrap();
+    assert!(!pin.locked && pin.tries_left == max);
+    change("13572468", "24681357").unwrap();
+}
+
+#[test]
+fn delete_certificate_asks_for_the_pin_in_the_dialog() {
+    let r = rig();
+    ok::<Value>(&r.win, "save_settings", json!({"settings": {
+        "pinCacheMinutes": 0, "nearExpiryWarningDays": 90, "logsEnabled": true, "logRetentionDays": 30,
+        "updateCheck": "weekly", "updateUrl": "", "language": "zh-CN"}}));
+    let enc = json!({"device": "file:demo", "container": "demo", "usage": "encrypt"});
+    // Cancel → nothing deleted.
+    let (res, seen) = with_prompts(&r, "delete_certificate", json!({"cert": enc}), &[None]);
+    assert_eq!(res.unwrap_err().name, "cancelled");
+    match &seen[0].body {
+        PromptBody::Pin { device, pin_kind, operation, previous_wrong, .. } => {
+            assert_eq!((device.as_str(), *pin_kind, *previous_wrong), ("file:demo", PinKindView::User, false));
+            assert!(operation.contains("delete"), "{operation}");
+        }
+        other => panic!("not a PIN prompt: {other:?}"),
+    }
+    assert_eq!(seen[0].client, "desktop");
+    assert_eq!(demo(&r).certificates.len(), 2);
+    // A wrong PIN, then the right one: the second prompt says the first was wrong and
+    // shows one try fewer.
+    let (res, seen) = with_prompts(&r, "delete_certificate", json!({"cert": enc}), &[Some("00000000"), Some("12345678")]);
+    res.unwrap();
+    let PromptBody::Pin { previous_wrong, tries_left, .. } = &seen[1].body else { panic!() };
+    assert!(*previous_wrong);
+    let max = demo(&r).user_pin.unwrap().max_tries;
+    assert_eq!(*tries_left, Some(max - 1));
+    let m = demo(&r);
+    assert_eq!(m.certificates.len(), 1, "the encryption certificate is gone");
+    assert_eq!(err(&r.win, "cert_details", json!({"cert": enc})).name, "not_found");
+    // Audited, with the failures.
+    let now = kb_service::audit::now_ms() as f64;
+    let audit: Vec<AuditEntry> = ok(&r.win, "audit_query", json!({"fromMs": now - 60_000.0, "toMs": now + 1000.0}));
+    let deletes: Vec<&AuditEntry> = audit.iter().filter(|a| a.operation == "delete_certificate").collect();
+    assert!(deletes.iter().any(|a| a.ok) && deletes.iter().any(|a| !a.ok), "{audit:?}");
+    assert!(deletes.iter().all(|a| a.client == "desktop"));
+    assert!(audit.windows(2).all(|w| w[0].time_ms >= w[1].time_ms), "newest first");
+    assert_eq!(err(&r.win, "audit_query", json!({"fromMs": 10.0, "toMs": 5.0})).name, "invalid_parameter");
+}
+
+#[test]
+fn seals_from_an_image() {
+    let r = rig();
+    let seals: Vec<SealView> = ok(&r.win, "list_seals", json!({"device": "file:demo"}));
+    assert!(seals.is_empty());
+    let png = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("icons/32x32.png")).unwrap();
+    let b64 = base64_encode(&png);
+    // Not an image / wrong type: refused before the PIN is asked.
+    let e = err(&r.win, "write_seal", json!({"device": "file:demo", "name": "x", "mime": "image/png", "dataBase64": base64_encode(b"GIF89a")}));
+    assert_eq!(e.name, "malformed_input");
+    let e = err(&r.win, "write_seal", json!({"device": "file:demo", "name": "x", "mime": "image/gif", "dataBase64": b64}));
+    assert_eq!(e.name, "malformed_input");
+    let args = json!({"device": "file:demo", "name": "公司公章", "mime": "image/png", "dataBase64": format!("data:image/png;base64,{b64}")});
+    let (res, _) = with_prompts(&r, "write_seal", args, &[Some("12345678")]);
+    let seal: SealView = serde_json::from_value(res.unwrap()).unwrap();
+    assert_eq!((seal.name.as_str(), seal.size as usize), ("公司公章", png.len()));
+    let img: SealImage = ok(&r.win, "read_seal", json!({"device": "file:demo", "id": seal.id}));
+    assert_eq!((img.mime.as_str(), img.data_base64.as_str()), ("image/png", b64.as_str()));
+    let (res, _) = with_prompts(&r, "delete_seal", json!({"device": "file:demo", "id": seal.id}), &[]);
+    res.unwrap();
+    assert!(ok::<Vec<SealView>>(&r.win, "list_seals", json!({"device": "file:demo"})).is_empty());
+}
+
+#[test]
+fn settings_logs_update_and_privacy() {
+    let r = rig();
+    let mut s: AppSettings = ok(&r.win, "get_settings", json!({}));
+    assert_eq!((s.pin_cache_minutes, s.near_expiry_warning_days, s.language), (30, 90, Language::ZhCn));
+    s.pin_cache_minutes = 5;
+    s.language = Language::En;
+    let saved: AppSettings = ok(&r.win, "save_settings", json!({"settings": s}));
+    assert_eq!(saved, s);
+    let text = std::fs::read_to_string(r.home.path().join("config/settings.toml")).unwrap();
+    assert!(text.contains("pin_cache_minutes = 5"), "{text}");
+    // Messages follow the language now.
+    let e = err(&r.win, "cert_details", json!({"cert": {"device": "file:x", "container": "c", "usage": "sign"}}));
+    assert!(e.message.is_ascii(), "{}", e.message);
+    let mut bad = s.clone();
+    bad.pin_cache_minutes = 7;
+    assert_eq!(err(&r.win, "save_settings", json!({"settings": bad})).name, "invalid_parameter");
+    let mut bad = s.clone();
+    bad.update_url = "http://updates.example.cn/latest.json".into();
+    assert_eq!(err(&r.win, "save_settings", json!({"settings": bad})).name, "config_invalid");
+    ok::<Value>(&r.win, "clear_pin_cache", json!({}));
+
+    // Logs: one log file, exported encrypted, with progress.
+    let log_dir = r.home.path().join("logs");
+    std::fs::create_dir_all(&log_dir).unwrap();
+    let name = kb_service::logs::log_file_name(kb_service::audit::now_ms() / 1000);
+    std::fs::write(log_dir.join(name), "x".repeat(300_000)).unwrap();
+    let out = r.home.path().join("support.p7e");
+    let res: LogExportResult = ok(&r.win, "export_logs", json!({"path": out}));
+    assert_eq!(res.files, 1);
+    assert_eq!(std::fs::metadata(&out).unwrap().len() as f64, res.bytes);
+    let progress = r.progress.lock().unwrap().clone();
+    assert!(progress.last().is_some_and(|p| p.done == p.total && p.total > 0.0), "{progress:?}");
+
+    // Update check: none configured, offline, a real manifest over loopback HTTP.
+    assert_eq!(err(&r.win, "check_update", json!({})).name, "update_url_missing");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    s.update_url = format!("http://127.0.0.1:{port}/latest.json");
+    ok::<AppSettings>(&r.win, "save_settings", json!({"settings": s}));
+    assert_eq!(err(&r.win, "check_update", json!({})).name, "network");
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    s.update_url = format!("http://127.0.0.1:{}/latest.json", server.local_addr().unwrap().port());
+    ok::<AppSettings>(&r.win, "save_settings", json!({"settings": s}));
+    let serve = std::thread::spawn(move || {
+        let (mut c, _) = server.accept().unwrap();
+        let mut req = [0u8; 1024];
+        let n = c.read(&mut req).unwrap();
+        let body = r#"{"version":"99.0.0","notes":"SM2 improvements","url":"https://example.cn/kb.deb"}"#;
+        write!(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+        String::from_utf8_lossy(&req[..n]).to_string()
+    });
+    let u: UpdateStatus = ok(&r.win, "check_update", json!({}));
+    assert!(u.available && u.latest == "99.0.0" && u.notes == "SM2 improvements");
+    let request = serve.join().unwrap();
+    assert!(request.starts_with("GET /latest.json HTTP/1.0\r\n") && request.contains("User-Agent: KeyBridge/"), "{request}");
+
+    let p: PrivacyInfo = ok(&r.win, "privacy_info", json!({}));
+    assert!(p.data_items.len() >= 5 && p.libraries.iter().any(|l| l.name == "tauri"));
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    use base64ct::Encoding;
+    base64ct::Base64::encode_string(b)
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The desktop app's real window, driven through WebDriver: Xvfb (a private display),
+# a private D-Bus session (dbus-run-session), WebKitWebDriver (Debian's webkit2gtk-driver,
+# the driver tauri-driver wraps) launching keybridge-desktop with automation enabled
+# (TAURI_WEBVIEW_AUTOMATION=true, as tauri-driver sets it). Every process is started here
+# and stopped here by process id; loopback only.
+#
+#   tests/desktop/run.sh [BIN]      BIN defaults to target/debug/keybridge-desktop
+#   KB_SCREENSHOTS=docs/screenshots tests/desktop/run.sh   also refresh the README's screenshots
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+BIN="${1:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/keybridge-desktop}"
+[ -x "$BIN" ] || { echo "run.sh: $BIN not built (cargo build -p keybridge-desktop)" >&2; exit 1; }
+if [ -n "${KB_SCREENSHOTS:-}" ]; then
+  mkdir -p "$KB_SCREENSHOTS"
+  KB_SCREENSHOTS="$(cd "$KB_SCREENSHOTS" && pwd)"
+  export KB_SCREENSHOTS
+fi
+# shellcheck source=session.sh
+source "$HERE/session.sh"
+
+port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+TAURI_WEBVIEW_AUTOMATION=true WebKitWebDriver --host=127.0.0.1 --port="$port" > "$work/webdriver.log" 2>&1 &
+track $!
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/status" > /dev/null && break; sleep 0.1; done
+
+export KB_WEBDRIVER="http://127.0.0.1:$port" KB_DESKTOP_BIN="$BIN" KB_DESKTOP_HOME="$work/home"
+status=0
+node --test --test-concurrency=1 "$HERE/window.test.mjs" || status=$?
+if [ "$status" -ne 0 ]; then
+  echo "--- WebKitWebDriver log ---" >&2
+  tail -40 "$work/webdriver.log" >&2 || true
+fi
+exit "$status"

@@ -1,0 +1,109 @@
+// The real KeyBridge window (keybridge-desktop under Xvfb, driven by WebKitWebDriver):
+// first run, home with the demo key, certificate details, the PIN change form, a wrong PIN
+// dropping the tries left, and the one PIN dialog a key operation opens. Screenshots in
+// zh-CN go to $KB_SCREENSHOTS when set (docs/screenshots/ for the README).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { Session } from './webdriver.mjs';
+
+const base = process.env.KB_WEBDRIVER;
+const bin = process.env.KB_DESKTOP_BIN;
+const home = process.env.KB_DESKTOP_HOME;
+const shots = process.env.KB_SCREENSHOTS || '';
+let s;
+
+const shot = async (name) => {
+  if (shots) await s.screenshot(join(shots, name));
+};
+const tries = (text) => Number((text.match(/\d+/) || [NaN])[0]);
+
+before(async () => {
+  mkdirSync(home, { recursive: true });
+  s = await Session.start(base, {
+    'webkitgtk:browserOptions': { binary: bin, args: ['--home', home] },
+  });
+});
+
+after(async () => {
+  if (s) await s.quit();
+});
+
+test('first run asks for the privacy policy and user agreement, then shows the demo key', async () => {
+  // The demo key is created on this first start (real Argon2id KDF): allow for it.
+  await s.waitFor('[data-testid=agreement]', 60000);
+  const navs = await s.findAll('[data-testid=nav-home]');
+  for (const n of navs) {
+    assert.equal(await s.cmd('GET', `/element/${n}/displayed`), false, 'nothing else is reachable before accepting');
+  }
+  await s.click('[data-testid=agreement-accept]');
+  const medium = await s.waitFor('[data-testid=medium]');
+  assert.equal(await s.attr(medium, 'data-device-id'), 'file:demo');
+  const rows = await s.findAll('[data-testid=cert-row]');
+  assert.equal(rows.length, 2, 'the demo key holds a signing and an encryption certificate');
+  const text = await s.text(medium);
+  assert.match(text, /演示用户/);
+  assert.match(text, /文件型/);
+  await shot('home.png');
+});
+
+test('certificate details: the demo signing certificate, chained to the demo root', async () => {
+  await s.click('[data-testid=cert-row][data-usage=sign]');
+  await s.waitFor('[data-testid=cert-details]');
+  const subject = await s.waitText('[data-testid=field-subject]', (t) => t.includes('演示用户'));
+  assert.match(subject, /CN=演示用户 \(DEMO\)/);
+  const serial = await s.text(await s.find('[data-testid=field-serial]'));
+  assert.match(serial, /[0-9A-F]{8,}/);
+  const sha1 = await s.waitText('[data-testid=thumbprint-value]', (t) => /[0-9A-F]{40}/.test(t.replace(/[\s:]/g, '')));
+  assert.ok(sha1);
+  const chain = await s.text(await s.find('[data-testid=chain-status]'));
+  assert.doesNotMatch(chain, /失败|不受信任|untrusted/i, chain);
+  await shot('details.png');
+  await s.click('[data-testid=back]');
+  await s.waitFor('[data-testid=medium]');
+});
+
+test('change the PIN; a wrong PIN drops the tries left', async () => {
+  await s.click('[data-testid=nav-pin]');
+  const before = tries(await s.waitText('[data-testid=pin-user-tries]', (t) => /\d/.test(t)));
+  assert.ok(before > 1, `tries left shown: ${before}`);
+  await s.type('[data-testid=pin-old]', '12345678');
+  await s.type('[data-testid=pin-new]', '11223344');
+  await s.type('[data-testid=pin-confirm]', '11223344');
+  await s.click('[data-testid=pin-change-submit]');
+  await s.waitText('[data-testid=pin-message]', (t) => /成功|已修改/.test(t));
+  // The old PIN is wrong now.
+  await s.type('[data-testid=pin-old]', '12345678');
+  await s.type('[data-testid=pin-new]', '22334455');
+  await s.type('[data-testid=pin-confirm]', '22334455');
+  await s.click('[data-testid=pin-change-submit]');
+  const msg = await s.waitText('[data-testid=pin-message]', (t) => /错误/.test(t));
+  assert.match(msg, new RegExp(String(before - 1)), `the error says ${before - 1} tries left: ${msg}`);
+  const after = tries(await s.waitText('[data-testid=pin-user-tries]', (t) => tries(t) === before - 1));
+  assert.equal(after, before - 1);
+});
+
+test('a key operation asks in the PIN dialog; a wrong PIN there drops the tries too', async () => {
+  await s.click('[data-testid=nav-home]');
+  await s.click('[data-testid=cert-row][data-usage=encrypt]');
+  await s.waitFor('[data-testid=cert-details]');
+  await s.click('[data-testid=delete-cert]');
+  // The window's own confirmation first, then the PIN dialog of the service.
+  await s.click('[data-testid=confirm-ok]');
+  const dialog = await s.waitFor('[data-testid=prompt-dialog][data-kind=pin]');
+  assert.ok(dialog);
+  const shown = tries(await s.waitText('[data-testid=prompt-tries-left]', (t) => /\d/.test(t)));
+  await shot('pin-dialog.png');
+  await s.type('[data-testid=prompt-pin-input]', '00000000');
+  await s.click('[data-testid=prompt-ok]');
+  // Asked again, one try fewer.
+  const again = tries(await s.waitText('[data-testid=prompt-tries-left]', (t) => tries(t) === shown - 1));
+  assert.equal(again, shown - 1);
+  await s.click('[data-testid=prompt-cancel]');
+  await s.waitGone('[data-testid=prompt-dialog]');
+  // Nothing was deleted.
+  await s.click('[data-testid=nav-home]');
+  await s.waitFor('[data-testid=medium]');
+  assert.equal((await s.findAll('[data-testid=cert-row]')).length, 2);
+});
