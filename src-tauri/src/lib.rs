@@ -396,7 +396,8 @@ pub fn install<R: Runtime>(
     Ok(())
 }
 
-/// [`with_commands`] and [`install`] from the builder's setup hook (the real app).
+/// [`with_commands`] and [`install`] from the builder's setup hook. (Tauri keeps one setup
+/// hook: a caller with its own calls the two itself, as [`shell::run`] does.)
 pub fn setup<R: Runtime>(
     builder: tauri::Builder<R>,
     opts: DesktopOptions,

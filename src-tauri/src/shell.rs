@@ -2,7 +2,7 @@
 //! count and quick actions, one instance only, desktop notifications, and closing to
 //! the tray.
 
-use crate::{WindowEvents, setup};
+use crate::{WindowEvents, install, with_commands};
 use kb_desktop::{Desktop, DesktopOptions};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -113,19 +113,21 @@ pub fn run() -> Result<(), String> {
         .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| show_main(app)))
         .plugin(tauri_plugin_notification::init())
         .plugin(tauri_plugin_dialog::init());
-    let builder = setup(builder, opts, args.exit_after_paint, |app| {
-        let mut ev = WindowEvents::new(app);
-        ev.notify = Some(Box::new(|app: &AppHandle, title: &str, body: &str| {
-            use tauri_plugin_notification::NotificationExt;
-            if let Err(e) = app.notification().builder().title(title).body(body).show() {
-                tracing::warn!("notification not shown: {e}");
-            }
-        }));
-        ev
-    });
+    let (builder, specta) = with_commands(builder);
+    let exit_after_paint = args.exit_after_paint;
     let hidden = args.hidden;
     let app = builder
         .setup(move |app| {
+            install(app, &specta, opts, exit_after_paint, |app| {
+                let mut ev = WindowEvents::new(app);
+                ev.notify = Some(Box::new(|app: &AppHandle, title: &str, body: &str| {
+                    use tauri_plugin_notification::NotificationExt;
+                    if let Err(e) = app.notification().builder().title(title).body(body).show() {
+                        tracing::warn!("notification not shown: {e}");
+                    }
+                }));
+                ev
+            })?;
             let handle = app.handle().clone();
             let w = WebviewWindowBuilder::new(&handle, MAIN, WebviewUrl::App("index.html".into()))
                 .title("KeyBridge 安全客户端")
