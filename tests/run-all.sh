@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every KeyBridge test on a fresh Debian 12 machine: installs what is needed
 # (installer/bootstrap.sh), then the whole workspace test suite with the independent
-# peers required (OpenSSL 3, PyPI gmssl, npm sm-crypto), the bridge's end-to-end tests
+# peers required (OpenSSL 3, PyPI gmssl, npm sm-crypto), the desktop UI's component tests
+# and its real window under Xvfb (WebKitWebDriver), the bridge's end-to-end tests
 # (headless Chromium, Node clients), then a quick benchmark smoke
 # run so the benchmark binary cannot rot.
 #
@@ -21,6 +22,13 @@ cargo test --workspace --locked --no-fail-fast
 
 echo "== TypeScript SDK (bridge/sdk-js): npm test =="
 (cd "$ROOT/bridge/sdk-js" && npm test)
+
+echo "== desktop app UI (ui/): type check and component tests (Vitest) =="
+(cd "$ROOT/ui" && npm run --silent typecheck && npm test)
+
+echo "== desktop app: the real window under Xvfb, driven by WebKitWebDriver (tests/desktop) =="
+cargo build --locked -q -p keybridge-desktop
+"$ROOT/tests/desktop/run.sh" "${CARGO_TARGET_DIR:-$ROOT/target}/debug/keybridge-desktop"
 
 echo "== bridge end to end (tests/e2e): a web page in headless Chromium, a bid tool sealing a 64 MiB bid =="
 cargo build --locked -q -p keybridge

@@ -29,12 +29,17 @@ struct Rig {
 }
 
 fn rig() -> Rig {
+    rig_with(None)
+}
+
+fn rig_with(bridge: Option<Option<u16>>) -> Rig {
     let home = tempfile::tempdir().unwrap();
     let opts = DesktopOptions {
         home: Some(home.path().to_path_buf()),
         create_demo: true,
         kdf: KdfParams::weak_for_tests(),
         file_logging: false,
+        bridge,
     };
     let (builder, specta) = with_commands(mock_builder());
     let app = builder.build(mock_context(noop_assets())).unwrap();
@@ -150,7 +155,7 @@ fn certificate_details_thumbprints_and_export() {
     assert_eq!(d.device_label, "KeyBridge 演示介质 (DEMO)");
     assert!(d.chain.trusted, "the demo certificate chains to the demo root: {:?}", d.chain);
     assert_eq!(d.chain.path.len(), 2);
-    assert_eq!(d.cert_type, "sign");
+    assert_eq!(d.cert_type, CertType::Sign);
     assert!(d.public_key_algorithm.starts_with("SM2"), "{}", d.public_key_algorithm);
     assert!(d.subject_attrs.iter().any(|a| a.name == "CN" && a.value == "演示用户 (DEMO)"));
     assert!(!d.extensions.is_empty());
@@ -240,13 +245,13 @@ fn delete_certificate_asks_for_the_pin_in_the_dialog() {
     assert_eq!(m.certificates.len(), 1, "the encryption certificate is gone");
     assert_eq!(err(&r.win, "cert_details", json!({"cert": enc})).name, "not_found");
     // Audited, with the failures.
-    let now = kb_service::audit::now_ms() as f64;
-    let audit: Vec<AuditEntry> = ok(&r.win, "audit_query", json!({"fromMs": now - 60_000.0, "toMs": now + 1000.0}));
+    let now = kb_service::audit::now_ms();
+    let audit: Vec<AuditEntry> = ok(&r.win, "audit_query", json!({"fromMs": now - 60_000, "toMs": now + 1000}));
     let deletes: Vec<&AuditEntry> = audit.iter().filter(|a| a.operation == "delete_certificate").collect();
     assert!(deletes.iter().any(|a| a.ok) && deletes.iter().any(|a| !a.ok), "{audit:?}");
     assert!(deletes.iter().all(|a| a.client == "desktop"));
     assert!(audit.windows(2).all(|w| w[0].time_ms >= w[1].time_ms), "newest first");
-    assert_eq!(err(&r.win, "audit_query", json!({"fromMs": 10.0, "toMs": 5.0})).name, "invalid_parameter");
+    assert_eq!(err(&r.win, "audit_query", json!({"fromMs": 10, "toMs": 5})).name, "invalid_parameter");
 }
 
 #[test]
@@ -302,9 +307,9 @@ fn settings_logs_update_and_privacy() {
     let out = r.home.path().join("support.p7e");
     let res: LogExportResult = ok(&r.win, "export_logs", json!({"path": out}));
     assert_eq!(res.files, 1);
-    assert_eq!(std::fs::metadata(&out).unwrap().len() as f64, res.bytes);
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), res.bytes);
     let progress = r.progress.lock().unwrap().clone();
-    assert!(progress.last().is_some_and(|p| p.done == p.total && p.total > 0.0), "{progress:?}");
+    assert!(progress.last().is_some_and(|p| p.done == p.total && p.total > 0), "{progress:?}");
 
     // Update check: none configured, offline, a real manifest over loopback HTTP.
     assert_eq!(err(&r.win, "check_update", json!({})).name, "update_url_missing");
@@ -332,6 +337,62 @@ fn settings_logs_update_and_privacy() {
 
     let p: PrivacyInfo = ok(&r.win, "privacy_info", json!({}));
     assert!(p.data_items.len() >= 5 && p.libraries.iter().any(|l| l.name == "tauri"));
+}
+
+/// A web page reaches the demo key through the app's local bridge: the consent and the
+/// PIN are asked in the window's dialogs (answered through `answer_prompt`), never on
+/// the socket, and the signature verifies with the certificate the window lists.
+#[test]
+fn bridge_requests_use_the_window_dialogs() {
+    let r = rig_with(Some(Some(0)));
+    let info: AppInfo = ok(&r.win, "app_info", json!({}));
+    let url = info.bridge_url.expect("the bridge runs");
+    assert!(url.starts_with("ws://127.0.0.1:"), "{url}");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (tx, rx) = channel();
+    let url2 = url.clone();
+    rt.spawn(async move {
+        let opts = kb_bridge::client::ClientOptions {
+            url: url2,
+            origin: Some("https://bid.example.cn".into()),
+            secret: None,
+            sdk: "test-page".into(),
+        };
+        let c = kb_bridge::client::BridgeClient::connect(opts).await.unwrap();
+        let list = c.request(c.next_id(), "certificates.list", json!({"usage": "sign"})).await;
+        let thumb = list.as_ref().map(|l| l["certificates"][0]["thumbprint"].clone()).unwrap_or_default();
+        let msg = base64_encode("投标文件".as_bytes());
+        let sig = c.request(c.next_id(), "sign", json!({"certificate": {"thumbprint": thumb}, "input": {"data": msg}, "format": "raw"})).await;
+        tx.send((list.map_err(|e| e.to_string()), sig.map_err(|e| e.to_string()))).unwrap();
+    });
+    // First the consent dialog for the origin, then the PIN dialog for the signature.
+    let consent = r.prompts.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(consent.client, "https://bid.example.cn");
+    assert!(matches!(consent.body, PromptBody::Consent { .. }), "{consent:?}");
+    ok::<Value>(&r.win, "answer_prompt", json!({"id": consent.id, "answer": {"kind": "consent", "decision": "once"}}));
+    let pin = r.prompts.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
+        panic!("no PIN prompt; the page got {:?}", rx.try_recv());
+    });
+    let PromptBody::Pin { operation, device, .. } = &pin.body else { panic!("{pin:?}") };
+    assert_eq!((pin.client.as_str(), device.as_str(), operation.as_str()), ("https://bid.example.cn", "file:demo", "sign"));
+    ok::<Value>(&r.win, "answer_prompt", json!({"id": pin.id, "answer": {"kind": "pin", "pin": "12345678"}}));
+    let (list, sig) = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let list = list.unwrap();
+    let sig = sig.unwrap();
+    let d: CertDetails = ok(&r.win, "cert_details", json!({"cert": sign_ref()}));
+    assert_eq!(list["certificates"][0]["thumbprint"].as_str().unwrap().to_uppercase(), d.thumbprint_sha1);
+    let pem_path = r.home.path().join("sign.pem");
+    ok::<String>(&r.win, "export_cert", json!({"cert": sign_ref(), "path": pem_path, "format": "pem"}));
+    let cert = kb_pki::Certificate::from_pem(&std::fs::read_to_string(pem_path).unwrap()).unwrap();
+    let raw = {
+        use base64ct::Encoding;
+        base64ct::Base64::decode_vec(sig["signature"].as_str().unwrap()).unwrap()
+    };
+    cert.public_key().unwrap().verify(&kb_crypto::SignatureScheme::sm2_default(), "投标文件".as_bytes(), &raw).unwrap();
+    // The window's audit view shows the page as the client.
+    let now = kb_service::audit::now_ms();
+    let audit: Vec<AuditEntry> = ok(&r.win, "audit_query", json!({"fromMs": now - 60_000, "toMs": now + 1000}));
+    assert!(audit.iter().any(|a| a.client == "https://bid.example.cn" && a.operation == "sign" && a.ok), "{audit:?}");
 }
 
 fn base64_encode(b: &[u8]) -> String {

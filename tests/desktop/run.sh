@@ -20,6 +20,17 @@ fi
 # shellcheck source=session.sh
 source "$HERE/session.sh"
 
+# A notification daemon on the session bus (python-dbusmock's, Debian python3-dbusmock):
+# the app's desktop notifications land in its call log.
+/usr/bin/python3 -m dbusmock --template notification_daemon -l "$work/notify.log" > "$work/dbusmock.log" 2>&1 &
+track $!
+for _ in $(seq 100); do
+  dbus-send --session --print-reply --dest=org.freedesktop.DBus / org.freedesktop.DBus.NameHasOwner \
+    string:org.freedesktop.Notifications 2>/dev/null | grep -q "boolean true" && break
+  sleep 0.1
+done
+export KB_NOTIFY_LOG="$work/notify.log"
+
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 TAURI_WEBVIEW_AUTOMATION=true WebKitWebDriver --host=127.0.0.1 --port="$port" > "$work/webdriver.log" 2>&1 &
 track $!

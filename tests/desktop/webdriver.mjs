@@ -2,7 +2,7 @@
 // clicks, typing, text, screenshots, waits.
 import { writeFileSync } from 'node:fs';
 
-const W3C_ELEMENT = 'element-6066-11e4-a52e-4f735466cecc';
+const W3C_ELEMENT = 'element-6066-11e4-a52e-4f735466cecf';
 
 export class Session {
   constructor(base, id) {
@@ -25,12 +25,12 @@ export class Session {
 
   async find(css) {
     const el = await this.cmd('POST', '/element', { using: 'css selector', value: css });
-    return el[W3C_ELEMENT];
+    return elementId(el);
   }
 
   async findAll(css) {
     const els = await this.cmd('POST', '/elements', { using: 'css selector', value: css });
-    return els.map((e) => e[W3C_ELEMENT]);
+    return els.map(elementId);
   }
 
   /** Wait until `css` matches a displayed element; returns it. */
@@ -92,6 +92,18 @@ export class Session {
     await this.cmd('POST', `/element/${id}/value`, { text });
   }
 
+  /** Set a number input as typing would (WebKitWebDriver's clear leaves number inputs
+   *  untouched): the value, then `input` and `change` events. */
+  async setNumber(css, value) {
+    const id = await this.waitFor(css);
+    await this.script(
+      `const e = arguments[0]; e.focus(); e.value = String(arguments[1]);
+       e.dispatchEvent(new Event('input', { bubbles: true }));
+       e.dispatchEvent(new Event('change', { bubbles: true }));`,
+      [{ [W3C_ELEMENT]: id }, value],
+    );
+  }
+
   async text(id) {
     return this.cmd('GET', `/element/${id}/text`);
   }
@@ -112,6 +124,12 @@ export class Session {
     const b64 = await this.cmd('GET', '/screenshot');
     writeFileSync(path, Buffer.from(b64, 'base64'));
   }
+}
+
+function elementId(el) {
+  const id = el && (el[W3C_ELEMENT] ?? el.ELEMENT);
+  if (!id) throw new Error(`not an element reference: ${JSON.stringify(el)}`);
+  return id;
 }
 
 async function request(base, method, path, body) {

@@ -5,8 +5,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { mkdirSync } from 'node:fs';
-import { Session } from './webdriver.mjs';
+import { mkdirSync, readFileSync, existsSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { Session, sleep } from './webdriver.mjs';
 
 const base = process.env.KB_WEBDRIVER;
 const bin = process.env.KB_DESKTOP_BIN;
@@ -106,4 +107,41 @@ test('a key operation asks in the PIN dialog; a wrong PIN there drops the tries 
   await s.click('[data-testid=nav-home]');
   await s.waitFor('[data-testid=medium]');
   assert.equal((await s.findAll('[data-testid=cert-row]')).length, 2);
+});
+
+test('a certificate entering the near-expiry window: a banner and a desktop notification', async () => {
+  await s.click('[data-testid=nav-settings]');
+  // The demo certificates are valid for a year: a 400-day window takes them in.
+  await s.setNumber('[data-testid=settings-near-expiry]', 400);
+  await s.waitText('[data-testid=toast]', (t) => /已保存/.test(t));
+  await s.click('[data-testid=nav-home]');
+  const banner = await s.waitText('[data-testid=expiry-banner]', (t) => /演示用户/.test(t));
+  assert.match(banner, /演示用户/);
+  assert.ok((await s.findAll('[data-testid=badge-near-expiry]')).length >= 1, 'the near-expiry badge is shown');
+  // The notification went to the session's notification daemon (python-dbusmock).
+  const log = process.env.KB_NOTIFY_LOG;
+  const until = Date.now() + 10000;
+  let text = '';
+  while (Date.now() < until) {
+    text = existsSync(log) ? readFileSync(log, 'utf8') : '';
+    if (/Notify/.test(text)) break;
+    await sleep(200);
+  }
+  assert.match(text, /Notify .*即将过期/s, `notification daemon log: ${text.slice(0, 400)}`);
+});
+
+test('one instance only: a second start exits and the first window stays', async () => {
+  const second = spawn(bin, ['--home', home], { stdio: 'ignore' });
+  const code = await new Promise((resolve) => {
+    const timer = setTimeout(() => resolve('still running'), 15000);
+    second.on('exit', (c) => {
+      clearTimeout(timer);
+      resolve(c);
+    });
+  });
+  if (code === 'still running') second.kill();
+  assert.equal(code, 0, 'the second instance hands over to the first and exits');
+  // The first still answers.
+  await s.click('[data-testid=nav-home]');
+  await s.waitFor('[data-testid=medium]');
 });

@@ -12,6 +12,7 @@
 #![cfg_attr(test, allow(clippy::panic, clippy::unwrap_used, clippy::expect_used))]
 
 mod error;
+mod local_bridge;
 pub mod model;
 pub mod privacy;
 pub mod prompter;
@@ -64,11 +65,14 @@ pub struct DesktopOptions {
     pub kdf: KdfParams,
     /// Start file logging (off in tests: one global logger per process).
     pub file_logging: bool,
+    /// Run the local signing bridge: `None` = not at all, `Some(None)` = on the settings'
+    /// port, `Some(Some(p))` = on port `p` (0: any free port, for tests).
+    pub bridge: Option<Option<u16>>,
 }
 
 impl Default for DesktopOptions {
     fn default() -> Self {
-        DesktopOptions { home: None, create_demo: true, kdf: KdfParams::DEFAULT, file_logging: true }
+        DesktopOptions { home: None, create_demo: true, kdf: KdfParams::DEFAULT, file_logging: true, bridge: Some(None) }
     }
 }
 
@@ -82,8 +86,11 @@ pub struct Desktop {
     prompter: UiPrompter,
     events: Arc<dyn EventSink>,
     demo: Option<DeviceId>,
-    /// Problems found at start (corrupt settings, unreadable key files), shown once.
+    /// Problems found at start (corrupt settings, unreadable key files, the bridge's
+    /// port taken), shown once.
     startup_problems: Vec<String>,
+    /// The local signing bridge, when it runs.
+    bridge: Option<local_bridge::LocalBridge>,
     _log: Option<LogGuard>,
 }
 
@@ -130,12 +137,29 @@ impl Desktop {
         }
         let audit = Arc::new(AuditLog::open(paths.audit_db()).map_err(err)?);
         let policy = PinCachePolicy::from_minutes(settings.pin_cache_minutes.minutes()).unwrap_or_default();
-        let manager = Arc::new(DeviceManager::new(Arc::new(prompter.clone()), audit.clone(), policy));
+        // The bridge's idle timeouts pause while one of our dialogs is open.
+        let watch = Arc::new(kb_bridge::activity::PromptWatch::default());
+        let watched = Arc::new(kb_bridge::activity::WatchedPrompter::new(Arc::new(prompter.clone()), watch.clone()));
+        let manager = Arc::new(DeviceManager::new(watched.clone(), audit.clone(), policy));
         let rx = manager.subscribe();
         for t in kb_service::media::standard_transports(&settings, &key_dir) {
             manager.add_transport(t).map_err(err)?;
         }
         manager.wait_enumerated(START_ENUMERATION_WAIT);
+        let bridge = match opts.bridge {
+            None => None,
+            Some(port) => {
+                let port = port.unwrap_or(settings.bridge_port);
+                let trust = trust_store(&paths);
+                match local_bridge::LocalBridge::start(&manager, &paths, &settings, port, trust, watched, watch) {
+                    Ok(b) => Some(b),
+                    Err(e) => {
+                        startup_problems.push(format!("local bridge: {e}"));
+                        None
+                    }
+                }
+            }
+        };
         let desktop = Arc::new(Desktop {
             paths,
             key_dir,
@@ -146,6 +170,7 @@ impl Desktop {
             events,
             demo,
             startup_problems,
+            bridge,
             _log: log,
         });
         // Media events → the window; new certificates → the expiry check.
@@ -215,8 +240,13 @@ impl Desktop {
         self.paths.config_dir.join("agreement-accepted")
     }
 
+    /// The local bridge's address (`ws://127.0.0.1:17210`), when it runs.
+    pub fn bridge_url(&self) -> Option<String> {
+        self.bridge.as_ref().map(|b| b.url.clone())
+    }
+
     /// Version, agreement state, paths.
-    pub fn info(&self, bridge_url: Option<String>) -> AppInfo {
+    pub fn info(&self) -> AppInfo {
         let accepted = std::fs::read_to_string(self.agreement_file()).is_ok_and(|v| v.trim() == AGREEMENT_VERSION);
         AppInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -225,7 +255,7 @@ impl Desktop {
             demo_device: self.demo.as_ref().map(ToString::to_string),
             data_dir: self.paths.data_dir.display().to_string(),
             log_dir: self.paths.log_dir.display().to_string(),
-            bridge_url,
+            bridge_url: self.bridge_url(),
         }
     }
 
@@ -273,32 +303,12 @@ impl Desktop {
         })
     }
 
-    /// The trust anchors for chain status: the demo CA's root and every certificate in
-    /// `<config>/trust/*.pem` / `*.cer`.
-    fn trust_store(&self) -> TrustStore {
-        let mut anchors = Vec::new();
-        let demo_root = kb_service::demo::demo_ca_dir(&self.paths).join("root.pem");
-        let trust_dir = self.paths.config_dir.join("trust");
-        let mut files = vec![demo_root];
-        if let Ok(rd) = std::fs::read_dir(&trust_dir) {
-            files.extend(rd.flatten().map(|e| e.path()));
-        }
-        for f in files {
-            let Ok(bytes) = std::fs::read(&f) else { continue };
-            match std::str::from_utf8(&bytes).ok().and_then(|t| Certificate::load_pem_chain(t).ok()) {
-                Some(certs) if !certs.is_empty() => anchors.extend(certs),
-                _ => anchors.extend(Certificate::from_der(&bytes).ok()),
-            }
-        }
-        TrustStore::from_certs(anchors)
-    }
-
     /// Everything the details screen shows.
     pub fn cert_details(&self, r: &CertRef) -> Result<CertDetails, AppError> {
         let cert = self.certificate(r)?;
         let warn = i64::from(self.read_settings().near_expiry_warning_days);
         let label = self.manager.device(&DeviceId(r.device.clone())).map(|d| d.label).unwrap_or_default();
-        Ok(views::details(r.clone(), &cert, label, &self.trust_store(), UnixTime::now(), warn, self.lang()))
+        Ok(views::details(r.clone(), &cert, label, &trust_store(&self.paths), UnixTime::now(), warn, self.lang()))
     }
 
     /// A thumbprint on request.
@@ -399,12 +409,12 @@ impl Desktop {
     // ---- audit ------------------------------------------------------------------------
 
     /// Audit records in `[from_ms, to_ms)`, newest first.
-    pub fn audit_query(&self, from_ms: f64, to_ms: f64) -> Result<Vec<AuditEntry>, AppError> {
+    pub fn audit_query(&self, from_ms: i64, to_ms: i64) -> Result<Vec<AuditEntry>, AppError> {
         let lang = self.lang();
-        if !(from_ms.is_finite() && to_ms.is_finite()) || from_ms > to_ms {
+        if from_ms > to_ms {
             return Err(AppError::input(lang, "the time range is empty or not a range"));
         }
-        let q = AuditQuery::between(from_ms as i64, to_ms as i64);
+        let q = AuditQuery::between(from_ms, to_ms);
         let mut records = self.audit.query(&q).map_err(self.svc())?;
         records.sort_by_key(|r| std::cmp::Reverse(r.time_ms));
         Ok(records.into_iter().map(|r| views::audit_entry(r, lang)).collect())
@@ -427,7 +437,12 @@ impl Desktop {
         next.save(self.paths.settings_file()).map_err(self.svc())?;
         let policy = PinCachePolicy::from_minutes(next.pin_cache_minutes.minutes()).unwrap_or_default();
         self.manager.pin_cache().set_policy(policy);
+        let wider = next.near_expiry_warning_days > self.read_settings().near_expiry_warning_days;
         *self.settings.write().unwrap_or_else(|e| e.into_inner()) = next;
+        if wider {
+            // Certificates the wider window takes in are noticed now.
+            self.check_expiry();
+        }
         Ok(self.settings())
     }
 
@@ -460,7 +475,7 @@ impl Desktop {
         let summary = {
             let w = std::io::BufWriter::new(tmp.as_file_mut());
             kb_service::logs::export_logs_with_progress(&self.paths.log_dir, w, &cert, |done, total| {
-                self.events.log_export_progress(&LogExportProgress { done: done as f64, total: total as f64 });
+                self.events.log_export_progress(&LogExportProgress { done, total });
             })
             .map_err(self.svc())?
         };
@@ -469,7 +484,7 @@ impl Desktop {
         Ok(LogExportResult {
             path: path.to_string(),
             files: summary.files.len() as u32,
-            bytes: summary.bytes_written as f64,
+            bytes: summary.bytes_written,
         })
     }
 
@@ -541,4 +556,33 @@ impl Desktop {
     pub fn usage_of(u: KeyUsage) -> Usage {
         views::usage(u)
     }
+}
+
+/// The trust anchors for chain status, in the window and the bridge: the demo CA's root
+/// (when there is one) and every certificate in `<config>/trust/` (PEM bundles or DER;
+/// `.pem .cer .crt .der`). Unreadable files are logged and skipped.
+pub fn trust_store(paths: &Paths) -> TrustStore {
+    let mut files = vec![kb_service::demo::demo_ca_dir(paths).join("root.pem")];
+    if let Ok(rd) = std::fs::read_dir(paths.config_dir.join("trust")) {
+        let mut more: Vec<PathBuf> = rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| ["pem", "cer", "crt", "der"].iter().any(|k| x.eq_ignore_ascii_case(k))))
+            .collect();
+        more.sort();
+        files.extend(more);
+    }
+    let mut anchors = Vec::new();
+    for f in files {
+        let Ok(bytes) = std::fs::read(&f) else { continue };
+        let certs = match std::str::from_utf8(&bytes) {
+            Ok(t) if t.contains("-----BEGIN") => Certificate::load_pem_chain(t),
+            _ => Certificate::from_der(&bytes).map(|c| vec![c]),
+        };
+        match certs {
+            Ok(c) => anchors.extend(c),
+            Err(e) => tracing::warn!("trust anchor {} skipped: {e}", f.display()),
+        }
+    }
+    TrustStore::from_certs(anchors)
 }

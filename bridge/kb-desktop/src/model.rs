@@ -2,8 +2,8 @@
 //!
 //! These are the contract with `ui/`: `specta` turns them into `ui/src/bindings.ts`
 //! (generated, checked in, drift-tested). Field names are camelCase on the wire. Times are
-//! RFC 3339 strings or milliseconds as `f64` (JavaScript numbers); no 64-bit integers
-//! cross the boundary.
+//! RFC 3339 strings or milliseconds since the epoch; 64-bit integers are exported as
+//! TypeScript `number` (every value here stays below 2^53).
 
 use serde::{Deserialize, Serialize};
 use specta::Type;
@@ -173,6 +173,18 @@ pub struct ChainState {
     pub path: Vec<String>,
 }
 
+/// What a certificate is for, from its keyUsage (签名 / 加密 / 签名加密).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub enum CertType {
+    /// Signing.
+    Sign,
+    /// Encryption (key or data encipherment).
+    Encrypt,
+    /// Both.
+    Both,
+}
+
 /// Everything the certificate details screen shows.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
 #[serde(rename_all = "camelCase")]
@@ -193,8 +205,8 @@ pub struct CertDetails {
     pub signature_algorithm: String,
     /// Public-key algorithm, e.g. `SM2 (256 bit)`.
     pub public_key_algorithm: String,
-    /// Certificate type from keyUsage: `sign`, `encrypt` or `both`.
-    pub cert_type: String,
+    /// Certificate type from keyUsage.
+    pub cert_type: CertType,
     /// keyUsage flags.
     pub key_usage: Vec<String>,
     /// extKeyUsage names.
@@ -268,11 +280,11 @@ pub struct SealImage {
 }
 
 /// One audit record.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEntry {
     /// Milliseconds since the Unix epoch.
-    pub time_ms: f64,
+    pub time_ms: i64,
     /// Who: `desktop`, `cli`, a web origin, `native:<sdk>`.
     pub client: String,
     /// Device id.
@@ -287,7 +299,8 @@ pub struct AuditEntry {
     pub code: Option<u32>,
     /// Why it failed, in the UI language.
     pub reason: Option<String>,
-    /// How the PIN was obtained (`prompt`, `cache`, `none`).
+    /// How the PIN was obtained: `pin_entered`, `pin_cached`, `none` (no PIN needed) or
+    /// `phone` (entered on the phone acting as the key).
     pub auth: String,
 }
 
@@ -379,7 +392,7 @@ pub struct LogExportResult {
     /// Log files included.
     pub files: u32,
     /// Size of the encrypted archive in bytes.
-    pub bytes: f64,
+    pub bytes: u64,
 }
 
 /// One kind of personal data KeyBridge handles (the collection list).
@@ -578,9 +591,9 @@ pub struct PromptClosed {
 #[serde(rename_all = "camelCase")]
 pub struct LogExportProgress {
     /// Bytes read so far.
-    pub done: f64,
+    pub done: u64,
     /// Bytes in all.
-    pub total: f64,
+    pub total: u64,
 }
 
 /// Event `expiry-notice`: certificates that entered the near-expiry window (also shown as

@@ -171,11 +171,10 @@ pub(crate) fn details(
         signature_algorithm: info.signature_algorithm.clone(),
         public_key_algorithm: info.public_key_description.clone(),
         cert_type: match info.usage {
-            KeyUsage::Sign => "sign",
-            KeyUsage::Encrypt => "encrypt",
-            KeyUsage::Both => "both",
-        }
-        .to_string(),
+            KeyUsage::Sign => CertType::Sign,
+            KeyUsage::Encrypt => CertType::Encrypt,
+            KeyUsage::Both => CertType::Both,
+        },
         key_usage: info.key_usage.clone(),
         extended_key_usage: info.extended_key_usage.clone(),
         extensions: info
@@ -231,7 +230,7 @@ fn auth(a: AuthType) -> String {
 
 pub(crate) fn audit_entry(r: AuditRecord, lang: Lang) -> AuditEntry {
     AuditEntry {
-        time_ms: r.time_ms as f64,
+        time_ms: r.time_ms,
         client: r.client,
         device: r.device_id.to_string(),
         operation: r.operation,

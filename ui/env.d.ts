@@ -1,0 +1,12 @@
+/// <reference types="vite/client" />
+
+declare module "*.vue" {
+  import type { DefineComponent } from "vue";
+  const component: DefineComponent<object, object, unknown>;
+  export default component;
+}
+
+interface Window {
+  /** Present only inside the Tauri webview. */
+  __TAURI_INTERNALS__?: unknown;
+}
