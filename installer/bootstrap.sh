@@ -53,15 +53,16 @@ APT_PACKAGES=(
   chromium
   libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev
   fonts-noto-cjk
-  xvfb xauth webkit2gtk-driver dbus-daemon dbus-x11
+  xvfb xauth webkit2gtk-driver dbus-daemon dbus-bin python3-dbusmock curl
 )
 # (libpcsclite-dev: the PC/SC transport links libpcsclite; pcscd + vsmartcard-vpcd: the
 # PC/SC test rig's reader daemon and virtual reader, drivers/kb-pcsc/tests/rig;
 # chromium: the browser of the bridge's web-page tests, tests/e2e;
 # libwebkit2gtk-4.1-dev, libgtk-3-dev, libayatana-appindicator3-dev (tray), librsvg2-dev:
 # the desktop app (Tauri 2 on WebKitGTK); fonts-noto-cjk: without a CJK font Chinese
-# renders as boxes; xvfb, webkit2gtk-driver (WebKitWebDriver) and dbus-daemon
-# (dbus-run-session): the desktop app's window tests, tests/desktop.)
+# renders as boxes; xvfb, webkit2gtk-driver (WebKitWebDriver), dbus-daemon
+# (dbus-run-session), dbus-bin (dbus-send) and python3-dbusmock (a notification daemon):
+# the desktop app's window tests, tests/desktop.)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -47,26 +47,53 @@ sorted=($(printf '%s\n' "${times[@]}" | sort -n))
 median=${sorted[$(( ${#sorted[@]} / 2 ))]}
 worst=${sorted[$(( ${#sorted[@]} - 1 ))]}
 
-# Idle memory.
+# Idle memory of a process and everything it started: "RSS_KiB PSS_KiB own_RSS_KiB list".
+descendants() { local p=$1; echo "$p"; for c in $(pgrep -P "$p"); do descendants "$c"; done; }
+tree_memory() {
+  local root=$1 rss=0 pss=0 own=0 procs=() p r s
+  for p in $(descendants "$root"); do
+    [ -r "/proc/$p/smaps_rollup" ] || continue
+    r=$(awk '/^Rss:/{print $2}' "/proc/$p/smaps_rollup")
+    s=$(awk '/^Pss:/{print $2}' "/proc/$p/smaps_rollup")
+    rss=$((rss + r)); pss=$((pss + s))
+    [ "$p" = "$root" ] && own=$r
+    procs+=("$(cat "/proc/$p/comm")=$((r / 1024))MiB")
+  done
+  echo "$rss $pss $own ${procs[*]}"
+}
+
 "$BIN" --home "$home" > /dev/null 2> "$work/idle.log" &
 app=$!
 track "$app"
 sleep 12
-descendants() { local p=$1; echo "$p"; for c in $(pgrep -P "$p"); do descendants "$c"; done; }
-rss=0; pss=0; app_rss=0; procs=()
-for p in $(descendants "$app"); do
-  [ -r "/proc/$p/smaps_rollup" ] || continue
-  r=$(awk '/^Rss:/{print $2}' "/proc/$p/smaps_rollup")
-  s=$(awk '/^Pss:/{print $2}' "/proc/$p/smaps_rollup")
-  rss=$((rss + r)); pss=$((pss + s))
-  [ "$p" = "$app" ] && app_rss=$r
-  procs+=("$(cat "/proc/$p/comm")=$((r / 1024))MiB")
-done
+read -r rss pss app_rss procs <<< "$(tree_memory "$app")"
 kill "$app"
+
+# The peer, same run: the same UI (ui/dist, on its in-memory mock backend) in WebKitGTK's
+# own MiniBrowser — the same engine and page without KeyBridge's core — served from
+# loopback, compositing off as the app has it.
+peer_rss=0; peer_pss=0; peer_procs="(MiniBrowser not found)"
+MINI=/usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser
+if [ -x "$MINI" ] && [ -f "$ROOT/ui/dist/index.html" ]; then
+  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+  python3 -m http.server --bind 127.0.0.1 --directory "$ROOT/ui/dist" "$port" > /dev/null 2>&1 &
+  track $!
+  WEBKIT_DISABLE_COMPOSITING_MODE=1 "$MINI" "http://127.0.0.1:$port/" > /dev/null 2>&1 &
+  mini=$!
+  track "$mini"
+  sleep 12
+  read -r peer_rss peer_pss _ peer_procs <<< "$(tree_memory "$mini")"
+  kill "$mini"
+fi
 
 echo "keybridge-desktop $("$BIN" --version 2>&1 | awk '{print $2}') — $(nproc) cores, $(uname -m)"
 echo "cold start to first paint, ms (runs: ${times[*]}):"
 echo "  median ${median}  worst ${worst}  (goal <= 1500)"
 echo "  first start of a new home (creates the demo key): ${first}"
-echo "idle memory after 12 s, all processes (${procs[*]}):"
+echo "idle memory after 12 s, all processes (${procs}):"
 echo "  RSS $((rss / 1024)) MiB  PSS $((pss / 1024)) MiB  (goal <= 150 MB); the app process alone: RSS $((app_rss / 1024)) MiB"
+echo "peer, same run — the same UI in WebKitGTK's MiniBrowser (${peer_procs}):"
+echo "  RSS $((peer_rss / 1024)) MiB  PSS $((peer_pss / 1024)) MiB"
+if [ "$peer_pss" -gt 0 ]; then
+  echo "  KeyBridge / MiniBrowser: RSS $(awk "BEGIN{printf \"%.2f\", $rss/$peer_rss}")x  PSS $(awk "BEGIN{printf \"%.2f\", $pss/$peer_pss}")x"
+fi
