@@ -390,7 +390,7 @@ pub fn install<R: Runtime>(
     let sink = Arc::new(events(app.handle().clone()));
     let desktop = Desktop::open(opts, sink.clone(), sink)?;
     for p in desktop.startup_problems() {
-        tracing::warn!("start-up: {p}");
+        tracing::warn!("start-up problem: {p}");
     }
     app.manage(desktop);
     let handle = app.handle().clone();

@@ -33,7 +33,10 @@ fn rig() -> Rig {
 }
 
 fn rig_with(bridge: Option<Option<u16>>) -> Rig {
-    let home = tempfile::tempdir().unwrap();
+    rig_in(tempfile::tempdir().unwrap(), bridge)
+}
+
+fn rig_in(home: tempfile::TempDir, bridge: Option<Option<u16>>) -> Rig {
     let opts = DesktopOptions {
         home: Some(home.path().to_path_buf()),
         create_demo: true,
@@ -393,6 +396,29 @@ fn bridge_requests_use_the_window_dialogs() {
     let now = kb_service::audit::now_ms();
     let audit: Vec<AuditEntry> = ok(&r.win, "audit_query", json!({"fromMs": now - 60_000, "toMs": now + 1000}));
     assert!(audit.iter().any(|a| a.client == "https://bid.example.cn" && a.operation == "sign" && a.ok), "{audit:?}");
+}
+
+/// A broken settings file and a taken bridge port do not keep the window from starting:
+/// defaults are used, the demo key still works, and both problems are reported with
+/// their codes for the window to show.
+#[test]
+fn start_up_problems_are_reported_not_fatal() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join("config")).unwrap();
+    std::fs::write(home.path().join("config/settings.toml"), "pin_cache_minutes = \"forever\"\n").unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let r = rig_in(home, Some(Some(port)));
+    let info: AppInfo = ok(&r.win, "app_info", json!({}));
+    let names: Vec<&str> = info.startup_problems.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["config_invalid", "bridge_unavailable"], "{:?}", info.startup_problems);
+    assert!(info.startup_problems[0].detail.contains("pin_cache_minutes"), "the key is named");
+    assert!(info.startup_problems[1].detail.contains(&port.to_string()));
+    assert_eq!(info.bridge_url, None);
+    assert_eq!(ok::<AppSettings>(&r.win, "get_settings", json!({})).pin_cache_minutes, 30, "defaults");
+    assert_eq!(demo(&r).certificates.len(), 2);
+    // The broken file is left for the user to see, not overwritten.
+    assert!(std::fs::read_to_string(r.home.path().join("config/settings.toml")).unwrap().contains("forever"));
 }
 
 fn base64_encode(b: &[u8]) -> String {

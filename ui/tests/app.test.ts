@@ -141,3 +141,33 @@ describe("App: shell", () => {
     expect(tid(wrapper, "nav-home").exists()).toBe(true);
   });
 });
+
+describe("App: start-up problems", () => {
+  it("shows what went wrong at start, with codes, and can be dismissed", async () => {
+    const backend = createMockBackend({
+      startupProblems: [
+        { code: 9002, name: "config_invalid", message: "配置文件无效", detail: "settings.toml: pin_cache_minutes must be …", triesLeft: null },
+        { code: 5012, name: "bridge_unavailable", message: "本地签名服务未能启动（端口可能已被占用）", detail: "127.0.0.1:17210 in use", triesLeft: null },
+      ],
+    });
+    const { wrapper } = mountWith(App, { backend });
+    await settle();
+    const items = tids(wrapper, "startup-problem");
+    expect(items).toHaveLength(2);
+    expect(items[0].text()).toContain("9002");
+    expect(items[0].text()).toContain("pin_cache_minutes");
+    expect(items[1].text()).toContain("本地签名服务未能启动");
+    // The app still works: the demo medium is listed.
+    expect(tids(wrapper, "medium")).toHaveLength(1);
+    await tid(wrapper, "startup-problems-dismiss").trigger("click");
+    await settle();
+    expect(tid(wrapper, "startup-problems").exists()).toBe(false);
+  });
+
+  it("shows nothing when the start was clean", async () => {
+    const { wrapper } = mountWith(App, { backend: createMockBackend() });
+    await settle();
+    expect(tid(wrapper, "startup-problems").exists()).toBe(false);
+  });
+});
+

@@ -30,7 +30,7 @@ use kb_service::logs::{LogConfig, LogGuard};
 use kb_service::pin_cache::PinCachePolicy;
 use kb_service::settings::{Paths, PinCacheMinutes, Settings};
 use kb_token::file::KdfParams;
-use kb_types::{DeviceId, ErrorCode, HasErrorCode, KeyUsage, Lang, Pin, PinKind};
+use kb_types::{DeviceId, ErrorCode, HasErrorCode, Lang, Pin, PinKind};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -79,7 +79,6 @@ impl Default for DesktopOptions {
 /// The running app's state: one device service, its settings and stores.
 pub struct Desktop {
     paths: Paths,
-    key_dir: PathBuf,
     settings: RwLock<Settings>,
     manager: Arc<DeviceManager>,
     audit: Arc<AuditLog>,
@@ -88,7 +87,7 @@ pub struct Desktop {
     demo: Option<DeviceId>,
     /// Problems found at start (corrupt settings, unreadable key files, the bridge's
     /// port taken), shown once.
-    startup_problems: Vec<String>,
+    startup_problems: Vec<AppError>,
     /// The local signing bridge, when it runs.
     bridge: Option<local_bridge::LocalBridge>,
     _log: Option<LogGuard>,
@@ -111,9 +110,10 @@ impl Desktop {
         let mut startup_problems = Vec::new();
         // A broken settings file never keeps the app from starting: defaults, and say so.
         let settings = Settings::load(paths.settings_file()).unwrap_or_else(|e| {
-            startup_problems.push(e.to_string());
+            startup_problems.push(AppError::service(&e, Lang::ZhCn));
             Settings::default()
         });
+        let lang = settings.language;
         let log = if opts.file_logging {
             kb_service::logs::init_logging(&LogConfig::from_settings(&settings, &paths)).ok()
         } else {
@@ -130,7 +130,7 @@ impl Desktop {
         if opts.create_demo && !has_keys && !configured {
             match kb_service::demo::ensure_demo_key(&paths, &key_dir, opts.kdf, Arc::new(prompter.clone())) {
                 Ok(d) => demo = Some(d.id),
-                Err(e) => startup_problems.push(format!("demo key: {e}")),
+                Err(e) => startup_problems.push(AppError::service(&e, lang)),
             }
         } else if key_dir.join(format!("{}.{}", kb_service::demo::DEMO_NAME, kb_token::file::EXTENSION)).is_file() {
             demo = Some(demo_id);
@@ -154,7 +154,7 @@ impl Desktop {
                 match local_bridge::LocalBridge::start(&manager, &paths, &settings, port, trust, watched, watch) {
                     Ok(b) => Some(b),
                     Err(e) => {
-                        startup_problems.push(format!("local bridge: {e}"));
+                        startup_problems.push(AppError::new(ErrorCode::BridgeUnavailable, lang, e));
                         None
                     }
                 }
@@ -162,7 +162,6 @@ impl Desktop {
         };
         let desktop = Arc::new(Desktop {
             paths,
-            key_dir,
             settings: RwLock::new(settings),
             manager,
             audit,
@@ -230,7 +229,7 @@ impl Desktop {
     }
 
     /// Problems found at start.
-    pub fn startup_problems(&self) -> &[String] {
+    pub fn startup_problems(&self) -> &[AppError] {
         &self.startup_problems
     }
 
@@ -256,6 +255,7 @@ impl Desktop {
             data_dir: self.paths.data_dir.display().to_string(),
             log_dir: self.paths.log_dir.display().to_string(),
             bridge_url: self.bridge_url(),
+            startup_problems: self.startup_problems.clone(),
         }
     }
 
@@ -395,7 +395,7 @@ impl Desktop {
         }
         let bytes = views::unb64(data_base64).ok_or_else(|| AppError::input(lang, "the image is not base64"))?;
         views::check_image(mime, &bytes).map_err(|m| AppError::new(ErrorCode::MalformedInput, lang, m))?;
-        let seal_id = views::seal_id(name, &self.manager.seals(&id, CLIENT).map_err(self.svc())?);
+        let seal_id = views::seal_id(&self.manager.seals(&id, CLIENT).map_err(self.svc())?);
         self.manager.write_seal(&id, &seal_id, name, mime, &bytes, CLIENT).map_err(self.svc())?;
         Ok(SealView { id: seal_id, name: name.to_string(), mime: mime.to_string(), size: bytes.len() as u32 })
     }
@@ -547,15 +547,6 @@ impl Desktop {
         self.events.expiry_notice(&ExpiryNotice { certificates: fresh });
     }
 
-    /// The key directory (tests and the shell's status line).
-    pub fn key_dir(&self) -> &Path {
-        &self.key_dir
-    }
-
-    /// Which usage a key-usage value maps to (for the shell).
-    pub fn usage_of(u: KeyUsage) -> Usage {
-        views::usage(u)
-    }
 }
 
 /// The trust anchors for chain status, in the window and the bridge: the demo CA's root

@@ -365,6 +365,9 @@ pub struct AppInfo {
     pub log_dir: String,
     /// The local bridge's address, when it runs.
     pub bridge_url: Option<String>,
+    /// What went wrong at start without stopping it (a broken settings file replaced by
+    /// defaults, the bridge's port taken, the demo key not created); shown once.
+    pub startup_problems: Vec<AppError>,
 }
 
 /// Result of an update check.

@@ -192,7 +192,7 @@ pub(crate) fn seal(s: SealInfo) -> SealView {
 }
 
 /// A seal id for a new seal: `seal-N`, the first free N.
-pub(crate) fn seal_id(_name: &str, existing: &[SealInfo]) -> String {
+pub(crate) fn seal_id(existing: &[SealInfo]) -> String {
     (1..).map(|n| format!("seal-{n}")).find(|id| !existing.iter().any(|s| &s.id == id)).unwrap_or_default()
 }
 

@@ -137,6 +137,7 @@ export const ERROR_CODES = {
   hello_required: { code: 5006, category: "bridge", messages: { "zh-CN": "请先调用 hello 完成协商", en: "call hello first" } },
   too_many_requests: { code: 5007, category: "bridge", messages: { "zh-CN": "请求过多，请稍后再试", en: "too many requests; try again later" } },
   request_timeout: { code: 5008, category: "bridge", messages: { "zh-CN": "请求超时", en: "request timed out" } },
+  bridge_unavailable: { code: 5012, category: "bridge", messages: { "zh-CN": "本地签名服务未能启动（端口可能已被占用）", en: "the local signing bridge could not start (is its port in use?)" } },
   request_cancelled: { code: 5009, category: "bridge", messages: { "zh-CN": "请求已被客户端取消", en: "request cancelled by the client" } },
   unknown_stream: { code: 5010, category: "bridge", messages: { "zh-CN": "数据流不存在或已关闭", en: "unknown or closed stream" } },
   stream_frame_invalid: { code: 5011, category: "bridge", messages: { "zh-CN": "数据流分片无效或顺序错误", en: "invalid or out-of-sequence stream frame" } },

@@ -182,6 +182,8 @@ error_codes! {
     TooManyRequests = 5007, "too_many_requests", Bridge, "请求过多，请稍后再试", "too many requests; try again later";
     /// The request did not finish within its time limit.
     RequestTimeout = 5008, "request_timeout", Bridge, "请求超时", "request timed out";
+    /// The local bridge could not start (its port is taken, e.g. by another KeyBridge).
+    BridgeUnavailable = 5012, "bridge_unavailable", Bridge, "本地签名服务未能启动（端口可能已被占用）", "the local signing bridge could not start (is its port in use?)";
     /// The client cancelled the request (`cancel`) or closed its stream.
     RequestCancelled = 5009, "request_cancelled", Bridge, "请求已被客户端取消", "request cancelled by the client";
     /// No open stream has that id, or it is already in use or closed.

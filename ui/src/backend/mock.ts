@@ -71,6 +71,8 @@ export interface MockTokenSpec {
 
 export interface MockOptions {
   agreementAccepted?: boolean;
+  /** What appInfo reports went wrong at start (default none). */
+  startupProblems?: AppError[];
   language?: AppSettings["language"];
   /** Media present at start; default: the demo medium alone. */
   tokens?: MockTokenSpec[];
@@ -187,6 +189,7 @@ const LIBRARIES: [string, string, string, string][] = [
 
 export class MockBackend implements Backend {
   agreementAccepted: boolean;
+  startupProblems: AppError[];
   agreementVersion = "2024.1";
   quitRequested = false;
   settings: AppSettings;
@@ -220,6 +223,7 @@ export class MockBackend implements Backend {
   constructor(opts: MockOptions = {}) {
     this.now = opts.now ?? (() => Date.now());
     this.agreementAccepted = opts.agreementAccepted ?? true;
+    this.startupProblems = opts.startupProblems ?? [];
     this.latencyMs = opts.latencyMs ?? 0;
     this.savePath = opts.savePath;
     this.settings = {
@@ -328,7 +332,8 @@ export class MockBackend implements Backend {
       demoDevice: this.tokens.some((t) => t.spec.id === DEMO_DEVICE) ? DEMO_DEVICE : null,
       dataDir: "/home/demo/.local/share/keybridge",
       logDir: "/home/demo/.local/state/keybridge/logs",
-      bridgeUrl: "ws://127.0.0.1:17210",
+      bridgeUrl: this.startupProblems.some((p) => p.name === "bridge_unavailable") ? null : "ws://127.0.0.1:17210",
+      startupProblems: this.startupProblems,
     }));
   }
 

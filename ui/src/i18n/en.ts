@@ -7,6 +7,7 @@ const en: MessageSchema = {
     subtitle: "Security client",
     loading: "Starting…",
     startupError: "KeyBridge could not start",
+    startupProblems: "KeyBridge started, but found these problems:",
     retry: "Retry",
   },
   nav: {

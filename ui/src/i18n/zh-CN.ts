@@ -8,6 +8,7 @@ const zhCN = {
     subtitle: "安全客户端",
     loading: "正在启动…",
     startupError: "KeyBridge 无法启动",
+    startupProblems: "启动时发现以下问题，KeyBridge 已尽量继续运行：",
     retry: "重试",
   },
   nav: {
