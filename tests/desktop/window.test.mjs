@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { mkdirSync, readFileSync, existsSync } from 'node:fs';
+import { mkdirSync, readFileSync, existsSync, copyFileSync, unlinkSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { Session, sleep } from './webdriver.mjs';
 
@@ -144,4 +144,17 @@ test('one instance only: a second start exits and the first window stays', async
   // The first still answers.
   await s.click('[data-testid=nav-home]');
   await s.waitFor('[data-testid=medium]');
+});
+
+test('home follows media live: a key file appearing and disappearing', async () => {
+  await s.click('[data-testid=nav-home]');
+  await s.waitFor('[data-testid=medium]');
+  const keys = join(home, 'data', 'keys');
+  const second = join(keys, 'second.kbkey');
+  copyFileSync(join(keys, 'demo.kbkey'), second); // "inserting" a second file-type key
+  await s.waitFor('[data-testid=medium][data-device-id="file:second"]', 15000);
+  assert.equal((await s.findAll('[data-testid=medium]')).length, 2);
+  unlinkSync(second); // "pulling it out"
+  await s.waitGone('[data-testid=medium][data-device-id="file:second"]', 15000);
+  assert.equal((await s.findAll('[data-testid=medium]')).length, 1);
 });
