@@ -275,7 +275,7 @@ pub fn specta_builder<R: Runtime>() -> tauri_specta::Builder<R> {
             answer_prompt,
             pending_prompts,
         ])
-        .events(collect_events![PromptRequest, PromptClosed, MediaChanged, LogExportProgress, ExpiryNotice])
+        .events(collect_events![PromptRequest, PromptClosed, MediaChanged, LogExportProgress, ExpiryNotice, UpdateStatus])
         .constant("ERROR_CODES", error_codes())
         .disable_serde_phases()
         // Times in ms and byte counts: i64/u64 that stay below 2^53.
@@ -367,6 +367,12 @@ impl<R: Runtime> EventSink for WindowEvents<R> {
     }
     fn log_export_progress(&self, progress: &LogExportProgress) {
         self.emit(progress);
+    }
+    fn update_available(&self, status: &UpdateStatus) {
+        self.emit(status);
+        if let Some(n) = &self.notify {
+            n(&self.app, "KeyBridge 有新版本 · Update available", &format!("{} → {}", status.current, status.latest));
+        }
     }
 }
 

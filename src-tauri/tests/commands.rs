@@ -322,17 +322,9 @@ fn settings_logs_update_and_privacy() {
     s.update_url = format!("http://127.0.0.1:{port}/latest.json");
     ok::<AppSettings>(&r.win, "save_settings", json!({"settings": s}));
     assert_eq!(err(&r.win, "check_update", json!({})).name, "network");
-    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    s.update_url = format!("http://127.0.0.1:{}/latest.json", server.local_addr().unwrap().port());
+    let (url, serve) = serve_manifest_once("99.0.0");
+    s.update_url = url;
     ok::<AppSettings>(&r.win, "save_settings", json!({"settings": s}));
-    let serve = std::thread::spawn(move || {
-        let (mut c, _) = server.accept().unwrap();
-        let mut req = [0u8; 1024];
-        let n = c.read(&mut req).unwrap();
-        let body = r#"{"version":"99.0.0","notes":"SM2 improvements","url":"https://example.cn/kb.deb"}"#;
-        write!(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
-        String::from_utf8_lossy(&req[..n]).to_string()
-    });
     let u: UpdateStatus = ok(&r.win, "check_update", json!({}));
     assert!(u.available && u.latest == "99.0.0" && u.notes == "SM2 improvements");
     let request = serve.join().unwrap();
@@ -419,6 +411,56 @@ fn start_up_problems_are_reported_not_fatal() {
     assert_eq!(demo(&r).certificates.len(), 2);
     // The broken file is left for the user to see, not overwritten.
     assert!(std::fs::read_to_string(r.home.path().join("config/settings.toml")).unwrap().contains("forever"));
+}
+
+/// An HTTP server on loopback answering one GET with an update manifest; returns its URL
+/// and the request it saw.
+fn serve_manifest_once(version: &str) -> (String, std::thread::JoinHandle<String>) {
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}/latest.json", server.local_addr().unwrap().port());
+    let body = format!(r#"{{"version":"{version}","notes":"SM2 improvements","url":"https://example.cn/kb.deb"}}"#);
+    let serve = std::thread::spawn(move || {
+        let (mut c, _) = server.accept().unwrap();
+        let mut req = [0u8; 1024];
+        let n = c.read(&mut req).unwrap();
+        write!(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+        String::from_utf8_lossy(&req[..n]).to_string()
+    });
+    (url, serve)
+}
+
+/// The settings' update frequency: a scheduled check runs when one is due, tells the
+/// window about a newer version, and is not repeated within the period.
+#[test]
+fn scheduled_update_checks_follow_the_frequency() {
+    use tauri::Manager;
+    let r = rig();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    UpdateStatus::listen(&r._app, move |e| s2.lock().unwrap().push(e.payload));
+    let desktop = r._app.state::<Arc<kb_desktop::Desktop>>().inner().clone();
+    let now = kb_service::audit::now_ms();
+    let mut s: AppSettings = ok(&r.win, "get_settings", json!({}));
+    // No URL configured: nothing to do.
+    assert_eq!(desktop.scheduled_update_check(now), None);
+    let (url, serve) = serve_manifest_once("99.1.0");
+    s.update_url = url;
+    s.update_check = UpdateFrequency::Never;
+    ok::<AppSettings>(&r.win, "save_settings", json!({"settings": s}));
+    assert_eq!(desktop.scheduled_update_check(now), None, "never means never");
+    s.update_check = UpdateFrequency::Daily;
+    ok::<AppSettings>(&r.win, "save_settings", json!({"settings": s}));
+    let found = desktop.scheduled_update_check(now).expect("due: never checked before");
+    assert!(found.available && found.latest == "99.1.0");
+    serve.join().unwrap();
+    // Not again within the day (nothing listens any more: a second GET would fail the test).
+    assert_eq!(desktop.scheduled_update_check(now + 3_600_000), None);
+    // A day later it is due again (offline now: logged, no event, no error shown).
+    assert_eq!(desktop.scheduled_update_check(now + 86_400_001), None);
+    std::thread::sleep(Duration::from_millis(200));
+    let events = seen.lock().unwrap().clone();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].latest, "99.1.0");
 }
 
 fn base64_encode(b: &[u8]) -> String {

@@ -66,6 +66,7 @@ export const events = {
 	mediaChanged: makeEvent<MediaChanged, MediaChanged>("media-changed"),
 	promptClosed: makeEvent<PromptClosed, PromptClosed>("prompt-closed"),
 	promptRequest: makeEvent<PromptRequest, PromptRequest>("prompt-request"),
+	updateStatus: makeEvent<UpdateStatus, UpdateStatus>("update-status"),
 };
 
 /* Constants */
@@ -550,7 +551,10 @@ export type UpdateFrequency =
 /**  Once a week. */
 "weekly";
 
-/**  Result of an update check. */
+/**
+ *  Result of an update check; also the event `update-status` when a scheduled check (the
+ *  settings' daily or weekly) finds a newer version.
+ */
 export type UpdateStatus = {
 	/**  This build's version. */
 	current: string,

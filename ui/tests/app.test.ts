@@ -171,3 +171,21 @@ describe("App: start-up problems", () => {
   });
 });
 
+describe("App: scheduled update check", () => {
+  it("shows a newer version found by a scheduled check, and can be dismissed", async () => {
+    const backend = createMockBackend();
+    const { wrapper } = mountWith(App, { backend });
+    await settle();
+    expect(tid(wrapper, "update-banner").exists()).toBe(false);
+    backend.emitUpdateAvailable({ current: "0.1.0", latest: "0.2.0", available: true, notes: "SM2 性能改进", downloadUrl: "https://example.cn/kb.deb" });
+    await settle();
+    const banner = tid(wrapper, "update-banner");
+    expect(banner.text()).toContain("0.2.0");
+    expect(banner.text()).toContain("0.1.0");
+    expect(banner.text()).toContain("https://example.cn/kb.deb");
+    await tid(wrapper, "update-dismiss").trigger("click");
+    await settle();
+    expect(tid(wrapper, "update-banner").exists()).toBe(false);
+  });
+});
+

@@ -53,7 +53,14 @@ pub trait EventSink: Send + Sync {
     fn expiry_notice(&self, notice: &ExpiryNotice);
     /// Log export progress.
     fn log_export_progress(&self, progress: &LogExportProgress);
+    /// A scheduled update check found a newer version.
+    fn update_available(&self, status: &UpdateStatus);
 }
+
+/// How long after start the first scheduled update check waits (the window first).
+const UPDATE_FIRST_DELAY: Duration = Duration::from_secs(20);
+/// How often the schedule is looked at while the app runs.
+const UPDATE_TICK: Duration = Duration::from_secs(3600);
 
 /// How to start.
 pub struct DesktopOptions {
@@ -197,6 +204,16 @@ impl Desktop {
             })
             .map_err(|e| AppError::new(ErrorCode::Internal, Lang::ZhCn, e.to_string()))?;
         desktop.check_expiry();
+        // Scheduled update checks (settings: never / daily / weekly).
+        let weak = Arc::downgrade(&desktop);
+        let _ = std::thread::Builder::new().name("kb-desktop-updates".into()).spawn(move || {
+            std::thread::sleep(UPDATE_FIRST_DELAY);
+            while let Some(d) = weak.upgrade() {
+                d.scheduled_update_check(kb_service::audit::now_ms());
+                drop(d);
+                std::thread::sleep(UPDATE_TICK);
+            }
+        });
         Ok(desktop)
     }
 
@@ -486,6 +503,48 @@ impl Desktop {
             files: summary.files.len() as u32,
             bytes: summary.bytes_written,
         })
+    }
+
+    fn last_update_check_file(&self) -> PathBuf {
+        self.paths.data_dir.join("update-last-check")
+    }
+
+    /// The scheduled check: when the settings ask for one (daily / weekly, a URL set) and
+    /// the last one is that old, check now; a newer version goes to the window as an
+    /// `update-status` event. Failures (offline) are logged and retried at the next
+    /// period, never shown as errors nobody asked for. Returns what it found.
+    pub fn scheduled_update_check(&self, now_ms: i64) -> Option<UpdateStatus> {
+        let (freq, url) = {
+            let s = self.read_settings();
+            (s.update_check, s.update_url.clone())
+        };
+        let period_ms: i64 = match freq {
+            kb_service::settings::UpdateCheck::Never => return None,
+            kb_service::settings::UpdateCheck::Daily => 86_400_000,
+            kb_service::settings::UpdateCheck::Weekly => 7 * 86_400_000,
+        };
+        if url.is_empty() {
+            return None;
+        }
+        let file = self.last_update_check_file();
+        let last: i64 = std::fs::read_to_string(&file).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0);
+        if now_ms - last < period_ms {
+            return None;
+        }
+        let _ = kb_service::settings::write_atomic(&file, now_ms.to_string().as_bytes());
+        match self.check_update() {
+            Ok(status) => {
+                if status.available {
+                    tracing::info!(latest = %status.latest, "update available");
+                    self.events.update_available(&status);
+                }
+                Some(status)
+            }
+            Err(e) => {
+                tracing::warn!("scheduled update check failed: {e}");
+                None
+            }
+        }
     }
 
     /// Check the configured update URL.

@@ -370,7 +370,9 @@ pub struct AppInfo {
     pub startup_problems: Vec<AppError>,
 }
 
-/// Result of an update check.
+/// Result of an update check; also the event `update-status` when a scheduled check (the
+/// settings' daily or weekly) finds a newer version.
+#[cfg_attr(feature = "tauri-events", derive(tauri_specta::Event))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateStatus {

@@ -119,6 +119,8 @@ export interface Backend {
   onPromptClosed(cb: (e: PromptClosed) => void): Unsubscribe;
   onLogExportProgress(cb: (e: LogExportProgress) => void): Unsubscribe;
   onExpiryNotice(cb: (e: ExpiryNotice) => void): Unsubscribe;
+  /** A scheduled update check (settings: daily / weekly) found a newer version. */
+  onUpdateAvailable(cb: (e: UpdateStatus) => void): Unsubscribe;
 
   /** A native save-file dialog; `null` when the user cancels. */
   chooseSavePath(defaultName: string, extensions: string[]): Promise<string | null>;

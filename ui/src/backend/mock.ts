@@ -12,6 +12,7 @@ import type {
   CertStatus,
   CertSummary,
   ExpiryNotice,
+  UpdateStatus,
   LogExportProgress,
   MediaChanged,
   Medium,
@@ -218,6 +219,7 @@ export class MockBackend implements Backend {
     promptClosed: new Set<(e: PromptClosed) => void>(),
     progress: new Set<(e: LogExportProgress) => void>(),
     expiry: new Set<(e: ExpiryNotice) => void>(),
+    update: new Set<(e: UpdateStatus) => void>(),
   };
 
   constructor(opts: MockOptions = {}) {
@@ -282,6 +284,10 @@ export class MockBackend implements Backend {
 
   emitExpiryNotice(e: ExpiryNotice): void {
     for (const cb of this.listeners.expiry) cb(clone(e));
+  }
+
+  emitUpdateAvailable(e: UpdateStatus): void {
+    for (const cb of this.listeners.update) cb(clone(e));
   }
 
   emitLogExportProgress(e: LogExportProgress): void {
@@ -608,6 +614,9 @@ export class MockBackend implements Backend {
   }
   onExpiryNotice(cb: (e: ExpiryNotice) => void): Unsubscribe {
     return this.sub(this.listeners.expiry, cb);
+  }
+  onUpdateAvailable(cb: (e: UpdateStatus) => void): Unsubscribe {
+    return this.sub(this.listeners.update, cb);
   }
 
   async chooseSavePath(defaultName: string, _extensions: string[]): Promise<string | null> {

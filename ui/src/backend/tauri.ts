@@ -70,6 +70,7 @@ export function createTauriBackend(): Backend {
     onPromptClosed: (cb) => subscribe((h) => events.promptClosed.listen(h), cb),
     onLogExportProgress: (cb) => subscribe((h) => events.logExportProgress.listen(h), cb),
     onExpiryNotice: (cb) => subscribe((h) => events.expiryNotice.listen(h), cb),
+    onUpdateAvailable: (cb) => subscribe((h) => events.updateStatus.listen(h), cb),
 
     async chooseSavePath(defaultName, extensions) {
       const path = await save({

@@ -8,6 +8,8 @@ const en: MessageSchema = {
     loading: "Starting…",
     startupError: "KeyBridge could not start",
     startupProblems: "KeyBridge started, but found these problems:",
+    updateAvailable: "KeyBridge {latest} is available (you have {current})",
+    updateDownload: "Download:",
     retry: "Retry",
   },
   nav: {

@@ -9,6 +9,8 @@ const zhCN = {
     loading: "正在启动…",
     startupError: "KeyBridge 无法启动",
     startupProblems: "启动时发现以下问题，KeyBridge 已尽量继续运行：",
+    updateAvailable: "发现新版本 {latest}（当前 {current}）",
+    updateDownload: "下载地址：",
     retry: "重试",
   },
   nav: {
