@@ -176,6 +176,20 @@ async fn save_settings(d: Shared<'_>, settings: AppSettings) -> Res<AppSettings>
     blocking(&d, move |d| d.save_settings(&settings)).await
 }
 
+/// Web sites with a remembered consent answer.
+#[tauri::command]
+#[specta::specta]
+async fn list_grants(d: Shared<'_>) -> Res<Vec<SiteGrant>> {
+    blocking(&d, |d| d.list_grants()).await
+}
+
+/// Forget a web site's consent answer.
+#[tauri::command]
+#[specta::specta]
+async fn revoke_grant(d: Shared<'_>, origin: String) -> Res<()> {
+    blocking(&d, move |d| d.revoke_grant(&origin)).await
+}
+
 /// Forget every cached PIN.
 #[tauri::command]
 #[specta::specta]
@@ -269,6 +283,8 @@ pub fn specta_builder<R: Runtime>() -> tauri_specta::Builder<R> {
             get_settings,
             save_settings,
             clear_pin_cache,
+            list_grants,
+            revoke_grant,
             export_logs,
             check_update,
             privacy_info,

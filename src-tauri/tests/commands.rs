@@ -364,7 +364,8 @@ fn bridge_requests_use_the_window_dialogs() {
     let consent = r.prompts.recv_timeout(Duration::from_secs(30)).unwrap();
     assert_eq!(consent.client, "https://bid.example.cn");
     assert!(matches!(consent.body, PromptBody::Consent { .. }), "{consent:?}");
-    ok::<Value>(&r.win, "answer_prompt", json!({"id": consent.id, "answer": {"kind": "consent", "decision": "once"}}));
+    assert!(ok::<Vec<SiteGrant>>(&r.win, "list_grants", json!({})).is_empty());
+    ok::<Value>(&r.win, "answer_prompt", json!({"id": consent.id, "answer": {"kind": "consent", "decision": "always"}}));
     let pin = r.prompts.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
         panic!("no PIN prompt; the page got {:?}", rx.try_recv());
     });
@@ -388,6 +389,16 @@ fn bridge_requests_use_the_window_dialogs() {
     let now = kb_service::audit::now_ms();
     let audit: Vec<AuditEntry> = ok(&r.win, "audit_query", json!({"fromMs": now - 60_000, "toMs": now + 1000}));
     assert!(audit.iter().any(|a| a.client == "https://bid.example.cn" && a.operation == "sign" && a.ok), "{audit:?}");
+    // "Always" is remembered, listed in the settings, and revocable there.
+    let grants: Vec<SiteGrant> = ok(&r.win, "list_grants", json!({}));
+    assert_eq!(grants.len(), 1);
+    assert!(grants[0].origin == "https://bid.example.cn" && grants[0].allowed && grants[0].since_ms > 0);
+    let file = std::fs::read_to_string(r.home.path().join("data/bridge-grants.json")).unwrap();
+    assert!(file.contains("https://bid.example.cn"), "the same file `keybridge bridge grants` reads");
+    ok::<Value>(&r.win, "revoke_grant", json!({"origin": "https://bid.example.cn"}));
+    assert!(ok::<Vec<SiteGrant>>(&r.win, "list_grants", json!({})).is_empty());
+    assert_eq!(err(&r.win, "revoke_grant", json!({"origin": "https://bid.example.cn"})).name, "not_found");
+    assert_eq!(err(&r.win, "revoke_grant", json!({"origin": "not an origin"})).name, "invalid_parameter");
 }
 
 /// A broken settings file and a taken bridge port do not keep the window from starting:

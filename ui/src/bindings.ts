@@ -47,6 +47,10 @@ export const commands = {
 	saveSettings: (settings: AppSettings) => typedError<AppSettings, AppError>(__TAURI_INVOKE("save_settings", { settings })),
 	/**  Forget every cached PIN. */
 	clearPinCache: () => typedError<null, AppError>(__TAURI_INVOKE("clear_pin_cache")),
+	/**  Web sites with a remembered consent answer. */
+	listGrants: () => typedError<SiteGrant[], AppError>(__TAURI_INVOKE("list_grants")),
+	/**  Forget a web site's consent answer. */
+	revokeGrant: (origin: string) => typedError<null, AppError>(__TAURI_INVOKE("revoke_grant", { origin })),
 	/**  Export the logs, encrypted; progress as `log-export-progress` events. */
 	exportLogs: (path: string) => typedError<LogExportResult, AppError>(__TAURI_INVOKE("export_logs", { path })),
 	/**  Check for an update now. */
@@ -529,6 +533,16 @@ export type SealView = {
 	mime: string,
 	/**  Size in bytes. */
 	size: number,
+};
+
+/**  A remembered answer to a web site's consent question ("always allow" or "deny"). */
+export type SiteGrant = {
+	/**  The web origin, e.g. `https://bid.example.cn`. */
+	origin: string,
+	/**  Allowed (else: refused without asking). */
+	allowed: boolean,
+	/**  When it was decided, ms since the epoch. */
+	sinceMs: number,
 };
 
 /**  Thumbprint algorithms offered on request. */

@@ -145,3 +145,31 @@ describe("SettingsView", () => {
     expect(tid(wrapper, "settings-error").text()).toContain("配置文件无效（错误码 9002）");
   });
 });
+
+describe("SettingsView: web-site grants", () => {
+  it("lists remembered answers and revokes one", async () => {
+    const backend = createMockBackend();
+    const { wrapper } = mountWith(SettingsView, { backend });
+    await settle();
+    let rows = tids(wrapper, "grant-row");
+    expect(rows).toHaveLength(2);
+    expect(rows[0].text()).toContain("https://ggzy.example.gov.cn");
+    expect(rows[0].text()).toContain("总是允许");
+    expect(rows[1].text()).toContain("已拒绝");
+    await rows[0].find('[data-testid="grant-revoke"]').trigger("click");
+    await settle();
+    rows = tids(wrapper, "grant-row");
+    expect(rows).toHaveLength(1);
+    expect(backend.grants.map((g) => g.origin)).toEqual(["https://phish.example.com"]);
+    expect(backend.calls).toContain("revokeGrant");
+  });
+
+  it("says so when the grants cannot be read", async () => {
+    const backend = createMockBackend();
+    backend.fail("listGrants", { code: 9002, name: "config_invalid", message: "配置文件无效", detail: "bridge-grants.json: corrupt" });
+    const { wrapper } = mountWith(SettingsView, { backend });
+    await settle();
+    expect(tid(wrapper, "grants-error").text()).toContain("9002");
+    expect(tids(wrapper, "grant-row")).toHaveLength(0);
+  });
+});

@@ -97,6 +97,8 @@ pub struct Desktop {
     startup_problems: Vec<AppError>,
     /// The local signing bridge, when it runs.
     bridge: Option<local_bridge::LocalBridge>,
+    /// Web sites' remembered consent answers (`None`: the file is corrupt).
+    grants: Option<Arc<kb_bridge::consent::GrantStore>>,
     _log: Option<LogGuard>,
 }
 
@@ -153,12 +155,21 @@ impl Desktop {
             manager.add_transport(t).map_err(err)?;
         }
         manager.wait_enumerated(START_ENUMERATION_WAIT);
-        let bridge = match opts.bridge {
-            None => None,
-            Some(port) => {
+        // Web sites' remembered consent answers: the same file `keybridge bridge …` manages.
+        let grants = match kb_bridge::consent::GrantStore::open(&kb_bridge::consent::GrantStore::path_in(&paths.data_dir)) {
+            Ok(g) => Some(Arc::new(g)),
+            Err(e) => {
+                // A corrupt grants file is never overwritten: no bridge until it is fixed.
+                startup_problems.push(AppError::new(ErrorCode::ConfigInvalid, lang, e.to_string()));
+                None
+            }
+        };
+        let bridge = match (opts.bridge, &grants) {
+            (None, _) | (_, None) => None,
+            (Some(port), Some(grants)) => {
                 let port = port.unwrap_or(settings.bridge_port);
                 let trust = trust_store(&paths);
-                match local_bridge::LocalBridge::start(&manager, &paths, &settings, port, trust, watched, watch) {
+                match local_bridge::LocalBridge::start(&manager, &paths, &settings, port, trust, grants.clone(), watched, watch) {
                     Ok(b) => Some(b),
                     Err(e) => {
                         startup_problems.push(AppError::new(ErrorCode::BridgeUnavailable, lang, e));
@@ -177,6 +188,7 @@ impl Desktop {
             demo,
             startup_problems,
             bridge,
+            grants,
             _log: log,
         });
         // Media events → the window; new certificates → the expiry check.
@@ -461,6 +473,38 @@ impl Desktop {
             self.check_expiry();
         }
         Ok(self.settings())
+    }
+
+    // ---- web-site grants --------------------------------------------------------------
+
+    fn grant_store(&self) -> Result<&Arc<kb_bridge::consent::GrantStore>, AppError> {
+        self.grants.as_ref().ok_or_else(|| {
+            AppError::new(ErrorCode::ConfigInvalid, self.lang(), "the bridge's grants file is corrupt; see the start-up problems")
+        })
+    }
+
+    /// Web sites with a remembered answer ("always allow" or "deny").
+    pub fn list_grants(&self) -> Result<Vec<SiteGrant>, AppError> {
+        Ok(self
+            .grant_store()?
+            .list()
+            .into_iter()
+            .map(|g| SiteGrant {
+                origin: g.origin,
+                allowed: g.decision == kb_bridge::consent::Decision::Allow,
+                since_ms: g.since.saturating_mul(1000),
+            })
+            .collect())
+    }
+
+    /// Forget a site's answer: it is asked again next time.
+    pub fn revoke_grant(&self, origin: &str) -> Result<(), AppError> {
+        let lang = self.lang();
+        match self.grant_store()?.revoke(origin) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(AppError::new(ErrorCode::NotFound, lang, format!("no grant for {origin}"))),
+            Err(e) => Err(AppError::input(lang, e.to_string())),
+        }
     }
 
     // ---- logs, updates, privacy -------------------------------------------------------

@@ -29,10 +29,10 @@ impl LocalBridge {
         settings: &Settings,
         port: u16,
         trust: TrustStore,
+        grants: Arc<GrantStore>,
         prompter: Arc<WatchedPrompter>,
         watch: Arc<PromptWatch>,
     ) -> Result<Self, String> {
-        let store = GrantStore::open(&GrantStore::path_in(&paths.data_dir)).map_err(|e| format!("grants: {e}"))?;
         let secret_path = ClientSecret::path_in(&paths.config_dir);
         let secret = ClientSecret::load_or_create(&secret_path).map_err(|e| format!("{}: {e}", secret_path.display()))?;
         let config = BridgeConfig {
@@ -41,7 +41,7 @@ impl LocalBridge {
             near_expiry_days: i64::from(settings.near_expiry_warning_days),
             ..BridgeConfig::default()
         };
-        let consent = Consent::new(Arc::new(store), settings.bridge_consent, prompter);
+        let consent = Consent::new(grants, settings.bridge_consent, prompter);
         let service = Arc::new(Service::new(manager.clone(), trust, consent, config));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

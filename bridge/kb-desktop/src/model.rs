@@ -370,6 +370,18 @@ pub struct AppInfo {
     pub startup_problems: Vec<AppError>,
 }
 
+/// A remembered answer to a web site's consent question ("always allow" or "deny").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub struct SiteGrant {
+    /// The web origin, e.g. `https://bid.example.cn`.
+    pub origin: String,
+    /// Allowed (else: refused without asking).
+    pub allowed: bool,
+    /// When it was decided, ms since the epoch.
+    pub since_ms: i64,
+}
+
 /// Result of an update check; also the event `update-status` when a scheduled check (the
 /// settings' daily or weekly) finds a newer version.
 #[cfg_attr(feature = "tauri-events", derive(tauri_specta::Event))]

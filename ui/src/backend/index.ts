@@ -11,6 +11,7 @@ import type {
   CertDetails,
   CertRef,
   ExpiryNotice,
+  SiteGrant,
   ExportFormat,
   LogExportProgress,
   LogExportResult,
@@ -108,6 +109,10 @@ export interface Backend {
   getSettings(): Promise<AppSettings>;
   saveSettings(settings: AppSettings): Promise<AppSettings>;
   clearPinCache(): Promise<null>;
+  /** Web sites with a remembered consent answer. */
+  listGrants(): Promise<SiteGrant[]>;
+  /** Forget a site's answer: it is asked again next time. */
+  revokeGrant(origin: string): Promise<null>;
   exportLogs(path: string): Promise<LogExportResult>;
   checkUpdate(): Promise<UpdateStatus>;
   privacyInfo(): Promise<PrivacyInfo>;

@@ -12,6 +12,7 @@ import type {
   CertStatus,
   CertSummary,
   ExpiryNotice,
+  SiteGrant,
   UpdateStatus,
   LogExportProgress,
   MediaChanged,
@@ -190,6 +191,11 @@ const LIBRARIES: [string, string, string, string][] = [
 
 export class MockBackend implements Backend {
   agreementAccepted: boolean;
+  /** Web sites' remembered consent answers. */
+  grants: SiteGrant[] = [
+    { origin: "https://ggzy.example.gov.cn", allowed: true, sinceMs: Date.UTC(2026, 9, 8, 2, 0) },
+    { origin: "https://phish.example.com", allowed: false, sinceMs: Date.UTC(2026, 10, 1, 9, 30) },
+  ];
   startupProblems: AppError[];
   agreementVersion = "2024.1";
   quitRequested = false;
@@ -529,6 +535,21 @@ export class MockBackend implements Backend {
       this.settings = clone(s);
       if (s.pinCacheMinutes === 0) this.pinCache.clear();
       return this.settings;
+    });
+  }
+
+  listGrants(): Promise<SiteGrant[]> {
+    return this.run("listGrants", () => this.grants);
+  }
+
+  revokeGrant(origin: string): Promise<null> {
+    return this.run("revokeGrant", () => {
+      const before = this.grants.length;
+      this.grants = this.grants.filter((g) => g.origin !== origin);
+      if (this.grants.length === before) {
+        throw new BackendError({ code: 4005, name: "not_found", message: "找不到指定的容器或证书", detail: `no grant for ${origin}`, triesLeft: null });
+      }
+      return null;
     });
   }
 

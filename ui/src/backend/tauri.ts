@@ -59,6 +59,8 @@ export function createTauriBackend(): Backend {
     getSettings: () => unwrap(commands.getSettings()),
     saveSettings: (s) => unwrap(commands.saveSettings(s)),
     clearPinCache: () => unwrap(commands.clearPinCache()),
+    listGrants: () => unwrap(commands.listGrants()),
+    revokeGrant: (origin) => unwrap(commands.revokeGrant(origin)),
     exportLogs: (path) => unwrap(commands.exportLogs(path)),
     checkUpdate: () => unwrap(commands.checkUpdate()),
     privacyInfo: () => unwrap(commands.privacyInfo()),

@@ -346,6 +346,15 @@ const en: MessageSchema = {
       offline: "Cannot reach the update server; check the network connection or the update address.",
       notConfigured: "No update address is configured; enter one first.",
     },
+    grants: {
+      title: "Web sites",
+      hint: "A web page asks before it first uses KeyBridge; sites you answered “always allow” or “deny” are listed here. Revoke one to be asked again.",
+      none: "None",
+      allowed: "Always allowed",
+      denied: "Denied",
+      revoke: "Revoke",
+      revoked: "{origin} revoked",
+    },
     about: {
       title: "About",
       version: "Version",

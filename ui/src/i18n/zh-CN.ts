@@ -347,6 +347,15 @@ const zhCN = {
       offline: "无法连接更新服务器，请检查网络连接或更新地址。",
       notConfigured: "尚未配置更新地址，请先填写更新地址。",
     },
+    grants: {
+      title: "已授权的网站",
+      hint: "网页首次使用 KeyBridge 时会征求您的同意；选择“总是允许”或“拒绝”的网站列在这里。撤销后下次会重新询问。",
+      none: "暂无",
+      allowed: "总是允许",
+      denied: "已拒绝",
+      revoke: "撤销",
+      revoked: "已撤销 {origin} 的授权",
+    },
     about: {
       title: "关于",
       version: "版本",
