@@ -155,11 +155,11 @@ async fn delete_seal(d: Shared<'_>, device: String, id: String) -> Res<()> {
     blocking(&d, move |d| d.delete_seal(&device, &id)).await
 }
 
-/// Audit records in a time range.
+/// The newest audit records of a time range, with the total.
 #[tauri::command]
 #[specta::specta]
-async fn audit_query(d: Shared<'_>, from_ms: i64, to_ms: i64) -> Res<Vec<AuditEntry>> {
-    blocking(&d, move |d| d.audit_query(from_ms, to_ms)).await
+async fn audit_query(d: Shared<'_>, from_ms: i64, to_ms: i64, limit: u32) -> Res<AuditPage> {
+    blocking(&d, move |d| d.audit_query(from_ms, to_ms, limit)).await
 }
 
 /// The settings.

@@ -249,12 +249,18 @@ fn delete_certificate_asks_for_the_pin_in_the_dialog() {
     assert_eq!(err(&r.win, "cert_details", json!({"cert": enc})).name, "not_found");
     // Audited, with the failures.
     let now = kb_service::audit::now_ms();
-    let audit: Vec<AuditEntry> = ok(&r.win, "audit_query", json!({"fromMs": now - 60_000, "toMs": now + 1000}));
+    let page: AuditPage = ok(&r.win, "audit_query", json!({"fromMs": now - 60_000, "toMs": now + 1000, "limit": 1000}));
+    let audit = page.entries;
+    assert_eq!(page.total as usize, audit.len());
+    let newest: AuditPage = ok(&r.win, "audit_query", json!({"fromMs": now - 60_000, "toMs": now + 1000, "limit": 1}));
+    assert_eq!((newest.entries.len(), newest.total), (1, page.total), "the limit cuts, the total counts all");
+    assert_eq!(newest.entries[0], audit[0], "the newest one");
+    assert_eq!(err(&r.win, "audit_query", json!({"fromMs": 0, "toMs": 5, "limit": 0})).name, "invalid_parameter");
     let deletes: Vec<&AuditEntry> = audit.iter().filter(|a| a.operation == "delete_certificate").collect();
     assert!(deletes.iter().any(|a| a.ok) && deletes.iter().any(|a| !a.ok), "{audit:?}");
     assert!(deletes.iter().all(|a| a.client == "desktop"));
     assert!(audit.windows(2).all(|w| w[0].time_ms >= w[1].time_ms), "newest first");
-    assert_eq!(err(&r.win, "audit_query", json!({"fromMs": 10, "toMs": 5})).name, "invalid_parameter");
+    assert_eq!(err(&r.win, "audit_query", json!({"fromMs": 10, "toMs": 5, "limit": 10})).name, "invalid_parameter");
 }
 
 #[test]
@@ -387,7 +393,7 @@ fn bridge_requests_use_the_window_dialogs() {
     cert.public_key().unwrap().verify(&kb_crypto::SignatureScheme::sm2_default(), "投标文件".as_bytes(), &raw).unwrap();
     // The window's audit view shows the page as the client.
     let now = kb_service::audit::now_ms();
-    let audit: Vec<AuditEntry> = ok(&r.win, "audit_query", json!({"fromMs": now - 60_000, "toMs": now + 1000}));
+    let audit = ok::<AuditPage>(&r.win, "audit_query", json!({"fromMs": now - 60_000, "toMs": now + 1000, "limit": 100})).entries;
     assert!(audit.iter().any(|a| a.client == "https://bid.example.cn" && a.operation == "sign" && a.ok), "{audit:?}");
     // "Always" is remembered, listed in the settings, and revocable there.
     let grants: Vec<SiteGrant> = ok(&r.win, "list_grants", json!({}));

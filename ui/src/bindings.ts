@@ -39,8 +39,8 @@ export const commands = {
 	writeSeal: (device: string, name: string, mime: string, dataBase64: string) => typedError<SealView, AppError>(__TAURI_INVOKE("write_seal", { device, name, mime, dataBase64 })),
 	/**  Delete a seal image. */
 	deleteSeal: (device: string, id: string) => typedError<null, AppError>(__TAURI_INVOKE("delete_seal", { device, id })),
-	/**  Audit records in a time range. */
-	auditQuery: (fromMs: number, toMs: number) => typedError<AuditEntry[], AppError>(__TAURI_INVOKE("audit_query", { fromMs, toMs })),
+	/**  The newest audit records of a time range, with the total. */
+	auditQuery: (fromMs: number, toMs: number, limit: number) => typedError<AuditPage, AppError>(__TAURI_INVOKE("audit_query", { fromMs, toMs, limit })),
 	/**  The settings. */
 	getSettings: () => typedError<AppSettings, AppError>(__TAURI_INVOKE("get_settings")),
 	/**  Save the settings. */
@@ -155,6 +155,14 @@ export type AuditEntry = {
 	 *  `phone` (entered on the phone acting as the key).
 	 */
 	auth: string,
+};
+
+/**  The newest audit records of a time range, and how many there are in all. */
+export type AuditPage = {
+	/**  Newest first, at most the limit asked for. */
+	entries: AuditEntry[],
+	/**  Records in the range (more than `entries` when the limit cut it). */
+	total: number,
 };
 
 /**  Everything the certificate details screen shows. */

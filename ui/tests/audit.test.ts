@@ -120,3 +120,27 @@ describe("AuditView", () => {
     expect(tid(w2, "audit-error").text()).toContain("audit.db is locked");
   });
 });
+
+describe("AuditView: more records than one page", () => {
+  it("shows the newest page and says how many there are in all", async () => {
+    const backend = createMockBackend();
+    const now = Date.now();
+    backend.auditLog = Array.from({ length: 1203 }, (_, i) => ({
+      timeMs: now - 1000 * (i + 1),
+      client: "https://ggzy.example.gov.cn",
+      device: "file:demo",
+      operation: "sign",
+      certificate: null,
+      ok: true,
+      code: null,
+      reason: null,
+      auth: "pin_cached",
+    }));
+    const { wrapper } = mountWith(AuditView, { backend });
+    await settle();
+    expect(tids(wrapper, "audit-row")).toHaveLength(1000);
+    expect(tid(wrapper, "audit-count").text()).toContain("1000");
+    expect(tid(wrapper, "audit-count").text()).toContain("1203");
+  });
+});
+

@@ -36,8 +36,8 @@ describe("Tauri backend", () => {
     expect(invoke).toHaveBeenLastCalledWith("change_pin", { device: "file:demo", kind: "user", oldPin: "1", newPin: "2" });
     await b.writeSeal("d", "n", "image/png", "QUJD");
     expect(invoke).toHaveBeenLastCalledWith("write_seal", { device: "d", name: "n", mime: "image/png", dataBase64: "QUJD" });
-    await b.auditQuery(1, 2);
-    expect(invoke).toHaveBeenLastCalledWith("audit_query", { fromMs: 1, toMs: 2 });
+    await b.auditQuery(1, 2, 1000);
+    expect(invoke).toHaveBeenLastCalledWith("audit_query", { fromMs: 1, toMs: 2, limit: 1000 });
     invoke.mockResolvedValue([{ id: "file:demo" }]);
     await expect(b.listMedia()).resolves.toEqual([{ id: "file:demo" }]);
     expect(invoke).toHaveBeenLastCalledWith("list_media");

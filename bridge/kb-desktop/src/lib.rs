@@ -57,6 +57,8 @@ pub trait EventSink: Send + Sync {
     fn update_available(&self, status: &UpdateStatus);
 }
 
+/// The most audit records one query returns (the window pages or narrows the range).
+pub const MAX_AUDIT_PAGE: u32 = 5000;
 /// How long after start the first scheduled update check waits (the window first).
 const UPDATE_FIRST_DELAY: Duration = Duration::from_secs(20);
 /// How often the schedule is looked at while the app runs.
@@ -437,16 +439,22 @@ impl Desktop {
 
     // ---- audit ------------------------------------------------------------------------
 
-    /// Audit records in `[from_ms, to_ms)`, newest first.
-    pub fn audit_query(&self, from_ms: i64, to_ms: i64) -> Result<Vec<AuditEntry>, AppError> {
+    /// The newest `limit` audit records in `[from_ms, to_ms)` (1–[`MAX_AUDIT_PAGE`]),
+    /// newest first, with the count of all records in the range.
+    pub fn audit_query(&self, from_ms: i64, to_ms: i64, limit: u32) -> Result<AuditPage, AppError> {
         let lang = self.lang();
         if from_ms > to_ms {
             return Err(AppError::input(lang, "the time range is empty or not a range"));
         }
+        if !(1..=MAX_AUDIT_PAGE).contains(&limit) {
+            return Err(AppError::input(lang, format!("limit must be 1–{MAX_AUDIT_PAGE}")));
+        }
         let q = AuditQuery::between(from_ms, to_ms);
-        let mut records = self.audit.query(&q).map_err(self.svc())?;
-        records.sort_by_key(|r| std::cmp::Reverse(r.time_ms));
-        Ok(records.into_iter().map(|r| views::audit_entry(r, lang)).collect())
+        let total = self.audit.count(&q).map_err(self.svc())?;
+        let records = self.audit.query(&AuditQuery { limit: Some(limit), ..q }).map_err(self.svc())?;
+        let mut entries: Vec<AuditEntry> = records.into_iter().map(|r| views::audit_entry(r, lang)).collect();
+        entries.sort_by_key(|e| std::cmp::Reverse(e.time_ms));
+        Ok(AuditPage { entries, total })
     }
 
     // ---- settings ---------------------------------------------------------------------

@@ -304,6 +304,16 @@ pub struct AuditEntry {
     pub auth: String,
 }
 
+/// The newest audit records of a time range, and how many there are in all.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditPage {
+    /// Newest first, at most the limit asked for.
+    pub entries: Vec<AuditEntry>,
+    /// Records in the range (more than `entries` when the limit cut it).
+    pub total: u64,
+}
+
 /// How often to look for updates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
 #[serde(rename_all = "camelCase")]

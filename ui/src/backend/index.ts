@@ -8,6 +8,7 @@ import type {
   AppInfo,
   AppSettings,
   AuditEntry,
+  AuditPage,
   CertDetails,
   CertRef,
   ExpiryNotice,
@@ -105,7 +106,8 @@ export interface Backend {
   readSeal(device: string, id: string): Promise<SealImage>;
   writeSeal(device: string, name: string, mime: string, dataBase64: string): Promise<SealView>;
   deleteSeal(device: string, id: string): Promise<null>;
-  auditQuery(fromMs: number, toMs: number): Promise<AuditEntry[]>;
+  /** The newest `limit` records of `[fromMs, toMs)`, with the count of all of them. */
+  auditQuery(fromMs: number, toMs: number, limit: number): Promise<AuditPage>;
   getSettings(): Promise<AppSettings>;
   saveSettings(settings: AppSettings): Promise<AppSettings>;
   clearPinCache(): Promise<null>;

@@ -7,6 +7,7 @@ import type {
   AppInfo,
   AppSettings,
   AuditEntry,
+  AuditPage,
   CertDetails,
   CertRef,
   CertStatus,
@@ -514,10 +515,11 @@ export class MockBackend implements Backend {
     });
   }
 
-  auditQuery(fromMs: number, toMs: number): Promise<AuditEntry[]> {
-    return this.run("auditQuery", () =>
-      this.auditLog.filter((e) => (e.timeMs ?? 0) >= fromMs && (e.timeMs ?? 0) <= toMs).sort((a, b) => (b.timeMs ?? 0) - (a.timeMs ?? 0)),
-    );
+  auditQuery(fromMs: number, toMs: number, limit: number): Promise<AuditPage> {
+    return this.run("auditQuery", () => {
+      const all = this.auditLog.filter((e) => e.timeMs >= fromMs && e.timeMs < toMs).sort((a, b) => b.timeMs - a.timeMs);
+      return { entries: all.slice(0, limit), total: all.length };
+    });
   }
 
   getSettings(): Promise<AppSettings> {

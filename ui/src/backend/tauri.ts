@@ -55,7 +55,7 @@ export function createTauriBackend(): Backend {
     readSeal: (device, id) => unwrap(commands.readSeal(device, id)),
     writeSeal: (device, name, mime, data) => unwrap(commands.writeSeal(device, name, mime, data)),
     deleteSeal: (device, id) => unwrap(commands.deleteSeal(device, id)),
-    auditQuery: (fromMs, toMs) => unwrap(commands.auditQuery(fromMs, toMs)),
+    auditQuery: (fromMs, toMs, limit) => unwrap(commands.auditQuery(fromMs, toMs, limit)),
     getSettings: () => unwrap(commands.getSettings()),
     saveSettings: (s) => unwrap(commands.saveSettings(s)),
     clearPinCache: () => unwrap(commands.clearPinCache()),

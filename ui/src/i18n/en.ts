@@ -265,6 +265,7 @@ const en: MessageSchema = {
     to: "To",
     apply: "Search",
     count: "{n} records",
+    countLimited: "Showing the newest {n} of {total} (narrow the range for older records)",
     empty: "No records in this period",
     error: "Could not read the audit log",
     invalidRange: "Choose a valid date range (the start may not be after the end)",

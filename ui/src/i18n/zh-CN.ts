@@ -266,6 +266,7 @@ const zhCN = {
     to: "至",
     apply: "查询",
     count: "共 {n} 条记录",
+    countLimited: "显示最近 {n} 条，共 {total} 条（缩小时间范围可查看更早的记录）",
     empty: "该时间段内没有记录",
     error: "无法读取审计日志",
     invalidRange: "请选择有效的日期范围（开始日期不能晚于结束日期）",
