@@ -42,6 +42,7 @@ fn rig_in(home: tempfile::TempDir, bridge: Option<Option<u16>>) -> Rig {
         create_demo: true,
         kdf: KdfParams::weak_for_tests(),
         file_logging: false,
+        hardware: false,
         bridge,
     };
     let (builder, specta) = with_commands(mock_builder());

@@ -74,6 +74,10 @@ pub struct DesktopOptions {
     pub kdf: KdfParams,
     /// Start file logging (off in tests: one global logger per process).
     pub file_logging: bool,
+    /// Watch the hardware transports (PC/SC, HID, the settings' PKCS#11 and SKF
+    /// modules) besides the file-key directory. Off in tests, which must not touch the
+    /// machine's one pcscd.
+    pub hardware: bool,
     /// Run the local signing bridge: `None` = not at all, `Some(None)` = on the settings'
     /// port, `Some(Some(p))` = on port `p` (0: any free port, for tests).
     pub bridge: Option<Option<u16>>,
@@ -81,7 +85,7 @@ pub struct DesktopOptions {
 
 impl Default for DesktopOptions {
     fn default() -> Self {
-        DesktopOptions { home: None, create_demo: true, kdf: KdfParams::DEFAULT, file_logging: true, bridge: Some(None) }
+        DesktopOptions { home: None, create_demo: true, kdf: KdfParams::DEFAULT, file_logging: true, hardware: true, bridge: Some(None) }
     }
 }
 
@@ -153,7 +157,12 @@ impl Desktop {
         let watched = Arc::new(kb_bridge::activity::WatchedPrompter::new(Arc::new(prompter.clone()), watch.clone()));
         let manager = Arc::new(DeviceManager::new(watched.clone(), audit.clone(), policy));
         let rx = manager.subscribe();
-        for t in kb_service::media::standard_transports(&settings, &key_dir) {
+        let transports: Vec<Arc<dyn kb_token::Transport>> = if opts.hardware {
+            kb_service::media::standard_transports(&settings, &key_dir)
+        } else {
+            vec![Arc::new(kb_token::file::FileTransport::new(&key_dir))]
+        };
+        for t in transports {
             manager.add_transport(t).map_err(err)?;
         }
         manager.wait_enumerated(START_ENUMERATION_WAIT);
