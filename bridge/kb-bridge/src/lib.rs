@@ -32,6 +32,7 @@ pub mod methods;
 pub mod secret;
 pub mod server;
 pub mod streams;
+pub mod trust;
 
 pub use config::BridgeConfig;
 pub use error::{error_object, service_error_object};

@@ -670,29 +670,20 @@ impl Desktop {
 }
 
 /// The trust anchors for chain status, in the window and the bridge: the demo CA's root
-/// (when there is one) and every certificate in `<config>/trust/` (PEM bundles or DER;
-/// `.pem .cer .crt .der`). Unreadable files are logged and skipped.
+/// (when there is one) and every certificate in `<config>/trust/`. A file that cannot
+/// be used is logged and skipped: the window still shows every certificate, with the
+/// chain status saying what is not trusted.
 pub fn trust_store(paths: &Paths) -> TrustStore {
-    let mut files = vec![kb_service::demo::demo_ca_dir(paths).join("root.pem")];
-    if let Ok(rd) = std::fs::read_dir(paths.config_dir.join("trust")) {
-        let mut more: Vec<PathBuf> = rd
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| ["pem", "cer", "crt", "der"].iter().any(|k| x.eq_ignore_ascii_case(k))))
-            .collect();
-        more.sort();
-        files.extend(more);
+    let demo_root = kb_service::demo::demo_ca_dir(paths).join("root.pem");
+    let mut files = kb_bridge::trust::anchor_files(&paths.config_dir);
+    if demo_root.is_file() {
+        files.insert(0, demo_root);
     }
     let mut anchors = Vec::new();
     for f in files {
-        let Ok(bytes) = std::fs::read(&f) else { continue };
-        let certs = match std::str::from_utf8(&bytes) {
-            Ok(t) if t.contains("-----BEGIN") => Certificate::load_pem_chain(t),
-            _ => Certificate::from_der(&bytes).map(|c| vec![c]),
-        };
-        match certs {
+        match kb_bridge::trust::certificates_in(&f) {
             Ok(c) => anchors.extend(c),
-            Err(e) => tracing::warn!("trust anchor {} skipped: {e}", f.display()),
+            Err(e) => tracing::warn!("trust anchor skipped: {e}"),
         }
     }
     TrustStore::from_certs(anchors)

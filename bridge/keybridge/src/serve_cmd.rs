@@ -15,13 +15,12 @@ use kb_bridge::consent::{Consent, Decision, GrantStore};
 use kb_bridge::methods::Service;
 use kb_bridge::secret::ClientSecret;
 use kb_bridge::{Bridge, BridgeConfig};
-use kb_pki::Certificate;
 use kb_pki::chain::TrustStore;
 use kb_service::prompter::Prompter;
 use kb_service::settings::Paths;
 use kb_types::HasErrorCode;
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Consent policy on the command line.
@@ -95,35 +94,12 @@ fn secret(paths: &Paths) -> CliResult<(ClientSecret, PathBuf)> {
     Ok((s, path))
 }
 
-/// Certificates in a file: a PEM bundle or one DER certificate.
-fn certificates_in(path: &Path) -> CliResult<Vec<Certificate>> {
-    let bytes = std::fs::read(path).map_err(|e| CliError::io(&path.display().to_string(), e))?;
-    let named = |e: kb_pki::PkiError| CliError::new(e.code(), format!("{}: {e}", path.display()));
-    match std::str::from_utf8(&bytes) {
-        Ok(text) if text.contains("-----BEGIN") => Certificate::load_pem_chain(text).map_err(named),
-        _ => Ok(vec![Certificate::from_der(&bytes).map_err(named)?]),
-    }
-}
-
-/// The trust store: `<config>/trust/*` plus the given files.
+/// The trust store: `<config>/trust/*` plus the given files; a file that cannot be read
+/// is an error naming it (a server must not start trusting less than it was told).
 fn trust_store(paths: &Paths, extra: &[PathBuf]) -> CliResult<TrustStore> {
-    let mut files: Vec<PathBuf> = Vec::new();
-    let dir = paths.config_dir.join("trust");
-    if let Ok(rd) = std::fs::read_dir(&dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_file()
-                && p.extension().is_some_and(|x| ["pem", "cer", "crt", "der"].iter().any(|k| x.eq_ignore_ascii_case(k)))
-            {
-                files.push(p);
-            }
-        }
-    }
-    files.sort();
-    files.extend(extra.iter().cloned());
     let mut trust = TrustStore::new();
-    for f in &files {
-        for c in certificates_in(f)? {
+    for f in kb_bridge::trust::anchor_files(&paths.config_dir).iter().chain(extra) {
+        for c in kb_bridge::trust::certificates_in(f)? {
             trust.add(c);
         }
     }
