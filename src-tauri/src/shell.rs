@@ -122,6 +122,15 @@ fn software_rendering<R: Runtime>(w: &tauri::WebviewWindow<R>) {
 /// Run the app (the `keybridge-desktop` binary).
 pub fn run() -> Result<(), String> {
     let args = Args::parse()?;
+    // Without a display GTK cannot start (it would panic deep in the toolkit): say what
+    // to do instead.
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
+        return Err("KeyBridge 桌面客户端需要图形界面（未设置 DISPLAY / WAYLAND_DISPLAY）。在服务器上请使用命令行：keybridge demo、keybridge serve。\n\
+                    The KeyBridge window needs a graphical display (DISPLAY / WAYLAND_DISPLAY are unset). \
+                    On a server use the command line: keybridge demo, keybridge serve."
+            .into());
+    }
     let opts = DesktopOptions { home: args.home.clone(), ..DesktopOptions::default() };
     let builder = tauri::Builder::default()
         // A second start only brings the running window forward.
