@@ -140,7 +140,10 @@ fn exchange(s: &mut (impl Read + Write), request: &str) -> std::io::Result<Vec<u
     Ok(out)
 }
 
-fn parse_response(raw: &[u8]) -> Result<Manifest, UpdateError> {
+/// Parse a raw HTTP response (status line, headers, body) into a manifest. Anything but a
+/// `200` with a manifest whose version is `MAJOR.MINOR.PATCH` is refused. (Fuzzed:
+/// `tests/fuzz`, target `update_manifest`.)
+pub fn parse_response(raw: &[u8]) -> Result<Manifest, UpdateError> {
     let bad = |m: String| UpdateError::BadManifest(m);
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| bad("no HTTP header".into()))?;
     let head = String::from_utf8_lossy(&raw[..split]);

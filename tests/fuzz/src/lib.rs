@@ -10,7 +10,8 @@
 //! - into `drivers/kb-crypto/tests/no_panic.rs` (`crypto.rs`),
 //!   `drivers/kb-pki/tests/no_panic.rs` (`pki.rs`) and `drivers/kb-apdu/tests/no_panic.rs`
 //!   (`apdu.rs`), `bridge/kb-bridge-protocol/tests/no_panic.rs` (`bridge.rs`) and
-//!   `bridge/kb-bridge/tests/no_panic.rs` (`handshake.rs`) with
+//!   `bridge/kb-bridge/tests/no_panic.rs` (`handshake.rs`) and
+//!   `bridge/kb-desktop/tests/no_panic.rs` (`update.rs`) with
 //!   `#[path]`, where a deterministic
 //!   mutator (`mutator.rs`) replays thousands of mutated seeds under `cargo test`.
 //!
@@ -25,3 +26,4 @@ pub mod handshake;
 #[doc(hidden)]
 pub mod mutator;
 pub mod pki;
+pub mod update;
