@@ -444,10 +444,7 @@ mod tests {
             std::fs::write(&file, &text).unwrap();
         }
         let current = std::fs::read_to_string(&file).unwrap_or_default();
-        assert!(
-            current == text,
-            "ui/src/bindings.ts is stale: KB_REGEN=1 cargo test -p keybridge-desktop bindings_are_current"
-        );
+        assert!(current == text, "ui/src/bindings.ts is stale: KB_REGEN=1 cargo test -p keybridge-desktop bindings_are_current");
         for name in ["listMedia", "changePin", "answerPrompt", "mediaChanged", "promptRequest", "ERROR_CODES", "wrong_pin"] {
             assert!(text.contains(name), "{name} missing from the bindings");
         }

@@ -5,10 +5,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use keybridge_desktop::{WindowEvents, install, with_commands};
 use kb_desktop::DesktopOptions;
 use kb_desktop::model::*;
 use kb_token::file::KdfParams;
+use keybridge_desktop::{WindowEvents, install, with_commands};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -64,7 +64,8 @@ fn rig_in(home: tempfile::TempDir, bridge: Option<Option<u16>>) -> Rig {
 }
 
 fn call(win: &WebviewWindow<MockRuntime>, cmd: &str, args: Value) -> Result<Value, AppError> {
-    raw_call(win, cmd, args).map_err(|v| serde_json::from_value(v.clone()).unwrap_or_else(|_| panic!("{cmd}: not an AppError: {v}")))
+    raw_call(win, cmd, args)
+        .map_err(|v| serde_json::from_value(v.clone()).unwrap_or_else(|_| panic!("{cmd}: not an AppError: {v}")))
 }
 
 fn raw_call(win: &WebviewWindow<MockRuntime>, cmd: &str, args: Value) -> Result<Value, Value> {
@@ -180,7 +181,10 @@ fn certificate_details_thumbprints_and_export() {
     assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
     assert_eq!(kb_pki::Certificate::from_pem(&pem).unwrap().der(), &der[..]);
     assert_eq!(kb_pki::Certificate::from_der(&der).unwrap().thumbprint(kb_types::HashAlgorithm::Sha1), sha1);
-    assert_eq!(err(&r.win, "export_cert", json!({"cert": sign_ref(), "path": "relative.cer", "format": "der"})).name, "invalid_parameter");
+    assert_eq!(
+        err(&r.win, "export_cert", json!({"cert": sign_ref(), "path": "relative.cer", "format": "der"})).name,
+        "invalid_parameter"
+    );
 }
 
 #[test]
@@ -221,9 +225,13 @@ fn pins_change_wrong_lock_and_unblock() {
 #[test]
 fn delete_certificate_asks_for_the_pin_in_the_dialog() {
     let r = rig();
-    ok::<Value>(&r.win, "save_settings", json!({"settings": {
+    ok::<Value>(
+        &r.win,
+        "save_settings",
+        json!({"settings": {
         "pinCacheMinutes": 0, "nearExpiryWarningDays": 90, "logsEnabled": true, "logRetentionDays": 30,
-        "updateCheck": "weekly", "updateUrl": "", "language": "zh-CN"}}));
+        "updateCheck": "weekly", "updateUrl": "", "language": "zh-CN"}}),
+    );
     let enc = json!({"device": "file:demo", "container": "demo", "usage": "encrypt"});
     // Cancel → nothing deleted.
     let (res, seen) = with_prompts(&r, "delete_certificate", json!({"cert": enc}), &[None]);
@@ -272,7 +280,11 @@ fn seals_from_an_image() {
     let png = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("icons/32x32.png")).unwrap();
     let b64 = base64_encode(&png);
     // Not an image / wrong type: refused before the PIN is asked.
-    let e = err(&r.win, "write_seal", json!({"device": "file:demo", "name": "x", "mime": "image/png", "dataBase64": base64_encode(b"GIF89a")}));
+    let e = err(
+        &r.win,
+        "write_seal",
+        json!({"device": "file:demo", "name": "x", "mime": "image/png", "dataBase64": base64_encode(b"GIF89a")}),
+    );
     assert_eq!(e.name, "malformed_input");
     let e = err(&r.win, "write_seal", json!({"device": "file:demo", "name": "x", "mime": "image/gif", "dataBase64": b64}));
     assert_eq!(e.name, "malformed_input");
@@ -364,7 +376,9 @@ fn bridge_requests_use_the_window_dialogs() {
         let list = c.request(c.next_id(), "certificates.list", json!({"usage": "sign"})).await;
         let thumb = list.as_ref().map(|l| l["certificates"][0]["thumbprint"].clone()).unwrap_or_default();
         let msg = base64_encode("投标文件".as_bytes());
-        let sig = c.request(c.next_id(), "sign", json!({"certificate": {"thumbprint": thumb}, "input": {"data": msg}, "format": "raw"})).await;
+        let sig = c
+            .request(c.next_id(), "sign", json!({"certificate": {"thumbprint": thumb}, "input": {"data": msg}, "format": "raw"}))
+            .await;
         tx.send((list.map_err(|e| e.to_string()), sig.map_err(|e| e.to_string()))).unwrap();
     });
     // First the consent dialog for the origin, then the PIN dialog for the signature.

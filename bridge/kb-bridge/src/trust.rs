@@ -17,8 +17,7 @@ pub fn anchor_files(config_dir: &Path) -> Vec<PathBuf> {
         .flatten()
         .map(|e| e.path())
         .filter(|p| {
-            p.is_file()
-                && p.extension().is_some_and(|x| ["pem", "cer", "crt", "der"].iter().any(|k| x.eq_ignore_ascii_case(k)))
+            p.is_file() && p.extension().is_some_and(|x| ["pem", "cer", "crt", "der"].iter().any(|k| x.eq_ignore_ascii_case(k)))
         })
         .collect();
     files.sort();

@@ -85,7 +85,14 @@ pub struct DesktopOptions {
 
 impl Default for DesktopOptions {
     fn default() -> Self {
-        DesktopOptions { home: None, create_demo: true, kdf: KdfParams::DEFAULT, file_logging: true, hardware: true, bridge: Some(None) }
+        DesktopOptions {
+            home: None,
+            create_demo: true,
+            kdf: KdfParams::DEFAULT,
+            file_logging: true,
+            hardware: true,
+            bridge: Some(None),
+        }
     }
 }
 
@@ -137,9 +144,8 @@ impl Desktop {
         let key_dir = settings.file_key_dir(&paths);
         let prompter = UiPrompter::new(prompts);
         let demo_id = kb_service::demo::demo_device_id();
-        let has_keys = std::fs::read_dir(&key_dir).is_ok_and(|rd| {
-            rd.flatten().any(|e| e.path().extension().is_some_and(|x| x == kb_token::file::EXTENSION))
-        });
+        let has_keys = std::fs::read_dir(&key_dir)
+            .is_ok_and(|rd| rd.flatten().any(|e| e.path().extension().is_some_and(|x| x == kb_token::file::EXTENSION)));
         let configured = !settings.pkcs11_modules.is_empty() || !settings.skf_modules.is_empty();
         let mut demo = None;
         if opts.create_demo && !has_keys && !configured {
@@ -339,7 +345,11 @@ impl Desktop {
         let id = self.device_id(&r.device)?;
         let der = self.manager.certificate(&id, &r.container, views::key_usage(r.usage), CLIENT).map_err(self.svc())?;
         der.ok_or_else(|| {
-            AppError::new(ErrorCode::NotFound, self.lang(), format!("no {:?} certificate in {} on {}", r.usage, r.container, r.device))
+            AppError::new(
+                ErrorCode::NotFound,
+                self.lang(),
+                format!("no {:?} certificate in {} on {}", r.usage, r.container, r.device),
+            )
         })
     }
 
@@ -417,9 +427,10 @@ impl Desktop {
     pub fn read_seal(&self, device: &str, seal: &str) -> Result<SealImage, AppError> {
         let id = self.device_id(device)?;
         let seals = self.manager.seals(&id, CLIENT).map_err(self.svc())?;
-        let info = seals.iter().find(|s| s.id == seal).ok_or_else(|| {
-            AppError::new(ErrorCode::NotFound, self.lang(), format!("no seal {seal} on {device}"))
-        })?;
+        let info = seals
+            .iter()
+            .find(|s| s.id == seal)
+            .ok_or_else(|| AppError::new(ErrorCode::NotFound, self.lang(), format!("no seal {seal} on {device}")))?;
         let bytes = self.manager.read_seal(&id, seal, CLIENT).map_err(self.svc())?;
         Ok(SealImage { id: seal.to_string(), mime: info.mime.clone(), data_base64: views::b64(&bytes) })
     }
@@ -559,11 +570,7 @@ impl Desktop {
         };
         tmp.as_file().sync_all().map_err(io)?;
         tmp.persist(out).map_err(|e| io(e.error))?;
-        Ok(LogExportResult {
-            path: path.to_string(),
-            files: summary.files.len() as u32,
-            bytes: summary.bytes_written,
-        })
+        Ok(LogExportResult { path: path.to_string(), files: summary.files.len() as u32, bytes: summary.bytes_written })
     }
 
     fn last_update_check_file(&self) -> PathBuf {
@@ -666,7 +673,6 @@ impl Desktop {
         }
         self.events.expiry_notice(&ExpiryNotice { certificates: fresh });
     }
-
 }
 
 /// The trust anchors for chain status, in the window and the bridge: the demo CA's root

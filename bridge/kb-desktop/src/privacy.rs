@@ -31,11 +31,17 @@ pub fn info(lang: Lang) -> PrivacyInfo {
             lang,
             ("介质口令（PIN）", "PINs"),
             ("解锁介质上的私钥", "to unlock private keys on the medium"),
-            ("从不写入磁盘或日志；按设置在内存中缓存（默认 30 分钟），可随时清除", "never written to disk or logs; cached in memory as configured (default 30 min), clearable"),
+            (
+                "从不写入磁盘或日志；按设置在内存中缓存（默认 30 分钟），可随时清除",
+                "never written to disk or logs; cached in memory as configured (default 30 min), clearable",
+            ),
         ),
         item(
             lang,
-            ("审计记录：时间、调用方（网页来源或程序）、介质、操作、证书、结果", "audit records: time, caller (web origin or tool), medium, operation, certificate, result"),
+            (
+                "审计记录：时间、调用方（网页来源或程序）、介质、操作、证书、结果",
+                "audit records: time, caller (web origin or tool), medium, operation, certificate, result",
+            ),
             ("让您核查每一次密钥使用", "so you can review every use of your keys"),
             local,
         ),
@@ -67,12 +73,8 @@ pub fn info(lang: Lang) -> PrivacyInfo {
 pub fn generate(metadata: &serde_json::Value, package_lock: &serde_json::Value, root: &str) -> Vec<Library> {
     use std::collections::{BTreeMap, BTreeSet};
     let str_of = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
-    let packages: BTreeMap<String, &serde_json::Value> = metadata["packages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|p| (str_of(p, "id"), p))
-        .collect();
+    let packages: BTreeMap<String, &serde_json::Value> =
+        metadata["packages"].as_array().into_iter().flatten().map(|p| (str_of(p, "id"), p)).collect();
     let nodes: BTreeMap<String, &serde_json::Value> =
         metadata["resolve"]["nodes"].as_array().into_iter().flatten().map(|n| (str_of(n, "id"), n)).collect();
     let root_id = packages.values().find(|p| p["name"] == root).map(|p| str_of(p, "id")).unwrap_or_default();
@@ -133,8 +135,7 @@ mod tests {
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let lock: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(root.join("ui/package-lock.json")).unwrap()).unwrap();
+        let lock: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("ui/package-lock.json")).unwrap()).unwrap();
         let libs = generate(&metadata, &lock, "keybridge-desktop");
         assert!(libs.iter().any(|l| l.name == "tauri" && l.ecosystem == "rust"), "tauri is in the build");
         assert!(libs.iter().any(|l| l.name == "vue" && l.ecosystem == "npm"), "vue is in the build");

@@ -53,9 +53,7 @@ impl UiPrompter {
 
     /// The same with another timeout (tests).
     pub fn with_timeout(sink: Arc<dyn PromptSink>, timeout: Duration) -> Self {
-        UiPrompter {
-            inner: Arc::new(Inner { sink, next: AtomicU32::new(1), pending: Mutex::new(BTreeMap::new()), timeout }),
-        }
+        UiPrompter { inner: Arc::new(Inner { sink, next: AtomicU32::new(1), pending: Mutex::new(BTreeMap::new()), timeout }) }
     }
 
     /// The user answered prompt `id`. An unknown id (timed out, answered twice) is an

@@ -117,9 +117,7 @@ pub fn fetch_manifest(url: &str, user_agent: &str) -> Result<Manifest, UpdateErr
         u.path, u.host
     );
     let response = if u.tls {
-        let connector = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client())
-            .map_err(|e| net(&e))?
-            .build();
+        let connector = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client()).map_err(|e| net(&e))?.build();
         let mut tls = connector.connect(u.host, stream).map_err(|e| net(&e))?;
         exchange(&mut tls, &request).map_err(|e| net(&e))?
     } else {
@@ -207,7 +205,8 @@ mod tests {
 
     #[test]
     fn responses_other_than_a_manifest_are_refused() {
-        let ok = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"version\":\"9.0.0\",\"notes\":\"n\",\"url\":\"u\"}";
+        let ok =
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"version\":\"9.0.0\",\"notes\":\"n\",\"url\":\"u\"}";
         assert_eq!(parse_response(ok).unwrap().version, "9.0.0");
         for bad in [
             &b"HTTP/1.1 404 Not Found\r\n\r\n{}"[..],

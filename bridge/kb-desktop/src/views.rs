@@ -8,7 +8,9 @@ use kb_service::ServiceError;
 use kb_service::audit::{AuditRecord, AuthType};
 use kb_service::devices::DeviceManager;
 use kb_service::settings::{Settings, UpdateCheck};
-use kb_types::{DeviceInfo, HasErrorCode, HashAlgorithm, KeyUsage, Lang, PinInfo, PinKind, SealInfo, TransportKind, ValidityStatus};
+use kb_types::{
+    DeviceInfo, HasErrorCode, HashAlgorithm, KeyUsage, Lang, PinInfo, PinKind, SealInfo, TransportKind, ValidityStatus,
+};
 
 pub(crate) fn key_usage(u: Usage) -> KeyUsage {
     match u {
@@ -65,11 +67,7 @@ fn cn_or_all(cn: Option<String>, all: String) -> String {
 fn issuer_cn(cert: &Certificate) -> String {
     let info_issuer = cert.issuer();
     // The issuer's CN from its rendered form (`CN=…,O=…`): the first CN attribute.
-    info_issuer
-        .split(',')
-        .find_map(|p| p.trim().strip_prefix("CN="))
-        .map(str::to_string)
-        .unwrap_or(info_issuer)
+    info_issuer.split(',').find_map(|p| p.trim().strip_prefix("CN=")).map(str::to_string).unwrap_or(info_issuer)
 }
 
 pub(crate) fn summary(r: CertRef, cert: &Certificate, now: UnixTime, warn_days: i64) -> CertSummary {
@@ -138,7 +136,9 @@ fn attrs(a: &[kb_pki::name::NameAttribute]) -> Vec<NameAttr> {
 
 pub(crate) fn chain(cert: &Certificate, trust: &TrustStore, now: UnixTime, lang: Lang) -> ChainState {
     match verify_chain(cert, &[], trust, now) {
-        Ok(c) => ChainState { trusted: true, code: None, reason: None, path: c.certificates.iter().map(|c| c.subject()).collect() },
+        Ok(c) => {
+            ChainState { trusted: true, code: None, reason: None, path: c.certificates.iter().map(|c| c.subject()).collect() }
+        }
         Err(e) => {
             let code = e.code();
             ChainState {
