@@ -405,9 +405,7 @@ export type MediumKind =
 /**  A BLE key. */
 "ble" | 
 /**  A phone acting as the key. */
-"phone" | 
-/**  An in-memory test token. */
-"virtual";
+"phone";
 
 /**  One attribute of a distinguished name. */
 export type NameAttr = {

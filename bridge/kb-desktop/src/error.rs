@@ -30,11 +30,6 @@ impl AppError {
     pub fn input(lang: Lang, detail: impl Into<String>) -> Self {
         AppError::new(ErrorCode::InvalidParameter, lang, detail)
     }
-
-    /// The stable code.
-    pub fn error_code(&self) -> Option<ErrorCode> {
-        ErrorCode::from_number(self.code)
-    }
 }
 
 impl std::fmt::Display for AppError {

@@ -115,10 +115,6 @@ pub struct Desktop {
     _log: Option<LogGuard>,
 }
 
-fn lang_of(s: &Settings) -> Lang {
-    s.language
-}
-
 impl Desktop {
     /// Open the home, create the demo key if needed, start the device service.
     pub fn open(
@@ -144,6 +140,7 @@ impl Desktop {
         let key_dir = settings.file_key_dir(&paths);
         let prompter = UiPrompter::new(prompts);
         let demo_id = kb_service::demo::demo_device_id();
+        let demo_file = kb_token::file::FileTransport::new(&key_dir).path_of(&demo_id);
         let has_keys = std::fs::read_dir(&key_dir)
             .is_ok_and(|rd| rd.flatten().any(|e| e.path().extension().is_some_and(|x| x == kb_token::file::EXTENSION)));
         let configured = !settings.pkcs11_modules.is_empty() || !settings.skf_modules.is_empty();
@@ -153,7 +150,7 @@ impl Desktop {
                 Ok(d) => demo = Some(d.id),
                 Err(e) => startup_problems.push(AppError::service(&e, lang)),
             }
-        } else if key_dir.join(format!("{}.{}", kb_service::demo::DEMO_NAME, kb_token::file::EXTENSION)).is_file() {
+        } else if demo_file.is_some_and(|p| p.is_file()) {
             demo = Some(demo_id);
         }
         let audit = Arc::new(AuditLog::open(paths.audit_db()).map_err(err)?);
@@ -185,8 +182,7 @@ impl Desktop {
             (None, _) | (_, None) => None,
             (Some(port), Some(grants)) => {
                 let port = port.unwrap_or(settings.bridge_port);
-                let trust = trust_store(&paths);
-                match local_bridge::LocalBridge::start(&manager, &paths, &settings, port, trust, grants.clone(), watched, watch) {
+                match local_bridge::LocalBridge::start(&manager, &paths, &settings, port, grants.clone(), watched, watch) {
                     Ok(b) => Some(b),
                     Err(e) => {
                         startup_problems.push(AppError::new(ErrorCode::BridgeUnavailable, lang, e));
@@ -208,31 +204,30 @@ impl Desktop {
             grants,
             _log: log,
         });
-        // Media events → the window; new certificates → the expiry check.
+        // Media events → the window. The expiry check (it reads every medium) runs off
+        // the start-up path, first once, then once per burst of events (the start-up
+        // enumeration's Added events, hot-plug).
         let weak = Arc::downgrade(&desktop);
         std::thread::Builder::new()
             .name("kb-desktop-events".into())
             .spawn(move || {
-                for ev in rx {
+                let mut check = true;
+                loop {
                     let Some(d) = weak.upgrade() else { break };
-                    let (change, device) = match ev {
-                        DeviceEvent::Added(info) => (MediaChange::Added, info.id),
-                        DeviceEvent::Removed(id) => (MediaChange::Removed, id),
-                        DeviceEvent::CertificatesChanged(id) => (MediaChange::Changed, id),
-                        DeviceEvent::TransportError { transport, message } => {
-                            tracing::warn!(?transport, %message, "transport error");
-                            continue;
-                        }
-                        _ => continue,
-                    };
-                    d.events.media_changed(&MediaChanged { change, device: device.to_string() });
-                    if change != MediaChange::Removed {
+                    for ev in rx.try_iter() {
+                        check |= d.forward(ev);
+                    }
+                    if std::mem::take(&mut check) {
                         d.check_expiry();
                     }
+                    // Not kept alive while waiting.
+                    drop(d);
+                    let Ok(ev) = rx.recv() else { break };
+                    let Some(d) = weak.upgrade() else { break };
+                    check |= d.forward(ev);
                 }
             })
             .map_err(|e| AppError::new(ErrorCode::Internal, Lang::ZhCn, e.to_string()))?;
-        desktop.check_expiry();
         // Scheduled update checks (settings: never / daily / weekly).
         let weak = Arc::downgrade(&desktop);
         let _ = std::thread::Builder::new().name("kb-desktop-updates".into()).spawn(move || {
@@ -246,9 +241,26 @@ impl Desktop {
         Ok(desktop)
     }
 
+    /// Tell the window about a media event; true when certificates may have come or
+    /// changed.
+    fn forward(&self, ev: DeviceEvent) -> bool {
+        let (change, device) = match ev {
+            DeviceEvent::Added(info) => (MediaChange::Added, info.id),
+            DeviceEvent::Removed(id) => (MediaChange::Removed, id),
+            DeviceEvent::CertificatesChanged(id) => (MediaChange::Changed, id),
+            DeviceEvent::TransportError { transport, message } => {
+                tracing::warn!(?transport, %message, "transport error");
+                return false;
+            }
+            _ => return false,
+        };
+        self.events.media_changed(&MediaChanged { change, device: device.to_string() });
+        change != MediaChange::Removed
+    }
+
     /// The UI language.
     pub fn lang(&self) -> Lang {
-        lang_of(&self.read_settings())
+        self.read_settings().language
     }
 
     fn read_settings(&self) -> std::sync::RwLockReadGuard<'_, Settings> {
@@ -267,11 +279,6 @@ impl Desktop {
     /// The window's prompter (the bridge asks through it too).
     pub fn prompter(&self) -> &UiPrompter {
         &self.prompter
-    }
-
-    /// Where everything lives.
-    pub fn paths(&self) -> &Paths {
-        &self.paths
     }
 
     /// Problems found at start.

@@ -9,7 +9,6 @@ use kb_bridge::methods::Service;
 use kb_bridge::secret::ClientSecret;
 use kb_bridge::server::RunningBridge;
 use kb_bridge::{Bridge, BridgeConfig};
-use kb_pki::chain::TrustStore;
 use kb_service::devices::DeviceManager;
 use kb_service::settings::{Paths, Settings};
 use std::sync::Arc;
@@ -28,7 +27,6 @@ impl LocalBridge {
         paths: &Paths,
         settings: &Settings,
         port: u16,
-        trust: TrustStore,
         grants: Arc<GrantStore>,
         prompter: Arc<WatchedPrompter>,
         watch: Arc<PromptWatch>,
@@ -42,7 +40,7 @@ impl LocalBridge {
             ..BridgeConfig::default()
         };
         let consent = Consent::new(grants, settings.bridge_consent, prompter);
-        let service = Arc::new(Service::new(manager.clone(), trust, consent, config));
+        let service = Arc::new(Service::new(manager.clone(), crate::trust_store(paths), consent, config));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

@@ -89,8 +89,6 @@ pub enum MediumKind {
     Ble,
     /// A phone acting as the key.
     Phone,
-    /// An in-memory test token.
-    Virtual,
 }
 
 /// A PIN's state. `triesLeft` is always shown; `locked` explains itself.

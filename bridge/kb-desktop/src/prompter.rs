@@ -42,18 +42,12 @@ struct Inner {
     sink: Arc<dyn PromptSink>,
     next: AtomicU32,
     pending: Mutex<BTreeMap<u32, Pending>>,
-    timeout: Duration,
 }
 
 impl UiPrompter {
     /// A prompter that shows prompts through `sink`.
     pub fn new(sink: Arc<dyn PromptSink>) -> Self {
-        Self::with_timeout(sink, PROMPT_TIMEOUT)
-    }
-
-    /// The same with another timeout (tests).
-    pub fn with_timeout(sink: Arc<dyn PromptSink>, timeout: Duration) -> Self {
-        UiPrompter { inner: Arc::new(Inner { sink, next: AtomicU32::new(1), pending: Mutex::new(BTreeMap::new()), timeout }) }
+        UiPrompter { inner: Arc::new(Inner { sink, next: AtomicU32::new(1), pending: Mutex::new(BTreeMap::new()) }) }
     }
 
     /// The user answered prompt `id`. An unknown id (timed out, answered twice) is an
@@ -86,7 +80,7 @@ impl UiPrompter {
         let request = PromptRequest { id, client: client.to_string(), body };
         self.lock().insert(id, Pending { request: request.clone(), tx });
         self.inner.sink.open(&request);
-        match rx.recv_timeout(self.inner.timeout) {
+        match rx.recv_timeout(PROMPT_TIMEOUT) {
             Ok(PromptAnswer::Cancel) => Err(ServiceError::Cancelled),
             Ok(a) => Ok(a),
             Err(_) => {

@@ -2,7 +2,9 @@
 
 use crate::model::*;
 use kb_pki::Certificate;
+use kb_pki::cert::CertificateInfo;
 use kb_pki::chain::{TrustStore, verify_chain};
+use kb_pki::name::NameAttribute;
 use kb_pki::time::UnixTime;
 use kb_service::ServiceError;
 use kb_service::audit::{AuditRecord, AuthType};
@@ -60,29 +62,24 @@ fn status(s: ValidityStatus) -> CertStatus {
     }
 }
 
-fn cn_or_all(cn: Option<String>, all: String) -> String {
-    cn.filter(|c| !c.is_empty()).unwrap_or(all)
+/// A name's CN attribute, or the whole name when it has none.
+fn cn_or_all(attrs: &[NameAttribute], all: &str) -> String {
+    attrs.iter().find(|a| a.key == "CN" && !a.value.is_empty()).map_or_else(|| all.to_string(), |a| a.value.clone())
 }
 
-fn issuer_cn(cert: &Certificate) -> String {
-    let info_issuer = cert.issuer();
-    // The issuer's CN from its rendered form (`CN=…,O=…`): the first CN attribute.
-    info_issuer.split(',').find_map(|p| p.trim().strip_prefix("CN=")).map(str::to_string).unwrap_or(info_issuer)
-}
-
-pub(crate) fn summary(r: CertRef, cert: &Certificate, now: UnixTime, warn_days: i64) -> CertSummary {
-    let days = cert.days_left(now);
+/// The list entry, from the certificate's inspection (computed once per certificate).
+pub(crate) fn summary(r: CertRef, info: &CertificateInfo) -> CertSummary {
     CertSummary {
         cert_ref: r,
-        subject_cn: cn_or_all(cert.subject_cn(), cert.subject()),
-        subject: cert.subject(),
-        issuer_cn: issuer_cn(cert),
-        algorithm: cert.info(now, warn_days).public_key_description,
-        serial: cert.serial_hex(),
-        not_before: cert.not_before().to_rfc3339(),
-        not_after: cert.not_after().to_rfc3339(),
-        days_left: days.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
-        status: status(cert.validity_status(now, warn_days)),
+        subject_cn: cn_or_all(&info.subject_attributes, &info.subject),
+        subject: info.subject.clone(),
+        issuer_cn: cn_or_all(&info.issuer_attributes, &info.issuer),
+        algorithm: info.public_key_description.clone(),
+        serial: info.serial.clone(),
+        not_before: info.not_before.to_rfc3339(),
+        not_after: info.not_after.to_rfc3339(),
+        days_left: info.days_left.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
+        status: status(info.status),
     }
 }
 
@@ -109,7 +106,7 @@ pub(crate) fn medium(
             match Certificate::from_der(der) {
                 Ok(cert) => {
                     let r = CertRef { device: info.id.to_string(), container: container.name.clone(), usage: usage(slot.usage) };
-                    certificates.push(summary(r, &cert, now, warn_days));
+                    certificates.push(summary(r, &cert.info(now, warn_days)));
                 }
                 Err(e) => tracing::warn!(device = %info.id, container = %container.name, "unparseable certificate: {e}"),
             }
@@ -130,7 +127,7 @@ pub(crate) fn medium(
     })
 }
 
-fn attrs(a: &[kb_pki::name::NameAttribute]) -> Vec<NameAttr> {
+fn attrs(a: &[NameAttribute]) -> Vec<NameAttr> {
     a.iter().map(|a| NameAttr { name: a.key.clone(), value: a.value.clone() }).collect()
 }
 
@@ -162,7 +159,7 @@ pub(crate) fn details(
 ) -> CertDetails {
     let info = cert.info(now, warn_days);
     CertDetails {
-        summary: summary(r, cert, now, warn_days),
+        summary: summary(r, &info),
         device_label,
         subject_attrs: attrs(&info.subject_attributes),
         issuer: info.issuer.clone(),

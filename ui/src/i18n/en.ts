@@ -64,7 +64,6 @@ const en: MessageSchema = {
       hid: "USB HID",
       ble: "Bluetooth",
       phone: "Phone",
-      virtual: "Virtual",
     },
     demo: "DEMO",
     demoHint: "Demo medium: its PINs are public, never use it for real work",

@@ -65,7 +65,6 @@ const zhCN = {
       hid: "USB HID",
       ble: "蓝牙",
       phone: "手机",
-      virtual: "虚拟介质",
     },
     demo: "DEMO",
     demoHint: "演示介质：口令公开，切勿用于正式业务",
