@@ -226,6 +226,14 @@ async fn answer_prompt(d: Shared<'_>, id: u32, answer: PromptAnswer) -> Res<()> 
     d.prompter().answer(id, answer).map_err(|e| AppError::service(&e, d.lang()))
 }
 
+/// Cancel a key operation started from the window (its PIN dialog is withdrawn, the
+/// medium is told); false when it already ended.
+#[tauri::command]
+#[specta::specta]
+async fn cancel_operation(d: Shared<'_>, operation: u32) -> Res<bool> {
+    Ok(d.cancel_operation(operation))
+}
+
 /// Prompts waiting for an answer (a window opened late shows them).
 #[tauri::command]
 #[specta::specta]
@@ -290,8 +298,17 @@ pub fn specta_builder<R: Runtime>() -> tauri_specta::Builder<R> {
             privacy_info,
             answer_prompt,
             pending_prompts,
+            cancel_operation,
         ])
-        .events(collect_events![PromptRequest, PromptClosed, MediaChanged, LogExportProgress, ExpiryNotice, UpdateStatus])
+        .events(collect_events![
+            PromptRequest,
+            PromptClosed,
+            MediaChanged,
+            LogExportProgress,
+            ExpiryNotice,
+            UpdateStatus,
+            OperationStatus
+        ])
         .constant("ERROR_CODES", error_codes())
         .disable_serde_phases()
         // Times in ms and byte counts: i64/u64 that stay below 2^53.
@@ -361,6 +378,9 @@ impl<R: Runtime> EventSink for WindowEvents<R> {
     }
     fn log_export_progress(&self, progress: &LogExportProgress) {
         self.emit(progress);
+    }
+    fn operation_status(&self, status: &OperationStatus) {
+        self.emit(status);
     }
     fn update_available(&self, status: &UpdateStatus) {
         self.emit(status);

@@ -7,7 +7,7 @@
 
 use kb_desktop::DesktopOptions;
 use kb_desktop::model::*;
-use kb_token::file::KdfParams;
+use kb_filekey::KdfParams;
 use keybridge_desktop::{WindowEvents, install, with_commands};
 use serde_json::{Value, json};
 use std::io::{Read, Write};

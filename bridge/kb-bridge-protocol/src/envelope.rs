@@ -269,6 +269,33 @@ pub enum Event {
         /// The medium.
         device: kb_types::DeviceId,
     },
+    /// A known medium went out of reach — a phone or BLE key that disconnected
+    /// (subscription `device.offline`). It stays listed; operations on it fail with
+    /// `4015 medium_offline` until `device.online`.
+    #[serde(rename = "device.offline")]
+    DeviceOffline {
+        /// Its id.
+        device: kb_types::DeviceId,
+    },
+    /// A medium that was offline is reachable again (subscription `device.online`).
+    #[serde(rename = "device.online")]
+    DeviceOnline {
+        /// Its id.
+        device: kb_types::DeviceId,
+    },
+    /// What a request is waiting for (always sent to the requesting connection, no
+    /// subscription): the user typing the PIN in KeyBridge's dialog, the user confirming
+    /// on the medium itself (a phone, a PIN pad), or the medium working.
+    #[serde(rename = "operation.status")]
+    OperationStatus {
+        /// The id of the request.
+        request: Id,
+        /// `waiting_for_pin`, `waiting_for_medium` or `working`.
+        status: OperationState,
+        /// For `waiting_for_medium`: the medium, in the user's words.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        medium: Option<String>,
+    },
     /// Progress of a streaming request (always sent, no subscription).
     #[serde(rename = "progress")]
     Progress {
@@ -289,12 +316,35 @@ impl Event {
             Event::DeviceAdded { .. } => "device.added",
             Event::DeviceRemoved { .. } => "device.removed",
             Event::CertificatesChanged { .. } => "certificates.changed",
+            Event::DeviceOffline { .. } => "device.offline",
+            Event::DeviceOnline { .. } => "device.online",
+            Event::OperationStatus { .. } => "operation.status",
             Event::Progress { .. } => "progress",
         }
     }
 
     /// Every event name.
-    pub const NAMES: [&'static str; 4] = ["device.added", "device.removed", "certificates.changed", "progress"];
+    pub const NAMES: [&'static str; 7] = [
+        "device.added",
+        "device.removed",
+        "certificates.changed",
+        "device.offline",
+        "device.online",
+        "operation.status",
+        "progress",
+    ];
+}
+
+/// What a request is waiting for (`operation.status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationState {
+    /// KeyBridge's PIN dialog is open (the PIN never travels over the socket).
+    WaitingForPin,
+    /// The user must verify on the medium itself: the phone, the reader's PIN pad.
+    WaitingForMedium,
+    /// The medium is working on it.
+    Working,
 }
 
 /// A notification: `{"jsonrpc":"2.0","method":…,"params":…}`.

@@ -19,7 +19,9 @@ pub mod frame;
 mod methods;
 mod types;
 
-pub use envelope::{Event, Id, MAX_ID_LEN, Notification, Request, RequestError, Response, Version2, parse_request};
+pub use envelope::{
+    Event, Id, MAX_ID_LEN, Notification, OperationState, Request, RequestError, Response, Version2, parse_request,
+};
 pub use error::{ErrorData, ErrorObject, Messages, ProtocolError, RpcCode};
 pub use methods::*;
 pub use types::{

@@ -193,8 +193,12 @@ pub struct DevicesListParams {}
 /// `devices.list` result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DevicesListResult {
-    /// Present media.
+    /// Known media (a medium out of reach is listed too, and named in `offline`).
     pub devices: Vec<DeviceInfo>,
+    /// The ids of the listed media that are out of reach now (a phone or BLE key that
+    /// disconnected); omitted when none is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offline: Vec<kb_types::DeviceId>,
 }
 
 // ---- certificates ----

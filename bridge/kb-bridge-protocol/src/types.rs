@@ -207,4 +207,10 @@ pub enum EventKind {
     /// `certificates.changed`.
     #[serde(rename = "certificates.changed")]
     CertificatesChanged,
+    /// `device.offline`.
+    #[serde(rename = "device.offline")]
+    DeviceOffline,
+    /// `device.online`.
+    #[serde(rename = "device.online")]
+    DeviceOnline,
 }

@@ -35,5 +35,5 @@ fn generated_ts_has_every_code_and_method() {
     for m in kb_bridge_protocol::Method::ALL {
         assert!(text.contains(&format!("\n  \"{}\",\n", m.name())), "{} missing", m.name());
     }
-    assert!(text.contains("\n  \"certificates.changed\",\n] as const;\n/** One of {@link SUBSCRIBABLE_EVENTS}. */"));
+    assert!(text.contains("\n  \"certificates.changed\",\n  \"device.offline\",\n  \"device.online\",\n] as const;\n/** One of {@link SUBSCRIBABLE_EVENTS}. */"));
 }

@@ -8,10 +8,11 @@
 //! request stuck on a dead medium or a stalled stream does.
 
 use kb_service::prompter::{ConfirmRequest, ConsentAnswer, ConsentRequest, PinRequest, Prompter, QrRequest};
+use kb_token::{OpContext, OpStatus, StopReason};
 use kb_types::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Counts dialogs open right now.
 #[derive(Debug, Default)]
@@ -55,9 +56,9 @@ impl WatchedPrompter {
 }
 
 impl Prompter for WatchedPrompter {
-    fn ask_pin(&self, req: &PinRequest) -> kb_service::Result<Pin> {
+    fn ask_pin(&self, req: &PinRequest, ctx: &OpContext) -> kb_service::Result<Pin> {
         let _o = Open::new(&self.watch);
-        self.inner.ask_pin(req)
+        self.inner.ask_pin(req, ctx)
     }
 
     fn confirm(&self, req: &ConfirmRequest) -> kb_service::Result<bool> {
@@ -89,18 +90,20 @@ pub enum Stop {
     TimedOut,
 }
 
-/// One request's shared state between its worker and the connection: stop flag and
-/// last-progress time.
+/// One request's shared state between its worker and the connection: stop flag,
+/// last-progress time, and the operation context the device service gets (so a stop
+/// withdraws an open PIN dialog and reaches the medium).
 #[derive(Debug)]
 pub struct RequestState {
     start: Instant,
     last_progress_ms: AtomicU64,
     stop: AtomicU8,
+    ctx: OpContext,
 }
 
 impl Default for RequestState {
     fn default() -> Self {
-        RequestState { start: Instant::now(), last_progress_ms: AtomicU64::new(0), stop: AtomicU8::new(0) }
+        RequestState { start: Instant::now(), last_progress_ms: AtomicU64::new(0), stop: AtomicU8::new(0), ctx: OpContext::new() }
     }
 }
 
@@ -108,6 +111,17 @@ impl RequestState {
     /// A fresh state.
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// A fresh state whose operation context has a deadline `deadline` from now and
+    /// reports its status to `status`.
+    pub fn with_status(deadline: Duration, status: impl Fn(&OpStatus) + Send + Sync + 'static) -> Arc<Self> {
+        Arc::new(RequestState { ctx: OpContext::with(Some(deadline), status), ..Self::default() })
+    }
+
+    /// The operation context handed to the device service.
+    pub fn context(&self) -> &OpContext {
+        &self.ctx
     }
 
     fn now_ms(&self) -> u64 {
@@ -131,6 +145,10 @@ impl RequestState {
             Stop::TimedOut => 2,
         };
         let _ = self.stop.compare_exchange(0, v, Ordering::AcqRel, Ordering::Acquire);
+        self.ctx.stop(match why {
+            Stop::Cancelled => StopReason::Cancelled,
+            Stop::TimedOut => StopReason::DeadlineExceeded,
+        });
     }
 
     /// Whether and why the request was stopped.
@@ -152,7 +170,7 @@ mod tests {
     fn watch_counts_open_dialogs() {
         struct Peek(Arc<PromptWatch>);
         impl Prompter for Peek {
-            fn ask_pin(&self, _: &PinRequest) -> kb_service::Result<Pin> {
+            fn ask_pin(&self, _: &PinRequest, _: &OpContext) -> kb_service::Result<Pin> {
                 assert!(self.0.any_open(), "the dialog counts as open while it asks");
                 Err(kb_service::ServiceError::Cancelled)
             }

@@ -20,6 +20,10 @@ pub struct BridgeConfig {
     /// A request fails with `5008` after this long without progress while not
     /// waiting on the user (a PIN or consent dialog pauses it; stream bytes reset it).
     pub request_timeout: Duration,
+    /// A private-key request's whole life, PIN dialog and medium included: past it an open
+    /// dialog is withdrawn and the request fails with `4016 operation_timed_out` (or
+    /// `4017 outcome_unknown` when the medium had it).
+    pub operation_deadline: Duration,
     /// Connections at once (all clients).
     pub max_connections: usize,
     /// Connections at once from one client (one web origin, or all native tools): a
@@ -53,6 +57,7 @@ impl Default for BridgeConfig {
             max_chunk_bytes: DEFAULT_MAX_CHUNK_BYTES,
             max_in_flight: 16,
             request_timeout: Duration::from_secs(30),
+            operation_deadline: Duration::from_secs(10 * 60),
             max_connections: 512,
             max_connections_per_client: 128,
             handshake_timeout: Duration::from_secs(5),

@@ -25,7 +25,7 @@ use kb_pki::chain::{TrustStore, verify_chain};
 use kb_pki::cms::{EnvelopeOptions, KeyDecrypter, Profile, SignOptions, SignedMessage, envelope};
 use kb_pki::time::UnixTime;
 use kb_pki::{Certificate, PkiError};
-use kb_service::devices::{DeviceDecrypter, DeviceManager};
+use kb_service::devices::{Caller, DeviceDecrypter, DeviceManager};
 use kb_types::{Algorithm, ErrorCode, HasErrorCode, HashAlgorithm, KeyUsage};
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
@@ -90,6 +90,12 @@ impl<'a> CallCtx<'a> {
         events: Option<OutTx>,
     ) -> Self {
         CallCtx { client, sdk, consent, state, streams, request, events, failures: Mutex::new(Vec::new()) }
+    }
+
+    /// Who asks, with this request's operation context (cancel and the idle timeout
+    /// reach the PIN dialog and the medium).
+    pub fn caller(&self) -> Caller {
+        Caller::new(&self.audit_client(), self.state.context().clone())
     }
 
     /// The client as the audit log records it.
@@ -284,7 +290,9 @@ impl Service {
     /// `devices.list`.
     pub fn devices_list(&self, ctx: &CallCtx<'_>) -> R<DevicesListResult> {
         self.consent(ctx, "devices.list", None)?;
-        Ok(DevicesListResult { devices: self.manager.devices() })
+        let media = self.manager.media();
+        let offline = media.iter().filter(|m| !m.online).map(|m| m.info.id.clone()).collect();
+        Ok(DevicesListResult { devices: media.into_iter().map(|m| m.info).collect(), offline })
     }
 
     /// `certificates.list`.
@@ -354,7 +362,7 @@ impl Service {
         let public = cert.public_key().map_err(|e| ctx.pki(e))?;
         let scheme = scheme_for(public.algorithm(), p.hash, p.sm2_id.as_deref(), p.format != SignFormat::Raw)?;
         let hash_len = scheme.hash().output_len();
-        let client = ctx.audit_client();
+        let caller = ctx.caller();
         // What gets signed: for raw signatures the scheme's message digest (SM2:
         // e = SM3(ZA ‖ M)); for CMS the plain content digest, or the content itself when
         // it goes inside the signature.
@@ -402,12 +410,12 @@ impl Service {
         let signature = match (p.format, content) {
             // A bare signature: one trip to the medium's actor, no CMS signer needed.
             (SignFormat::Raw, Content::Digest(d)) => {
-                self.manager.sign_digest(&e.device, &e.container, e.slot, &scheme, &d, &client).map_err(|e| ctx.svc(e))?
+                self.manager.sign_digest(&e.device, &e.container, e.slot, &scheme, &d, &caller).map_err(|e| ctx.svc(e))?
             }
             (format, content) => {
                 let signer = self
                     .manager
-                    .signer(&e.device, &e.container, e.slot, &client)
+                    .signer(&e.device, &e.container, e.slot, &caller)
                     .map_err(|e| ctx.svc(e))?
                     .with_scheme(scheme.clone());
                 let dev = |x: PkiError| ctx.svc(signer.service_error(x));
@@ -617,7 +625,7 @@ impl Service {
 
     fn decrypter(&self, ctx: &CallCtx<'_>, e: &CertEntry) -> R<DeviceDecrypter> {
         Self::check_decrypts(e)?;
-        self.manager.decrypter(&e.device, &e.container, e.slot, &ctx.audit_client()).map_err(|x| ctx.svc(x))
+        self.manager.decrypter(&e.device, &e.container, e.slot, ctx.caller()).map_err(|x| ctx.svc(x))
     }
 
     /// `decrypt`.
@@ -650,7 +658,7 @@ impl Service {
                 };
                 let r = self
                     .manager
-                    .decrypt(&e.device, &e.container, e.slot, &ct, kb_crypto::rsa::RsaPadding::Pkcs1v15, &ctx.audit_client())
+                    .decrypt(&e.device, &e.container, e.slot, &ct, kb_crypto::rsa::RsaPadding::Pkcs1v15, ctx.caller())
                     .map_err(|x| ctx.svc(x))
                     .and_then(|pt| sink.write_all(&pt).map_err(|x| ctx.err(io_err(x))));
                 (r, e.thumbprint)

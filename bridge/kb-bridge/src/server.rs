@@ -11,10 +11,11 @@ use crate::streams::{OutTx, Outgoing, Routed, StreamTable, stop_error};
 use futures_util::{SinkExt, StreamExt};
 use kb_bridge_protocol::frame::{Frame, HEADER_LEN};
 use kb_bridge_protocol::{
-    Call, CancelResult, ErrorObject, Event, EventKind, HelloResult, Id, Input, Notification, OutputMode, Reply, Response,
-    SignInput, StreamCloseResult, StreamId, StreamOpenResult, SubscriptionResult, capability, negotiate, parse_request,
+    Call, CancelResult, ErrorObject, Event, EventKind, HelloResult, Id, Input, Notification, OperationState, OutputMode, Reply,
+    Response, SignInput, StreamCloseResult, StreamId, StreamOpenResult, SubscriptionResult, capability, negotiate, parse_request,
 };
 use kb_service::devices::DeviceEvent;
+use kb_token::OpStatus;
 use kb_types::ErrorCode;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -485,7 +486,17 @@ impl Conn {
             } else if inflight.len() >= self.config().max_in_flight {
                 Err(fail(ErrorCode::TooManyRequests, format!("at most {} requests in flight", self.config().max_in_flight)))
             } else {
-                let s = RequestState::new();
+                // What the request waits for reaches the client as `operation.status`.
+                let (out, request) = (self.out.clone(), id.clone());
+                let s = RequestState::with_status(self.config().operation_deadline, move |st| {
+                    let (status, medium) = match st {
+                        OpStatus::WaitingForPin => (OperationState::WaitingForPin, None),
+                        OpStatus::WaitingForMedium { what } => (OperationState::WaitingForMedium, Some(what.clone())),
+                        OpStatus::Working => (OperationState::Working, None),
+                        _ => return,
+                    };
+                    let _ = out.try_send(notification(Event::OperationStatus { request: request.clone(), status, medium }));
+                });
                 s.progress();
                 inflight.insert(id.clone(), Arc::clone(&s));
                 Ok(s)
@@ -616,6 +627,8 @@ impl Conn {
             DeviceEvent::Added(device) => (EventKind::DeviceAdded, Event::DeviceAdded { device }),
             DeviceEvent::Removed(device) => (EventKind::DeviceRemoved, Event::DeviceRemoved { device }),
             DeviceEvent::CertificatesChanged(device) => (EventKind::CertificatesChanged, Event::CertificatesChanged { device }),
+            DeviceEvent::Offline(device) => (EventKind::DeviceOffline, Event::DeviceOffline { device }),
+            DeviceEvent::Online(device) => (EventKind::DeviceOnline, Event::DeviceOnline { device }),
             _ => return,
         };
         let subscribed = self.subscriptions.lock().unwrap_or_else(|e| e.into_inner()).contains(&kind);

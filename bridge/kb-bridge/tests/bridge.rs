@@ -494,9 +494,9 @@ async fn cancel_and_idle_timeout() {
 struct SlowUser(Arc<ScriptedPrompter>, Duration);
 
 impl Prompter for SlowUser {
-    fn ask_pin(&self, req: &PinRequest) -> kb_service::Result<Pin> {
+    fn ask_pin(&self, req: &PinRequest, ctx: &kb_token::OpContext) -> kb_service::Result<Pin> {
         std::thread::sleep(self.1);
-        self.0.ask_pin(req)
+        self.0.ask_pin(req, ctx)
     }
     fn confirm(&self, req: &ConfirmRequest) -> kb_service::Result<bool> {
         self.0.confirm(req)
@@ -626,4 +626,146 @@ async fn medium_pulled_mid_signature_and_service_goes_on() {
     c.request(c.next_id(), "sign", json!({"certificate": {"thumbprint": t2}, "input": {"data": "AA=="}, "format": "raw"}))
         .await
         .unwrap();
+}
+
+/// Wait (off the async runtime) until the scripted prompter saw `n` withdrawn dialogs.
+async fn withdrawn(p: &Arc<ScriptedPrompter>, n: usize) -> bool {
+    let p = Arc::clone(p);
+    tokio::task::spawn_blocking(move || {
+        p.wait_seen(Duration::from_secs(30), |s| s.iter().filter(|x| matches!(x, Seen::Withdrawn(_))).count() >= n)
+    })
+    .await
+    .unwrap()
+}
+
+async fn held_open(p: &Arc<ScriptedPrompter>) -> bool {
+    let p = Arc::clone(p);
+    tokio::task::spawn_blocking(move || p.wait_held_open(Duration::from_secs(30))).await.unwrap()
+}
+
+/// Wait until the audit log holds `n` records of a cancelled signature.
+async fn cancelled_signatures(r: &Rig, n: usize, code: kb_types::ErrorCode) -> Vec<kb_service::audit::AuditRecord> {
+    for _ in 0..3000 {
+        let recs: Vec<_> =
+            r.audit.records.lock().unwrap().iter().filter(|x| x.operation == "sign" && x.error == Some(code)).cloned().collect();
+        if recs.len() >= n {
+            return recs;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no {n} audit records of {code:?}");
+}
+
+/// Issue 11 (a) and (b): a bridge client cancelling, or closing its connection, while
+/// KeyBridge's PIN dialog is open withdraws the dialog; a PIN typed afterwards goes
+/// nowhere; nothing reaches the medium; the audit records the cancellation. The client
+/// heard `operation.status` `waiting_for_pin` meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_and_closed_connection_withdraw_the_pin_dialog() {
+    let r = rig().await;
+    let sign = json!({"certificate": {"thumbprint": r.key.sign_thumb()}, "input": {"data": "AA=="}, "format": "raw"});
+
+    // 1. cancel
+    r.prompter.push(Answer::Hold);
+    let c = r.native().await;
+    let mut events = c.events();
+    let call = c.begin(kb_bridge_protocol::Id::String("held-1".into()), "sign", sign.clone()).await.unwrap();
+    assert!(held_open(&r.prompter).await, "the PIN dialog never opened");
+    let status = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Ok(n) = events.recv().await
+                && let kb_bridge_protocol::Event::OperationStatus { request, status, .. } = n.event
+            {
+                return (request, status);
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, (kb_bridge_protocol::Id::String("held-1".into()), kb_bridge_protocol::OperationState::WaitingForPin));
+    let cancelled = c.request(c.next_id(), "cancel", json!({"id": "held-1"})).await.unwrap();
+    assert_eq!(cancelled["cancelled"], true);
+    assert_eq!(code(call.response().await), 5009);
+    assert!(withdrawn(&r.prompter, 1).await, "the PIN dialog was not withdrawn");
+    assert!(!r.prompter.answer_open(Answer::Pin(Pin::new(PIN))), "a PIN typed after the cancel must go nowhere");
+    let recs = cancelled_signatures(&r, 1, kb_types::ErrorCode::Cancelled).await;
+    assert_eq!(recs[0].client, "native:test-tool");
+
+    // 2. the connection closes
+    r.prompter.push(Answer::Hold);
+    let c2 = r.native().await;
+    let call = c2.begin(c2.next_id(), "sign", sign.clone()).await.unwrap();
+    assert!(held_open(&r.prompter).await);
+    drop(call);
+    drop(c2);
+    assert!(withdrawn(&r.prompter, 2).await, "closing the connection did not withdraw the dialog");
+    assert!(!r.prompter.answer_open(Answer::Pin(Pin::new(PIN))));
+    cancelled_signatures(&r, 2, kb_types::ErrorCode::Cancelled).await;
+
+    assert_eq!(r.key.token.calls("login"), 0, "no PIN reached the medium");
+    assert_eq!(r.key.token.calls("sign_digest"), 0, "nothing was signed");
+    // The bridge still serves: a PIN typed in time signs.
+    r.prompter.push_pin(PIN);
+    c.request(c.next_id(), "sign", sign).await.unwrap();
+}
+
+/// Issue 11 (b), the deadline: a request's operation deadline withdraws the open PIN
+/// dialog and fails it with `4016 operation_timed_out`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operation_deadline_withdraws_the_pin_dialog() {
+    let r = rig_with(|c| c.operation_deadline = Duration::from_millis(500), None).await;
+    r.prompter.push(Answer::Hold);
+    let c = r.native().await;
+    let sign = json!({"certificate": {"thumbprint": r.key.sign_thumb()}, "input": {"data": "AA=="}, "format": "raw"});
+    assert_eq!(code(c.request(c.next_id(), "sign", sign).await), 4016);
+    assert!(withdrawn(&r.prompter, 1).await);
+    assert!(!r.prompter.answer_open(Answer::Pin(Pin::new(PIN))));
+    assert_eq!(r.key.token.calls("sign_digest"), 0);
+    cancelled_signatures(&r, 1, kb_types::ErrorCode::OperationTimedOut).await;
+}
+
+/// Link state over the bridge: `device.offline` / `device.online` reach subscribers,
+/// `devices.list` names the offline medium, and a signature on it fails at once with
+/// `4015 medium_offline`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_media_are_listed_and_refused() {
+    let r = rig().await;
+    let c = r.native().await;
+    let mut events = c.events();
+    c.request(c.next_id(), "subscribe", json!({"events": ["device.offline", "device.online"]})).await.unwrap();
+    // The bridge knows the medium's certificates from before it went out of reach.
+    let before = c.request(c.next_id(), "certificates.list", json!({})).await.unwrap();
+    r.transport.go_offline(&r.key.id);
+    let next = |events: &mut tokio::sync::broadcast::Receiver<kb_bridge_protocol::Notification>| {
+        let mut events = events.resubscribe();
+        async move {
+            tokio::time::timeout(Duration::from_secs(30), async move {
+                loop {
+                    if let Ok(n) = events.recv().await
+                        && matches!(
+                            n.event,
+                            kb_bridge_protocol::Event::DeviceOffline { .. } | kb_bridge_protocol::Event::DeviceOnline { .. }
+                        )
+                    {
+                        return n.event;
+                    }
+                }
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let ev = next(&mut events).await;
+    assert_eq!(ev, kb_bridge_protocol::Event::DeviceOffline { device: r.key.id.clone() });
+    let list = c.request(c.next_id(), "devices.list", json!({})).await.unwrap();
+    assert_eq!(list["offline"], json!([r.key.id.to_string()]));
+    let during = c.request(c.next_id(), "certificates.list", json!({})).await.unwrap();
+    assert_eq!(during, before, "an offline medium's known certificates stay listed");
+    let sign = json!({"certificate": {"thumbprint": r.key.sign_thumb()}, "input": {"data": "AA=="}, "format": "raw"});
+    assert_eq!(code(c.request(c.next_id(), "sign", sign.clone()).await), 4015);
+    let mut events = c.events();
+    r.transport.go_online(&r.key.id);
+    assert_eq!(next(&mut events).await, kb_bridge_protocol::Event::DeviceOnline { device: r.key.id.clone() });
+    r.prompter.push_pin(PIN);
+    c.request(c.next_id(), "sign", sign).await.unwrap();
 }

@@ -21,19 +21,19 @@ mod views;
 
 use crate::model::*;
 use crate::prompter::UiPrompter;
+use kb_filekey::KdfParams;
 use kb_pki::Certificate;
 use kb_pki::chain::TrustStore;
 use kb_pki::time::UnixTime;
 use kb_service::audit::{AuditLog, AuditQuery};
-use kb_service::devices::{DeviceEvent, DeviceManager};
+use kb_service::devices::{Caller, DeviceEvent, DeviceManager};
 use kb_service::logs::{LogConfig, LogGuard};
 use kb_service::pin_cache::PinCachePolicy;
 use kb_service::settings::{Paths, PinCacheMinutes, Settings};
-use kb_token::file::KdfParams;
 use kb_types::{DeviceId, ErrorCode, HasErrorCode, Lang, Pin, PinKind};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 /// The client name the audit log records for what the window does.
@@ -55,6 +55,8 @@ pub trait EventSink: Send + Sync {
     fn log_export_progress(&self, progress: &LogExportProgress);
     /// A scheduled update check found a newer version.
     fn update_available(&self, status: &UpdateStatus);
+    /// What a key operation started from the window is waiting for.
+    fn operation_status(&self, status: &OperationStatus);
 }
 
 /// The most audit records one query returns (the window pages or narrows the range).
@@ -112,6 +114,9 @@ pub struct Desktop {
     bridge: Option<local_bridge::LocalBridge>,
     /// Web sites' remembered consent answers (`None`: the file is corrupt).
     grants: Option<Arc<kb_bridge::consent::GrantStore>>,
+    /// Key operations started from the window and still running, by id.
+    operations: Mutex<BTreeMap<u32, kb_token::OpContext>>,
+    next_operation: std::sync::atomic::AtomicU32,
     _log: Option<LogGuard>,
 }
 
@@ -140,9 +145,9 @@ impl Desktop {
         let key_dir = settings.file_key_dir(&paths);
         let prompter = UiPrompter::new(prompts);
         let demo_id = kb_service::demo::demo_device_id();
-        let demo_file = kb_token::file::FileTransport::new(&key_dir).path_of(&demo_id);
+        let demo_file = kb_filekey::FileTransport::new(&key_dir).path_of(&demo_id);
         let has_keys = std::fs::read_dir(&key_dir)
-            .is_ok_and(|rd| rd.flatten().any(|e| e.path().extension().is_some_and(|x| x == kb_token::file::EXTENSION)));
+            .is_ok_and(|rd| rd.flatten().any(|e| e.path().extension().is_some_and(|x| x == kb_filekey::EXTENSION)));
         let configured = !settings.pkcs11_modules.is_empty() || !settings.skf_modules.is_empty();
         let mut demo = None;
         if opts.create_demo && !has_keys && !configured {
@@ -163,7 +168,7 @@ impl Desktop {
         let transports: Vec<Arc<dyn kb_token::Transport>> = if opts.hardware {
             kb_service::media::standard_transports(&settings, &key_dir)
         } else {
-            vec![Arc::new(kb_token::file::FileTransport::new(&key_dir))]
+            vec![Arc::new(kb_filekey::FileTransport::new(&key_dir))]
         };
         for t in transports {
             manager.add_transport(t).map_err(err)?;
@@ -202,6 +207,8 @@ impl Desktop {
             startup_problems,
             bridge,
             grants,
+            operations: Mutex::new(BTreeMap::new()),
+            next_operation: std::sync::atomic::AtomicU32::new(1),
             _log: log,
         });
         // Media events → the window. The expiry check (it reads every medium) runs off
@@ -248,6 +255,8 @@ impl Desktop {
             DeviceEvent::Added(info) => (MediaChange::Added, info.id),
             DeviceEvent::Removed(id) => (MediaChange::Removed, id),
             DeviceEvent::CertificatesChanged(id) => (MediaChange::Changed, id),
+            DeviceEvent::Offline(id) => (MediaChange::Offline, id),
+            DeviceEvent::Online(id) => (MediaChange::Online, id),
             DeviceEvent::TransportError { transport, message } => {
                 tracing::warn!(?transport, %message, "transport error");
                 return false;
@@ -255,7 +264,38 @@ impl Desktop {
             _ => return false,
         };
         self.events.media_changed(&MediaChanged { change, device: device.to_string() });
-        change != MediaChange::Removed
+        !matches!(change, MediaChange::Removed | MediaChange::Offline)
+    }
+
+    /// A caller for a key operation started from the window: its status reaches the
+    /// window as `operation-status` events and `cancel_operation` stops it (withdrawing
+    /// the PIN dialog, reaching the medium). The operation is forgotten when the returned
+    /// scope is dropped.
+    fn operation(&self) -> OperationScope<'_> {
+        let id = self.next_operation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let events = Arc::clone(&self.events);
+        let ctx = kb_token::OpContext::with(Some(kb_service::devices::DEFAULT_OPERATION_TIMEOUT), move |st| {
+            let (state, medium) = match st {
+                kb_token::OpStatus::WaitingForPin => (OperationState::WaitingForPin, None),
+                kb_token::OpStatus::WaitingForMedium { what } => (OperationState::WaitingForMedium, Some(what.clone())),
+                kb_token::OpStatus::Working => (OperationState::Working, None),
+                _ => return,
+            };
+            events.operation_status(&OperationStatus { operation: id, state, medium });
+        });
+        self.lock_operations().insert(id, ctx.clone());
+        OperationScope { desktop: self, id, caller: Caller::new(CLIENT, ctx) }
+    }
+
+    fn lock_operations(&self) -> std::sync::MutexGuard<'_, BTreeMap<u32, kb_token::OpContext>> {
+        self.operations.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Cancel a key operation started from the window (its PIN dialog is withdrawn, the
+    /// medium is told). False when it is no longer running.
+    pub fn cancel_operation(&self, operation: u32) -> bool {
+        let ctx = self.lock_operations().get(&operation).cloned();
+        ctx.map(|c| c.cancel()).is_some()
     }
 
     /// The UI language.
@@ -331,11 +371,18 @@ impl Desktop {
         let warn = i64::from(self.read_settings().near_expiry_warning_days);
         let now = UnixTime::now();
         let mut out = Vec::new();
-        for info in self.manager.devices() {
-            match views::medium(&self.manager, &info, self.demo.as_ref() == Some(&info.id), now, warn) {
+        for known in self.manager.media() {
+            let (info, demo) = (&known.info, self.demo.as_ref() == Some(&known.info.id));
+            if !known.online {
+                out.push(views::offline_medium(info, demo));
+                continue;
+            }
+            match views::medium(&self.manager, info, demo, now, warn) {
                 Ok(m) => out.push(m),
                 // A medium pulled out while listing is simply not there any more.
                 Err(e) if e.code() == ErrorCode::DeviceRemoved || e.code() == ErrorCode::UnknownDevice => {}
+                // Its link dropped while listing: listed as offline.
+                Err(e) if e.code() == ErrorCode::MediumOffline => out.push(views::offline_medium(info, demo)),
                 Err(e) => return Err(self.svc()(e)),
             }
         }
@@ -392,7 +439,8 @@ impl Desktop {
     /// Remove a certificate (the key pair stays). The service asks for the PIN.
     pub fn delete_certificate(&self, r: &CertRef) -> Result<(), AppError> {
         let id = self.device_id(&r.device)?;
-        self.manager.delete_certificate(&id, &r.container, views::key_usage(r.usage), CLIENT).map_err(self.svc())
+        let op = self.operation();
+        self.manager.delete_certificate(&id, &r.container, views::key_usage(r.usage), &op.caller).map_err(self.svc())
     }
 
     // ---- PINs -------------------------------------------------------------------------
@@ -454,14 +502,16 @@ impl Desktop {
         let bytes = views::unb64(data_base64).ok_or_else(|| AppError::input(lang, "the image is not base64"))?;
         views::check_image(mime, &bytes).map_err(|m| AppError::new(ErrorCode::MalformedInput, lang, m))?;
         let seal_id = views::seal_id(&self.manager.seals(&id, CLIENT).map_err(self.svc())?);
-        self.manager.write_seal(&id, &seal_id, name, mime, &bytes, CLIENT).map_err(self.svc())?;
+        let op = self.operation();
+        self.manager.write_seal(&id, &seal_id, name, mime, &bytes, &op.caller).map_err(self.svc())?;
         Ok(SealView { id: seal_id, name: name.to_string(), mime: mime.to_string(), size: bytes.len() as u32 })
     }
 
     /// Delete a seal image.
     pub fn delete_seal(&self, device: &str, seal: &str) -> Result<(), AppError> {
         let id = self.device_id(device)?;
-        self.manager.delete_seal(&id, seal, CLIENT).map_err(self.svc())
+        let op = self.operation();
+        self.manager.delete_seal(&id, seal, &op.caller).map_err(self.svc())
     }
 
     // ---- audit ------------------------------------------------------------------------
@@ -700,4 +750,19 @@ pub fn trust_store(paths: &Paths) -> TrustStore {
         }
     }
     TrustStore::from_certs(anchors)
+}
+
+/// A key operation started from the window (see [`Desktop::operation`]).
+struct OperationScope<'a> {
+    desktop: &'a Desktop,
+    id: u32,
+    caller: Caller,
+}
+
+impl Drop for OperationScope<'_> {
+    fn drop(&mut self) {
+        self.desktop.lock_operations().remove(&self.id);
+        let done = OperationStatus { operation: self.id, state: OperationState::Finished, medium: None };
+        self.desktop.events.operation_status(&done);
+    }
 }

@@ -131,6 +131,12 @@ pub struct Medium {
     pub certificates: Vec<CertSummary>,
     /// Seal images can be stored on it.
     pub supports_seals: bool,
+    /// Reachable now. False: a known medium out of reach (a phone or BLE key that
+    /// disconnected) — listed without reading it, its operations fail until it is back.
+    pub online: bool,
+    /// The medium verifies the user itself (a phone, a PIN pad): KeyBridge never asks
+    /// for its PIN; the window says "confirm on the medium" instead.
+    pub verifies_user: bool,
 }
 
 /// One attribute of a distinguished name.
@@ -477,6 +483,8 @@ pub enum PromptBody {
         previous_wrong: bool,
         /// The cached PIN was rejected (changed elsewhere).
         cached_pin_rejected: bool,
+        /// The certificate the operation uses (subject and serial), or empty.
+        certificate: String,
     },
     /// A yes/no question.
     #[serde(rename_all = "camelCase")]
@@ -587,6 +595,10 @@ pub enum MediaChange {
     Removed,
     /// Its contents changed (certificate installed or deleted, PIN state).
     Changed,
+    /// Out of reach (its link dropped); still listed.
+    Offline,
+    /// Reachable again.
+    Online,
 }
 
 /// Event `media-changed`: re-read the media list.
@@ -608,6 +620,34 @@ pub struct MediaChanged {
 pub struct PromptClosed {
     /// The prompt's id.
     pub id: u32,
+}
+
+/// What a key operation started from the window is waiting for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub enum OperationState {
+    /// The PIN dialog is open.
+    WaitingForPin,
+    /// The user must confirm on the medium itself (the phone, the PIN pad).
+    WaitingForMedium,
+    /// The medium is working on it.
+    Working,
+    /// Done (succeeded, failed or cancelled): close any status shown for it.
+    Finished,
+}
+
+/// Event `operation-status`: what a key operation started from the window waits for;
+/// the window shows it with a cancel button (command `cancel_operation`).
+#[cfg_attr(feature = "tauri-events", derive(tauri_specta::Event))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationStatus {
+    /// The operation's id.
+    pub operation: u32,
+    /// What it waits for.
+    pub state: OperationState,
+    /// For `waitingForMedium`: the medium, in the user's words.
+    pub medium: Option<String>,
 }
 
 /// Event `log-export-progress`.

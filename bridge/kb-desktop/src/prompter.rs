@@ -6,6 +6,7 @@
 use crate::model::{ConsentDecision, PinKindView, PromptAnswer, PromptBody, PromptRequest};
 use kb_service::ServiceError;
 use kb_service::prompter::{ConfirmRequest, ConsentAnswer, ConsentRequest, PinRequest, Prompter, QrRequest};
+use kb_token::OpContext;
 use kb_types::{Pin, PinKind};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -75,12 +76,23 @@ impl UiPrompter {
 
     /// Show `body`, wait for the answer.
     fn ask(&self, client: &str, body: PromptBody) -> Result<PromptAnswer, ServiceError> {
+        self.ask_in(client, body, None)
+    }
+
+    /// Show `body`, wait for the answer; when `ctx` is stopped (the request was cancelled,
+    /// its client went away, its deadline passed) the dialog is withdrawn at once.
+    fn ask_in(&self, client: &str, body: PromptBody, ctx: Option<&OpContext>) -> Result<PromptAnswer, ServiceError> {
         let id = self.inner.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx): (Sender<PromptAnswer>, Receiver<PromptAnswer>) = channel();
         let request = PromptRequest { id, client: client.to_string(), body };
         self.lock().insert(id, Pending { request: request.clone(), tx });
         self.inner.sink.open(&request);
-        match rx.recv_timeout(PROMPT_TIMEOUT) {
+        let _withdraw = ctx.map(|ctx| {
+            let me = self.clone();
+            ctx.on_stop(move |_| me.withdraw(id))
+        });
+        let wait = ctx.and_then(OpContext::remaining).map_or(PROMPT_TIMEOUT, |left| left.min(PROMPT_TIMEOUT));
+        match rx.recv_timeout(wait) {
             Ok(PromptAnswer::Cancel) => Err(ServiceError::Cancelled),
             Ok(a) => Ok(a),
             Err(_) => {
@@ -92,12 +104,22 @@ impl UiPrompter {
     }
 }
 
+impl UiPrompter {
+    /// Close prompt `id` in the window and wake whoever waits for it (cancelled).
+    fn withdraw(&self, id: u32) {
+        if let Some(p) = self.lock().remove(&id) {
+            let _ = p.tx.send(PromptAnswer::Cancel);
+            self.inner.sink.close(id);
+        }
+    }
+}
+
 fn unexpected(a: &PromptAnswer) -> ServiceError {
     ServiceError::Internal(format!("the window answered a prompt with the wrong kind of answer ({a:?})"))
 }
 
 impl Prompter for UiPrompter {
-    fn ask_pin(&self, req: &PinRequest) -> kb_service::Result<Pin> {
+    fn ask_pin(&self, req: &PinRequest, ctx: &OpContext) -> kb_service::Result<Pin> {
         let body = PromptBody::Pin {
             device: req.device_id.to_string(),
             device_label: req.device_label.clone(),
@@ -109,8 +131,9 @@ impl Prompter for UiPrompter {
             tries_left: req.retries_left,
             previous_wrong: req.previous_wrong,
             cached_pin_rejected: req.cached_pin_rejected,
+            certificate: req.certificate.clone(),
         };
-        match self.ask(&req.client, body)? {
+        match self.ask_in(&req.client, body, Some(ctx))? {
             PromptAnswer::Pin { pin } => {
                 let pin = zeroize::Zeroizing::new(pin);
                 Ok(Pin::new(pin.as_str()))

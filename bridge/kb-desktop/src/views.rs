@@ -97,7 +97,9 @@ pub(crate) fn medium(
         Err(e) if e.code() == kb_types::ErrorCode::NotSupported => Ok(None),
         Err(e) => Err(e),
     };
-    let user_pin = pin(PinKind::User)?;
+    // A medium that verifies the user itself keeps its PIN state to itself.
+    let user_pin =
+        if info.capabilities.user_verification == kb_types::UserVerification::OnMedium { None } else { pin(PinKind::User)? };
     let so_pin = if info.capabilities.so_pin { pin(PinKind::So)? } else { None };
     let mut certificates = Vec::new();
     for container in m.containers(&info.id, c)? {
@@ -112,7 +114,12 @@ pub(crate) fn medium(
             }
         }
     }
-    Ok(Medium {
+    Ok(Medium { user_pin, so_pin, certificates, online: true, ..offline_medium(info, demo) })
+}
+
+/// A medium as listed without reading it: what is known while it is out of reach.
+pub(crate) fn offline_medium(info: &DeviceInfo, demo: bool) -> Medium {
+    Medium {
         id: info.id.to_string(),
         label: info.label.clone(),
         kind: kind(info.transport),
@@ -120,11 +127,13 @@ pub(crate) fn medium(
         model: info.model.clone(),
         serial: info.serial.clone(),
         demo,
-        user_pin,
-        so_pin,
-        certificates,
+        user_pin: None,
+        so_pin: None,
+        certificates: Vec::new(),
         supports_seals: info.capabilities.seals,
-    })
+        online: false,
+        verifies_user: info.capabilities.user_verification == kb_types::UserVerification::OnMedium,
+    }
 }
 
 fn attrs(a: &[NameAttribute]) -> Vec<NameAttr> {

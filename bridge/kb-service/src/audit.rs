@@ -7,7 +7,8 @@
 use kb_types::{DeviceId, ErrorCode, TransportKind};
 use serde::{Deserialize, Serialize};
 
-/// How the PIN for an operation was obtained.
+/// How the user was verified for an operation (how the PIN was obtained, or who
+/// verified it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthType {
@@ -19,6 +20,9 @@ pub enum AuthType {
     PinCached,
     /// Entered on the phone acting as the key.
     Phone,
+    /// Verified by the medium itself (a reader's PIN pad, a BLE key's keypad); the PC
+    /// never saw the PIN.
+    OnMedium,
 }
 
 /// One key use.
@@ -387,11 +391,14 @@ pub fn auth_name(a: AuthType) -> &'static str {
         AuthType::PinEntered => "pin_entered",
         AuthType::PinCached => "pin_cached",
         AuthType::Phone => "phone",
+        AuthType::OnMedium => "on_medium",
     }
 }
 
 fn parse_auth(s: &str) -> Option<AuthType> {
-    [AuthType::None, AuthType::PinEntered, AuthType::PinCached, AuthType::Phone].into_iter().find(|a| auth_name(*a) == s)
+    [AuthType::None, AuthType::PinEntered, AuthType::PinCached, AuthType::Phone, AuthType::OnMedium]
+        .into_iter()
+        .find(|a| auth_name(*a) == s)
 }
 
 fn row_to_record(row: &rusqlite::Row<'_>) -> crate::Result<AuditRecord> {

@@ -10,12 +10,12 @@ use crate::prompter::{ConfirmRequest, ConsentAnswer, ConsentRequest, PinRequest,
 use crate::settings::{Paths, write_atomic};
 use crate::{Result, ServiceError};
 use kb_crypto::PrivateKey;
+use kb_filekey::{CreateOptions, FileToken, FileTransport, KdfParams};
 use kb_pki::csr::CertificationRequest;
 use kb_pki::issue::{CertKind, CertificateParams, issue, self_signed};
 use kb_pki::time::UnixTime;
 use kb_pki::{Certificate, LocalSigner};
-use kb_token::Transport;
-use kb_token::file::{CreateOptions, FileToken, FileTransport, KdfParams};
+use kb_token::{OpContext, Transport};
 use kb_types::{Algorithm, DeviceId, KeyUsage, Pin, PinKind, TransportKind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -71,11 +71,11 @@ struct DemoPrompter {
 }
 
 impl Prompter for DemoPrompter {
-    fn ask_pin(&self, req: &PinRequest) -> Result<Pin> {
+    fn ask_pin(&self, req: &PinRequest, ctx: &OpContext) -> Result<Pin> {
         if req.device_id == self.device && req.kind == PinKind::User && !req.previous_wrong && !req.cached_pin_rejected {
             return Ok(Pin::new(DEMO_USER_PIN));
         }
-        self.fallback.ask_pin(req)
+        self.fallback.ask_pin(req, ctx)
     }
     fn confirm(&self, req: &ConfirmRequest) -> Result<bool> {
         self.fallback.confirm(req)

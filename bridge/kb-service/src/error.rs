@@ -29,6 +29,22 @@ pub enum ServiceError {
     /// Local I/O failed.
     #[error("I/O: {0}")]
     Io(String),
+    /// The medium returned a signature that does not verify with the key pair's public
+    /// key (a faulty driver module); it was not handed out. Names the medium.
+    #[error("the key medium {medium} returned a signature that does not verify; it was not used (is its driver module faulty?)")]
+    MediumSignatureInvalid {
+        /// The medium: label, model and device id.
+        medium: String,
+    },
+    /// The medium returned a decryption result that cannot be right (e.g. a content key
+    /// of the wrong length); it was not used. Names the medium.
+    #[error("the key medium {medium} returned an invalid decryption result ({what})")]
+    MediumResultInvalid {
+        /// The medium: label, model and device id.
+        medium: String,
+        /// What was wrong (lengths only, never the data).
+        what: String,
+    },
     /// The device actor stopped (a bug or a panic in a driver, reported, never hidden).
     #[error("internal: {0}")]
     Internal(String),
@@ -50,6 +66,8 @@ impl HasErrorCode for ServiceError {
             ServiceError::Cancelled => ErrorCode::Cancelled,
             ServiceError::Config(_) => ErrorCode::ConfigInvalid,
             ServiceError::Audit(_) | ServiceError::Io(_) => ErrorCode::Io,
+            ServiceError::MediumSignatureInvalid { .. } => ErrorCode::MediumSignatureInvalid,
+            ServiceError::MediumResultInvalid { .. } => ErrorCode::MediumResultInvalid,
             ServiceError::Internal(_) => ErrorCode::Internal,
         }
     }

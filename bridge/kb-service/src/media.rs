@@ -6,12 +6,12 @@
 //! alone — no front-end code changes above the driver layer.
 
 use crate::settings::Settings;
+use kb_filekey::FileTransport;
 use kb_hid::HidTransport;
 use kb_pcsc::PcscTransport;
 use kb_pkcs11::Pkcs11Transport;
 use kb_skf::SkfTransport;
 use kb_token::Transport;
-use kb_token::file::FileTransport;
 use std::path::Path;
 use std::sync::Arc;
 

@@ -9,6 +9,10 @@
 //! - Entries expire after the policy's time, counted from when the PIN was entered;
 //!   a new policy applies to PINs entered from then on. Turning the cache off forgets
 //!   every PIN at once.
+//! - A remembered PIN serves only the client that caused it to be typed (`cli`, the
+//!   desktop, one web origin, one native tool): a PIN typed for the user's own bid tool
+//!   does not let a web site sign silently. [`PinCache::set_shared`] widens that to every
+//!   client (a setting, off by default).
 //! - PINs are [`Pin`]s: zeroized when evicted, expired, cleared or dropped, and never
 //!   printed (this type's `Debug` shows only device ids).
 //! - Time comes from a [`Clock`], so tests move time without sleeping.
@@ -50,12 +54,14 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that only moves when told to (tests).
+/// A clock that only moves when told to (tests; behind the `test-support` feature).
 #[derive(Debug, Default)]
+#[cfg(any(test, feature = "test-support"))]
 pub struct FakeClock {
     now: Mutex<Duration>,
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl FakeClock {
     /// At time zero.
     pub fn new() -> Self {
@@ -69,6 +75,7 @@ impl FakeClock {
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl Clock for FakeClock {
     fn now(&self) -> Duration {
         *self.now.lock().unwrap_or_else(|e| e.into_inner())
@@ -142,8 +149,12 @@ struct Entry {
 
 struct State {
     policy: PinCachePolicy,
-    entries: HashMap<DeviceId, Entry>,
+    shared: bool,
+    entries: HashMap<(DeviceId, String), Entry>,
 }
+
+/// Entries are kept per (device, client); with sharing on, under one key for everyone.
+const SHARED_SCOPE: &str = "";
 
 /// Per-device PIN cache. Shared by the device actors; all methods take `&self`.
 pub struct PinCache {
@@ -154,7 +165,11 @@ pub struct PinCache {
 impl std::fmt::Debug for PinCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let s = self.lock();
-        f.debug_struct("PinCache").field("policy", &s.policy).field("devices", &s.entries.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("PinCache")
+            .field("policy", &s.policy)
+            .field("shared", &s.shared)
+            .field("entries", &s.entries.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -166,7 +181,7 @@ impl PinCache {
 
     /// With an injected clock (tests).
     pub fn with_clock(policy: PinCachePolicy, clock: Arc<dyn Clock>) -> Self {
-        Self { clock, state: Mutex::new(State { policy, entries: HashMap::new() }) }
+        Self { clock, state: Mutex::new(State { policy, shared: false, entries: HashMap::new() }) }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -188,38 +203,62 @@ impl PinCache {
         }
     }
 
-    /// The remembered PIN for a device, if there is one and it has not expired
-    /// (expired entries are dropped here).
-    pub fn get(&self, device: &DeviceId) -> Option<Pin> {
+    /// Share remembered PINs between every client (`true`), or keep each PIN for the
+    /// client that caused it to be typed (`false`, the default). Changing it forgets every
+    /// remembered PIN.
+    pub fn set_shared(&self, shared: bool) {
+        let mut s = self.lock();
+        if s.shared != shared {
+            s.shared = shared;
+            s.entries.clear();
+        }
+    }
+
+    /// Whether remembered PINs are shared between clients.
+    pub fn is_shared(&self) -> bool {
+        self.lock().shared
+    }
+
+    fn key(s: &State, device: &DeviceId, client: &str) -> (DeviceId, String) {
+        (device.clone(), if s.shared { SHARED_SCOPE.to_string() } else { client.to_string() })
+    }
+
+    /// The PIN remembered for a device and this client, if there is one and it has not
+    /// expired (expired entries are dropped here).
+    pub fn get(&self, device: &DeviceId, client: &str) -> Option<Pin> {
         let now = self.clock.now();
         let mut s = self.lock();
-        match s.entries.get(device) {
+        let key = Self::key(&s, device, client);
+        match s.entries.get(&key) {
             Some(e) if now < e.expires_at => Some(e.pin.clone()),
             Some(_) => {
-                s.entries.remove(device);
+                s.entries.remove(&key);
                 None
             }
             None => None,
         }
     }
 
-    /// Remember a PIN the medium has just accepted (no-op when the cache is off).
-    pub fn insert(&self, device: &DeviceId, pin: Pin) {
+    /// Remember a PIN the medium has just accepted, for this client (no-op when the cache
+    /// is off).
+    pub fn insert(&self, device: &DeviceId, client: &str, pin: Pin) {
         let now = self.clock.now();
         let mut s = self.lock();
+        let key = Self::key(&s, device, client);
         match s.policy.duration() {
             Some(d) => {
-                s.entries.insert(device.clone(), Entry { pin, expires_at: now.saturating_add(d) });
+                s.entries.insert(key, Entry { pin, expires_at: now.saturating_add(d) });
             }
             None => {
-                s.entries.remove(device);
+                s.entries.remove(&key);
             }
         }
     }
 
-    /// Forget one device's PIN (rejected, changed, or the device went away).
+    /// Forget one device's PINs, for every client (rejected, changed, or the device went
+    /// away).
     pub fn clear_device(&self, device: &DeviceId) {
-        self.lock().entries.remove(device);
+        self.lock().entries.retain(|(d, _), _| d != device);
     }
 
     /// Forget every PIN (on exit, on the user's request).
@@ -227,7 +266,7 @@ impl PinCache {
         self.lock().entries.clear();
     }
 
-    /// How many devices have a live PIN remembered.
+    /// How many (device, client) entries hold a live PIN.
     pub fn len(&self) -> usize {
         let now = self.clock.now();
         let mut s = self.lock();
@@ -253,11 +292,11 @@ mod tests {
     fn expiry_follows_the_clock() {
         let clock = Arc::new(FakeClock::new());
         let c = PinCache::with_clock(PinCachePolicy::Minutes(5), clock.clone());
-        c.insert(&dev("a"), Pin::new("123456"));
+        c.insert(&dev("a"), "cli", Pin::new("123456"));
         clock.advance(Duration::from_secs(299));
-        assert!(c.get(&dev("a")).is_some());
+        assert!(c.get(&dev("a"), "cli").is_some());
         clock.advance(Duration::from_secs(1));
-        assert!(c.get(&dev("a")).is_none());
+        assert!(c.get(&dev("a"), "cli").is_none());
         assert!(c.is_empty());
     }
 
@@ -266,20 +305,20 @@ mod tests {
         let clock = Arc::new(FakeClock::new());
         let c = PinCache::with_clock(PinCachePolicy::default(), clock.clone());
         assert_eq!(c.policy(), PinCachePolicy::Minutes(30));
-        c.insert(&dev("a"), Pin::new("123456"));
+        c.insert(&dev("a"), "cli", Pin::new("123456"));
         // Shorter policy: the entry keeps its time; new entries get the new one.
         c.set_policy(PinCachePolicy::Minutes(1));
-        c.insert(&dev("b"), Pin::new("654321"));
+        c.insert(&dev("b"), "cli", Pin::new("654321"));
         clock.advance(Duration::from_secs(61));
-        assert!(c.get(&dev("a")).is_some());
-        assert!(c.get(&dev("b")).is_none());
+        assert!(c.get(&dev("a"), "cli").is_some());
+        assert!(c.get(&dev("b"), "cli").is_none());
         c.set_policy(PinCachePolicy::Off);
-        assert!(c.get(&dev("a")).is_none());
-        c.insert(&dev("a"), Pin::new("123456"));
+        assert!(c.get(&dev("a"), "cli").is_none());
+        c.insert(&dev("a"), "cli", Pin::new("123456"));
         assert_eq!(c.len(), 0);
         c.set_policy(PinCachePolicy::Minutes(10));
-        c.insert(&dev("a"), Pin::new("123456"));
-        c.insert(&dev("b"), Pin::new("123456"));
+        c.insert(&dev("a"), "cli", Pin::new("123456"));
+        c.insert(&dev("b"), "cli", Pin::new("123456"));
         c.clear_device(&dev("a"));
         assert_eq!(c.len(), 1);
         c.clear();
@@ -298,9 +337,28 @@ mod tests {
     }
 
     #[test]
+    fn pins_serve_the_client_that_typed_them() {
+        let c = PinCache::new(PinCachePolicy::default());
+        c.insert(&dev("a"), "native:bidtool", Pin::new("123456"));
+        assert!(c.get(&dev("a"), "native:bidtool").is_some());
+        assert!(c.get(&dev("a"), "https://bid.example.cn").is_none(), "a web site must not use the bid tool's PIN");
+        c.insert(&dev("a"), "https://bid.example.cn", Pin::new("123456"));
+        assert_eq!(c.len(), 2);
+        c.clear_device(&dev("a"));
+        assert!(c.is_empty());
+        // Sharing on (a setting): one PIN serves everyone; switching forgets.
+        c.insert(&dev("a"), "cli", Pin::new("123456"));
+        c.set_shared(true);
+        assert!(c.is_empty());
+        c.insert(&dev("a"), "cli", Pin::new("123456"));
+        assert!(c.get(&dev("a"), "https://bid.example.cn").is_some());
+        assert!(c.is_shared());
+    }
+
+    #[test]
     fn debug_shows_no_pin() {
         let c = PinCache::new(PinCachePolicy::default());
-        c.insert(&dev("a"), Pin::new("PIN-MARKER-7f3a"));
+        c.insert(&dev("a"), "cli", Pin::new("PIN-MARKER-7f3a"));
         assert!(!format!("{c:?}").contains("PIN-MARKER"));
     }
 }

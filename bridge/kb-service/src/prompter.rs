@@ -5,13 +5,20 @@
 //! [`ScriptedPrompter`]. A user who closes a prompt answers with
 //! [`ServiceError::Cancelled`].
 //!
-//! A prompter is called from a device's actor thread while that device is busy: it must
-//! not call back into the device manager for the same device (it would wait for itself).
+//! PIN prompts run on the thread of whoever started the operation (a bridge worker, a
+//! desktop command, the CLI), never on the medium's actor thread, so the medium keeps
+//! answering reads while a dialog is open. Every PIN prompt gets the operation's
+//! [`OpContext`]: when the operation is cancelled or its deadline passes, the prompter
+//! withdraws the dialog and returns [`ServiceError::Cancelled`]; a PIN typed after that
+//! is dropped by the service and never reaches a medium.
 
 use crate::{Result, ServiceError};
+use kb_token::OpContext;
 use kb_types::{DeviceId, Pin, PinKind};
+#[cfg(any(test, feature = "test-support"))]
 use std::collections::VecDeque;
-use std::sync::Mutex;
+#[cfg(any(test, feature = "test-support"))]
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 /// A request for a PIN. Carries everything a PIN dialog shows; never a PIN.
@@ -29,6 +36,9 @@ pub struct PinRequest {
     pub operation: String,
     /// Who asks: `cli`, `desktop`, an app name, or a web origin.
     pub client: String,
+    /// The certificate the operation uses (subject and serial), or empty (key
+    /// generation, seals).
+    pub certificate: String,
     /// The PIN typed for this operation just before was wrong.
     pub previous_wrong: bool,
     /// The PIN remembered in the PIN cache was rejected by the medium (it was changed
@@ -85,8 +95,12 @@ pub enum ConsentAnswer {
 
 /// Asks the user. Implementations block until the user answers.
 pub trait Prompter: Send + Sync {
-    /// Ask for a PIN. Cancel → [`ServiceError::Cancelled`].
-    fn ask_pin(&self, req: &PinRequest) -> Result<Pin>;
+    /// Ask for a PIN. Cancel → [`ServiceError::Cancelled`]. When `ctx` is stopped
+    /// (the client cancelled, went away, or the deadline passed) the dialog must be
+    /// withdrawn and the call return [`ServiceError::Cancelled`] (register with
+    /// [`OpContext::on_stop`]); a prompter that cannot withdraw its dialog (a terminal
+    /// read) may return the PIN late: the service drops it.
+    fn ask_pin(&self, req: &PinRequest, ctx: &OpContext) -> Result<Pin>;
 
     /// Ask a yes/no question. Closing the dialog → [`ServiceError::Cancelled`].
     fn confirm(&self, req: &ConfirmRequest) -> Result<bool>;
@@ -114,6 +128,7 @@ pub trait Prompter: Send + Sync {
 
 /// One scripted answer.
 #[derive(Debug)]
+#[cfg(any(test, feature = "test-support"))]
 pub enum Answer {
     /// Type this PIN.
     Pin(Pin),
@@ -123,10 +138,15 @@ pub enum Answer {
     Consent(ConsentAnswer),
     /// Close whatever is asked.
     Cancel,
+    /// Keep the PIN dialog open until the test answers it with
+    /// [`ScriptedPrompter::answer_open`] or the operation is stopped (then the dialog is
+    /// withdrawn, seen as [`Seen::Withdrawn`]).
+    Hold,
 }
 
 /// What a [`ScriptedPrompter`] was asked.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg(any(test, feature = "test-support"))]
 pub enum Seen {
     /// A PIN request.
     Pin(PinRequest),
@@ -138,21 +158,31 @@ pub enum Seen {
     Notify(String),
     /// A consent request.
     Consent(ConsentRequest),
+    /// A held PIN dialog withdrawn because its operation was stopped.
+    Withdrawn(PinRequest),
 }
 
 #[derive(Default)]
+#[cfg(any(test, feature = "test-support"))]
 struct Script {
     answers: VecDeque<Answer>,
     seen: Vec<Seen>,
+    /// Held dialogs: open ones wait for an answer here.
+    held_open: usize,
+    held_answer: Option<Answer>,
 }
 
 /// A [`Prompter`] for tests: answers from a queue and records every request. With the
-/// queue empty, or an answer of the wrong kind, it cancels.
+/// queue empty, or an answer of the wrong kind, it cancels. (Test support: behind the
+/// `test-support` feature.)
 #[derive(Default)]
+#[cfg(any(test, feature = "test-support"))]
 pub struct ScriptedPrompter {
     script: Mutex<Script>,
+    changed: Condvar,
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl ScriptedPrompter {
     /// An empty script (every prompt is cancelled).
     pub fn new() -> Self {
@@ -209,14 +239,91 @@ impl ScriptedPrompter {
     pub fn clear_seen(&self) {
         self.script().seen.clear();
     }
+
+    /// Wait until a held PIN dialog is open (true) or `timeout` passed (false).
+    pub fn wait_held_open(&self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut s = self.script();
+        while s.held_open == 0 {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            s = self.changed.wait_timeout(s, left).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        true
+    }
+
+    /// How many held PIN dialogs are open now.
+    pub fn held_open(&self) -> usize {
+        self.script().held_open
+    }
+
+    /// Answer the open held dialog (as the user typing into it). False when no held
+    /// dialog is open — e.g. it was withdrawn: the answer goes nowhere.
+    pub fn answer_open(&self, answer: Answer) -> bool {
+        let mut s = self.script();
+        if s.held_open == 0 {
+            return false;
+        }
+        s.held_answer = Some(answer);
+        drop(s);
+        self.changed.notify_all();
+        true
+    }
+
+    /// Wait until `pred` holds for what was seen so far (true) or `timeout` passed.
+    pub fn wait_seen(&self, timeout: Duration, pred: impl Fn(&[Seen]) -> bool) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut s = self.script();
+        while !pred(&s.seen) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            s = self.changed.wait_timeout(s, left).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        true
+    }
+
+    /// A held dialog: wait for [`Self::answer_open`] or the operation's stop.
+    fn hold(&self, req: &PinRequest, ctx: &OpContext) -> Result<Pin> {
+        // The stop is noticed by re-checking the context at least every 20 ms (a test
+        // double: the real prompters register a waker with `OpContext::on_stop`).
+        let mut s = self.script();
+        s.held_open += 1;
+        self.changed.notify_all();
+        let r = loop {
+            if let Some(a) = s.held_answer.take() {
+                break match a {
+                    Answer::Pin(p) => Ok(p),
+                    _ => Err(ServiceError::Cancelled),
+                };
+            }
+            if ctx.stopped().is_some() {
+                s.seen.push(Seen::Withdrawn(req.clone()));
+                break Err(ServiceError::Cancelled);
+            }
+            s = self.changed.wait_timeout(s, Duration::from_millis(20)).unwrap_or_else(|e| e.into_inner()).0;
+        };
+        s.held_open -= 1;
+        drop(s);
+        self.changed.notify_all();
+        r
+    }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl Prompter for ScriptedPrompter {
-    fn ask_pin(&self, req: &PinRequest) -> Result<Pin> {
+    fn ask_pin(&self, req: &PinRequest, ctx: &OpContext) -> Result<Pin> {
         let mut s = self.script();
         s.seen.push(Seen::Pin(req.clone()));
-        match s.answers.pop_front() {
+        let answer = s.answers.pop_front();
+        drop(s);
+        self.changed.notify_all();
+        match answer {
             Some(Answer::Pin(p)) => Ok(p),
+            Some(Answer::Hold) => self.hold(req, ctx),
             _ => Err(ServiceError::Cancelled),
         }
     }
@@ -262,6 +369,7 @@ mod tests {
             retries_left: Some(6),
             operation: "sign".into(),
             client: "cli".into(),
+            certificate: String::new(),
             previous_wrong: false,
             cached_pin_rejected: false,
         }
@@ -273,11 +381,11 @@ mod tests {
         p.push_pin("11112222");
         p.push_confirm(true);
         p.push(Answer::Cancel);
-        assert_eq!(p.ask_pin(&req()).map(|p| p.expose().to_vec()).ok(), Some(b"11112222".to_vec()));
+        assert_eq!(p.ask_pin(&req(), &OpContext::new()).map(|p| p.expose().to_vec()).ok(), Some(b"11112222".to_vec()));
         let c = ConfirmRequest { title: "t".into(), message: "m".into(), client: "cli".into(), device_id: None };
         assert_eq!(p.confirm(&c).ok(), Some(true));
-        assert_eq!(p.ask_pin(&req()).map(|_| ()).unwrap_err().code(), ErrorCode::Cancelled);
-        assert_eq!(p.ask_pin(&req()).map(|_| ()).unwrap_err().code(), ErrorCode::Cancelled);
+        assert_eq!(p.ask_pin(&req(), &OpContext::new()).map(|_| ()).unwrap_err().code(), ErrorCode::Cancelled);
+        assert_eq!(p.ask_pin(&req(), &OpContext::new()).map(|_| ()).unwrap_err().code(), ErrorCode::Cancelled);
         p.notify("hello");
         assert!(
             p.show_qr(&QrRequest { title: "bind".into(), payload: "x".into(), expires_in: Duration::from_secs(1800) }).is_ok()

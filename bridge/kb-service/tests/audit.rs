@@ -27,7 +27,7 @@ fn round_trip_every_field() {
     let dir = tempfile::tempdir().unwrap();
     let log = AuditLog::open(dir.path().join("sub/audit.sqlite3")).unwrap();
     let kinds = TransportKind::ALL;
-    let auths = [AuthType::None, AuthType::PinEntered, AuthType::PinCached, AuthType::Phone];
+    let auths = [AuthType::None, AuthType::PinEntered, AuthType::PinCached, AuthType::Phone, AuthType::OnMedium];
     let mut written = Vec::new();
     for (i, kind) in kinds.iter().enumerate() {
         let mut r = rec(i as i64, i % 2 == 0);

@@ -15,7 +15,7 @@ use kb_service::pin_cache::{FakeClock, PinCachePolicy};
 use kb_service::prompter::ScriptedPrompter;
 use kb_service::{Result, ServiceError};
 use kb_token::memory::{MemoryToken, MemoryTransport};
-use kb_token::{Session, Token, TokenError, Transport, TransportEvent};
+use kb_token::{OpContext, Session, Token, TokenError, Transport, TransportEvent, UserAuth};
 use kb_types::{
     Algorithm, ContainerInfo, DeviceId, DeviceInfo, ErrorCode, HasErrorCode, KeyUsage, Pin, PinInfo, PinKind, SealInfo,
     TransportKind,
@@ -214,8 +214,10 @@ fn pin_prompted_once_then_cached() {
     let rig = Rig::new(PinCachePolicy::default());
     let (id, p) = rig.plug("A", PIN);
     rig.prompter.push_pin(PIN);
+    // The same client twice (a remembered PIN serves only the client that typed it:
+    // see a_cached_pin_serves_only_the_client_that_typed_it).
     let sig1 = rig.sign(&id, "https://bid.example.cn").unwrap();
-    let sig2 = rig.sign(&id, "cli").unwrap();
+    let sig2 = rig.sign(&id, "https://bid.example.cn").unwrap();
     let pk = p.sign_cert.public_key().unwrap();
     for s in [&sig1, &sig2] {
         assert!(pk.verify(&SignatureScheme::sm2_default(), b"bid file", s).is_ok());
@@ -236,7 +238,7 @@ fn pin_prompted_once_then_cached() {
     assert_eq!(recs.len(), 2);
     assert_eq!(recs.iter().map(|r| r.auth).collect::<Vec<_>>(), [AuthType::PinEntered, AuthType::PinCached]);
     assert_eq!(recs[0].client, "https://bid.example.cn");
-    assert_eq!(recs[1].client, "cli");
+    assert_eq!(recs[1].client, "https://bid.example.cn");
     for r in &recs {
         assert!(r.ok && r.error.is_none());
         assert_eq!(r.operation, "sign");
@@ -436,9 +438,7 @@ fn medium_pulled_out_mid_operation() {
     let pause = pa.token.pause_next("sign_digest");
     let mgr = rig.mgr.clone();
     let a2 = a.clone();
-    let th = std::thread::spawn(move || {
-        mgr.sign_message(&a2, C, KeyUsage::Sign, &SignatureScheme::sm2_default(), b"x", "https://bid.example.cn")
-    });
+    let th = std::thread::spawn(move || mgr.sign_message(&a2, C, KeyUsage::Sign, &SignatureScheme::sm2_default(), b"x", "cli"));
     assert!(pause.wait_reached(WAIT));
     pa.token.set_pulled(true);
     pause.release();
@@ -504,7 +504,7 @@ fn cms_signed_and_opened_with_device_keys() {
 
     // An envelope to the encryption certificate, opened with the device key.
     let env = cms::envelope::encrypt_bytes(b"sealed price", std::slice::from_ref(&p.enc_cert), &Default::default()).unwrap();
-    let dec = rig.mgr.decrypter(&id, C, KeyUsage::Encrypt, "cli").unwrap();
+    let dec = rig.mgr.decrypter(&id, C, KeyUsage::Encrypt, "https://bid.example.cn").unwrap();
     assert_eq!(&cms::envelope::decrypt_bytes(&env, &dec).unwrap()[..], b"sealed price");
     let ops: Vec<_> = rig.audit.records().iter().map(|r| r.operation.clone()).collect();
     assert_eq!(ops, ["sign", "sign", "decrypt"]);
@@ -512,7 +512,10 @@ fn cms_signed_and_opened_with_device_keys() {
 
     // Raw SM2 decryption of a content key, too.
     let ct = p.enc_cert.public_key().unwrap().encrypt(b"0123456789abcdef", RsaPadding::Pkcs1v15).unwrap();
-    assert_eq!(&rig.mgr.decrypt(&id, C, KeyUsage::Encrypt, &ct, RsaPadding::Pkcs1v15, "cli").unwrap()[..], b"0123456789abcdef");
+    assert_eq!(
+        &rig.mgr.decrypt(&id, C, KeyUsage::Encrypt, &ct, RsaPadding::Pkcs1v15, "https://bid.example.cn").unwrap()[..],
+        b"0123456789abcdef"
+    );
 
     // A device failure surfaces with its own code through kb-pki.
     p.token.set_pulled(true);
@@ -650,7 +653,7 @@ impl Token for Panicky {
     fn read_seal(&mut self, id: &str) -> kb_token::Result<Vec<u8>> {
         Err(TokenError::NotFound(id.into()))
     }
-    fn login<'a>(&'a mut self, _: &Pin) -> kb_token::Result<Box<dyn Session + 'a>> {
+    fn open_session<'a>(&'a mut self, _: UserAuth<'_>, _: &OpContext) -> kb_token::Result<Box<dyn Session + 'a>> {
         Err(TokenError::PinLocked)
     }
 }
@@ -735,7 +738,7 @@ fn marker_pin_never_leaks() {
 /// longer work.
 #[test]
 fn no_prompt_after_the_last_try_locks_a_file_key() {
-    use kb_token::file::{CreateOptions, FileToken, FileTransport, KdfParams};
+    use kb_filekey::{CreateOptions, FileToken, FileTransport, KdfParams};
     let dir = tempfile::tempdir().unwrap();
     let opts = CreateOptions { kdf: KdfParams::weak_for_tests(), max_user_retries: 2, ..Default::default() };
     let mut t = FileToken::create(dir.path().join("k.kbkey"), "K", &Pin::new("11112222"), &Pin::new("33334444"), opts).unwrap();
@@ -757,4 +760,311 @@ fn no_prompt_after_the_last_try_locks_a_file_key() {
     assert_eq!(code(r), ErrorCode::PinLocked);
     assert_eq!(prompter.pin_requests().len(), 2, "two tries, two prompts, no third");
     assert_eq!(prompter.remaining(), 1);
+}
+
+// ---- operation contexts, user verification on the medium, link state ----------------
+
+use kb_service::devices::Caller;
+use kb_service::prompter::{Answer, Seen};
+use kb_token::{OpStatus, StopReason};
+use kb_types::UserVerification;
+
+impl Rig {
+    /// Like `plug`, with the token changed by `f` before it is inserted.
+    fn plug_with(&self, local: &str, f: impl FnOnce(MemoryToken) -> MemoryToken) -> (DeviceId, Provisioned) {
+        let mut p = provision(&self.tr, &self.ca, local, PIN);
+        // Builders apply to a token with no other handle: rebuild the provisioned one.
+        let keys = (p.sign_key.clone(), p.sign_cert.clone(), p.enc_cert.clone());
+        drop(p.token);
+        let token = f(self.tr.new_token(local, PIN, SO).with_label(&format!("Key {local}")).with_model("VK-1"));
+        token.put_key(C, KeyUsage::Sign, keys.0.clone());
+        token.put_certificate(C, KeyUsage::Sign, keys.1.der()).unwrap();
+        p.token = token;
+        let id = self.tr.insert(p.token.clone());
+        self.expect(|e| matches!(e, DeviceEvent::Added(i) if i.id == id));
+        (id, p)
+    }
+
+    fn sign_as(&self, id: &DeviceId, caller: Caller) -> Result<Vec<u8>> {
+        self.mgr.sign_message(id, C, KeyUsage::Sign, &SignatureScheme::sm2_default(), b"bid file", caller)
+    }
+
+    /// Wait until the audit log holds a record matching `pred` (written by another thread).
+    fn wait_audit(&self, id: &DeviceId, pred: impl Fn(&AuditRecord) -> bool) -> AuditRecord {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            if let Some(r) = self.audit.for_device(id).into_iter().find(|r| pred(r)) {
+                return r;
+            }
+            assert!(std::time::Instant::now() < deadline, "no such audit record; have {:?}", self.audit.for_device(id));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Issue 11 (a), at the service: the operation is cancelled while the PIN dialog is
+/// open → the dialog is withdrawn, a PIN typed afterwards goes nowhere, nothing reaches
+/// the medium, and the audit records the cancellation.
+#[test]
+fn cancel_withdraws_the_pin_dialog_and_nothing_is_signed() {
+    let rig = Rig::new(PinCachePolicy::default());
+    let (id, p) = rig.plug("A", PIN);
+    rig.prompter.push(Answer::Hold);
+    let ctx = kb_token::OpContext::new();
+    let signing = {
+        let (mgr, id, ctx) = (rig.mgr.clone(), id.clone(), ctx.clone());
+        std::thread::spawn(move || {
+            mgr.sign_message(
+                &id,
+                C,
+                KeyUsage::Sign,
+                &SignatureScheme::sm2_default(),
+                b"x",
+                Caller::new("https://bid.example.cn", ctx),
+            )
+        })
+    };
+    assert!(rig.prompter.wait_held_open(WAIT), "the PIN dialog never opened");
+    let logins = p.token.calls("login");
+    ctx.cancel();
+    let err = signing.join().unwrap().unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Cancelled, "{err}");
+    assert!(rig.prompter.wait_seen(WAIT, |s| s.iter().any(|x| matches!(x, Seen::Withdrawn(_)))), "the dialog was not withdrawn");
+    assert!(!rig.prompter.answer_open(Answer::Pin(Pin::new(PIN))), "a PIN typed after the cancel must go nowhere");
+    assert_eq!(p.token.calls("login"), logins, "the medium saw a login after the cancel");
+    assert_eq!(p.token.calls("sign_digest"), 0);
+    let rec = rig.wait_audit(&id, |r| r.operation == "sign");
+    assert_eq!((rec.ok, rec.error, rec.client.as_str()), (false, Some(ErrorCode::Cancelled), "https://bid.example.cn"));
+    assert_eq!(rig.mgr.pin_cache().len(), 0);
+}
+
+/// A PIN the user had already typed when the operation was cancelled (a terminal read
+/// cannot be withdrawn) never reaches the medium.
+#[test]
+fn a_pin_typed_after_the_cancel_never_reaches_the_medium() {
+    struct LateTyper(kb_token::OpContext);
+    impl kb_service::prompter::Prompter for LateTyper {
+        fn ask_pin(&self, _: &kb_service::prompter::PinRequest, _: &kb_token::OpContext) -> Result<Pin> {
+            self.0.cancel(); // the client gave up while the user was typing
+            Ok(Pin::new(PIN))
+        }
+        fn confirm(&self, _: &kb_service::prompter::ConfirmRequest) -> Result<bool> {
+            Ok(false)
+        }
+        fn show_qr(&self, _: &kb_service::prompter::QrRequest) -> Result<()> {
+            Ok(())
+        }
+        fn notify(&self, _: &str) {}
+    }
+    let ctx = kb_token::OpContext::new();
+    let audit = Arc::new(MemAudit::default());
+    let mgr = DeviceManager::new(Arc::new(LateTyper(ctx.clone())), audit.clone(), PinCachePolicy::default());
+    let tr = MemoryTransport::new(TransportKind::Pcsc);
+    let p = provision(&tr, &Ca::new(), "A", PIN);
+    let id = tr.insert(p.token.clone());
+    mgr.add_transport(Arc::new(tr)).unwrap();
+    assert!(mgr.wait_enumerated(WAIT));
+    let err =
+        mgr.sign_message(&id, C, KeyUsage::Sign, &SignatureScheme::sm2_default(), b"x", Caller::new("cli", ctx)).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Cancelled);
+    assert_eq!(p.token.calls("login"), 0);
+    assert!(mgr.pin_cache().is_empty(), "a PIN for a cancelled operation must not be cached");
+    assert_eq!(audit.for_device(&id).last().map(|r| r.error), Some(Some(ErrorCode::Cancelled)));
+}
+
+/// Issue 11 (b), the deadline: it withdraws the dialog the same way.
+#[test]
+fn the_deadline_withdraws_the_pin_dialog() {
+    let rig = Rig::new(PinCachePolicy::default());
+    let (id, p) = rig.plug("A", PIN);
+    rig.prompter.push(Answer::Hold);
+    let err = rig.sign_as(&id, Caller::new("cli", kb_token::OpContext::with_timeout(Duration::from_millis(200)))).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::OperationTimedOut, "{err}");
+    assert!(rig.prompter.wait_seen(WAIT, |s| s.iter().any(|x| matches!(x, Seen::Withdrawn(_)))));
+    assert_eq!(p.token.calls("sign_digest"), 0);
+    let rec = rig.wait_audit(&id, |r| r.operation == "sign");
+    assert_eq!(rec.error, Some(ErrorCode::OperationTimedOut));
+}
+
+/// Issue 11 (c): while a PIN dialog stays open on a medium, the media list, that
+/// medium's certificates and its PIN state still answer. The dialog is held until they
+/// have answered (no timing involved).
+#[test]
+fn reads_answer_while_a_pin_dialog_is_open_on_the_medium() {
+    let rig = Rig::new(PinCachePolicy::Off);
+    let (id, p) = rig.plug("A", PIN);
+    rig.prompter.push(Answer::Hold);
+    let signing = {
+        let (mgr, id) = (rig.mgr.clone(), id.clone());
+        std::thread::spawn(move || mgr.sign_message(&id, C, KeyUsage::Sign, &SignatureScheme::sm2_default(), b"x", "desktop"))
+    };
+    assert!(rig.prompter.wait_held_open(WAIT));
+    assert!(rig.mgr.devices().iter().any(|d| d.id == id));
+    let cert = rig.mgr.certificate(&id, C, KeyUsage::Sign, "desktop").unwrap().unwrap();
+    assert_eq!(cert.der(), p.sign_cert.der());
+    assert_eq!(rig.mgr.containers(&id, "desktop").unwrap().len(), 1);
+    assert_eq!(rig.mgr.pin_info(&id, PinKind::User, "desktop").unwrap().retries_left, 6);
+    assert_eq!(rig.prompter.held_open(), 1, "the dialog stayed open throughout");
+    assert!(rig.prompter.answer_open(Answer::Pin(Pin::new(PIN))));
+    let sig = signing.join().unwrap().unwrap();
+    let pk = p.sign_key.public_key();
+    let d = pk.message_digest(&SignatureScheme::sm2_default(), b"x").unwrap();
+    pk.verify_digest(&SignatureScheme::sm2_default(), &d, &sig).unwrap();
+}
+
+/// Issue 11 (d): a medium that verifies the user itself never triggers the host's PIN
+/// prompt; the PIN is typed on the medium; the audit names the real auth type; the
+/// status says "waiting for the medium"; a wrong PIN on the medium reaches the caller
+/// with the medium's own count.
+#[test]
+fn a_medium_that_verifies_the_user_never_triggers_the_host_prompt() {
+    let rig = Rig::new(PinCachePolicy::default());
+    let (id, p) = rig.plug_with("PAD", |t| t.with_user_verification(UserVerification::OnMedium));
+    assert_eq!(rig.mgr.device(&id).unwrap().capabilities.user_verification, UserVerification::OnMedium);
+    let statuses = Arc::new(Mutex::new(Vec::new()));
+    let seen = statuses.clone();
+    let ctx = kb_token::OpContext::with(Some(WAIT), move |s| seen.lock().unwrap().push(s.clone()));
+    p.token.enter_pin_on_medium(PIN);
+    let sig = rig.sign_as(&id, Caller::new("native:bidtool", ctx)).unwrap();
+    let pk = p.sign_key.public_key();
+    let d = pk.message_digest(&SignatureScheme::sm2_default(), b"bid file").unwrap();
+    pk.verify_digest(&SignatureScheme::sm2_default(), &d, &sig).unwrap();
+    assert!(rig.prompter.seen().is_empty(), "the host prompter was asked: {:?}", rig.prompter.seen());
+    assert!(rig.mgr.pin_cache().is_empty(), "a PIN the PC never saw cannot be cached");
+    let statuses = statuses.lock().unwrap().clone();
+    assert!(statuses.iter().any(|s| matches!(s, OpStatus::WaitingForMedium { .. })), "{statuses:?}");
+    assert!(!statuses.contains(&OpStatus::WaitingForPin));
+    let rec = rig.audit.for_device(&id).pop().unwrap();
+    assert_eq!((rec.ok, rec.auth), (true, AuthType::OnMedium));
+    // A wrong PIN typed on the medium: the medium's count, unchanged.
+    p.token.enter_pin_on_medium("99999999");
+    let err = rig.sign(&id, "native:bidtool").unwrap_err();
+    assert_eq!(err, ServiceError::Token(TokenError::WrongPin { retries_left: 5 }));
+    assert!(rig.prompter.seen().is_empty());
+    assert_eq!(rig.audit.for_device(&id).pop().map(|r| (r.error, r.auth)), Some((Some(ErrorCode::WrongPin), AuthType::OnMedium)));
+    // Cancelled while the medium waits for its user: the medium is told, cleanly.
+    let ctx = kb_token::OpContext::new();
+    let waiting = {
+        let (mgr, id, ctx) = (rig.mgr.clone(), id.clone(), ctx.clone());
+        std::thread::spawn(move || {
+            mgr.sign_message(&id, C, KeyUsage::Sign, &SignatureScheme::sm2_default(), b"x", Caller::new("cli", ctx))
+        })
+    };
+    while p.token.calls("login") < 3 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    ctx.stop(StopReason::Cancelled);
+    assert_eq!(waiting.join().unwrap().unwrap_err().code(), ErrorCode::Cancelled);
+}
+
+/// The same on a phone: the audit says "phone".
+#[test]
+fn a_phone_is_audited_as_phone() {
+    let rig = Rig::new(PinCachePolicy::default());
+    let phones = MemoryTransport::new(TransportKind::Phone);
+    rig.mgr.add_transport(Arc::new(phones.clone())).unwrap();
+    let t = phones.new_token("3f9a", PIN, SO).with_user_verification(UserVerification::OnMedium);
+    t.put_key(C, KeyUsage::Sign, PrivateKey::generate(Algorithm::Sm2).unwrap());
+    let id = phones.insert(t.clone());
+    rig.expect(|e| matches!(e, DeviceEvent::Added(i) if i.id == id));
+    t.enter_pin_on_medium(PIN);
+    rig.sign(&id, "cli").unwrap();
+    assert!(rig.prompter.seen().is_empty());
+    assert_eq!(rig.audit.for_device(&id).pop().map(|r| r.auth), Some(AuthType::Phone));
+}
+
+/// Issue 11 (e): a medium whose link drops mid-operation → `outcome_unknown` (the request
+/// had reached it) and an `Offline` event; while offline it stays listed and operations
+/// fail at once with `medium_offline`; back `Online`, it signs again — no restart.
+#[test]
+fn a_medium_that_drops_mid_operation_comes_back_online() {
+    let rig = Rig::new(PinCachePolicy::default());
+    let (id, p) = rig.plug("BLE", PIN);
+    let (other, _) = rig.plug("B", PIN);
+    rig.prompter.push_pin(PIN);
+    rig.sign(&id, "cli").unwrap();
+    let pause = p.token.pause_next("sign_digest");
+    let signing = {
+        let (mgr, id) = (rig.mgr.clone(), id.clone());
+        std::thread::spawn(move || mgr.sign_message(&id, C, KeyUsage::Sign, &SignatureScheme::sm2_default(), b"x", "cli"))
+    };
+    assert!(pause.wait_reached(WAIT));
+    rig.tr.go_offline(&id);
+    pause.release();
+    let err = signing.join().unwrap().unwrap_err();
+    assert_eq!(err.code(), ErrorCode::OutcomeUnknown, "{err}");
+    rig.expect(|e| *e == DeviceEvent::Offline(id.clone()));
+    let media = rig.mgr.media();
+    assert!(media.iter().any(|m| m.info.id == id && !m.online), "an offline medium stays listed");
+    assert!(!rig.mgr.is_online(&id));
+    let err = rig.sign(&id, "cli").unwrap_err();
+    assert_eq!(err.code(), ErrorCode::MediumOffline);
+    assert_eq!(rig.audit.for_device(&id).pop().map(|r| r.error), Some(Some(ErrorCode::MediumOffline)));
+    // Other media keep working meanwhile.
+    rig.prompter.push_pin(PIN);
+    rig.sign(&other, "cli").unwrap();
+    rig.tr.go_online(&id);
+    rig.expect(|e| *e == DeviceEvent::Online(id.clone()));
+    assert!(rig.mgr.is_online(&id));
+    // The cached PIN was forgotten when it went offline: asked again.
+    rig.prompter.push_pin(PIN);
+    rig.sign(&id, "cli").unwrap();
+    assert_eq!(p.token.reentries(), 0);
+}
+
+/// A medium that never answers: the deadline bounds the wait (`outcome_unknown`, since
+/// the request had reached it); the manager keeps serving.
+#[test]
+fn a_medium_that_never_answers_is_bounded_by_the_deadline() {
+    let rig = Rig::new(PinCachePolicy::default());
+    let (id, p) = rig.plug("A", PIN);
+    rig.prompter.push_pin(PIN);
+    rig.sign(&id, "cli").unwrap();
+    let pause = p.token.pause_next("sign_digest");
+    let err = rig.sign_as(&id, Caller::new("cli", kb_token::OpContext::with_timeout(Duration::from_millis(300)))).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::OutcomeUnknown, "{err}");
+    assert!(pause.wait_reached(WAIT));
+    pause.release();
+    rig.sign(&id, "cli").unwrap();
+}
+
+/// Issue 13 (2): a signature the medium returns that does not verify is never handed
+/// out: a stable code naming the medium, audited as failed — raw, and through CMS/CSR
+/// signers alike.
+#[test]
+fn a_signature_that_does_not_verify_is_never_handed_out() {
+    let rig = Rig::new(PinCachePolicy::default());
+    let (id, p) = rig.plug("A", PIN);
+    p.token.set_faulty_signatures(true);
+    rig.prompter.push_pin(PIN);
+    let err = rig.sign(&id, "cli").unwrap_err();
+    assert_eq!(err.code(), ErrorCode::MediumSignatureInvalid, "{err}");
+    assert!(err.to_string().contains("Key A") && err.to_string().contains(&id.to_string()), "{err}");
+    let rec = rig.audit.for_device(&id).pop().unwrap();
+    assert_eq!((rec.operation.as_str(), rec.ok, rec.error), ("sign", false, Some(ErrorCode::MediumSignatureInvalid)));
+    let signer = rig.mgr.signer(&id, C, KeyUsage::Sign, "cli").unwrap();
+    let e = cms::sign(b"bid", &signer, &p.sign_cert, &SignOptions::default()).unwrap_err();
+    assert_eq!(signer.service_error(e).code(), ErrorCode::MediumSignatureInvalid);
+    let csr = kb_pki::csr::build("CN=x", &signer, Vec::new());
+    assert!(csr.is_err(), "a CSR with a bad signature was made");
+    p.token.set_faulty_signatures(false);
+    rig.sign(&id, "cli").unwrap();
+}
+
+/// Issue 12 (4): a PIN typed for one client does not let another sign silently.
+#[test]
+fn a_cached_pin_serves_only_the_client_that_typed_it() {
+    let rig = Rig::new(PinCachePolicy::default());
+    let (id, _) = rig.plug("A", PIN);
+    rig.prompter.push_pin(PIN);
+    rig.sign(&id, "native:bidtool").unwrap();
+    rig.sign(&id, "native:bidtool").unwrap();
+    assert_eq!(rig.prompter.pin_requests().len(), 1);
+    rig.prompter.push_pin(PIN);
+    rig.sign(&id, "https://bid.example.cn").unwrap();
+    let asked = rig.prompter.pin_requests();
+    assert_eq!(asked.len(), 2, "the web site must be asked for the PIN itself");
+    assert_eq!(asked[1].client, "https://bid.example.cn");
+    assert!(asked[1].certificate.contains("张三 A"), "the prompt names the certificate: {:?}", asked[1].certificate);
+    assert_eq!(rig.audit.for_device(&id).pop().map(|r| r.auth), Some(AuthType::PinEntered));
 }

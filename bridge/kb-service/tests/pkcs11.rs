@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use kb_crypto::{HashAlgorithm, SignatureScheme};
+use kb_filekey::{CreateOptions, FileToken, KdfParams};
 use kb_interop::softhsm::SoftHsm;
 use kb_service::audit::AuditLog;
 use kb_service::devices::DeviceManager;
@@ -12,7 +13,6 @@ use kb_service::pin_cache::PinCachePolicy;
 use kb_service::prompter::ScriptedPrompter;
 use kb_service::settings::Settings;
 use kb_token::Token;
-use kb_token::file::{CreateOptions, FileToken, KdfParams};
 use kb_types::{Algorithm, HasErrorCode, KeyUsage, Pin, TransportKind};
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,13 +4,13 @@
 use crate::output::{CliError, CliResult, Out};
 use crate::term::{Terminal, TerminalPrompter};
 use clap::{Args, ValueEnum};
+use kb_filekey::{EXTENSION, FileToken, FileTransport};
 use kb_service::audit::AuditLog;
 use kb_service::devices::{DeviceEvent, DeviceManager};
 use kb_service::logs::{LogConfig, LogGuard};
 use kb_service::pin_cache::PinCachePolicy;
 use kb_service::prompter::Prompter;
 use kb_service::settings::{Paths, Settings};
-use kb_token::file::{EXTENSION, FileToken, FileTransport};
 use kb_types::{DeviceId, DeviceInfo, ErrorCode, HasErrorCode, KeyUsage};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

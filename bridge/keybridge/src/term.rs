@@ -217,7 +217,9 @@ fn to_service(e: CliError) -> ServiceError {
 }
 
 impl Prompter for TerminalPrompter {
-    fn ask_pin(&self, req: &PinRequest) -> kb_service::Result<kb_types::Pin> {
+    fn ask_pin(&self, req: &PinRequest, _ctx: &kb_token::OpContext) -> kb_service::Result<kb_types::Pin> {
+        // A terminal read cannot be withdrawn: a PIN typed after the operation was
+        // cancelled or timed out is dropped by the service and never reaches a medium.
         let t = &*self.0;
         let mut lines = Vec::new();
         if req.previous_wrong {
@@ -233,24 +235,29 @@ impl Prompter for TerminalPrompter {
             Some(n) => format!("，剩余 {n} 次"),
             None => String::new(),
         };
+        // Every PIN prompt names who asks and with which certificate (issue: a PIN typed
+        // for one client must not be mistaken for another's request).
+        let certificate = if req.certificate.is_empty() { String::new() } else { format!(" [{}]", req.certificate) };
         let prompt = if t.lang == Lang::En {
             format!(
-                "{}{} for \"{}\" ({}) to {}{}: ",
+                "{}{} asks to {} with \"{}\" ({}){certificate}. {}{}: ",
                 lines.join(" "),
-                t.pin_kind_name(req.kind),
+                req.client,
+                t.operation_name(&req.operation),
                 req.device_label,
                 req.device_id,
-                t.operation_name(&req.operation),
+                t.pin_kind_name(req.kind),
                 retries
             )
         } else {
             format!(
-                "{}请输入介质「{}」({}) 的{}以{}{}：",
+                "{}「{}」请求{}，介质「{}」({}){certificate}。请输入{}{}：",
                 lines.join(""),
+                req.client,
+                t.operation_name(&req.operation),
                 req.device_label,
                 req.device_id,
                 t.pin_kind_name(req.kind),
-                t.operation_name(&req.operation),
                 retries
             )
         };

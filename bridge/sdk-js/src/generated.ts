@@ -61,6 +61,9 @@ export const EVENTS = [
   "device.added",
   "device.removed",
   "certificates.changed",
+  "device.offline",
+  "device.online",
+  "operation.status",
   "progress",
 ] as const;
 /** One of {@link EVENTS}. */
@@ -71,6 +74,8 @@ export const SUBSCRIBABLE_EVENTS = [
   "device.added",
   "device.removed",
   "certificates.changed",
+  "device.offline",
+  "device.online",
 ] as const;
 /** One of {@link SUBSCRIBABLE_EVENTS}. */
 export type EventKind = (typeof SUBSCRIBABLE_EVENTS)[number];
@@ -129,6 +134,11 @@ export const ERROR_CODES = {
   device_busy: { code: 4012, category: "token", messages: { "zh-CN": "介质正忙", en: "the key medium is busy" } },
   card_error: { code: 4013, category: "token", messages: { "zh-CN": "卡片返回错误", en: "the card reported an error" } },
   module_load_failed: { code: 4014, category: "token", messages: { "zh-CN": "无法加载介质驱动模块", en: "the key medium's driver module could not be loaded" } },
+  medium_offline: { code: 4015, category: "token", messages: { "zh-CN": "介质已离线", en: "the key medium is offline" } },
+  operation_timed_out: { code: 4016, category: "token", messages: { "zh-CN": "操作超时", en: "the operation timed out" } },
+  outcome_unknown: { code: 4017, category: "token", messages: { "zh-CN": "介质未返回结果，操作可能已执行也可能未执行", en: "the key medium did not answer: the operation may or may not have been carried out" } },
+  medium_signature_invalid: { code: 4018, category: "token", messages: { "zh-CN": "介质返回的签名验证失败（驱动模块可能有误）", en: "the key medium returned a signature that does not verify (its driver module may be faulty)" } },
+  medium_result_invalid: { code: 4019, category: "token", messages: { "zh-CN": "介质返回的解密结果无效", en: "the key medium returned an invalid decryption result" } },
   host_rejected: { code: 5001, category: "bridge", messages: { "zh-CN": "拒绝连接：Host 不是本机地址", en: "connection refused: Host is not a loopback address" } },
   origin_rejected: { code: 5002, category: "bridge", messages: { "zh-CN": "拒绝连接：该网页来源未获授权", en: "connection refused: this web origin is not allowed" } },
   client_unauthenticated: { code: 5003, category: "bridge", messages: { "zh-CN": "客户端未认证：缺少有效的客户端密钥", en: "client not authenticated: missing or wrong client secret" } },

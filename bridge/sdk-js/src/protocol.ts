@@ -82,6 +82,8 @@ export interface Capabilities {
   key_generation: boolean;
   seals: boolean;
   so_pin: boolean;
+  /** Who verifies the user: KeyBridge's PIN dialog (`host_pin`), or the medium itself (`on_medium`: a phone, a PIN pad). */
+  user_verification?: "host_pin" | "on_medium";
 }
 
 /** A key medium, as shown before any PIN is entered. */
@@ -129,6 +131,8 @@ export type DevicesListParams = Record<string, never>;
 
 export interface DevicesListResult {
   devices: DeviceInfo[];
+  /** Listed media that are out of reach now (a phone or BLE key that disconnected). */
+  offline?: DeviceId[];
 }
 
 // ---- certificates ----
@@ -361,6 +365,23 @@ export interface CertificatesChangedEvent {
   device: DeviceId;
 }
 
+export interface DeviceOfflineEvent {
+  device: DeviceId;
+}
+
+export interface DeviceOnlineEvent {
+  device: DeviceId;
+}
+
+/** What a request waits for (sent without subscription). */
+export interface OperationStatusEvent {
+  /** The id of the request. */
+  request: Id;
+  status: "waiting_for_pin" | "waiting_for_medium" | "working";
+  /** For `waiting_for_medium`: the medium, in the user's words. */
+  medium?: string;
+}
+
 /** Progress of a streaming request (sent without subscription). */
 export interface ProgressEvent {
   /** The id of the request making progress. */
@@ -376,6 +397,9 @@ export interface EventMap {
   "device.added": DeviceAddedEvent;
   "device.removed": DeviceRemovedEvent;
   "certificates.changed": CertificatesChangedEvent;
+  "device.offline": DeviceOfflineEvent;
+  "device.online": DeviceOnlineEvent;
+  "operation.status": OperationStatusEvent;
   progress: ProgressEvent;
 }
 

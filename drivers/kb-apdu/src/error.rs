@@ -1,6 +1,5 @@
 use crate::status::StatusWord;
 use crate::tlv::TlvError;
-use kb_token::TokenError;
 use kb_types::{ErrorCode, HasErrorCode};
 
 /// Errors of the APDU layer: a card's error status word, a protocol failure, a malformed
@@ -46,25 +45,19 @@ pub enum ApduError {
 /// Result alias.
 pub type Result<T> = std::result::Result<T, ApduError>;
 
-impl From<ApduError> for TokenError {
-    fn from(e: ApduError) -> Self {
-        match e {
-            ApduError::Status(sw) => sw.into_token_error(),
-            ApduError::Removed => TokenError::Removed,
-            ApduError::Busy => TokenError::Busy,
-            e @ ApduError::Reset => TokenError::Io(e.to_string()),
-            ApduError::Tlv(t) => TokenError::Corrupt(format!("card data: {t}")),
-            ApduError::Encoding(what) => TokenError::NotSupported(format!("command cannot be encoded: {what}")),
-            e @ (ApduError::ResponseTooShort(_)
-            | ApduError::TooManyRounds(_)
-            | ApduError::MalformedCommand(_)
-            | ApduError::Transport(_)) => TokenError::Io(e.to_string()),
-        }
-    }
-}
-
 impl HasErrorCode for ApduError {
     fn code(&self) -> ErrorCode {
-        TokenError::from(self.clone()).code()
+        match self {
+            ApduError::Status(sw) => sw.error_code(),
+            ApduError::Removed => ErrorCode::DeviceRemoved,
+            ApduError::Busy => ErrorCode::DeviceBusy,
+            ApduError::Tlv(_) => ErrorCode::TokenCorrupt,
+            ApduError::Encoding(_) => ErrorCode::NotSupported,
+            ApduError::Reset
+            | ApduError::ResponseTooShort(_)
+            | ApduError::TooManyRounds(_)
+            | ApduError::MalformedCommand(_)
+            | ApduError::Transport(_) => ErrorCode::Io,
+        }
     }
 }

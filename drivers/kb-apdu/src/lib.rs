@@ -4,7 +4,8 @@
 //!   Commands carrying secrets (VERIFY, CHANGE REFERENCE DATA, RESET RETRY COUNTER, or
 //!   anything marked [`Command::sensitive`]) print `REDACTED` and zeroize their buffers.
 //! - [`StatusWord`]: the **one** table turning SW1SW2 into a typed [`CardStatus`] and, through
-//!   [`StatusWord::into_token_error`], into [`kb_token::TokenError`]. Drivers never re-invent it.
+//!   [`StatusWord::error_code`], into a stable error code (kb-token turns the same table into
+//!   its `TokenError`, keeping the tries left). Drivers never re-invent it.
 //! - [`tlv`]: BER-TLV parse/build/find, with a depth limit and no panics on any input.
 //! - [`CardBackend`] / [`CardTransaction`]: the tiny transport traits (the openpgp-card shape:
 //!   a long-lived handle, a short-lived transaction that only moves bytes), and [`send`], which

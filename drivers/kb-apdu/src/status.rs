@@ -1,6 +1,6 @@
 //! The one status-word table. Every driver turns SW1SW2 into errors here and nowhere else.
 
-use kb_token::TokenError;
+use kb_types::ErrorCode;
 use std::fmt;
 
 /// An ISO 7816-4 status word, SW1 in the high byte.
@@ -126,20 +126,17 @@ impl StatusWord {
         if self.is_ok() { Ok(()) } else { Err(crate::ApduError::Status(self)) }
     }
 
-    /// The token-layer error for this word. Meant for error words: a final `9000`,
-    /// `61xx` or `6Cxx` (which [`send`](crate::send) never leaves behind) becomes a
-    /// [`TokenError::Card`] too. `63C0` (no tries left) is [`TokenError::PinLocked`], as
-    /// the file-type key reports the locking attempt.
-    pub fn into_token_error(self) -> TokenError {
-        let status = self.status();
-        match status {
-            CardStatus::WrongPin { retries_left: 0 } | CardStatus::PinBlocked => TokenError::PinLocked,
-            CardStatus::WrongPin { retries_left } => TokenError::WrongPin { retries_left },
-            CardStatus::NotFound => TokenError::NotFound(format!("{} (SW {self})", status.reason())),
-            CardStatus::InsNotSupported | CardStatus::ClaNotSupported => {
-                TokenError::NotSupported(format!("{} (SW {self})", status.reason()))
-            }
-            _ => TokenError::Card { sw: self.0, reason: status.reason() },
+    /// The stable error code this word means. Meant for error words: a final `9000`,
+    /// `61xx` or `6Cxx` (which [`send`](crate::send) never leaves behind) is a card error
+    /// too. `63C0` (no tries left) means locked, as the file-type key reports the locking
+    /// attempt. (kb-token turns the word into a `TokenError` carrying the same meaning.)
+    pub const fn error_code(self) -> ErrorCode {
+        match self.status() {
+            CardStatus::WrongPin { retries_left: 0 } | CardStatus::PinBlocked => ErrorCode::PinLocked,
+            CardStatus::WrongPin { .. } => ErrorCode::WrongPin,
+            CardStatus::NotFound => ErrorCode::NotFound,
+            CardStatus::InsNotSupported | CardStatus::ClaNotSupported => ErrorCode::NotSupported,
+            _ => ErrorCode::CardError,
         }
     }
 }
@@ -159,7 +156,7 @@ impl fmt::Debug for StatusWord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kb_types::{ErrorCode, HasErrorCode};
+    use kb_types::HasErrorCode;
 
     /// Every status word named in the table, with its typed meaning and the token error
     /// (by stable code) it becomes.
@@ -196,35 +193,23 @@ mod tests {
         for &(sw, status, code) in table {
             let w = StatusWord(sw);
             assert_eq!(w.status(), status, "{w}");
-            assert_eq!(w.into_token_error().code(), code, "{w}");
+            assert_eq!(w.error_code(), code, "{w}");
             assert_eq!(w.check().is_ok(), sw == 0x9000, "{w}");
         }
     }
 
     #[test]
-    fn token_errors_carry_data() {
-        assert_eq!(StatusWord(0x63C2).into_token_error(), TokenError::WrongPin { retries_left: 2 });
-        assert_eq!(StatusWord(0x6983).into_token_error(), TokenError::PinLocked);
-        assert_eq!(
-            StatusWord(0x6982).into_token_error(),
-            TokenError::Card { sw: 0x6982, reason: "security status not satisfied" }
-        );
-        let e = StatusWord(0x6F00).into_token_error();
-        assert_eq!(e.to_string(), "the card reported an error: card error (SW 6F00)");
-        assert!(matches!(StatusWord(0x6A82).into_token_error(), TokenError::NotFound(m) if m.contains("6A82")));
+    fn words_and_apdu_errors() {
+        use crate::ApduError;
         assert_eq!(StatusWord::new(0x61, 0x3B), StatusWord(0x613B));
         assert_eq!((StatusWord(0x613B).sw1(), StatusWord(0x613B).sw2()), (0x61, 0x3B));
         assert_eq!(format!("{:?}", StatusWord(0x9000)), "StatusWord(9000)");
-    }
-
-    #[test]
-    fn apdu_errors_map_once() {
-        use crate::ApduError;
-        assert_eq!(TokenError::from(ApduError::Status(StatusWord(0x63C1))), TokenError::WrongPin { retries_left: 1 });
+        assert_eq!(ApduError::Status(StatusWord(0x63C1)).code(), ErrorCode::WrongPin);
         assert_eq!(ApduError::Removed.code(), ErrorCode::DeviceRemoved);
         assert_eq!(ApduError::Busy.code(), ErrorCode::DeviceBusy);
         assert_eq!(ApduError::Reset.code(), ErrorCode::Io);
         assert_eq!(ApduError::TooManyRounds(3).code(), ErrorCode::Io);
+        assert_eq!(ApduError::Encoding("x").code(), ErrorCode::NotSupported);
         assert_eq!(ApduError::Tlv(crate::tlv::TlvError::Truncated).code(), ErrorCode::TokenCorrupt);
         assert_eq!(ApduError::Status(StatusWord(0x6982)).code(), ErrorCode::CardError);
         assert_eq!(ApduError::Status(StatusWord(0x6982)).to_string(), "card status 6982: security status not satisfied");

@@ -3,7 +3,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use kb_apdu::{ApduError, CardBackend, CardTransaction, Command, SendOptions, StatusWord, VirtualCard, send, send_with};
-use kb_token::TokenError;
 use kb_types::{ErrorCode, HasErrorCode};
 
 fn h(s: &str) -> Vec<u8> {
@@ -114,7 +113,8 @@ fn get_response_keeps_the_logical_channel() {
 fn transport_and_protocol_failures() {
     let mut gone = VirtualCard::new(|_| Err(ApduError::Removed));
     let e = send(gone.transaction().unwrap().as_mut(), &Command::get_data(0x6E)).unwrap_err();
-    assert_eq!(TokenError::from(e), TokenError::Removed);
+    assert_eq!(e, ApduError::Removed);
+    assert_eq!(e.code(), ErrorCode::DeviceRemoved);
 
     let mut short = VirtualCard::new(|_| Ok(vec![0x90]));
     let e = send(short.transaction().unwrap().as_mut(), &Command::get_data(0x6E)).unwrap_err();
@@ -130,7 +130,7 @@ fn transport_and_protocol_failures() {
     let ext = SendOptions { extended_length: true, ..SendOptions::default() };
     let e = send_with(card.transaction().unwrap().as_mut(), &Command::get_data(1).with_ne(70_000), &ext).unwrap_err();
     assert!(matches!(e, ApduError::Encoding(_)), "{e}");
-    assert_eq!(TokenError::from(e).code(), ErrorCode::NotSupported);
+    assert_eq!(e.code(), ErrorCode::NotSupported);
     assert!(card.received().is_empty());
 }
 

@@ -8,8 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use kb_apdu::tlv::{self, Tag, Tlv};
-use kb_apdu::{CardBackend, Command, SendOptions, VirtualCard, send_with};
-use kb_token::TokenError;
+use kb_apdu::{ApduError, CardBackend, CardStatus, Command, SendOptions, VirtualCard, send_with};
 use kb_types::{HasErrorCode, Pin};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -84,9 +83,12 @@ fn replay(name: &str, doc: &Value) -> usize {
                 Some(code) => {
                     let e = resp.clone().into_data().unwrap_err();
                     assert_eq!(e.code().name(), code, "{at}: {e}");
-                    let te = TokenError::from(e);
                     if let Some(n) = expect["retries_left"].as_u64() {
-                        assert_eq!(te, TokenError::WrongPin { retries_left: n as u8 }, "{at}");
+                        let tries = match e {
+                            ApduError::Status(sw) => sw.status(),
+                            _ => CardStatus::Other,
+                        };
+                        assert_eq!(tries, CardStatus::WrongPin { retries_left: n as u8 }, "{at}");
                     }
                 }
             }

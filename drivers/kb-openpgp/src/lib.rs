@@ -31,10 +31,10 @@ use kb_apdu::tlv::{Tag, Tlv};
 use kb_apdu::{ApduError, CardBackend, CardStatus, CardTransaction, Command, MAX_EXTENDED_NE, Response, SendOptions, send_with};
 use kb_crypto::rsa::RsaPadding;
 use kb_crypto::{PublicKey, SignatureScheme};
-use kb_token::{PinPolicy, Session, Token, TokenError};
+use kb_token::{OpContext, PinPolicy, Session, Token, TokenError, UserAuth};
 use kb_types::{
     Algorithm, Capabilities, ContainerInfo, DeviceId, DeviceInfo, KeySlot, KeyUsage, Pin, PinInfo, PinKind, SealInfo,
-    TransportKind,
+    TransportKind, UserVerification,
 };
 use zeroize::Zeroizing;
 
@@ -231,7 +231,13 @@ impl<B: CardBackend> OpenPgpCard<B> {
             manufacturer: data::manufacturer_name(app.manufacturer_id()).to_string(),
             model: format!("OpenPGP card {major:X}.{minor:X}"),
             transport,
-            capabilities: Capabilities { algorithms, key_generation: true, seals: false, so_pin: true },
+            capabilities: Capabilities {
+                algorithms,
+                key_generation: true,
+                seals: false,
+                so_pin: true,
+                user_verification: UserVerification::HostPin,
+            },
         };
         Ok(OpenPgpCard { backend, app, info })
     }
@@ -364,7 +370,8 @@ impl<B: CardBackend> Token for OpenPgpCard<B> {
         Err(TokenError::NotFound(format!("seal {id} (an OpenPGP card stores no seals)")))
     }
 
-    fn login<'a>(&'a mut self, pin: &Pin) -> Result<Box<dyn Session + 'a>> {
+    fn open_session<'a>(&'a mut self, auth: UserAuth<'_>, _ctx: &OpContext) -> Result<Box<dyn Session + 'a>> {
+        let pin = auth.pin()?;
         self.policy(PinKind::User).check(pin)?;
         self.run(|c| c.verify(PW1_DECIPHER, pin))?;
         Ok(Box::new(OpenPgpSession { card: self, pin: pin.clone(), admin: None }))

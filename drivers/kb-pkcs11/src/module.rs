@@ -11,7 +11,7 @@ use cryptoki::error::{Error, RvError};
 use cryptoki::mechanism::MechanismType;
 use cryptoki::slot::{Slot, TokenInfo};
 use kb_token::{Result, TokenError};
-use kb_types::{Algorithm, Capabilities, DeviceId, DeviceInfo, TransportKind};
+use kb_types::{Algorithm, Capabilities, DeviceId, DeviceInfo, TransportKind, UserVerification};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -137,5 +137,6 @@ fn capabilities(mechanisms: &[MechanismType], t: &TokenInfo) -> Capabilities {
         seals: false,
         // PIN entry on a reader's pad (protected authentication path) cannot go through us.
         so_pin: !t.protected_authentication_path(),
+        user_verification: if t.protected_authentication_path() { UserVerification::OnMedium } else { UserVerification::HostPin },
     }
 }

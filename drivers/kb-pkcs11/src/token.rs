@@ -14,8 +14,8 @@ use cryptoki::types::AuthPin;
 use kb_crypto::rsa::RsaPadding;
 use kb_crypto::{PublicKey, SignatureScheme};
 use kb_pki::Certificate;
-use kb_token::{PinPolicy, Result, Session, Token, TokenError};
-use kb_types::{Algorithm, ContainerInfo, DeviceInfo, KeyUsage, Pin, PinInfo, PinKind, SealInfo};
+use kb_token::{OpContext, OpStatus, PinPolicy, Result, Session, Token, TokenError, UserAuth};
+use kb_types::{Algorithm, ContainerInfo, DeviceInfo, KeyUsage, Pin, PinInfo, PinKind, SealInfo, UserVerification};
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
@@ -161,15 +161,26 @@ impl Token for Pkcs11Token {
         Err(TokenError::NotFound(format!("seal {id} (PKCS#11 tokens hold no seals)")))
     }
 
-    fn login<'a>(&'a mut self, pin: &Pin) -> Result<Box<dyn Session + 'a>> {
+    fn open_session<'a>(&'a mut self, user: UserAuth<'_>, ctx: &OpContext) -> Result<Box<dyn Session + 'a>> {
         let session = self.session(true)?;
-        let pin = auth(pin)?;
-        let r = match session.login(UserType::User, Some(&pin)) {
+        // A reader with a PIN pad (protected authentication path): C_Login without a PIN
+        // makes the reader ask the user; the PC never sees the PIN.
+        let pin = match (user, self.info.capabilities.user_verification) {
+            (UserAuth::OnMedium, UserVerification::OnMedium) => {
+                ctx.status(OpStatus::WaitingForMedium { what: "PIN pad".into() });
+                None
+            }
+            (UserAuth::Pin(_), UserVerification::OnMedium) => {
+                return Err(TokenError::NotSupported("this token's PIN is entered on the reader's PIN pad".into()));
+            }
+            (user, _) => Some(auth(user.pin()?)?),
+        };
+        let r = match session.login(UserType::User, pin.as_ref()) {
             // Logged in already through another session of this process: log out and in
             // again so this PIN is really checked.
             Err(Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {
                 session.logout().map_err(token_error)?;
-                session.login(UserType::User, Some(&pin))
+                session.login(UserType::User, pin.as_ref())
             }
             r => r,
         };

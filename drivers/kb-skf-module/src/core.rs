@@ -15,8 +15,8 @@
 use kb_crypto::SignatureScheme;
 use kb_crypto::rsa::RsaPadding;
 use kb_crypto::sm2::Sm2Signature;
+use kb_filekey::{EXTENSION, FileToken};
 use kb_skf::abi::*;
-use kb_token::file::{EXTENSION, FileToken};
 use kb_token::{Session, Token, TokenError};
 use kb_types::{Algorithm, KeyUsage, Pin, PinKind};
 use std::collections::{BTreeSet, HashMap};

@@ -9,9 +9,9 @@
 use kb_crypto::rsa::RsaPadding;
 use kb_crypto::sm2::CiphertextLayout;
 use kb_crypto::{PublicKey, SignatureScheme};
+use kb_filekey::{CreateOptions, FileToken};
 use kb_pki::Certificate;
 use kb_skf::{REQUIRED_FUNCTIONS, SkfModule, SkfToken, SkfTransport};
-use kb_token::file::{CreateOptions, FileToken};
 use kb_token::{Token, TokenError, Transport, TransportEvent};
 use kb_types::{Algorithm, DeviceId, ErrorCode, HasErrorCode, KeyUsage, Pin, PinKind, TransportKind};
 use std::path::{Path, PathBuf};

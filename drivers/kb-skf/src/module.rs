@@ -3,7 +3,7 @@
 use crate::abi::{self, DevInfo};
 use crate::calls::Api;
 use kb_token::{Result, TokenError};
-use kb_types::{Algorithm, Capabilities, DeviceId, DeviceInfo, TransportKind};
+use kb_types::{Algorithm, Capabilities, DeviceId, DeviceInfo, TransportKind, UserVerification};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -121,7 +121,13 @@ fn device_info(d: &DevInfo, local: &str, serial: &str) -> DeviceInfo {
         manufacturer: abi::field_text(&d.manufacturer),
         model: abi::field_text(&d.issuer),
         transport: TransportKind::Skf,
-        capabilities: Capabilities { algorithms: vec![Algorithm::Sm2], key_generation: true, seals: false, so_pin: true },
+        capabilities: Capabilities {
+            algorithms: vec![Algorithm::Sm2],
+            key_generation: true,
+            seals: false,
+            so_pin: true,
+            user_verification: UserVerification::HostPin,
+        },
     }
 }
 

@@ -6,7 +6,7 @@ use kb_crypto::rsa::RsaPadding;
 use kb_crypto::sm2::{Sm2Ciphertext, Sm2Signature};
 use kb_crypto::{CryptoError, PublicKey, SignatureScheme};
 use kb_pki::Certificate;
-use kb_token::{Result, Session, Token, TokenError};
+use kb_token::{OpContext, Result, Session, Token, TokenError, UserAuth};
 use kb_types::{Algorithm, ContainerInfo, DeviceInfo, KeySlot, KeyUsage, Pin, PinInfo, PinKind, SealInfo};
 use std::sync::Arc;
 use zeroize::Zeroizing;
@@ -176,7 +176,8 @@ impl Token for SkfToken {
         Err(TokenError::NotFound(format!("seal {id} (SKF keys hold no KeyBridge seals)")))
     }
 
-    fn login<'a>(&'a mut self, pin: &Pin) -> Result<Box<dyn Session + 'a>> {
+    fn open_session<'a>(&'a mut self, auth: UserAuth<'_>, _ctx: &OpContext) -> Result<Box<dyn Session + 'a>> {
+        let pin = auth.pin()?;
         let app = self.app()?;
         self.module.api().verify_pin(app.handle, USER_TYPE, pin)?;
         Ok(Box::new(SkfSession { app }))

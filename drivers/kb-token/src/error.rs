@@ -23,6 +23,20 @@ pub enum TokenError {
     /// The medium is gone (pulled out, file deleted).
     #[error("the key medium was removed")]
     Removed,
+    /// The medium is known but out of reach (its link dropped); it may come back.
+    #[error("the key medium is offline")]
+    Offline,
+    /// The operation was cancelled (by the user, or the client that asked went away)
+    /// before it reached the medium.
+    #[error("the operation was cancelled")]
+    Cancelled,
+    /// The operation's deadline passed before it reached the medium.
+    #[error("the operation timed out")]
+    TimedOut,
+    /// The request reached the medium but no answer came back (the link dropped or the
+    /// deadline passed while the medium had it): it may or may not have been carried out.
+    #[error("the key medium did not answer; the operation may or may not have been carried out")]
+    OutcomeUnknown,
     /// No such device.
     #[error("unknown device {0}")]
     UnknownDevice(String),
@@ -84,6 +98,10 @@ impl HasErrorCode for TokenError {
             TokenError::PinLocked => ErrorCode::PinLocked,
             TokenError::PinPolicy(_) => ErrorCode::PinPolicy,
             TokenError::Removed => ErrorCode::DeviceRemoved,
+            TokenError::Offline => ErrorCode::MediumOffline,
+            TokenError::Cancelled => ErrorCode::Cancelled,
+            TokenError::TimedOut => ErrorCode::OperationTimedOut,
+            TokenError::OutcomeUnknown => ErrorCode::OutcomeUnknown,
             TokenError::UnknownDevice(_) => ErrorCode::UnknownDevice,
             TokenError::NotFound(_) => ErrorCode::NotFound,
             TokenError::AlreadyExists(_) => ErrorCode::AlreadyExists,

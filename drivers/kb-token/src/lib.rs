@@ -1,24 +1,31 @@
-//! The Token model: one trait every key medium implements — the file-type key here;
-//! PC/SC cards, PKCS#11 and SKF modules, HID and BLE keys and phones later.
+//! The Token model: one trait every key medium implements — file-type keys (kb-filekey),
+//! PC/SC cards, PKCS#11 and SKF modules, HID keys; BLE keys and phones next.
 //!
 //! - [`Token`]: what anyone may read without a PIN (device info, PIN state, containers
 //!   and certificates, seals) plus PIN change/unblock, and [`Token::login`], the only way
 //!   to a [`Session`].
 //! - [`Session`]: private-key operations (sign, decrypt, key generation, certificate
-//!   import/delete, seal writes). Holding one proves the user PIN was verified, so
-//!   "signing is reachable only from an unlocked session" is a fact of the types.
+//!   import/delete, seal writes). Holding one proves the user was verified — by the PIN
+//!   the PC presented, or by the medium itself ([`kb_types::UserVerification`]) — so "signing is
+//!   reachable only from an unlocked session" is a fact of the types.
+//! - [`OpContext`]: every session is opened with the operation's context (cancellation,
+//!   deadline, status), so a cancelled request reaches a medium that waits.
 //! - [`Transport`]: finds media and reports them coming and going as a stream of
-//!   [`TransportEvent`]s (`Added` / `Removed` / `EnumerationComplete`).
+//!   [`TransportEvent`]s (`Added` / `Removed` / `Offline` / `Online` /
+//!   `EnumerationComplete`).
 //!
 //! Tokens are synchronous: the device service gives each medium its own actor thread,
 //! so a medium never sees two commands at once and blocking I/O blocks nobody else.
 
 #![cfg_attr(test, allow(clippy::panic, clippy::unwrap_used, clippy::expect_used))]
 
+pub mod apdu;
+mod context;
 mod error;
-pub mod file;
+#[cfg(any(test, feature = "test-support"))]
 pub mod memory;
 
+pub use context::{OpContext, OpStatus, StopReason, WakerGuard};
 pub use error::{Result, TokenError};
 
 use kb_crypto::rsa::RsaPadding;
@@ -77,9 +84,56 @@ pub trait Token: Send {
     /// One seal image's bytes.
     fn read_seal(&mut self, id: &str) -> Result<Vec<u8>>;
 
-    /// Verify the user PIN and open a session. A wrong PIN costs a try and returns
-    /// [`TokenError::WrongPin`] with the tries left, or [`TokenError::PinLocked`].
-    fn login<'a>(&'a mut self, pin: &Pin) -> Result<Box<dyn Session + 'a>>;
+    /// Verify the user and open a session for one operation.
+    ///
+    /// - [`UserAuth::Pin`] on a medium whose capabilities say
+    ///   [`kb_types::UserVerification::HostPin`]: a wrong PIN costs a try and returns
+    ///   [`TokenError::WrongPin`] with the tries left, or [`TokenError::PinLocked`].
+    /// - [`UserAuth::OnMedium`] on a medium that verifies the user itself
+    ///   ([`kb_types::UserVerification::OnMedium`]: phone, PIN pad, BLE key with a keypad): the
+    ///   medium asks the user and reports its own wrong-PIN counts and lockouts the same
+    ///   way. A medium that cannot do it answers [`TokenError::NotSupported`].
+    ///
+    /// `ctx` is the operation's context: a medium that waits (for the user on the medium,
+    /// for a remote link) watches it for cancellation and the deadline and reports its
+    /// status there; the session it returns keeps it for the operation it runs.
+    fn open_session<'a>(&'a mut self, auth: UserAuth<'_>, ctx: &OpContext) -> Result<Box<dyn Session + 'a>>;
+
+    /// Verify the user PIN and open a session: [`Token::open_session`] with a PIN and a
+    /// context nobody cancels (tools and tests).
+    fn login<'a>(&'a mut self, pin: &Pin) -> Result<Box<dyn Session + 'a>> {
+        self.open_session(UserAuth::Pin(pin), &OpContext::new())
+    }
+}
+
+/// How the user is verified for a session.
+#[derive(Clone, Copy)]
+pub enum UserAuth<'a> {
+    /// The user PIN, typed on the PC (or taken from the PIN cache).
+    Pin(&'a Pin),
+    /// The medium verifies the user itself.
+    OnMedium,
+}
+
+impl std::fmt::Debug for UserAuth<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            UserAuth::Pin(_) => "Pin(REDACTED)",
+            UserAuth::OnMedium => "OnMedium",
+        })
+    }
+}
+
+impl<'a> UserAuth<'a> {
+    /// The PIN, or [`TokenError::NotSupported`] for a medium that only takes PINs.
+    pub fn pin(self) -> Result<&'a Pin> {
+        match self {
+            UserAuth::Pin(p) => Ok(p),
+            UserAuth::OnMedium => {
+                Err(TokenError::NotSupported("this medium does not verify the user itself; KeyBridge asks for its PIN".into()))
+            }
+        }
+    }
 }
 
 /// Private-key operations, reachable only through [`Token::login`].
@@ -121,6 +175,12 @@ pub enum TransportEvent {
     Added(DeviceInfo),
     /// A medium went away.
     Removed(DeviceId),
+    /// A medium this transport knows is out of reach (its link dropped); it stays known
+    /// and may come back with [`TransportEvent::Online`].
+    Offline(DeviceId),
+    /// A medium reported [`TransportEvent::Offline`] is reachable again (same medium:
+    /// the token opened for it keeps working).
+    Online(DeviceId),
     /// Everything present at start has been reported.
     EnumerationComplete,
     /// The transport itself failed (reported once; the transport keeps trying).

@@ -16,16 +16,25 @@
 //! - [`MemoryToken::reentries`]: how often a call arrived while another was still running
 //!   on the medium. A real card cannot take two commands at once; the service must
 //!   serialise, and tests assert this stays 0.
+//! - [`MemoryToken::with_user_verification`] + [`MemoryToken::enter_pin_on_medium`]: a
+//!   medium that verifies the user itself (a phone, a PIN pad): the "user" types the PIN
+//!   on the medium; the PC never sees it.
+//! - [`MemoryTransport::go_offline`] / [`MemoryTransport::go_online`]: the medium's link
+//!   drops and comes back (a phone, a BLE key). Calls while offline fail with
+//!   [`TokenError::Offline`]; a call that had reached the medium when the link dropped
+//!   fails with [`TokenError::OutcomeUnknown`].
+//! - [`MemoryToken::set_faulty_signatures`]: the medium returns signatures that do not
+//!   verify (a vendor module that hashes the digest again).
 //!
 //! [`inserts`]: MemoryTransport::insert
 //! [`removes`]: MemoryTransport::remove
 
-use crate::{Result, Session, Token, TokenError, Transport, TransportEvent};
+use crate::{OpContext, OpStatus, Result, Session, Token, TokenError, Transport, TransportEvent, UserAuth};
 use kb_crypto::rsa::RsaPadding;
 use kb_crypto::{PrivateKey, PublicKey, SignatureScheme};
 use kb_types::{
     Algorithm, Capabilities, ContainerInfo, DeviceId, DeviceInfo, KeySlot, KeyUsage, Pin, PinInfo, PinKind, SealInfo,
-    TransportKind,
+    TransportKind, UserVerification,
 };
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -203,6 +212,10 @@ struct Inner {
     op_delay_us: AtomicU64,
     counts: Mutex<BTreeMap<&'static str, u64>>,
     pause: Mutex<Option<Pause>>,
+    offline: AtomicBool,
+    faulty_signatures: AtomicBool,
+    medium_pins: Mutex<std::collections::VecDeque<Pin>>,
+    medium_pin_typed: std::sync::Condvar,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -259,6 +272,7 @@ impl MemoryToken {
                 key_generation: true,
                 seals: true,
                 so_pin: true,
+                user_verification: UserVerification::HostPin,
             },
         };
         let state = State {
@@ -278,6 +292,10 @@ impl MemoryToken {
                 op_delay_us: AtomicU64::new(0),
                 counts: Mutex::new(BTreeMap::new()),
                 pause: Mutex::new(None),
+                offline: AtomicBool::new(false),
+                faulty_signatures: AtomicBool::new(false),
+                medium_pins: Mutex::new(std::collections::VecDeque::new()),
+                medium_pin_typed: std::sync::Condvar::new(),
             }),
             bound: None,
         }
@@ -303,6 +321,32 @@ impl MemoryToken {
     /// Builder: the model string.
     pub fn with_model(self, model: &str) -> Self {
         self.map_info(|i| i.model = model.to_string())
+    }
+
+    /// Builder: who verifies the user. With [`UserVerification::OnMedium`] the token
+    /// takes no PIN from the PC; a session opens when the test "types" the PIN on the
+    /// medium with [`Self::enter_pin_on_medium`] (checked against the user PIN, counting
+    /// tries), and waits for it until the operation's context is stopped.
+    pub fn with_user_verification(self, uv: UserVerification) -> Self {
+        self.map_info(|i| i.capabilities.user_verification = uv)
+    }
+
+    /// The user types `pin` on the medium itself (for a token built
+    /// [`with_user_verification`](Self::with_user_verification)`(OnMedium)`).
+    pub fn enter_pin_on_medium(&self, pin: &str) {
+        lock(&self.inner.medium_pins).push_back(Pin::new(pin));
+        self.inner.medium_pin_typed.notify_all();
+    }
+
+    /// Make the medium return signatures that do not verify (`true`), like a vendor
+    /// module that hashes the digest again.
+    pub fn set_faulty_signatures(&self, faulty: bool) {
+        self.inner.faulty_signatures.store(faulty, Ordering::SeqCst);
+    }
+
+    /// Whether the medium's link is down (see [`MemoryTransport::go_offline`]).
+    pub fn is_offline(&self) -> bool {
+        self.inner.offline.load(Ordering::SeqCst)
     }
 
     /// Builder: the number of tries of both PINs.
@@ -385,7 +429,46 @@ impl MemoryToken {
 
     fn present(&self) -> Result<()> {
         let stale = self.bound.is_some_and(|g| g != self.inner.generation.load(Ordering::SeqCst));
-        if stale || self.is_pulled() { Err(TokenError::Removed) } else { Ok(()) }
+        if stale || self.is_pulled() {
+            Err(TokenError::Removed)
+        } else if self.is_offline() {
+            Err(TokenError::Offline)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// After a call reached the medium: a link that dropped meanwhile leaves its outcome
+    /// unknown (the medium may have carried it out).
+    fn still_linked(&self) -> Result<()> {
+        match self.present() {
+            Err(TokenError::Offline) => Err(TokenError::OutcomeUnknown),
+            r => r,
+        }
+    }
+
+    /// Wait for the PIN the user types on the medium (on-medium verification).
+    fn pin_typed_on_medium(&self, ctx: &OpContext) -> Result<Pin> {
+        ctx.status(OpStatus::WaitingForMedium { what: self.inner.info.label.clone() });
+        // Wake the wait below when the operation is stopped.
+        let inner = Arc::clone(&self.inner);
+        let _wake = ctx.on_stop(move |_| {
+            let _q = lock(&inner.medium_pins);
+            inner.medium_pin_typed.notify_all();
+        });
+        let mut q = lock(&self.inner.medium_pins);
+        let started = std::time::Instant::now();
+        loop {
+            ctx.check()?;
+            self.present()?;
+            if let Some(p) = q.pop_front() {
+                return Ok(p);
+            }
+            if started.elapsed() > PAUSE_LIMIT {
+                return Err(TokenError::TimedOut);
+            }
+            q = self.inner.medium_pin_typed.wait_timeout(q, Duration::from_millis(200)).unwrap_or_else(|e| e.into_inner()).0;
+        }
     }
 
     /// Start one call: the medium must be present and idle.
@@ -410,7 +493,7 @@ impl MemoryToken {
             let _ = p.release.recv_timeout(PAUSE_LIMIT);
         }
         // The medium may have gone while the command was on its way.
-        self.present()?;
+        self.still_linked()?;
         Ok(guard)
     }
 
@@ -488,10 +571,25 @@ impl Token for MemoryToken {
         self.state().seals.get(id).map(|s| s.image.clone()).ok_or_else(|| TokenError::NotFound(format!("seal {id}")))
     }
 
-    fn login<'a>(&'a mut self, pin: &Pin) -> Result<Box<dyn Session + 'a>> {
+    fn open_session<'a>(&'a mut self, auth: UserAuth<'_>, ctx: &OpContext) -> Result<Box<dyn Session + 'a>> {
+        let on_medium = self.inner.info.capabilities.user_verification == UserVerification::OnMedium;
         {
             let _g = self.enter("login")?;
-            self.state().user.verify(pin)?;
+            match (auth, on_medium) {
+                (UserAuth::Pin(pin), false) => self.state().user.verify(pin)?,
+                (UserAuth::OnMedium, true) => {
+                    let pin = self.pin_typed_on_medium(ctx)?;
+                    self.state().user.verify(&pin)?;
+                }
+                (UserAuth::Pin(_), true) => {
+                    return Err(TokenError::NotSupported(
+                        "this medium verifies the user itself; it takes no PIN from the PC".into(),
+                    ));
+                }
+                (UserAuth::OnMedium, false) => {
+                    auth.pin()?;
+                }
+            }
         }
         Ok(Box::new(MemorySession { token: self }))
     }
@@ -555,7 +653,14 @@ impl Session for MemorySession<'_> {
     fn sign_digest(&mut self, container: &str, usage: KeyUsage, scheme: &SignatureScheme, digest: &[u8]) -> Result<Vec<u8>> {
         let _g = self.token.enter("sign_digest")?;
         let mut s = self.token.state();
-        Ok(s.slot(container, usage)?.key.sign_digest(scheme, digest)?)
+        let mut sig = s.slot(container, usage)?.key.sign_digest(scheme, digest)?;
+        if self.token.inner.faulty_signatures.load(Ordering::SeqCst) {
+            // What a module that hashes the digest again returns: a valid signature over
+            // another value.
+            let other = kb_crypto::digest(kb_crypto::HashAlgorithm::Sm3, digest);
+            sig = s.slot(container, usage)?.key.sign_digest(scheme, &other[..digest.len().min(other.len())])?;
+        }
+        Ok(sig)
     }
 
     fn decrypt(
@@ -672,6 +777,27 @@ impl MemoryTransport {
         token.set_pulled(true);
         s.broadcast(&TransportEvent::Removed(id.clone()));
         Some(token)
+    }
+
+    /// The token's link drops: it stays known, every call fails with
+    /// [`TokenError::Offline`] (or [`TokenError::OutcomeUnknown`] for a call already on
+    /// the medium), and every watcher sees `Offline`.
+    pub fn go_offline(&self, id: &DeviceId) {
+        let mut s = lock(&self.state);
+        if let Some(t) = s.tokens.get(id) {
+            t.inner.offline.store(true, Ordering::SeqCst);
+            t.inner.medium_pin_typed.notify_all();
+            s.broadcast(&TransportEvent::Offline(id.clone()));
+        }
+    }
+
+    /// The token's link is back: the same handles work again; watchers see `Online`.
+    pub fn go_online(&self, id: &DeviceId) {
+        let mut s = lock(&self.state);
+        if let Some(t) = s.tokens.get(id) {
+            t.inner.offline.store(false, Ordering::SeqCst);
+            s.broadcast(&TransportEvent::Online(id.clone()));
+        }
     }
 
     /// Report a transport failure to every watcher.

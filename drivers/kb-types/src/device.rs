@@ -85,6 +85,23 @@ pub struct Capabilities {
     pub seals: bool,
     /// Has an SO (administrator) PIN that can unblock the user PIN.
     pub so_pin: bool,
+    /// Who verifies the user before a private-key operation.
+    #[serde(default)]
+    pub user_verification: UserVerification,
+}
+
+/// Who verifies the user before a private-key operation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserVerification {
+    /// The PC asks for the user PIN (KeyBridge's own PIN dialog, the PIN cache) and
+    /// presents it to the medium: file keys, USB keys and cards without a PIN pad.
+    #[default]
+    HostPin,
+    /// The medium verifies the user itself — a phone (PIN or biometrics on the phone),
+    /// a PIN-pad reader, a BLE key with its own keypad. KeyBridge never asks for that PIN
+    /// and never caches it; the medium's own session rules apply.
+    OnMedium,
 }
 
 /// Everything shown about a medium before any PIN is entered.

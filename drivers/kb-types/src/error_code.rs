@@ -164,6 +164,16 @@ error_codes! {
     CardError = 4013, "card_error", Token, "卡片返回错误", "the card reported an error";
     /// A driver module (PKCS#11 or SKF library) is missing, is not such a module, or lacks a required function.
     ModuleLoadFailed = 4014, "module_load_failed", Token, "无法加载介质驱动模块", "the key medium's driver module could not be loaded";
+    /// The medium is known but out of reach (a phone or BLE key that disconnected, a medium whose link dropped); it may come back online.
+    MediumOffline = 4015, "medium_offline", Token, "介质已离线", "the key medium is offline";
+    /// The operation's deadline passed before the medium answered (the request was withdrawn; it did not reach the medium, or the medium said it did not run it).
+    OperationTimedOut = 4016, "operation_timed_out", Token, "操作超时", "the operation timed out";
+    /// The request reached the medium but no answer came back (link lost or deadline passed mid-operation): it may or may not have been carried out.
+    OutcomeUnknown = 4017, "outcome_unknown", Token, "介质未返回结果，操作可能已执行也可能未执行", "the key medium did not answer: the operation may or may not have been carried out";
+    /// The medium (or its driver module) returned a signature that does not verify with the key pair's public key; it was not handed out.
+    MediumSignatureInvalid = 4018, "medium_signature_invalid", Token, "介质返回的签名验证失败（驱动模块可能有误）", "the key medium returned a signature that does not verify (its driver module may be faulty)";
+    /// The medium returned a decryption result that cannot be right (wrong length or format for what was asked); it was not used.
+    MediumResultInvalid = 4019, "medium_result_invalid", Token, "介质返回的解密结果无效", "the key medium returned an invalid decryption result";
 
     // 5xxx: the local bridge (WebSocket JSON-RPC); see docs/bridge-protocol.md
     /// The handshake's Host header is not a loopback name (DNS rebinding).

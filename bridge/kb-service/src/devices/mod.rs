@@ -6,27 +6,38 @@
 //! - Each medium gets **one actor thread** that owns its `Box<dyn Token>` and runs the
 //!   commands sent to it one after the other, so a medium never sees two commands at
 //!   once and a slow card blocks nobody else.
-//! - Private-key operations get the PIN from the [`PinCache`] or the [`Prompter`] (with
-//!   the tries left and whether the last try was wrong, asking again after a wrong PIN —
-//!   at most [`MAX_PIN_PROMPTS`] times per operation — until it is right, locked, or
-//!   cancelled), log in, run, remember the PIN only once the medium accepted it, and
-//!   write one [`AuditRecord`] whether they succeeded or not.
+//! - Private-key operations carry a [`Caller`]: who asks and the operation's
+//!   [`OpContext`] (cancellation, deadline, status). A medium that verifies the user itself
+//!   is never asked for a PIN by the PC; otherwise the PIN comes from the [`PinCache`]
+//!   (scoped to the client that typed it) or the [`Prompter`] (with the tries left, the
+//!   client, the operation and the certificate; asking again after a wrong PIN — at most
+//!   [`MAX_PIN_PROMPTS`] times — until it is right, locked, or cancelled). The prompt runs
+//!   on the caller's thread, so the medium keeps answering reads while it is open. Every
+//!   signature a medium returns is verified before it leaves the service. One
+//!   [`AuditRecord`] is written per operation, with how the user was verified.
+//! - Cancelling the context (a bridge `cancel`, a closed connection, the desktop's cancel
+//!   button) or passing its deadline withdraws an open PIN dialog and reaches the medium
+//!   (its driver watches the context); the caller gets `cancelled`, `operation_timed_out`,
+//!   or — when the request had reached the medium and no answer came within a short grace
+//!   — `outcome_unknown`. A PIN typed after a cancel never reaches a medium.
+//! - Link state: a transport may report a medium `Offline` (known, out of reach) and
+//!   `Online` again; it stays listed ([`DeviceManager::media`]), private-key operations on
+//!   it fail at once with `medium_offline`, and it works again without a restart.
 //! - A medium pulled out mid-operation fails that operation with `DeviceRemoved`; its
 //!   actor ends, a `Removed` event goes out, and every other medium keeps working.
 //!
-//! PINs: for signing, decryption and every other private-key operation the PIN is
-//! asked for *inside* the device's actor and never crosses a channel. PIN change and
-//! unblock take the PINs as [`Pin`] arguments (the desktop's or terminal's own dialog
-//! collects old, new and repeated PIN and checks they agree); they travel to the actor
-//! inside a closure, which has no `Debug` and cannot be logged, and [`Pin`] itself is
-//! zeroized on drop and prints as `REDACTED`.
+//! PINs: a typed PIN travels from the prompt to the device's actor inside a closure,
+//! which has no `Debug` and cannot be logged; [`Pin`] itself is zeroized on drop and
+//! prints as `REDACTED`. PIN change and unblock take the PINs as [`Pin`] arguments (the
+//! desktop's or terminal's own dialog collects old, new and repeated PIN).
 
 mod actor;
+mod private;
 mod signer;
 
 pub use signer::{DeviceDecrypter, DeviceSigner};
 
-use crate::audit::AuditSink;
+use crate::audit::{AuditSink, AuthType};
 use crate::pin_cache::{Clock, PinCache, PinCachePolicy, SystemClock};
 use crate::prompter::Prompter;
 use crate::{Result, ServiceError};
@@ -34,13 +45,14 @@ use actor::{Actor, Job};
 use kb_crypto::rsa::RsaPadding;
 use kb_crypto::{PublicKey, SignatureScheme};
 use kb_pki::Certificate;
-use kb_token::{TokenError, Transport, TransportEvent};
+use kb_token::{OpContext, TokenError, Transport, TransportEvent};
 use kb_types::{
     Algorithm, ContainerInfo, DeviceId, DeviceInfo, ErrorCode, HasErrorCode, KeyUsage, Pin, PinInfo, PinKind, SealInfo,
     TransportKind,
 };
+use private::{Describe, PrivateOp, check_signature};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
@@ -58,6 +70,74 @@ const REPLY_SPIN: Duration = Duration::from_micros(300);
 /// How often a transport watcher thread checks whether the manager is still alive.
 const WATCH_POLL: Duration = Duration::from_millis(250);
 
+/// The deadline of a private-key operation whose caller set none (PIN prompt included).
+pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// After an operation is stopped while its request is on the medium, how long the
+/// medium (which watches the same context) gets to answer before the caller is told
+/// `outcome_unknown`.
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Who asks for an operation — `cli`, `desktop`, a web origin, a native tool — and the
+/// operation's [`OpContext`]. A plain client name converts into a caller with a fresh
+/// context and [`DEFAULT_OPERATION_TIMEOUT`].
+#[derive(Clone, Debug)]
+pub struct Caller {
+    client: String,
+    ctx: OpContext,
+}
+
+impl Caller {
+    /// `client` asking, with this context.
+    pub fn new(client: &str, ctx: OpContext) -> Self {
+        Caller { client: client.to_string(), ctx }
+    }
+
+    /// Who asks.
+    pub fn client(&self) -> &str {
+        &self.client
+    }
+
+    /// The operation's context.
+    pub fn context(&self) -> &OpContext {
+        &self.ctx
+    }
+}
+
+impl From<&str> for Caller {
+    fn from(client: &str) -> Self {
+        Caller::new(client, OpContext::with_timeout(DEFAULT_OPERATION_TIMEOUT))
+    }
+}
+
+impl From<&String> for Caller {
+    fn from(client: &String) -> Self {
+        Caller::from(client.as_str())
+    }
+}
+
+impl From<String> for Caller {
+    fn from(client: String) -> Self {
+        Caller::from(client.as_str())
+    }
+}
+
+impl From<&Caller> for Caller {
+    fn from(c: &Caller) -> Self {
+        c.clone()
+    }
+}
+
+/// A known medium and whether it is reachable now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KnownMedium {
+    /// The medium.
+    pub info: DeviceInfo,
+    /// Reachable now (false: known but out of reach — a phone or BLE key that
+    /// disconnected).
+    pub online: bool,
+}
+
 /// What callers (desktop, bridge, CLI) hear about media.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -66,6 +146,10 @@ pub enum DeviceEvent {
     Added(DeviceInfo),
     /// A medium went away (pulled out, or found gone during an operation).
     Removed(DeviceId),
+    /// A known medium is out of reach (its link dropped); it stays listed.
+    Offline(DeviceId),
+    /// A medium reported `Offline` is reachable again.
+    Online(DeviceId),
     /// Every transport added so far has reported the media present at its start. Sent
     /// again if a transport added later completes too.
     EnumerationComplete,
@@ -84,6 +168,7 @@ struct DeviceEntry {
     info: DeviceInfo,
     tx: Sender<Job>,
     generation: u64,
+    online: bool,
 }
 
 struct TransportSlot {
@@ -121,6 +206,7 @@ impl State {
 
 pub(crate) struct Shared {
     prompter: Arc<dyn Prompter>,
+    prompt_gate: private::PromptGate,
     audit: Arc<dyn AuditSink>,
     cache: Arc<PinCache>,
     state: Mutex<State>,
@@ -164,9 +250,24 @@ impl Shared {
                     s.emit(DeviceEvent::Removed(id));
                 }
             }
+            TransportEvent::Offline(id) => self.set_online(&id, false),
+            TransportEvent::Online(id) => self.set_online(&id, true),
             TransportEvent::EnumerationComplete => self.lock().mark_enumerated(index),
             TransportEvent::Error(message) => self.emit(DeviceEvent::TransportError { transport: transport.kind(), message }),
         }
+    }
+
+    fn set_online(&self, id: &DeviceId, online: bool) {
+        let mut s = self.lock();
+        let Some(d) = s.devices.get_mut(id) else { return };
+        if d.online == online {
+            return;
+        }
+        d.online = online;
+        if !online {
+            self.cache.clear_device(id);
+        }
+        s.emit(if online { DeviceEvent::Online(id.clone()) } else { DeviceEvent::Offline(id.clone()) });
     }
 
     fn open(self: &Arc<Self>, transport: &dyn Transport, info: DeviceInfo) {
@@ -180,15 +281,7 @@ impl Shared {
         };
         let generation = self.generations.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = mpsc::channel::<Job>();
-        let actor = Actor::new(
-            info.clone(),
-            generation,
-            token,
-            Arc::downgrade(self),
-            Arc::clone(&self.prompter),
-            Arc::clone(&self.audit),
-            Arc::clone(&self.cache),
-        );
+        let actor = Actor::new(info.clone(), generation, token, Arc::downgrade(self), Arc::clone(&self.audit));
         let spawned = std::thread::Builder::new().name(format!("kb-device {id}")).spawn(move || actor::run(actor, rx));
         if let Err(e) = spawned {
             return fail(&e);
@@ -196,7 +289,7 @@ impl Shared {
         let mut s = self.lock();
         // A second `Added` for a present id is a re-insertion: the old actor ends when
         // its sender is dropped here.
-        s.devices.insert(id, DeviceEntry { info: info.clone(), tx, generation });
+        s.devices.insert(id, DeviceEntry { info: info.clone(), tx, generation, online: true });
         s.emit(DeviceEvent::Added(info));
     }
 }
@@ -261,6 +354,7 @@ impl DeviceManager {
         DeviceManager {
             shared: Arc::new(Shared {
                 prompter,
+                prompt_gate: private::PromptGate::default(),
                 audit,
                 cache: Arc::new(PinCache::with_clock(policy, clock)),
                 state: Mutex::new(State::default()),
@@ -291,6 +385,9 @@ impl DeviceManager {
         let mut s = self.shared.lock();
         for d in s.devices.values() {
             let _ = tx.send(DeviceEvent::Added(d.info.clone()));
+            if !d.online {
+                let _ = tx.send(DeviceEvent::Offline(d.info.id.clone()));
+            }
         }
         if !s.transports.is_empty() && s.all_enumerated() {
             let _ = tx.send(DeviceEvent::EnumerationComplete);
@@ -317,9 +414,19 @@ impl DeviceManager {
         }
     }
 
-    /// Present media, by id.
+    /// Known media (online or offline), by id.
     pub fn devices(&self) -> Vec<DeviceInfo> {
         self.shared.lock().devices.values().map(|d| d.info.clone()).collect()
+    }
+
+    /// Known media with their link state, by id.
+    pub fn media(&self) -> Vec<KnownMedium> {
+        self.shared.lock().devices.values().map(|d| KnownMedium { info: d.info.clone(), online: d.online }).collect()
+    }
+
+    /// Whether a known medium is reachable now (false for unknown media too).
+    pub fn is_online(&self, device: &DeviceId) -> bool {
+        self.shared.lock().devices.get(device).is_some_and(|d| d.online)
     }
 
     /// One present medium.
@@ -334,26 +441,92 @@ impl DeviceManager {
 
     /// Run `f` on the device's actor and wait for its answer.
     fn call<T: Send + 'static>(&self, device: &DeviceId, f: impl FnOnce(&mut Actor) -> Result<T> + Send + 'static) -> Result<T> {
+        self.call_in(device, &OpContext::new(), f)
+    }
+
+    /// Run `f` on the device's actor and wait for its answer or the context's stop:
+    /// stopped before the actor started it → `cancelled` / `operation_timed_out` at once
+    /// (the job, when it runs, finds the context stopped); stopped while it runs → the
+    /// medium gets [`STOP_GRACE`] to answer, then `outcome_unknown`.
+    fn call_in<T: Send + 'static>(
+        &self,
+        device: &DeviceId,
+        ctx: &OpContext,
+        f: impl FnOnce(&mut Actor) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        enum Msg<T> {
+            Done(Result<T>),
+            Stopped(kb_token::StopReason),
+        }
         let tx = self.shared.lock().devices.get(device).map(|d| d.tx.clone()).ok_or_else(|| unknown(device))?;
-        let (rtx, rrx) = mpsc::sync_channel(1);
-        let job: Job = Box::new(move |actor: &mut Actor| {
-            let r = f(actor);
-            if r.as_ref().err().is_some_and(|e| e.code() == ErrorCode::DeviceRemoved) {
-                actor.mark_gone();
+        let (rtx, rrx) = mpsc::sync_channel::<Msg<T>>(2);
+        let reached = Arc::new(AtomicBool::new(false));
+        /// Answers the caller exactly once: with the job's result, or — when the job
+        /// panicked or was dropped unrun (the actor ended) — with an internal error.
+        struct Reply<T>(Option<mpsc::SyncSender<Msg<T>>>);
+        impl<T> Reply<T> {
+            fn send(mut self, r: Result<T>) {
+                if let Some(tx) = self.0.take() {
+                    let _ = tx.try_send(Msg::Done(r));
+                }
             }
-            let _ = rtx.send(r);
+        }
+        impl<T> Drop for Reply<T> {
+            fn drop(&mut self) {
+                if let Some(tx) = self.0.take() {
+                    let e = ServiceError::Internal("the device actor stopped during the operation".into());
+                    let _ = tx.try_send(Msg::Done(Err(e)));
+                }
+            }
+        }
+        let job: Job = {
+            let (reply, reached) = (Reply(Some(rtx.clone())), Arc::clone(&reached));
+            Box::new(move |actor: &mut Actor| {
+                reached.store(true, Ordering::Release);
+                let r = f(actor);
+                if r.as_ref().err().is_some_and(|e| e.code() == ErrorCode::DeviceRemoved) {
+                    actor.mark_gone();
+                }
+                reply.send(r);
+            })
+        };
+        let _stop = ctx.on_stop(move |why| {
+            let _ = rtx.try_send(Msg::Stopped(why));
         });
         tx.send(job).map_err(|_| removed())?;
         drop(tx);
         let start = Instant::now();
-        loop {
+        let first = loop {
             match rrx.try_recv() {
-                Ok(r) => return r,
+                Ok(m) => break Some(m),
                 Err(mpsc::TryRecvError::Empty) if start.elapsed() < REPLY_SPIN => std::thread::yield_now(),
-                Err(_) => break,
+                Err(_) => break None,
             }
+        };
+        let lost = || ServiceError::Internal("the device actor stopped during the operation".into());
+        let first = match first {
+            Some(m) => m,
+            None => loop {
+                // The deadline is enforced here: it fires the context's wakers (a PIN
+                // dialog, a remote medium) and this wait gets `Stopped`.
+                match ctx.remaining() {
+                    None => break rrx.recv().map_err(|_| lost())?,
+                    Some(left) => match rrx.recv_timeout(left) {
+                        Ok(m) => break m,
+                        Err(mpsc::RecvTimeoutError::Timeout) => ctx.stop(kb_token::StopReason::DeadlineExceeded),
+                        Err(mpsc::RecvTimeoutError::Disconnected) => return Err(lost()),
+                    },
+                }
+            },
+        };
+        match first {
+            Msg::Done(r) => r,
+            Msg::Stopped(why) if !reached.load(Ordering::Acquire) => Err(TokenError::from(why).into()),
+            Msg::Stopped(_) => match rrx.recv_timeout(STOP_GRACE) {
+                Ok(Msg::Done(r)) => r,
+                Ok(Msg::Stopped(_)) | Err(_) => Err(TokenError::OutcomeUnknown.into()),
+            },
         }
-        rrx.recv().map_err(|_| ServiceError::Internal("the device actor stopped during the operation".into()))?
     }
 
     // ---- public data (no PIN, not audited) ----
@@ -396,18 +569,33 @@ impl DeviceManager {
     /// Change the user or SO PIN. The caller's dialog collects both PINs.
     pub fn change_pin(&self, device: &DeviceId, kind: PinKind, old: Pin, new: Pin, client: &str) -> Result<()> {
         let client = client.to_string();
-        self.call(device, move |a| a.change_pin(kind, &old, &new, &client))
+        let cache = Arc::clone(&self.shared.cache);
+        self.call(device, move |a| {
+            let r = a.token().and_then(|t| Ok(t.change_pin(kind, &old, &new)?));
+            if r.is_ok() && kind == PinKind::User {
+                cache.clear_device(&a.info.id);
+            }
+            a.audited("change_pin", &client, String::new(), r, AuthType::PinEntered)
+        })
     }
 
     /// Unblock the user PIN with the SO PIN, setting a new user PIN.
     pub fn unblock_pin(&self, device: &DeviceId, so_pin: Pin, new_user_pin: Pin, client: &str) -> Result<()> {
         let client = client.to_string();
-        self.call(device, move |a| a.unblock_pin(&so_pin, &new_user_pin, &client))
+        let cache = Arc::clone(&self.shared.cache);
+        self.call(device, move |a| {
+            let r = a.token().and_then(|t| Ok(t.unblock_pin(&so_pin, &new_user_pin)?));
+            if r.is_ok() {
+                cache.clear_device(&a.info.id);
+            }
+            a.audited("unblock_pin", &client, String::new(), r, AuthType::PinEntered)
+        })
     }
 
-    // ---- private-key operations (PIN from cache or prompt, audited) ----
+    // ---- private-key operations (user verified, audited, cancellable) ----
 
-    /// Sign a digest made with `public_key.hasher(scheme)` (SM2: `e = SM3(ZA ‖ M)`).
+    /// Sign a digest made with `public_key.hasher(scheme)` (SM2: `e = SM3(ZA ‖ M)`). The
+    /// signature is verified against the slot's public key before it is returned.
     pub fn sign_digest(
         &self,
         device: &DeviceId,
@@ -415,10 +603,10 @@ impl DeviceManager {
         usage: KeyUsage,
         scheme: &SignatureScheme,
         digest: &[u8],
-        client: &str,
+        caller: impl Into<Caller>,
     ) -> Result<Vec<u8>> {
-        let (container, scheme, digest, client) = (container.to_string(), scheme.clone(), digest.to_vec(), client.to_string());
-        self.call(device, move |a| a.sign_digest(&container, usage, &scheme, &digest, &client))
+        let digest = digest.to_vec();
+        self.sign(device, container, usage, scheme, caller.into(), move |_| Ok(digest.clone()))
     }
 
     /// Sign a short message: hashed (with SM2's ZA) on the device's actor, the digest
@@ -431,10 +619,34 @@ impl DeviceManager {
         usage: KeyUsage,
         scheme: &SignatureScheme,
         message: &[u8],
-        client: &str,
+        caller: impl Into<Caller>,
     ) -> Result<Vec<u8>> {
-        let (container, scheme, message, client) = (container.to_string(), scheme.clone(), message.to_vec(), client.to_string());
-        self.call(device, move |a| a.sign_message(&container, usage, &scheme, &message, &client))
+        let (message, s2) = (message.to_vec(), scheme.clone());
+        self.sign(device, container, usage, scheme, caller.into(), move |public| Ok(public.message_digest(&s2, &message)?))
+    }
+
+    fn sign(
+        &self,
+        device: &DeviceId,
+        container: &str,
+        usage: KeyUsage,
+        scheme: &SignatureScheme,
+        caller: Caller,
+        digest: impl Fn(&PublicKey) -> Result<Vec<u8>> + Send + Sync + 'static,
+    ) -> Result<Vec<u8>> {
+        let (c1, c2, s1, s2) = (container.to_string(), container.to_string(), scheme.clone(), scheme.clone());
+        let op = PrivateOp::new(
+            "sign",
+            Describe::Slot(container.to_string(), usage),
+            move |a: &mut Actor| {
+                let public = a.slot(&c1, usage)?.public.clone();
+                let d = digest(&public)?;
+                Ok((public, d))
+            },
+            move |s, (_, d): &(PublicKey, Vec<u8>)| s.sign_digest(&c2, usage, &s1, d),
+        )
+        .checked(move |(public, d), sig, info| check_signature(public, &s2, d, sig, info));
+        self.private_op(device, caller, op)
     }
 
     /// Decrypt a short ciphertext (a content key) with a slot's private key.
@@ -445,22 +657,42 @@ impl DeviceManager {
         usage: KeyUsage,
         ciphertext: &[u8],
         padding: RsaPadding,
-        client: &str,
+        caller: impl Into<Caller>,
     ) -> Result<Zeroizing<Vec<u8>>> {
-        let (container, ciphertext, client) = (container.to_string(), ciphertext.to_vec(), client.to_string());
-        self.call(device, move |a| a.decrypt(&container, usage, &ciphertext, padding, &client))
+        let (c1, c2, ciphertext) = (container.to_string(), container.to_string(), ciphertext.to_vec());
+        let op = PrivateOp::new(
+            "decrypt",
+            Describe::Slot(container.to_string(), usage),
+            // The slot must exist before the PIN is used (a clear `not_found`).
+            move |a: &mut Actor| a.slot(&c1, usage).map(|_| ()),
+            move |s, _: &()| s.decrypt(&c2, usage, &ciphertext, padding),
+        );
+        self.private_op(device, caller.into(), op)
+    }
+
+    fn write<T: Send + 'static>(
+        &self,
+        device: &DeviceId,
+        operation: &'static str,
+        describe: Describe,
+        certificates: bool,
+        caller: Caller,
+        run: impl Fn(&mut dyn kb_token::Session) -> kb_token::Result<T> + Send + Sync + 'static,
+    ) -> Result<T> {
+        let op = PrivateOp::new(operation, describe, |_: &mut Actor| Ok(()), move |s, _: &()| run(s)).writing(certificates);
+        self.private_op(device, caller, op)
     }
 
     /// Create an empty container.
-    pub fn create_container(&self, device: &DeviceId, name: &str, client: &str) -> Result<()> {
-        let (name, client) = (name.to_string(), client.to_string());
-        self.call(device, move |a| a.write_op("create_container", &client, String::new(), false, |s| s.create_container(&name)))
+    pub fn create_container(&self, device: &DeviceId, name: &str, caller: impl Into<Caller>) -> Result<()> {
+        let name = name.to_string();
+        self.write(device, "create_container", Describe::Nothing, false, caller.into(), move |s| s.create_container(&name))
     }
 
     /// Delete a container with its keys and certificates.
-    pub fn delete_container(&self, device: &DeviceId, name: &str, client: &str) -> Result<()> {
-        let (name, client) = (name.to_string(), client.to_string());
-        self.call(device, move |a| a.write_op("delete_container", &client, String::new(), true, |s| s.delete_container(&name)))
+    pub fn delete_container(&self, device: &DeviceId, name: &str, caller: impl Into<Caller>) -> Result<()> {
+        let name = name.to_string();
+        self.write(device, "delete_container", Describe::Nothing, true, caller.into(), move |s| s.delete_container(&name))
     }
 
     /// Generate a key pair on the medium (replacing the slot's key and certificate);
@@ -471,11 +703,11 @@ impl DeviceManager {
         container: &str,
         usage: KeyUsage,
         algorithm: Algorithm,
-        client: &str,
+        caller: impl Into<Caller>,
     ) -> Result<PublicKey> {
-        let (container, client) = (container.to_string(), client.to_string());
-        self.call(device, move |a| {
-            a.write_op("keygen", &client, String::new(), true, |s| s.generate_key_pair(&container, usage, algorithm))
+        let container = container.to_string();
+        self.write(device, "keygen", Describe::Nothing, true, caller.into(), move |s| {
+            s.generate_key_pair(&container, usage, algorithm)
         })
     }
 
@@ -486,37 +718,49 @@ impl DeviceManager {
         container: &str,
         usage: KeyUsage,
         der: &[u8],
-        client: &str,
+        caller: impl Into<Caller>,
     ) -> Result<()> {
-        let (container, der, client) = (container.to_string(), der.to_vec(), client.to_string());
+        let (container, der) = (container.to_string(), der.to_vec());
         let described = Certificate::from_der(&der).map(|c| actor::describe(&c)).unwrap_or_default();
-        self.call(device, move |a| {
-            a.write_op("import_certificate", &client, described, true, |s| s.import_certificate(&container, usage, &der))
+        self.write(device, "import_certificate", Describe::Given(described), true, caller.into(), move |s| {
+            s.import_certificate(&container, usage, &der)
         })
     }
 
     /// Remove a slot's certificate (the key pair stays).
-    pub fn delete_certificate(&self, device: &DeviceId, container: &str, usage: KeyUsage, client: &str) -> Result<()> {
-        let (container, client) = (container.to_string(), client.to_string());
-        self.call(device, move |a| {
-            let described = a.describe_slot(&container, usage);
-            a.write_op("delete_certificate", &client, described, true, |s| s.delete_certificate(&container, usage))
+    pub fn delete_certificate(
+        &self,
+        device: &DeviceId,
+        container: &str,
+        usage: KeyUsage,
+        caller: impl Into<Caller>,
+    ) -> Result<()> {
+        let c = container.to_string();
+        self.write(device, "delete_certificate", Describe::Slot(c.clone(), usage), true, caller.into(), move |s| {
+            s.delete_certificate(&c, usage)
         })
     }
 
     /// Store or replace a seal image.
-    pub fn write_seal(&self, device: &DeviceId, seal_id: &str, name: &str, mime: &str, image: &[u8], client: &str) -> Result<()> {
-        let (seal_id, name, mime, image, client) =
-            (seal_id.to_string(), name.to_string(), mime.to_string(), image.to_vec(), client.to_string());
-        self.call(device, move |a| {
-            a.write_op("write_seal", &client, String::new(), false, |s| s.write_seal(&seal_id, &name, &mime, &image))
+    pub fn write_seal(
+        &self,
+        device: &DeviceId,
+        seal_id: &str,
+        name: &str,
+        mime: &str,
+        image: &[u8],
+        caller: impl Into<Caller>,
+    ) -> Result<()> {
+        let (seal_id, name, mime, image) = (seal_id.to_string(), name.to_string(), mime.to_string(), image.to_vec());
+        self.write(device, "write_seal", Describe::Nothing, false, caller.into(), move |s| {
+            s.write_seal(&seal_id, &name, &mime, &image)
         })
     }
 
     /// Delete a seal image.
-    pub fn delete_seal(&self, device: &DeviceId, seal_id: &str, client: &str) -> Result<()> {
-        let (seal_id, client) = (seal_id.to_string(), client.to_string());
-        self.call(device, move |a| a.write_op("delete_seal", &client, String::new(), false, |s| s.delete_seal(&seal_id)))
+    pub fn delete_seal(&self, device: &DeviceId, seal_id: &str, caller: impl Into<Caller>) -> Result<()> {
+        let seal_id = seal_id.to_string();
+        self.write(device, "delete_seal", Describe::Nothing, false, caller.into(), move |s| s.delete_seal(&seal_id))
     }
 
     // ---- kb-pki adapters ----
@@ -525,21 +769,28 @@ impl DeviceManager {
     /// the default ID, RSA PKCS#1 SHA-256, ECDSA SHA-256). CSRs, certificates and CMS
     /// SignedData built with it are signed on the medium, through the PIN cache/prompt
     /// and the audit log, as `client`.
-    pub fn signer(&self, device: &DeviceId, container: &str, usage: KeyUsage, client: &str) -> Result<DeviceSigner> {
+    pub fn signer(&self, device: &DeviceId, container: &str, usage: KeyUsage, caller: impl Into<Caller>) -> Result<DeviceSigner> {
         let (public, certificate) = {
             let container = container.to_string();
             self.call(device, move |a| a.slot(&container, usage).map(|m| (m.public.clone(), m.certificate.clone())))?
         };
-        Ok(DeviceSigner::new(self.clone(), device.clone(), container, usage, client, public, certificate))
+        Ok(DeviceSigner::new(self.clone(), device.clone(), container, usage, caller.into(), public, certificate))
     }
 
     /// A [`kb_pki::cms::KeyDecrypter`] over a device slot that has a certificate (the
     /// encryption slot, or `Both`), to open digital envelopes with the device key.
-    pub fn decrypter(&self, device: &DeviceId, container: &str, usage: KeyUsage, client: &str) -> Result<DeviceDecrypter> {
+    pub fn decrypter(
+        &self,
+        device: &DeviceId,
+        container: &str,
+        usage: KeyUsage,
+        caller: impl Into<Caller>,
+    ) -> Result<DeviceDecrypter> {
+        let caller = caller.into();
         let certificate = self
-            .certificate(device, container, usage, client)?
+            .certificate(device, container, usage, caller.client())?
             .ok_or_else(|| TokenError::NotFound(format!("certificate for the {usage} key pair in container {container}")))?;
-        Ok(DeviceDecrypter::new(self.clone(), device.clone(), container, usage, client, certificate))
+        Ok(DeviceDecrypter::new(self.clone(), device.clone(), container, usage, caller, certificate))
     }
 }
 

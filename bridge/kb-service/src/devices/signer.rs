@@ -13,7 +13,7 @@
 //! let cms = kb_pki::cms::sign(data, &signer, cert, &opts).map_err(|e| signer.service_error(e))?;
 //! ```
 
-use super::DeviceManager;
+use super::{Caller, DeviceManager};
 use crate::ServiceError;
 use der::asn1::ObjectIdentifier as Oid;
 use kb_crypto::{PublicKey, SignatureScheme};
@@ -57,20 +57,13 @@ struct Slot {
     device: DeviceId,
     container: String,
     usage: KeyUsage,
-    client: String,
+    caller: Caller,
     last_error: LastError,
 }
 
 impl Slot {
-    fn new(manager: DeviceManager, device: DeviceId, container: &str, usage: KeyUsage, client: &str) -> Self {
-        Slot {
-            manager,
-            device,
-            container: container.to_string(),
-            usage,
-            client: client.to_string(),
-            last_error: LastError::default(),
-        }
+    fn new(manager: DeviceManager, device: DeviceId, container: &str, usage: KeyUsage, caller: Caller) -> Self {
+        Slot { manager, device, container: container.to_string(), usage, caller, last_error: LastError::default() }
     }
 }
 
@@ -80,7 +73,7 @@ impl std::fmt::Debug for Slot {
             .field("device", &self.device)
             .field("container", &self.container)
             .field("usage", &self.usage)
-            .field("client", &self.client)
+            .field("client", &self.caller.client())
             .finish()
     }
 }
@@ -100,12 +93,12 @@ impl DeviceSigner {
         device: DeviceId,
         container: &str,
         usage: KeyUsage,
-        client: &str,
+        caller: Caller,
         public: PublicKey,
         certificate: Option<Certificate>,
     ) -> Self {
         let scheme = SignatureScheme::default_for(public.algorithm());
-        DeviceSigner { slot: Slot::new(manager, device, container, usage, client), public, scheme, certificate }
+        DeviceSigner { slot: Slot::new(manager, device, container, usage, caller), public, scheme, certificate }
     }
 
     /// Use another scheme (an SM2 ID a CA prescribes, RSA-PSS, …).
@@ -147,9 +140,13 @@ impl Signer for DeviceSigner {
 
     fn sign_digest(&self, digest: &[u8]) -> kb_pki::Result<Vec<u8>> {
         let s = &self.slot;
-        s.manager.sign_digest(&s.device, &s.container, s.usage, &self.scheme, digest, &s.client).map_err(|e| s.last_error.keep(e))
+        s.manager.sign_digest(&s.device, &s.container, s.usage, &self.scheme, digest, &s.caller).map_err(|e| s.last_error.keep(e))
     }
 }
+
+/// Key lengths of the content ciphers an envelope may use (SM4 and AES-128: 16; AES-192,
+/// 3DES: 24; AES-256: 32).
+const CONTENT_KEY_LENGTHS: [usize; 3] = [16, 24, 32];
 
 /// A [`KeyDecrypter`] whose private key is in a device slot.
 #[derive(Debug)]
@@ -164,10 +161,10 @@ impl DeviceDecrypter {
         device: DeviceId,
         container: &str,
         usage: KeyUsage,
-        client: &str,
+        caller: Caller,
         certificate: Certificate,
     ) -> Self {
-        DeviceDecrypter { slot: Slot::new(manager, device, container, usage, client), certificate }
+        DeviceDecrypter { slot: Slot::new(manager, device, container, usage, caller), certificate }
     }
 
     /// The device error behind `e` (returned by a `kb-pki` function using this
@@ -190,6 +187,19 @@ impl KeyDecrypter for DeviceDecrypter {
     fn decrypt_key(&self, alg: &Oid, params: Option<&[u8]>, encrypted_key: &[u8]) -> kb_pki::Result<Zeroizing<Vec<u8>>> {
         let padding = kb_pki::cms::envelope::key_transport_padding(alg, params)?;
         let s = &self.slot;
-        s.manager.decrypt(&s.device, &s.container, s.usage, encrypted_key, padding, &s.client).map_err(|e| s.last_error.keep(e))
+        let key = s
+            .manager
+            .decrypt(&s.device, &s.container, s.usage, encrypted_key, padding, &s.caller)
+            .map_err(|e| s.last_error.keep(e))?;
+        // A content key of a length no content cipher uses cannot be right (a faulty module
+        // returning the wrong buffer): refuse it here, naming the medium, rather than let
+        // it fail later as a confusing padding error.
+        if !CONTENT_KEY_LENGTHS.contains(&key.len()) {
+            let medium =
+                s.manager.device(&s.device).map(|i| super::private::medium_name(&i)).unwrap_or_else(|_| s.device.to_string());
+            let e = ServiceError::MediumResultInvalid { medium, what: format!("a content key of {} bytes", key.len()) };
+            return Err(s.last_error.keep(e));
+        }
+        Ok(key)
     }
 }

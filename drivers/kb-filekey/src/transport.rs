@@ -1,7 +1,7 @@
 //! [`FileTransport`]: a directory of `*.kbkey` files seen as media that come and go.
 
-use super::{EXTENSION, FileToken};
-use crate::{Result, Token, TokenError, Transport, TransportEvent};
+use crate::{EXTENSION, FileToken};
+use kb_token::{Result, Token, TokenError, Transport, TransportEvent};
 use kb_types::{DeviceId, TransportKind};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

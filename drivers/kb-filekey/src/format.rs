@@ -3,10 +3,10 @@
 //! derived from a random 256-bit data key; the data key is wrapped under Argon2id KEKs
 //! from the user PIN and the SO PIN.
 
-use crate::{Result, TokenError};
 use base64ct::{Base64, Encoding};
 use kb_crypto::sm4::{TAG_LEN, gcm_open, gcm_seal};
 use kb_crypto::{CryptoError, PublicKey};
+use kb_token::{Result, TokenError};
 use kb_types::{Algorithm, KeyUsage, Pin, PinKind};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;

@@ -10,8 +10,8 @@
 //!   writer (holding the lock, so no writer can own it) deletes.
 //! - Readers need no lock: a rename swaps whole files.
 
-use super::format::MAX_FILE_LEN;
-use crate::{Result, TokenError};
+use crate::format::MAX_FILE_LEN;
+use kb_token::{Result, TokenError};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

@@ -15,10 +15,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use kb_crypto::{PrivateKey, PublicKey, SignatureScheme};
+use kb_filekey::{CreateOptions, FileToken};
 use kb_pki::issue::{CertKind, CertificateParams, issue};
 use kb_pki::time::UnixTime;
 use kb_pki::{LocalSigner, Signer};
-use kb_token::file::{CreateOptions, FileToken};
 use kb_token::{Token, TokenError};
 use kb_types::{Algorithm, ErrorCode, HasErrorCode, KeyUsage, Pin, PinKind};
 use std::io::Write;

@@ -25,13 +25,13 @@ mod transport;
 pub use format::{FORMAT_VERSION, KdfParams, MAX_CONTAINERS, MAX_NAME_CHARS, MAX_SEAL_BYTES, MAX_SEALS};
 pub use transport::{DEFAULT_POLL, FileTransport};
 
-use crate::{Result, Session, Token, TokenError};
 use format::{Body, ContainerRecord, DATA_KEY_LEN, KeyRecord, SealRecord};
 use kb_crypto::rsa::RsaPadding;
 use kb_crypto::{CryptoError, PrivateKey, PublicKey, SignatureScheme};
+use kb_token::{OpContext, Result, Session, Token, TokenError, UserAuth};
 use kb_types::{
     Algorithm, Capabilities, ContainerInfo, DeviceId, DeviceInfo, KeySlot, KeyUsage, Pin, PinInfo, PinKind, SealInfo,
-    TransportKind,
+    TransportKind, UserVerification,
 };
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -95,7 +95,7 @@ impl CreateOptions {
 }
 
 /// The file key's PIN policy: 6 to 32 characters.
-pub const PIN_POLICY: crate::PinPolicy = crate::PinPolicy { min_chars: PIN_MIN_CHARS, max_chars: PIN_MAX_CHARS };
+pub const PIN_POLICY: kb_token::PinPolicy = kb_token::PinPolicy { min_chars: PIN_MIN_CHARS, max_chars: PIN_MAX_CHARS };
 
 /// Check a new PIN against [`PIN_POLICY`].
 pub fn check_pin_policy(pin: &Pin) -> Result<()> {
@@ -352,7 +352,13 @@ fn device_info(path: &Path, body: &Body) -> DeviceInfo {
         manufacturer: MANUFACTURER.to_string(),
         model: MODEL.to_string(),
         transport: TransportKind::File,
-        capabilities: Capabilities { algorithms: supported_algorithms(), key_generation: true, seals: true, so_pin: true },
+        capabilities: Capabilities {
+            algorithms: supported_algorithms(),
+            key_generation: true,
+            seals: true,
+            so_pin: true,
+            user_verification: UserVerification::HostPin,
+        },
     }
 }
 
@@ -440,7 +446,8 @@ impl Token for FileToken {
         body.seals.into_iter().find(|s| s.id == id).map(|s| s.image).ok_or_else(|| TokenError::NotFound(format!("seal {id}")))
     }
 
-    fn login<'a>(&'a mut self, pin: &Pin) -> Result<Box<dyn Session + 'a>> {
+    fn open_session<'a>(&'a mut self, auth: UserAuth<'_>, _ctx: &OpContext) -> Result<Box<dyn Session + 'a>> {
+        let pin = auth.pin()?;
         let guard = self.lock()?;
         let mut body = self.load()?;
         let cached = self.unlocked.as_ref().filter(|u| u.matches(&body.user_pin, pin)).map(|u| u.data_key.clone());

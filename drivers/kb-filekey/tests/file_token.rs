@@ -6,10 +6,10 @@
 use kb_crypto::rsa::RsaPadding;
 use kb_crypto::sm2::CiphertextLayout;
 use kb_crypto::{HashAlgorithm, PrivateKey, PublicKey, SignatureScheme};
+use kb_filekey::{CreateOptions, FORMAT_VERSION, FileToken, FileTransport, KdfParams, MAX_SEAL_BYTES};
 use kb_pki::issue::{CertificateParams, issue};
 use kb_pki::time::UnixTime;
 use kb_pki::{Certificate, Signer};
-use kb_token::file::{CreateOptions, FORMAT_VERSION, FileToken, FileTransport, KdfParams, MAX_SEAL_BYTES};
 use kb_token::{Session, Token, TokenError, Transport, TransportEvent};
 use kb_types::{Algorithm, DeviceId, ErrorCode, HasErrorCode, KeyUsage, Pin, PinKind, TransportKind};
 use std::cell::RefCell;

@@ -1,0 +1,319 @@
+//! The operation context every private-key operation and prompt carries: cancellation,
+//! a deadline and status updates.
+//!
+//! One [`OpContext`] is made per operation by whoever starts it (a bridge request, a
+//! desktop command, a CLI command) and handed down through the device service to the
+//! prompter and the medium. Clones share one state:
+//!
+//! - [`OpContext::cancel`] stops the operation: an open PIN dialog is withdrawn (the
+//!   prompter registered a waker with [`OpContext::on_stop`]), a PIN typed afterwards never
+//!   reaches a medium (the service checks [`OpContext::check`] after every prompt and before
+//!   every medium call), and a remote medium is told (its driver registers a waker too).
+//! - The deadline bounds the whole operation, prompts included: once it passes the
+//!   context reports [`TokenError::TimedOut`] and wakes the same wakers.
+//! - [`OpContext::status`] reports what the operation is waiting for ("enter the PIN",
+//!   "confirm on your phone", progress) to whoever listens (the desktop window, a bridge
+//!   client's `operation.status` events).
+
+use crate::TokenError;
+use std::fmt;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// What an operation is doing or waiting for, as reported to the user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OpStatus {
+    /// Waiting for the user to type the PIN in KeyBridge's dialog.
+    WaitingForPin,
+    /// Waiting for the user to verify on the medium itself: the phone, the reader's PIN
+    /// pad, the BLE key's keypad (`what` names it for the message: "phone", "PIN pad").
+    WaitingForMedium {
+        /// Which medium, in the user's words.
+        what: String,
+    },
+    /// The medium is working on it.
+    Working,
+    /// Bytes processed so far, of `total` when known.
+    Progress {
+        /// Done so far.
+        done: u64,
+        /// Total, when known.
+        total: Option<u64>,
+    },
+}
+
+/// Why an operation was stopped from outside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// Cancelled: the user pressed cancel, the client sent `cancel` or went away.
+    Cancelled,
+    /// The deadline passed.
+    DeadlineExceeded,
+}
+
+type Waker = Box<dyn FnOnce(StopReason) + Send>;
+type StatusSink = Arc<dyn Fn(&OpStatus) + Send + Sync>;
+
+struct State {
+    stopped: Option<StopReason>,
+    wakers: Vec<(u64, Waker)>,
+    next_waker: u64,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    changed: Condvar,
+    deadline: Option<Instant>,
+    status: Option<StatusSink>,
+}
+
+/// Cancellation, deadline and status of one operation. Cheap to clone; clones share state.
+#[derive(Clone)]
+pub struct OpContext {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for OpContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpContext").field("stopped", &self.stopped()).field("deadline", &self.inner.deadline).finish()
+    }
+}
+
+impl Default for OpContext {
+    fn default() -> Self {
+        Self::build(None, None)
+    }
+}
+
+/// Removes a waker when dropped (the operation finished; nothing to wake any more).
+#[must_use = "dropping the guard unregisters the waker at once"]
+pub struct WakerGuard {
+    ctx: OpContext,
+    id: u64,
+}
+
+impl Drop for WakerGuard {
+    fn drop(&mut self) {
+        self.ctx.lock().wakers.retain(|(id, _)| *id != self.id);
+    }
+}
+
+impl OpContext {
+    fn build(deadline: Option<Instant>, status: Option<StatusSink>) -> Self {
+        OpContext {
+            inner: Arc::new(Inner {
+                state: Mutex::new(State { stopped: None, wakers: Vec::new(), next_waker: 0 }),
+                changed: Condvar::new(),
+                deadline,
+                status,
+            }),
+        }
+    }
+
+    /// A context nobody cancels, without deadline or status listener (tools, tests).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A context whose operation must be done within `timeout` from now.
+    pub fn with_timeout(timeout: Duration) -> Self {
+        Self::build(Instant::now().checked_add(timeout), None)
+    }
+
+    /// The same context shape with a deadline and a status listener. The listener is
+    /// called on the thread that reports the status; it must not block.
+    pub fn with(timeout: Option<Duration>, status: impl Fn(&OpStatus) + Send + Sync + 'static) -> Self {
+        Self::build(timeout.and_then(|t| Instant::now().checked_add(t)), Some(Arc::new(status)))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stop the operation (first reason wins) and wake everything waiting on it.
+    pub fn stop(&self, why: StopReason) {
+        let wakers = {
+            let mut s = self.lock();
+            if s.stopped.is_some() {
+                return;
+            }
+            s.stopped = Some(why);
+            std::mem::take(&mut s.wakers)
+        };
+        self.inner.changed.notify_all();
+        for (_, w) in wakers {
+            w(why);
+        }
+    }
+
+    /// Cancel the operation.
+    pub fn cancel(&self) {
+        self.stop(StopReason::Cancelled);
+    }
+
+    /// Whether and why the operation was stopped (a passed deadline counts).
+    pub fn stopped(&self) -> Option<StopReason> {
+        if let Some(r) = self.lock().stopped {
+            return Some(r);
+        }
+        if self.inner.deadline.is_some_and(|d| Instant::now() >= d) {
+            self.stop(StopReason::DeadlineExceeded);
+            return Some(StopReason::DeadlineExceeded);
+        }
+        None
+    }
+
+    /// `Ok` while the operation may go on; else [`TokenError::Cancelled`] or
+    /// [`TokenError::TimedOut`].
+    pub fn check(&self) -> crate::Result<()> {
+        match self.stopped() {
+            None => Ok(()),
+            Some(r) => Err(r.into()),
+        }
+    }
+
+    /// Time left before the deadline (`None`: no deadline).
+    pub fn remaining(&self) -> Option<Duration> {
+        self.inner.deadline.map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// The deadline, if any.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.inner.deadline
+    }
+
+    /// Call `f` once when the operation is stopped (at once if it already is). The waker
+    /// is removed when the guard is dropped. `f` runs on the stopping thread: it must not
+    /// block (withdraw a dialog, send a cancel frame, wake a waiting thread).
+    pub fn on_stop(&self, f: impl FnOnce(StopReason) + Send + 'static) -> WakerGuard {
+        let already = self.stopped();
+        let mut s = self.lock();
+        let id = s.next_waker;
+        s.next_waker += 1;
+        match already.or(s.stopped) {
+            Some(r) => {
+                drop(s);
+                f(r);
+            }
+            None => s.wakers.push((id, Box::new(f))),
+        }
+        WakerGuard { ctx: self.clone(), id }
+    }
+
+    /// Block until the operation is stopped or `timeout` passed (whichever is first; the
+    /// deadline counts). Returns the stop reason, or `None` when `timeout` passed.
+    pub fn wait_stopped(&self, timeout: Duration) -> Option<StopReason> {
+        let until = Instant::now().checked_add(timeout);
+        let mut s = self.lock();
+        loop {
+            if let Some(r) = s.stopped {
+                return Some(r);
+            }
+            let now = Instant::now();
+            if self.inner.deadline.is_some_and(|d| now >= d) {
+                drop(s);
+                self.stop(StopReason::DeadlineExceeded);
+                return Some(StopReason::DeadlineExceeded);
+            }
+            let mut wait_until = until;
+            if let Some(d) = self.inner.deadline {
+                wait_until = Some(wait_until.map_or(d, |u| u.min(d)));
+            }
+            let Some(w) = wait_until else {
+                s = self.inner.changed.wait(s).unwrap_or_else(|e| e.into_inner());
+                continue;
+            };
+            if now >= w {
+                return None;
+            }
+            s = self.inner.changed.wait_timeout(s, w - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    /// Report what the operation is doing now.
+    pub fn status(&self, status: OpStatus) {
+        if let Some(sink) = &self.inner.status {
+            sink(&status);
+        }
+    }
+}
+
+impl From<StopReason> for TokenError {
+    fn from(r: StopReason) -> Self {
+        match r {
+            StopReason::Cancelled => TokenError::Cancelled,
+            StopReason::DeadlineExceeded => TokenError::TimedOut,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn cancel_wakes_wakers_once_and_checks_fail() {
+        let ctx = OpContext::new();
+        assert!(ctx.check().is_ok());
+        let hits = Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        let _g = ctx.on_stop(move |r| {
+            assert_eq!(r, StopReason::Cancelled);
+            h.fetch_add(1, Ordering::SeqCst);
+        });
+        let clone = ctx.clone();
+        clone.cancel();
+        clone.stop(StopReason::DeadlineExceeded);
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        assert_eq!(ctx.check(), Err(TokenError::Cancelled));
+        // Registered after the stop: called at once.
+        let h = hits.clone();
+        let _g2 = ctx.on_stop(move |_| {
+            h.fetch_add(1, Ordering::SeqCst);
+        });
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn dropped_guard_unregisters() {
+        let ctx = OpContext::new();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        drop(ctx.on_stop(move |_| {
+            h.fetch_add(1, Ordering::SeqCst);
+        }));
+        ctx.cancel();
+        assert_eq!(hits.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn deadline_stops_and_wakes_a_waiter() {
+        let ctx = OpContext::with_timeout(Duration::from_millis(20));
+        // Waits for the deadline (a condition), however slow the machine is.
+        assert_eq!(ctx.wait_stopped(Duration::from_secs(60)), Some(StopReason::DeadlineExceeded));
+        assert_eq!(ctx.check(), Err(TokenError::TimedOut));
+    }
+
+    #[test]
+    fn wait_returns_on_cancel_from_another_thread() {
+        let ctx = OpContext::new();
+        let c = ctx.clone();
+        let t = std::thread::spawn(move || c.wait_stopped(Duration::from_secs(600)));
+        ctx.cancel();
+        assert_eq!(t.join().ok().flatten(), Some(StopReason::Cancelled));
+        assert_eq!(OpContext::new().wait_stopped(Duration::from_millis(1)), None);
+    }
+
+    #[test]
+    fn status_reaches_the_listener() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let ctx = OpContext::with(None, move |st| s.lock().unwrap().push(st.clone()));
+        ctx.status(OpStatus::WaitingForPin);
+        ctx.status(OpStatus::Working);
+        assert_eq!(*seen.lock().unwrap(), vec![OpStatus::WaitingForPin, OpStatus::Working]);
+        OpContext::new().status(OpStatus::Working);
+    }
+}
