@@ -1,4 +1,4 @@
-// A Backend that answers every generated command from a fixture (fixture.ts), for
+// A Backend that answers the generated commands from a fixture (fixture.ts), for
 // `npm run dev` in a plain browser and for the component tests. It holds no domain rules:
 // it does not check PINs, count tries, apply PIN policies or work out expiry. A test that
 // needs such an outcome scripts it (`script`, `fail`); the fixture states what is listed.
