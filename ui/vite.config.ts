@@ -28,6 +28,8 @@ export default defineConfig({
     environment: "happy-dom",
     include: ["tests/**/*.test.ts"],
     restoreMocks: true,
+    // Only catches hangs: the 1000-row audit page alone can take over 5 s on a loaded machine.
+    testTimeout: 30_000,
     setupFiles: ["tests/setup.ts"],
   },
 });

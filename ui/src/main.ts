@@ -10,10 +10,16 @@ async function pickBackend(): Promise<Backend> {
     const { createTauriBackend } = await import("./backend/tauri");
     return createTauriBackend();
   }
-  // A plain browser (`npm run dev`): the in-memory demo medium.
-  const { createMockBackend } = await import("./backend/mock");
-  const mock = createMockBackend({ latencyMs: 120 });
+  // A plain browser (`npm run dev`): the mock over the showcase fixture (the demo key and a
+  // USB key with a near-expiry certificate). `window.keybridgeMock` scripts it by hand.
+  const { createMockBackend, showcaseFixture } = await import("./backend/mock");
+  const mock = createMockBackend(showcaseFixture(), { latencyMs: 120 });
   (window as unknown as { keybridgeMock: unknown }).keybridgeMock = mock;
+  // The service's start-up expiry check, as an event: what the fixture lists as near expiry.
+  setTimeout(() => {
+    const certificates = mock.fixture.media.flatMap((m) => m.certificates).filter((c) => c.status === "nearExpiry");
+    if (certificates.length) mock.emit("expiryNotice", { certificates });
+  }, 1500);
   return mock;
 }
 

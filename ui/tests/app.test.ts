@@ -1,13 +1,13 @@
 import { describe, expect, it, vi } from "vitest";
 import App from "../src/App.vue";
-import { createMockBackend, DEMO_USER_PIN } from "../src/backend/mock";
-import { mountWith, settle, tid, tids } from "./helpers";
+import { appError, DEMO_USER_PIN, medium, pinState } from "../src/backend/mock";
+import { mockWith, mountWith, settle, tid, tids } from "./helpers";
 
 const NAV = ["nav-home", "nav-pin", "nav-seals", "nav-audit", "nav-settings"];
 
 describe("App: first run", () => {
   it("shows only the agreement until it is accepted", async () => {
-    const backend = createMockBackend({ agreementAccepted: false });
+    const backend = mockWith((f) => void (f.appInfo.agreementAccepted = false));
     const accept = vi.spyOn(backend, "acceptAgreement");
     const { wrapper } = mountWith(App, { backend });
     await settle();
@@ -23,38 +23,38 @@ describe("App: first run", () => {
     await tid(wrapper, "agreement-accept").trigger("click");
     await settle();
     expect(accept).toHaveBeenCalledWith("2024.1");
-    expect(backend.agreementAccepted).toBe(true);
+    expect(backend.fixture.appInfo.agreementAccepted).toBe(true);
     expect(tid(wrapper, "agreement").exists()).toBe(false);
     for (const n of NAV) expect(tid(wrapper, n).exists()).toBe(true);
     expect(tids(wrapper, "medium")).toHaveLength(1);
   });
 
   it("quits when the agreement is declined", async () => {
-    const backend = createMockBackend({ agreementAccepted: false });
+    const backend = mockWith((f) => void (f.appInfo.agreementAccepted = false));
     const { wrapper } = mountWith(App, { backend });
     await settle();
     await tid(wrapper, "agreement-decline").trigger("click");
     await settle();
     expect(backend.quitRequested).toBe(true);
-    expect(backend.agreementAccepted).toBe(false);
+    expect(backend.fixture.appInfo.agreementAccepted).toBe(false);
     expect(tid(wrapper, "nav-home").exists()).toBe(false);
   });
 
   it("offers the agreement in English and remembers the choice", async () => {
-    const backend = createMockBackend({ agreementAccepted: false });
+    const backend = mockWith((f) => void (f.appInfo.agreementAccepted = false));
     const { wrapper } = mountWith(App, { backend });
     await settle();
     await tid(wrapper, "agreement-language").trigger("click");
     await settle();
     expect(tid(wrapper, "agreement").text()).toContain("Privacy policy");
     expect(tid(wrapper, "agreement-accept").text()).toBe("Accept and continue");
-    expect(backend.settings.language).toBe("en");
+    expect(backend.fixture.settings.language).toBe("en");
   });
 });
 
 describe("App: shell", () => {
   it("starts in the saved language and reports the first paint", async () => {
-    const { wrapper, backend } = mountWith(App, { mock: { language: "en" } });
+    const { wrapper, backend } = mountWith(App, { mock: (f) => void (f.settings.language = "en") });
     await settle();
     await new Promise((r) => requestAnimationFrame(() => r(null)));
     await settle();
@@ -103,7 +103,7 @@ describe("App: shell", () => {
     expect(tid(wrapper, "home").exists()).toBe(true);
     expect(tids(wrapper, "cert-row").map((r) => r.attributes("data-usage"))).toEqual(["sign"]);
     expect(tid(wrapper, "toast").text()).toBe("证书已删除");
-    expect(backend.auditLog[backend.auditLog.length - 1]).toMatchObject({ operation: "delete_certificate", ok: true });
+    expect(backend.fixture.audit[backend.fixture.audit.length - 1]).toMatchObject({ operation: "delete_certificate", ok: true });
   });
 
   it("shows an expiry notice as a dismissable banner on home", async () => {
@@ -111,7 +111,7 @@ describe("App: shell", () => {
     await settle();
     await tid(wrapper, "nav-audit").trigger("click");
     const [m] = await backend.listMedia();
-    backend.emitExpiryNotice({ certificates: [{ ...m.certificates[0], status: "nearExpiry", daysLeft: 15 }] });
+    backend.emit("expiryNotice", { certificates: [{ ...m.certificates[0], status: "nearExpiry", daysLeft: 15 }] });
     await tid(wrapper, "nav-home").trigger("click");
     await settle();
     expect(tid(wrapper, "expiry-banner").text()).toContain("演示用户 (DEMO)（签名，剩余 15 天）");
@@ -121,7 +121,7 @@ describe("App: shell", () => {
 
   it("jumps from a locked medium to the PIN page for that medium", async () => {
     const { wrapper } = mountWith(App, {
-      mock: { tokens: [{ id: "file:a", label: "A", userTries: 0, maxTries: 5 }] },
+      mock: (f) => void (f.media = [medium({ id: "file:a", label: "A", userPin: pinState(0, 5, { locked: true }), soPin: pinState(5, 5) })]),
     });
     await settle();
     await tid(wrapper, "badge-locked").trigger("click");
@@ -131,8 +131,8 @@ describe("App: shell", () => {
   });
 
   it("shows a start-up error and retries", async () => {
-    const backend = createMockBackend();
-    backend.fail("appInfo", { code: 9999, name: "internal", message: "内部错误" }, 1);
+    const backend = mockWith();
+    backend.fail("appInfo", "internal", {}, 1);
     const { wrapper } = mountWith(App, { backend });
     await settle();
     expect(tid(wrapper, "app-error").text()).toContain("KeyBridge 无法启动");
@@ -144,11 +144,12 @@ describe("App: shell", () => {
 
 describe("App: start-up problems", () => {
   it("shows what went wrong at start, with codes, and can be dismissed", async () => {
-    const backend = createMockBackend({
-      startupProblems: [
-        { code: 9002, name: "config_invalid", message: "配置文件无效", detail: "settings.toml: pin_cache_minutes must be …", triesLeft: null },
-        { code: 5012, name: "bridge_unavailable", message: "本地签名服务未能启动（端口可能已被占用）", detail: "127.0.0.1:17210 in use", triesLeft: null },
-      ],
+    const backend = mockWith((f) => {
+      f.appInfo.startupProblems = [
+        appError("config_invalid", "zh-CN", { detail: "settings.toml: pin_cache_minutes must be …" }),
+        appError("bridge_unavailable", "zh-CN", { detail: "127.0.0.1:17210 in use" }),
+      ];
+      f.appInfo.bridgeUrl = null;
     });
     const { wrapper } = mountWith(App, { backend });
     await settle();
@@ -165,7 +166,7 @@ describe("App: start-up problems", () => {
   });
 
   it("shows nothing when the start was clean", async () => {
-    const { wrapper } = mountWith(App, { backend: createMockBackend() });
+    const { wrapper } = mountWith(App, { backend: mockWith() });
     await settle();
     expect(tid(wrapper, "startup-problems").exists()).toBe(false);
   });
@@ -173,11 +174,11 @@ describe("App: start-up problems", () => {
 
 describe("App: scheduled update check", () => {
   it("shows a newer version found by a scheduled check, and can be dismissed", async () => {
-    const backend = createMockBackend();
+    const backend = mockWith();
     const { wrapper } = mountWith(App, { backend });
     await settle();
     expect(tid(wrapper, "update-banner").exists()).toBe(false);
-    backend.emitUpdateAvailable({ current: "0.1.0", latest: "0.2.0", available: true, notes: "SM2 性能改进", downloadUrl: "https://example.cn/kb.deb" });
+    backend.emit("updateStatus", { current: "0.1.0", latest: "0.2.0", available: true, notes: "SM2 性能改进", downloadUrl: "https://example.cn/kb.deb" });
     await settle();
     const banner = tid(wrapper, "update-banner");
     expect(banner.text()).toContain("0.2.0");

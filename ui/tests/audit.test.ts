@@ -1,38 +1,25 @@
 import { describe, expect, it, vi } from "vitest";
 import AuditView from "../src/views/AuditView.vue";
-import { createMockBackend } from "../src/backend/mock";
 import type { AuditEntry } from "../src/bindings";
+import { auditEntry } from "../src/backend/mock";
 import { formatDate } from "../src/format";
-import { mountWith, settle, tid, tids } from "./helpers";
+import { mockWith, mountWith, settle, tid, tids } from "./helpers";
 
 const DAY = 86_400_000;
 const now = Date.now();
 const today = new Date(now).setHours(0, 0, 0, 0);
 
-const entry = (timeMs: number, over: Partial<AuditEntry> = {}): AuditEntry => ({
-  timeMs,
-  client: "desktop",
-  device: "file:demo",
-  operation: "sign",
-  certificate: "CN=演示用户 (DEMO)",
-  ok: true,
-  code: null,
-  reason: null,
-  auth: "pin_entered",
-  ...over,
-});
-
 const log: AuditEntry[] = [
-  entry(now - 1000, { client: "https://ggzy.example.gov.cn" }),
-  entry(today - 3_600_000, { operation: "change_pin", certificate: null, ok: false, code: 4001, reason: "口令错误" }),
-  entry(today - 6 * DAY + 3_600_000, { operation: "decrypt", client: "native:bid-tool", auth: "pin_cached" }),
-  entry(today - 6 * DAY - 3_600_000, { operation: "write_seal", client: "cli", certificate: null }),
-  entry(today - 40 * DAY),
+  auditEntry(now - 1000, { client: "https://ggzy.example.gov.cn" }),
+  auditEntry(today - 3_600_000, { operation: "change_pin", certificate: null, ok: false, code: 4001, reason: "口令错误" }),
+  auditEntry(today - 6 * DAY + 3_600_000, { operation: "decrypt", client: "native:bid-tool", auth: "pin_cached" }),
+  auditEntry(today - 6 * DAY - 3_600_000, { operation: "write_seal", client: "cli", certificate: null }),
+  auditEntry(today - 40 * DAY),
 ];
 
 describe("AuditView", () => {
   it("lists the last 7 days, newest first, with ✓/✗", async () => {
-    const { wrapper } = mountWith(AuditView, { mock: { audit: log } });
+    const { wrapper } = mountWith(AuditView, { mock: (f) => void (f.audit = [...log]) });
     await settle();
     const rows = tids(wrapper, "audit-row");
     expect(rows).toHaveLength(3);
@@ -48,7 +35,7 @@ describe("AuditView", () => {
   });
 
   it("filters by today, 30 days and a custom range", async () => {
-    const backend = createMockBackend({ audit: log });
+    const backend = mockWith((f) => void (f.audit = [...log]));
     const query = vi.spyOn(backend, "auditQuery");
     const { wrapper } = mountWith(AuditView, { backend });
     await settle();
@@ -79,7 +66,7 @@ describe("AuditView", () => {
   });
 
   it("refuses a custom range that ends before it starts", async () => {
-    const backend = createMockBackend({ audit: log });
+    const backend = mockWith((f) => void (f.audit = [...log]));
     const query = vi.spyOn(backend, "auditQuery");
     const { wrapper } = mountWith(AuditView, { backend });
     await settle();
@@ -94,7 +81,7 @@ describe("AuditView", () => {
   });
 
   it("shows the reason, code and auth of a row on click", async () => {
-    const { wrapper } = mountWith(AuditView, { mock: { audit: log } });
+    const { wrapper } = mountWith(AuditView, { mock: (f) => void (f.audit = [...log]) });
     await settle();
     expect(tid(wrapper, "audit-detail").exists()).toBe(false);
     await tids(wrapper, "audit-row")[1].trigger("click");
@@ -109,11 +96,11 @@ describe("AuditView", () => {
   });
 
   it("shows the empty and error states", async () => {
-    const { wrapper } = mountWith(AuditView, { mock: { audit: [] } });
+    const { wrapper } = mountWith(AuditView, { mock: (f) => void (f.audit = []) });
     await settle();
     expect(tid(wrapper, "audit-empty").text()).toBe("该时间段内没有记录");
-    const backend = createMockBackend();
-    backend.fail("auditQuery", { code: 9001, name: "io", message: "读写失败", detail: "audit.db is locked" });
+    const backend = mockWith();
+    backend.fail("auditQuery", "io", { detail: "audit.db is locked" });
     const w2 = mountWith(AuditView, { backend }).wrapper;
     await settle();
     expect(tid(w2, "audit-error").text()).toContain("无法读取审计日志");
@@ -123,9 +110,9 @@ describe("AuditView", () => {
 
 describe("AuditView: more records than one page", () => {
   it("shows the newest page and says how many there are in all", async () => {
-    const backend = createMockBackend();
+    const backend = mockWith();
     const now = Date.now();
-    backend.auditLog = Array.from({ length: 1203 }, (_, i) => ({
+    backend.fixture.audit = Array.from({ length: 1203 }, (_, i) => ({
       timeMs: now - 1000 * (i + 1),
       client: "https://ggzy.example.gov.cn",
       device: "file:demo",

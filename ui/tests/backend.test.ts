@@ -20,6 +20,8 @@ vi.mock("@tauri-apps/plugin-dialog", () => ({ save: (...a: unknown[]) => save(..
 const { createTauriBackend } = await import("../src/backend/tauri");
 const { BackendError, isNetworkError } = await import("../src/backend");
 const { createMockBackend, DEMO_USER_PIN } = await import("../src/backend/mock");
+const { commands } = await import("../src/bindings");
+type CommandName = import("../src/backend").CommandName;
 
 beforeEach(() => {
   invoke.mockReset();
@@ -43,6 +45,18 @@ describe("Tauri backend", () => {
     expect(invoke).toHaveBeenLastCalledWith("list_media");
   });
 
+  it("offers every generated command, each invoking its snake_case name", async () => {
+    invoke.mockResolvedValue(null);
+    const b = createTauriBackend();
+    const names = Object.keys(commands) as CommandName[];
+    expect(names.length).toBeGreaterThan(20);
+    for (const name of names) {
+      await (b[name] as () => Promise<unknown>)();
+      expect(invoke.mock.lastCall?.[0]).toBe(name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`));
+    }
+    expect(invoke).toHaveBeenCalledTimes(names.length);
+  });
+
   it("throws an AppError as a BackendError with its code and tries", async () => {
     invoke.mockRejectedValue({ code: 4001, name: "wrong_pin", message: "口令错误", detail: "", triesLeft: 7 });
     const err = await createTauriBackend().changePin("d", "user", "1", "2").catch((e) => e);
@@ -62,8 +76,8 @@ describe("Tauri backend", () => {
   it("subscribes to the kebab-case events and unsubscribes", async () => {
     const b = createTauriBackend();
     const got: unknown[] = [];
-    const off = b.onMediaChanged((e) => got.push(e));
-    b.onPrompt((e) => got.push(e));
+    const off = b.on("mediaChanged", (e) => got.push(e));
+    b.on("promptRequest", (e) => got.push(e));
     await Promise.resolve();
     await Promise.resolve();
     expect([...listeners.keys()].sort()).toEqual(["media-changed", "prompt-request"]);
@@ -85,10 +99,25 @@ describe("Tauri backend", () => {
 });
 
 describe("mock backend", () => {
-  it("counts wrong PINs down and locks at 0; the SO PIN unblocks", async () => {
+  it("answers scripted outcomes in order, then the fixture again; messages from the table", async () => {
     const m = createMockBackend();
+    // The medium, written out: nine wrong PINs counting down, the lockout (twice: a right
+    // PIN cannot open a locked one), then the SO PIN unblocks and restores the counter.
+    for (let left = 9; left >= 1; left--) m.fail("changePin", "wrong_pin", { triesLeft: left }, 1);
+    m.script(
+      "changePin",
+      (mm, device) => {
+        mm.updatePin(device, "userPin", { triesLeft: 0, locked: true });
+        throw mm.error("pin_locked", { triesLeft: 0 });
+      },
+      2,
+    );
+    m.script("unblockPin", (mm, device, so, next) => {
+      mm.updatePin(device, "userPin", { triesLeft: 10, locked: false });
+      return mm.answerFromFixture("unblockPin", device, so, next);
+    });
     for (let left = 9; left >= 1; left--) {
-      await expect(m.changePin("file:demo", "user", "bad", "abcdef12")).rejects.toMatchObject({ code: 4001, triesLeft: left });
+      await expect(m.changePin("file:demo", "user", "bad", "abcdef12")).rejects.toMatchObject({ code: 4001, triesLeft: left, message: "口令错误" });
     }
     await expect(m.changePin("file:demo", "user", "bad", "abcdef12")).rejects.toMatchObject({ code: 4002 });
     await expect(m.changePin("file:demo", "user", DEMO_USER_PIN, "abcdef12")).rejects.toMatchObject({ code: 4002 });
@@ -96,21 +125,38 @@ describe("mock backend", () => {
     expect(medium.userPin).toMatchObject({ triesLeft: 0, locked: true });
     await m.unblockPin("file:demo", "87654321", "abcdef12");
     expect((await m.listMedia())[0].userPin).toMatchObject({ triesLeft: 10, locked: false });
+    // the script is used up: the fixture answers
+    await expect(m.changePin("file:demo", "user", "anything", "abcdef12")).resolves.toBeNull();
+    m.fixture.settings.language = "en";
+    m.fail("listMedia", "device_removed", { detail: "usb 1-2" }, 1);
+    await expect(m.listMedia()).rejects.toMatchObject({ code: 4003, name: "device_removed", message: "the key medium was removed", detail: "usb 1-2" });
   });
 
-  it("asks for the PIN once and then uses the cache until it is cleared", async () => {
+  it("asks for the PIN unless the fixture says one is cached; clearPinCache clears it", async () => {
     const m = createMockBackend();
     let asked = 0;
-    m.onPrompt((p) => {
+    m.on("promptRequest", (p) => {
       asked++;
       void m.answerPrompt(p.id, { kind: "pin", pin: DEMO_USER_PIN });
     });
     await m.writeSeal("file:demo", "a", "image/png", "QUJD");
+    m.fixture.pinCached = true; // the service now holds the PIN
     await m.writeSeal("file:demo", "b", "image/png", "QUJD");
     expect(asked).toBe(1);
     await m.clearPinCache();
     await m.writeSeal("file:demo", "c", "image/png", "QUJD");
     expect(asked).toBe(2);
     expect(m.answers.every((a) => a.answer.kind === "pin" && a.answer.pin === "•")).toBe(true);
+    expect(m.fixture.audit.slice(-3).map((e) => [e.operation, e.auth])).toEqual([
+      ["write_seal", "pin_entered"],
+      ["write_seal", "pin_cached"],
+      ["write_seal", "pin_entered"],
+    ]);
+  });
+
+  it("rejects a command it has no answer for with not_supported", async () => {
+    const m = createMockBackend();
+    // what a command added to the bindings meets until a screen uses it and the fixture answers it
+    await expect(m.answerFromFixture("addedLater" as CommandName)).rejects.toMatchObject({ code: 4010, name: "not_supported" });
   });
 });

@@ -3,9 +3,10 @@ import { defineComponent, h } from "vue";
 import CertDetailsView from "../src/views/CertDetailsView.vue";
 import PromptDialog from "../src/components/PromptDialog.vue";
 import ToastHost from "../src/components/ToastHost.vue";
-import { createMockBackend, DEMO_USER_PIN } from "../src/backend/mock";
+import { ErrorCode } from "../src/backend";
+import { certDetailsOf, certificate, certKey, DEMO_USER_PIN, medium } from "../src/backend/mock";
 import type { CertRef } from "../src/bindings";
-import { mountWith, settle, tid, tids } from "./helpers";
+import { mockWith, mountWith, settle, tid, tids } from "./helpers";
 
 const SIGN: CertRef = { device: "file:demo", container: "demo", usage: "sign" };
 
@@ -94,7 +95,7 @@ describe("CertDetailsView", () => {
   });
 
   it("exports DER and PEM through the save dialog", async () => {
-    const backend = createMockBackend();
+    const backend = mockWith();
     const save = vi.spyOn(backend, "chooseSavePath");
     const exp = vi.spyOn(backend, "exportCert");
     const { wrapper } = mountWith(CertDetailsView, { backend, props: { cert: SIGN } });
@@ -110,7 +111,7 @@ describe("CertDetailsView", () => {
   });
 
   it("does nothing when the save dialog is cancelled, and reports a failed export", async () => {
-    const backend = createMockBackend({ savePath: null });
+    const backend = mockWith((f) => void (f.savePath = null));
     const exp = vi.spyOn(backend, "exportCert");
     const { wrapper } = mountWith(CertDetailsView, { backend, props: { cert: SIGN } });
     await settle();
@@ -118,8 +119,8 @@ describe("CertDetailsView", () => {
     await settle();
     expect(exp).not.toHaveBeenCalled();
     expect(tid(wrapper, "details-message").exists()).toBe(false);
-    backend.savePath = "/readonly/x.cer";
-    backend.fail("exportCert", { code: 9001, name: "io", message: "读写失败", detail: "权限不足" });
+    backend.fixture.savePath = "/readonly/x.cer";
+    backend.fail("exportCert", "io", { detail: "权限不足" });
     await tid(wrapper, "export-der").trigger("click");
     await settle();
     expect(tid(wrapper, "details-message").attributes("data-state")).toBe("error");
@@ -129,7 +130,13 @@ describe("CertDetailsView", () => {
   it("shows why a chain is not trusted", async () => {
     const { wrapper } = mountWith(CertDetailsView, {
       props: { cert: { device: "x", container: "default", usage: "sign" } },
-      mock: { tokens: [{ id: "x", label: "X", certs: [{ usage: "sign", cn: "自签", daysLeft: 100, trusted: false }] }] },
+      mock: (f) => {
+        const x = medium({ id: "x", label: "X", certificates: [certificate("x", { usage: "sign", cn: "自签", daysLeft: 100 })] });
+        const [c] = x.certificates;
+        f.media = [x];
+        // The service's verdict, stated: no trusted issuer (its reason comes from the table).
+        f.details[certKey(c.ref)] = certDetailsOf(x, c, { trusted: false, code: ErrorCode.unknown_issuer, reason: null, path: [] });
+      },
     });
     await settle();
     const chain = tid(wrapper, "chain-status");
@@ -139,8 +146,8 @@ describe("CertDetailsView", () => {
   });
 
   it("shows an error when the details cannot be read", async () => {
-    const backend = createMockBackend();
-    backend.fail("certDetails", { code: 4003, name: "device_removed", message: "介质已拔出" });
+    const backend = mockWith();
+    backend.fail("certDetails", "device_removed");
     const { wrapper } = mountWith(CertDetailsView, { backend, props: { cert: SIGN } });
     await settle();
     expect(tid(wrapper, "details-error").text()).toContain("介质已拔出（错误码 4003）");
@@ -148,6 +155,15 @@ describe("CertDetailsView", () => {
 
   it("deletes after a confirmation and the PIN, re-asking after a wrong PIN", async () => {
     const { wrapper, backend } = mountWith(Harness, { props: { cert: SIGN } });
+    // What the service does, written out: the first PIN is wrong (the medium reports 9 tries
+    // left and the service asks again, saying so), the second one is right.
+    backend.script("deleteCertificate", async (m, ref) => {
+      await m.ask(m.pinPrompt(m.medium(ref.device), "delete_certificate"));
+      m.updatePin(ref.device, "userPin", { triesLeft: 9 });
+      await m.ask(m.pinPrompt(m.medium(ref.device), "delete_certificate", { previousWrong: true }));
+      m.removeCertificate(ref);
+      return null;
+    });
     await settle();
     await tid(wrapper, "delete-cert").trigger("click");
     expect(tid(wrapper, "confirm-message").text()).toContain("演示用户 (DEMO)");

@@ -1,7 +1,7 @@
 import { flushPromises, mount, type VueWrapper } from "@vue/test-utils";
 import type { Component } from "vue";
 import { backendKey } from "../src/backend";
-import { createMockBackend, type MockBackend, type MockOptions } from "../src/backend/mock";
+import { createMockBackend, demoFixture, type Fixture, type MockBackend } from "../src/backend/mock";
 import { createAppI18n } from "../src/i18n";
 import { createToastStore, toastKey, type ToastStore } from "../src/composables/toast";
 import type { Language } from "../src/bindings";
@@ -12,11 +12,18 @@ export interface Mounted {
   toast: ToastStore;
 }
 
+/** A mock over the demo fixture, changed by `edit` first (plain data: media, settings, …). */
+export function mockWith(edit?: (fixture: Fixture) => void): MockBackend {
+  const fixture = demoFixture();
+  edit?.(fixture);
+  return createMockBackend(fixture);
+}
+
 export function mountWith(
   component: Component,
-  opts: { backend?: MockBackend; mock?: MockOptions; props?: Record<string, unknown>; locale?: Language } = {},
+  opts: { backend?: MockBackend; mock?: (fixture: Fixture) => void; props?: Record<string, unknown>; locale?: Language } = {},
 ): Mounted {
-  const backend = opts.backend ?? createMockBackend(opts.mock);
+  const backend = opts.backend ?? mockWith(opts.mock);
   const toast = createToastStore();
   const wrapper = mount(component, {
     props: opts.props,

@@ -1,19 +1,23 @@
 import { describe, expect, it } from "vitest";
 import HomeView from "../src/views/HomeView.vue";
-import { demoToken } from "../src/backend/mock";
-import { mountWith, settle, tid, tids } from "./helpers";
+import { certificate, createMockBackend, medium, pinState, showcaseFixture, type CertSpec } from "../src/backend/mock";
+import { mockWith, mountWith, settle, tid, tids } from "./helpers";
 
-const caToken = {
-  id: "pcsc:Feitian 00",
-  label: "投标专用 USB Key",
-  kind: "pcsc" as const,
-  manufacturer: "飞天诚信",
-  serial: "FT0012345678",
-  certs: [
-    { usage: "sign" as const, cn: "张三", issuerCn: "CFCA SM2 OCA1", daysLeft: 20 },
-    { usage: "encrypt" as const, cn: "张三", issuerCn: "CFCA SM2 OCA1", daysLeft: -3 },
-  ],
-};
+const CA_ID = "pcsc:Feitian 00";
+/** A USB key as the service lists it: the statuses are stated, as the service computed them. */
+const caMedium = (more: CertSpec[] = []) =>
+  medium({
+    id: CA_ID,
+    label: "投标专用 USB Key",
+    kind: "pcsc",
+    manufacturer: "飞天诚信",
+    serial: "FT0012345678",
+    certificates: [
+      { usage: "sign" as const, cn: "张三", issuerCn: "CFCA SM2 OCA1", daysLeft: 20, status: "nearExpiry" as const },
+      { usage: "encrypt" as const, cn: "张三", issuerCn: "CFCA SM2 OCA1", daysLeft: -3, status: "expired" as const },
+      ...more,
+    ].map((c) => certificate(CA_ID, c)),
+  });
 
 describe("HomeView", () => {
   it("shows the demo medium with its badges, tries and both certificates", async () => {
@@ -40,7 +44,9 @@ describe("HomeView", () => {
 
   it("flags near-expiry (with days left), expired and not-yet-valid certificates", async () => {
     const { wrapper } = mountWith(HomeView, {
-      mock: { tokens: [{ ...caToken, certs: [...caToken.certs, { usage: "sign", container: "next", cn: "李四", daysLeft: 400, startsInDays: 5 }] }] },
+      mock: (f) => {
+        f.media = [caMedium([{ usage: "sign", container: "next", cn: "李四", daysLeft: 400, startsInDays: 5, status: "notYetValid" }])];
+      },
     });
     await settle();
     expect(tid(wrapper, "badge-kind").text()).toBe("智能卡");
@@ -52,16 +58,15 @@ describe("HomeView", () => {
   });
 
   it("shows an empty state when no medium is present", async () => {
-    const { wrapper } = mountWith(HomeView, { mock: { tokens: [] } });
+    const { wrapper } = mountWith(HomeView, { mock: (f) => void (f.media = []) });
     await settle();
     expect(tid(wrapper, "home-empty").text()).toContain("未检测到介质");
     expect(tids(wrapper, "medium")).toHaveLength(0);
   });
 
   it("shows an error state with the code when listMedia fails, and recovers on retry", async () => {
-    const { createMockBackend } = await import("../src/backend/mock");
-    const backend = createMockBackend();
-    backend.fail("listMedia", { code: 9001, name: "io", message: "读写失败", detail: "pcscd 未运行" }, 1);
+    const backend = mockWith();
+    backend.fail("listMedia", "io", { detail: "pcscd 未运行" }, 1);
     const { wrapper } = mountWith(HomeView, { backend });
     await settle();
     const err = tid(wrapper, "home-error");
@@ -78,20 +83,31 @@ describe("HomeView", () => {
   it("re-reads the list on media-changed (a key inserted, then pulled out)", async () => {
     const { wrapper, backend } = mountWith(HomeView);
     await settle();
-    backend.addToken(caToken);
+    backend.addMedium(caMedium());
     await settle();
     expect(tids(wrapper, "medium").map((m) => m.attributes("data-device-id"))).toEqual(["file:demo", "pcsc:Feitian 00"]);
     expect(tid(wrapper, "multi-medium-warning").text()).toContain("2 个介质");
-    backend.removeToken("file:demo");
+    backend.removeMedium("file:demo");
     await settle();
     expect(tids(wrapper, "medium").map((m) => m.attributes("data-device-id"))).toEqual(["pcsc:Feitian 00"]);
   });
 
   it("shows the locked state of a medium whose user PIN has no tries left", async () => {
-    const { wrapper } = mountWith(HomeView, { mock: { tokens: [{ ...demoToken(), userTries: 0 }] } });
+    const { wrapper } = mountWith(HomeView, {
+      mock: (f) => void (f.media[0].userPin = pinState(0, 10, { locked: true, isDefault: true })),
+    });
     await settle();
     expect(tid(wrapper, "badge-locked").text()).toBe("口令已锁定");
     expect(tid(wrapper, "user-pin-tries").text()).toContain("剩余 0 次");
+  });
+
+  it("shows the browser demo's fixture: the demo key beside a USB key with a near-expiry certificate", async () => {
+    const { wrapper } = mountWith(HomeView, { backend: createMockBackend(showcaseFixture()) });
+    await settle();
+    expect(tids(wrapper, "medium").map((m) => m.attributes("data-device-id"))).toEqual(["file:demo", "pcsc:Feitian ePass3000GM 00"]);
+    expect(tids(wrapper, "cert-row").map((r) => r.attributes("data-usage"))).toEqual(["sign", "encrypt", "sign", "encrypt"]);
+    expect(tids(wrapper, "badge-near-expiry")).toHaveLength(1);
+    expect(tid(wrapper, "badge-near-expiry").text()).toBe("临期（剩余 20 天）");
   });
 
   it("opens a certificate on click", async () => {

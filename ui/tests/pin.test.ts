@@ -1,8 +1,14 @@
 import { describe, expect, it, vi } from "vitest";
 import PinView from "../src/views/PinView.vue";
-import { createMockBackend, demoToken, DEMO_SO_PIN, DEMO_USER_PIN } from "../src/backend/mock";
-import { mountWith, settle, tid } from "./helpers";
+import { DEMO_SO_PIN, DEMO_USER_PIN, medium, pinState, type MockBackend } from "../src/backend/mock";
+import { mockWith, mountWith, settle, tid } from "./helpers";
 import type { VueWrapper } from "@vue/test-utils";
+
+/** The medium refuses the PIN: it reports `triesLeft` for that PIN (the script says how many). */
+const wrongPin = (pin: "userPin" | "soPin", triesLeft: number) => (m: MockBackend, device: string) => {
+  m.updatePin(device, pin, { triesLeft });
+  throw m.error("wrong_pin", { triesLeft });
+};
 
 async function change(w: VueWrapper, old: string, next: string, again = next) {
   await tid(w, "pin-old").setValue(old);
@@ -31,7 +37,7 @@ describe("PinView", () => {
   });
 
   it("checks the form before asking the medium", async () => {
-    const backend = createMockBackend();
+    const backend = mockWith();
     const spy = vi.spyOn(backend, "changePin");
     const { wrapper } = mountWith(PinView, { backend });
     await settle();
@@ -53,6 +59,17 @@ describe("PinView", () => {
 
   it("changes the PIN with the right old PIN", async () => {
     const { wrapper, backend } = mountWith(PinView);
+    // The medium, written out by this test: it holds one user PIN and changes it from that one.
+    let held = DEMO_USER_PIN;
+    backend.script(
+      "changePin",
+      (m, device, kind, oldPin, newPin) => {
+        if (oldPin !== held) throw m.error("wrong_pin", { triesLeft: 9 });
+        held = newPin;
+        return m.answerFromFixture("changePin", device, kind, oldPin, newPin);
+      },
+      Infinity,
+    );
     await settle();
     await change(wrapper, DEMO_USER_PIN, "24681357");
     expect(tid(wrapper, "pin-message").text()).toBe("口令已修改");
@@ -65,7 +82,24 @@ describe("PinView", () => {
   });
 
   it("counts wrong old PINs down to the lockout, then unblocks with the SO PIN", async () => {
-    const { wrapper } = mountWith(PinView, { mock: { tokens: [{ ...demoToken(), userTries: 3 }] } });
+    const { wrapper, backend } = mountWith(PinView, {
+      mock: (f) => void (f.media[0].userPin = pinState(3, 10, { isDefault: true })),
+    });
+    // What the medium answers, in order: two wrong PINs (2, then 1 try left), the lockout,
+    // a wrong SO PIN (9 SO tries left), then the unblock restores both counters.
+    backend
+      .script("changePin", wrongPin("userPin", 2))
+      .script("changePin", wrongPin("userPin", 1))
+      .script("changePin", (m, device) => {
+        m.updatePin(device, "userPin", { triesLeft: 0, locked: true });
+        throw m.error("pin_locked", { triesLeft: 0 });
+      })
+      .script("unblockPin", wrongPin("soPin", 9))
+      .script("unblockPin", (m, device, so, next) => {
+        m.updatePin(device, "userPin", { triesLeft: 10, locked: false });
+        m.updatePin(device, "soPin", { triesLeft: 10 });
+        return m.answerFromFixture("unblockPin", device, so, next);
+      });
     await settle();
     expect(tid(wrapper, "pin-user-tries").text()).toContain("剩余 3 / 10 次");
 
@@ -100,8 +134,8 @@ describe("PinView", () => {
   });
 
   it("shows the medium's own policy error", async () => {
-    const backend = createMockBackend();
-    backend.fail("changePin", { code: 4006, name: "pin_policy", message: "新口令不符合要求", detail: "不能全为相同字符" }, 1);
+    const backend = mockWith();
+    backend.fail("changePin", "pin_policy", { detail: "不能全为相同字符" }, 1);
     const { wrapper } = mountWith(PinView, { backend });
     await settle();
     await change(wrapper, DEMO_USER_PIN, "aaaaaaaa");
@@ -109,8 +143,8 @@ describe("PinView", () => {
   });
 
   it("switches media and opens on the one asked for", async () => {
-    const other = { id: "skf:longmai", label: "龙脉 USB Key", kind: "skf" as const, maxTries: 6, userTries: 4 };
-    const { wrapper } = mountWith(PinView, { mock: { tokens: [demoToken(), other] }, props: { initialDevice: "skf:longmai" } });
+    const other = medium({ id: "skf:longmai", label: "龙脉 USB Key", kind: "skf", userPin: pinState(4, 6), soPin: pinState(6, 6) });
+    const { wrapper } = mountWith(PinView, { mock: (f) => void f.media.push(other), props: { initialDevice: "skf:longmai" } });
     await settle();
     expect(tid(wrapper, "pin-user-tries").text()).toContain("剩余 4 / 6 次");
     await tid(wrapper, "pin-device").setValue("file:demo");
@@ -118,11 +152,11 @@ describe("PinView", () => {
   });
 
   it("says when no medium is present or the list fails", async () => {
-    const { wrapper } = mountWith(PinView, { mock: { tokens: [] } });
+    const { wrapper } = mountWith(PinView, { mock: (f) => void (f.media = []) });
     await settle();
     expect(tid(wrapper, "pin-no-media").text()).toBe("未检测到介质");
-    const backend = createMockBackend();
-    backend.fail("listMedia", { code: 9999, name: "internal", message: "内部错误" });
+    const backend = mockWith();
+    backend.fail("listMedia", "internal");
     const w2 = mountWith(PinView, { backend }).wrapper;
     await settle();
     expect(tid(w2, "pin-error").text()).toContain("内部错误（错误码 9999）");

@@ -1,8 +1,7 @@
 import { describe, expect, it } from "vitest";
 import PromptDialog from "../src/components/PromptDialog.vue";
-import { createMockBackend } from "../src/backend/mock";
 import type { PromptAnswer, PromptBody } from "../src/bindings";
-import { mountWith, settle, tid } from "./helpers";
+import { mockWith, mountWith, settle, tid } from "./helpers";
 
 const pinBody = (over: Partial<Extract<PromptBody, { kind: "pin" }>> = {}): PromptBody => ({
   kind: "pin",
@@ -135,7 +134,7 @@ describe("PromptDialog", () => {
   });
 
   it("picks up prompts that were already waiting when it mounted", async () => {
-    const backend = createMockBackend();
+    const backend = mockWith();
     void backend.ask(pinBody({ operation: "decrypt", triesLeft: 7 }), "native:bid-tool");
     const { wrapper } = mountWith(PromptDialog, { backend });
     await settle();
@@ -150,7 +149,7 @@ describe("PromptDialog", () => {
     await settle();
     void backend.ask(pinBody());
     await settle();
-    backend.fail("answerPrompt", { code: 4005, name: "not_found", message: "找不到该请求" }, 1);
+    backend.fail("answerPrompt", "not_found", { detail: "prompt gone" }, 1);
     await tid(wrapper, "prompt-pin-input").setValue("12345678");
     await tid(wrapper, "prompt-ok").trigger("click");
     await settle();

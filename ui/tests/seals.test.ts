@@ -2,8 +2,8 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { defineComponent, h } from "vue";
 import SealsView from "../src/views/SealsView.vue";
 import PromptDialog from "../src/components/PromptDialog.vue";
-import { createMockBackend, DEMO_USER_PIN } from "../src/backend/mock";
-import { mountWith, settle, tid, tids } from "./helpers";
+import { DEMO_USER_PIN, medium } from "../src/backend/mock";
+import { mockWith, mountWith, settle, tid, tids } from "./helpers";
 import type { VueWrapper } from "@vue/test-utils";
 
 // happy-dom has no canvas backend: a recording 2D context and a fixed PNG stand in for it.
@@ -114,7 +114,7 @@ describe("SealsView", () => {
   });
 
   it("reports a duplicate name and deletes a seal after confirmation", async () => {
-    const backend = createMockBackend();
+    const backend = mockWith();
     const { wrapper } = mountWith(Harness, { backend });
     await settle();
     await tid(wrapper, "seal-canvas").trigger("pointerdown", { clientX: 5, clientY: 5, pointerId: 1 });
@@ -124,6 +124,9 @@ describe("SealsView", () => {
     await enterPin(wrapper);
     expect(tids(wrapper, "seal-item")).toHaveLength(1);
 
+    // The medium refuses a second seal of that name; the service now holds the PIN (cache).
+    backend.fail("writeSeal", "already_exists", { detail: "章" }, 1);
+    backend.fixture.pinCached = true;
     await tid(wrapper, "seal-canvas").trigger("pointerdown", { clientX: 5, clientY: 5, pointerId: 1 });
     await tid(wrapper, "seal-name").setValue("章");
     await tid(wrapper, "seal-write").trigger("click");
@@ -142,7 +145,9 @@ describe("SealsView", () => {
   });
 
   it("says when no medium can hold seals", async () => {
-    const { wrapper } = mountWith(SealsView, { mock: { tokens: [{ id: "pkcs11:softhsm", label: "SoftHSM", kind: "pkcs11" }] } });
+    const { wrapper } = mountWith(SealsView, {
+      mock: (f) => void (f.media = [medium({ id: "pkcs11:softhsm", label: "SoftHSM", kind: "pkcs11" })]),
+    });
     await settle();
     expect(tid(wrapper, "seals-no-media").text()).toBe("没有支持电子印章的介质");
   });

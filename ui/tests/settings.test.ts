@@ -1,7 +1,6 @@
 import { describe, expect, it, vi } from "vitest";
 import SettingsView from "../src/views/SettingsView.vue";
-import { createMockBackend } from "../src/backend/mock";
-import { mountWith, settle, tid, tids } from "./helpers";
+import { mockWith, mountWith, settle, tid, tids } from "./helpers";
 
 describe("SettingsView", () => {
   it("saves the PIN cache and clears cached PINs", async () => {
@@ -12,7 +11,7 @@ describe("SettingsView", () => {
     expect(select.findAll("option").map((o) => o.text())).toEqual(["关闭", "1 分钟", "5 分钟", "10 分钟", "30 分钟", "60 分钟"]);
     await select.setValue("5");
     await settle();
-    expect(backend.settings.pinCacheMinutes).toBe(5);
+    expect(backend.fixture.settings.pinCacheMinutes).toBe(5);
     const clear = vi.spyOn(backend, "clearPinCache");
     await tid(wrapper, "clear-pin-cache").trigger("click");
     await settle();
@@ -28,24 +27,25 @@ describe("SettingsView", () => {
     await days.trigger("change");
     await settle();
     expect(tid(wrapper, "settings-message").text()).toBe("请输入 1–3650 之间的天数");
-    expect(backend.settings.nearExpiryWarningDays).toBe(90);
+    expect(backend.fixture.settings.nearExpiryWarningDays).toBe(90);
     await days.setValue("30");
     await days.trigger("change");
     await settle();
-    expect(backend.settings.nearExpiryWarningDays).toBe(30);
+    expect(backend.fixture.settings.nearExpiryWarningDays).toBe(30);
     await tid(wrapper, "settings-logs").setValue(false);
     await settle();
-    expect(backend.settings.logsEnabled).toBe(false);
+    expect(backend.fixture.settings.logsEnabled).toBe(false);
   });
 
   it("shows the backend's refusal of a setting and keeps the old value", async () => {
     const { wrapper, backend } = mountWith(SettingsView);
     await settle();
+    backend.fail("saveSettings", "invalid_parameter", { detail: "updateUrl" }, 1);
     const url = tid(wrapper, "settings-update-url");
     await url.setValue("ftp://example.com/manifest"); // fires input and change
     await settle();
     expect(tid(wrapper, "settings-message").text()).toContain("1004");
-    expect(backend.settings.updateUrl).toBe("https://update.keybridge.example/manifest.json");
+    expect(backend.fixture.settings.updateUrl).toBe("https://update.keybridge.example/manifest.json");
     expect((url.element as HTMLInputElement).value).toBe("https://update.keybridge.example/manifest.json");
   });
 
@@ -55,16 +55,22 @@ describe("SettingsView", () => {
     expect(wrapper.text()).toContain("个人信息收集清单");
     await tid(wrapper, "settings-language").setValue("en");
     await settle();
-    expect(backend.settings.language).toBe("en");
+    expect(backend.fixture.settings.language).toBe("en");
     expect(wrapper.text()).toContain("Personal data collected");
     expect(tid(wrapper, "check-update").text()).toBe("Check for updates now");
     expect(tids(wrapper, "privacy-row")[0].text()).toContain("On this computer only");
   });
 
   it("exports logs with a progress bar fed by log-export-progress", async () => {
-    const backend = createMockBackend();
+    const backend = mockWith();
     let release!: () => void;
-    backend.exportGate = new Promise((r) => (release = r));
+    const gate = new Promise<void>((r) => (release = r));
+    // The export stops half-way until the test lets it go on.
+    backend.script("exportLogs", async (m, path) => {
+      m.emit("logExportProgress", { done: 2, total: 4 });
+      await gate;
+      return m.answerFromFixture("exportLogs", path);
+    });
     const save = vi.spyOn(backend, "chooseSavePath");
     const { wrapper } = mountWith(SettingsView, { backend });
     await settle();
@@ -83,15 +89,15 @@ describe("SettingsView", () => {
   });
 
   it("reports a failed export and does nothing when the dialog is cancelled", async () => {
-    const backend = createMockBackend({ savePath: null });
+    const backend = mockWith((f) => void (f.savePath = null));
     const exp = vi.spyOn(backend, "exportLogs");
     const { wrapper } = mountWith(SettingsView, { backend });
     await settle();
     await tid(wrapper, "export-logs").trigger("click");
     await settle();
     expect(exp).not.toHaveBeenCalled();
-    backend.savePath = "/tmp/logs.p7e";
-    backend.fail("exportLogs", { code: 9001, name: "io", message: "读写失败", detail: "磁盘已满" });
+    backend.fixture.savePath = "/tmp/logs.p7e";
+    backend.fail("exportLogs", "io", { detail: "磁盘已满" });
     await tid(wrapper, "export-logs").trigger("click");
     await settle();
     expect(tid(wrapper, "log-export-result").text()).toBe("读写失败（错误码 9001）：磁盘已满");
@@ -105,7 +111,7 @@ describe("SettingsView", () => {
     expect(tid(wrapper, "update-result").attributes("data-state")).toBe("available");
     expect(tid(wrapper, "update-result").text()).toContain("发现新版本 0.2.0（当前 0.1.0）");
 
-    backend.offline = true;
+    backend.fail("checkUpdate", "network", { detail: "https://update.keybridge.example/manifest.json" }, 1);
     await tid(wrapper, "check-update").trigger("click");
     await settle();
     expect(tid(wrapper, "update-result").attributes("data-state")).toBe("error");
@@ -115,7 +121,8 @@ describe("SettingsView", () => {
     await url.setValue("");
     await url.trigger("change");
     await settle();
-    expect(backend.settings.updateUrl).toBe("");
+    expect(backend.fixture.settings.updateUrl).toBe("");
+    backend.fail("checkUpdate", "update_url_missing", {}, 1);
     await tid(wrapper, "check-update").trigger("click");
     await settle();
     expect(tid(wrapper, "update-result").text()).toBe("尚未配置更新地址，请先填写更新地址。");
@@ -138,8 +145,8 @@ describe("SettingsView", () => {
   });
 
   it("shows an error when the settings cannot be read", async () => {
-    const backend = createMockBackend();
-    backend.fail("getSettings", { code: 9002, name: "config_invalid", message: "配置文件无效" }, 1);
+    const backend = mockWith();
+    backend.fail("getSettings", "config_invalid", {}, 1);
     const { wrapper } = mountWith(SettingsView, { backend });
     await settle();
     expect(tid(wrapper, "settings-error").text()).toContain("配置文件无效（错误码 9002）");
@@ -148,7 +155,7 @@ describe("SettingsView", () => {
 
 describe("SettingsView: web-site grants", () => {
   it("lists remembered answers and revokes one", async () => {
-    const backend = createMockBackend();
+    const backend = mockWith();
     const { wrapper } = mountWith(SettingsView, { backend });
     await settle();
     let rows = tids(wrapper, "grant-row");
@@ -160,13 +167,13 @@ describe("SettingsView: web-site grants", () => {
     await settle();
     rows = tids(wrapper, "grant-row");
     expect(rows).toHaveLength(1);
-    expect(backend.grants.map((g) => g.origin)).toEqual(["https://phish.example.com"]);
+    expect(backend.fixture.grants.map((g) => g.origin)).toEqual(["https://phish.example.com"]);
     expect(backend.calls).toContain("revokeGrant");
   });
 
   it("says so when the grants cannot be read", async () => {
-    const backend = createMockBackend();
-    backend.fail("listGrants", { code: 9002, name: "config_invalid", message: "配置文件无效", detail: "bridge-grants.json: corrupt" });
+    const backend = mockWith();
+    backend.fail("listGrants", "config_invalid", { detail: "bridge-grants.json: corrupt" });
     const { wrapper } = mountWith(SettingsView, { backend });
     await settle();
     expect(tid(wrapper, "grants-error").text()).toContain("9002");

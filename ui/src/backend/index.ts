@@ -1,54 +1,58 @@
 // The one seam between the screens and whatever answers them: the Tauri shell
-// (`tauri.ts`) in the app, an in-memory mock (`mock.ts`) in the browser and in tests.
+// (`tauri.ts`) in the app, a fixture-driven mock (`mock.ts`) in the browser and in tests.
 // Screens call `useBackend()` and never import bindings.ts's `commands` directly.
+//
+// Nothing here lists the commands, events or error codes: `Backend` is derived from the
+// generated `commands` and `events` (bindings.ts, tauri-specta), `ErrorCode` from the
+// generated `ERROR_CODES`. A command added or changed in Rust appears here when the
+// bindings are regenerated; a view that calls it the old way no longer type-checks.
 
 import { inject, type App, type InjectionKey } from "vue";
-import type {
-  AppError,
-  AppInfo,
-  AppSettings,
-  AuditEntry,
-  AuditPage,
-  CertDetails,
-  CertRef,
-  ExpiryNotice,
-  SiteGrant,
-  ExportFormat,
-  LogExportProgress,
-  LogExportResult,
-  MediaChanged,
-  Medium,
-  PinKindView,
-  PrivacyInfo,
-  PromptAnswer,
-  PromptClosed,
-  PromptRequest,
-  SealImage,
-  SealView,
-  Thumbprint,
-  UpdateStatus,
-} from "../bindings";
+import { ERROR_CODES, type AppError, type commands, type events } from "../bindings";
 
-/** Stable error codes the UI reacts to (docs/error-codes.md); it never matches messages. */
-export const ErrorCode = {
-  malformedInput: 1001,
-  invalidParameter: 1004,
-  wrongPin: 4001,
-  pinLocked: 4002,
-  deviceRemoved: 4003,
-  unknownDevice: 4004,
-  notFound: 4005,
-  pinPolicy: 4006,
-  alreadyExists: 4007,
-  notSupported: 4010,
-  cancelled: 4011,
-  io: 9001,
-  configInvalid: 9002,
-  network: 9003,
-  updateManifestInvalid: 9004,
-  updateUrlMissing: 9005,
-  internal: 9999,
-} as const;
+type Commands = typeof commands;
+type Events = typeof events;
+
+/** Every command of the bindings, by its camelCase name (`changePin`). */
+export type CommandName = keyof Commands;
+/** A command's arguments, as the bindings declare them. */
+export type CommandArgs<K extends CommandName> = Parameters<Commands[K]>;
+/** What a command resolves with on success (the `data` of the bindings' `{status:"ok"}`). */
+export type CommandData<K extends CommandName> = Extract<Awaited<ReturnType<Commands[K]>>, { status: "ok" }>["data"];
+
+/** Every event of the bindings, by its camelCase name (`mediaChanged` = `media-changed`). */
+export type EventName = keyof Events;
+/** An event's payload. */
+export type EventPayload<K extends EventName> = Parameters<Parameters<Events[K]["listen"]>[0]>[0]["payload"];
+
+/** Each command as the views call it: resolves with its data, throws a `BackendError`. */
+export type Calls = { [K in CommandName]: (...args: CommandArgs<K>) => Promise<CommandData<K>> };
+
+export type Unsubscribe = () => void;
+
+export interface Backend extends Calls {
+  /** Subscribe to a generated event; the function returned unsubscribes. */
+  on<K extends EventName>(event: K, cb: (payload: EventPayload<K>) => void): Unsubscribe;
+  /** A native save-file dialog (a Tauri plugin, not a command); `null` when the user cancels. */
+  chooseSavePath(defaultName: string, extensions: string[]): Promise<string | null>;
+}
+
+type ErrorEntry = (typeof ERROR_CODES)[number];
+/** A stable error name of the one table (`wrong_pin`). */
+export type ErrorName = ErrorEntry["name"];
+
+/**
+ * The stable codes by name (`ErrorCode.wrong_pin` = 4001), from the generated table
+ * (docs/error-codes.md). The UI reacts to codes; it never matches messages.
+ */
+export const ErrorCode = Object.fromEntries(ERROR_CODES.map((e) => [e.name, e.code])) as {
+  readonly [E in ErrorEntry as E["name"]]: E["code"];
+};
+
+/** The table's entry for a name (code and zh-CN / en messages). */
+export function errorEntry(name: ErrorName): ErrorEntry {
+  return ERROR_CODES.find((e) => e.name === name)!;
+}
 
 /** An `AppError` as a throwable. */
 export class BackendError extends Error {
@@ -82,55 +86,9 @@ function isAppError(e: unknown): e is AppError {
   return typeof e === "object" && e !== null && typeof (e as AppError).code === "number" && typeof (e as AppError).name === "string";
 }
 
-/** The update check could not reach the server (9003 `network`). */
+/** The update check could not reach the server (`network`). */
 export function isNetworkError(e: BackendError): boolean {
   return e.code === ErrorCode.network;
-}
-
-export type Unsubscribe = () => void;
-
-export interface Backend {
-  appInfo(): Promise<AppInfo>;
-  /** The window painted its first screen (start-up measurement; harmless otherwise). */
-  appReady(): Promise<null>;
-  acceptAgreement(version: string): Promise<null>;
-  quitApp(): Promise<null>;
-  listMedia(): Promise<Medium[]>;
-  certDetails(cert: CertRef): Promise<CertDetails>;
-  certThumbprint(cert: CertRef, alg: Thumbprint): Promise<string>;
-  exportCert(cert: CertRef, path: string, format: ExportFormat): Promise<string>;
-  changePin(device: string, kind: PinKindView, oldPin: string, newPin: string): Promise<null>;
-  unblockPin(device: string, soPin: string, newPin: string): Promise<null>;
-  deleteCertificate(cert: CertRef): Promise<null>;
-  listSeals(device: string): Promise<SealView[]>;
-  readSeal(device: string, id: string): Promise<SealImage>;
-  writeSeal(device: string, name: string, mime: string, dataBase64: string): Promise<SealView>;
-  deleteSeal(device: string, id: string): Promise<null>;
-  /** The newest `limit` records of `[fromMs, toMs)`, with the count of all of them. */
-  auditQuery(fromMs: number, toMs: number, limit: number): Promise<AuditPage>;
-  getSettings(): Promise<AppSettings>;
-  saveSettings(settings: AppSettings): Promise<AppSettings>;
-  clearPinCache(): Promise<null>;
-  /** Web sites with a remembered consent answer. */
-  listGrants(): Promise<SiteGrant[]>;
-  /** Forget a site's answer: it is asked again next time. */
-  revokeGrant(origin: string): Promise<null>;
-  exportLogs(path: string): Promise<LogExportResult>;
-  checkUpdate(): Promise<UpdateStatus>;
-  privacyInfo(): Promise<PrivacyInfo>;
-  answerPrompt(id: number, answer: PromptAnswer): Promise<null>;
-  pendingPrompts(): Promise<PromptRequest[]>;
-
-  onMediaChanged(cb: (e: MediaChanged) => void): Unsubscribe;
-  onPrompt(cb: (e: PromptRequest) => void): Unsubscribe;
-  onPromptClosed(cb: (e: PromptClosed) => void): Unsubscribe;
-  onLogExportProgress(cb: (e: LogExportProgress) => void): Unsubscribe;
-  onExpiryNotice(cb: (e: ExpiryNotice) => void): Unsubscribe;
-  /** A scheduled update check (settings: daily / weekly) found a newer version. */
-  onUpdateAvailable(cb: (e: UpdateStatus) => void): Unsubscribe;
-
-  /** A native save-file dialog; `null` when the user cancels. */
-  chooseSavePath(defaultName: string, extensions: string[]): Promise<string | null>;
 }
 
 export const backendKey: InjectionKey<Backend> = Symbol("backend");
