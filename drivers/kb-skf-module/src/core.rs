@@ -29,9 +29,7 @@ use zeroize::Zeroizing;
 /// The one application of every device.
 pub const APPLICATION: &str = "KeyBridge";
 
-/// Environment variable naming the directory of the file keys served. Unset: the
-/// KeyBridge user's key directory (the `file_key_dir` setting, or its default).
-pub const KEY_DIR_ENV: &str = "KEYBRIDGE_SKF_KEY_DIR";
+pub use crate::key_dir::KEY_DIR_ENV;
 
 /// How often `SKF_WaitForDevEvent` looks at the key directory.
 const EVENT_POLL: Duration = Duration::from_millis(100);
@@ -74,14 +72,10 @@ impl Fail {
 /// Result of a core function.
 pub type Res<T> = Result<T, Fail>;
 
-/// The directory of the served keys.
+/// The directory of the served keys ([`crate::key_dir`]); `SAR_NOTINITIALIZEERR` when
+/// the settings cannot be read.
 pub fn key_dir() -> Res<PathBuf> {
-    if let Some(d) = std::env::var_os(KEY_DIR_ENV).filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(d));
-    }
-    let paths = kb_service::settings::default_paths().map_err(|_| Fail::Sar(SAR_NOTINITIALIZEERR))?;
-    let settings = kb_service::settings::Settings::load(paths.settings_file()).map_err(|_| Fail::Sar(SAR_NOTINITIALIZEERR))?;
-    Ok(settings.file_key_dir(&paths))
+    crate::key_dir::key_dir().map_err(|_| Fail::Sar(SAR_NOTINITIALIZEERR))
 }
 
 /// Device names present: the stems of the key files, sorted.

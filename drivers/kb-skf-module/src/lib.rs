@@ -5,8 +5,9 @@
 //! KeyBridge test its SKF loader (`kb-skf`) across a real `dlopen` boundary.
 //!
 //! - Device = one `<name>.kbkey` in the key directory: `$KEYBRIDGE_SKF_KEY_DIR`, else the
-//!   KeyBridge user's key directory (the `file_key_dir` setting or its default, through
-//!   `kb_service::settings`). Application = `KeyBridge`. Containers = the file key's.
+//!   KeyBridge user's key directory (the `file_key_dir` setting or its default, read by
+//!   [`key_dir`] without the device service). Application = `KeyBridge`. Containers =
+//!   the file key's.
 //! - Exported: `SKF_WaitForDevEvent`, `SKF_CancelWaitForDevEvent`, `SKF_EnumDev`,
 //!   `SKF_ConnectDev`, `SKF_DisConnectDev`, `SKF_GetDevInfo`, `SKF_EnumApplication`,
 //!   `SKF_OpenApplication`, `SKF_CloseApplication`, `SKF_VerifyPIN`, `SKF_ChangePIN`,
@@ -27,3 +28,4 @@
 pub mod core;
 #[allow(unsafe_code)]
 pub mod ffi;
+pub mod key_dir;

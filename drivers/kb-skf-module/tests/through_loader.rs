@@ -37,16 +37,28 @@ fn module_path() -> PathBuf {
 }
 
 /// The key directory, inside the child process that runs the test body; `None` in the
-/// parent after the child passed.
+/// parent after the child passed. The child finds its keys through
+/// `KEYBRIDGE_SKF_KEY_DIR`.
 fn enter(test_name: &str) -> Option<PathBuf> {
+    enter_with(test_name, |dir| vec![("KEYBRIDGE_SKF_KEY_DIR", dir.as_os_str().to_owned())])
+}
+
+/// [`enter`] with the child's environment chosen by `env(key directory)`; everything
+/// the child needs must be in it (`KEYBRIDGE_SKF_KEY_DIR` and `KEYBRIDGE_HOME` are
+/// removed first).
+fn enter_with(test_name: &str, env: impl FnOnce(&Path) -> Vec<(&'static str, std::ffi::OsString)>) -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os(RIG_ENV) {
         return Some(PathBuf::from(dir));
     }
-    let dir = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("keys");
+    std::fs::create_dir(&dir).unwrap();
     let out = Command::new(std::env::current_exe().unwrap())
         .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
-        .env("KEYBRIDGE_SKF_KEY_DIR", dir.path())
-        .env(RIG_ENV, dir.path())
+        .env_remove("KEYBRIDGE_SKF_KEY_DIR")
+        .env_remove("KEYBRIDGE_HOME")
+        .envs(env(&dir))
+        .env(RIG_ENV, &dir)
         .output()
         .unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -364,43 +376,23 @@ fn a_c_program_signs_through_the_module() {
     assert_eq!(field("done"), "1");
 }
 
-/// What every front end does: the settings name the module, `standard_transports` adds an
-/// SKF transport, and the device service lists and signs with the key next to a file key.
+/// Without `KEYBRIDGE_SKF_KEY_DIR` the module finds the keys where the KeyBridge user's
+/// settings put them (`file_key_dir` in `$KEYBRIDGE_HOME/config/settings.toml`), read by
+/// the module itself (it does not link the device service).
 #[test]
-fn listed_and_used_through_the_device_service() {
-    use kb_service::audit::AuditLog;
-    use kb_service::devices::DeviceManager;
-    use kb_service::pin_cache::PinCachePolicy;
-    use kb_service::prompter::ScriptedPrompter;
-    use kb_service::settings::Settings;
-    use std::sync::Arc;
-
-    let Some(dir) = enter("listed_and_used_through_the_device_service") else { return };
-    let key = make_key(&dir, "epsilon", &Ca::new());
-    let file_keys = tempfile::tempdir().unwrap();
-    make_key(file_keys.path(), "plain", &Ca::new());
-
-    let mut settings = Settings::default();
-    settings.set("skf_modules", &format!("[\"{}\"]", module_path().display())).unwrap();
-    let prompter = Arc::new(ScriptedPrompter::new());
-    let mgr = DeviceManager::new(prompter.clone(), Arc::new(AuditLog::open_in_memory().unwrap()), PinCachePolicy::default());
-    for t in kb_service::media::standard_transports(&settings, file_keys.path()) {
-        mgr.add_transport(t).unwrap();
-    }
-    assert!(mgr.wait_enumerated(Duration::from_secs(10)));
-    let devices = mgr.devices();
-    let skf = devices.iter().find(|d| d.transport == TransportKind::Skf).unwrap_or_else(|| panic!("{devices:?}"));
-    assert!(devices.iter().any(|d| d.transport == TransportKind::File), "{devices:?}");
-    assert_eq!(skf.id, skf_id(&key.serial));
-    let containers = mgr.containers(&skf.id, "test").unwrap();
-    assert_eq!(containers.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["main"]);
-
-    let scheme = SignatureScheme::sm2_default();
-    prompter.push_pin(USER);
-    let sig = mgr.sign_message(&skf.id, "main", KeyUsage::Sign, &scheme, b"bid", "test").unwrap();
-    key.sign.verify(&scheme, b"bid", &sig).unwrap();
-    mgr.pin_cache().clear();
-    prompter.push_pin("000000");
-    let e = mgr.sign_message(&skf.id, "main", KeyUsage::Sign, &scheme, b"x", "test").unwrap_err();
-    assert_eq!(e.code(), ErrorCode::WrongPin);
+fn keys_found_through_the_users_settings() {
+    let Some(dir) = enter_with("keys_found_through_the_users_settings", |keys| {
+        let home = keys.parent().unwrap().join("home");
+        std::fs::create_dir_all(home.join("config")).unwrap();
+        let settings = format!("pin_cache_minutes = 5\nfile_key_dir = \"{}\"\n", keys.display());
+        std::fs::write(home.join("config/settings.toml"), settings).unwrap();
+        vec![("KEYBRIDGE_HOME", home.into_os_string())]
+    }) else {
+        return;
+    };
+    assert!(std::env::var_os("KEYBRIDGE_SKF_KEY_DIR").is_none());
+    let key = make_key(&dir, "zeta", &Ca::new());
+    let module = SkfModule::load(&module_path()).unwrap();
+    let mut t = SkfToken::open(module, &skf_id(&key.serial)).unwrap();
+    assert_eq!(t.public_key("main", KeyUsage::Sign).unwrap(), key.sign);
 }
