@@ -1,17 +1,23 @@
 //! `kb-skf` against a stand-in for a vendor SKF module (`tests/c/stand_in_module.c`,
 //! built here with gcc): no vendor module can be installed on these machines, so the
-//! stand-in reproduces behaviours of real ones (issue 13), here out-parameter structures
-//! written past the standard's layout.
+//! stand-in reproduces two behaviours of real ones (issue 13) — an `SKF_WaitForDevEvent`
+//! that returns at once, every time, and out-parameter structures written past the
+//! standard's layout.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+// Reading the stand-in's call counters needs a `dlsym`.
+#![allow(unsafe_code)]
 
 use kb_crypto::SignatureScheme;
 use kb_crypto::sm2::Sm2Signature;
-use kb_skf::{SkfModule, SkfToken};
-use kb_token::Token;
+use kb_skf::{MAX_QUICK_WAITS, SkfModule, SkfToken, SkfTransport};
+use kb_token::{Token, Transport, TransportEvent};
 use kb_types::{DeviceId, KeyUsage, Pin, PinKind, TransportKind};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
+
+const HANG: Duration = Duration::from_secs(60);
 
 /// Build the stand-in with these `-D` flags into `dir`; `None` (loudly) without gcc.
 fn build(dir: &Path, flags: &[&str]) -> Option<PathBuf> {
@@ -30,6 +36,84 @@ fn build(dir: &Path, flags: &[&str]) -> Option<PathBuf> {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     Some(so)
+}
+
+/// The stand-in's own counters and gate, reached through `dlsym` on the same library
+/// the transport loaded (one copy per process).
+struct Counters {
+    lib: libloading::Library,
+}
+
+impl Counters {
+    fn open(so: &Path) -> Self {
+        // SAFETY: the stand-in's initialisers do nothing; it is already loaded.
+        Counters { lib: unsafe { libloading::Library::new(so) }.unwrap() }
+    }
+
+    fn count(&self, which: i32) -> u32 {
+        // SAFETY: `ULONG StandIn_Count(int)` as defined in stand_in_module.c.
+        unsafe { (self.lib.get::<unsafe extern "C" fn(i32) -> u32>(b"StandIn_Count\0").unwrap())(which) }
+    }
+
+    fn waits(&self) -> u32 {
+        self.count(0)
+    }
+
+    fn enumerations(&self) -> u32 {
+        self.count(1)
+    }
+
+    fn release(&self) {
+        // SAFETY: `void StandIn_Release(void)` as defined in stand_in_module.c.
+        unsafe { (self.lib.get::<unsafe extern "C" fn()>(b"StandIn_Release\0").unwrap())() }
+    }
+}
+
+fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < HANG, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Issue 13, item 1: a module whose wait returns at once made the events thread spin
+/// and queue wake-ups without bound. Now: the wait is called a bounded number of times
+/// (back-off, then polling alone), and wake-ups coalesce (at most one pending). The
+/// stand-in's `SKF_EnumDev` blocks from its second call until released, so every
+/// wake-up the storm causes meanwhile is pending at once: after the release, at most
+/// one more enumeration may follow.
+#[test]
+fn a_wait_that_returns_at_once_stays_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(so) = build(dir.path(), &["-DGATE", "-DOVERWRITE=2"]) else { return };
+    // An hour's poll: every enumeration after the first is caused by a wake-up.
+    let transport = SkfTransport::new(&so).with_poll_interval(Duration::from_secs(3600));
+    let rx = transport.watch().unwrap();
+    match rx.recv_timeout(HANG).unwrap() {
+        TransportEvent::Added(info) => assert_eq!(info.serial, "SI-0001"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(rx.recv_timeout(HANG).unwrap(), TransportEvent::EnumerationComplete);
+    let stand_in = Counters::open(&so);
+
+    until("the events thread to give up on the module's wait", || stand_in.waits() >= MAX_QUICK_WAITS);
+    // Over a few seconds of storm the counts stay within a small bound (counted, not
+    // timed): the wait is not called again, and the one enumeration a wake-up started
+    // is held in the stand-in's gate.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(stand_in.waits(), MAX_QUICK_WAITS, "the events thread kept calling SKF_WaitForDevEvent");
+    assert!(stand_in.enumerations() <= 2, "{} enumerations", stand_in.enumerations());
+
+    // Every wake-up of the storm is now pending: they must be one.
+    stand_in.release();
+    std::thread::sleep(Duration::from_secs(2));
+    let n = stand_in.enumerations();
+    assert!(n <= 3, "{n} enumerations: more than one wake-up was pending");
+    assert_eq!(stand_in.waits(), MAX_QUICK_WAITS);
+    // Nothing changed on the module, so nothing was reported.
+    assert!(rx.try_recv().is_err());
+    drop(transport);
 }
 
 /// Run `body` in a child process (a module that corrupts memory must not take the
