@@ -30,8 +30,11 @@ pub const DEFAULT_POLL: Duration = Duration::from_millis(500);
 /// Shortest time between two enumerations caused by device events.
 pub const MIN_RESCAN: Duration = Duration::from_millis(200);
 
-/// A `SKF_WaitForDevEvent` that returns sooner than this "returned at once".
-pub const QUICK_RETURN: Duration = Duration::from_millis(50);
+/// A `SKF_WaitForDevEvent` that returns sooner than this "returned at once". Generous:
+/// a module that really waits blocks until a key is inserted or removed, and on a busy
+/// machine even a wait that returns at once can take tens of milliseconds; a module
+/// whose wait only ever lasts a fraction of a second adds nothing to polling.
+pub const QUICK_RETURN: Duration = Duration::from_secs(1);
 
 /// After this many waits in a row that returned at once, the module's events are not
 /// used any more (polling carries on).
