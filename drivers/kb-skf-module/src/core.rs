@@ -12,9 +12,12 @@
 //! handle until `SKF_ClearSecureState`, `SKF_CloseApplication` or `SKF_DisConnectDev`.
 //! Each private-key call opens the file key with it (one Argon2id run).
 
+use crate::dev_auth;
 use kb_crypto::SignatureScheme;
 use kb_crypto::rsa::RsaPadding;
 use kb_crypto::sm2::Sm2Signature;
+use kb_crypto::sm3::{Digest, Sm3};
+use kb_crypto::sm4::{self, Padding, Transform};
 use kb_filekey::{EXTENSION, FileToken};
 use kb_skf::abi::*;
 use kb_token::{Session, Token, TokenError};
@@ -22,16 +25,14 @@ use kb_types::{Algorithm, KeyUsage, Pin, PinKind};
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 /// The one application of every device.
 pub const APPLICATION: &str = "KeyBridge";
 
-/// Environment variable naming the directory of the file keys served. Unset: the
-/// KeyBridge user's key directory (the `file_key_dir` setting, or its default).
-pub const KEY_DIR_ENV: &str = "KEYBRIDGE_SKF_KEY_DIR";
+pub use crate::key_dir::KEY_DIR_ENV;
 
 /// How often `SKF_WaitForDevEvent` looks at the key directory.
 const EVENT_POLL: Duration = Duration::from_millis(100);
@@ -74,14 +75,10 @@ impl Fail {
 /// Result of a core function.
 pub type Res<T> = Result<T, Fail>;
 
-/// The directory of the served keys.
+/// The directory of the served keys ([`crate::key_dir`]); `SAR_NOTINITIALIZEERR` when
+/// the settings cannot be read.
 pub fn key_dir() -> Res<PathBuf> {
-    if let Some(d) = std::env::var_os(KEY_DIR_ENV).filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(d));
-    }
-    let paths = kb_service::settings::default_paths().map_err(|_| Fail::Sar(SAR_NOTINITIALIZEERR))?;
-    let settings = kb_service::settings::Settings::load(paths.settings_file()).map_err(|_| Fail::Sar(SAR_NOTINITIALIZEERR))?;
-    Ok(settings.file_key_dir(&paths))
+    crate::key_dir::key_dir().map_err(|_| Fail::Sar(SAR_NOTINITIALIZEERR))
 }
 
 /// Device names present: the stems of the key files, sorted.
@@ -105,6 +102,34 @@ fn valid_name(n: &str) -> bool {
 struct Device {
     path: PathBuf,
     serial: String,
+    /// The last `SKF_GenRandom` output (at most 16 bytes): the challenge of the next
+    /// `SKF_DevAuth`, which consumes it.
+    challenge: Option<Zeroizing<Vec<u8>>>,
+    /// `SKF_DevAuth` succeeded on this handle.
+    authenticated: bool,
+}
+
+/// A symmetric key from `SKF_SetSymmKey` and the operation `SKF_EncryptInit` or
+/// `SKF_DecryptInit` started with it.
+struct SessionKey {
+    device: usize,
+    key: Zeroizing<[u8; 16]>,
+    alg: Ulong,
+    op: Option<CipherOp>,
+}
+
+struct CipherOp {
+    transform: Box<dyn Transform>,
+    encrypt: bool,
+    padded: bool,
+    /// Input bytes the transform holds back (not yet output).
+    held: usize,
+}
+
+/// An SM3 computation from `SKF_DigestInit`; `None` once finished.
+struct HashObj {
+    device: usize,
+    hasher: Option<Sm3>,
 }
 
 struct Application {
@@ -122,18 +147,29 @@ enum Object {
     Device(Device),
     Application(Application),
     Container(Container),
+    SessionKey(SessionKey),
+    Hash(HashObj),
 }
 
 #[derive(Default)]
 struct Table {
     next: usize,
     objects: HashMap<usize, Object>,
+    /// `SKF_LockDev`: the device handle holding each key file's lock.
+    locks: HashMap<PathBuf, usize>,
+}
+
+fn table_lock() -> &'static Mutex<Table> {
+    static T: OnceLock<Mutex<Table>> = OnceLock::new();
+    T.get_or_init(|| Mutex::new(Table { next: 0x0005_0000, ..Table::default() }))
 }
 
 fn table() -> std::sync::MutexGuard<'static, Table> {
-    static T: OnceLock<Mutex<Table>> = OnceLock::new();
-    T.get_or_init(|| Mutex::new(Table { next: 0x0005_0000, objects: HashMap::new() })).lock().unwrap_or_else(|e| e.into_inner())
+    table_lock().lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// Signalled when a device lock is released.
+static UNLOCKED: Condvar = Condvar::new();
 
 impl Table {
     fn insert(&mut self, o: Object) -> usize {
@@ -150,11 +186,18 @@ impl Table {
             .filter(|(_, o)| match o {
                 Object::Application(a) => a.device == h,
                 Object::Container(c) => c.app == h,
+                Object::SessionKey(k) => k.device == h,
+                Object::Hash(x) => x.device == h,
                 Object::Device(_) => false,
             })
             .map(|(k, _)| *k)
             .collect();
-        self.objects.remove(&h);
+        if let Some(Object::Device(d)) = self.objects.remove(&h)
+            && self.locks.get(&d.path) == Some(&h)
+        {
+            self.locks.remove(&d.path);
+            UNLOCKED.notify_all();
+        }
         for c in children {
             self.remove_tree(c);
         }
@@ -163,6 +206,27 @@ impl Table {
     fn device(&self, h: usize) -> Res<&Device> {
         match self.objects.get(&h) {
             Some(Object::Device(d)) => Ok(d),
+            _ => Err(Fail::Sar(SAR_INVALIDHANDLEERR)),
+        }
+    }
+
+    fn device_mut(&mut self, h: usize) -> Res<&mut Device> {
+        match self.objects.get_mut(&h) {
+            Some(Object::Device(d)) => Ok(d),
+            _ => Err(Fail::Sar(SAR_INVALIDHANDLEERR)),
+        }
+    }
+
+    fn session_key(&mut self, h: usize) -> Res<&mut SessionKey> {
+        match self.objects.get_mut(&h) {
+            Some(Object::SessionKey(k)) => Ok(k),
+            _ => Err(Fail::Sar(SAR_INVALIDHANDLEERR)),
+        }
+    }
+
+    fn hash(&mut self, h: usize) -> Res<&mut HashObj> {
+        match self.objects.get_mut(&h) {
+            Some(Object::Hash(x)) => Ok(x),
             _ => Err(Fail::Sar(SAR_INVALIDHANDLEERR)),
         }
     }
@@ -250,7 +314,7 @@ pub fn connect_dev(name: &str) -> Res<usize> {
         TokenError::Removed => Fail::Sar(SAR_DEVICE_REMOVED),
         e => Fail::Token(e),
     })?;
-    Ok(table().insert(Object::Device(Device { path, serial: t.info().serial })))
+    Ok(table().insert(Object::Device(Device { path, serial: t.info().serial, challenge: None, authenticated: false })))
 }
 
 /// `SKF_DisConnectDev` (also closes its applications and containers).
@@ -272,7 +336,10 @@ pub fn dev_info(h: usize) -> Res<DevInfo> {
     set_field_text(&mut d.serial_number, &serial);
     d.hw_version = Version { major: 1, minor: 0 };
     d.firmware_version = Version { major: 1, minor: 0 };
+    d.alg_sym_cap = SGD_SM4_ECB | SGD_SM4_CBC;
     d.alg_asym_cap = SGD_SM2_1 | SGD_SM2_3;
+    d.alg_hash_cap = SGD_SM3;
+    d.dev_auth_alg_id = SGD_SM4_ECB;
     d.max_ecc_buffer_size = MAX_ECC_CIPHER_LEN as Ulong;
     Ok(d)
 }
@@ -309,6 +376,239 @@ static CANCEL: AtomicU64 = AtomicU64::new(0);
 /// `SKF_CancelWaitForDevEvent`: every wait in progress returns.
 pub fn cancel_wait() {
     CANCEL.fetch_add(1, Ordering::SeqCst);
+}
+
+/// `SKF_GetDevState`: whether the key file `name` is present.
+pub fn dev_state(name: &str) -> Res<Ulong> {
+    if !valid_name(name) {
+        return Err(Fail::Sar(SAR_INVALIDPARAMERR));
+    }
+    Ok(if device_names()?.contains(name) { DEV_PRESENT_STATE } else { DEV_ABSENT_STATE })
+}
+
+/// `SKF_LockDev`: take the device for this handle alone among the handles of this
+/// process, waiting up to `timeout_ms` for another handle to unlock it (`0xFFFFFFFF` =
+/// no limit); `SAR_TIMEOUTERR` after that. Calls through other handles are not blocked:
+/// every call is atomic on the key file already (the file key's own lock).
+pub fn lock_dev(h: usize, timeout_ms: Ulong) -> Res<()> {
+    let deadline = (timeout_ms != Ulong::MAX).then(|| Instant::now() + Duration::from_millis(timeout_ms.into()));
+    let mut t = table();
+    let path = t.device(h)?.path.clone();
+    loop {
+        match t.locks.get(&path) {
+            Some(o) if *o != h && t.objects.contains_key(o) => {}
+            _ => {
+                t.locks.insert(path, h);
+                return Ok(());
+            }
+        }
+        let left = match deadline {
+            None => Duration::from_secs(3600),
+            Some(d) => d.checked_duration_since(Instant::now()).filter(|l| !l.is_zero()).ok_or(Fail::Sar(SAR_TIMEOUTERR))?,
+        };
+        t = UNLOCKED.wait_timeout(t, left).unwrap_or_else(|e| e.into_inner()).0;
+        t.device(h)?;
+    }
+}
+
+/// `SKF_UnlockDev`: release the lock this handle holds (nothing to do when it holds none).
+pub fn unlock_dev(h: usize) -> Res<()> {
+    let mut t = table();
+    let path = t.device(h)?.path.clone();
+    if t.locks.get(&path) == Some(&h) {
+        t.locks.remove(&path);
+        UNLOCKED.notify_all();
+    }
+    Ok(())
+}
+
+/// Largest `SKF_GenRandom` request.
+pub const MAX_RANDOM: usize = 1024;
+
+/// `SKF_GenRandom`: `len` random bytes; the first 16 (or all, if fewer) become the
+/// challenge of the next `SKF_DevAuth` on this handle.
+pub fn gen_random(h: usize, len: usize) -> Res<Zeroizing<Vec<u8>>> {
+    if len == 0 || len > MAX_RANDOM {
+        return Err(Fail::Sar(SAR_INDATALENERR));
+    }
+    let mut r = Zeroizing::new(vec![0u8; len]);
+    kb_crypto::rng::fill(&mut r).map_err(|_| Fail::Sar(SAR_GENRANDERR))?;
+    table().device_mut(h)?.challenge = Some(Zeroizing::new(r[..len.min(16)].to_vec()));
+    Ok(r)
+}
+
+/// `SKF_DevAuth`: `auth` must be `SM4-ECB(device-auth key, challenge ‖ 00…)` for the
+/// challenge of the last `SKF_GenRandom` (one attempt per random). Wrong data, or no
+/// random first, is `SAR_FAIL` and leaves the handle unauthenticated.
+pub fn dev_auth(h: usize, auth: &[u8]) -> Res<()> {
+    let (_, serial) = table().device_token(h)?;
+    let mut t = table();
+    let d = t.device_mut(h)?;
+    d.authenticated = false;
+    let challenge = d.challenge.take().ok_or(Fail::Sar(SAR_FAIL))?;
+    if auth.len() != 16 {
+        return Err(Fail::Sar(SAR_INDATALENERR));
+    }
+    let key = dev_auth::load(&d.path, &serial).map_err(|_| Fail::Sar(SAR_FILEERR))?;
+    if !dev_auth::check(&key, &challenge, auth) {
+        return Err(Fail::Sar(SAR_FAIL));
+    }
+    d.authenticated = true;
+    Ok(())
+}
+
+/// `SKF_ChangeDevAuthKey`: a new 16-byte SM4 device-authentication key, after a
+/// successful `SKF_DevAuth` on this handle (else `SAR_USER_NOT_LOGGED_IN`).
+pub fn change_dev_auth_key(h: usize, key: &[u8]) -> Res<()> {
+    let key: &[u8; 16] = key.try_into().map_err(|_| Fail::Sar(SAR_INDATALENERR))?;
+    let (_, serial) = table().device_token(h)?;
+    let t = table();
+    let d = t.device(h)?;
+    if !d.authenticated {
+        return Err(Fail::Sar(SAR_USER_NOT_LOGGED_IN));
+    }
+    dev_auth::store(&d.path, &serial, key).map_err(|_| Fail::Sar(SAR_FILEERR))
+}
+
+// --- symmetric keys and hashes ---------------------------------------------------------
+
+/// `SKF_SetSymmKey`: a 16-byte SM4 key for `SGD_SM4_ECB` or `SGD_SM4_CBC`.
+pub fn set_symm_key(dev: usize, key: &[u8; 16], alg: Ulong) -> Res<usize> {
+    if alg != SGD_SM4_ECB && alg != SGD_SM4_CBC {
+        return Err(Fail::Sar(SAR_NOTSUPPORTYETERR));
+    }
+    let mut t = table();
+    t.device(dev)?;
+    Ok(t.insert(Object::SessionKey(SessionKey { device: dev, key: Zeroizing::new(*key), alg, op: None })))
+}
+
+/// `SKF_EncryptInit` / `SKF_DecryptInit`: start an operation with the key (replacing
+/// any unfinished one).
+pub fn cipher_init(h: usize, param: &BlockCipherParam, encrypt: bool) -> Res<()> {
+    let mut t = table();
+    let k = t.session_key(h)?;
+    let padding = match param.padding_type {
+        PADDING_NONE => Padding::None,
+        PADDING_PKCS5 => Padding::Pkcs7,
+        _ => return Err(Fail::Sar(SAR_INVALIDPARAMERR)),
+    };
+    let iv = || -> Res<[u8; 16]> {
+        if param.iv_len != 16 {
+            return Err(Fail::Sar(SAR_INVALIDPARAMERR));
+        }
+        let mut iv = [0u8; 16];
+        iv.copy_from_slice(&param.iv[..16]);
+        Ok(iv)
+    };
+    let transform: Box<dyn Transform> = match (k.alg, encrypt) {
+        (SGD_SM4_ECB, true) => Box::new(sm4::EcbEncryptor::new(&k.key, padding)),
+        (SGD_SM4_ECB, false) => Box::new(sm4::EcbDecryptor::new(&k.key, padding)),
+        (_, true) => Box::new(sm4::CbcEncryptor::new(&k.key, &iv()?, padding)),
+        (_, false) => Box::new(sm4::CbcDecryptor::new(&k.key, &iv()?, padding)),
+    };
+    k.op = Some(CipherOp { transform, encrypt, padded: padding == Padding::Pkcs7, held: 0 });
+    Ok(())
+}
+
+/// Which call of an operation: the one-shot `SKF_Encrypt`/`SKF_Decrypt`, an `…Update`
+/// or the `…Final`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// All the data at once; the operation ends.
+    Whole,
+    /// More data; the operation goes on.
+    Update,
+    /// No more data; the operation ends.
+    Final,
+}
+
+/// The most bytes `step` with `len` input bytes can output (for the two-call
+/// convention); `SAR_NOTINITIALIZEERR` without an operation of that direction.
+pub fn cipher_out_len(h: usize, encrypt: bool, step: Step, len: usize) -> Res<usize> {
+    let mut t = table();
+    let op = t.session_key(h)?.op.as_ref().filter(|o| o.encrypt == encrypt).ok_or(Fail::Sar(SAR_NOTINITIALIZEERR))?;
+    let total = op.held + len;
+    Ok(match step {
+        Step::Update => total / 16 * 16,
+        Step::Whole | Step::Final if op.padded && encrypt => (total / 16 + 1) * 16,
+        Step::Whole | Step::Final => total,
+    })
+}
+
+/// Run `step` of the operation on `input`. `Whole` and `Final` end it (also on failure:
+/// no padding and a partial block is `SAR_INDATALENERR`, bad padding `SAR_DECRYPTPADERR`).
+pub fn cipher(h: usize, encrypt: bool, step: Step, input: &[u8]) -> Res<Zeroizing<Vec<u8>>> {
+    let mut t = table();
+    let k = t.session_key(h)?;
+    let op = k.op.as_mut().filter(|o| o.encrypt == encrypt).ok_or(Fail::Sar(SAR_NOTINITIALIZEERR))?;
+    let mut out = Zeroizing::new(Vec::with_capacity(input.len() + 32));
+    op.transform.update(input, &mut out);
+    // The transform never outputs more than it was given.
+    op.held = (op.held + input.len()).saturating_sub(out.len());
+    if step == Step::Update {
+        return Ok(out);
+    }
+    let mut op = k.op.take().ok_or(Fail::Sar(SAR_NOTINITIALIZEERR))?;
+    if !op.padded && op.held % 16 != 0 {
+        return Err(Fail::Sar(SAR_INDATALENERR));
+    }
+    op.transform.finish(&mut out).map_err(|_| Fail::Sar(if encrypt { SAR_INDATALENERR } else { SAR_DECRYPTPADERR }))?;
+    Ok(out)
+}
+
+/// `SKF_DigestInit`: SM3, started with `ZA` of `public_key` and `id` when both are given
+/// (GM/T 0009's preprocessing for SM2 signatures), plain SM3 otherwise.
+pub fn digest_init(dev: usize, alg: Ulong, public_key: Option<&EccPublicKeyBlob>, id: &[u8]) -> Res<usize> {
+    if alg != SGD_SM3 {
+        return Err(Fail::Sar(SAR_NOTSUPPORTYETERR));
+    }
+    let hasher = match public_key {
+        Some(pk) if !id.is_empty() => pk
+            .to_sm2()
+            .map_err(|_| Fail::Sar(SAR_INVALIDPARAMERR))?
+            .digest_hasher(id)
+            .map_err(|_| Fail::Sar(SAR_INVALIDPARAMERR))?,
+        _ => Sm3::new(),
+    };
+    let mut t = table();
+    t.device(dev)?;
+    Ok(t.insert(Object::Hash(HashObj { device: dev, hasher: Some(hasher) })))
+}
+
+/// `SKF_DigestUpdate` (`finish` false) or the end of `SKF_Digest`/`SKF_DigestFinal`
+/// (`finish` true: the 32-byte hash, after which the object is spent).
+pub fn digest(h: usize, data: &[u8], finish: bool) -> Res<Option<[u8; 32]>> {
+    let mut t = table();
+    let x = t.hash(h)?;
+    let hasher = x.hasher.as_mut().ok_or(Fail::Sar(SAR_NOTINITIALIZEERR))?;
+    hasher.update(data);
+    if !finish {
+        return Ok(None);
+    }
+    Ok(x.hasher.take().map(|h| h.finalize().into()))
+}
+
+/// `SKF_ECCVerify` / `SKF_ExtECCVerify`: check an SM2 signature over the 32-byte `e`
+/// with the given public key; a signature that does not verify is `SAR_FAIL`.
+pub fn ecc_verify(dev: usize, public_key: &EccPublicKeyBlob, e: &[u8], sig: &EccSignatureBlob) -> Res<()> {
+    table().device(dev)?;
+    let e: &[u8; 32] = e.try_into().map_err(|_| Fail::Sar(SAR_INDATALENERR))?;
+    let key = public_key.to_sm2().map_err(|_| Fail::Sar(SAR_INVALIDPARAMERR))?;
+    let (r, s) = (unpad64(&sig.r), unpad64(&sig.s));
+    let sig = Sm2Signature { r: r.map_err(|_| Fail::Sar(SAR_FAIL))?, s: s.map_err(|_| Fail::Sar(SAR_FAIL))? };
+    key.verify_digest(e, &sig).map_err(|_| Fail::Sar(SAR_FAIL))
+}
+
+/// `SKF_CloseHandle`: a session key or hash handle.
+pub fn close_handle(h: usize) -> Res<()> {
+    let mut t = table();
+    match t.objects.get(&h) {
+        Some(Object::SessionKey(_) | Object::Hash(_)) => {
+            t.objects.remove(&h);
+            Ok(())
+        }
+        _ => Err(Fail::Sar(SAR_INVALIDHANDLEERR)),
+    }
 }
 
 // --- applications and PINs -------------------------------------------------------------
@@ -500,7 +800,12 @@ mod tests {
     #[test]
     fn handles_are_typed_and_forgotten() {
         assert_eq!(disconnect_dev(12345).unwrap_err().code(), SAR_INVALIDHANDLEERR);
-        let d = table().insert(Object::Device(Device { path: "/nonexistent.kbkey".into(), serial: "x".into() }));
+        let d = table().insert(Object::Device(Device {
+            path: "/nonexistent.kbkey".into(),
+            serial: "x".into(),
+            challenge: None,
+            authenticated: false,
+        }));
         let a = table().insert(Object::Application(Application { device: d, user_pin: Some(Pin::new("123456")) }));
         let c = table().insert(Object::Container(Container { app: a, name: "c".into() }));
         // A handle of another kind is invalid, not misread.
@@ -512,6 +817,97 @@ mod tests {
         for h in [d, a, c] {
             assert!(!table().objects.contains_key(&h));
         }
+    }
+
+    fn device() -> usize {
+        table().insert(Object::Device(Device {
+            path: "/nonexistent/x.kbkey".into(),
+            serial: "x".into(),
+            challenge: None,
+            authenticated: false,
+        }))
+    }
+
+    fn param(iv: Option<[u8; 16]>, padding: Ulong) -> BlockCipherParam {
+        let mut p = BlockCipherParam { iv: [0; 32], iv_len: 0, padding_type: padding, feed_bit_len: 0 };
+        if let Some(iv) = iv {
+            p.iv[..16].copy_from_slice(&iv);
+            p.iv_len = 16;
+        }
+        p
+    }
+
+    #[test]
+    fn sm4_session_keys_one_shot_and_streamed() {
+        let d = device();
+        // GB/T 32907-2016 Appendix A, example 1.
+        let k: [u8; 16] = [0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, 0x10];
+        let ecb = set_symm_key(d, &k, SGD_SM4_ECB).unwrap();
+        assert_eq!(cipher(ecb, true, Step::Whole, &k).unwrap_err().code(), SAR_NOTINITIALIZEERR);
+        cipher_init(ecb, &param(None, PADDING_NONE), true).unwrap();
+        assert_eq!(cipher_out_len(ecb, true, Step::Whole, 16).unwrap(), 16);
+        assert_eq!(cipher_out_len(ecb, false, Step::Whole, 16).unwrap_err().code(), SAR_NOTINITIALIZEERR);
+        let ct = cipher(ecb, true, Step::Whole, &k).unwrap();
+        assert_eq!(hex::encode(&*ct), "681edf34d206965e86b3e94f536e4246");
+        // The one-shot call ended the operation; no padding and a partial block fails.
+        assert_eq!(cipher(ecb, true, Step::Whole, &k).unwrap_err().code(), SAR_NOTINITIALIZEERR);
+        cipher_init(ecb, &param(None, PADDING_NONE), true).unwrap();
+        assert_eq!(cipher(ecb, true, Step::Whole, &k[..15]).unwrap_err().code(), SAR_INDATALENERR);
+
+        // CBC with PKCS#5: streamed in odd pieces = one shot; decryption inverts it.
+        let cbc = set_symm_key(d, &k, SGD_SM4_CBC).unwrap();
+        assert_eq!(cipher_init(cbc, &param(None, PADDING_PKCS5), true).unwrap_err().code(), SAR_INVALIDPARAMERR);
+        let iv = [7u8; 16];
+        let msg: Vec<u8> = (0u8..45).collect();
+        cipher_init(cbc, &param(Some(iv), PADDING_PKCS5), true).unwrap();
+        assert_eq!(cipher_out_len(cbc, true, Step::Whole, 45).unwrap(), 48);
+        let whole = cipher(cbc, true, Step::Whole, &msg).unwrap();
+        cipher_init(cbc, &param(Some(iv), PADDING_PKCS5), true).unwrap();
+        let mut streamed = Vec::new();
+        for piece in msg.chunks(7) {
+            let bound = cipher_out_len(cbc, true, Step::Update, piece.len()).unwrap();
+            let out = cipher(cbc, true, Step::Update, piece).unwrap();
+            assert!(out.len() <= bound && bound.is_multiple_of(16));
+            streamed.extend_from_slice(&out);
+        }
+        assert_eq!(cipher_out_len(cbc, true, Step::Final, 0).unwrap(), 16);
+        streamed.extend_from_slice(&cipher(cbc, true, Step::Final, &[]).unwrap());
+        assert_eq!(streamed, *whole);
+        cipher_init(cbc, &param(Some(iv), PADDING_PKCS5), false).unwrap();
+        assert_eq!(*cipher(cbc, false, Step::Whole, &whole).unwrap(), msg);
+        let mut bad = whole.to_vec();
+        bad[47] ^= 1;
+        cipher_init(cbc, &param(Some(iv), PADDING_PKCS5), false).unwrap();
+        assert_eq!(cipher(cbc, false, Step::Whole, &bad).unwrap_err().code(), SAR_DECRYPTPADERR);
+        assert_eq!(set_symm_key(d, &k, 0x0000_0101).unwrap_err().code(), SAR_NOTSUPPORTYETERR);
+
+        // SM3 through a hash handle: GB/T 32905-2016 Appendix A, "abc".
+        let h = digest_init(d, SGD_SM3, None, &[]).unwrap();
+        digest(h, b"a", false).unwrap();
+        let e = digest(h, b"bc", true).unwrap().unwrap();
+        assert_eq!(hex::encode(e), "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0");
+        assert_eq!(digest(h, b"", true).unwrap_err().code(), SAR_NOTINITIALIZEERR);
+        close_handle(h).unwrap();
+        assert_eq!(close_handle(h).unwrap_err().code(), SAR_INVALIDHANDLEERR);
+        assert_eq!(close_handle(d).unwrap_err().code(), SAR_INVALIDHANDLEERR);
+        // Disconnecting the device forgets its keys.
+        disconnect_dev(d).unwrap();
+        assert_eq!(cipher_init(cbc, &param(Some(iv), PADDING_NONE), true).unwrap_err().code(), SAR_INVALIDHANDLEERR);
+    }
+
+    #[test]
+    fn device_lock_is_per_handle() {
+        let (a, b) = (device(), device());
+        lock_dev(a, 0).unwrap();
+        lock_dev(a, 0).unwrap();
+        assert_eq!(lock_dev(b, 10).unwrap_err().code(), SAR_TIMEOUTERR);
+        // Released by unlocking, or by disconnecting the holder.
+        unlock_dev(a).unwrap();
+        lock_dev(b, 0).unwrap();
+        let waiter = std::thread::spawn(move || lock_dev(a, Ulong::MAX));
+        disconnect_dev(b).unwrap();
+        waiter.join().unwrap().unwrap();
+        disconnect_dev(a).unwrap();
     }
 
     #[test]

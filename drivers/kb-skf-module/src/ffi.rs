@@ -204,6 +204,330 @@ pub unsafe extern "C" fn SKF_GetDevInfo(dev: Handle, info: *mut DevInfo) -> Ulon
     })
 }
 
+/// `ULONG SKF_GetDevState(LPSTR szDevName, ULONG *pulDevState)`: `DEV_PRESENT_STATE` (1)
+/// when the key file is there, else `DEV_ABSENT_STATE` (0).
+///
+/// # Safety
+/// GM/T 0016 pointer contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn SKF_GetDevState(name: *const c_char, state: *mut Ulong) -> Ulong {
+    // SAFETY: forwarded pointer contract.
+    run(|| unsafe { out(state, core::dev_state(in_str(name)?)?) })
+}
+
+/// `ULONG SKF_LockDev(DEVHANDLE hDev, ULONG ulTimeOut)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn SKF_LockDev(dev: Handle, timeout_ms: Ulong) -> Ulong {
+    run(|| core::lock_dev(handle(dev), timeout_ms))
+}
+
+/// `ULONG SKF_UnlockDev(DEVHANDLE hDev)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn SKF_UnlockDev(dev: Handle) -> Ulong {
+    run(|| core::unlock_dev(handle(dev)))
+}
+
+/// `ULONG SKF_GenRandom(DEVHANDLE hDev, BYTE *pbRandom, ULONG ulRandomLen)`.
+///
+/// # Safety
+/// GM/T 0016 pointer contract (`pbRandom` holds `ulRandomLen` bytes).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn SKF_GenRandom(dev: Handle, random: *mut u8, len: Ulong) -> Ulong {
+    run(|| {
+        if random.is_null() {
+            return Err(Fail::Sar(SAR_INVALIDPARAMERR));
+        }
+        let r = core::gen_random(handle(dev), len as usize)?;
+        // SAFETY: `random` holds `len` = `r.len()` writable bytes per the contract.
+        unsafe { std::ptr::copy_nonoverlapping(r.as_ptr(), random, r.len()) };
+        Ok(())
+    })
+}
+
+/// `ULONG SKF_DevAuth(DEVHANDLE hDev, BYTE *pbAuthData, ULONG ulLen)`.
+///
+/// # Safety
+/// GM/T 0016 pointer contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn SKF_DevAuth(dev: Handle, auth: *const u8, len: Ulong) -> Ulong {
+    // SAFETY: forwarded pointer contract.
+    run(|| core::dev_auth(handle(dev), unsafe { in_bytes(auth, len) }?))
+}
+
+/// `ULONG SKF_ChangeDevAuthKey(DEVHANDLE hDev, BYTE *pbKeyValue, ULONG ulKeyLen)`.
+///
+/// # Safety
+/// GM/T 0016 pointer contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn SKF_ChangeDevAuthKey(dev: Handle, key: *const u8, len: Ulong) -> Ulong {
+    // SAFETY: forwarded pointer contract.
+    run(|| core::change_dev_auth_key(handle(dev), unsafe { in_bytes(key, len) }?))
+}
+
+// --- symmetric keys and hashes ---------------------------------------------------------
+
+/// `ULONG SKF_SetSymmKey(DEVHANDLE hDev, BYTE *pbKey, ULONG ulAlgID, HANDLE *phKey)`:
+/// a 16-byte SM4 key, `SGD_SM4_ECB` or `SGD_SM4_CBC`.
+///
+/// # Safety
+/// GM/T 0016 pointer contract (`pbKey` holds 16 bytes).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn SKF_SetSymmKey(dev: Handle, key: *const u8, alg: Ulong, out_key: *mut Handle) -> Ulong {
+    run(|| {
+        if out_key.is_null() {
+            return Err(Fail::Sar(SAR_INVALIDPARAMERR));
+        }
+        // SAFETY: `key` holds 16 bytes per the contract.
+        let k: &[u8; 16] = unsafe { in_bytes(key, 16) }?.try_into().map_err(|_| Fail::Sar(SAR_INVALIDPARAMERR))?;
+        // SAFETY: checked non-NULL; writable per the contract.
+        unsafe { out(out_key, new_handle(core::set_symm_key(handle(dev), k, alg)?)) }
+    })
+}
+
+/// `ULONG SKF_EncryptInit(HANDLE hKey, BLOCKCIPHERPARAM EncryptParam)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn SKF_EncryptInit(key: Handle, param: BlockCipherParam) -> Ulong {
+    run(|| core::cipher_init(handle(key), &param, true))
+}
+
+/// `ULONG SKF_DecryptInit(HANDLE hKey, BLOCKCIPHERPARAM DecryptParam)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn SKF_DecryptInit(key: Handle, param: BlockCipherParam) -> Ulong {
+    run(|| core::cipher_init(handle(key), &param, false))
+}
+
+/// One step of a cipher operation with the two-call convention on its output: a NULL
+/// output (or one smaller than the most the step can produce) reports that size and
+/// leaves the operation as it was.
+///
+/// # Safety
+/// `data` is valid for `len` bytes; `out_len` is NULL or valid; `output` is NULL or
+/// valid for `*out_len` bytes.
+unsafe fn cipher_step(
+    key: Handle,
+    encrypt: bool,
+    step: core::Step,
+    data: *const u8,
+    len: Ulong,
+    output: *mut u8,
+    out_len: *mut Ulong,
+) -> Res<()> {
+    if out_len.is_null() {
+        return Err(Fail::Sar(SAR_INVALIDPARAMERR));
+    }
+    // SAFETY: forwarded contract (`Final` passes an empty slice).
+    let input = if len == 0 { &[][..] } else { unsafe { in_bytes(data, len) }? };
+    let bound = core::cipher_out_len(handle(key), encrypt, step, input.len())?;
+    let bound_c = Ulong::try_from(bound).map_err(|_| Fail::Sar(SAR_INDATALENERR))?;
+    // SAFETY: `out_len` checked non-NULL; valid per the contract.
+    let have = unsafe { out_len.read_unaligned() };
+    if output.is_null() || have < bound_c {
+        // SAFETY: as above.
+        unsafe { out_len.write_unaligned(bound_c) };
+        return if output.is_null() { Ok(()) } else { Err(Fail::Sar(SAR_BUFFER_TOO_SMALL)) };
+    }
+    let result = core::cipher(handle(key), encrypt, step, input)?;
+    // SAFETY: `output` holds `have >= bound >= result.len()` bytes; `out_len` is valid.
+    unsafe {
+        std::ptr::copy_nonoverlapping(result.as_ptr(), output, result.len());
+        out_len.write_unaligned(result.len() as Ulong);
+    }
+    Ok(())
+}
+
+macro_rules! cipher_entry_point {
+    ($(#[$doc:meta])* $name:ident = ($encrypt:literal, $step:ident)) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// GM/T 0016 pointer contract.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(key: Handle, data: *const u8, len: Ulong, output: *mut u8, out_len: *mut Ulong) -> Ulong {
+            // SAFETY: forwarded pointer contract.
+            run(|| unsafe { cipher_step(key, $encrypt, core::Step::$step, data, len, output, out_len) })
+        }
+    };
+    ($(#[$doc:meta])* $name:ident = ($encrypt:literal)) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// GM/T 0016 pointer contract.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(key: Handle, output: *mut u8, out_len: *mut Ulong) -> Ulong {
+            // SAFETY: forwarded pointer contract; no input.
+            run(|| unsafe { cipher_step(key, $encrypt, core::Step::Final, std::ptr::null(), 0, output, out_len) })
+        }
+    };
+}
+
+cipher_entry_point! {
+    /// `ULONG SKF_Encrypt(HANDLE hKey, BYTE *pbData, ULONG ulDataLen, BYTE *pbEncryptedData, ULONG *pulEncryptedLen)`.
+    SKF_Encrypt = (true, Whole)
+}
+cipher_entry_point! {
+    /// `ULONG SKF_EncryptUpdate(HANDLE hKey, BYTE *pbData, ULONG ulDataLen, BYTE *pbEncryptedData, ULONG *pulEncryptedLen)`.
+    SKF_EncryptUpdate = (true, Update)
+}
+cipher_entry_point! {
+    /// `ULONG SKF_EncryptFinal(HANDLE hKey, BYTE *pbEncryptedData, ULONG *pulEncryptedDataLen)`.
+    SKF_EncryptFinal = (true)
+}
+cipher_entry_point! {
+    /// `ULONG SKF_Decrypt(HANDLE hKey, BYTE *pbEncryptedData, ULONG ulEncryptedLen, BYTE *pbData, ULONG *pulDataLen)`.
+    SKF_Decrypt = (false, Whole)
+}
+cipher_entry_point! {
+    /// `ULONG SKF_DecryptUpdate(HANDLE hKey, BYTE *pbEncryptedData, ULONG ulEncryptedLen, BYTE *pbData, ULONG *pulDataLen)`.
+    SKF_DecryptUpdate = (false, Update)
+}
+cipher_entry_point! {
+    /// `ULONG SKF_DecryptFinal(HANDLE hKey, BYTE *pbDecryptedData, ULONG *pulDecryptedDataLen)`.
+    SKF_DecryptFinal = (false)
+}
+
+/// `ULONG SKF_DigestInit(DEVHANDLE hDev, ULONG ulAlgID, ECCPUBLICKEYBLOB *pPubKey, BYTE *pbID, ULONG ulIDLen, HANDLE *phHash)`:
+/// SM3, with `ZA` of the key and ID first when both are given.
+///
+/// # Safety
+/// GM/T 0016 pointer contract (`pPubKey` and `pbID` may be NULL).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn SKF_DigestInit(
+    dev: Handle,
+    alg: Ulong,
+    public_key: *const EccPublicKeyBlob,
+    id: *const u8,
+    id_len: Ulong,
+    hash: *mut Handle,
+) -> Ulong {
+    run(|| {
+        if hash.is_null() {
+            return Err(Fail::Sar(SAR_INVALIDPARAMERR));
+        }
+        // SAFETY: NULL or a readable ECCPUBLICKEYBLOB per the contract (any alignment).
+        let pk = (!public_key.is_null()).then(|| unsafe { public_key.read_unaligned() });
+        // SAFETY: forwarded pointer contract.
+        let id = if id.is_null() || id_len == 0 { &[][..] } else { unsafe { in_bytes(id, id_len) }? };
+        // SAFETY: checked non-NULL.
+        unsafe { out(hash, new_handle(core::digest_init(handle(dev), alg, pk.as_ref(), id)?)) }
+    })
+}
+
+/// The 32-byte hash with the two-call convention (a NULL output asks the size and
+/// leaves the hash as it was).
+///
+/// # Safety
+/// `data` valid for `len` bytes; `out_len` NULL or valid; `output` NULL or valid for
+/// `*out_len` bytes.
+unsafe fn digest_finish(h: Handle, data: *const u8, len: Ulong, output: *mut u8, out_len: *mut Ulong) -> Res<()> {
+    if out_len.is_null() {
+        return Err(Fail::Sar(SAR_INVALIDPARAMERR));
+    }
+    if output.is_null() {
+        // SAFETY: checked non-NULL.
+        return unsafe { out(out_len, 32) };
+    }
+    // SAFETY: checked non-NULL.
+    if unsafe { out_len.read_unaligned() } < 32 {
+        // SAFETY: as above.
+        unsafe { out_len.write_unaligned(32) };
+        return Err(Fail::Sar(SAR_BUFFER_TOO_SMALL));
+    }
+    // SAFETY: forwarded pointer contract.
+    let input = if len == 0 { &[][..] } else { unsafe { in_bytes(data, len) }? };
+    let hash = core::digest(handle(h), input, true)?.ok_or(Fail::Sar(SAR_NOTINITIALIZEERR))?;
+    // SAFETY: `output` holds at least 32 bytes; `out_len` is valid.
+    unsafe { out_bytes(&hash, output, out_len) }
+}
+
+/// `ULONG SKF_Digest(HANDLE hHash, BYTE *pbData, ULONG ulDataLen, BYTE *pbHashData, ULONG *pulHashLen)`.
+///
+/// # Safety
+/// GM/T 0016 pointer contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn SKF_Digest(h: Handle, data: *const u8, len: Ulong, output: *mut u8, out_len: *mut Ulong) -> Ulong {
+    // SAFETY: forwarded pointer contract.
+    run(|| unsafe { digest_finish(h, data, len, output, out_len) })
+}
+
+/// `ULONG SKF_DigestUpdate(HANDLE hHash, BYTE *pbData, ULONG ulDataLen)`.
+///
+/// # Safety
+/// GM/T 0016 pointer contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn SKF_DigestUpdate(h: Handle, data: *const u8, len: Ulong) -> Ulong {
+    run(|| {
+        // SAFETY: forwarded pointer contract.
+        let input = if len == 0 { &[][..] } else { unsafe { in_bytes(data, len) }? };
+        core::digest(handle(h), input, false).map(|_| ())
+    })
+}
+
+/// `ULONG SKF_DigestFinal(HANDLE hHash, BYTE *pHashData, ULONG *pulHashLen)`.
+///
+/// # Safety
+/// GM/T 0016 pointer contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn SKF_DigestFinal(h: Handle, output: *mut u8, out_len: *mut Ulong) -> Ulong {
+    // SAFETY: forwarded pointer contract; no input.
+    run(|| unsafe { digest_finish(h, std::ptr::null(), 0, output, out_len) })
+}
+
+/// Both verification entry points: the same check for a software module.
+///
+/// # Safety
+/// GM/T 0016 pointer contract.
+unsafe fn verify(
+    dev: Handle,
+    public_key: *const EccPublicKeyBlob,
+    data: *const u8,
+    len: Ulong,
+    sig: *const EccSignatureBlob,
+) -> Res<()> {
+    if public_key.is_null() || sig.is_null() {
+        return Err(Fail::Sar(SAR_INVALIDPARAMERR));
+    }
+    // SAFETY: non-NULL, readable structures per the contract (any alignment).
+    let (pk, sig) = unsafe { (public_key.read_unaligned(), sig.read_unaligned()) };
+    // SAFETY: forwarded pointer contract.
+    core::ecc_verify(handle(dev), &pk, unsafe { in_bytes(data, len) }?, &sig)
+}
+
+macro_rules! verify_entry_point {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// GM/T 0016 pointer contract.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(
+            dev: Handle,
+            public_key: *const EccPublicKeyBlob,
+            data: *const u8,
+            len: Ulong,
+            sig: *const EccSignatureBlob,
+        ) -> Ulong {
+            // SAFETY: forwarded pointer contract.
+            run(|| unsafe { verify(dev, public_key, data, len, sig) })
+        }
+    };
+}
+
+verify_entry_point! {
+    /// `ULONG SKF_ECCVerify(DEVHANDLE hDev, ECCPUBLICKEYBLOB *pECCPubKeyBlob, BYTE *pbData, ULONG ulDataLen, ECCSIGNATUREBLOB *pSignature)`:
+    /// `pbData` is the 32-byte `e`.
+    SKF_ECCVerify
+}
+verify_entry_point! {
+    /// `ULONG SKF_ExtECCVerify(DEVHANDLE hDev, ECCPUBLICKEYBLOB *pECCPubKeyBlob, BYTE *pbData, ULONG ulDataLen, ECCSIGNATUREBLOB *pSignature)`.
+    SKF_ExtECCVerify
+}
+
+/// `ULONG SKF_CloseHandle(HANDLE hHandle)`: a session key or a hash.
+#[unsafe(no_mangle)]
+pub extern "C" fn SKF_CloseHandle(h: Handle) -> Ulong {
+    run(|| core::close_handle(handle(h)))
+}
+
 // --- applications and PINs -------------------------------------------------------------
 
 /// `ULONG SKF_EnumApplication(DEVHANDLE hDev, LPSTR szAppName, ULONG *pulSize)`.

@@ -5,19 +5,29 @@
 //! KeyBridge test its SKF loader (`kb-skf`) across a real `dlopen` boundary.
 //!
 //! - Device = one `<name>.kbkey` in the key directory: `$KEYBRIDGE_SKF_KEY_DIR`, else the
-//!   KeyBridge user's key directory (the `file_key_dir` setting or its default, through
-//!   `kb_service::settings`). Application = `KeyBridge`. Containers = the file key's.
-//! - Exported: `SKF_WaitForDevEvent`, `SKF_CancelWaitForDevEvent`, `SKF_EnumDev`,
-//!   `SKF_ConnectDev`, `SKF_DisConnectDev`, `SKF_GetDevInfo`, `SKF_EnumApplication`,
-//!   `SKF_OpenApplication`, `SKF_CloseApplication`, `SKF_VerifyPIN`, `SKF_ChangePIN`,
-//!   `SKF_GetPINInfo`, `SKF_UnblockPIN`, `SKF_ClearSecureState`, `SKF_EnumContainer`,
-//!   `SKF_CreateContainer`, `SKF_DeleteContainer`, `SKF_OpenContainer`,
-//!   `SKF_CloseContainer`, `SKF_GetContainerType`, `SKF_ImportCertificate`,
-//!   `SKF_ExportCertificate`, `SKF_ExportPublicKey`, `SKF_GenECCKeyPair`,
-//!   `SKF_ECCSignData`, and the vendor extension `SKF_ECCDecrypt`.
-//! - Not exported (a caller resolving them gets no symbol): device authentication, file
-//!   objects, RSA, symmetric/hash/MAC functions, `SKF_ImportSessionKey`,
-//!   `SKF_ECCExportSessionKey`, `SKF_ImportECCKeyPair`.
+//!   KeyBridge user's key directory (the `file_key_dir` setting or its default, read by
+//!   [`key_dir`] without the device service). Application = `KeyBridge`. Containers =
+//!   the file key's.
+//! - Exported (48 functions): devices — `SKF_WaitForDevEvent`,
+//!   `SKF_CancelWaitForDevEvent`, `SKF_EnumDev`, `SKF_ConnectDev`, `SKF_DisConnectDev`,
+//!   `SKF_GetDevState`, `SKF_GetDevInfo`, `SKF_LockDev`, `SKF_UnlockDev`; access control —
+//!   `SKF_DevAuth`, `SKF_ChangeDevAuthKey` ([`dev_auth`]), `SKF_VerifyPIN`,
+//!   `SKF_ChangePIN`, `SKF_GetPINInfo`, `SKF_UnblockPIN`, `SKF_ClearSecureState`;
+//!   applications — `SKF_EnumApplication`, `SKF_OpenApplication`, `SKF_CloseApplication`;
+//!   containers — `SKF_EnumContainer`, `SKF_CreateContainer`, `SKF_DeleteContainer`,
+//!   `SKF_OpenContainer`, `SKF_CloseContainer`, `SKF_GetContainerType`,
+//!   `SKF_ImportCertificate`, `SKF_ExportCertificate`; cryptography — `SKF_GenRandom`,
+//!   `SKF_ExportPublicKey`, `SKF_GenECCKeyPair`, `SKF_ECCSignData`, `SKF_ECCVerify`,
+//!   `SKF_ExtECCVerify`, `SKF_SetSymmKey`
+//!   (SM4 ECB/CBC), `SKF_EncryptInit`, `SKF_Encrypt`, `SKF_EncryptUpdate`,
+//!   `SKF_EncryptFinal`, `SKF_DecryptInit`, `SKF_Decrypt`, `SKF_DecryptUpdate`,
+//!   `SKF_DecryptFinal`, `SKF_DigestInit` (SM3, with ZA when given a key and an ID),
+//!   `SKF_Digest`, `SKF_DigestUpdate`, `SKF_DigestFinal`, `SKF_CloseHandle`; and the
+//!   vendor extension `SKF_ECCDecrypt`.
+//! - Not exported (a caller resolving them gets no symbol): application creation and
+//!   deletion (a file key has one fixed application), file objects, RSA, MAC functions,
+//!   `SKF_SetLabel`, `SKF_Transmit`, `SKF_ImportSessionKey`, `SKF_ECCExportSessionKey`,
+//!   `SKF_ImportECCKeyPair`, `SKF_ExtECCSign`/`Encrypt`/`Decrypt`.
 //!
 //! Handles are integers from a process-wide table ([`core`]); every entry point runs in
 //! `catch_unwind` and checks its pointers ([`ffi`]).
@@ -25,5 +35,7 @@
 #![cfg_attr(test, allow(clippy::panic, clippy::unwrap_used, clippy::expect_used))]
 
 pub mod core;
+pub mod dev_auth;
 #[allow(unsafe_code)]
 pub mod ffi;
+pub mod key_dir;

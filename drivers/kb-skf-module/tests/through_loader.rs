@@ -37,16 +37,28 @@ fn module_path() -> PathBuf {
 }
 
 /// The key directory, inside the child process that runs the test body; `None` in the
-/// parent after the child passed.
+/// parent after the child passed. The child finds its keys through
+/// `KEYBRIDGE_SKF_KEY_DIR`.
 fn enter(test_name: &str) -> Option<PathBuf> {
+    enter_with(test_name, |dir| vec![("KEYBRIDGE_SKF_KEY_DIR", dir.as_os_str().to_owned())])
+}
+
+/// [`enter`] with the child's environment chosen by `env(key directory)`; everything
+/// the child needs must be in it (`KEYBRIDGE_SKF_KEY_DIR` and `KEYBRIDGE_HOME` are
+/// removed first).
+fn enter_with(test_name: &str, env: impl FnOnce(&Path) -> Vec<(&'static str, std::ffi::OsString)>) -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os(RIG_ENV) {
         return Some(PathBuf::from(dir));
     }
-    let dir = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("keys");
+    std::fs::create_dir(&dir).unwrap();
     let out = Command::new(std::env::current_exe().unwrap())
         .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
-        .env("KEYBRIDGE_SKF_KEY_DIR", dir.path())
-        .env(RIG_ENV, dir.path())
+        .env_remove("KEYBRIDGE_SKF_KEY_DIR")
+        .env_remove("KEYBRIDGE_HOME")
+        .envs(env(&dir))
+        .env(RIG_ENV, &dir)
         .output()
         .unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -321,30 +333,38 @@ fn a_module_missing_any_function_names_it() {
     }
 }
 
+/// `tests/c/<name>.c` built with gcc into `dir`; `None` (loudly) without gcc.
+fn build_c_program(dir: &Path, name: &str) -> Option<PathBuf> {
+    if Command::new("gcc").arg("--version").output().is_err() {
+        return kb_interop::unavailable("gcc", "not on PATH (Debian package gcc)");
+    }
+    let exe = dir.join(name);
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/c/{name}.c"));
+    let out = Command::new("gcc").args(["-Wall", "-Werror", "-O1", "-o"]).arg(&exe).arg(&src).arg("-ldl").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Some(exe)
+}
+
+/// The `key=value` lines a C program printed.
+fn field(text: &str, k: &str) -> String {
+    text.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).unwrap_or_else(|| panic!("no {k} in:\n{text}")).to_string()
+}
+
 /// An independent SKF consumer written in C (its own declarations of the standard's types
 /// and structures) signs with a KeyBridge file key through the module; kb-crypto checks
 /// the signature, the key and the certificate it printed.
 #[test]
 fn a_c_program_signs_through_the_module() {
     let Some(dir) = enter("a_c_program_signs_through_the_module") else { return };
-    if Command::new("gcc").arg("--version").output().is_err() {
-        kb_interop::unavailable::<()>("gcc", "not on PATH (Debian package gcc)");
-        return;
-    }
+    let Some(exe) = build_c_program(&dir, "skf_consumer") else { return };
     let key = make_key(&dir, "delta", &Ca::new());
-    let exe = dir.join("skf_consumer");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/skf_consumer.c");
-    let out = Command::new("gcc").args(["-Wall", "-Werror", "-O1", "-o"]).arg(&exe).arg(&src).arg("-ldl").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let scheme = SignatureScheme::sm2_default();
     let e = key.sign.message_digest(&scheme, b"signed by C").unwrap();
     let out = Command::new(&exe).arg(module_path()).arg(USER).arg(hex::encode(&e)).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    let field = |k: &str| {
-        text.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).unwrap_or_else(|| panic!("no {k} in:\n{text}")).to_string()
-    };
+    let field = |k: &str| field(&text, k);
     assert_eq!(field("device"), "delta");
     assert_eq!(field("devinfo_size"), "294");
     assert_eq!(field("serial"), key.serial);
@@ -364,43 +384,81 @@ fn a_c_program_signs_through_the_module() {
     assert_eq!(field("done"), "1");
 }
 
-/// What every front end does: the settings name the module, `standard_transports` adds an
-/// SKF transport, and the device service lists and signs with the key next to a file key.
+/// Without `KEYBRIDGE_SKF_KEY_DIR` the module finds the keys where the KeyBridge user's
+/// settings put them (`file_key_dir` in `$KEYBRIDGE_HOME/config/settings.toml`), read by
+/// the module itself (it does not link the device service).
 #[test]
-fn listed_and_used_through_the_device_service() {
-    use kb_service::audit::AuditLog;
-    use kb_service::devices::DeviceManager;
-    use kb_service::pin_cache::PinCachePolicy;
-    use kb_service::prompter::ScriptedPrompter;
-    use kb_service::settings::Settings;
-    use std::sync::Arc;
+fn keys_found_through_the_users_settings() {
+    let Some(dir) = enter_with("keys_found_through_the_users_settings", |keys| {
+        let home = keys.parent().unwrap().join("home");
+        std::fs::create_dir_all(home.join("config")).unwrap();
+        let settings = format!("pin_cache_minutes = 5\nfile_key_dir = \"{}\"\n", keys.display());
+        std::fs::write(home.join("config/settings.toml"), settings).unwrap();
+        vec![("KEYBRIDGE_HOME", home.into_os_string())]
+    }) else {
+        return;
+    };
+    assert!(std::env::var_os("KEYBRIDGE_SKF_KEY_DIR").is_none());
+    let key = make_key(&dir, "zeta", &Ca::new());
+    let module = SkfModule::load(&module_path()).unwrap();
+    let mut t = SkfToken::open(module, &skf_id(&key.serial)).unwrap();
+    assert_eq!(t.public_key("main", KeyUsage::Sign).unwrap(), key.sign);
+}
 
-    let Some(dir) = enter("listed_and_used_through_the_device_service") else { return };
-    let key = make_key(&dir, "epsilon", &Ca::new());
-    let file_keys = tempfile::tempdir().unwrap();
-    make_key(file_keys.path(), "plain", &Ca::new());
-
-    let mut settings = Settings::default();
-    settings.set("skf_modules", &format!("[\"{}\"]", module_path().display())).unwrap();
-    let prompter = Arc::new(ScriptedPrompter::new());
-    let mgr = DeviceManager::new(prompter.clone(), Arc::new(AuditLog::open_in_memory().unwrap()), PinCachePolicy::default());
-    for t in kb_service::media::standard_transports(&settings, file_keys.path()) {
-        mgr.add_transport(t).unwrap();
-    }
-    assert!(mgr.wait_enumerated(Duration::from_secs(10)));
-    let devices = mgr.devices();
-    let skf = devices.iter().find(|d| d.transport == TransportKind::Skf).unwrap_or_else(|| panic!("{devices:?}"));
-    assert!(devices.iter().any(|d| d.transport == TransportKind::File), "{devices:?}");
-    assert_eq!(skf.id, skf_id(&key.serial));
-    let containers = mgr.containers(&skf.id, "test").unwrap();
-    assert_eq!(containers.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["main"]);
-
+/// What open-source SKF tools and CA signing controls do (`tests/c/skf_ca_control.c`, an
+/// independent C program): device state, lock, device authentication through the
+/// module's own SM4 (`SKF_GenRandom`, `SKF_SetSymmKey` with `DevAuthAlgId`,
+/// `SKF_EncryptInit`/`SKF_Encrypt`, `SKF_CloseHandle`, `SKF_DevAuth`) with a wrong and the
+/// right key, a change of the key (kept across processes), then PIN, `SKF_DigestInit`
+/// with ZA, `SKF_ECCSignData` — the signature verified here by kb-crypto over the message.
+#[test]
+fn a_ca_control_authenticates_the_device_and_signs() {
+    let Some(dir) = enter("a_ca_control_authenticates_the_device_and_signs") else { return };
+    let Some(exe) = build_c_program(&dir, "skf_ca_control") else { return };
+    let key = make_key(&dir, "eta", &Ca::new());
+    let default = std::str::from_utf8(&kb_skf_module::dev_auth::DEFAULT_DEV_AUTH_KEY).unwrap();
+    assert_eq!(default, "1234567812345678");
+    let (wrong, new) = ("8765432187654321", "KeyBridge-Auth-1");
+    let run = |args: &[&str]| {
+        let out = Command::new(&exe).arg(module_path()).args(args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+        text
+    };
+    let msg = "招标文件 signed by a CA control";
+    let text = run(&[USER, msg, default, wrong, new]);
+    let field = |k: &str| field(&text, k);
+    assert_eq!(field("device"), "eta");
+    assert_eq!((field("dev_state"), field("absent_state")), ("1".into(), "0".into()));
+    assert_eq!(field("dev_auth_alg"), "0x00000401");
+    assert_eq!(field("sym_cap"), "0x00000403");
+    assert_eq!(field("lock_contended_rv"), "0x0A00000F"); // SAR_TIMEOUTERR
+    assert_eq!(field("change_unauthenticated_rv"), "0x0A00002D"); // SAR_USER_NOT_LOGGED_IN
+    assert_eq!(field("wrong_auth_rv"), "0x0A000001"); // SAR_FAIL
+    assert_eq!(field("auth_without_random_rv"), "0x0A000001");
+    assert_eq!(field("dev_auth"), "ok");
+    assert_eq!(field("old_key_after_change_rv"), "0x0A000001");
+    assert_eq!(field("new_key"), "ok");
+    let PublicKey::Sm2(k) = &key.sign else { panic!() };
+    assert_eq!(format!("{}{}", field("pub_x"), field("pub_y")), hex::encode(k.to_xy()));
+    // The device's SM3 with ZA is the standard's e, and the signature verifies over the
+    // message on its own.
     let scheme = SignatureScheme::sm2_default();
-    prompter.push_pin(USER);
-    let sig = mgr.sign_message(&skf.id, "main", KeyUsage::Sign, &scheme, b"bid", "test").unwrap();
-    key.sign.verify(&scheme, b"bid", &sig).unwrap();
-    mgr.pin_cache().clear();
-    prompter.push_pin("000000");
-    let e = mgr.sign_message(&skf.id, "main", KeyUsage::Sign, &scheme, b"x", "test").unwrap_err();
-    assert_eq!(e.code(), ErrorCode::WrongPin);
+    assert_eq!(field("e"), hex::encode(key.sign.message_digest(&scheme, msg.as_bytes()).unwrap()));
+    let raw = hex::decode(format!("{}{}", field("sig_r"), field("sig_s"))).unwrap();
+    key.sign.verify(&scheme, msg.as_bytes(), &raw).unwrap();
+    assert!(key.sign.verify(&scheme, b"another message", &raw).is_err());
+    // SKF_ECCVerify accepted it (the program checked) and refuses another digest.
+    assert_eq!(field("verify_other_digest_rv"), "0x0A000001");
+    assert_eq!(field("done"), "1");
+
+    // The changed key is kept beside the key file, for this key (serial) only.
+    let sidecar = kb_skf_module::dev_auth::sidecar(&dir.join("eta.kbkey"));
+    let stored = std::fs::read_to_string(&sidecar).unwrap();
+    assert_eq!(stored, format!("KBSKF-DEVAUTH/1 {} {}\n", key.serial, hex::encode(new)));
+    // A new process: the new key authenticates, the default does not.
+    let text = run(&[USER, msg, new, default]);
+    assert_eq!((crate::field(&text, "dev_auth"), crate::field(&text, "wrong_auth_rv")), ("ok".into(), "0x0A000001".into()));
+    // The file key itself is unchanged and still opens with its PIN.
+    drop(FileToken::open(dir.join("eta.kbkey")).unwrap().login(&Pin::new(USER)).unwrap());
 }

@@ -32,6 +32,36 @@ pub const SGD_SM2_1: Ulong = 0x0002_0100;
 pub const SGD_SM2_3: Ulong = 0x0002_0400;
 /// `SGD_SM3`.
 pub const SGD_SM3: Ulong = 0x0000_0001;
+/// `SGD_SM4_ECB` (`SGD_SMS4_ECB` in older headers): SM4 in ECB mode, also the usual
+/// device-authentication algorithm (`DEVINFO.DevAuthAlgId`).
+pub const SGD_SM4_ECB: Ulong = 0x0000_0401;
+/// `SGD_SM4_CBC`: SM4 in CBC mode.
+pub const SGD_SM4_CBC: Ulong = 0x0000_0402;
+
+/// `SKF_GetDevState`: the device is absent.
+pub const DEV_ABSENT_STATE: Ulong = 0x0000_0000;
+/// `SKF_GetDevState`: the device is present.
+pub const DEV_PRESENT_STATE: Ulong = 0x0000_0001;
+
+/// `BLOCKCIPHERPARAM.PaddingType`: no padding (input a whole number of blocks).
+pub const PADDING_NONE: Ulong = 0;
+/// `BLOCKCIPHERPARAM.PaddingType`: PKCS#5 (PKCS#7 on 16-byte blocks).
+pub const PADDING_PKCS5: Ulong = 1;
+
+/// `BLOCKCIPHERPARAM` (GM/T 0016-2012 §6.4.9), passed by value to
+/// `SKF_EncryptInit`/`SKF_DecryptInit`: 44 bytes, the same packed or not.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct BlockCipherParam {
+    /// Initial vector, `iv_len` bytes used.
+    pub iv: [u8; 32],
+    /// Length of the IV.
+    pub iv_len: Ulong,
+    /// [`PADDING_NONE`] or [`PADDING_PKCS5`].
+    pub padding_type: Ulong,
+    /// Feedback bits (CFB/OFB only).
+    pub feed_bit_len: Ulong,
+}
 
 /// `SKF_GetContainerType`: empty container.
 pub const CONTAINER_EMPTY: Ulong = 0;
@@ -386,6 +416,8 @@ mod tests {
         assert_eq!(std::mem::offset_of!(DevInfo, alg_sym_cap), 198);
         assert_eq!(std::mem::size_of::<EccPublicKeyBlob>(), 132);
         assert_eq!(std::mem::size_of::<EccSignatureBlob>(), 128);
+        assert_eq!(std::mem::size_of::<BlockCipherParam>(), 44);
+        assert_eq!(std::mem::offset_of!(BlockCipherParam, padding_type), 36);
     }
 
     #[test]

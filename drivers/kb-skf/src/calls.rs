@@ -15,6 +15,53 @@ use std::ffi::{CString, c_char};
 use std::path::Path;
 use zeroize::Zeroizing;
 
+/// Zeroed room given past every out-parameter structure. Vendor modules built with
+/// another packing, 64-bit `ULONG`s or a newer structure version write more than the
+/// standard's layout (one wrote 296 bytes into the 294-byte packed `DEVINFO`): each such
+/// parameter gets a buffer this much larger, and only the standard layout is read back.
+const OUT_SLACK: usize = 4096;
+
+/// Plain C data that a module fills in.
+///
+/// # Safety
+/// Implement only for `Copy` types without padding-sensitive invariants for which every
+/// bit pattern (in particular all zeros) is a valid value, with alignment at most 8.
+unsafe trait Plain: Copy {}
+// SAFETY: integers and structures of integers and byte arrays; any bytes are valid.
+unsafe impl Plain for Ulong {}
+// SAFETY: as above.
+unsafe impl Plain for Bool {}
+// SAFETY: as above.
+unsafe impl Plain for DevInfo {}
+// SAFETY: as above.
+unsafe impl Plain for EccPublicKeyBlob {}
+// SAFETY: as above.
+unsafe impl Plain for EccSignatureBlob {}
+
+/// A zeroed, 8-aligned out-parameter buffer of `size_of::<T>() + OUT_SLACK` bytes.
+struct Out<T: Plain> {
+    words: Vec<u64>,
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<T: Plain> Out<T> {
+    fn new() -> Self {
+        Out { words: vec![0u64; (std::mem::size_of::<T>() + OUT_SLACK).div_ceil(8)], _t: std::marker::PhantomData }
+    }
+
+    /// The pointer handed to the module: room for a `T` and [`OUT_SLACK`] bytes more.
+    fn ptr(&mut self) -> *mut T {
+        self.words.as_mut_ptr().cast()
+    }
+
+    /// The standard layout's bytes, whatever the module wrote after them.
+    fn get(&self) -> T {
+        // SAFETY: the buffer holds at least `size_of::<T>()` initialised bytes, 8-aligned
+        // (enough for any `Plain` type), and every bit pattern is a valid `T`.
+        unsafe { self.words.as_ptr().cast::<T>().read() }
+    }
+}
+
 /// Handles are kept as integers (so tokens stay `Send`) and turned back into the
 /// module's opaque pointer only at the call.
 fn h(v: usize) -> Handle {
@@ -192,10 +239,10 @@ impl Api {
     }
 
     pub(crate) fn dev_info(&self, dev: usize) -> Result<DevInfo> {
-        let mut info = DevInfo::default();
-        // SAFETY: `info` is a live DEVINFO with the standard's (packed) layout.
-        check(unsafe { (self.f.get_dev_info)(h(dev), &mut info) }, "SKF_GetDevInfo")?;
-        Ok(info)
+        let mut info = Out::<DevInfo>::new();
+        // SAFETY: `info` is a live, zeroed buffer of a DEVINFO plus OUT_SLACK bytes.
+        check(unsafe { (self.f.get_dev_info)(h(dev), info.ptr()) }, "SKF_GetDevInfo")?;
+        Ok(info.get())
     }
 
     pub(crate) fn enum_applications(&self, dev: usize) -> Result<Vec<String>> {
@@ -236,10 +283,10 @@ impl Api {
 
     /// `(max, remaining, is_default)`.
     pub(crate) fn pin_info(&self, app: usize, kind: Ulong) -> Result<(Ulong, Ulong, bool)> {
-        let (mut max, mut left, mut default): (Ulong, Ulong, Bool) = (0, 0, 0);
-        // SAFETY: three live out-parameters.
-        check(unsafe { (self.f.get_pin_info)(h(app), kind, &mut max, &mut left, &mut default) }, "SKF_GetPINInfo")?;
-        Ok((max, left, default != 0))
+        let (mut max, mut left, mut default) = (Out::<Ulong>::new(), Out::<Ulong>::new(), Out::<Bool>::new());
+        // SAFETY: three live out-parameter buffers, each with OUT_SLACK bytes to spare.
+        check(unsafe { (self.f.get_pin_info)(h(app), kind, max.ptr(), left.ptr(), default.ptr()) }, "SKF_GetPINInfo")?;
+        Ok((max.get(), left.get(), default.get() != 0))
     }
 
     pub(crate) fn unblock_pin(&self, app: usize, so: &kb_types::Pin, new_user: &kb_types::Pin) -> Result<()> {
@@ -290,10 +337,10 @@ impl Api {
     }
 
     pub(crate) fn container_type(&self, c: usize) -> Result<Ulong> {
-        let mut t: Ulong = 0;
-        // SAFETY: a live out-parameter.
-        check(unsafe { (self.f.get_container_type)(h(c), &mut t) }, "SKF_GetContainerType")?;
-        Ok(t)
+        let mut t = Out::<Ulong>::new();
+        // SAFETY: a live out-parameter buffer with OUT_SLACK bytes to spare.
+        check(unsafe { (self.f.get_container_type)(h(c), t.ptr()) }, "SKF_GetContainerType")?;
+        Ok(t.get())
     }
 
     pub(crate) fn import_certificate(&self, c: usize, sign: bool, der: &[u8]) -> Result<()> {
@@ -316,17 +363,18 @@ impl Api {
     }
 
     pub(crate) fn gen_ecc_key_pair(&self, c: usize) -> Result<EccPublicKeyBlob> {
-        let mut blob = EccPublicKeyBlob { bit_len: 0, x: [0; 64], y: [0; 64] };
-        // SAFETY: `blob` is a live ECCPUBLICKEYBLOB.
-        check(unsafe { (self.f.gen_ecc_key_pair)(h(c), abi::SGD_SM2_1, &mut blob) }, "SKF_GenECCKeyPair")?;
-        Ok(blob)
+        let mut blob = Out::<EccPublicKeyBlob>::new();
+        // SAFETY: a live, zeroed ECCPUBLICKEYBLOB buffer with OUT_SLACK bytes to spare.
+        check(unsafe { (self.f.gen_ecc_key_pair)(h(c), abi::SGD_SM2_1, blob.ptr()) }, "SKF_GenECCKeyPair")?;
+        Ok(blob.get())
     }
 
     pub(crate) fn ecc_sign(&self, c: usize, e: &[u8; 32]) -> Result<EccSignatureBlob> {
-        let mut sig = EccSignatureBlob { r: [0; 64], s: [0; 64] };
-        // SAFETY: `e` holds 32 readable bytes; `sig` is a live ECCSIGNATUREBLOB.
-        check(unsafe { (self.f.ecc_sign_data)(h(c), e.as_ptr(), 32, &mut sig) }, "SKF_ECCSignData")?;
-        Ok(sig)
+        let mut sig = Out::<EccSignatureBlob>::new();
+        // SAFETY: `e` holds 32 readable bytes; `sig` is a live, zeroed ECCSIGNATUREBLOB
+        // buffer with OUT_SLACK bytes to spare.
+        check(unsafe { (self.f.ecc_sign_data)(h(c), e.as_ptr(), 32, sig.ptr()) }, "SKF_ECCSignData")?;
+        Ok(sig.get())
     }
 
     /// `SKF_ECCDecrypt` (vendor extension) of an `ECCCIPHERBLOB`.
@@ -360,10 +408,11 @@ impl Api {
         let f = self.f.wait_for_dev_event?;
         let mut name = [0u8; 256];
         let mut len = name.len() as Ulong;
-        let mut event: Ulong = 0;
-        // SAFETY: `name` has `len` writable bytes; `len` and `event` are live.
-        let rv = unsafe { f(name.as_mut_ptr().cast(), &mut len, &mut event) };
-        Some(check(rv, "SKF_WaitForDevEvent").map(|()| (abi::field_text(&name[..(len as usize).min(name.len())]), event)))
+        let mut event = Out::<Ulong>::new();
+        // SAFETY: `name` has `len` writable bytes; `len` is live; `event` is a live
+        // buffer with OUT_SLACK bytes to spare.
+        let rv = unsafe { f(name.as_mut_ptr().cast(), &mut len, event.ptr()) };
+        Some(check(rv, "SKF_WaitForDevEvent").map(|()| (abi::field_text(&name[..(len as usize).min(name.len())]), event.get())))
     }
 
     pub(crate) fn cancel_wait_for_dev_event(&self) {

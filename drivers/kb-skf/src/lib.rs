@@ -32,4 +32,4 @@ mod transport;
 pub use calls::{OPTIONAL_FUNCTIONS, REQUIRED_FUNCTIONS};
 pub use module::SkfModule;
 pub use token::SkfToken;
-pub use transport::{DEFAULT_POLL, SkfTransport};
+pub use transport::{DEFAULT_POLL, MAX_QUICK_WAITS, MIN_RESCAN, QUICK_RETURN, SkfTransport};

@@ -2,44 +2,7 @@
  * in vendor headers), dlopens a module and drives it the way a CA's signing control does.
  * Usage: skf_consumer <module.so> <user PIN> <64 hex digits of e = SM3(ZA || M)>
  * Prints key=value lines; exits non-zero on the first unexpected result. */
-#include <dlfcn.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-typedef uint32_t ULONG;
-typedef int32_t BOOL;
-typedef void *HANDLE;
-#pragma pack(push, 1)
-typedef struct { unsigned char major, minor; } VERSION;
-typedef struct {
-    VERSION Version; char Manufacturer[64]; char Issuer[64]; char Label[32]; char SerialNumber[32];
-    VERSION HWVersion; VERSION FirmwareVersion;
-    ULONG AlgSymCap, AlgAsymCap, AlgHashCap, DevAuthAlgId, TotalSpace, FreeSpace, MaxECCBufferSize, MaxBufferSize;
-    unsigned char Reserved[64];
-} DEVINFO;
-typedef struct { ULONG BitLen; unsigned char XCoordinate[64]; unsigned char YCoordinate[64]; } ECCPUBLICKEYBLOB;
-typedef struct { unsigned char r[64]; unsigned char s[64]; } ECCSIGNATUREBLOB;
-#pragma pack(pop)
-
-#define SAR_OK 0
-#define SAR_PIN_INCORRECT 0x0A000024
-#define SAR_BUFFER_TOO_SMALL 0x0A000020
-#define USER_TYPE 1
-
-static void *lib;
-static void *sym(const char *name) {
-    void *p = dlsym(lib, name);
-    if (!p) { printf("error=missing %s\n", name); exit(2); }
-    return p;
-}
-#define CALL(expr) do { ULONG rv_ = (expr); if (rv_ != SAR_OK) { printf("error=%s rv=0x%08X\n", #expr, rv_); exit(3); } } while (0)
-static void hex(const char *key, const unsigned char *b, size_t n) {
-    printf("%s=", key);
-    for (size_t i = 0; i < n; i++) printf("%02x", b[i]);
-    printf("\n");
-}
+#include "skf_test.h"
 
 int main(int argc, char **argv) {
     if (argc != 4 || strlen(argv[3]) != 64) { fprintf(stderr, "usage\n"); return 1; }
