@@ -65,7 +65,10 @@ enum FilekeyCmd {
     Csr {
         #[command(flatten)]
         slot: SlotArgs,
-        /// Subject, e.g. "C=CN,O=某某公司,CN=张三".
+        /// Subject, as certificates show it (most specific first: "CN=张三, O=某某公司, C=CN",
+        /// so a subject copied from `keybridge cert show` can be pasted) or most general
+        /// first ("C=CN, O=某某公司, CN=张三"). Either way the request's subject is encoded
+        /// most general first: the order is told from the first and last attributes.
         #[arg(long)]
         subject: String,
         /// Where to write the request.
@@ -211,6 +214,7 @@ pub(crate) fn filekey(app: &App, a: FilekeyArgs) -> CliResult {
             let dev = d.select(device.as_deref())?;
             let container = d.container(&dev.id, Some(&container))?;
             let signer = d.manager.signer(&dev.id, &container, usage.key_usage(), CLIENT)?;
+            let subject = kb_pki::name::in_encoding_order(&subject);
             let der = kb_pki::csr::build(&subject, &signer, Vec::new()).map_err(|e| signer.service_error(e))?;
             let req = CertificationRequest::from_der(&der)?;
             if pem {

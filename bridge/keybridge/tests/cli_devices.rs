@@ -714,3 +714,44 @@ fn marker_pin_never_leaks() {
     assert!(checked >= 3, "audit DB, a log file and the key file were checked");
     assert!(h.home().join("data").join("audit.sqlite3").is_file());
 }
+
+#[test]
+fn csr_subject_pasted_as_displayed_matches_the_certificate() {
+    let h = Home::new();
+    h.demo();
+    let cert = h.ok(&["cert", "show", "--device", "file:demo", "--usage", "sign"], "");
+    let shown = cert["subject"].as_str().unwrap().to_string();
+    assert!(shown.starts_with("CN="), "displayed most specific first: {shown}");
+    h.ok(&["cert", "export", "--device", "file:demo", "--usage", "sign", "--out", &h.file("sign.der")], "");
+    let cert = Certificate::from_der(&std::fs::read(h.file("sign.der")).unwrap()).unwrap();
+    let subject = cert.subject_der();
+    // Pasted as displayed, and typed most general first: the same subject, in the same
+    // RDN order, as the certificate's DER.
+    for (i, written) in [shown.clone(), "C=CN, O=KeyBridge 演示单位 (DEMO), CN=演示用户 (DEMO)".to_string()].iter().enumerate()
+    {
+        let out = h.file(&format!("req{i}.der"));
+        let v = h.ok(
+            &[
+                "filekey",
+                "csr",
+                "--device",
+                "file:demo",
+                "--container",
+                "demo",
+                "--usage",
+                "sign",
+                "--subject",
+                written,
+                "--out",
+                &out,
+            ],
+            DEMO_PIN,
+        );
+        assert_eq!(v["subject"], shown.as_str());
+        let req = CertificationRequest::from_der(&std::fs::read(&out).unwrap()).unwrap();
+        assert!(
+            req.der().windows(subject.len()).any(|w| w == &subject[..]),
+            "{written}: subject DER differs from the certificate's"
+        );
+    }
+}
