@@ -99,7 +99,7 @@ fn main() {
     let app = App::new(cli.global);
     // Everything the command opened (device service, audit log, log writer) is dropped
     // inside `run`, so logs are flushed before the process exits.
-    let result = run(&app, cli.command);
+    let result = run(&app, cli.command).and_then(|()| app.out.write_error().map_or(Ok(()), Err));
     if let Err(e) = result {
         std::process::exit(app.out.error(&e));
     }

@@ -44,19 +44,26 @@ impl Home {
         self.home().join("data").join("demo-ca").join("root.pem").display().to_string()
     }
 
-    /// Run `keybridge --home … --pin-stdin --weak-kdf-for-tests ARGS` with `stdin`.
-    fn run(&self, args: &[&str], stdin: &str) -> Output {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keybridge"))
+    /// Start `keybridge --home … --pin-stdin --weak-kdf-for-tests ARGS`, every stdio piped
+    /// (with a backtrace on, so a panic would show).
+    fn spawn(&self, args: &[&str]) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_keybridge"))
             .arg("--home")
             .arg(self.home())
             .args(["--pin-stdin", "--weak-kdf-for-tests"])
             .args(args)
             .env_remove("KEYBRIDGE_HOME")
+            .env("RUST_BACKTRACE", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Run `keybridge --home … --pin-stdin --weak-kdf-for-tests ARGS` with `stdin`.
+    fn run(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = self.spawn(args);
         let mut input = child.stdin.take().unwrap();
         // The command may exit before reading everything: a broken pipe is fine.
         let _ = input.write_all(stdin.as_bytes());
@@ -754,4 +761,29 @@ fn csr_subject_pasted_as_displayed_matches_the_certificate() {
             "{written}: subject DER differs from the certificate's"
         );
     }
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let h = Home::new();
+    h.demo();
+    std::fs::write(h.file("m.txt"), b"message").unwrap();
+    for _ in 0..3 {
+        h.ok(&["sign", "--in", &h.file("m.txt"), "--out", &h.file("m.p7s")], DEMO_PIN);
+    }
+    let run_closed = |args: &[&str]| {
+        let mut child = h.spawn(args);
+        drop(child.stdin.take());
+        // The reader goes away before anything is written (like `| head` after its lines).
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+        out.status.code()
+    };
+    for args in [&["audit"][..], &["--json", "audit"], &["certs"], &["--json", "devices"], &["cert", "show"]] {
+        assert_eq!(run_closed(args), Some(0), "{args:?}");
+    }
+    // An error still has its status.
+    assert_eq!(run_closed(&["--json", "cert", "show", "--file", "/nonexistent"]), Some(1));
 }
