@@ -3,6 +3,7 @@
 
 use crate::ctx::{App, CLIENT, DeviceSel, open_file, write_atomic, write_atomic_with};
 use crate::device_cmd::no_certificate;
+use crate::input::{CMS, open_der};
 use crate::output::{CliError, CliResult};
 use clap::{Args, ValueEnum};
 use kb_crypto::{Hasher, SignatureScheme};
@@ -136,7 +137,7 @@ pub(crate) fn sign(app: &App, a: SignArgs) -> CliResult {
 
 #[derive(Args)]
 pub(crate) struct DecryptArgs {
-    /// The digital envelope (CMS EnvelopedData, DER or BER).
+    /// The digital envelope (CMS EnvelopedData: DER, BER, PEM or base64).
     #[arg(long = "in")]
     input: PathBuf,
     /// Where to write the content. Written only if decryption succeeds.
@@ -151,11 +152,11 @@ pub(crate) fn decrypt(app: &App, a: DecryptArgs) -> CliResult {
     let d = app.devices()?;
     let (dev, container, usage) = d.slot(&a.sel, KeyUsage::Encrypt)?;
     let decrypter = d.manager.decrypter(&dev.id, &container, usage, CLIENT)?;
-    let (file, len) = open_file(&a.input)?;
+    let (mut reader, len) = open_der(&a.input, &CMS)?;
     let bar = app.term.progress(len, app.out.json(), app.out.t("解密", "decrypting"));
     let written = write_atomic_with(&a.out, |f| {
-        let r = envelope::decrypt(BufReader::with_capacity(1 << 16, bar.wrap_read(file)), BufWriter::new(f), &decrypter);
-        r.map_err(|e| CliError::from(decrypter.service_error(e)))
+        let r = envelope::decrypt(bar.wrap_read(&mut reader), BufWriter::new(f), &decrypter);
+        r.map_err(|e| reader.take_error().unwrap_or_else(|| CliError::from(decrypter.service_error(e))))
     });
     app.term.progress_done(&bar);
     let written = written?;

@@ -2,11 +2,10 @@
 //! delete-cert`, and `demo` (a labelled demo key with an SM2 dual-certificate pair from
 //! a local demo CA).
 
-use crate::ctx::{App, CLIENT, Devices, Home, Usage, read_file, write_atomic};
+use crate::ctx::{App, CLIENT, Devices, Home, Usage, write_atomic};
 use crate::output::{CliError, CliResult, pad};
 use crate::term::TerminalPrompter;
 use clap::{Args, Subcommand, ValueEnum};
-use kb_pki::Certificate;
 use kb_pki::csr::CertificationRequest;
 use kb_pki::time::UnixTime;
 use kb_token::file::{CreateOptions, FileToken, FileTransport, KdfParams};
@@ -241,7 +240,7 @@ pub(crate) fn filekey(app: &App, a: FilekeyArgs) -> CliResult {
             Ok(())
         }
         FilekeyCmd::ImportCert { slot: SlotArgs { device, container, usage }, cert } => {
-            let c = Certificate::from_any(&read_file(&cert)?)?;
+            let c = crate::input::read_certificate(&cert)?;
             let d = app.devices()?;
             let dev = d.select(device.as_deref())?;
             let container = d.container(&dev.id, Some(&container))?;

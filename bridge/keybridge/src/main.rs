@@ -15,6 +15,7 @@ mod crypto_cmd;
 mod ctx;
 mod device_cmd;
 mod filekey_cmd;
+mod input;
 mod output;
 mod serve_cmd;
 mod term;

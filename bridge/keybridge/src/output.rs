@@ -50,6 +50,11 @@ impl CliError {
     pub(crate) fn input(detail: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidParameter, detail)
     }
+    /// The same error, its detail prefixed with what it concerns (a file name).
+    pub(crate) fn context(mut self, what: &str) -> Self {
+        self.detail = format!("{what}: {}", self.detail);
+        self
+    }
 }
 
 pub(crate) type CliResult<T = ()> = Result<T, CliError>;

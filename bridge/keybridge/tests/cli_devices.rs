@@ -722,6 +722,19 @@ fn marker_pin_never_leaks() {
     assert!(h.home().join("data").join("audit.sqlite3").is_file());
 }
 
+/// `s` as PEM with `label`, and as bare base64 (what CA middleware hands out).
+fn armoured(der: &[u8], label: &str) -> (String, String) {
+    use base64ct::{Base64, Encoding};
+    let b64 = Base64::encode_string(der);
+    let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
+    (format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n")), b64)
+}
+
+/// Prompts for the user PIN in `--en` stderr.
+fn pin_prompts(out: &Output) -> usize {
+    String::from_utf8_lossy(&out.stderr).matches("user PIN for \"").count()
+}
+
 #[test]
 fn csr_subject_pasted_as_displayed_matches_the_certificate() {
     let h = Home::new();
@@ -760,6 +773,65 @@ fn csr_subject_pasted_as_displayed_matches_the_certificate() {
             req.der().windows(subject.len()).any(|w| w == &subject[..]),
             "{written}: subject DER differs from the certificate's"
         );
+    }
+}
+
+#[test]
+fn every_input_reads_der_pem_and_base64() {
+    let h = Home::new();
+    h.demo();
+    std::fs::write(h.file("bid.txt"), "投标文件 PEM test".repeat(5000)).unwrap();
+    let variants = |name: &str, label: &str| -> Vec<String> {
+        let der = std::fs::read(h.file(name)).unwrap();
+        let (pem, b64) = armoured(&der, label);
+        std::fs::write(h.file(&format!("{name}.pem")), pem).unwrap();
+        std::fs::write(h.file(&format!("{name}.b64")), b64).unwrap();
+        vec![h.file(name), h.file(&format!("{name}.pem")), h.file(&format!("{name}.b64"))]
+    };
+    // Certificates: cert show, encrypt --to, verify --cert, import-cert, logs export --to, --ca.
+    h.ok(&["cert", "export", "--usage", "encrypt", "--out", &h.file("enc.der")], "");
+    h.ok(&["cert", "export", "--usage", "sign", "--out", &h.file("sign.der")], "");
+    let root = kb_pki::Certificate::from_pem(&std::fs::read_to_string(h.root_pem()).unwrap()).unwrap();
+    std::fs::write(h.file("root.der"), root.der()).unwrap();
+    let roots = variants("root.der", "CERTIFICATE");
+    for (i, enc) in variants("enc.der", "CERTIFICATE").iter().enumerate() {
+        assert_eq!(h.ok(&["cert", "show", "--file", enc, "--ca", &roots[i]], "")["chain"]["ok"], true, "{enc}");
+        h.ok(&["encrypt", "--to", enc, "--in", &h.file("bid.txt"), "--out", &h.file(&format!("e{i}.p7e"))], "");
+        h.ok(
+            &["filekey", "delete-cert", "--device", "file:demo", "--container", "demo", "--usage", "encrypt", "--yes"],
+            DEMO_PIN,
+        );
+        h.ok(
+            &["filekey", "import-cert", "--device", "file:demo", "--container", "demo", "--usage", "encrypt", "--cert", enc],
+            DEMO_PIN,
+        );
+        h.ok(&["logs", "export", "--to", enc, "--out", &h.file(&format!("logs{i}.p7e"))], "");
+    }
+    // Envelopes: decrypt takes each form (PEM streamed).
+    for env in variants("e0.p7e", "CMS") {
+        let out = h.file("opened.txt");
+        h.ok(&["decrypt", "--in", &env, "--out", &out], DEMO_PIN);
+        assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(h.file("bid.txt")).unwrap(), "{env}");
+    }
+    let (pem, _) = armoured(&std::fs::read(h.file("e0.p7e")).unwrap(), "PKCS7");
+    std::fs::write(h.file("e0.pkcs7.pem"), pem).unwrap();
+    h.ok(&["decrypt", "--in", &h.file("e0.pkcs7.pem"), "--out", &h.file("o2.txt")], DEMO_PIN);
+    // A PEM of the wrong kind is refused by its label, before any PIN.
+    let (pem, _) = armoured(&std::fs::read(h.file("e0.p7e")).unwrap(), "PRIVATE KEY");
+    std::fs::write(h.file("key.pem"), pem).unwrap();
+    let out = h.run(&["--json", "--en", "decrypt", "--in", &h.file("key.pem"), "--out", &h.file("o3.txt")], DEMO_PIN);
+    let e = &json(&out)["error"];
+    assert!(e["detail"].as_str().unwrap().contains("PRIVATE KEY"), "{e}");
+    assert_eq!(pin_prompts(&out), 0);
+    // Signatures: verify takes each form, and a raw signature's certificate in each.
+    h.ok(&["sign", "--in", &h.file("bid.txt"), "--out", &h.file("bid.p7s"), "--format", "cms-detached"], DEMO_PIN);
+    for (i, sig) in variants("bid.p7s", "PKCS7").iter().enumerate() {
+        let v = h.ok(&["verify", "--sig", sig, "--in", &h.file("bid.txt"), "--ca", &roots[i]], "");
+        assert_eq!(v["ok"], true, "{sig}");
+    }
+    h.ok(&["sign", "--in", &h.file("bid.txt"), "--out", &h.file("bid.sig"), "--format", "raw"], DEMO_PIN);
+    for c in variants("sign.der", "CERTIFICATE") {
+        h.ok(&["verify", "--raw", "--sig", &h.file("bid.sig"), "--in", &h.file("bid.txt"), "--cert", &c], "");
     }
 }
 
