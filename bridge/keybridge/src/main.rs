@@ -102,6 +102,6 @@ fn main() {
     // inside `run`, so logs are flushed before the process exits.
     let result = run(&app, cli.command).and_then(|()| app.out.write_error().map_or(Ok(()), Err));
     if let Err(e) = result {
-        std::process::exit(app.out.error(&e));
+        std::process::exit(app.out.error(&app.explain(e)));
     }
 }

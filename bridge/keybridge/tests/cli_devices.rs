@@ -836,6 +836,30 @@ fn every_input_reads_der_pem_and_base64() {
 }
 
 #[test]
+fn a_medium_that_goes_away_mid_command_is_named() {
+    use std::io::BufRead;
+    let h = Home::new();
+    file_key(&h, "k", "user-pin-1", "so-pin-123");
+    std::fs::write(h.file("m.txt"), b"message").unwrap();
+    let mut child = h.spawn(&["--json", "--en", "sign", "--format", "raw", "--in", &h.file("m.txt"), "--out", &h.file("m.sig")]);
+    // While the PIN is being asked for, the medium goes away.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("user PIN for") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "no PIN prompt");
+    }
+    std::fs::remove_file(h.keys().join("k.kbkey")).unwrap();
+    child.stdin.take().unwrap().write_all(b"user-pin-1\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let e = &json(&out)["error"];
+    assert_eq!(code(e), 4003, "{e}");
+    let detail = e["detail"].as_str().unwrap();
+    assert!(detail.contains("测试介质 k") && detail.contains("file:k") && detail.contains("file key"), "{detail}");
+    assert!(!detail.contains("keybridge demo"), "{detail}");
+}
+
+#[test]
 fn a_closed_stdout_ends_quietly() {
     let h = Home::new();
     h.demo();
