@@ -208,6 +208,31 @@ pub(crate) fn describe_medium(d: &DeviceInfo) -> String {
     format!("\"{}\" ({}, {driver}{model})", d.label, d.id)
 }
 
+/// See [`Devices::one_pin_for_this_command`].
+pub(crate) struct OnePin<'a> {
+    cache: &'a kb_service::pin_cache::PinCache,
+    restore: PinCachePolicy,
+}
+
+impl<'a> OnePin<'a> {
+    fn new(cache: &'a kb_service::pin_cache::PinCache) -> Self {
+        let restore = cache.policy();
+        if restore.duration().is_none() {
+            cache.set_policy(PinCachePolicy::Minutes(PinCachePolicy::CHOICES[0]));
+        }
+        OnePin { cache, restore }
+    }
+}
+
+impl Drop for OnePin<'_> {
+    fn drop(&mut self) {
+        if self.restore.duration().is_none() {
+            // Off again, which also forgets the PIN.
+            self.cache.set_policy(self.restore);
+        }
+    }
+}
+
 /// Why no medium can be used: the media that went away during the command (named with
 /// their driver), or — only when none was ever seen — where media were looked for and
 /// how to make one.
@@ -279,8 +304,29 @@ impl Devices {
         places.join(", ")
     }
 
+    /// The media to search: `--device`, or every one present (with `select`'s error
+    /// when none is).
+    pub(crate) fn candidates(&self, device: Option<&str>) -> CliResult<Vec<DeviceInfo>> {
+        let all = self.manager.devices();
+        if device.is_some() || all.is_empty() {
+            return Ok(vec![self.select(device)?]);
+        }
+        Ok(all)
+    }
+
+    /// While the returned guard lives, a PIN the medium accepted is remembered for the
+    /// next operation of this command even when the PIN cache is off, so that a
+    /// command made of several operations on the medium (create a container, then
+    /// generate a key pair in it) asks once. The guard forgets it and restores the
+    /// policy when dropped. A wrong PIN is never remembered (the service only keeps a
+    /// PIN the medium accepted); the cache lives in this process, which ends with the
+    /// command.
+    pub(crate) fn one_pin_for_this_command(&self) -> OnePin<'_> {
+        OnePin::new(self.manager.pin_cache())
+    }
+
     /// Record the medium a command works on (named if it goes away).
-    fn choose(&self, info: DeviceInfo) -> DeviceInfo {
+    pub(crate) fn choose(&self, info: DeviceInfo) -> DeviceInfo {
         *self.chosen.lock().unwrap_or_else(|p| p.into_inner()) = Some(info.clone());
         info
     }
@@ -417,7 +463,23 @@ pub(crate) fn open_file(path: &Path) -> CliResult<(std::fs::File, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kb_types::Capabilities;
+    use kb_service::pin_cache::PinCache;
+    use kb_types::{Capabilities, Pin};
+
+    #[test]
+    fn one_pin_guard_keeps_a_pin_only_while_it_lives() {
+        let id = DeviceId::new(TransportKind::File, "k");
+        for restore in [PinCachePolicy::Off, PinCachePolicy::Minutes(30)] {
+            let cache = PinCache::new(restore);
+            {
+                let _g = OnePin::new(&cache);
+                cache.insert(&id, Pin::new("11112222"));
+                assert!(cache.get(&id).is_some());
+            }
+            assert_eq!(cache.policy(), restore);
+            assert_eq!(cache.get(&id).is_some(), restore != PinCachePolicy::Off);
+        }
+    }
 
     fn medium(transport: TransportKind, label: &str, serial: &str) -> DeviceInfo {
         DeviceInfo {

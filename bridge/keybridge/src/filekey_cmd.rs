@@ -164,8 +164,8 @@ pub(crate) fn filekey(app: &App, a: FilekeyArgs) -> CliResult {
             let dev = d.select(device.as_deref())?;
             let usage = usage.key_usage();
             let containers = d.manager.containers(&dev.id, CLIENT)?;
-            match containers.iter().find(|c| c.name == container) {
-                None => d.manager.create_container(&dev.id, &container, CLIENT)?,
+            let new_container = match containers.iter().find(|c| c.name == container) {
+                None => true,
                 Some(c) => {
                     if c.slot(usage).is_some_and(|s| s.certificate.is_some()) {
                         let q = o.t(
@@ -177,9 +177,17 @@ pub(crate) fn filekey(app: &App, a: FilekeyArgs) -> CliResult {
                             return Err(CliError::new(ErrorCode::Cancelled, "key generation not confirmed"));
                         }
                     }
+                    false
                 }
-            }
-            let public = d.manager.generate_key_pair(&dev.id, &container, usage, alg.algorithm(), CLIENT)?;
+            };
+            let public = if new_container {
+                // Two operations on the medium for one request: one PIN for both.
+                let _one_pin = d.one_pin_for_this_command();
+                d.manager.create_container(&dev.id, &container, CLIENT)?;
+                d.manager.generate_key_pair(&dev.id, &container, usage, alg.algorithm(), CLIENT)?
+            } else {
+                d.manager.generate_key_pair(&dev.id, &container, usage, alg.algorithm(), CLIENT)?
+            };
             tracing::info!(device = %dev.id, container = %container, usage = %usage, "key pair generated");
             #[derive(Serialize)]
             struct Generated {

@@ -292,7 +292,7 @@ mod tests {
         assert!(e.detail.contains("PRIVATE KEY"), "{}", e.detail);
         assert_eq!(e.code, ErrorCode::CmsMalformed);
         let cut = pem("CMS", &der, 64);
-        assert_eq!(read(cut[..cut.find("-----END").unwrap()].as_bytes(), &CMS).unwrap_err().code, ErrorCode::CmsMalformed);
+        assert_eq!(read(&cut.as_bytes()[..cut.find("-----END").unwrap()], &CMS).unwrap_err().code, ErrorCode::CmsMalformed);
         assert!(read(b"-----BEGIN CMS-----\nMAMCAQU*\n-----END CMS-----\n", &CMS).is_err());
         assert_eq!(read(b"QUJD=QUJD", &CERTIFICATE).unwrap_err().code, ErrorCode::CertificateMalformed);
     }

@@ -835,6 +835,141 @@ fn every_input_reads_der_pem_and_base64() {
     }
 }
 
+/// Settings with the PIN cache off.
+fn cache_off(h: &Home) {
+    std::fs::create_dir_all(h.home().join("config")).unwrap();
+    std::fs::write(h.home().join("config").join("settings.toml"), "pin_cache_minutes = \"off\"\n").unwrap();
+}
+
+#[test]
+fn keygen_into_a_new_container_asks_for_the_pin_once() {
+    let h = Home::new();
+    cache_off(&h);
+    file_key(&h, "k", "user-pin-1", "so-pin-123");
+    std::fs::write(h.file("m.txt"), b"message").unwrap();
+    // One PIN line only: a second prompt would find stdin at its end and cancel.
+    let args = ["--json", "--en", "filekey", "keygen", "--device", "file:k", "--container", "fresh", "--usage", "encrypt"];
+    let out = h.run(&args, "user-pin-1\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(pin_prompts(&out), 1, "{}", String::from_utf8_lossy(&out.stderr));
+    // The cache is off again: the next command, and each operation, asks.
+    let out = h.run(
+        &["--en", "sign", "--format", "raw", "--container", "c", "--in", &h.file("m.txt"), "--out", &h.file("m.sig")],
+        "user-pin-1\n",
+    );
+    assert!(out.status.success());
+    assert_eq!(pin_prompts(&out), 1);
+    // A wrong PIN is not carried to the second operation: asked again, right, done.
+    let args = ["--json", "--en", "filekey", "keygen", "--device", "file:k", "--container", "fresh2", "--usage", "sign"];
+    let out = h.run(&args, "wrong-pin\nuser-pin-1\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(pin_prompts(&out), 2, "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn decrypt_checks_the_medium_can_open_the_envelope_before_the_pin() {
+    let h = Home::new();
+    cache_off(&h);
+    h.demo();
+    std::fs::write(h.file("bid.txt"), b"bid").unwrap();
+    // Another toolkit may address an envelope to a signing certificate (ours refuses
+    // to): a signing key pair does not decrypt (an SKF key's cannot), which is said
+    // before any PIN, whichever slot was asked for. Stand-in: a signing certificate on
+    // the medium and an encryption certificate with its issuer and serial, to encrypt to.
+    file_key(&h, "s", "user-pin-1", "so-pin-123");
+    let other = test_ca();
+    h.ok(
+        &[
+            "filekey",
+            "csr",
+            "--device",
+            "file:s",
+            "--container",
+            "c",
+            "--usage",
+            "sign",
+            "--subject",
+            "CN=签名, C=CN",
+            "--out",
+            &h.file("s.csr"),
+        ],
+        "user-pin-1\n",
+    );
+    let req = CertificationRequest::from_der(&std::fs::read(h.file("s.csr")).unwrap()).unwrap();
+    let same = |usage| {
+        let mut p = CertificateParams::leaf(&req.subject_dn(), usage, UnixTime::now().plus_days(-1), 30);
+        p.serial = Some(vec![0x42, 0x42]);
+        issue(&p, &req.public_key().unwrap(), Some(&other.cert), &other.signer).unwrap()
+    };
+    std::fs::write(h.file("s-sign.der"), same(KeyUsage::Sign).der()).unwrap();
+    std::fs::write(h.file("s-enc.der"), same(KeyUsage::Encrypt).der()).unwrap();
+    h.ok(
+        &["filekey", "import-cert", "--device", "file:s", "--container", "c", "--usage", "sign", "--cert", &h.file("s-sign.der")],
+        "user-pin-1\n",
+    );
+    h.ok(&["encrypt", "--to", &h.file("s-enc.der"), "--in", &h.file("bid.txt"), "--out", &h.file("to-sign.p7e")], "");
+    let (env, x) = (h.file("to-sign.p7e"), h.file("x.txt"));
+    for extra in [&[][..], &["--usage", "sign"][..]] {
+        let mut args = vec!["--json", "--en", "decrypt", "--device", "file:s", "--in", &env, "--out", &x];
+        args.extend_from_slice(extra);
+        let out = h.run(&args, "user-pin-1\n");
+        assert_eq!(code(&json(&out)["error"]), 3008, "{}", String::from_utf8_lossy(&out.stdout));
+        assert_eq!(pin_prompts(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    // For a certificate that is not on the medium: says so, naming the medium, no PIN.
+    let key = PrivateKey::generate(Algorithm::Sm2).unwrap();
+    let params = CertificateParams::leaf("C=CN,CN=别人", KeyUsage::Encrypt, UnixTime::now().plus_days(-1), 30);
+    let cert = issue(&params, &key.public_key(), Some(&other.cert), &other.signer).unwrap();
+    std::fs::write(h.file("other.der"), cert.der()).unwrap();
+    h.ok(&["encrypt", "--to", &h.file("other.der"), "--in", &h.file("bid.txt"), "--out", &h.file("other.p7e")], "");
+    let out = h.run(
+        &["--json", "--en", "decrypt", "--device", "file:demo", "--in", &h.file("other.p7e"), "--out", &h.file("x.txt")],
+        DEMO_PIN,
+    );
+    let e = &json(&out)["error"];
+    assert_eq!(code(e), 3022);
+    assert!(e["detail"].as_str().unwrap().contains("file:demo"), "{e}");
+    assert_eq!(pin_prompts(&out), 0);
+    assert!(!Path::new(&h.file("x.txt")).exists());
+
+    // A second medium and container: the envelope finds its certificate without
+    // --device or --container, and the PIN is asked once, for that medium.
+    file_key(&h, "k", "user-pin-1", "so-pin-123");
+    h.ok(&["filekey", "keygen", "--device", "file:k", "--container", "enc", "--usage", "encrypt"], "user-pin-1\n");
+    h.ok(
+        &[
+            "filekey",
+            "csr",
+            "--device",
+            "file:k",
+            "--container",
+            "enc",
+            "--usage",
+            "encrypt",
+            "--subject",
+            "CN=加密, C=CN",
+            "--out",
+            &h.file("k.csr"),
+        ],
+        "user-pin-1\n",
+    );
+    let req = CertificationRequest::from_der(&std::fs::read(h.file("k.csr")).unwrap()).unwrap();
+    let params = CertificateParams::leaf(&req.subject_dn(), KeyUsage::Encrypt, UnixTime::now().plus_days(-1), 30);
+    let kcert = issue(&params, &req.public_key().unwrap(), Some(&other.cert), &other.signer).unwrap();
+    std::fs::write(h.file("k.der"), kcert.der()).unwrap();
+    h.ok(
+        &["filekey", "import-cert", "--device", "file:k", "--container", "enc", "--usage", "encrypt", "--cert", &h.file("k.der")],
+        "user-pin-1\n",
+    );
+    h.ok(&["encrypt", "--to", &h.file("k.der"), "--in", &h.file("bid.txt"), "--out", &h.file("k.p7e")], "");
+    let out = h.run(&["--json", "--en", "decrypt", "--in", &h.file("k.p7e"), "--out", &h.file("k.txt")], "user-pin-1\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(json(&out)["device"], "file:k");
+    assert_eq!(json(&out)["container"], "enc");
+    assert_eq!(pin_prompts(&out), 1);
+    assert_eq!(std::fs::read(h.file("k.txt")).unwrap(), b"bid");
+}
+
 #[test]
 fn a_medium_that_goes_away_mid_command_is_named() {
     use std::io::BufRead;
