@@ -17,7 +17,6 @@ use serde::Serialize;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use tracing_appender::non_blocking::WorkerGuard;
-use tracing_appender::rolling::{RollingFileAppender, Rotation};
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -86,15 +85,10 @@ impl std::fmt::Debug for LogGuard {
 pub fn build_subscriber(cfg: &LogConfig) -> Result<(Box<dyn tracing::Subscriber + Send + Sync>, LogGuard)> {
     let (file_layer, worker) = if cfg.enabled {
         crate::settings::create_private_dir(&cfg.dir)?;
+        restrict(&cfg.dir, 0o700).map_err(|e| ServiceError::Io(format!("{}: {e}", cfg.dir.display())))?;
         let keep = cfg.retention_days.max(1);
         prune_old_logs(&cfg.dir, keep)?;
-        let appender = RollingFileAppender::builder()
-            .rotation(Rotation::DAILY)
-            .filename_prefix(LOG_FILE_PREFIX)
-            .filename_suffix(LOG_FILE_SUFFIX)
-            .max_log_files(keep as usize)
-            .build(&cfg.dir)
-            .map_err(|e| ServiceError::Io(format!("{}: {e}", cfg.dir.display())))?;
+        let appender = DailyFile::open(&cfg.dir, keep).map_err(|e| ServiceError::Io(format!("{}: {e}", cfg.dir.display())))?;
         let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(appender);
         let layer = tracing_subscriber::fmt::layer()
             .with_writer(writer)
@@ -114,6 +108,73 @@ pub fn build_subscriber(cfg: &LogConfig) -> Result<(Box<dyn tracing::Subscriber 
     });
     let subscriber = tracing_subscriber::registry().with(file_layer).with(stderr_layer);
     Ok((Box::new(subscriber), LogGuard { worker }))
+}
+
+/// Narrow `path`'s permissions to `mode` (owner-only) if they are wider: a directory or
+/// file made by an older version, or by hand. Logs name the user's certificates, media
+/// and the sites that used them.
+fn restrict(path: &Path, mode: u32) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path)?;
+        if meta.permissions().mode() & 0o777 & !mode != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
+}
+
+/// The log file writer: appends to the day's file ([`log_file_name`], UTC) in the log
+/// directory, moving to the next day's file at midnight and then deleting files past
+/// the retention. Files are created owner-only (0600 on Unix); an existing one with
+/// wider permissions is narrowed when opened.
+struct DailyFile {
+    dir: PathBuf,
+    keep: u32,
+    day: i64,
+    file: std::fs::File,
+}
+
+fn today() -> i64 {
+    crate::audit::now_ms().div_euclid(86_400_000)
+}
+
+impl DailyFile {
+    fn open(dir: &Path, keep: u32) -> io::Result<Self> {
+        let day = today();
+        Ok(DailyFile { dir: dir.to_path_buf(), keep, day, file: Self::open_day(dir, day)? })
+    }
+
+    fn open_day(dir: &Path, day: i64) -> io::Result<std::fs::File> {
+        let path = dir.join(log_file_name(day * 86_400));
+        let mut o = std::fs::OpenOptions::new();
+        o.create(true).append(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+        let file = o.open(&path)?;
+        restrict(&path, 0o600)?;
+        Ok(file)
+    }
+}
+
+impl Write for DailyFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let day = today();
+        if day != self.day {
+            self.file = Self::open_day(&self.dir, day)?;
+            self.day = day;
+            // A failed prune loses nothing: it is tried again at the next start.
+            let _ = prune_old_logs(&self.dir, self.keep);
+        }
+        self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
 }
 
 /// Install the process-wide subscriber for `cfg`. Keep the returned guard alive until

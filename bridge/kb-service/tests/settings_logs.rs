@@ -342,6 +342,33 @@ fn pin_never_reaches_the_log_file() {
     assert!(!text.contains("PIN-MARKER-7f3a") && !text.contains("7f3a"), "{text}");
 }
 
+/// Logs name the user's certificates, media and the sites that used them: owner-only,
+/// new or found wider (an existing 0755 directory, a 0644 file from an older version).
+#[cfg(unix)]
+#[test]
+fn log_files_and_their_directory_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = dir.path().join("fresh").join("logs");
+    let old = dir.path().join("old");
+    std::fs::create_dir(&old).unwrap();
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(old.join(today_file()), "an older line\n").unwrap();
+    std::fs::set_permissions(old.join(today_file()), std::fs::Permissions::from_mode(0o644)).unwrap();
+    for logdir in [&fresh, &old] {
+        let (sub, guard) = logs::build_subscriber(&quiet(logdir)).unwrap();
+        tracing::subscriber::with_default(sub, || tracing::info!("mode check"));
+        drop(guard);
+        assert_eq!(mode(logdir), 0o700, "{}", logdir.display());
+        let files = logs::log_files(logdir).unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(mode(&files[0].path), 0o600, "{}", files[0].path.display());
+        assert!(read_logs(logdir).contains("mode check"));
+    }
+    assert!(read_logs(&old).starts_with("an older line\n"), "appended, not replaced");
+}
+
 #[test]
 fn disabled_logs_write_no_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -8,13 +8,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use kb_crypto::SignatureScheme;
+use kb_filekey::{CreateOptions, FileToken};
 use kb_service::audit::AuditLog;
 use kb_service::devices::DeviceManager;
 use kb_service::pin_cache::PinCachePolicy;
 use kb_service::prompter::ScriptedPrompter;
 use kb_service::settings::Settings;
 use kb_token::Token;
-use kb_filekey::{CreateOptions, FileToken};
 use kb_types::{Algorithm, DeviceId, ErrorCode, HasErrorCode, KeyUsage, Pin, TransportKind};
 use std::path::{Path, PathBuf};
 use std::process::Command;

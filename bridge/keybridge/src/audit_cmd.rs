@@ -1,9 +1,8 @@
 //! `audit` (the key-use log) and `logs export` (encrypted log bundle for support).
 
-use crate::ctx::{App, read_file, write_atomic_with};
+use crate::ctx::{App, write_atomic_with};
 use crate::output::{CliError, CliResult};
 use clap::{Args, Subcommand};
-use kb_pki::Certificate;
 use kb_service::audit::{AuditQuery, AuditRecord, auth_name};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -222,7 +221,7 @@ enum LogsCmd {
 /// `keybridge logs export`.
 pub(crate) fn logs(app: &App, a: LogsArgs) -> CliResult {
     let LogsCmd::Export { to, out } = a.cmd;
-    let cert = Certificate::from_any(&read_file(&to)?)?;
+    let cert = crate::input::read_certificate(&to)?;
     let home = app.home()?;
     let total: u64 = kb_service::logs::log_files(&home.paths.log_dir)?.iter().map(|f| f.size).sum();
     let bar = app.term.progress(total, app.out.json(), app.out.t("导出日志", "exporting logs"));

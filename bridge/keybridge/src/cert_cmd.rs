@@ -2,7 +2,8 @@
 //! slot), `verify` (CMS, or raw with a certificate), `encrypt` (to certificate files
 //! and/or a medium's encryption certificate).
 
-use crate::ctx::{App, CLIENT, DeviceSel, write_atomic};
+use crate::ctx::{App, CLIENT, DeviceSel, read_file, write_atomic};
+use crate::input::{CMS, read_certificate, read_certificates, read_der};
 use crate::output::{CliError, CliResult};
 use clap::{Args, Subcommand, ValueEnum};
 use kb_pki::chain::{TrustStore, verify_chain};
@@ -89,17 +90,10 @@ impl Thumb {
     }
 }
 
-fn read(path: &PathBuf) -> CliResult<Vec<u8>> {
-    std::fs::read(path).map_err(|e| CliError::io(&path.display().to_string(), e))
-}
-
 fn load_bundle(path: &Option<PathBuf>) -> CliResult<Vec<Certificate>> {
     match path {
         None => Ok(Vec::new()),
-        Some(p) => {
-            let text = String::from_utf8(read(p)?).map_err(|_| CliError::input(format!("{} is not a PEM file", p.display())))?;
-            Ok(Certificate::load_pem_chain(&text)?)
-        }
+        Some(p) => read_certificates(p),
     }
 }
 
@@ -160,7 +154,7 @@ pub(crate) fn cert(app: &App, args: CertArgs) -> CliResult {
         }
         CertCmd::Show { file, sel, thumbprint, ca, intermediates, warn_days } => {
             let (cert, default_warn) = match &file {
-                Some(f) => (Certificate::from_any(&read(f)?)?, DEFAULT_WARN_DAYS),
+                Some(f) => (read_certificate(f)?, DEFAULT_WARN_DAYS),
                 None => device_certificate(app, &sel, kb_types::KeyUsage::Sign)?,
             };
             let info = cert.info(UnixTime::now(), warn_days.unwrap_or(default_warn));
@@ -253,7 +247,7 @@ fn verify_raw(app: &App, args: VerifyArgs) -> CliResult {
     let input = args.input.as_ref().ok_or_else(|| CliError::input("--raw needs --in (the signed file)"))?;
     let (public, cert) = match &args.cert {
         Some(p) => {
-            let c = Certificate::from_any(&read(p)?)?;
+            let c = read_certificate(p)?;
             (c.public_key()?, Some(c))
         }
         None => {
@@ -270,7 +264,7 @@ fn verify_raw(app: &App, args: VerifyArgs) -> CliResult {
         (_, Some(_)) => return Err(CliError::input("--id applies to SM2 keys only")),
         (alg, None) => SignatureScheme::default_for(alg),
     };
-    let sig = read(&args.sig)?;
+    let sig = read_file(&args.sig)?;
     let (file, _) = crate::ctx::open_file(input)?;
     let digest = crate::crypto_cmd::hash_stream(file, public.hasher(&scheme)?, input)?;
     public.verify_digest(&scheme, &digest, &sig)?;
@@ -346,12 +340,12 @@ pub(crate) fn verify(app: &App, args: VerifyArgs) -> CliResult {
         return Err(CliError::input("--device/--container/--usage choose the signer of a --raw signature"));
     }
     let out = &app.out;
-    let msg = SignedMessage::from_der(&read(&args.sig)?)?;
+    let msg = SignedMessage::from_der(&read_der(&args.sig, &CMS)?)?;
     let reports = match (&args.input, msg.is_detached()) {
         (Some(p), true) => msg.verify_reader(File::open(p).map_err(|e| CliError::io(&p.display().to_string(), e))?, &[])?,
         (Some(p), false) => {
             // Attached: the given file must equal the embedded content.
-            let given = read(p)?;
+            let given = read_file(p)?;
             if msg.content() != Some(&given[..]) {
                 return Err(kb_pki::PkiError::CmsDigestMismatch.into());
             }
@@ -430,7 +424,7 @@ pub(crate) struct EncryptArgs {
 
 pub(crate) fn encrypt(app: &App, args: EncryptArgs) -> CliResult {
     let out = &app.out;
-    let mut recipients = args.to.iter().map(|p| Ok(Certificate::from_any(&read(p)?)?)).collect::<CliResult<Vec<_>>>()?;
+    let mut recipients = args.to.iter().map(|p| read_certificate(p)).collect::<CliResult<Vec<_>>>()?;
     if args.to_device {
         recipients.push(device_certificate(app, &args.sel, kb_types::KeyUsage::Encrypt)?.0);
     } else if args.sel.device.is_some() || args.sel.container.is_some() || args.sel.usage.is_some() {

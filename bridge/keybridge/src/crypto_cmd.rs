@@ -1,14 +1,16 @@
 //! Private-key commands on a medium: `sign` and `decrypt`. Content is streamed; the
 //! medium only ever sees a digest or a content key.
 
-use crate::ctx::{App, CLIENT, DeviceSel, open_file, write_atomic, write_atomic_with};
+use crate::ctx::{App, CLIENT, DeviceSel, Devices, describe_medium, open_file, write_atomic, write_atomic_with};
 use crate::device_cmd::no_certificate;
+use crate::input::{CMS, open_der};
 use crate::output::{CliError, CliResult};
 use clap::{Args, ValueEnum};
 use kb_crypto::{Hasher, SignatureScheme};
-use kb_pki::Signer;
+use kb_pki::cms::envelope::{EnvelopeHeader, RecipientId, StreamReaderHandle};
 use kb_pki::cms::{SignOptions, envelope};
-use kb_types::{Algorithm, DeviceId, KeyUsage};
+use kb_pki::{Certificate, Signer};
+use kb_types::{Algorithm, DeviceId, DeviceInfo, ErrorCode, KeyUsage};
 use serde::Serialize;
 use std::io::{BufReader, BufWriter, Read};
 use std::path::PathBuf;
@@ -136,26 +138,103 @@ pub(crate) fn sign(app: &App, a: SignArgs) -> CliResult {
 
 #[derive(Args)]
 pub(crate) struct DecryptArgs {
-    /// The digital envelope (CMS EnvelopedData, DER or BER).
+    /// The digital envelope (CMS EnvelopedData: DER, BER, PEM or base64).
     #[arg(long = "in")]
     input: PathBuf,
     /// Where to write the content. Written only if decryption succeeds.
     #[arg(long)]
     out: PathBuf,
+    /// The medium, container and key pair to open it with. Left out, they are found from
+    /// the envelope: the certificate it is addressed to, on any medium present.
     #[command(flatten)]
     sel: DeviceSel,
 }
 
+/// A recipient as people read it.
+fn recipient_text(r: &RecipientId) -> String {
+    match r {
+        RecipientId::IssuerSerial { issuer, serial, .. } => format!("serial {serial} from {issuer}"),
+        RecipientId::KeyId(k) => format!("key id {k}"),
+    }
+}
+
+/// The slot that can open an envelope for `recipients`, found with public data only —
+/// before anything asks for a PIN: a certificate on the medium the envelope is
+/// addressed to, whose key pair is one for decryption and whose algorithm the medium
+/// supports. `--device`, `--container` and `--usage` narrow the search.
+fn recipient_slot(d: &Devices, sel: &DeviceSel, recipients: &[RecipientId]) -> CliResult<(DeviceInfo, String, KeyUsage)> {
+    let media = d.candidates(sel.device.as_deref())?;
+    if let Some(name) = &sel.container
+        && let [one] = &media[..]
+    {
+        d.container(&one.id, Some(name))?;
+    }
+    let mut held = Vec::new();
+    for dev in &media {
+        for c in d.manager.containers(&dev.id, CLIENT)? {
+            if sel.container.as_ref().is_some_and(|n| *n != c.name) {
+                continue;
+            }
+            let slots = [&c.sign, &c.encrypt].into_iter().flatten();
+            for slot in slots.filter(|s| sel.usage.is_none_or(|u| u.key_usage() == s.usage)) {
+                let Some(cert) = slot.certificate.as_deref().and_then(|der| Certificate::from_der(der).ok()) else { continue };
+                if !recipients.iter().any(|r| r.matches(&cert)) {
+                    held.push(format!("{} / {} / {}: {}", dev.id, c.name, slot.usage, cert.subject()));
+                    continue;
+                }
+                let at = format!("{} / {} / {}", dev.id, c.name, slot.usage);
+                if cert.usage() == KeyUsage::Sign {
+                    return Err(CliError::new(
+                        ErrorCode::CertificateUsageMismatch,
+                        format!(
+                            "the envelope is addressed to the signing certificate {} ({at}); a signing key pair does not decrypt",
+                            cert.subject()
+                        ),
+                    ));
+                }
+                let alg = cert.public_key()?.algorithm();
+                if !dev.capabilities.algorithms.is_empty() && !dev.capabilities.algorithms.contains(&alg) {
+                    return Err(CliError::new(
+                        ErrorCode::NotSupported,
+                        format!("{} cannot decrypt with {alg} keys ({at})", describe_medium(dev)),
+                    ));
+                }
+                return Ok((d.choose(dev.clone()), c.name, slot.usage));
+            }
+        }
+    }
+    let media_text = media.iter().map(describe_medium).collect::<Vec<_>>().join(", ");
+    Err(CliError::new(
+        ErrorCode::CmsNoRecipient,
+        format!(
+            "the envelope is for {}; {media_text} {} ({})",
+            recipients.iter().map(recipient_text).collect::<Vec<_>>().join("; "),
+            if sel.container.is_some() || sel.usage.is_some() {
+                "has no such certificate in the chosen slots"
+            } else {
+                "holds none of them"
+            },
+            if held.is_empty() { "no certificates".to_string() } else { held.join("; ") }
+        ),
+    ))
+}
+
 /// `keybridge decrypt`.
 pub(crate) fn decrypt(app: &App, a: DecryptArgs) -> CliResult {
+    // Who the envelope is for, read before any medium is asked for anything.
+    let recipients = {
+        let (mut r, _) = open_der(&a.input, &CMS)?;
+        let header = EnvelopeHeader::read(&mut StreamReaderHandle::new(&mut r));
+        header.map_err(|e| r.take_error().unwrap_or_else(|| e.into()))?.recipients
+    };
     let d = app.devices()?;
-    let (dev, container, usage) = d.slot(&a.sel, KeyUsage::Encrypt)?;
+    let (dev, container, usage) = recipient_slot(&d, &a.sel, &recipients)?;
     let decrypter = d.manager.decrypter(&dev.id, &container, usage, CLIENT)?;
-    let (file, len) = open_file(&a.input)?;
+    let (mut reader, len) = open_der(&a.input, &CMS)?;
     let bar = app.term.progress(len, app.out.json(), app.out.t("解密", "decrypting"));
     let written = write_atomic_with(&a.out, |f| {
-        let r = envelope::decrypt(BufReader::with_capacity(1 << 16, bar.wrap_read(file)), BufWriter::new(f), &decrypter);
-        r.map_err(|e| CliError::from(decrypter.service_error(e)))
+        let r = envelope::decrypt(bar.wrap_read(&mut reader), BufWriter::new(f), &decrypter);
+        r.map_err(|e| reader.take_error().unwrap_or_else(|| CliError::from(decrypter.service_error(e))))
     });
     app.term.progress_done(&bar);
     let written = written?;

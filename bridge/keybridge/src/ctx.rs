@@ -11,9 +11,11 @@ use kb_service::logs::{LogConfig, LogGuard};
 use kb_service::pin_cache::PinCachePolicy;
 use kb_service::prompter::Prompter;
 use kb_service::settings::{Paths, Settings};
-use kb_types::{DeviceId, DeviceInfo, ErrorCode, HasErrorCode, KeyUsage};
+use kb_types::{DeviceId, DeviceInfo, ErrorCode, HasErrorCode, KeyUsage, TransportKind};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The client name the audit log records for everything the CLI does.
@@ -88,13 +90,28 @@ pub(crate) struct App {
     pub(crate) out: Out,
     pub(crate) g: GlobalOpts,
     pub(crate) term: Arc<Terminal>,
+    /// The medium the command chose, to name it when it goes away mid-command.
+    medium: Arc<Mutex<Option<DeviceInfo>>>,
 }
 
 impl App {
     pub(crate) fn new(g: GlobalOpts) -> Self {
         let out = Out::new(g.json, g.en);
         let term = Arc::new(Terminal::new(out.lang(), g.pin_stdin, g.yes));
-        App { out, g, term }
+        App { out, g, term, medium: Arc::default() }
+    }
+
+    /// `e` with the medium it concerns named, when the medium went away during the
+    /// command (the service's own message only says "removed").
+    pub(crate) fn explain(&self, mut e: CliError) -> CliError {
+        let medium = self.medium.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(m) = medium
+            && matches!(e.code, ErrorCode::DeviceRemoved | ErrorCode::UnknownDevice)
+            && !e.detail.contains(m.id.0.as_str())
+        {
+            e.detail = format!("{}: {}", describe_medium(&m), e.detail);
+        }
+        e
     }
 
     /// The KeyBridge home (creates its directories, starts file logging).
@@ -110,7 +127,9 @@ impl App {
 
     /// The same with another prompter.
     pub(crate) fn devices_with(&self, prompter: Arc<dyn Prompter>) -> CliResult<Devices> {
-        Devices::open(self.home()?, prompter)
+        let mut d = Devices::open(self.home()?, prompter)?;
+        d.chosen = Arc::clone(&self.medium);
+        Ok(d)
     }
 }
 
@@ -164,6 +183,50 @@ pub(crate) struct Devices {
     pub(crate) manager: DeviceManager,
     /// Transport problems reported during enumeration (unreadable key files…).
     pub(crate) problems: Vec<String>,
+    /// The service's events since the command started.
+    events: Receiver<DeviceEvent>,
+    /// Every medium seen since the command started, present or gone.
+    seen: Mutex<BTreeMap<DeviceId, DeviceInfo>>,
+    /// Where [`Devices::select`] records its choice (shared with the [`App`]).
+    chosen: Arc<Mutex<Option<DeviceInfo>>>,
+}
+
+/// A medium as people recognise it: label, id and the driver it came through
+/// (`"测试介质" (skf:0123, SKF module, Vendor Model)`).
+pub(crate) fn describe_medium(d: &DeviceInfo) -> String {
+    let driver = match d.transport {
+        TransportKind::File => "file key",
+        TransportKind::Pcsc => "PC/SC smart card",
+        TransportKind::Pkcs11 => "PKCS#11 module",
+        TransportKind::Skf => "SKF (GM/T 0016) module",
+        TransportKind::Hid => "HID key",
+        TransportKind::Ble => "Bluetooth LE key",
+        TransportKind::Phone => "phone",
+    };
+    let model = [d.manufacturer.trim(), d.model.trim()].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join(" ");
+    let model = if model.is_empty() { String::new() } else { format!(", {model}") };
+    format!("\"{}\" ({}, {driver}{model})", d.label, d.id)
+}
+
+/// Why no medium can be used: the media that went away during the command (named with
+/// their driver), or — only when none was ever seen — where media were looked for and
+/// how to make one.
+fn no_medium(gone: &[DeviceInfo], searched: &str) -> CliError {
+    match gone {
+        [] => CliError::new(
+            ErrorCode::UnknownDevice,
+            format!(
+                "no key medium found ({searched}); create a demo key: `keybridge demo`, or a file key: `keybridge filekey create`"
+            ),
+        ),
+        _ => CliError::new(
+            ErrorCode::DeviceRemoved,
+            format!(
+                "{} went away during the command (unplugged, or its driver stopped reporting it); plug it in again and retry",
+                gone.iter().map(describe_medium).collect::<Vec<_>>().join(", ")
+            ),
+        ),
+    }
 }
 
 impl Devices {
@@ -179,14 +242,57 @@ impl Devices {
         if !manager.wait_enumerated(ENUMERATION_TIMEOUT) {
             tracing::warn!("device enumeration did not complete in time");
         }
-        let problems = events
-            .try_iter()
-            .filter_map(|e| match e {
-                DeviceEvent::TransportError { message, .. } => Some(message),
-                _ => None,
-            })
-            .collect();
-        Ok(Devices { home, manager, problems })
+        let d = Devices { home, manager, problems: Vec::new(), events, seen: Mutex::default(), chosen: Arc::default() };
+        let problems = d.drain_events();
+        Ok(Devices { problems, ..d })
+    }
+
+    /// Take the events so far: media seen are remembered; transport problems returned.
+    fn drain_events(&self) -> Vec<String> {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut problems = Vec::new();
+        for e in self.events.try_iter() {
+            match e {
+                DeviceEvent::Added(info) => {
+                    seen.insert(info.id.clone(), info);
+                }
+                DeviceEvent::TransportError { message, .. } => problems.push(message),
+                _ => {}
+            }
+        }
+        problems
+    }
+
+    /// Media seen during this command that are no longer present.
+    fn gone(&self) -> Vec<DeviceInfo> {
+        self.drain_events();
+        let present = self.manager.devices();
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.values().filter(|s| !present.iter().any(|p| p.id == s.id)).cloned().collect()
+    }
+
+    /// Where media are looked for: the key directory and the hardware drivers.
+    fn searched(&self) -> String {
+        let mut places = vec![format!("file keys in {}", self.home.key_dir.display()), "PC/SC readers".into(), "HID keys".into()];
+        places.extend(self.home.settings.pkcs11_modules.iter().map(|m| format!("PKCS#11 module {}", m.display())));
+        places.extend(self.home.settings.skf_modules.iter().map(|m| format!("SKF module {}", m.display())));
+        places.join(", ")
+    }
+
+    /// The media to search: `--device`, or every one present (with `select`'s error
+    /// when none is).
+    pub(crate) fn candidates(&self, device: Option<&str>) -> CliResult<Vec<DeviceInfo>> {
+        let all = self.manager.devices();
+        if device.is_some() || all.is_empty() {
+            return Ok(vec![self.select(device)?]);
+        }
+        Ok(all)
+    }
+
+    /// Record the medium a command works on (named if it goes away).
+    pub(crate) fn choose(&self, info: DeviceInfo) -> DeviceInfo {
+        *self.chosen.lock().unwrap_or_else(|p| p.into_inner()) = Some(info.clone());
+        info
     }
 
     fn list(&self) -> String {
@@ -214,7 +320,10 @@ impl Devices {
         if let Some(id) = device {
             let id = DeviceId(id.to_string());
             if let Ok(info) = self.manager.device(&id) {
-                return Ok(info);
+                return Ok(self.choose(info));
+            }
+            if let Some(g) = self.gone().into_iter().find(|g| g.id == id) {
+                return Err(no_medium(&[g], ""));
             }
             // A file key that is there but cannot be opened: say why, not just "unknown".
             if let Some(path) = FileTransport::new(&self.home.key_dir).path_of(&id)
@@ -231,17 +340,14 @@ impl Devices {
         }
         let mut all = self.manager.devices();
         match all.len() {
-            1 => Ok(all.remove(0)),
-            0 => match self.broken_key_files().into_iter().next() {
-                Some(e) => Err(e),
-                None => Err(CliError::new(
-                    ErrorCode::UnknownDevice,
-                    format!(
-                        "no key medium found in {} (create a demo key: `keybridge demo`, or a file key: `keybridge filekey create`)",
-                        self.home.key_dir.display()
-                    ),
-                )),
-            },
+            1 => Ok(self.choose(all.remove(0))),
+            0 => {
+                let gone = self.gone();
+                match self.broken_key_files().into_iter().next() {
+                    Some(e) if gone.is_empty() => Err(e),
+                    _ => Err(no_medium(&gone, &self.searched())),
+                }
+            }
             _ => Err(CliError::input(format!("several key media are present: {}; choose one with --device ID", self.list()))),
         }
     }
@@ -316,4 +422,37 @@ pub(crate) fn open_file(path: &Path) -> CliResult<(std::fs::File, u64)> {
     let f = std::fs::File::open(path).map_err(|e| CliError::io(&path.display().to_string(), e))?;
     let len = f.metadata().map_err(|e| CliError::io(&path.display().to_string(), e))?.len();
     Ok((f, len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kb_types::Capabilities;
+
+    fn medium(transport: TransportKind, label: &str, serial: &str) -> DeviceInfo {
+        DeviceInfo {
+            id: DeviceId::new(transport, serial),
+            label: label.into(),
+            serial: serial.into(),
+            manufacturer: "Vendor".into(),
+            model: "Key 3000".into(),
+            transport,
+            capabilities: Capabilities::default(),
+        }
+    }
+
+    #[test]
+    fn a_medium_that_went_away_is_named_with_its_driver() {
+        let skf = medium(TransportKind::Skf, "张三的密钥", "SN0001");
+        let e = no_medium(std::slice::from_ref(&skf), "file keys in /home/u/data/keys");
+        assert_eq!(e.code, ErrorCode::DeviceRemoved);
+        for part in ["张三的密钥", "skf:SN0001", "SKF (GM/T 0016) module", "Vendor Key 3000"] {
+            assert!(e.detail.contains(part), "{part}: {}", e.detail);
+        }
+        assert!(!e.detail.contains("demo") && !e.detail.contains("data/keys"), "{}", e.detail);
+        // Only when nothing was ever seen: where we looked and how to make a key.
+        let e = no_medium(&[], "file keys in /home/u/data/keys, SKF module /opt/v/libskf.so");
+        assert_eq!(e.code, ErrorCode::UnknownDevice);
+        assert!(e.detail.contains("keybridge demo") && e.detail.contains("/opt/v/libskf.so"), "{}", e.detail);
+    }
 }

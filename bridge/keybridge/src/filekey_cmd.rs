@@ -2,12 +2,11 @@
 //! delete-cert`, and `demo` (a labelled demo key with an SM2 dual-certificate pair from
 //! a local demo CA).
 
-use crate::ctx::{App, CLIENT, Devices, Home, Usage, read_file, write_atomic};
+use crate::ctx::{App, CLIENT, Devices, Home, Usage, write_atomic};
 use crate::output::{CliError, CliResult, pad};
 use crate::term::TerminalPrompter;
 use clap::{Args, Subcommand, ValueEnum};
 use kb_filekey::{CreateOptions, FileToken, FileTransport, KdfParams};
-use kb_pki::Certificate;
 use kb_pki::csr::CertificationRequest;
 use kb_pki::time::UnixTime;
 use kb_types::{Algorithm, DeviceId, ErrorCode, KeyUsage, TransportKind};
@@ -65,7 +64,10 @@ enum FilekeyCmd {
     Csr {
         #[command(flatten)]
         slot: SlotArgs,
-        /// Subject, e.g. "C=CN,O=某某公司,CN=张三".
+        /// Subject, as certificates show it (most specific first: "CN=张三, O=某某公司, C=CN",
+        /// so a subject copied from `keybridge cert show` can be pasted) or most general
+        /// first ("C=CN, O=某某公司, CN=张三"). Either way the request's subject is encoded
+        /// most general first: the order is told from the first and last attributes.
         #[arg(long)]
         subject: String,
         /// Where to write the request.
@@ -162,8 +164,8 @@ pub(crate) fn filekey(app: &App, a: FilekeyArgs) -> CliResult {
             let dev = d.select(device.as_deref())?;
             let usage = usage.key_usage();
             let containers = d.manager.containers(&dev.id, CLIENT)?;
-            match containers.iter().find(|c| c.name == container) {
-                None => d.manager.create_container(&dev.id, &container, CLIENT)?,
+            let new_container = match containers.iter().find(|c| c.name == container) {
+                None => true,
                 Some(c) => {
                     if c.slot(usage).is_some_and(|s| s.certificate.is_some()) {
                         let q = o.t(
@@ -175,9 +177,15 @@ pub(crate) fn filekey(app: &App, a: FilekeyArgs) -> CliResult {
                             return Err(CliError::new(ErrorCode::Cancelled, "key generation not confirmed"));
                         }
                     }
+                    false
                 }
-            }
-            let public = d.manager.generate_key_pair(&dev.id, &container, usage, alg.algorithm(), CLIENT)?;
+            };
+            let public = if new_container {
+                // One operation on the medium (one PIN) for both steps.
+                d.manager.generate_key_pair_in_new_container(&dev.id, &container, usage, alg.algorithm(), CLIENT)?
+            } else {
+                d.manager.generate_key_pair(&dev.id, &container, usage, alg.algorithm(), CLIENT)?
+            };
             tracing::info!(device = %dev.id, container = %container, usage = %usage, "key pair generated");
             #[derive(Serialize)]
             struct Generated {
@@ -211,6 +219,7 @@ pub(crate) fn filekey(app: &App, a: FilekeyArgs) -> CliResult {
             let dev = d.select(device.as_deref())?;
             let container = d.container(&dev.id, Some(&container))?;
             let signer = d.manager.signer(&dev.id, &container, usage.key_usage(), CLIENT)?;
+            let subject = kb_pki::name::in_encoding_order(&subject);
             let der = kb_pki::csr::build(&subject, &signer, Vec::new()).map_err(|e| signer.service_error(e))?;
             let req = CertificationRequest::from_der(&der)?;
             if pem {
@@ -237,7 +246,7 @@ pub(crate) fn filekey(app: &App, a: FilekeyArgs) -> CliResult {
             Ok(())
         }
         FilekeyCmd::ImportCert { slot: SlotArgs { device, container, usage }, cert } => {
-            let c = Certificate::from_any(&read_file(&cert)?)?;
+            let c = crate::input::read_certificate(&cert)?;
             let d = app.devices()?;
             let dev = d.select(device.as_deref())?;
             let container = d.container(&dev.id, Some(&container))?;

@@ -15,6 +15,7 @@ mod crypto_cmd;
 mod ctx;
 mod device_cmd;
 mod filekey_cmd;
+mod input;
 mod output;
 mod serve_cmd;
 mod term;
@@ -99,8 +100,8 @@ fn main() {
     let app = App::new(cli.global);
     // Everything the command opened (device service, audit log, log writer) is dropped
     // inside `run`, so logs are flushed before the process exits.
-    let result = run(&app, cli.command);
+    let result = run(&app, cli.command).and_then(|()| app.out.write_error().map_or(Ok(()), Err));
     if let Err(e) = result {
-        std::process::exit(app.out.error(&e));
+        std::process::exit(app.out.error(&app.explain(e)));
     }
 }

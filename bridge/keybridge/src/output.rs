@@ -1,8 +1,14 @@
 //! Printing results and errors, as text or JSON, with stable error codes.
-#![allow(clippy::print_stdout)]
+//!
+//! Everything printed goes through [`Out`]. A reader that stops reading
+//! (`keybridge audit | head`) ends the output quietly: the rest is dropped and the
+//! command's status stands. Any other failure to write stdout (a full disk) is an
+//! error of the command.
 
 use kb_types::{Category, ErrorCode, HasErrorCode, Lang};
 use serde::Serialize;
+use std::io::Write;
+use std::sync::Mutex;
 
 /// An error on its way to the user: a stable code plus detail (never a PIN: details come
 /// from error types whose messages carry none).
@@ -44,6 +50,11 @@ impl CliError {
     pub(crate) fn input(detail: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidParameter, detail)
     }
+    /// The same error, its detail prefixed with what it concerns (a file name).
+    pub(crate) fn context(mut self, what: &str) -> Self {
+        self.detail = format!("{what}: {}", self.detail);
+        self
+    }
 }
 
 pub(crate) type CliResult<T = ()> = Result<T, CliError>;
@@ -52,11 +63,36 @@ pub(crate) type CliResult<T = ()> = Result<T, CliError>;
 pub(crate) struct Out {
     json: bool,
     lang: Lang,
+    /// How writing stdout went: `Some(None)` once the reader went away, `Some(Some(e))`
+    /// after any other failure.
+    stdout: Mutex<Option<Option<String>>>,
 }
 
 impl Out {
     pub(crate) fn new(json: bool, en: bool) -> Self {
-        Self { json, lang: if en { Lang::En } else { Lang::ZhCn } }
+        Self { json, lang: if en { Lang::En } else { Lang::ZhCn }, stdout: Mutex::new(None) }
+    }
+
+    /// Print one line on stdout (see the module docs for a closed stdout).
+    fn print(&self, text: &str) {
+        let mut state = self.stdout.lock().unwrap_or_else(|p| p.into_inner());
+        if state.is_some() {
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        let r = out.write_all(text.as_bytes()).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush());
+        match r {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => *state = Some(None),
+            Err(e) => *state = Some(Some(e.to_string())),
+        }
+    }
+
+    /// The error writing stdout failed with, if it failed for another reason than its
+    /// reader going away.
+    pub(crate) fn write_error(&self) -> Option<CliError> {
+        let state = self.stdout.lock().unwrap_or_else(|p| p.into_inner());
+        state.clone().flatten().map(|e| CliError::new(ErrorCode::Io, format!("stdout: {e}")))
     }
 
     pub(crate) fn lang(&self) -> Lang {
@@ -78,9 +114,9 @@ impl Out {
     /// Print `value` as JSON, or `text()` otherwise.
     pub(crate) fn show<T: Serialize>(&self, value: &T, text: impl FnOnce() -> String) {
         if self.json {
-            println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")));
+            self.print(&serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")));
         } else {
-            println!("{}", text());
+            self.print(&text());
         }
     }
 
@@ -94,11 +130,18 @@ impl Out {
             if let Some(n) = e.retries_left {
                 v["error"]["retries_left"] = n.into();
             }
-            println!("{v}");
+            if self.write_error().is_some() {
+                // stdout is broken (not merely closed): the error still reaches someone.
+                let _ = writeln!(std::io::stderr(), "{v}");
+            } else {
+                self.print(&v.to_string());
+            }
         } else {
-            eprintln!("错误/error E{} {}: {} ({})", e.code.number(), e.code.name(), msg, e.detail);
+            // A closed stderr loses the message, never the exit status.
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "错误/error E{} {}: {} ({})", e.code.number(), e.code.name(), msg, e.detail);
             if let Some(n) = e.retries_left {
-                eprintln!("{}", self.t(&format!("剩余重试次数：{n}"), &format!("tries left: {n}")));
+                let _ = writeln!(err, "{}", self.t(&format!("剩余重试次数：{n}"), &format!("tries left: {n}")));
             }
         }
         match e.code.category() {

@@ -44,19 +44,26 @@ impl Home {
         self.home().join("data").join("demo-ca").join("root.pem").display().to_string()
     }
 
-    /// Run `keybridge --home … --pin-stdin --weak-kdf-for-tests ARGS` with `stdin`.
-    fn run(&self, args: &[&str], stdin: &str) -> Output {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keybridge"))
+    /// Start `keybridge --home … --pin-stdin --weak-kdf-for-tests ARGS`, every stdio piped
+    /// (with a backtrace on, so a panic would show).
+    fn spawn(&self, args: &[&str]) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_keybridge"))
             .arg("--home")
             .arg(self.home())
             .args(["--pin-stdin", "--weak-kdf-for-tests"])
             .args(args)
             .env_remove("KEYBRIDGE_HOME")
+            .env("RUST_BACKTRACE", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Run `keybridge --home … --pin-stdin --weak-kdf-for-tests ARGS` with `stdin`.
+    fn run(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = self.spawn(args);
         let mut input = child.stdin.take().unwrap();
         // The command may exit before reading everything: a broken pipe is fine.
         let _ = input.write_all(stdin.as_bytes());
@@ -713,4 +720,301 @@ fn marker_pin_never_leaks() {
     }
     assert!(checked >= 3, "audit DB, a log file and the key file were checked");
     assert!(h.home().join("data").join("audit.sqlite3").is_file());
+}
+
+/// `s` as PEM with `label`, and as bare base64 (what CA middleware hands out).
+fn armoured(der: &[u8], label: &str) -> (String, String) {
+    use base64ct::{Base64, Encoding};
+    let b64 = Base64::encode_string(der);
+    let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
+    (format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n")), b64)
+}
+
+/// Prompts for the user PIN in `--en` stderr.
+fn pin_prompts(out: &Output) -> usize {
+    String::from_utf8_lossy(&out.stderr).matches("user PIN for \"").count()
+}
+
+#[test]
+fn csr_subject_pasted_as_displayed_matches_the_certificate() {
+    let h = Home::new();
+    h.demo();
+    let cert = h.ok(&["cert", "show", "--device", "file:demo", "--usage", "sign"], "");
+    let shown = cert["subject"].as_str().unwrap().to_string();
+    assert!(shown.starts_with("CN="), "displayed most specific first: {shown}");
+    h.ok(&["cert", "export", "--device", "file:demo", "--usage", "sign", "--out", &h.file("sign.der")], "");
+    let cert = Certificate::from_der(&std::fs::read(h.file("sign.der")).unwrap()).unwrap();
+    let subject = cert.subject_der();
+    // Pasted as displayed, and typed most general first: the same subject, in the same
+    // RDN order, as the certificate's DER.
+    for (i, written) in [shown.clone(), "C=CN, O=KeyBridge 演示单位 (DEMO), CN=演示用户 (DEMO)".to_string()].iter().enumerate()
+    {
+        let out = h.file(&format!("req{i}.der"));
+        let v = h.ok(
+            &[
+                "filekey",
+                "csr",
+                "--device",
+                "file:demo",
+                "--container",
+                "demo",
+                "--usage",
+                "sign",
+                "--subject",
+                written,
+                "--out",
+                &out,
+            ],
+            DEMO_PIN,
+        );
+        assert_eq!(v["subject"], shown.as_str());
+        let req = CertificationRequest::from_der(&std::fs::read(&out).unwrap()).unwrap();
+        assert!(
+            req.der().windows(subject.len()).any(|w| w == &subject[..]),
+            "{written}: subject DER differs from the certificate's"
+        );
+    }
+}
+
+#[test]
+fn every_input_reads_der_pem_and_base64() {
+    let h = Home::new();
+    h.demo();
+    std::fs::write(h.file("bid.txt"), "投标文件 PEM test".repeat(5000)).unwrap();
+    let variants = |name: &str, label: &str| -> Vec<String> {
+        let der = std::fs::read(h.file(name)).unwrap();
+        let (pem, b64) = armoured(&der, label);
+        std::fs::write(h.file(&format!("{name}.pem")), pem).unwrap();
+        std::fs::write(h.file(&format!("{name}.b64")), b64).unwrap();
+        vec![h.file(name), h.file(&format!("{name}.pem")), h.file(&format!("{name}.b64"))]
+    };
+    // Certificates: cert show, encrypt --to, verify --cert, import-cert, logs export --to, --ca.
+    h.ok(&["cert", "export", "--usage", "encrypt", "--out", &h.file("enc.der")], "");
+    h.ok(&["cert", "export", "--usage", "sign", "--out", &h.file("sign.der")], "");
+    let root = kb_pki::Certificate::from_pem(&std::fs::read_to_string(h.root_pem()).unwrap()).unwrap();
+    std::fs::write(h.file("root.der"), root.der()).unwrap();
+    let roots = variants("root.der", "CERTIFICATE");
+    for (i, enc) in variants("enc.der", "CERTIFICATE").iter().enumerate() {
+        assert_eq!(h.ok(&["cert", "show", "--file", enc, "--ca", &roots[i]], "")["chain"]["ok"], true, "{enc}");
+        h.ok(&["encrypt", "--to", enc, "--in", &h.file("bid.txt"), "--out", &h.file(&format!("e{i}.p7e"))], "");
+        h.ok(
+            &["filekey", "delete-cert", "--device", "file:demo", "--container", "demo", "--usage", "encrypt", "--yes"],
+            DEMO_PIN,
+        );
+        h.ok(
+            &["filekey", "import-cert", "--device", "file:demo", "--container", "demo", "--usage", "encrypt", "--cert", enc],
+            DEMO_PIN,
+        );
+        h.ok(&["logs", "export", "--to", enc, "--out", &h.file(&format!("logs{i}.p7e"))], "");
+    }
+    // Envelopes: decrypt takes each form (PEM streamed).
+    for env in variants("e0.p7e", "CMS") {
+        let out = h.file("opened.txt");
+        h.ok(&["decrypt", "--in", &env, "--out", &out], DEMO_PIN);
+        assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(h.file("bid.txt")).unwrap(), "{env}");
+    }
+    let (pem, _) = armoured(&std::fs::read(h.file("e0.p7e")).unwrap(), "PKCS7");
+    std::fs::write(h.file("e0.pkcs7.pem"), pem).unwrap();
+    h.ok(&["decrypt", "--in", &h.file("e0.pkcs7.pem"), "--out", &h.file("o2.txt")], DEMO_PIN);
+    // A PEM of the wrong kind is refused by its label, before any PIN.
+    let (pem, _) = armoured(&std::fs::read(h.file("e0.p7e")).unwrap(), "PRIVATE KEY");
+    std::fs::write(h.file("key.pem"), pem).unwrap();
+    let out = h.run(&["--json", "--en", "decrypt", "--in", &h.file("key.pem"), "--out", &h.file("o3.txt")], DEMO_PIN);
+    let e = &json(&out)["error"];
+    assert!(e["detail"].as_str().unwrap().contains("PRIVATE KEY"), "{e}");
+    assert_eq!(pin_prompts(&out), 0);
+    // Signatures: verify takes each form, and a raw signature's certificate in each.
+    h.ok(&["sign", "--in", &h.file("bid.txt"), "--out", &h.file("bid.p7s"), "--format", "cms-detached"], DEMO_PIN);
+    for (i, sig) in variants("bid.p7s", "PKCS7").iter().enumerate() {
+        let v = h.ok(&["verify", "--sig", sig, "--in", &h.file("bid.txt"), "--ca", &roots[i]], "");
+        assert_eq!(v["ok"], true, "{sig}");
+    }
+    h.ok(&["sign", "--in", &h.file("bid.txt"), "--out", &h.file("bid.sig"), "--format", "raw"], DEMO_PIN);
+    for c in variants("sign.der", "CERTIFICATE") {
+        h.ok(&["verify", "--raw", "--sig", &h.file("bid.sig"), "--in", &h.file("bid.txt"), "--cert", &c], "");
+    }
+}
+
+/// Settings with the PIN cache off.
+fn cache_off(h: &Home) {
+    std::fs::create_dir_all(h.home().join("config")).unwrap();
+    std::fs::write(h.home().join("config").join("settings.toml"), "pin_cache_minutes = \"off\"\n").unwrap();
+}
+
+#[test]
+fn keygen_into_a_new_container_asks_for_the_pin_once() {
+    let h = Home::new();
+    cache_off(&h);
+    file_key(&h, "k", "user-pin-1", "so-pin-123");
+    std::fs::write(h.file("m.txt"), b"message").unwrap();
+    // One PIN line only: a second prompt would find stdin at its end and cancel.
+    let args = ["--json", "--en", "filekey", "keygen", "--device", "file:k", "--container", "fresh", "--usage", "encrypt"];
+    let out = h.run(&args, "user-pin-1\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(pin_prompts(&out), 1, "{}", String::from_utf8_lossy(&out.stderr));
+    // The cache is off again: the next command, and each operation, asks.
+    let out = h.run(
+        &["--en", "sign", "--format", "raw", "--container", "c", "--in", &h.file("m.txt"), "--out", &h.file("m.sig")],
+        "user-pin-1\n",
+    );
+    assert!(out.status.success());
+    assert_eq!(pin_prompts(&out), 1);
+    // A wrong PIN is not carried to the second operation: asked again, right, done.
+    let args = ["--json", "--en", "filekey", "keygen", "--device", "file:k", "--container", "fresh2", "--usage", "sign"];
+    let out = h.run(&args, "wrong-pin\nuser-pin-1\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(pin_prompts(&out), 2, "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn decrypt_checks_the_medium_can_open_the_envelope_before_the_pin() {
+    let h = Home::new();
+    cache_off(&h);
+    h.demo();
+    std::fs::write(h.file("bid.txt"), b"bid").unwrap();
+    // Another toolkit may address an envelope to a signing certificate (ours refuses
+    // to): a signing key pair does not decrypt (an SKF key's cannot), which is said
+    // before any PIN, whichever slot was asked for. Stand-in: a signing certificate on
+    // the medium and an encryption certificate with its issuer and serial, to encrypt to.
+    file_key(&h, "s", "user-pin-1", "so-pin-123");
+    let other = test_ca();
+    h.ok(
+        &[
+            "filekey",
+            "csr",
+            "--device",
+            "file:s",
+            "--container",
+            "c",
+            "--usage",
+            "sign",
+            "--subject",
+            "CN=签名, C=CN",
+            "--out",
+            &h.file("s.csr"),
+        ],
+        "user-pin-1\n",
+    );
+    let req = CertificationRequest::from_der(&std::fs::read(h.file("s.csr")).unwrap()).unwrap();
+    let same = |usage| {
+        let mut p = CertificateParams::leaf(&req.subject_dn(), usage, UnixTime::now().plus_days(-1), 30);
+        p.serial = Some(vec![0x42, 0x42]);
+        issue(&p, &req.public_key().unwrap(), Some(&other.cert), &other.signer).unwrap()
+    };
+    std::fs::write(h.file("s-sign.der"), same(KeyUsage::Sign).der()).unwrap();
+    std::fs::write(h.file("s-enc.der"), same(KeyUsage::Encrypt).der()).unwrap();
+    h.ok(
+        &["filekey", "import-cert", "--device", "file:s", "--container", "c", "--usage", "sign", "--cert", &h.file("s-sign.der")],
+        "user-pin-1\n",
+    );
+    h.ok(&["encrypt", "--to", &h.file("s-enc.der"), "--in", &h.file("bid.txt"), "--out", &h.file("to-sign.p7e")], "");
+    let (env, x) = (h.file("to-sign.p7e"), h.file("x.txt"));
+    for extra in [&[][..], &["--usage", "sign"][..]] {
+        let mut args = vec!["--json", "--en", "decrypt", "--device", "file:s", "--in", &env, "--out", &x];
+        args.extend_from_slice(extra);
+        let out = h.run(&args, "user-pin-1\n");
+        assert_eq!(code(&json(&out)["error"]), 3008, "{}", String::from_utf8_lossy(&out.stdout));
+        assert_eq!(pin_prompts(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    // For a certificate that is not on the medium: says so, naming the medium, no PIN.
+    let key = PrivateKey::generate(Algorithm::Sm2).unwrap();
+    let params = CertificateParams::leaf("C=CN,CN=别人", KeyUsage::Encrypt, UnixTime::now().plus_days(-1), 30);
+    let cert = issue(&params, &key.public_key(), Some(&other.cert), &other.signer).unwrap();
+    std::fs::write(h.file("other.der"), cert.der()).unwrap();
+    h.ok(&["encrypt", "--to", &h.file("other.der"), "--in", &h.file("bid.txt"), "--out", &h.file("other.p7e")], "");
+    let out = h.run(
+        &["--json", "--en", "decrypt", "--device", "file:demo", "--in", &h.file("other.p7e"), "--out", &h.file("x.txt")],
+        DEMO_PIN,
+    );
+    let e = &json(&out)["error"];
+    assert_eq!(code(e), 3022);
+    assert!(e["detail"].as_str().unwrap().contains("file:demo"), "{e}");
+    assert_eq!(pin_prompts(&out), 0);
+    assert!(!Path::new(&h.file("x.txt")).exists());
+
+    // A second medium and container: the envelope finds its certificate without
+    // --device or --container, and the PIN is asked once, for that medium.
+    file_key(&h, "k", "user-pin-1", "so-pin-123");
+    h.ok(&["filekey", "keygen", "--device", "file:k", "--container", "enc", "--usage", "encrypt"], "user-pin-1\n");
+    h.ok(
+        &[
+            "filekey",
+            "csr",
+            "--device",
+            "file:k",
+            "--container",
+            "enc",
+            "--usage",
+            "encrypt",
+            "--subject",
+            "CN=加密, C=CN",
+            "--out",
+            &h.file("k.csr"),
+        ],
+        "user-pin-1\n",
+    );
+    let req = CertificationRequest::from_der(&std::fs::read(h.file("k.csr")).unwrap()).unwrap();
+    let params = CertificateParams::leaf(&req.subject_dn(), KeyUsage::Encrypt, UnixTime::now().plus_days(-1), 30);
+    let kcert = issue(&params, &req.public_key().unwrap(), Some(&other.cert), &other.signer).unwrap();
+    std::fs::write(h.file("k.der"), kcert.der()).unwrap();
+    h.ok(
+        &["filekey", "import-cert", "--device", "file:k", "--container", "enc", "--usage", "encrypt", "--cert", &h.file("k.der")],
+        "user-pin-1\n",
+    );
+    h.ok(&["encrypt", "--to", &h.file("k.der"), "--in", &h.file("bid.txt"), "--out", &h.file("k.p7e")], "");
+    let out = h.run(&["--json", "--en", "decrypt", "--in", &h.file("k.p7e"), "--out", &h.file("k.txt")], "user-pin-1\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(json(&out)["device"], "file:k");
+    assert_eq!(json(&out)["container"], "enc");
+    assert_eq!(pin_prompts(&out), 1);
+    assert_eq!(std::fs::read(h.file("k.txt")).unwrap(), b"bid");
+}
+
+#[test]
+fn a_medium_that_goes_away_mid_command_is_named() {
+    use std::io::BufRead;
+    let h = Home::new();
+    file_key(&h, "k", "user-pin-1", "so-pin-123");
+    std::fs::write(h.file("m.txt"), b"message").unwrap();
+    let mut child = h.spawn(&["--json", "--en", "sign", "--format", "raw", "--in", &h.file("m.txt"), "--out", &h.file("m.sig")]);
+    // While the PIN is being asked for, the medium goes away.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("user PIN for") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "no PIN prompt");
+    }
+    std::fs::remove_file(h.keys().join("k.kbkey")).unwrap();
+    child.stdin.take().unwrap().write_all(b"user-pin-1\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let e = &json(&out)["error"];
+    assert_eq!(code(e), 4003, "{e}");
+    let detail = e["detail"].as_str().unwrap();
+    assert!(detail.contains("测试介质 k") && detail.contains("file:k") && detail.contains("file key"), "{detail}");
+    assert!(!detail.contains("keybridge demo"), "{detail}");
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let h = Home::new();
+    h.demo();
+    std::fs::write(h.file("m.txt"), b"message").unwrap();
+    for _ in 0..3 {
+        h.ok(&["sign", "--in", &h.file("m.txt"), "--out", &h.file("m.p7s")], DEMO_PIN);
+    }
+    let run_closed = |args: &[&str]| {
+        let mut child = h.spawn(args);
+        drop(child.stdin.take());
+        // The reader goes away before anything is written (like `| head` after its lines).
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+        out.status.code()
+    };
+    for args in [&["audit"][..], &["--json", "audit"], &["certs"], &["--json", "devices"], &["cert", "show"]] {
+        assert_eq!(run_closed(args), Some(0), "{args:?}");
+    }
+    // An error still has its status.
+    assert_eq!(run_closed(&["--json", "cert", "show", "--file", "/nonexistent"]), Some(1));
 }

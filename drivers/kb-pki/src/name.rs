@@ -44,25 +44,80 @@ fn attr_oid(key: &str) -> Result<Oid> {
     Oid::new(key.trim()).map_err(|_| PkiError::CertificateMalformed(format!("unknown name attribute '{key}'")))
 }
 
-/// Split on unescaped `,` (RFC 4514 escaping with `\`).
-fn split_rdns(s: &str) -> Vec<String> {
+/// The components of a DN string: split on unescaped `,` (RFC 4514 escaping with `\`),
+/// escapes kept, trimmed, empty ones dropped.
+fn components(s: &str) -> Vec<&str> {
     let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut esc = false;
-    for c in s.chars() {
-        if esc {
-            cur.push(c);
-            esc = false;
-        } else if c == '\\' {
-            esc = true;
-        } else if c == ',' {
-            out.push(std::mem::take(&mut cur));
-        } else {
-            cur.push(c);
+    let (mut start, mut esc) = (0, false);
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if esc => esc = false,
+            '\\' => esc = true,
+            ',' => {
+                out.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
         }
     }
-    out.push(cur);
-    out.into_iter().map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect()
+    out.push(&s[start..]);
+    out.into_iter().map(str::trim).filter(|p| !p.is_empty()).collect()
+}
+
+/// Split on unescaped `,`, escapes removed.
+fn split_rdns(s: &str) -> Vec<String> {
+    components(s)
+        .into_iter()
+        .map(|p| {
+            let mut cur = String::with_capacity(p.len());
+            let mut esc = false;
+            for c in p.chars() {
+                if esc || c != '\\' {
+                    cur.push(c);
+                    esc = false;
+                } else {
+                    esc = true;
+                }
+            }
+            cur.trim().to_string()
+        })
+        .collect()
+}
+
+/// How general an attribute is, for telling which way a DN is written: domain
+/// components and country first, the person (CN, E, UID, …) last.
+fn generality(component: &str) -> u8 {
+    let key = component.split_once('=').map(|(k, _)| k).unwrap_or(component);
+    match attr_oid(key).ok().as_ref().and_then(short_name) {
+        Some("DC") => 0,
+        Some("C") => 1,
+        Some("ST") => 2,
+        Some("L" | "STREET") => 3,
+        Some("O") => 4,
+        Some("OU") => 5,
+        _ => 6,
+    }
+}
+
+/// A DN as people write or paste it, in encoding order for [`encode_dn`]. Either order
+/// is accepted:
+///
+/// - the order names are **displayed** in ([`display`], Windows, CA clients): most
+///   specific first, `CN=张三, O=某某公司, C=CN`, so a subject copied from a
+///   certificate's details can be pasted back;
+/// - the **encoding** order, most general first: `C=CN, O=某某公司, CN=张三`.
+///
+/// The first and last attributes tell which: a string that starts more general than it
+/// ends (country before common name) is already in encoding order and is kept; any
+/// other string is read as displayed and reversed. Escapes are kept as written.
+pub fn in_encoding_order(dn: &str) -> String {
+    let mut parts = components(dn);
+    if let (Some(first), Some(last)) = (parts.first(), parts.last())
+        && generality(first) >= generality(last)
+    {
+        parts.reverse();
+    }
+    parts.join(",")
 }
 
 /// Encode a DN string as DER. Components are written in the order given (most
@@ -181,6 +236,23 @@ mod tests {
         let bmp: Vec<u8> = "测试".encode_utf16().flat_map(|u| u.to_be_bytes()).collect();
         let any = Any::new(Tag::BmpString, bmp).unwrap_or_else(|_| unreachable!());
         assert_eq!(value_to_string(&any), "测试");
+    }
+
+    #[test]
+    fn displayed_and_encoding_order_both_encode_general_first() {
+        let encoded = encode_dn("C=CN,ST=广东,O=某某公司,OU=投标部,CN=张三,E=zs@example.cn").unwrap_or_else(|e| panic!("{e}"));
+        let shown =
+            display(&parse_dn("C=CN,ST=广东,O=某某公司,OU=投标部,CN=张三,E=zs@example.cn").unwrap_or_else(|e| panic!("{e}")));
+        for written in [shown.as_str(), "C=CN, ST=广东, O=某某公司, OU=投标部, CN=张三, E=zs@example.cn"] {
+            let again = encode_dn(&in_encoding_order(written)).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(again, encoded, "{written}");
+        }
+        // Escapes survive; a single attribute, DC names and names without a country.
+        assert_eq!(in_encoding_order(r"CN=Acme\, Inc., C=CN"), r"C=CN,CN=Acme\, Inc.");
+        assert_eq!(in_encoding_order("CN=张三"), "CN=张三");
+        assert_eq!(in_encoding_order("CN=host, DC=example, DC=cn"), "DC=cn,DC=example,CN=host");
+        assert_eq!(in_encoding_order("O=某某公司, CN=张三"), "O=某某公司,CN=张三");
+        assert_eq!(in_encoding_order("CN=张三, O=某某公司"), "O=某某公司,CN=张三");
     }
 
     #[test]

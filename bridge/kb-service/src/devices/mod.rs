@@ -711,6 +711,23 @@ impl DeviceManager {
         })
     }
 
+    /// Create a container and generate a key pair in it, as one operation on the medium
+    /// (one PIN, one audit record).
+    pub fn generate_key_pair_in_new_container(
+        &self,
+        device: &DeviceId,
+        container: &str,
+        usage: KeyUsage,
+        algorithm: Algorithm,
+        caller: impl Into<Caller>,
+    ) -> Result<PublicKey> {
+        let container = container.to_string();
+        self.write(device, "keygen", Describe::Nothing, true, caller.into(), move |s| {
+            s.create_container(&container)?;
+            s.generate_key_pair(&container, usage, algorithm)
+        })
+    }
+
     /// Install a certificate (DER) for a slot; it must match the slot's key pair.
     pub fn import_certificate(
         &self,
