@@ -12,6 +12,7 @@ const pinBody = (over: Partial<Extract<PromptBody, { kind: "pin" }>> = {}): Prom
   triesLeft: 10,
   previousWrong: false,
   cachedPinRejected: false,
+  certificate: "C=CN, O=某某建设有限公司, CN=张三 SN=1A2B",
   ...over,
 });
 
@@ -27,6 +28,7 @@ describe("PromptDialog", () => {
     expect(tid(wrapper, "prompt-device").text()).toBe("KeyBridge 演示介质 (DEMO)");
     expect(tid(wrapper, "prompt-operation").text()).toBe("签名");
     expect(tid(wrapper, "prompt-client").text()).toBe("https://ggzy.example.gov.cn");
+    expect(tid(wrapper, "prompt-certificate").text()).toBe("C=CN, O=某某建设有限公司, CN=张三 SN=1A2B");
     expect(tid(wrapper, "prompt-tries-left").text()).toBe("剩余 10 次");
     expect(tid(wrapper, "prompt-lock-warning").exists()).toBe(false);
     const input = tid(wrapper, "prompt-pin-input");

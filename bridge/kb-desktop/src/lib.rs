@@ -164,6 +164,7 @@ impl Desktop {
         let watch = Arc::new(kb_bridge::activity::PromptWatch::default());
         let watched = Arc::new(kb_bridge::activity::WatchedPrompter::new(Arc::new(prompter.clone()), watch.clone()));
         let manager = Arc::new(DeviceManager::new(watched.clone(), audit.clone(), policy));
+        manager.pin_cache().set_shared(settings.pin_cache_shared);
         let rx = manager.subscribe();
         let transports: Vec<Arc<dyn kb_token::Transport>> = if opts.hardware {
             kb_service::media::standard_transports(&settings, &key_dir)
@@ -551,6 +552,7 @@ impl Desktop {
         next.save(self.paths.settings_file()).map_err(self.svc())?;
         let policy = PinCachePolicy::from_minutes(next.pin_cache_minutes.minutes()).unwrap_or_default();
         self.manager.pin_cache().set_policy(policy);
+        self.manager.pin_cache().set_shared(next.pin_cache_shared);
         let wider = next.near_expiry_warning_days > self.read_settings().near_expiry_warning_days;
         *self.settings.write().unwrap_or_else(|e| e.into_inner()) = next;
         if wider {

@@ -2,6 +2,7 @@
 //!
 //! ```toml
 //! pin_cache_minutes = 30          # "off", 1, 5, 10, 30 or 60
+//! pin_cache_shared = false        # true: a remembered PIN serves every client
 //! near_expiry_warning_days = 90   # 临期 warning
 //! logs_enabled = true
 //! log_retention_days = 30
@@ -143,6 +144,10 @@ pub enum BridgeConsent {
 pub struct Settings {
     /// PIN cache time.
     pub pin_cache_minutes: PinCacheMinutes,
+    /// A remembered PIN serves every client (the user's bid tool, the desktop, granted
+    /// web sites) instead of only the client that typed it; default false. An
+    /// administrator's choice for machines that run one trusted tool.
+    pub pin_cache_shared: bool,
     /// Warn this many days before a certificate expires (临期), 1–3650; default 90.
     pub near_expiry_warning_days: u32,
     /// Write log files; default true.
@@ -178,6 +183,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             pin_cache_minutes: PinCacheMinutes::default(),
+            pin_cache_shared: false,
             near_expiry_warning_days: 90,
             logs_enabled: true,
             log_retention_days: 30,
@@ -190,6 +196,13 @@ impl Default for Settings {
             pkcs11_modules: Vec::new(),
             skf_modules: Vec::new(),
         }
+    }
+}
+
+fn expect_bool(v: &toml::Value) -> std::result::Result<bool, String> {
+    match v {
+        toml::Value::Boolean(b) => Ok(*b),
+        other => Err(format!("must be true or false (got {})", describe(other))),
     }
 }
 
@@ -253,6 +266,7 @@ impl Settings {
     /// Every key the file may contain, in file order.
     pub const KEYS: &'static [&'static str] = &[
         "pin_cache_minutes",
+        "pin_cache_shared",
         "near_expiry_warning_days",
         "logs_enabled",
         "log_retention_days",
@@ -282,12 +296,8 @@ impl Settings {
             "near_expiry_warning_days" => self.near_expiry_warning_days = expect_int(v, 1, 3650)? as u32,
             "log_retention_days" => self.log_retention_days = expect_int(v, 1, 3650)? as u32,
             "bridge_port" => self.bridge_port = expect_int(v, 1024, 65535)? as u16,
-            "logs_enabled" => {
-                self.logs_enabled = match v {
-                    toml::Value::Boolean(b) => *b,
-                    other => return Err(format!("must be true or false (got {})", describe(other))),
-                }
-            }
+            "logs_enabled" => self.logs_enabled = expect_bool(v)?,
+            "pin_cache_shared" => self.pin_cache_shared = expect_bool(v)?,
             "update_check" => {
                 self.update_check = match expect_str(v)? {
                     "never" => UpdateCheck::Never,

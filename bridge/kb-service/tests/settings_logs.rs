@@ -23,6 +23,7 @@ fn defaults() {
     let s = Settings::default();
     assert_eq!(s.pin_cache_minutes, PinCacheMinutes::Thirty);
     assert_eq!(s.pin_cache_minutes.duration(), Some(std::time::Duration::from_secs(1800)));
+    assert!(!s.pin_cache_shared, "a remembered PIN serves only its client unless an administrator widens it");
     assert_eq!(s.near_expiry_warning_days, 90);
     assert!(s.logs_enabled);
     assert_eq!(s.log_retention_days, 30);
@@ -46,12 +47,13 @@ fn defaults() {
 #[test]
 fn every_valid_value_parses() {
     let s = Settings::parse(
-        "pin_cache_minutes = \"off\"\nnear_expiry_warning_days = 30\nlogs_enabled = false\nlog_retention_days = 7\n\
+        "pin_cache_minutes = \"off\"\npin_cache_shared = true\nnear_expiry_warning_days = 30\nlogs_enabled = false\nlog_retention_days = 7\n\
          update_check = \"daily\"\nupdate_url = \"https://update.example.cn/keybridge\"\nbridge_port = 20000\n\
          language = \"en\"\nfile_key_dir = \"/srv/keys\"\n",
     )
     .unwrap();
     assert_eq!(s.pin_cache_minutes, PinCacheMinutes::Off);
+    assert!(s.pin_cache_shared);
     assert_eq!(s.near_expiry_warning_days, 30);
     assert!(!s.logs_enabled);
     assert_eq!(s.log_retention_days, 7);
@@ -84,6 +86,8 @@ fn every_invalid_value_is_config_invalid_naming_the_key() {
         ("near_expiry_warning_days", "100000"),
         ("near_expiry_warning_days", "\"90\""),
         ("logs_enabled", "\"yes\""),
+        ("pin_cache_shared", "\"yes\""),
+        ("pin_cache_shared", "1"),
         ("logs_enabled", "1"),
         ("log_retention_days", "0"),
         ("log_retention_days", "99999999999"),

@@ -235,6 +235,7 @@ impl Devices {
         let audit = Arc::new(home.audit()?);
         let policy = PinCachePolicy::from_minutes(home.settings.pin_cache_minutes.minutes()).unwrap_or_default();
         let manager = DeviceManager::new(prompter, audit, policy);
+        manager.pin_cache().set_shared(home.settings.pin_cache_shared);
         let events = manager.subscribe();
         for transport in kb_service::media::standard_transports(&home.settings, &home.key_dir) {
             manager.add_transport(transport)?;

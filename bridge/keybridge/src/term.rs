@@ -240,25 +240,25 @@ impl Prompter for TerminalPrompter {
         let certificate = if req.certificate.is_empty() { String::new() } else { format!(" [{}]", req.certificate) };
         let prompt = if t.lang == Lang::En {
             format!(
-                "{}{} asks to {} with \"{}\" ({}){certificate}. {}{}: ",
+                "{}{} for \"{}\" ({}) to {}{} — requested by {}{certificate}: ",
                 lines.join(" "),
-                req.client,
-                t.operation_name(&req.operation),
+                t.pin_kind_name(req.kind),
                 req.device_label,
                 req.device_id,
-                t.pin_kind_name(req.kind),
-                retries
+                t.operation_name(&req.operation),
+                retries,
+                req.client,
             )
         } else {
             format!(
-                "{}「{}」请求{}，介质「{}」({}){certificate}。请输入{}{}：",
+                "{}请输入介质「{}」({}) 的{}以{}{}（请求方：{}{certificate}）：",
                 lines.join(""),
-                req.client,
-                t.operation_name(&req.operation),
                 req.device_label,
                 req.device_id,
                 t.pin_kind_name(req.kind),
-                retries
+                t.operation_name(&req.operation),
+                retries,
+                req.client,
             )
         };
         // No further PIN after a wrong one (stdin ended) is a cancellation here; the

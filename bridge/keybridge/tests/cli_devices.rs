@@ -984,6 +984,8 @@ fn a_medium_that_goes_away_mid_command_is_named() {
         line.clear();
         assert!(stderr.read_line(&mut line).unwrap() > 0, "no PIN prompt");
     }
+    // Every PIN prompt names who asks (issue 12, item 4).
+    assert!(line.contains("requested by cli"), "{line}");
     std::fs::remove_file(h.keys().join("k.kbkey")).unwrap();
     child.stdin.take().unwrap().write_all(b"user-pin-1\n").unwrap();
     let out = child.wait_with_output().unwrap();

@@ -143,6 +143,8 @@ export function medium(m: Partial<Medium> & Pick<Medium, "id" | "label">): Mediu
     soPin: pinState(10),
     certificates: [],
     supportsSeals: false,
+    online: true,
+    verifiesUser: false,
     ...m,
   };
 }
@@ -199,6 +201,8 @@ export function demoMedium(now = Date.now()): Medium {
     soPin: pinState(10, 10, { isDefault: true }),
     certificates: [cert("sign"), cert("encrypt")],
     supportsSeals: true,
+    online: true,
+    verifiesUser: false,
   });
 }
 
@@ -220,6 +224,8 @@ export function usbKeyMedium(now = Date.now()): Medium {
       certificate(id, { container: "bid", usage: "encrypt", cn: "张三", issuerCn: ca, daysLeft: 410 }, now),
     ],
     supportsSeals: true,
+    online: true,
+    verifiesUser: false,
   });
 }
 

@@ -38,6 +38,8 @@ export type Outcome<K extends CommandName> = Handler<K> | ScriptedError;
 const FIXTURE_ANSWERS: { [K in CommandName]?: Handler<K> } = {
   appInfo: (m) => m.fixture.appInfo,
   appReady: () => null,
+  // No operation of the mock waits on a medium, so there is never one to cancel.
+  cancelOperation: () => false,
   acceptAgreement: (m) => {
     m.fixture.appInfo.agreementAccepted = true;
     return null;
@@ -263,6 +265,7 @@ export class MockBackend implements Backend {
       triesLeft: m.userPin?.triesLeft ?? null,
       previousWrong: false,
       cachedPinRejected: false,
+      certificate: "",
       ...extra,
     };
   }

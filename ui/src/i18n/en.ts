@@ -56,6 +56,10 @@ const en: MessageSchema = {
     language: "简体中文",
   },
   medium: {
+    offline: "Offline",
+    offlineHint: "The medium disconnected (a phone or BLE key); it comes back when it reconnects",
+    verifiesUser: "Confirms on the medium",
+    verifiesUserHint: "This medium verifies the user itself (PIN on the phone or PIN pad); KeyBridge never asks for its PIN",
     kind: {
       file: "File key",
       pcsc: "Smart card",
@@ -179,6 +183,7 @@ const en: MessageSchema = {
     },
   },
   prompt: {
+    confirmOnMedium: "Confirm this operation on {medium} (enter its PIN there or approve it)",
     pinTitle: "Enter the medium's PIN",
     soPinTitle: "Enter the SO PIN",
     userPin: "User PIN",

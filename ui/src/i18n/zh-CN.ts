@@ -57,6 +57,10 @@ const zhCN = {
     language: "English",
   },
   medium: {
+    offline: "离线",
+    offlineHint: "介质已断开连接（手机或蓝牙 Key），重新连接后自动恢复",
+    verifiesUser: "介质上确认",
+    verifiesUserHint: "此介质自行验证用户（在手机或密码键盘上输入口令），KeyBridge 不会索取其口令",
     kind: {
       file: "文件型设备",
       pcsc: "智能卡",
@@ -180,6 +184,7 @@ const zhCN = {
     },
   },
   prompt: {
+    confirmOnMedium: "请在「{medium}」上确认此操作（输入口令或确认）",
     pinTitle: "请输入介质口令",
     soPinTitle: "请输入管理员口令",
     userPin: "用户口令",
