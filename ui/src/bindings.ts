@@ -242,14 +242,16 @@ export type CertSummary = {
 	status: CertStatus,
 };
 
-/**  What a certificate is for, from its keyUsage (签名 / 加密 / 签名加密). */
+/**  What a certificate is for, from its keyUsage (签名 / 加密 / 签名加密), or a CA certificate. */
 export type CertType = 
 /**  Signing. */
 "sign" | 
 /**  Encryption (key or data encipherment). */
 "encrypt" | 
 /**  Both. */
-"both";
+"both" | 
+/**  A CA certificate (issues certificates). */
+"ca";
 
 /**  Whether the certificate chains to a trusted root. */
 export type ChainState = {
