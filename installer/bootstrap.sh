@@ -8,7 +8,7 @@
 #   installer/bootstrap.sh --udev     only the udev rules for USB keys (installer/README.md);
 #                                     never part of the default run: they need a udev daemon
 #
-# Test peers (PyPI gmssl, npm sm-crypto) go into $KB_TOOLS (default ~/.cache/keybridge),
+# Test peers (PyPI gmssl, npm sm-crypto, the GmSSL CLI) go into $KB_TOOLS (default ~/.cache/keybridge),
 # never into the system Python or a global node_modules.
 set -euo pipefail
 
@@ -54,6 +54,7 @@ APT_PACKAGES=(
   libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev
   fonts-noto-cjk
   xvfb xauth webkit2gtk-driver dbus-daemon dbus-bin python3-dbusmock curl
+  cmake
 )
 # (libpcsclite-dev: the PC/SC transport links libpcsclite; pcscd + vsmartcard-vpcd: the
 # PC/SC test rig's reader daemon and virtual reader, drivers/kb-pcsc/tests/rig;
@@ -62,7 +63,7 @@ APT_PACKAGES=(
 # the desktop app (Tauri 2 on WebKitGTK); fonts-noto-cjk: without a CJK font Chinese
 # renders as boxes; xvfb, webkit2gtk-driver (WebKitWebDriver), dbus-daemon
 # (dbus-run-session), dbus-bin (dbus-send) and python3-dbusmock (a notification daemon):
-# the desktop app's window tests, tests/desktop.)
+# the desktop app's window tests, tests/desktop; cmake: builds the GmSSL CLI peer below.)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -115,6 +116,23 @@ want="$(sha256sum "$REQS" | cut -d' ' -f1)"
 if [ "$(cat "$VENV/.kb-requirements.sha256" 2>/dev/null)" != "$want" ] || ! "$VENV/bin/python" -c "import gmssl" 2>/dev/null; then
   "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REQS"
   echo "$want" > "$VENV/.kb-requirements.sha256"
+fi
+
+# The GmSSL CLI (an independent GM/T 0010 SM2 CMS peer, tests/interop/tests/gmssl_cms.rs),
+# built from the GmSSL source that PyPI's easy_gmssl sdist ships (pinned here; the tests
+# check `gmssl version`). Only the `gmssl` binary, statically linked, into $KB_TOOLS.
+EASY_GMSSL_VERSION=2.0.1
+GMSSL_VERSION=3.1.1
+GMSSL_BIN="$KB_TOOLS/gmssl-$GMSSL_VERSION/bin/gmssl"
+if [ "$("$GMSSL_BIN" version 2>/dev/null)" != "GmSSL $GMSSL_VERSION" ]; then
+  tmp="$(mktemp -d)"
+  "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps --no-binary :all: -d "$tmp" "easy_gmssl==$EASY_GMSSL_VERSION"
+  tar -xzf "$tmp/easy_gmssl-$EASY_GMSSL_VERSION.tar.gz" -C "$tmp"
+  cmake -S "$tmp/easy_gmssl-$EASY_GMSSL_VERSION/easy_gmssl/Core/GmSSL-$GMSSL_VERSION" -B "$tmp/build" \
+    -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF >/dev/null
+  cmake --build "$tmp/build" --target gmssl-bin -j "$(nproc)" >/dev/null
+  install -D -m 0755 "$tmp/build/bin/gmssl" "$GMSSL_BIN"
+  rm -rf "$tmp"
 fi
 
 # The independent SM2/SM3/SM4 peer (sm-crypto).

@@ -177,7 +177,7 @@ pub struct ChainState {
     pub path: Vec<String>,
 }
 
-/// What a certificate is for, from its keyUsage (签名 / 加密 / 签名加密).
+/// What a certificate is for, from its keyUsage (签名 / 加密 / 签名加密), or a CA certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
 #[serde(rename_all = "camelCase")]
 pub enum CertType {
@@ -187,6 +187,8 @@ pub enum CertType {
     Encrypt,
     /// Both.
     Both,
+    /// A CA certificate (issues certificates).
+    Ca,
 }
 
 /// Everything the certificate details screen shows.

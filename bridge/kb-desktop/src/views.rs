@@ -2,7 +2,7 @@
 
 use crate::model::*;
 use kb_pki::Certificate;
-use kb_pki::cert::CertificateInfo;
+use kb_pki::cert::{CertificateInfo, CertificateRole};
 use kb_pki::chain::{TrustStore, verify_chain};
 use kb_pki::name::NameAttribute;
 use kb_pki::time::UnixTime;
@@ -176,10 +176,11 @@ pub(crate) fn details(
         version: info.version,
         signature_algorithm: info.signature_algorithm.clone(),
         public_key_algorithm: info.public_key_description.clone(),
-        cert_type: match info.usage {
-            KeyUsage::Sign => CertType::Sign,
-            KeyUsage::Encrypt => CertType::Encrypt,
-            KeyUsage::Both => CertType::Both,
+        cert_type: match info.role {
+            CertificateRole::Ca => CertType::Ca,
+            CertificateRole::Sign => CertType::Sign,
+            CertificateRole::Encrypt => CertType::Encrypt,
+            CertificateRole::Both => CertType::Both,
         },
         key_usage: info.key_usage.clone(),
         extended_key_usage: info.extended_key_usage.clone(),

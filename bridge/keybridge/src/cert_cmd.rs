@@ -187,7 +187,7 @@ pub(crate) fn cert(app: &App, args: CertArgs) -> CliResult {
                 );
                 line("公钥 public key", &info.public_key_description);
                 line("签名算法 signature", &info.signature_algorithm);
-                line("类型 usage", &format!("{} [{}]", info.usage, info.key_usage.join(", ")));
+                line("类型 usage", &format!("{} [{}]", info.role, info.key_usage.join(", ")));
                 if !info.extended_key_usage.is_empty() {
                     line("扩展用途 EKU", &info.extended_key_usage.join(", "));
                 }

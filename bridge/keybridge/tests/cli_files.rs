@@ -97,6 +97,11 @@ fn cert_show_text_and_json() {
     assert_eq!(v["thumbprints"]["md5"], cert.thumbprint(kb_types::HashAlgorithm::Md5));
     assert_eq!(v["thumbprints"]["sha256"], cert.thumbprint(kb_types::HashAlgorithm::Sha256));
     assert_eq!(v["thumbprint_sha1"], cert.thumbprint(kb_types::HashAlgorithm::Sha1));
+    // A CA certificate is labelled a CA (was "sign+encrypt").
+    let out = kb(&["cert", "show", "--file", &f.path("ca.pem")]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains(" CA [digitalSignature, keyCertSign, cRLSign]"), "{text}");
+    assert_eq!(json(&kb(&["--json", "cert", "show", "--file", &f.path("ca.pem")]))["role"], "ca");
 }
 
 #[test]

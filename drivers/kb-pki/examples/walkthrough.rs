@@ -42,7 +42,7 @@ fn show(label: &str, cert: &Certificate) {
     println!("    序列号 serial     {}", info.serial);
     println!("    有效期 validity   {} → {} ({} days left, {:?})", info.not_before, info.not_after, info.days_left, info.status);
     println!("    公钥 public key   {}", info.public_key_description);
-    println!("    用途 usage        {} [{}]", info.usage, info.key_usage.join(", "));
+    println!("    用途 usage        {} [{}]", info.role, info.key_usage.join(", "));
     println!("    SHA-1 thumbprint  {}", info.thumbprint_sha1);
     println!("    SM3 thumbprint    {}", cert.thumbprint(HashAlgorithm::Sm3));
 }

@@ -31,6 +31,44 @@ impl Eq for Certificate {}
 
 pub use kb_types::ValidityStatus;
 
+/// What a certificate is, as users name it: a CA certificate, or an end-entity
+/// certificate for signing, encryption or both ([`KeyUsage`] is only the latter three:
+/// the key slot a certificate goes with).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CertificateRole {
+    /// Issues certificates (basicConstraints cA, or keyUsage keyCertSign).
+    Ca,
+    /// Signing certificate (签名证书).
+    Sign,
+    /// Encryption certificate (加密证书).
+    Encrypt,
+    /// One certificate for both.
+    Both,
+}
+
+impl From<KeyUsage> for CertificateRole {
+    fn from(u: KeyUsage) -> Self {
+        match u {
+            KeyUsage::Sign => CertificateRole::Sign,
+            KeyUsage::Encrypt => CertificateRole::Encrypt,
+            KeyUsage::Both => CertificateRole::Both,
+        }
+    }
+}
+
+impl std::fmt::Display for CertificateRole {
+    /// `CA`, else the [`KeyUsage`] words (`sign`, `encrypt`, `sign+encrypt`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CertificateRole::Ca => f.write_str("CA"),
+            CertificateRole::Sign => KeyUsage::Sign.fmt(f),
+            CertificateRole::Encrypt => KeyUsage::Encrypt.fmt(f),
+            CertificateRole::Both => KeyUsage::Both.fmt(f),
+        }
+    }
+}
+
 /// One extension, decoded for display.
 #[derive(Clone, Debug, Serialize)]
 pub struct ExtensionInfo {
@@ -73,8 +111,10 @@ pub struct CertificateInfo {
     pub public_key_description: String,
     /// Signature algorithm name or OID.
     pub signature_algorithm: String,
-    /// Signing, encryption or both (from keyUsage/extKeyUsage).
+    /// Signing, encryption or both (from keyUsage): which key slot it belongs with.
     pub usage: KeyUsage,
+    /// What to call it: CA, signing, encryption or both (the label the CLI and UI show).
+    pub role: CertificateRole,
     /// keyUsage flag names.
     pub key_usage: Vec<String>,
     /// extKeyUsage names or OIDs.
@@ -304,9 +344,14 @@ impl Certificate {
     }
 
     /// Signing, encryption or both — what the dual-certificate model needs to know.
+    /// keyCertSign and cRLSign count as signing (a CA key signs), so a CA certificate
+    /// with only those is a signing one; [`Certificate::role`] tells it is a CA.
     pub fn usage(&self) -> KeyUsage {
         let Some((_, ku)) = self.ext::<X509KeyUsage>() else { return KeyUsage::Both };
-        let sign = ku.0.contains(KeyUsages::DigitalSignature) || ku.0.contains(KeyUsages::NonRepudiation);
+        let sign = ku.0.contains(KeyUsages::DigitalSignature)
+            || ku.0.contains(KeyUsages::NonRepudiation)
+            || ku.0.contains(KeyUsages::KeyCertSign)
+            || ku.0.contains(KeyUsages::CRLSign);
         let enc = ku.0.contains(KeyUsages::KeyEncipherment)
             || ku.0.contains(KeyUsages::DataEncipherment)
             || ku.0.contains(KeyUsages::KeyAgreement);
@@ -315,6 +360,13 @@ impl Certificate {
             (false, true) => KeyUsage::Encrypt,
             _ => KeyUsage::Both,
         }
+    }
+
+    /// What the certificate is, in the words users see: a CA certificate (basicConstraints
+    /// cA TRUE, or keyUsage keyCertSign), else a signing, encryption or dual-use one.
+    pub fn role(&self) -> CertificateRole {
+        let cert_sign = self.ext::<X509KeyUsage>().is_some_and(|(_, ku)| ku.0.contains(KeyUsages::KeyCertSign));
+        if self.is_ca() || cert_sign { CertificateRole::Ca } else { self.usage().into() }
     }
 
     /// subjectKeyIdentifier.
@@ -372,6 +424,7 @@ impl Certificate {
                 .map(str::to_string)
                 .unwrap_or_else(|| self.inner.signature_algorithm().oid.to_string()),
             usage: self.usage(),
+            role: self.role(),
             key_usage: self.key_usage_flags().unwrap_or_default().into_iter().map(str::to_string).collect(),
             extended_key_usage: self.extended_key_usage().iter().map(eku_name).collect(),
             is_ca: self.is_ca(),

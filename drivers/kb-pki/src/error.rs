@@ -64,6 +64,13 @@ pub enum PkiError {
     /// Content digest differs from the signed messageDigest attribute.
     #[error("signed content does not match its digest")]
     CmsDigestMismatch,
+    /// The signature verifies only over a non-standard digest; what was found is said
+    /// (never accepted: the alternatives are tried only to say this).
+    #[error("{found}: not GM/T 0009/0010 conformant, refused")]
+    CmsSignatureNonConformant {
+        /// E.g. "the signature verifies over SM3(content) without ZA".
+        found: String,
+    },
     /// No recipient matches.
     #[error("no recipient in the envelope matches this certificate")]
     CmsNoRecipient,
@@ -109,6 +116,7 @@ impl HasErrorCode for PkiError {
             PkiError::CsrInvalid(_) => ErrorCode::CsrInvalid,
             PkiError::CmsMalformed(_) => ErrorCode::CmsMalformed,
             PkiError::CmsDigestMismatch => ErrorCode::CmsDigestMismatch,
+            PkiError::CmsSignatureNonConformant { .. } => ErrorCode::CmsSignatureNonConformant,
             PkiError::CmsNoRecipient => ErrorCode::CmsNoRecipient,
             PkiError::CmsContentMissing => ErrorCode::CmsContentMissing,
             PkiError::Io(_) => ErrorCode::Io,

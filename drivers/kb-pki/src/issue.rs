@@ -57,6 +57,9 @@ pub struct CertificateParams {
     pub subject_alt_names: Vec<String>,
     /// extKeyUsage OIDs for leaves (none by default).
     pub extended_key_usage: Vec<Oid>,
+    /// keyUsage bits instead of the kind's profile (docs/certificate-profiles.md);
+    /// `None` = the profile's.
+    pub key_usage: Option<X509KeyUsage>,
     /// Further extensions, added verbatim.
     pub extra_extensions: Vec<Extension>,
 }
@@ -77,6 +80,7 @@ impl CertificateParams {
             kind,
             subject_alt_names: Vec::new(),
             extended_key_usage: Vec::new(),
+            key_usage: None,
             extra_extensions: Vec::new(),
         }
     }
@@ -173,11 +177,13 @@ pub fn issue(
     }
 
     let mut exts = Vec::new();
-    let (ca, path_len) = match &params.kind {
-        CertKind::Root { path_len } | CertKind::Intermediate { path_len } => (true, *path_len),
-        CertKind::Leaf { .. } => (false, None),
-    };
-    exts.push(extension(true, &BasicConstraints { ca, path_len_constraint: path_len })?);
+    // basicConstraints: critical with cA TRUE on CA certificates (RFC 5280 §4.2.1.9
+    // MUST); omitted on end-entity certificates, where RFC 5280 allows it to be absent
+    // and an empty critical one (cA FALSE is DER-encoded as nothing) is rejected by some
+    // GM toolkits. See docs/certificate-profiles.md.
+    if let CertKind::Root { path_len } | CertKind::Intermediate { path_len } = &params.kind {
+        exts.push(extension(true, &BasicConstraints { ca: true, path_len_constraint: *path_len })?);
+    }
     let ku = match &params.kind {
         CertKind::Root { .. } | CertKind::Intermediate { .. } => {
             KeyUsages::KeyCertSign | KeyUsages::CRLSign | KeyUsages::DigitalSignature
@@ -190,7 +196,7 @@ pub fn issue(
             KeyUsages::DigitalSignature | KeyUsages::NonRepudiation | KeyUsages::KeyEncipherment | KeyUsages::DataEncipherment
         }
     };
-    exts.push(extension(true, &X509KeyUsage(ku))?);
+    exts.push(extension(true, params.key_usage.as_ref().unwrap_or(&X509KeyUsage(ku)))?);
     exts.push(extension(false, &SubjectKeyIdentifier(OctetString::new(key_identifier(subject_key)?).map_err(enc)?))?);
     if issuer.is_some() {
         let aki = key_identifier(issuer_signer.public_key())?;
@@ -329,6 +335,42 @@ mod tests {
         assert_eq!(e.usage(), KeyUsage::Encrypt);
         assert_eq!(s.subject(), e.subject());
         assert_ne!(s.serial_hex(), e.serial_hex());
+    }
+
+    #[test]
+    fn a_ca_certificate_is_labelled_ca() {
+        use crate::cert::CertificateRole;
+        let now = UnixTime::now();
+        let root_s = signer(Algorithm::Sm2);
+        let mut p = CertificateParams::new("CN=Bare CA", CertKind::Root { path_len: None }, now, 10);
+        p.key_usage = Some(X509KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign));
+        let bare = self_signed(&p, &root_s).unwrap();
+        assert_eq!(bare.key_usage_flags(), Some(vec!["keyCertSign", "cRLSign"]));
+        let info = bare.info(now, 90);
+        assert_eq!((info.role, info.role.to_string().as_str()), (CertificateRole::Ca, "CA"));
+        // Not "sign+encrypt": a CA key signs (certificates and CRLs) and never decrypts.
+        assert_eq!(info.usage, KeyUsage::Sign);
+        assert_eq!(serde_json::to_value(info.role).unwrap(), "ca");
+        // Our own CA profile (with digitalSignature too) is a CA as well.
+        let ours = self_signed(&CertificateParams::new("CN=CA", CertKind::Root { path_len: None }, now, 10), &root_s).unwrap();
+        assert_eq!(ours.role(), CertificateRole::Ca);
+        // keyCertSign without basicConstraints (a v3 profile error some CAs make) still reads as a CA.
+        let mut p = CertificateParams::leaf("CN=odd", KeyUsage::Sign, now, 10);
+        p.key_usage = Some(X509KeyUsage(KeyUsages::KeyCertSign.into()));
+        let odd = issue(&p, signer(Algorithm::Sm2).public_key(), Some(&ours), &root_s).unwrap();
+        assert!(!odd.is_ca());
+        assert_eq!(odd.role(), CertificateRole::Ca);
+        // End-entity certificates keep their words.
+        for (usage, word) in [(KeyUsage::Sign, "sign"), (KeyUsage::Encrypt, "encrypt"), (KeyUsage::Both, "sign+encrypt")] {
+            let c = issue(
+                &CertificateParams::leaf("CN=u", usage, now, 10),
+                signer(Algorithm::Sm2).public_key(),
+                Some(&ours),
+                &root_s,
+            )
+            .unwrap();
+            assert_eq!((c.usage(), c.role().to_string()), (usage, word.to_string()));
+        }
     }
 
     #[test]

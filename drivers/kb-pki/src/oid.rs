@@ -11,6 +11,9 @@ pub const SM2_WITH_SM3: Oid = Oid::new_unwrap("1.2.156.10197.1.501");
 pub const SM2_SIGN: Oid = Oid::new_unwrap("1.2.156.10197.1.301.1");
 /// SM2-3 public-key encryption (GM/T 0010 key transport).
 pub const SM2_ENCRYPT: Oid = Oid::new_unwrap("1.2.156.10197.1.301.3");
+/// SM2-2 key exchange (GM/T 0006). GmSSL 3 calls it "sm2encrypt" and writes it for SM2
+/// key transport in CMS RecipientInfos; accepted there on input (docs/sm2-cms.md).
+pub const SM2_KEY_EXCHANGE: Oid = Oid::new_unwrap("1.2.156.10197.1.301.2");
 /// SM3.
 pub const SM3: Oid = Oid::new_unwrap("1.2.156.10197.1.401");
 /// SM4 (GM/T 0006 "SM4 algorithm"; some vendors use it for CBC).
@@ -122,6 +125,9 @@ pub fn name(oid: &Oid) -> Option<&'static str> {
         "1.3.6.1.5.5.7.1.1" => "authorityInfoAccess",
         "1.2.156.10197.1.501" => "SM2-with-SM3",
         "1.2.156.10197.1.301" => "SM2",
+        "1.2.156.10197.1.301.1" => "SM2-1 (signature)",
+        "1.2.156.10197.1.301.2" => "SM2-2 (GmSSL sm2encrypt)",
+        "1.2.156.10197.1.301.3" => "SM2-3 (encryption)",
         "1.2.156.10197.1.401" => "SM3",
         "1.2.840.113549.1.1.1" => "rsaEncryption",
         "1.2.840.113549.1.1.11" => "sha256WithRSAEncryption",

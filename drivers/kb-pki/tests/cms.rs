@@ -157,7 +157,7 @@ fn multi_recipient_mixed_algorithms_and_oaep() {
     let rsa_ca = ca(Algorithm::Rsa { bits: 2048 });
     let (k1, c1) = user(&sm2_ca, Algorithm::Sm2, KeyUsage::Encrypt, "评标专家甲");
     let (k2, c2) = user(&rsa_ca, Algorithm::Rsa { bits: 2048 }, KeyUsage::Both, "评标专家乙");
-    let opts = EnvelopeOptions { profile: None, rsa_padding: kb_crypto::rsa::RsaPadding::Oaep(HashAlgorithm::Sha256) };
+    let opts = EnvelopeOptions { rsa_padding: kb_crypto::rsa::RsaPadding::Oaep(HashAlgorithm::Sha256), ..Default::default() };
     let env = envelope::encrypt_bytes(b"two openers", &[c1.clone(), c2.clone()], &opts).unwrap_or_else(|e| panic!("{e}"));
     let mut h = StreamReaderHandle::new(&env[..]);
     let header = EnvelopeHeader::read(&mut h).unwrap_or_else(|e| panic!("{e}"));

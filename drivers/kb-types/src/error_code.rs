@@ -134,6 +134,9 @@ error_codes! {
     CmsNoRecipient = 3022, "cms_no_recipient", Crypto, "数字信封中没有与此证书匹配的接收者", "no matching recipient in the envelope";
     /// Detached signature verified without its content.
     CmsContentMissing = 3023, "cms_content_missing", Input, "分离式签名缺少原文", "detached signature needs its content";
+    /// A CMS signature verifies only over a non-standard digest (e.g. SM3 without ZA, or
+    /// over the whole ContentInfo): not GM/T 0009/0010 conformant, so refused.
+    CmsSignatureNonConformant = 3024, "cms_signature_non_conformant", Crypto, "签名不符合 GM/T 0009/0010 规范（摘要计算方式非标准）", "signature is not GM/T 0009/0010 conformant (non-standard digest)";
 
     // 4xxx: key media (used by the token layer)
     /// Wrong PIN; the retry count travels in the error data.

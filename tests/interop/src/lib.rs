@@ -6,6 +6,9 @@
 //!   (default `~/.cache/keybridge/venv`), driven by `py/gmssl_peer.py`;
 //! - npm `sm-crypto`, installed by the bootstrap in `node/node_modules`, driven by
 //!   `node/sm_crypto_peer.js`.
+//! - the GmSSL 3.1.1 command line (`gmssl`: GM/T 0010 SM2 CMS, written by the GmSSL
+//!   project), built by the bootstrap from the GmSSL source that PyPI's `easy_gmssl`
+//!   sdist ships, into `$KB_TOOLS/gmssl-3.1.1/bin/gmssl` (or `$KB_GMSSL`).
 //!
 //! The scripts read one JSON request on stdin and write one JSON reply on stdout; byte
 //! strings are hex. A peer that is missing (or not the pinned version) makes a test
@@ -129,6 +132,51 @@ impl OpenSsl {
     pub fn fails(&self, args: &[&str]) {
         let out = self.run(args, b"");
         assert!(!out.status.success(), "openssl {} unexpectedly succeeded: {}", args.join(" "), describe(&out));
+    }
+}
+
+// ------------------------------------------------------------------ GmSSL
+
+/// The GmSSL version the bootstrap builds (pinned there as `GMSSL_VERSION`).
+pub const GMSSL_VERSION: &str = "3.1.1";
+
+/// The GmSSL 3 command-line tool.
+#[derive(Clone, Debug)]
+pub struct GmSsl {
+    bin: PathBuf,
+}
+
+/// The GmSSL CLI, or `None` (after a SKIP / panic) if there is none.
+pub fn gmssl_cli() -> Option<GmSsl> {
+    static FOUND: OnceLock<Result<GmSsl, String>> = OnceLock::new();
+    let found = FOUND.get_or_init(|| {
+        let bin = std::env::var_os("KB_GMSSL")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| kb_tools().join(format!("gmssl-{GMSSL_VERSION}")).join("bin").join("gmssl"));
+        let out = Command::new(&bin).arg("version").output().map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+        let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !out.status.success() || version != format!("GmSSL {GMSSL_VERSION}") {
+            return Err(format!("`{} version` says {version:?}; GmSSL {GMSSL_VERSION} is pinned", bin.display()));
+        }
+        Ok(GmSsl { bin })
+    });
+    match found {
+        Ok(g) => Some(g.clone()),
+        Err(why) => unavailable("gmssl CLI (GmSSL, from PyPI easy_gmssl's source)", why),
+    }
+}
+
+impl GmSsl {
+    /// Run `gmssl args…`; the caller checks the status.
+    pub fn run(&self, args: &[&str]) -> Output {
+        run_with_stdin(Command::new(&self.bin).args(args), b"")
+    }
+
+    /// Run `gmssl args…`; panic unless it succeeds; return stdout.
+    pub fn ok(&self, args: &[&str]) -> Vec<u8> {
+        let out = self.run(args);
+        assert!(out.status.success(), "gmssl {} failed: {}", args.join(" "), describe(&out));
+        out.stdout
     }
 }
 

@@ -207,7 +207,7 @@ fn openssl_decrypts_our_rsa_envelopes() {
         (kb_crypto::rsa::RsaPadding::Oaep(HashAlgorithm::Sha256), true),
     ] {
         let mut env = Vec::new();
-        let opts = EnvelopeOptions { profile: None, rsa_padding: padding };
+        let opts = EnvelopeOptions { rsa_padding: padding, ..Default::default() };
         envelope::encrypt(
             &content[..],
             &mut env,

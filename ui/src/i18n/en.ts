@@ -89,6 +89,7 @@ const en: MessageSchema = {
       sign: "Signing",
       encrypt: "Encryption",
       both: "Signing and encryption",
+      ca: "CA certificate",
     },
     issuer: "Issuer",
     issuedBy: "Issued by {cn}",

@@ -90,6 +90,7 @@ const zhCN = {
       sign: "签名",
       encrypt: "加密",
       both: "签名加密",
+      ca: "CA 证书",
     },
     issuer: "颁发者",
     issuedBy: "颁发者：{cn}",

@@ -2,7 +2,12 @@
 //!
 //! Content is SM4-CBC with PKCS#7 padding under a fresh 128-bit key; the key goes to
 //! each recipient as a KeyTransRecipientInfo: SM2-encrypted (GM/T 0009 ASN.1 ciphertext,
-//! algorithm `1.2.156.10197.1.301.3`) or RSA (PKCS#1 v1.5 by default, OAEP on request).
+//! algorithm `1.2.156.10197.1.301.3`, version 0 — or GmSSL's `301.2`, version 1, on
+//! request: [`Sm2KeyTransport`]) or RSA (PKCS#1 v1.5 by default, OAEP on request).
+//!
+//! Decryption accepts every variant peers write (docs/sm2-cms.md): RecipientInfo
+//! version 0, 1 or 2; SM2 key transport as `301.3`, `301.2`, `301` or id-ecPublicKey,
+//! with or without NULL parameters; GM/T 0010 or RFC 5652 content types.
 //!
 //! With a known content length the output is DER; with an unknown one (a pipe) it is
 //! BER with indefinite lengths and 64 KiB OCTET STRING segments, as OpenSSL `-stream`
@@ -29,12 +34,26 @@ pub struct EnvelopeOptions {
     pub profile: Option<Profile>,
     /// Key transport padding for RSA recipients.
     pub rsa_padding: RsaPadding,
+    /// How SM2 key transport is labelled.
+    pub sm2_key_transport: Sm2KeyTransport,
 }
 
 impl Default for EnvelopeOptions {
     fn default() -> Self {
-        Self { profile: None, rsa_padding: RsaPadding::Pkcs1v15 }
+        Self { profile: None, rsa_padding: RsaPadding::Pkcs1v15, sm2_key_transport: Sm2KeyTransport::default() }
     }
+}
+
+/// How an SM2 recipient's KeyTransRecipientInfo is labelled (docs/sm2-cms.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Sm2KeyTransport {
+    /// GM/T 0006 SM2-3 public-key encryption `1.2.156.10197.1.301.3`, RecipientInfo
+    /// version 0 (PKCS#7 / RFC 5652 for issuerAndSerialNumber). What KeyBridge writes.
+    #[default]
+    Standard,
+    /// `1.2.156.10197.1.301.2` ("sm2encrypt"; GM/T 0006 names it SM2-2 key exchange) with
+    /// RecipientInfo version 1, as GmSSL 3 writes: the only form GmSSL 3 decrypts.
+    GmSsl,
 }
 
 /// Who can open an envelope.
@@ -111,7 +130,7 @@ impl KeyDecrypter for LocalDecrypter {
 /// [`KeyDecrypter`] over a device uses this to tell the device what to do.
 pub fn key_transport_padding(alg: &Oid, params: Option<&[u8]>) -> Result<RsaPadding> {
     match *alg {
-        oid::SM2_ENCRYPT | oid::SM2_CURVE | oid::EC_PUBLIC_KEY | oid::RSA => Ok(RsaPadding::Pkcs1v15),
+        oid::SM2_ENCRYPT | oid::SM2_KEY_EXCHANGE | oid::SM2_CURVE | oid::EC_PUBLIC_KEY | oid::RSA => Ok(RsaPadding::Pkcs1v15),
         oid::RSA_OAEP => Ok(RsaPadding::Oaep(oaep_hash(params)?)),
         other => Err(PkiError::Crypto(kb_crypto::CryptoError::Unsupported(format!("key transport {other}")))),
     }
@@ -144,8 +163,18 @@ fn recipient_info(cert: &Certificate, cek: &[u8], opts: &EnvelopeOptions) -> Res
         return Err(PkiError::UsageMismatch("encryption (this is a signing certificate; use the encryption certificate)"));
     }
     let pk = cert.public_key()?;
+    let mut version = 0;
     let (alg, wrapped) = match &pk {
-        PublicKey::Sm2(_) => (ber::alg_id(&oid::SM2_ENCRYPT, None), pk.encrypt(cek, opts.rsa_padding)?),
+        PublicKey::Sm2(_) => {
+            let alg = match opts.sm2_key_transport {
+                Sm2KeyTransport::Standard => oid::SM2_ENCRYPT,
+                Sm2KeyTransport::GmSsl => {
+                    version = 1;
+                    oid::SM2_KEY_EXCHANGE
+                }
+            };
+            (ber::alg_id(&alg, None), pk.encrypt(cek, opts.rsa_padding)?)
+        }
         PublicKey::Rsa(_) => {
             let alg = match opts.rsa_padding {
                 RsaPadding::Pkcs1v15 => ber::alg_id(&oid::RSA, Some(&[tag::NULL, 0])),
@@ -156,7 +185,7 @@ fn recipient_info(cert: &Certificate, cek: &[u8], opts: &EnvelopeOptions) -> Res
         PublicKey::EcP256(_) => return Err(PkiError::UsageMismatch("encryption (ECDSA keys cannot receive envelopes)")),
     };
     let rid = ber::seq(&[&cert.issuer_der(), &ber::tlv(tag::INTEGER, cert.serial_bytes())]);
-    Ok(ber::seq(&[&ber::small_int(0), &rid, &alg, &ber::octet_string(&wrapped)]))
+    Ok(ber::seq(&[&ber::small_int(version), &rid, &alg, &ber::octet_string(&wrapped)]))
 }
 
 /// Encrypt everything `r` yields to `recipients`, writing the envelope to `w`.
@@ -179,7 +208,9 @@ pub fn encrypt(
     let infos = recipients.iter().map(|c| recipient_info(c, &cek[..], opts)).collect::<Result<Vec<_>>>()?;
     let recipient_set = ber::set_of(infos);
     let eci_prefix = [ber::oid(&profile.data()), ber::alg_id(&oid::SM4_CBC, Some(&ber::octet_string(&iv)))].concat();
-    let version = ber::small_int(0);
+    // EnvelopedData version: 0 (PKCS#7, RFC 5652 with only version-0 recipients); 1 in
+    // GmSSL form, as GmSSL 3 writes it.
+    let version = ber::small_int(if opts.sm2_key_transport == Sm2KeyTransport::GmSsl { 1 } else { 0 });
     let mut enc = CbcEncryptor::new(&cek, &iv, Padding::Pkcs7);
     let mut written = 0u64;
     let mut put = |w: &mut dyn Write, b: &[u8]| -> Result<()> {
@@ -494,6 +525,70 @@ pub fn decrypt_bytes(envelope: &[u8], key: &dyn KeyDecrypter) -> Result<Zeroizin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::issue::TestCa;
+
+    /// `env` with its single RecipientInfo rewritten (version, key-transport algorithm
+    /// and parameters) and both content-type OIDs set to `profile`'s.
+    fn rewrite(env: &[u8], version: u8, alg: &Oid, null: bool, profile: Profile) -> Vec<u8> {
+        let ci = ber::parse_all(env).unwrap().children().unwrap();
+        let ed = ci[1].children().unwrap()[0].children().unwrap();
+        let ri = ed[1].children().unwrap()[0].children().unwrap();
+        let params: Option<&[u8]> = if null { Some(&[tag::NULL, 0]) } else { None };
+        let ri2 = ber::seq(&[&ber::small_int(version), ri[1].raw, &ber::alg_id(alg, params), ri[3].raw]);
+        let eci = ed[2].children().unwrap();
+        let eci2 = ber::seq(&[&ber::oid(&profile.data()), eci[1].raw, eci[2].raw]);
+        let ed2 = ber::seq(&[ed[0].raw, &ber::set_of(vec![ri2]), &eci2]);
+        ber::seq(&[&ber::oid(&profile.enveloped_data()), &ber::tlv(tag::CTX0_C, &ed2)])
+    }
+
+    /// An SM2 encryption certificate from a test CA, and its decrypter.
+    fn sm2_recipient() -> (Certificate, LocalDecrypter) {
+        let ca = TestCa::new(kb_types::Algorithm::Sm2, "CN=Envelope CA").unwrap();
+        let key = PrivateKey::generate(kb_types::Algorithm::Sm2).unwrap();
+        let cert = ca.leaf("CN=收件人", &key.public_key(), kb_types::KeyUsage::Encrypt).unwrap();
+        (cert.clone(), LocalDecrypter::new(key, cert).unwrap())
+    }
+
+    #[test]
+    fn every_sm2_recipient_variant_peers_write_is_opened() {
+        let (cert, dec) = sm2_recipient();
+        let content = b"bid file".repeat(100);
+        let env = encrypt_bytes(&content, std::slice::from_ref(&cert), &EnvelopeOptions::default()).unwrap();
+        let mut n = 0;
+        for version in [0u8, 1, 2] {
+            for alg in [oid::SM2_ENCRYPT, oid::SM2_KEY_EXCHANGE, oid::SM2_CURVE, oid::EC_PUBLIC_KEY] {
+                for null in [false, true] {
+                    for profile in [Profile::Gm, Profile::Rfc5652] {
+                        let v = rewrite(&env, version, &alg, null, profile);
+                        let out =
+                            decrypt_bytes(&v, &dec).unwrap_or_else(|e| panic!("v{version} {alg} null={null} {profile:?}: {e}"));
+                        assert_eq!(&out[..], &content[..]);
+                        n += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(n, 48);
+        // Something that is not SM2 key transport is still refused.
+        assert!(decrypt_bytes(&rewrite(&env, 0, &oid::SHA256, false, Profile::Gm), &dec).is_err());
+    }
+
+    #[test]
+    fn what_we_write_for_sm2_recipients() {
+        let (cert, dec) = sm2_recipient();
+        for (kt, version, alg) in
+            [(Sm2KeyTransport::Standard, 0, oid::SM2_ENCRYPT), (Sm2KeyTransport::GmSsl, 1, oid::SM2_KEY_EXCHANGE)]
+        {
+            let opts = EnvelopeOptions { sm2_key_transport: kt, ..Default::default() };
+            let env = encrypt_bytes(b"x", std::slice::from_ref(&cert), &opts).unwrap();
+            let ci = ber::parse_all(&env).unwrap().children().unwrap();
+            let ed = ci[1].children().unwrap()[0].children().unwrap();
+            let ri = ed[1].children().unwrap()[0].children().unwrap();
+            assert_eq!(ri[0].raw, &ber::small_int(version)[..], "{kt:?}");
+            assert_eq!(ri[2].raw, &ber::alg_id(&alg, None)[..], "{kt:?}: no parameters");
+            assert_eq!(&decrypt_bytes(&env, &dec).unwrap()[..], b"x");
+        }
+    }
 
     #[test]
     fn oaep_parameters() {

@@ -13,7 +13,7 @@ mod ber;
 pub mod envelope;
 mod signed;
 
-pub use envelope::{EnvelopeHeader, EnvelopeOptions, KeyDecrypter, LocalDecrypter, RecipientId};
+pub use envelope::{EnvelopeHeader, EnvelopeOptions, KeyDecrypter, LocalDecrypter, RecipientId, Sm2KeyTransport};
 pub use signed::{SignOptions, SignatureReport, SignedMessage, sign, sign_detached_digest};
 
 use der::asn1::ObjectIdentifier as Oid;

@@ -150,6 +150,8 @@ pub struct SignedMessage {
     profile: Profile,
     content_type: Oid,
     content: Option<Vec<u8>>,
+    /// The encapsulated ContentInfo as received (only for diagnosing non-standard signatures).
+    encap: Vec<u8>,
     certificates: Vec<Certificate>,
     signers: Vec<SignerInfo>,
 }
@@ -273,7 +275,7 @@ impl SignedMessage {
         }
         let infos = s.get(i).ok_or_else(|| ber::err("SignedData without signerInfos"))?.expect(tag::SET)?;
         let signers = infos.children()?.iter().map(parse_signer_info).collect::<Result<Vec<_>>>()?;
-        Ok(Self { profile, content_type, content, certificates, signers })
+        Ok(Self { profile, content_type, content, encap: encap.raw.to_vec(), certificates, signers })
     }
 
     /// GM/T 0010 or RFC 5652 OIDs.
@@ -378,11 +380,16 @@ impl SignedMessage {
                     if si.content_type.as_ref().is_some_and(|ct| ct != &self.content_type) {
                         return Err(ber::err("contentType attribute does not match the content"));
                     }
-                    key.verify(&scheme, attrs, &si.signature)
-                        .map_err(|_| PkiError::Crypto(kb_crypto::CryptoError::BadSignature))?;
+                    if key.verify(&scheme, attrs, &si.signature).is_err() {
+                        return Err(self.diagnose(&key, &scheme, si, content));
+                    }
                 }
                 None => match (&scheme, content) {
-                    (_, Some(c)) => key.verify(&scheme, c, &si.signature)?,
+                    (_, Some(c)) => {
+                        if key.verify(&scheme, c, &si.signature).is_err() {
+                            return Err(self.diagnose(&key, &scheme, si, content));
+                        }
+                    }
                     (SignatureScheme::Sm2Sm3 { .. }, None) => {
                         // SM2 without signed attributes signs SM3(ZA ‖ content): the plain digest is not enough.
                         return Err(PkiError::CmsContentMissing);
@@ -393,6 +400,55 @@ impl SignedMessage {
             out.push(SignatureReport { signer: cert.clone(), signing_time: si.signing_time, digest_algorithm: si.digest });
         }
         Ok(out)
+    }
+}
+
+impl SignedMessage {
+    /// Why an SM2 signature that does not verify the standard way (SM2 over
+    /// SM3(ZA ‖ signed attributes), or SM3(ZA ‖ content) without them) fails: GM toolkits
+    /// are known to sign SM3 without ZA, or over the whole encapsulated ContentInfo.
+    /// These are tried only to name what was found; the result is always an error.
+    fn diagnose(
+        &self,
+        key: &kb_crypto::PublicKey,
+        scheme: &SignatureScheme,
+        si: &SignerInfo,
+        content: Option<&[u8]>,
+    ) -> PkiError {
+        let bad = PkiError::Crypto(kb_crypto::CryptoError::BadSignature);
+        if !matches!(scheme, SignatureScheme::Sm2Sm3 { .. }) {
+            return bad;
+        }
+        let sm3 = |m: &[u8]| kb_crypto::digest(HashAlgorithm::Sm3, m);
+        let without_za = |m: &[u8]| key.verify_digest(scheme, &sm3(m), &si.signature).is_ok();
+        let with_za = |m: &[u8]| key.verify(scheme, m, &si.signature).is_ok();
+        let attached = self.content.is_some();
+        let mut found = None;
+        if let Some(attrs) = &si.signed_attrs
+            && without_za(attrs)
+        {
+            found = Some("the signature verifies over SM3(signed attributes) without ZA");
+        }
+        if found.is_none()
+            && let Some(c) = content
+        {
+            if without_za(c) {
+                found = Some("the signature verifies over SM3(content) without ZA");
+            } else if si.signed_attrs.is_some() && with_za(c) {
+                found = Some("the signature verifies over the content, not over the signed attributes");
+            }
+        }
+        if found.is_none() && attached {
+            if without_za(&self.encap) {
+                found = Some("the signature verifies over SM3(encapsulated ContentInfo) without ZA (as GmSSL 3 signs)");
+            } else if with_za(&self.encap) {
+                found = Some("the signature verifies over the encapsulated ContentInfo instead of its content");
+            }
+        }
+        match found {
+            Some(f) => PkiError::CmsSignatureNonConformant { found: f.to_string() },
+            None => bad,
+        }
     }
 }
 
@@ -412,4 +468,104 @@ fn scheme_for(sig_alg: &Oid, digest: HashAlgorithm, key: &kb_crypto::PublicKey) 
         }
     };
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::issue::TestCa;
+    use crate::signer::LocalSigner;
+    use kb_crypto::PrivateKey;
+    use kb_types::{Algorithm, ErrorCode, HasErrorCode, KeyUsage};
+
+    /// Signs SM3(message) without ZA, as some GM toolkits do.
+    struct NoZa(LocalSigner);
+    impl Signer for NoZa {
+        fn public_key(&self) -> &kb_crypto::PublicKey {
+            self.0.public_key()
+        }
+        fn scheme(&self) -> &SignatureScheme {
+            self.0.scheme()
+        }
+        fn sign_digest(&self, digest: &[u8]) -> Result<Vec<u8>> {
+            self.0.sign_digest(digest)
+        }
+        fn sign_message(&self, msg: &[u8]) -> Result<Vec<u8>> {
+            self.0.sign_digest(&kb_crypto::digest(HashAlgorithm::Sm3, msg))
+        }
+    }
+
+    fn setup() -> (LocalSigner, Certificate) {
+        let ca = TestCa::new(Algorithm::Sm2, "CN=CMS CA").unwrap();
+        let s = LocalSigner::new(PrivateKey::generate(Algorithm::Sm2).unwrap());
+        let cert = ca.leaf("CN=签名者", s.public_key(), KeyUsage::Sign).unwrap();
+        (s, cert)
+    }
+
+    /// SignedData without signed attributes, GM/T 0010 OIDs, signature `sig` — the shape
+    /// GmSSL 3 writes.
+    fn without_attrs(content: &[u8], cert: &Certificate, sig: &dyn Fn(&[u8]) -> Vec<u8>) -> Vec<u8> {
+        let encap = ber::seq(&[&ber::oid(&content_type::GM_DATA), &ber::tlv(tag::CTX0_C, &ber::octet_string(content))]);
+        let sid = ber::seq(&[&cert.issuer_der(), &ber::tlv(tag::INTEGER, cert.serial_bytes())]);
+        let digest_alg = ber::alg_id(&oid::SM3, None);
+        let si = ber::seq(&[
+            &ber::small_int(1),
+            &sid,
+            &digest_alg,
+            &ber::alg_id(&oid::SM2_WITH_SM3, None),
+            &ber::octet_string(&sig(&encap)),
+        ]);
+        let mut certs = ber::set_of(vec![cert.der().to_vec()]);
+        certs[0] = tag::CTX0_C;
+        let sd = ber::seq(&[&ber::small_int(1), &ber::set_of(vec![digest_alg.clone()]), &encap, &certs, &ber::set_of(vec![si])]);
+        ber::seq(&[&ber::oid(&content_type::GM_SIGNED_DATA), &ber::tlv(tag::CTX0_C, &sd)])
+    }
+
+    fn found(r: Result<Vec<SignatureReport>>) -> String {
+        match r {
+            Err(e @ PkiError::CmsSignatureNonConformant { .. }) => {
+                assert_eq!(e.code(), ErrorCode::CmsSignatureNonConformant);
+                e.to_string()
+            }
+            other => panic!("expected a non-conformance diagnosis, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn non_standard_sm2_digests_are_named_and_refused() {
+        let (s, cert) = setup();
+        let content = "投标文件 bid".as_bytes();
+        let sm3 = |m: &[u8]| kb_crypto::digest(HashAlgorithm::Sm3, m);
+
+        // Standard, no signed attributes: SM3(ZA ‖ content) verifies.
+        let ok = without_attrs(content, &cert, &|_| s.sign_message(content).unwrap());
+        assert_eq!(SignedMessage::from_der(&ok).unwrap().verify(None, &[]).unwrap().len(), 1);
+
+        type SignOver<'a> = Box<dyn Fn(&[u8]) -> Vec<u8> + 'a>;
+        let cases: [(&str, SignOver<'_>); 3] = [
+            ("SM3(content) without ZA", Box::new(|_| s.sign_digest(&sm3(content)).unwrap())),
+            ("SM3(encapsulated ContentInfo) without ZA", Box::new(|encap| s.sign_digest(&sm3(encap)).unwrap())),
+            ("over the encapsulated ContentInfo instead of its content", Box::new(|encap| s.sign_message(encap).unwrap())),
+        ];
+        for (want, sig) in &cases {
+            let m = SignedMessage::from_der(&without_attrs(content, &cert, sig.as_ref())).unwrap();
+            let msg = found(m.verify(None, &[]));
+            assert!(msg.contains(want) && msg.contains("not GM/T 0009/0010 conformant"), "{want}: {msg}");
+        }
+
+        // With signed attributes signed without ZA.
+        let no_za = NoZa(LocalSigner::new(s.private_key().clone()));
+        let m = SignedMessage::from_der(&sign(content, &no_za, &cert, &SignOptions::default()).unwrap()).unwrap();
+        assert!(found(m.verify(None, &[])).contains("SM3(signed attributes) without ZA"));
+        let d = SignedMessage::from_der(
+            &sign(content, &no_za, &cert, &SignOptions { detached: true, ..Default::default() }).unwrap(),
+        )
+        .unwrap();
+        assert!(found(d.verify(Some(content), &[])).contains("SM3(signed attributes) without ZA"));
+
+        // A signature that matches nothing stays a plain bad signature.
+        let garbage = without_attrs(content, &cert, &|_| s.sign_message(b"something else").unwrap());
+        let e = SignedMessage::from_der(&garbage).unwrap().verify(None, &[]).unwrap_err();
+        assert_eq!(e, PkiError::Crypto(kb_crypto::CryptoError::BadSignature));
+    }
 }
