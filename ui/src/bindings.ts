@@ -61,6 +61,11 @@ export const commands = {
 	answerPrompt: (id: number, answer: PromptAnswer) => typedError<null, AppError>(__TAURI_INVOKE("answer_prompt", { id, answer })),
 	/**  Prompts waiting for an answer (a window opened late shows them). */
 	pendingPrompts: () => typedError<PromptRequest[], AppError>(__TAURI_INVOKE("pending_prompts")),
+	/**
+	 *  Cancel a key operation started from the window (its PIN dialog is withdrawn, the
+	 *  medium is told); false when it already ended.
+	 */
+	cancelOperation: (operation: number) => typedError<boolean, AppError>(__TAURI_INVOKE("cancel_operation", { operation })),
 };
 
 /** Events */
@@ -68,13 +73,14 @@ export const events = {
 	expiryNotice: makeEvent<ExpiryNotice, ExpiryNotice>("expiry-notice"),
 	logExportProgress: makeEvent<LogExportProgress, LogExportProgress>("log-export-progress"),
 	mediaChanged: makeEvent<MediaChanged, MediaChanged>("media-changed"),
+	operationStatus: makeEvent<OperationStatus, OperationStatus>("operation-status"),
 	promptClosed: makeEvent<PromptClosed, PromptClosed>("prompt-closed"),
 	promptRequest: makeEvent<PromptRequest, PromptRequest>("prompt-request"),
 	updateStatus: makeEvent<UpdateStatus, UpdateStatus>("update-status"),
 };
 
 /* Constants */
-export const ERROR_CODES = [{"code":1001,"en":"malformed input","name":"malformed_input","zh":"输入数据格式错误"},{"code":1002,"en":"unsupported algorithm","name":"unsupported_algorithm","zh":"不支持的算法"},{"code":1003,"en":"invalid key","name":"invalid_key","zh":"密钥无效"},{"code":1004,"en":"invalid parameter","name":"invalid_parameter","zh":"参数无效"},{"code":1005,"en":"input too large","name":"input_too_large","zh":"输入数据过大"},{"code":2001,"en":"signature verification failed","name":"signature_invalid","zh":"签名验证失败"},{"code":2002,"en":"decryption failed: wrong key or altered ciphertext","name":"decryption_failed","zh":"解密失败：密钥不匹配或密文已被篡改"},{"code":2003,"en":"integrity check failed","name":"integrity_check_failed","zh":"完整性校验失败"},{"code":2004,"en":"random number generator failed","name":"random_failed","zh":"随机数生成失败"},{"code":3001,"en":"malformed certificate","name":"certificate_malformed","zh":"证书格式错误"},{"code":3002,"en":"certificate has expired","name":"certificate_expired","zh":"证书已过期"},{"code":3003,"en":"certificate is not yet valid","name":"certificate_not_yet_valid","zh":"证书尚未生效"},{"code":3004,"en":"unknown or untrusted issuer","name":"unknown_issuer","zh":"找不到受信任的颁发者"},{"code":3005,"en":"certificate signature is invalid","name":"certificate_signature_invalid","zh":"证书签名无效"},{"code":3006,"en":"issuer is not a CA","name":"issuer_not_ca","zh":"颁发者不是 CA 证书"},{"code":3007,"en":"certificate chain too long","name":"chain_too_long","zh":"证书链过长"},{"code":3008,"en":"certificate not valid for this use","name":"certificate_usage_mismatch","zh":"证书用途不符"},{"code":3010,"en":"invalid certificate request","name":"csr_invalid","zh":"证书请求无效"},{"code":3020,"en":"malformed PKCS#7/CMS data","name":"cms_malformed","zh":"PKCS#7/CMS 数据格式错误"},{"code":3021,"en":"signed content does not match its digest","name":"cms_digest_mismatch","zh":"签名原文已被修改"},{"code":3022,"en":"no matching recipient in the envelope","name":"cms_no_recipient","zh":"数字信封中没有与此证书匹配的接收者"},{"code":3023,"en":"detached signature needs its content","name":"cms_content_missing","zh":"分离式签名缺少原文"},{"code":3024,"en":"signature is not GM/T 0009/0010 conformant (non-standard digest)","name":"cms_signature_non_conformant","zh":"签名不符合 GM/T 0009/0010 规范（摘要计算方式非标准）"},{"code":4001,"en":"wrong PIN","name":"wrong_pin","zh":"口令错误"},{"code":4002,"en":"PIN is locked; unblock it with the SO PIN","name":"pin_locked","zh":"口令已锁定，请使用管理员口令解锁"},{"code":4003,"en":"the key medium was removed","name":"device_removed","zh":"介质已拔出"},{"code":4004,"en":"unknown device","name":"unknown_device","zh":"找不到该介质"},{"code":4005,"en":"container or certificate not found","name":"not_found","zh":"找不到指定的容器或证书"},{"code":4006,"en":"the new PIN does not meet the policy","name":"pin_policy","zh":"新口令不符合要求"},{"code":4007,"en":"a container or seal with that name already exists","name":"already_exists","zh":"同名容器或印章已存在"},{"code":4008,"en":"the key medium's data is corrupt","name":"token_corrupt","zh":"介质数据已损坏"},{"code":4009,"en":"the certificate does not match the key pair","name":"certificate_key_mismatch","zh":"证书与密钥对不匹配"},{"code":4010,"en":"this medium does not support the operation","name":"not_supported","zh":"该介质不支持此操作"},{"code":4011,"en":"cancelled by the user","name":"cancelled","zh":"用户已取消"},{"code":4012,"en":"the key medium is busy","name":"device_busy","zh":"介质正忙"},{"code":4013,"en":"the card reported an error","name":"card_error","zh":"卡片返回错误"},{"code":4014,"en":"the key medium's driver module could not be loaded","name":"module_load_failed","zh":"无法加载介质驱动模块"},{"code":5001,"en":"connection refused: Host is not a loopback address","name":"host_rejected","zh":"拒绝连接：Host 不是本机地址"},{"code":5002,"en":"connection refused: this web origin is not allowed","name":"origin_rejected","zh":"拒绝连接：该网页来源未获授权"},{"code":5003,"en":"client not authenticated: missing or wrong client secret","name":"client_unauthenticated","zh":"客户端未认证：缺少有效的客户端密钥"},{"code":5004,"en":"the user denied this client access","name":"consent_denied","zh":"用户拒绝了该应用的访问请求"},{"code":5005,"en":"protocol schema version not supported; update the client or KeyBridge","name":"schema_version_unsupported","zh":"协议版本不受支持，请升级客户端或安全客户端"},{"code":5006,"en":"call hello first","name":"hello_required","zh":"请先调用 hello 完成协商"},{"code":5007,"en":"too many requests; try again later","name":"too_many_requests","zh":"请求过多，请稍后再试"},{"code":5008,"en":"request timed out","name":"request_timeout","zh":"请求超时"},{"code":5012,"en":"the local signing bridge could not start (is its port in use?)","name":"bridge_unavailable","zh":"本地签名服务未能启动（端口可能已被占用）"},{"code":5009,"en":"request cancelled by the client","name":"request_cancelled","zh":"请求已被客户端取消"},{"code":5010,"en":"unknown or closed stream","name":"unknown_stream","zh":"数据流不存在或已关闭"},{"code":5011,"en":"invalid or out-of-sequence stream frame","name":"stream_frame_invalid","zh":"数据流分片无效或顺序错误"},{"code":9001,"en":"I/O error","name":"io","zh":"读写失败"},{"code":9002,"en":"invalid settings file","name":"config_invalid","zh":"配置文件无效"},{"code":9003,"en":"could not reach the server; check the network","name":"network","zh":"无法连接服务器，请检查网络"},{"code":9004,"en":"the update server's answer is not a valid update manifest","name":"update_manifest_invalid","zh":"更新服务器返回的信息无效"},{"code":9005,"en":"no update URL is configured","name":"update_url_missing","zh":"未配置更新地址"},{"code":9999,"en":"internal error","name":"internal","zh":"内部错误"}] as const;
+export const ERROR_CODES = [{"code":1001,"en":"malformed input","name":"malformed_input","zh":"输入数据格式错误"},{"code":1002,"en":"unsupported algorithm","name":"unsupported_algorithm","zh":"不支持的算法"},{"code":1003,"en":"invalid key","name":"invalid_key","zh":"密钥无效"},{"code":1004,"en":"invalid parameter","name":"invalid_parameter","zh":"参数无效"},{"code":1005,"en":"input too large","name":"input_too_large","zh":"输入数据过大"},{"code":2001,"en":"signature verification failed","name":"signature_invalid","zh":"签名验证失败"},{"code":2002,"en":"decryption failed: wrong key or altered ciphertext","name":"decryption_failed","zh":"解密失败：密钥不匹配或密文已被篡改"},{"code":2003,"en":"integrity check failed","name":"integrity_check_failed","zh":"完整性校验失败"},{"code":2004,"en":"random number generator failed","name":"random_failed","zh":"随机数生成失败"},{"code":3001,"en":"malformed certificate","name":"certificate_malformed","zh":"证书格式错误"},{"code":3002,"en":"certificate has expired","name":"certificate_expired","zh":"证书已过期"},{"code":3003,"en":"certificate is not yet valid","name":"certificate_not_yet_valid","zh":"证书尚未生效"},{"code":3004,"en":"unknown or untrusted issuer","name":"unknown_issuer","zh":"找不到受信任的颁发者"},{"code":3005,"en":"certificate signature is invalid","name":"certificate_signature_invalid","zh":"证书签名无效"},{"code":3006,"en":"issuer is not a CA","name":"issuer_not_ca","zh":"颁发者不是 CA 证书"},{"code":3007,"en":"certificate chain too long","name":"chain_too_long","zh":"证书链过长"},{"code":3008,"en":"certificate not valid for this use","name":"certificate_usage_mismatch","zh":"证书用途不符"},{"code":3010,"en":"invalid certificate request","name":"csr_invalid","zh":"证书请求无效"},{"code":3020,"en":"malformed PKCS#7/CMS data","name":"cms_malformed","zh":"PKCS#7/CMS 数据格式错误"},{"code":3021,"en":"signed content does not match its digest","name":"cms_digest_mismatch","zh":"签名原文已被修改"},{"code":3022,"en":"no matching recipient in the envelope","name":"cms_no_recipient","zh":"数字信封中没有与此证书匹配的接收者"},{"code":3023,"en":"detached signature needs its content","name":"cms_content_missing","zh":"分离式签名缺少原文"},{"code":3024,"en":"signature is not GM/T 0009/0010 conformant (non-standard digest)","name":"cms_signature_non_conformant","zh":"签名不符合 GM/T 0009/0010 规范（摘要计算方式非标准）"},{"code":4001,"en":"wrong PIN","name":"wrong_pin","zh":"口令错误"},{"code":4002,"en":"PIN is locked; unblock it with the SO PIN","name":"pin_locked","zh":"口令已锁定，请使用管理员口令解锁"},{"code":4003,"en":"the key medium was removed","name":"device_removed","zh":"介质已拔出"},{"code":4004,"en":"unknown device","name":"unknown_device","zh":"找不到该介质"},{"code":4005,"en":"container or certificate not found","name":"not_found","zh":"找不到指定的容器或证书"},{"code":4006,"en":"the new PIN does not meet the policy","name":"pin_policy","zh":"新口令不符合要求"},{"code":4007,"en":"a container or seal with that name already exists","name":"already_exists","zh":"同名容器或印章已存在"},{"code":4008,"en":"the key medium's data is corrupt","name":"token_corrupt","zh":"介质数据已损坏"},{"code":4009,"en":"the certificate does not match the key pair","name":"certificate_key_mismatch","zh":"证书与密钥对不匹配"},{"code":4010,"en":"this medium does not support the operation","name":"not_supported","zh":"该介质不支持此操作"},{"code":4011,"en":"cancelled by the user","name":"cancelled","zh":"用户已取消"},{"code":4012,"en":"the key medium is busy","name":"device_busy","zh":"介质正忙"},{"code":4013,"en":"the card reported an error","name":"card_error","zh":"卡片返回错误"},{"code":4014,"en":"the key medium's driver module could not be loaded","name":"module_load_failed","zh":"无法加载介质驱动模块"},{"code":4015,"en":"the key medium is offline","name":"medium_offline","zh":"介质已离线"},{"code":4016,"en":"the operation timed out","name":"operation_timed_out","zh":"操作超时"},{"code":4017,"en":"the key medium did not answer: the operation may or may not have been carried out","name":"outcome_unknown","zh":"介质未返回结果，操作可能已执行也可能未执行"},{"code":4018,"en":"the key medium returned a signature that does not verify (its driver module may be faulty)","name":"medium_signature_invalid","zh":"介质返回的签名验证失败（驱动模块可能有误）"},{"code":4019,"en":"the key medium returned an invalid decryption result","name":"medium_result_invalid","zh":"介质返回的解密结果无效"},{"code":5001,"en":"connection refused: Host is not a loopback address","name":"host_rejected","zh":"拒绝连接：Host 不是本机地址"},{"code":5002,"en":"connection refused: this web origin is not allowed","name":"origin_rejected","zh":"拒绝连接：该网页来源未获授权"},{"code":5003,"en":"client not authenticated: missing or wrong client secret","name":"client_unauthenticated","zh":"客户端未认证：缺少有效的客户端密钥"},{"code":5004,"en":"the user denied this client access","name":"consent_denied","zh":"用户拒绝了该应用的访问请求"},{"code":5005,"en":"protocol schema version not supported; update the client or KeyBridge","name":"schema_version_unsupported","zh":"协议版本不受支持，请升级客户端或安全客户端"},{"code":5006,"en":"call hello first","name":"hello_required","zh":"请先调用 hello 完成协商"},{"code":5007,"en":"too many requests; try again later","name":"too_many_requests","zh":"请求过多，请稍后再试"},{"code":5008,"en":"request timed out","name":"request_timeout","zh":"请求超时"},{"code":5012,"en":"the local signing bridge could not start (is its port in use?)","name":"bridge_unavailable","zh":"本地签名服务未能启动（端口可能已被占用）"},{"code":5009,"en":"request cancelled by the client","name":"request_cancelled","zh":"请求已被客户端取消"},{"code":5010,"en":"unknown or closed stream","name":"unknown_stream","zh":"数据流不存在或已关闭"},{"code":5011,"en":"invalid or out-of-sequence stream frame","name":"stream_frame_invalid","zh":"数据流分片无效或顺序错误"},{"code":9001,"en":"I/O error","name":"io","zh":"读写失败"},{"code":9002,"en":"invalid settings file","name":"config_invalid","zh":"配置文件无效"},{"code":9003,"en":"could not reach the server; check the network","name":"network","zh":"无法连接服务器，请检查网络"},{"code":9004,"en":"the update server's answer is not a valid update manifest","name":"update_manifest_invalid","zh":"更新服务器返回的信息无效"},{"code":9005,"en":"no update URL is configured","name":"update_url_missing","zh":"未配置更新地址"},{"code":9999,"en":"internal error","name":"internal","zh":"内部错误"}] as const;
 
 /* Types */
 /**  Every error a command returns: a stable code, its name, a message in the UI language. */
@@ -356,7 +362,11 @@ export type MediaChange =
 /**  Pulled out / gone. */
 "removed" | 
 /**  Its contents changed (certificate installed or deleted, PIN state). */
-"changed";
+"changed" | 
+/**  Out of reach (its link dropped); still listed. */
+"offline" | 
+/**  Reachable again. */
+"online";
 
 /**  Event `media-changed`: re-read the media list. */
 export type MediaChanged = {
@@ -390,6 +400,16 @@ export type Medium = {
 	certificates: CertSummary[],
 	/**  Seal images can be stored on it. */
 	supportsSeals: boolean,
+	/**
+	 *  Reachable now. False: a known medium out of reach (a phone or BLE key that
+	 *  disconnected) — listed without reading it, its operations fail until it is back.
+	 */
+	online: boolean,
+	/**
+	 *  The medium verifies the user itself (a phone, a PIN pad): KeyBridge never asks
+	 *  for its PIN; the window says "confirm on the medium" instead.
+	 */
+	verifiesUser: boolean,
 };
 
 /**  What kind of medium. */
@@ -415,6 +435,30 @@ export type NameAttr = {
 	name: string,
 	/**  Value. */
 	value: string,
+};
+
+/**  What a key operation started from the window is waiting for. */
+export type OperationState = 
+/**  The PIN dialog is open. */
+"waitingForPin" | 
+/**  The user must confirm on the medium itself (the phone, the PIN pad). */
+"waitingForMedium" | 
+/**  The medium is working on it. */
+"working" | 
+/**  Done (succeeded, failed or cancelled): close any status shown for it. */
+"finished";
+
+/**
+ *  Event `operation-status`: what a key operation started from the window waits for;
+ *  the window shows it with a cancel button (command `cancel_operation`).
+ */
+export type OperationStatus = {
+	/**  The operation's id. */
+	operation: number,
+	/**  What it waits for. */
+	state: OperationState,
+	/**  For `waitingForMedium`: the medium, in the user's words. */
+	medium: string | null,
 };
 
 /**  Which PIN. */
@@ -480,7 +524,9 @@ triesLeft: number | null;
 /**  The PIN typed just before was wrong. */
 previousWrong: boolean; 
 /**  The cached PIN was rejected (changed elsewhere). */
-cachedPinRejected: boolean } | 
+cachedPinRejected: boolean; 
+/**  The certificate the operation uses (subject and serial), or empty. */
+certificate: string } | 
 /**  A yes/no question. */
 { kind: "confirm"; 
 /**  Title. */

@@ -120,6 +120,7 @@ export const ERROR_CODES = {
   cms_digest_mismatch: { code: 3021, category: "crypto", messages: { "zh-CN": "签名原文已被修改", en: "signed content does not match its digest" } },
   cms_no_recipient: { code: 3022, category: "crypto", messages: { "zh-CN": "数字信封中没有与此证书匹配的接收者", en: "no matching recipient in the envelope" } },
   cms_content_missing: { code: 3023, category: "input", messages: { "zh-CN": "分离式签名缺少原文", en: "detached signature needs its content" } },
+  cms_signature_non_conformant: { code: 3024, category: "crypto", messages: { "zh-CN": "签名不符合 GM/T 0009/0010 规范（摘要计算方式非标准）", en: "signature is not GM/T 0009/0010 conformant (non-standard digest)" } },
   wrong_pin: { code: 4001, category: "token", messages: { "zh-CN": "口令错误", en: "wrong PIN" } },
   pin_locked: { code: 4002, category: "token", messages: { "zh-CN": "口令已锁定，请使用管理员口令解锁", en: "PIN is locked; unblock it with the SO PIN" } },
   device_removed: { code: 4003, category: "token", messages: { "zh-CN": "介质已拔出", en: "the key medium was removed" } },
