@@ -3,16 +3,18 @@
 //! The service never imports UI types; it calls a [`Prompter`]. The desktop app
 //! implements it with windows, the CLI with the terminal, tests with a
 //! [`ScriptedPrompter`]. A user who closes a prompt answers with
-//! [`ServiceError::Cancelled`].
+//! [`ServiceError::Cancelled`](crate::ServiceError::Cancelled).
 //!
 //! PIN prompts run on the thread of whoever started the operation (a bridge worker, a
 //! desktop command, the CLI), never on the medium's actor thread, so the medium keeps
 //! answering reads while a dialog is open. Every PIN prompt gets the operation's
 //! [`OpContext`]: when the operation is cancelled or its deadline passes, the prompter
-//! withdraws the dialog and returns [`ServiceError::Cancelled`]; a PIN typed after that
+//! withdraws the dialog and returns [`ServiceError::Cancelled`](crate::ServiceError::Cancelled); a PIN typed after that
 //! is dropped by the service and never reaches a medium.
 
-use crate::{Result, ServiceError};
+use crate::Result;
+#[cfg(any(test, feature = "test-support"))]
+use crate::ServiceError;
 use kb_token::OpContext;
 use kb_types::{DeviceId, Pin, PinKind};
 #[cfg(any(test, feature = "test-support"))]
@@ -95,14 +97,14 @@ pub enum ConsentAnswer {
 
 /// Asks the user. Implementations block until the user answers.
 pub trait Prompter: Send + Sync {
-    /// Ask for a PIN. Cancel → [`ServiceError::Cancelled`]. When `ctx` is stopped
+    /// Ask for a PIN. Cancel → [`ServiceError::Cancelled`](crate::ServiceError::Cancelled). When `ctx` is stopped
     /// (the client cancelled, went away, or the deadline passed) the dialog must be
-    /// withdrawn and the call return [`ServiceError::Cancelled`] (register with
+    /// withdrawn and the call return [`ServiceError::Cancelled`](crate::ServiceError::Cancelled) (register with
     /// [`OpContext::on_stop`]); a prompter that cannot withdraw its dialog (a terminal
     /// read) may return the PIN late: the service drops it.
     fn ask_pin(&self, req: &PinRequest, ctx: &OpContext) -> Result<Pin>;
 
-    /// Ask a yes/no question. Closing the dialog → [`ServiceError::Cancelled`].
+    /// Ask a yes/no question. Closing the dialog → [`ServiceError::Cancelled`](crate::ServiceError::Cancelled).
     fn confirm(&self, req: &ConfirmRequest) -> Result<bool>;
 
     /// Show a QR code until it expires or the user closes it.
@@ -112,7 +114,7 @@ pub trait Prompter: Send + Sync {
     fn notify(&self, message: &str);
 
     /// Ask whether a client may use KeyBridge. Closing the dialog → [`ConsentAnswer::Deny`]
-    /// or [`ServiceError::Cancelled`]. The default asks a yes/no [`Prompter::confirm`]
+    /// or [`ServiceError::Cancelled`](crate::ServiceError::Cancelled). The default asks a yes/no [`Prompter::confirm`]
     /// and allows once; the desktop app overrides it with a dialog offering "always".
     fn consent(&self, req: &ConsentRequest) -> Result<ConsentAnswer> {
         let certificate = req.certificate.as_deref().map(|c| format!(" (certificate {c})")).unwrap_or_default();

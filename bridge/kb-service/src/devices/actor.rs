@@ -11,9 +11,9 @@ use kb_token::Token;
 use kb_types::{ContainerInfo, DeviceInfo, ErrorCode, HasErrorCode, KeyUsage};
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A command: a closure run on the actor thread with the actor.
 pub(crate) type Job = Box<dyn FnOnce(&mut Actor) + Send>;
@@ -94,21 +94,8 @@ pub(crate) fn run(mut actor: Actor, rx: Receiver<Job>) {
     }
 }
 
-/// After a job, the actor polls for the next one this long before it sleeps: a caller
-/// signing a batch sends its next command within microseconds, and waking a sleeping
-/// thread costs more than the poll (see `benches/service_overhead.rs`).
-const LINGER: Duration = Duration::from_micros(50);
-
 fn next_job(rx: &Receiver<Job>) -> Option<Job> {
-    let start = Instant::now();
-    loop {
-        match rx.try_recv() {
-            Ok(job) => return Some(job),
-            Err(TryRecvError::Disconnected) => return None,
-            Err(TryRecvError::Empty) if start.elapsed() < LINGER => std::thread::yield_now(),
-            Err(TryRecvError::Empty) => return rx.recv().ok(),
-        }
-    }
+    rx.recv().ok()
 }
 
 impl Actor {
