@@ -130,6 +130,8 @@ async fn sign_every_format_and_verify() {
             let bad = json!({"signature": b64(&der), "format": format, "content": {"data": b64(b"altered")}});
             let v = c.request(c.next_id(), "verify", bad).await.unwrap();
             assert_eq!((v["valid"].as_bool(), v["error"].as_i64()), (Some(false), Some(3021)));
+            // The chain was still checked, as asked (check_chain defaults to true).
+            assert_eq!(v["chain"], "trusted", "{v}");
             let none = json!({"signature": b64(&der), "format": format});
             assert_eq!(code(c.request(c.next_id(), "verify", none).await), 3023);
         }
@@ -321,13 +323,25 @@ async fn streamed_envelope_round_trip_with_progress() {
     let res = call.await.unwrap().unwrap();
     assert_eq!(res["output"]["stream"], down.0);
     assert_eq!(res["output"]["length"].as_u64(), Some(env.len() as u64));
-    let mut saw_progress = false;
-    while let Ok(n) = events.try_recv() {
-        if let kb_bridge_protocol::Event::Progress { request, done, total } = n.event {
-            saw_progress |= request == id && done > 0 && total == Some(data.len() as u64);
+    // Progress events come before the response (so they are all here now), and count
+    // the upload stream only: one series, with the declared total.
+    let mut progress = Vec::new();
+    loop {
+        match events.try_recv() {
+            Ok(n) => {
+                if let kb_bridge_protocol::Event::Progress { request, done, total } = n.event
+                    && request == id
+                {
+                    progress.push((done, total));
+                }
+            }
+            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => continue,
+            Err(_) => break,
         }
     }
-    assert!(saw_progress, "progress events for the encrypting request");
+    assert!(!progress.is_empty(), "progress events for the encrypting request");
+    assert!(progress.iter().all(|(_, t)| *t == Some(data.len() as u64)), "{progress:?}");
+    assert!(progress.windows(2).all(|w| w[0].0 < w[1].0), "{progress:?}");
     // The DER envelope opens with the local key.
     let local = kb_pki::cms::LocalDecrypter::new(r.key.enc_key.clone(), r.key.enc_cert.clone()).unwrap();
     assert_eq!(&kb_pki::cms::envelope::decrypt_bytes(&env, &local).unwrap()[..], &data[..]);
@@ -585,9 +599,10 @@ async fn consent_for_web_origins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grants_only_policy_never_prompts() {
     let r = rig_with(|c| c.consent = ConsentPolicy::GrantsOnly, None).await;
-    let c = r.web("http://localhost:5173").await.unwrap();
-    assert_eq!(code(c.request(c.next_id(), "devices.list", json!({})).await), 5004);
+    // Nothing to ask: an origin without a grant is refused at the handshake.
+    assert_eq!(r.web("http://localhost:5173").await.unwrap_err().code(), Some(5002));
     r.grants.set("http://localhost:5173", Decision::Allow).unwrap();
+    let c = r.web("http://localhost:5173").await.unwrap();
     c.request(c.next_id(), "devices.list", json!({})).await.unwrap();
     assert!(r.prompter.seen().is_empty());
 }
