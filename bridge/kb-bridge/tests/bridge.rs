@@ -393,8 +393,8 @@ async fn stream_rules() {
     let up = c.open_upload(None).await.unwrap();
     // A frame out of sequence fails the stream; the request that reads it learns why.
     let f = kb_bridge_protocol::frame::Frame { stream: up, sequence: 3, flags: 0, payload: b"x" }.encode();
+    // Messages on a connection are handled in order: the frame is seen before the request.
     c.send_binary(f).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let p = json!({"format": "cms_envelope", "recipients": [{"thumbprint": r.key.enc_thumb()}], "input": {"stream": up.0}});
     assert_eq!(code(c.request(c.next_id(), "encrypt", p).await), 5011);
     // An ABORT frame cancels the request reading the stream.
@@ -437,11 +437,11 @@ async fn events_follow_the_media() {
         let ev = ev.resubscribe();
         async move {
             let mut ev = ev;
-            tokio::time::timeout(Duration::from_secs(5), ev.recv()).await.unwrap().unwrap().event
+            tokio::time::timeout(Duration::from_secs(60), ev.recv()).await.unwrap().unwrap().event
         }
     };
     // A new subscriber hears the media present first.
-    let first = tokio::time::timeout(Duration::from_secs(5), ev.recv()).await.unwrap().unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(60), ev.recv()).await.unwrap().unwrap();
     assert!(matches!(first.event, kb_bridge_protocol::Event::DeviceAdded { ref device } if device.id == r.key.id));
     let second = provision(&r.transport, &r.ca, "0002");
     let waiter = next(&mut ev);
@@ -460,7 +460,7 @@ async fn events_follow_the_media() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_and_idle_timeout() {
-    let r = rig_with(|c| c.request_timeout = Duration::from_millis(400), None).await;
+    let r = rig_with(|c| c.request_timeout = Duration::from_secs(2), None).await;
     r.prompter.push_pin(PIN);
     let c = r.native().await;
     let cert = json!({"thumbprint": r.key.sign_thumb()});
@@ -469,12 +469,10 @@ async fn cancel_and_idle_timeout() {
 
     // A medium that does not answer: the request fails with 5008 after the idle timeout.
     let pause = r.key.token.pause_next("sign_digest");
-    let t0 = std::time::Instant::now();
     let res = c.request(c.next_id(), "sign", json!({"certificate": cert, "input": {"data": "AA=="}, "format": "raw"})).await;
     assert_eq!(code(res), 5008);
-    assert!(t0.elapsed() < Duration::from_secs(3));
     let pause = tokio::task::spawn_blocking(move || {
-        assert!(pause.wait_reached(Duration::from_secs(5)), "the timed-out request was stuck on the medium");
+        assert!(pause.wait_reached(Duration::from_secs(60)), "the timed-out request was stuck on the medium");
         pause
     })
     .await
@@ -488,7 +486,7 @@ async fn cancel_and_idle_timeout() {
     let cancel = async {
         // Keep the handle: dropping it would let the medium answer.
         let pause = tokio::task::spawn_blocking(move || {
-            assert!(pause.wait_reached(Duration::from_secs(5)));
+            assert!(pause.wait_reached(Duration::from_secs(60)));
             pause
         })
         .await
@@ -529,8 +527,8 @@ impl Prompter for SlowUser {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn time_with_the_user_does_not_count() {
-    let wrap: Wrap = Box::new(|p| Arc::new(SlowUser(p, Duration::from_millis(1200))));
-    let r = rig_with(|c| c.request_timeout = Duration::from_millis(300), Some(wrap)).await;
+    let wrap: Wrap = Box::new(|p| Arc::new(SlowUser(p, Duration::from_secs(4))));
+    let r = rig_with(|c| c.request_timeout = Duration::from_secs(1), Some(wrap)).await;
     r.prompter.push_pin(PIN);
     let c = r.native().await;
     let res = c
@@ -614,10 +612,9 @@ async fn medium_pulled_mid_signature_and_service_goes_on() {
     let c = r.native().await;
     let second = provision(&r.transport, &r.ca, "0002");
     r.transport.insert(second.token.clone());
-    for _ in 0..50 {
-        if r.manager.devices().len() == 2 {
-            break;
-        }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while r.manager.devices().len() != 2 {
+        assert!(std::time::Instant::now() < deadline, "the second medium never appeared");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let pause = r.key.token.pause_next("login");
@@ -626,7 +623,7 @@ async fn medium_pulled_mid_signature_and_service_goes_on() {
     let pull = async {
         let t = r.key.token.clone();
         tokio::task::spawn_blocking(move || {
-            assert!(pause.wait_reached(Duration::from_secs(5)));
+            assert!(pause.wait_reached(Duration::from_secs(60)));
             t.set_pulled(true);
             pause.release();
         })
