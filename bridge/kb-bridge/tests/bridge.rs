@@ -639,3 +639,26 @@ async fn medium_pulled_mid_signature_and_service_goes_on() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_after_the_server_closed_fail_instead_of_hanging() {
+    let r = rig().await;
+    let origin = "https://bid.example.cn";
+    r.grants.set(origin, Decision::Allow).unwrap();
+    let c = r.web(origin).await.unwrap();
+    c.request(c.next_id(), "devices.list", json!({})).await.unwrap();
+    r.grants.revoke(origin).unwrap(); // the server drops the site's connection
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let res = tokio::time::timeout(Duration::from_secs(60), c.request(c.next_id(), "devices.list", json!({}))).await;
+        match res.expect("a call on a closed connection hung") {
+            Err(ClientError::Closed) => break,
+            Ok(_) => assert!(std::time::Instant::now() < deadline, "the revoked site is still served"),
+            Err(e) => panic!("{e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // And every call after that, at once.
+    let later = tokio::time::timeout(Duration::from_secs(60), c.request(c.next_id(), "devices.list", json!({}))).await;
+    assert!(matches!(later.expect("a call on a closed connection hung"), Err(ClientError::Closed)));
+}
