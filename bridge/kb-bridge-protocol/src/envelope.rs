@@ -122,7 +122,8 @@ impl RequestError {
 /// Parse one text frame into a request, strictly:
 ///
 /// 1. more than `max_len` bytes → `1005 input_too_large` (before any parsing);
-/// 2. not UTF-8 JSON → -32700;
+/// 2. not UTF-8 JSON → -32700 (a number out of every range, such as `1e400`, is
+///    valid JSON: -32600);
 /// 3. not an object (a batch array included: batches are not supported), no `id`
 ///    (notifications are not accepted), an id that is not a string or integer, a member
 ///    other than `jsonrpc`/`id`/`method`/`params`, `jsonrpc` other than `"2.0"`, a
@@ -140,8 +141,15 @@ pub fn parse_request(bytes: &[u8], max_len: usize) -> Result<Request, RequestErr
             format!("message of {} bytes exceeds the limit of {max_len} bytes", bytes.len()),
         ));
     }
-    let value: Value =
-        serde_json::from_slice(bytes).map_err(|e| RequestError::new(None, ProtocolError::ParseError, e.to_string()))?;
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        // `1e400` is valid JSON (RFC 8259 sets no range) that no request can hold: an
+        // invalid request, not a parse error.
+        if e.is_syntax() && e.to_string().starts_with("number out of range") {
+            RequestError::new(None, ProtocolError::InvalidRequest, format!("{e} (ids are integers in the signed 64-bit range)"))
+        } else {
+            RequestError::new(None, ProtocolError::ParseError, e.to_string())
+        }
+    })?;
     let mut obj: Map<String, Value> = match value {
         Value::Object(o) => o,
         Value::Array(_) => {

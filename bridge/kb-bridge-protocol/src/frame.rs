@@ -81,6 +81,13 @@ impl<'a> Frame<'a> {
         Ok(Frame { stream: StreamId(stream), sequence, flags, payload })
     }
 
+    /// The stream a binary message names, read from its header even when the message is
+    /// not a valid frame (so the stream's request can be failed at once).
+    pub fn stream_of(bytes: &[u8]) -> Option<StreamId> {
+        let id = u32::from_be_bytes(bytes.get(4..8)?.try_into().ok()?);
+        (id != 0).then_some(StreamId(id))
+    }
+
     /// The 12-byte header.
     pub fn header(&self) -> [u8; HEADER_LEN] {
         let mut h = [0u8; HEADER_LEN];

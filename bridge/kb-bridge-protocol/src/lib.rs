@@ -46,6 +46,10 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1 << 20;
 /// Default cap on one binary frame's payload, in bytes (256 KiB).
 pub const DEFAULT_MAX_CHUNK_BYTES: usize = 256 << 10;
 
+/// Most recipients one `encrypt` takes: more fail with `1005 input_too_large` before
+/// any certificate is read.
+pub const MAX_RECIPIENTS: usize = 100;
+
 /// The schema version a connection uses, or `None` when the client is too old
 /// (`5005 schema_version_unsupported`).
 pub const fn negotiate(client_version: u32) -> Option<u32> {

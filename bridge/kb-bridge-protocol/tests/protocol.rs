@@ -40,6 +40,8 @@ fn malformed_inputs_get_their_codes() {
         (r#"{"jsonrpc":"2.0","id":true,"method":"devices.list"}"#, None, invalid),
         (r#"{"jsonrpc":"2.0","id":{"a":1},"method":"devices.list"}"#, None, invalid),
         (r#"{"jsonrpc":"2.0","id":18446744073709551615,"method":"devices.list"}"#, None, invalid),
+        (r#"{"jsonrpc":"2.0","id":1e400,"method":"devices.list"}"#, None, invalid),
+        (r#"{"jsonrpc":"2.0","id":-1e400,"method":"devices.list"}"#, None, invalid),
         (r#"{"id":1,"method":"devices.list"}"#, Some(Id::Number(1)), invalid),
         (r#"{"jsonrpc":"1.0","id":1,"method":"devices.list"}"#, Some(Id::Number(1)), invalid),
         (r#"{"jsonrpc":2.0,"id":1,"method":"devices.list"}"#, Some(Id::Number(1)), invalid),

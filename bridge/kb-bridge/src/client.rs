@@ -19,7 +19,7 @@ use kb_bridge_protocol::{
 };
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -107,6 +107,8 @@ pub struct BridgeClient {
     events: broadcast::Sender<Notification>,
     next: AtomicI64,
     hello: HelloResult,
+    /// Set when the server closed the connection: later calls fail at once.
+    closed: Arc<AtomicBool>,
 }
 
 /// A request on its way; await [`PendingCall::response`].
@@ -162,8 +164,10 @@ impl BridgeClient {
         let pending: Pending = Arc::default();
         let downloads: Downloads = Arc::default();
         let (events, _) = broadcast::channel(1024);
+        let closed = Arc::new(AtomicBool::new(false));
         {
             let (pending, downloads, events) = (Arc::clone(&pending), Arc::clone(&downloads), events.clone());
+            let closed = Arc::clone(&closed);
             tokio::spawn(async move {
                 while let Some(Ok(m)) = stream.next().await {
                     match m {
@@ -194,7 +198,8 @@ impl BridgeClient {
                         _ => {}
                     }
                 }
-                // Fail every call still waiting.
+                // Fail every call still waiting, and every later one.
+                closed.store(true, Ordering::SeqCst);
                 pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
                 downloads.lock().unwrap_or_else(|e| e.into_inner()).clear();
             });
@@ -205,6 +210,7 @@ impl BridgeClient {
             downloads,
             events,
             next: AtomicI64::new(1),
+            closed,
             hello: HelloResult {
                 schema_version: 0,
                 product: String::new(),
@@ -254,6 +260,12 @@ impl BridgeClient {
     pub async fn begin(&self, id: Id, method: &str, params: Value) -> Result<PendingCall, ClientError> {
         let (tx, rx) = oneshot::channel();
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), tx);
+        // After the reader ended nobody would answer (it sets the flag before it fails
+        // the calls waiting, so a call is either failed by it or sees the flag here).
+        if self.closed.load(Ordering::SeqCst) {
+            self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            return Err(ClientError::Closed);
+        }
         let text = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
         self.send_text(text).await?;
         Ok(PendingCall { rx })

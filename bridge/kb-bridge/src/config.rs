@@ -9,7 +9,7 @@ pub use kb_service::settings::BridgeConsent as ConsentPolicy;
 /// Everything the server needs to know that is not the device service.
 #[derive(Clone, Debug)]
 pub struct BridgeConfig {
-    /// TCP port on 127.0.0.1; 0 picks a free one (tests).
+    /// TCP port on 127.0.0.1 and ::1; 0 picks a free one (tests).
     pub port: u16,
     /// Largest text frame, in bytes.
     pub max_message_bytes: usize,
@@ -31,6 +31,28 @@ pub struct BridgeConfig {
     pub max_connections_per_client: usize,
     /// Time allowed for the HTTP upgrade (slowloris).
     pub handshake_timeout: Duration,
+    /// Connections still in their HTTP upgrade at once; a new one beyond this evicts the
+    /// oldest (clients complete the upgrade in milliseconds, so only a slow or idle
+    /// connection is ever evicted, and nobody can fill the pool to lock others out).
+    pub max_handshaking: usize,
+    /// `hello` must come within this time after the upgrade, or the connection is closed.
+    pub hello_timeout: Duration,
+    /// A connection with nothing in flight, no open stream and no subscription is closed
+    /// after this long without a message.
+    pub idle_timeout: Duration,
+    /// A web connection without consent (no grant, not allowed once) is closed after
+    /// this long without a request in flight.
+    pub unconsented_idle_timeout: Duration,
+    /// Web connections without consent at once, all origins together: what a page can
+    /// hold without the user's consent, so native tools and granted sites always find
+    /// room.
+    pub max_unconsented_connections: usize,
+    /// Distinct web origins without consent holding connections at once.
+    pub max_unconsented_origins: usize,
+    /// Connections at once from one web origin without consent.
+    pub max_unconsented_per_origin: usize,
+    /// How often the grants file is checked for changes made by another process.
+    pub grants_poll: Duration,
     /// A client that does not take a message within this time is disconnected.
     pub send_timeout: Duration,
     /// At most this many failed requests per connection within [`Self::failure_window`];
@@ -61,6 +83,14 @@ impl Default for BridgeConfig {
             max_connections: 512,
             max_connections_per_client: 128,
             handshake_timeout: Duration::from_secs(5),
+            max_handshaking: 64,
+            hello_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(600),
+            unconsented_idle_timeout: Duration::from_secs(30),
+            max_unconsented_connections: 64,
+            max_unconsented_origins: 16,
+            max_unconsented_per_origin: 8,
+            grants_poll: Duration::from_millis(250),
             send_timeout: Duration::from_secs(10),
             max_failures: 32,
             failure_window: Duration::from_secs(10),

@@ -40,7 +40,7 @@ impl fmt::Display for Client {
 /// A refused handshake: the HTTP status and the error object sent as its body.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refusal {
-    /// 403 or 401.
+    /// 403 or 401 (503 when the bridge is full).
     pub status: u16,
     /// The KeyBridge code.
     pub code: ErrorCode,
@@ -49,7 +49,8 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    fn new(status: u16, code: ErrorCode, detail: impl Into<String>) -> Self {
+    /// A refusal.
+    pub fn new(status: u16, code: ErrorCode, detail: impl Into<String>) -> Self {
         Refusal { status, code, detail: detail.into() }
     }
 
@@ -73,6 +74,39 @@ pub struct Headers<'a> {
 /// The loopback host names a `Host` header may carry.
 const LOOPBACK_HOSTS: [&str; 3] = ["127.0.0.1", "localhost", "[::1]"];
 
+/// A port as written in a URL authority, strictly: 1 to 5 ASCII digits, no sign, no
+/// leading zero (`+17210` and `017210` are not port 17210).
+fn strict_port(p: &str) -> Option<u16> {
+    let ok = !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) && !p.starts_with('0');
+    ok.then(|| p.parse().ok()).flatten()
+}
+
+/// The one value of a header the checks read, from all the values the request carried
+/// under that name. A header sent twice, or whose value is not printable ASCII, is
+/// refused (with the code of the check it would feed): the first-wins or ignore-it
+/// readings of such requests differ between parsers, and a check must not be fooled by
+/// the difference.
+pub fn single_header<'a>(name: &str, values: &[&'a [u8]]) -> Result<Option<&'a str>, Refusal> {
+    let refuse = |why: &str| {
+        let (status, code) = match name {
+            "host" => (403, ErrorCode::HostRejected),
+            "origin" => (403, ErrorCode::OriginRejected),
+            _ => (401, ErrorCode::ClientUnauthenticated),
+        };
+        Refusal::new(status, code, format!("{name} header {why}"))
+    };
+    match values {
+        [] => Ok(None),
+        [v] => {
+            if !v.iter().all(|b| (0x20..0x7f).contains(b) || *b == b'\t') {
+                return Err(refuse("is not printable ASCII"));
+            }
+            std::str::from_utf8(v).map(Some).map_err(|_| refuse("is not printable ASCII"))
+        }
+        _ => Err(refuse("sent more than once")),
+    }
+}
+
 /// `Host` must be a loopback name with exactly our port: a DNS-rebinding page
 /// (`evil.example` resolving to 127.0.0.1) sends its own name.
 pub fn check_host(host: Option<&str>, port: u16) -> Result<(), Refusal> {
@@ -85,7 +119,7 @@ pub fn check_host(host: Option<&str>, port: u16) -> Result<(), Refusal> {
     if !LOOPBACK_HOSTS.contains(&name) {
         return Err(refuse(format!("Host {host:?} is not a loopback name")));
     }
-    if p.parse::<u16>().ok() != Some(port) {
+    if strict_port(p) != Some(port) {
         return Err(refuse(format!("Host {host:?} is not port {port}")));
     }
     Ok(())
@@ -130,7 +164,7 @@ pub fn normalize_origin(origin: &str) -> Result<String, &'static str> {
     }
     let port = match port {
         None => None,
-        Some(p) => Some(p.parse::<u16>().map_err(|_| "bad port in origin")?),
+        Some(p) => Some(strict_port(p).ok_or("bad port in origin")?),
     };
     let default = match scheme {
         "https" => 443,
@@ -206,6 +240,9 @@ mod tests {
             Some("localhost:17211"),
             Some("127.0.0.2:17210"),
             Some("localhost:x"),
+            Some("localhost:+17210"),
+            Some("localhost:017210"),
+            Some("localhost: 17210"),
         ] {
             let e = check_host(bad, 17210).unwrap_err();
             assert_eq!((e.status, e.code), (403, ErrorCode::HostRejected), "{bad:?}");
@@ -240,6 +277,9 @@ mod tests {
             "https://bid.example.cn:.cn:443",
             "https://bid example.cn",
             "https://[zz::1]",
+            "https://a.example:+443",
+            "https://a.example:0443",
+            "https://a.example:",
             "https://.example",
             "bid.example.cn",
         ] {
@@ -289,6 +329,21 @@ mod tests {
         let good = Headers { host: Some("127.0.0.1:17210"), origin: Some("https://bid.example.cn"), authorization: None };
         assert_eq!(check(lan, good, 17210, &s, |_| false).unwrap_err().code, ErrorCode::HostRejected);
         assert!(check(IpAddr::V6(Ipv6Addr::LOCALHOST), good, 17210, &s, |_| false).is_ok());
+    }
+
+    #[test]
+    fn headers_sent_twice_or_not_ascii_are_refused() {
+        assert_eq!(single_header("origin", &[]), Ok(None));
+        assert_eq!(single_header("origin", &[b"https://a.example"]), Ok(Some("https://a.example")));
+        let twice = single_header("host", &[b"127.0.0.1:1", b"evil.example:1"]).unwrap_err();
+        assert_eq!((twice.status, twice.code), (403, ErrorCode::HostRejected));
+        let twice = single_header("origin", &[b"https://a.example", b"https://b.example"]).unwrap_err();
+        assert_eq!(twice.code, ErrorCode::OriginRejected);
+        let twice = single_header("authorization", &[b"Bearer a", b"Bearer b"]).unwrap_err();
+        assert_eq!((twice.status, twice.code), (401, ErrorCode::ClientUnauthenticated));
+        let utf8 = single_header("origin", &["https://bid.例子.cn".as_bytes()]).unwrap_err();
+        assert_eq!(utf8.code, ErrorCode::OriginRejected);
+        assert!(single_header("origin", &[b"https://a.example\x01"]).is_err());
     }
 
     #[test]

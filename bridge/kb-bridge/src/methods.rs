@@ -143,11 +143,17 @@ impl<'a> CallCtx<'a> {
         }
     }
 
-    fn output(&self, mode: &OutputMode, cap: usize) -> R<Sink> {
+    /// The output sink. Progress events count the input when it is a stream (one series
+    /// per request), else the bytes written to a download stream.
+    fn output(&self, mode: &OutputMode, cap: usize, input: &Input) -> R<Sink> {
         match mode {
             OutputMode::Inline => Ok(Sink::Inline { buf: Vec::new(), cap, over: false }),
             OutputMode::Stream(id) => {
-                let w = self.streams.download(*id, Arc::clone(&self.state), self.progress(None))?;
+                let progress = match input {
+                    Input::Stream(_) => Progress::none(),
+                    Input::Data(_) => self.progress(None),
+                };
+                let w = self.streams.download(*id, Arc::clone(&self.state), progress)?;
                 self.failures.lock().unwrap_or_else(|p| p.into_inner()).push(w.failure());
                 Ok(Sink::Stream(w))
             }
@@ -270,6 +276,13 @@ impl Service {
         self.consent(ctx, operation, None)
     }
 
+    /// Ask consent for a method that names a certificate: the dialog shows the
+    /// thumbprint the request gave, because nothing on the user's media is looked at
+    /// before consent (so a refusal cannot tell a page what the user holds).
+    fn consent_naming(&self, ctx: &CallCtx<'_>, operation: &str, r: &kb_bridge_protocol::CertificateRef) -> R<()> {
+        self.consent(ctx, operation, Some(format!("certificate {}", r.thumbprint)))
+    }
+
     fn find(&self, ctx: &CallCtx<'_>, r: &kb_bridge_protocol::CertificateRef) -> R<CertEntry> {
         self.certs.find(r).map_err(|e| ctx.svc(e))
     }
@@ -324,8 +337,8 @@ impl Service {
 
     /// `certificates.get`.
     pub fn certificates_get(&self, ctx: &CallCtx<'_>, p: CertificatesGetParams) -> R<CertificateDetails> {
+        self.consent_naming(ctx, "certificates.get", &p.certificate)?;
         let e = self.find(ctx, &p.certificate)?;
-        self.consent(ctx, "certificates.get", Some(e.label()))?;
         let now = self.now();
         let c = &e.certificate;
         let info = c.info(now, self.config.near_expiry_days);
@@ -350,8 +363,8 @@ impl Service {
 
     /// `sign`.
     pub fn sign(&self, ctx: &CallCtx<'_>, p: SignParams) -> R<SignResult> {
+        self.consent_naming(ctx, "sign", &p.certificate)?;
         let e = self.find(ctx, &p.certificate)?;
-        self.consent(ctx, "sign", Some(e.label()))?;
         let cert = &e.certificate;
         if e.slot == KeyUsage::Encrypt || cert.usage() == KeyUsage::Encrypt {
             return Err(fail(
@@ -531,14 +544,24 @@ impl Service {
                     signing_time: r.signing_time.map(|t| t.0),
                 })
             }
-            Err(e) if invalid(e.code()) => Ok(VerifyResult {
-                valid: false,
-                error: Some(e.code().number()),
-                signer: msg.certificates().first().map(summary_of),
-                chain: ChainStatus::NotChecked,
-                chain_error: None,
-                signing_time: None,
-            }),
+            Err(e) if invalid(e.code()) => {
+                // The chain of the certificate the signature claims is checked all the
+                // same (`check_chain` asked for it): "not_checked" only when not asked.
+                let signer = msg.certificates().first();
+                let at = p.at.map(UnixTime).unwrap_or_else(UnixTime::now);
+                let (chain, chain_error) = match signer {
+                    Some(c) => self.chain(p.check_chain, c, msg.certificates(), at),
+                    None => (ChainStatus::NotChecked, None),
+                };
+                Ok(VerifyResult {
+                    valid: false,
+                    error: Some(e.code().number()),
+                    signer: signer.map(summary_of),
+                    chain,
+                    chain_error,
+                    signing_time: None,
+                })
+            }
             Err(e) => Err(ctx.pki(e)),
         }
     }
@@ -561,6 +584,12 @@ impl Service {
     /// `encrypt`.
     pub fn encrypt(&self, ctx: &CallCtx<'_>, p: EncryptParams) -> R<EncryptResult> {
         self.consent(ctx, "encrypt", None)?;
+        if p.recipients.len() > kb_bridge_protocol::MAX_RECIPIENTS {
+            return Err(fail(
+                ErrorCode::InputTooLarge,
+                format!("at most {} recipients per envelope", kb_bridge_protocol::MAX_RECIPIENTS),
+            ));
+        }
         let recipients = p.recipients.iter().map(|r| self.certificate_source(ctx, r)).collect::<R<Vec<_>>>()?;
         if recipients.is_empty() {
             return Err(fail(ErrorCode::InvalidParameter, "at least one recipient"));
@@ -573,7 +602,7 @@ impl Service {
                 ));
             }
         }
-        let mut sink = ctx.output(&p.output, self.inline_cap())?;
+        let mut sink = ctx.output(&p.output, self.inline_cap(), &p.input)?;
         let result = match p.format {
             EncryptFormat::Sm2Raw => {
                 let [cert] = recipients.as_slice() else {
@@ -630,12 +659,15 @@ impl Service {
 
     /// `decrypt`.
     pub fn decrypt(&self, ctx: &CallCtx<'_>, p: DecryptParams) -> R<DecryptResult> {
+        match &p.certificate {
+            Some(r) => self.consent_naming(ctx, "decrypt", r)?,
+            None => self.consent(ctx, "decrypt", None)?,
+        }
         let named = match &p.certificate {
             Some(r) => Some(self.find(ctx, r)?),
             None => None,
         };
-        self.consent(ctx, "decrypt", named.as_ref().map(CertEntry::label))?;
-        let mut sink = ctx.output(&p.output, self.inline_cap())?;
+        let mut sink = ctx.output(&p.output, self.inline_cap(), &p.input)?;
         let (result, used) = match p.format {
             EncryptFormat::Sm2Raw => {
                 let e = named.ok_or_else(|| fail(ErrorCode::InvalidParameter, "sm2_raw decryption needs certificate"))?;

@@ -1,10 +1,20 @@
-//! The WebSocket server: accept on 127.0.0.1, check the handshake, then run each
-//! connection — requests in flight on tokio's blocking pool, streams, events, limits.
+//! The WebSocket server: accept on 127.0.0.1 and ::1, check the handshake, then run
+//! each connection — requests in flight on tokio's blocking pool, streams, events,
+//! limits.
+//!
+//! What a connection may hold depends on consent. A connection still in its HTTP
+//! upgrade sits in a small pool whose oldest member is evicted by a newcomer; a web
+//! connection without consent holds one slot of a small shared budget (bounded per
+//! origin and in distinct origins), must send `hello` within seconds, runs one request
+//! at a time, cannot open streams (so nothing is buffered for it) and is closed when it
+//! idles. Native tools and granted sites draw on the rest, so a page that holds all it
+//! can never locks them out. Grant changes (from any process) are applied at once:
+//! the connections of a revoked or denied origin are closed.
 
 use crate::activity::{PromptWatch, RequestState, Stop};
 use crate::consent::ConnectionConsent;
 use crate::error::fail;
-use crate::handshake::{self, Client, Headers};
+use crate::handshake::{self, Client, Headers, Refusal};
 use crate::methods::{CallCtx, Service};
 use crate::secret::ClientSecret;
 use crate::streams::{OutTx, Outgoing, Routed, StreamTable, stop_error};
@@ -18,7 +28,7 @@ use kb_service::devices::DeviceEvent;
 use kb_token::OpStatus;
 use kb_types::ErrorCode;
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
@@ -50,20 +60,26 @@ pub struct Bridge {
 /// A listening bridge.
 #[derive(Debug)]
 pub struct RunningBridge {
-    addr: SocketAddr,
+    addrs: Vec<SocketAddr>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl RunningBridge {
-    /// Where it listens (always 127.0.0.1).
+    /// Its IPv4 address (always 127.0.0.1).
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.addrs[0]
+    }
+
+    /// Every address it listens on, as the sockets report them: 127.0.0.1 and (when the
+    /// machine has IPv6) ::1, the same port.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
     }
 
     /// `ws://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
-        format!("ws://{}", self.addr)
+        format!("ws://{}", self.local_addr())
     }
 
     /// Stop accepting and close every connection.
@@ -81,24 +97,77 @@ impl Bridge {
         Bridge { service, secret, prompts }
     }
 
-    /// Bind 127.0.0.1 (never any other address) and start serving.
+    /// Bind 127.0.0.1 and ::1 (never any other address) and start serving.
     pub async fn start(self) -> std::io::Result<RunningBridge> {
-        let listener = TcpListener::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), self.service.config.port)).await?;
-        let addr = listener.local_addr()?;
+        let listeners = bind_loopbacks(self.service.config.port).await?;
+        let addrs = listeners.iter().map(TcpListener::local_addr).collect::<std::io::Result<Vec<_>>>()?;
         let (shutdown, rx) = watch::channel(false);
         let events = spawn_event_fanout(&self.service);
         let shared = Arc::new(Shared {
             service: self.service,
             secret: self.secret,
             prompts: self.prompts,
-            port: addr.port(),
+            port: addrs[0].port(),
             events,
             per_client: Mutex::new(HashMap::new()),
+            unconsented: Mutex::new(HashMap::new()),
+            handshaking: Mutex::new(HandshakePool::default()),
         });
-        let task = tokio::spawn(accept_loop(listener, shared, rx));
-        tracing::info!(%addr, "bridge listening");
-        Ok(RunningBridge { addr, shutdown, task })
+        spawn_grants_watch(&shared, rx.clone());
+        let slots = Arc::new(Semaphore::new(shared.service.config.max_connections));
+        let loops: Vec<_> = listeners
+            .into_iter()
+            .map(|l| tokio::spawn(accept_loop(l, Arc::clone(&shared), Arc::clone(&slots), rx.clone())))
+            .collect();
+        let task = tokio::spawn(async move {
+            for l in loops {
+                let _ = l.await;
+            }
+        });
+        tracing::info!(?addrs, "bridge listening");
+        Ok(RunningBridge { addrs, shutdown, task })
     }
+}
+
+/// Listen on 127.0.0.1 and on ::1 with the same port (`localhost` may resolve to
+/// either first). A machine without IPv6 gets 127.0.0.1 alone. With port 0, a port
+/// free on both is picked.
+async fn bind_loopbacks(port: u16) -> std::io::Result<Vec<TcpListener>> {
+    let mut tries = 0;
+    loop {
+        let v4 = TcpListener::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)).await?;
+        let p = v4.local_addr()?.port();
+        match TcpListener::bind(SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), p)).await {
+            Ok(v6) => return Ok(vec![v4, v6]),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && port == 0 && tries < 16 => tries += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "no IPv6 loopback; listening on 127.0.0.1 only");
+                return Ok(vec![v4]);
+            }
+        }
+    }
+}
+
+/// Re-read the grants file whenever it may have changed, so that a grant revoked or a
+/// site denied by another process (`keybridge bridge revoke`, the desktop app) applies
+/// at once. In-process changes notify connections directly.
+fn spawn_grants_watch(shared: &Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let store = Arc::clone(shared.service.consent.store());
+    let mut tick = tokio::time::interval(shared.service.config.grants_poll);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let s = Arc::clone(&store);
+                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.refresh()).await {
+                        tracing::warn!(error = %e, "the grants file changed and cannot be read; no site stays allowed until it is fixed");
+                    }
+                }
+                _ = shutdown.changed() => break,
+            }
+        }
+    });
 }
 
 struct Shared {
@@ -107,37 +176,142 @@ struct Shared {
     prompts: Arc<PromptWatch>,
     port: u16,
     events: broadcast::Sender<DeviceEvent>,
-    /// Open connections per client.
-    per_client: Mutex<HashMap<Client, usize>>,
+    /// Open connections per client (`native`, or the origin).
+    per_client: Mutex<HashMap<String, usize>>,
+    /// Open web connections without consent, per origin.
+    unconsented: Mutex<HashMap<String, usize>>,
+    /// Connections in their HTTP upgrade.
+    handshaking: Mutex<HandshakePool>,
 }
 
-/// Counts a connection against its client's share while it lives.
-struct ClientSlot {
+/// Which count a [`Slot`] is held in.
+#[derive(Clone, Copy, Debug)]
+enum Pool {
+    /// [`BridgeConfig::max_connections_per_client`](crate::BridgeConfig).
+    PerClient,
+    /// The budget of web connections without consent.
+    Unconsented,
+}
+
+/// Counts a connection in a pool while it lives.
+struct Slot {
     shared: Arc<Shared>,
-    client: Client,
+    pool: Pool,
+    key: String,
 }
 
-impl ClientSlot {
-    fn take(shared: &Arc<Shared>, client: &Client) -> Option<Self> {
-        let mut m = shared.per_client.lock().unwrap_or_else(|e| e.into_inner());
-        let n = m.entry(client.clone()).or_insert(0);
-        if *n >= shared.service.config.max_connections_per_client {
+impl Slot {
+    fn counts(shared: &Shared, pool: Pool) -> MutexGuard<'_, HashMap<String, usize>> {
+        match pool {
+            Pool::PerClient => &shared.per_client,
+            Pool::Unconsented => &shared.unconsented,
+        }
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn take(shared: &Arc<Shared>, pool: Pool, key: &str) -> Option<Self> {
+        let cfg = &shared.service.config;
+        let mut m = Self::counts(shared, pool);
+        let n = m.get(key).copied().unwrap_or(0);
+        let full = match pool {
+            Pool::PerClient => n >= cfg.max_connections_per_client,
+            Pool::Unconsented => {
+                n >= cfg.max_unconsented_per_origin
+                    || m.values().sum::<usize>() >= cfg.max_unconsented_connections
+                    || (n == 0 && m.len() >= cfg.max_unconsented_origins)
+            }
+        };
+        if full {
             return None;
         }
-        *n += 1;
-        Some(ClientSlot { shared: Arc::clone(shared), client: client.clone() })
+        m.insert(key.to_string(), n + 1);
+        Some(Slot { shared: Arc::clone(shared), pool, key: key.to_string() })
     }
 }
 
-impl Drop for ClientSlot {
+impl Drop for Slot {
     fn drop(&mut self) {
-        let mut m = self.shared.per_client.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = m.get_mut(&self.client) {
+        let mut m = Self::counts(&self.shared, self.pool);
+        if let Some(n) = m.get_mut(&self.key) {
             *n -= 1;
             if *n == 0 {
-                m.remove(&self.client);
+                m.remove(&self.key);
             }
         }
+    }
+}
+
+/// What an accepted handshake holds: its client's slot, and while it has no consent,
+/// a slot of the un-consented budget.
+struct Admission {
+    client: Client,
+    slot: Slot,
+    unconsented: Option<Slot>,
+}
+
+fn too_many(detail: &str) -> Refusal {
+    Refusal::new(503, ErrorCode::TooManyRequests, detail)
+}
+
+/// Admit a client the handshake checks accepted, or refuse it with an HTTP answer.
+fn admit(shared: &Arc<Shared>, client: Client) -> Result<Admission, Refusal> {
+    let consent = &shared.service.consent;
+    let unconsented = match &client {
+        Client::Web(o) => {
+            if let Some(why) = consent.refused_at_handshake(o) {
+                return Err(Refusal::new(403, ErrorCode::OriginRejected, format!("{o} {why}")));
+            }
+            if consent.store().decision(o).is_some() {
+                None
+            } else {
+                let s = Slot::take(shared, Pool::Unconsented, o)
+                    .ok_or_else(|| too_many("too many connections from sites the user has not allowed; try again later"))?;
+                Some(s)
+            }
+        }
+        Client::Native => None,
+    };
+    let slot = Slot::take(shared, Pool::PerClient, &client.to_string())
+        .ok_or_else(|| too_many("too many connections from this client"))?;
+    Ok(Admission { client, slot, unconsented })
+}
+
+/// Connections in their HTTP upgrade, oldest first.
+#[derive(Default)]
+struct HandshakePool {
+    next: u64,
+    open: VecDeque<(u64, Arc<Notify>)>,
+}
+
+/// A connection's place in the [`HandshakePool`] until its upgrade is done.
+struct HandshakeTicket {
+    shared: Arc<Shared>,
+    id: u64,
+    evicted: Arc<Notify>,
+}
+
+impl HandshakeTicket {
+    /// Join the pool; when it is full, the oldest member is told to go.
+    fn join(shared: &Arc<Shared>) -> Self {
+        let mut pool = shared.handshaking.lock().unwrap_or_else(|e| e.into_inner());
+        while pool.open.len() >= shared.service.config.max_handshaking.max(1) {
+            if let Some((_, oldest)) = pool.open.pop_front() {
+                oldest.notify_one();
+            }
+        }
+        pool.next += 1;
+        let id = pool.next;
+        let evicted = Arc::new(Notify::new());
+        pool.open.push_back((id, Arc::clone(&evicted)));
+        HandshakeTicket { shared: Arc::clone(shared), id, evicted }
+    }
+}
+
+impl Drop for HandshakeTicket {
+    fn drop(&mut self) {
+        let mut pool = self.shared.handshaking.lock().unwrap_or_else(|e| e.into_inner());
+        pool.open.retain(|(id, _)| *id != self.id);
     }
 }
 
@@ -165,8 +339,8 @@ fn spawn_event_fanout(service: &Arc<Service>) -> broadcast::Sender<DeviceEvent> 
     tx
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
-    let slots = Arc::new(Semaphore::new(shared.service.config.max_connections));
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, slots: Arc<Semaphore>, mut shutdown: watch::Receiver<bool>) {
+    let refusing = Arc::new(Semaphore::new(REFUSING));
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -178,25 +352,95 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut shutdown: w
                         continue;
                     }
                 };
-                // Bound to 127.0.0.1 this cannot happen; checked anyway, before a byte is read.
+                // Bound to loopback this cannot happen; checked anyway, before a byte is read.
                 if !peer.ip().is_loopback() {
                     tracing::warn!(%peer, "refused a peer that is not on loopback");
                     continue;
                 }
                 let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
                     tracing::warn!(%peer, "too many connections; refused");
+                    // The answer the document promises, by a few short-lived tasks at
+                    // most (beyond them the connection is just closed).
+                    if let Ok(p) = Arc::clone(&refusing).try_acquire_owned() {
+                        tokio::spawn(async move {
+                            refuse_over_capacity(tcp).await;
+                            drop(p);
+                        });
+                    }
                     continue;
                 };
+                let ticket = HandshakeTicket::join(&shared);
                 let shared = Arc::clone(&shared);
                 let stop = shutdown.clone();
                 tokio::spawn(async move {
-                    serve_connection(tcp, peer, shared, stop).await;
+                    serve_connection(tcp, peer, shared, stop, ticket).await;
                     drop(permit);
                 });
             }
             _ = shutdown.changed() => break,
         }
     }
+}
+
+/// Connections over the limit being answered at once (per listener).
+const REFUSING: usize = 16;
+
+/// Answer a connection over the limit with `503` and a JSON error body, then close it
+/// gracefully (its request is read and discarded for a moment, so the close does not
+/// reset the connection before the client reads the answer).
+async fn refuse_over_capacity(mut tcp: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let answer = http_refusal(&too_many("too many connections; try again later"));
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        tcp.write_all(&answer).await?;
+        tcp.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while tcp.read(&mut sink).await? > 0 {}
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
+}
+
+/// A refusal as raw HTTP, for a connection refused before its request is read.
+fn http_refusal(r: &Refusal) -> Vec<u8> {
+    let body = r.body();
+    let reason = StatusCode::from_u16(r.status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Refused");
+    format!(
+        "HTTP/1.1 {} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        r.status,
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// The three headers the checks read, each sent at most once and in printable ASCII.
+fn headers_of(req: &HttpRequest) -> Result<Headers<'_>, Refusal> {
+    let one = |name: &str| {
+        let values: Vec<&[u8]> = req.headers().get_all(name).iter().map(|v| v.as_bytes()).collect();
+        handshake::single_header(name, &values)
+    };
+    Ok(Headers { host: one("host")?, origin: one("origin")?, authorization: one("authorization")? })
+}
+
+/// The WebSocket close code for a read error: RFC 6455 §7.4.1.
+fn close_code_for(e: &tokio_tungstenite::tungstenite::Error) -> Option<(u16, &'static str)> {
+    use tokio_tungstenite::tungstenite::Error as E;
+    match e {
+        E::Capacity(_) => Some((1009, "message too large")),
+        E::Utf8(_) => Some((1007, "text frame is not valid UTF-8")),
+        E::Protocol(_) => Some((1002, "WebSocket protocol error")),
+        _ => None,
+    }
+}
+
+/// A client-supplied name (`hello.sdk`) as it may appear in the audit log, prompts and
+/// the terminal: no control or bidirectional-formatting characters (they would forge
+/// lines or hide text), at most 64 characters.
+pub fn client_name(raw: &str) -> String {
+    let bidi = |c: char| matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}');
+    let clean: String = raw.chars().filter(|c| !c.is_control() && !bidi(*c)).take(64).collect();
+    let clean = clean.trim();
+    if clean.is_empty() { "unnamed".to_string() } else { clean.to_string() }
 }
 
 fn refusal_response(r: &handshake::Refusal) -> ErrorResponse {
@@ -208,7 +452,13 @@ fn refusal_response(r: &handshake::Refusal) -> ErrorResponse {
     resp
 }
 
-async fn serve_connection(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+async fn serve_connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+    ticket: HandshakeTicket,
+) {
     let _ = tcp.set_nodelay(true);
     let cfg = &shared.service.config;
     let ws_config = WebSocketConfig::default()
@@ -216,16 +466,17 @@ async fn serve_connection(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>,
         // messages are cut by the WebSocket layer (close 1009).
         .max_message_size(Some((cfg.max_message_bytes * 4).max(cfg.max_chunk_bytes + HEADER_LEN)))
         .max_frame_size(Some((cfg.max_message_bytes * 4).max(cfg.max_chunk_bytes + HEADER_LEN)));
-    let who: Arc<Mutex<Option<Client>>> = Arc::default();
+    let who: Arc<Mutex<Option<Admission>>> = Arc::default();
     let who_cb = Arc::clone(&who);
     let shared_cb = Arc::clone(&shared);
     let callback = move |req: &HttpRequest, resp: HttpResponse| -> Result<HttpResponse, ErrorResponse> {
-        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-        let h = Headers { host: header("host"), origin: header("origin"), authorization: header("authorization") };
         let consent = &shared_cb.service.consent;
-        match handshake::check(peer.ip(), h, shared_cb.port, &shared_cb.secret, |o| consent.denied(o)) {
-            Ok(client) => {
-                *who_cb.lock().unwrap_or_else(|e| e.into_inner()) = Some(client);
+        let checked = headers_of(req)
+            .and_then(|h| handshake::check(peer.ip(), h, shared_cb.port, &shared_cb.secret, |o| consent.denied(o)))
+            .and_then(|client| admit(&shared_cb, client));
+        match checked {
+            Ok(admission) => {
+                *who_cb.lock().unwrap_or_else(|e| e.into_inner()) = Some(admission);
                 Ok(resp)
             }
             Err(r) => {
@@ -234,11 +485,14 @@ async fn serve_connection(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>,
             }
         }
     };
-    let accepted = tokio::time::timeout(
-        cfg.handshake_timeout,
-        tokio_tungstenite::accept_hdr_async_with_config(tcp, callback, Some(ws_config)),
-    )
-    .await;
+    let accepted = tokio::select! {
+        r = tokio::time::timeout(cfg.handshake_timeout, tokio_tungstenite::accept_hdr_async_with_config(tcp, callback, Some(ws_config))) => r,
+        _ = ticket.evicted.notified() => {
+            tracing::info!(%peer, "handshake pool full; the oldest unfinished handshake was dropped");
+            return;
+        }
+    };
+    drop(ticket);
     let ws = match accepted {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
@@ -250,14 +504,8 @@ async fn serve_connection(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>,
             return;
         }
     };
-    let Some(client) = who.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
-    let Some(_slot) = ClientSlot::take(&shared, &client) else {
-        tracing::warn!(%peer, %client, "too many connections from this client; closed");
-        let mut ws = ws;
-        let frame = CloseFrame { code: CloseCode::Policy, reason: Utf8Bytes::from("too many connections from this client") };
-        let _ = tokio::time::timeout(cfg.send_timeout, ws.close(Some(frame))).await;
-        return;
-    };
+    let Some(admission) = who.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
+    let Admission { client, slot: _slot, unconsented } = admission;
     tracing::info!(%peer, %client, "bridge client connected");
 
     let (mut sink, mut stream) = ws.split();
@@ -293,10 +541,20 @@ async fn serve_connection(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>,
         })
     };
 
+    let consent = ConnectionConsent::default();
+    if let Client::Web(o) = &client
+        && shared.service.consent.store().decision(o).is_some()
+    {
+        // Admitted under the origin's grant: if the grant goes, so does the connection.
+        consent.mark_granted();
+    }
     let conn = Arc::new(Conn {
         client,
         sdk: OnceLock::new(),
-        consent: ConnectionConsent::default(),
+        consent,
+        unconsented: Mutex::new(unconsented),
+        since: Instant::now(),
+        last_active: Mutex::new(Instant::now()),
         table: StreamTable::new(out_tx.clone(), cfg.max_chunk_bytes, cfg.max_unclaimed_upload_bytes, MAX_STREAMS),
         inflight: Mutex::new(HashMap::new()),
         subscriptions: Mutex::new(BTreeSet::new()),
@@ -305,9 +563,12 @@ async fn serve_connection(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>,
         shared: Arc::clone(&shared),
     });
     let mut events = shared.events.subscribe();
+    let mut grants = shared.service.consent.store().subscribe();
+    let mut housekeeping = tokio::time::interval(conn.housekeeping_tick());
     loop {
         tokio::select! {
             msg = stream.next() => {
+                conn.touch();
                 match msg {
                     Some(Ok(Message::Text(t))) => conn.on_text(t.as_bytes()).await,
                     Some(Ok(Message::Binary(b))) => conn.on_binary(&b).await,
@@ -315,10 +576,28 @@ async fn serve_connection(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>,
                     Some(Ok(_)) => {}
                     Some(Err(e)) => {
                         tracing::info!(%peer, error = %e, "bridge connection error");
-                        // Too large for the WebSocket layer: say why before closing.
-                        let _ = conn.out.try_send(Outgoing::Close(1009, "message too large".into()));
+                        // Say why before closing (RFC 6455's codes).
+                        if let Some((code, why)) = close_code_for(&e) {
+                            let _ = conn.out.try_send(Outgoing::Close(code, why.into()));
+                        }
                         break;
                     }
+                }
+            }
+            changed = grants.changed() => {
+                if changed.is_ok() && !shared.service.consent.still_allowed(&conn.client, &conn.consent) {
+                    tracing::info!(%peer, client = %conn.client, "the site's access was withdrawn; closing its connection");
+                    let _ = conn.out.try_send(Outgoing::Close(1008, "the user withdrew this site's access".into()));
+                    break;
+                }
+                conn.release_unconsented_slot();
+            }
+            _ = housekeeping.tick() => {
+                conn.release_unconsented_slot();
+                if let Some((code, why)) = conn.expired() {
+                    tracing::info!(%peer, client = %conn.client, why, "closing the connection");
+                    let _ = conn.out.try_send(Outgoing::Close(code, why.into()));
+                    break;
                 }
             }
             ev = events.recv() => {
@@ -353,6 +632,12 @@ struct Conn {
     client: Client,
     sdk: OnceLock<String>,
     consent: ConnectionConsent,
+    /// The slot of the un-consented budget, until the connection has consent.
+    unconsented: Mutex<Option<Slot>>,
+    /// When the upgrade completed (for the `hello` deadline).
+    since: Instant,
+    /// When the client last sent something.
+    last_active: Mutex<Instant>,
     table: StreamTable,
     inflight: Mutex<HashMap<Id, Arc<RequestState>>>,
     subscriptions: Mutex<BTreeSet<EventKind>>,
@@ -397,6 +682,49 @@ impl Conn {
         &self.shared.service.config
     }
 
+    /// Whether methods run without asking anyone (native, granted, allowed once).
+    fn consented(&self) -> bool {
+        self.shared.service.consent.settled_allowed(&self.client, &self.consent)
+    }
+
+    fn touch(&self) {
+        *self.last_active.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
+    /// Once the connection has consent it no longer counts against the un-consented budget.
+    fn release_unconsented_slot(&self) {
+        let mut slot = self.unconsented.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_some() && self.consented() {
+            *slot = None;
+        }
+    }
+
+    /// How often the `hello` deadline and the idle limits are looked at.
+    fn housekeeping_tick(&self) -> Duration {
+        let cfg = self.config();
+        (cfg.hello_timeout.min(cfg.unconsented_idle_timeout).min(cfg.idle_timeout) / 4)
+            .clamp(Duration::from_millis(10), Duration::from_secs(1))
+    }
+
+    /// Why the connection must close now, if it must: no `hello` in time, or idle (a
+    /// connection without consent with nothing in flight; any connection with nothing
+    /// in flight, no stream and no subscription for much longer).
+    fn expired(&self) -> Option<(u16, &'static str)> {
+        let cfg = self.config();
+        if self.sdk.get().is_none() && self.since.elapsed() > cfg.hello_timeout {
+            return Some((1008, "hello was not sent in time"));
+        }
+        if !self.lock_inflight().is_empty() {
+            return None;
+        }
+        let idle = self.last_active.lock().unwrap_or_else(|e| e.into_inner()).elapsed();
+        if !self.consented() {
+            return (idle > cfg.unconsented_idle_timeout).then_some((1008, "idle without the user's consent"));
+        }
+        let quiet = self.table.open_count() == 0 && self.subscriptions.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
+        (quiet && idle > cfg.idle_timeout).then_some((1000, "idle"))
+    }
+
     async fn send(&self, r: Response) {
         if let Ok(t) = r.to_json() {
             let _ = self.out.send(Outgoing::Text(t)).await;
@@ -439,13 +767,17 @@ impl Conn {
             return self.send_failure(Some(id), fail(ErrorCode::HelloRequired, "call hello first")).await;
         }
         match req.call {
+            Call::Hello(_) if self.sdk.get().is_some() => {
+                self.send_failure(Some(id), fail(ErrorCode::InvalidParameter, "hello was already called on this connection"))
+                    .await
+            }
             Call::Hello(p) => match negotiate(p.schema_version) {
                 None => {
                     let e = fail(ErrorCode::SchemaVersionUnsupported, format!("schema version {} is too old", p.schema_version));
                     self.send_failure(Some(id), e).await
                 }
                 Some(v) => {
-                    let _ = self.sdk.set(p.sdk.chars().take(64).collect());
+                    let _ = self.sdk.set(client_name(&p.sdk));
                     let r = HelloResult {
                         schema_version: v,
                         product: "KeyBridge".into(),
@@ -463,6 +795,9 @@ impl Conn {
                 }
                 self.send(Response::ok(id, &CancelResult { cancelled: state.is_some() })).await
             }
+            // Without consent a stream would hold buffered bytes for a page the user has
+            // not allowed: opening one asks for consent first, like any method.
+            call @ Call::StreamOpen(_) if !self.consented() => self.spawn_request(id, call).await,
             Call::StreamOpen(p) => match self.table.open(p.direction, p.length) {
                 Ok(stream) => {
                     let r = StreamOpenResult { stream, max_chunk_bytes: self.config().max_chunk_bytes as u64 };
@@ -480,11 +815,14 @@ impl Conn {
 
     async fn spawn_request(self: &Arc<Self>, id: Id, call: Call) {
         let admitted = {
+            // Without consent, one request at a time: a page the user has not allowed
+            // cannot park many threads waiting for the consent dialog.
+            let limit = if self.consented() { self.config().max_in_flight } else { 1 };
             let mut inflight = self.lock_inflight();
             if inflight.contains_key(&id) {
                 Err(fail(ErrorCode::InvalidParameter, format!("a request with id {id} is already in flight")))
-            } else if inflight.len() >= self.config().max_in_flight {
-                Err(fail(ErrorCode::TooManyRequests, format!("at most {} requests in flight", self.config().max_in_flight)))
+            } else if inflight.len() >= limit {
+                Err(fail(ErrorCode::TooManyRequests, format!("at most {limit} requests in flight")))
             } else {
                 // What the request waits for reaches the client as `operation.status`.
                 let (out, request) = (self.out.clone(), id.clone());
@@ -506,9 +844,10 @@ impl Conn {
             Ok(s) => s,
             Err(e) => return self.send_failure(Some(id), e).await,
         };
+        let streams = streams_of(&call);
+        self.table.reserve(&streams);
         let conn = Arc::clone(self);
         tokio::spawn(async move {
-            let streams = streams_of(&call);
             let worker = {
                 let conn = Arc::clone(&conn);
                 let state = Arc::clone(&state);
@@ -517,6 +856,7 @@ impl Conn {
             };
             let outcome = conn.watch(worker, &state).await;
             conn.lock_inflight().remove(&id);
+            conn.release_unconsented_slot();
             for s in streams {
                 let _ = conn.table.close(s);
             }
@@ -601,7 +941,12 @@ impl Conn {
                 }
                 Reply::Unsubscribe(SubscriptionResult { events: subs.iter().copied().collect() })
             }
-            Call::Hello(_) | Call::Cancel(_) | Call::StreamOpen(_) | Call::StreamClose(_) => {
+            Call::StreamOpen(p) => {
+                service.consent_for(&ctx, "stream.open")?;
+                let stream = self.table.open(p.direction, p.length)?;
+                Reply::StreamOpen(StreamOpenResult { stream, max_chunk_bytes: self.config().max_chunk_bytes as u64 })
+            }
+            Call::Hello(_) | Call::Cancel(_) | Call::StreamClose(_) => {
                 return Err(fail(ErrorCode::Internal, "handled on the connection"));
             }
         };
@@ -613,6 +958,10 @@ impl Conn {
             Ok(frame) => matches!(self.table.route(frame).await, Routed::Ok),
             Err(e) => {
                 tracing::debug!(detail = e.0, "bad binary frame");
+                // The request reading that stream fails now, not at its idle timeout.
+                if let Some(stream) = Frame::stream_of(bytes) {
+                    self.table.fail_stream(stream, fail(ErrorCode::StreamFrameInvalid, e.0));
+                }
                 false
             }
         };

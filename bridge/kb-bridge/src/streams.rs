@@ -120,8 +120,10 @@ impl Progress {
         if p.sent_at.elapsed() >= PROGRESS_EVERY || p.done - p.sent_bytes >= PROGRESS_BYTES {
             let ev = Notification::from(Event::Progress { request: p.request.clone(), done: p.done, total: p.total });
             if let Ok(text) = serde_json::to_string(&ev) {
-                // Advisory: a full queue drops a progress event rather than wait.
-                let _ = p.out.try_send(Outgoing::Text(text));
+                // Queued like a stream frame (it waits for room rather than being lost
+                // when the client reads slowly); at most four a second, so it costs
+                // nothing. Workers are blocking threads: waiting here is allowed.
+                let _ = p.out.blocking_send(Outgoing::Text(text));
             }
             p.sent_at = Instant::now();
             p.sent_bytes = p.done;
@@ -206,8 +208,11 @@ impl Read for UploadReader {
                 Some(Chunk::End) => self.ended = true,
                 Some(Chunk::Fail(e)) => return Err(self.record(e)),
                 None => {
-                    let e =
-                        self.stopped_error().unwrap_or_else(|| fail(ErrorCode::RequestCancelled, "the upload stream was closed"));
+                    let failed = failure_of(&self.failure);
+                    let e = self
+                        .stopped_error()
+                        .or(failed)
+                        .unwrap_or_else(|| fail(ErrorCode::RequestCancelled, "the upload stream was closed"));
                     return Err(self.record(e));
                 }
             }
@@ -311,11 +316,17 @@ struct Slot {
     tx: Option<mpsc::Sender<Chunk>>,
     rx: Option<mpsc::Receiver<Chunk>>,
     claimed: bool,
+    /// A request naming the stream is in flight and will read it soon: its frames wait
+    /// for room (back-pressure) instead of counting against the unclaimed budget.
+    reserved: bool,
     /// Payload bytes buffered before any request read the stream (counted against the
     /// connection's budget until a request claims the stream or it closes).
     unclaimed_bytes: usize,
-    /// Set when frames broke the rules before a request read the stream.
+    /// Set when frames broke the rules.
     failed: Option<ErrorObject>,
+    /// The same failure, shared with the request reading the stream: it learns why
+    /// even when its queue was too full to take the failure as a chunk.
+    failure: Arc<Mutex<Option<ErrorObject>>>,
 }
 
 /// Where a frame went.
@@ -378,14 +389,26 @@ impl StreamTable {
         };
         let (tx, rx) = match direction {
             StreamDirection::Upload => {
-                let (tx, rx) = mpsc::channel(self.buffered_chunks);
+                // One more than the budget's chunks: the FIN marker always has room.
+                let (tx, rx) = mpsc::channel(self.buffered_chunks + 1);
                 (Some(tx), Some(rx))
             }
             StreamDirection::Download => (None, None),
         };
         slots.insert(
             id,
-            Slot { direction, declared, seq: Sequencer::default(), tx, rx, claimed: false, unclaimed_bytes: 0, failed: None },
+            Slot {
+                direction,
+                declared,
+                seq: Sequencer::default(),
+                tx,
+                rx,
+                claimed: false,
+                reserved: false,
+                unclaimed_bytes: 0,
+                failed: None,
+                failure: Arc::default(),
+            },
         );
         Ok(id)
     }
@@ -415,7 +438,8 @@ impl StreamTable {
                 return Routed::Failed(Self::fail_slot(slot, e));
             }
             let Some(tx) = slot.tx.clone() else { return Routed::UnknownStream };
-            if !slot.claimed && !frame.is_abort() {
+            let waits = slot.claimed || slot.reserved;
+            if !waits && !frame.is_abort() {
                 let mut total = self.unclaimed_total.lock().unwrap_or_else(|e| e.into_inner());
                 if *total + frame.payload.len() > self.max_unclaimed {
                     drop(total);
@@ -428,7 +452,7 @@ impl StreamTable {
                 *total += frame.payload.len();
                 slot.unclaimed_bytes += frame.payload.len();
             }
-            (tx, slot.claimed)
+            (tx, waits)
         };
         let mut chunks = Vec::with_capacity(2);
         if frame.is_abort() {
@@ -453,7 +477,7 @@ impl StreamTable {
                     let mut slots = self.lock();
                     match slots.get_mut(&frame.stream) {
                         // Claimed in the meantime: deliver with back-pressure after all.
-                        Some(slot) if slot.claimed && full => None,
+                        Some(slot) if (slot.claimed || slot.reserved) && full => None,
                         Some(slot) => {
                             let err = fail(
                                 ErrorCode::StreamFrameInvalid,
@@ -482,13 +506,52 @@ impl StreamTable {
 
     fn fail_slot(slot: &mut Slot, e: ErrorObject) -> ErrorObject {
         slot.failed = Some(e.clone());
-        if let Some(tx) = &slot.tx {
-            let _ = tx.try_send(Chunk::Fail(e.clone()));
+        *slot.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
+        if let Some(tx) = &slot.tx
+            && tx.try_send(Chunk::Fail(e.clone())).is_err()
+        {
+            // No room for the failure: end the queue, so the reader finds it at its end.
+            slot.tx = None;
         }
         e
     }
 
-    fn take(&self, id: StreamId, want: StreamDirection) -> Result<(Option<mpsc::Receiver<Chunk>>, Option<u64>), ErrorObject> {
+    /// Fail an upload stream because a binary message for it was malformed: the request
+    /// reading it fails at once with `5011`. `false` when no such upload stream is open.
+    pub fn fail_stream(&self, id: StreamId, e: ErrorObject) -> bool {
+        let mut slots = self.lock();
+        match slots.get_mut(&id) {
+            Some(slot) if slot.direction == StreamDirection::Upload => {
+                Self::fail_slot(slot, e);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A request naming these streams was admitted: their frames from now on wait for
+    /// it rather than fill the unclaimed budget (the request claims the streams, or ends
+    /// and frees them).
+    pub fn reserve(&self, ids: &[StreamId]) {
+        let mut slots = self.lock();
+        for id in ids {
+            if let Some(slot) = slots.get_mut(id) {
+                slot.reserved = true;
+            }
+        }
+    }
+
+    /// Streams open now.
+    pub fn open_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn take(
+        &self,
+        id: StreamId,
+        want: StreamDirection,
+    ) -> Result<(Option<mpsc::Receiver<Chunk>>, Option<u64>, Arc<Mutex<Option<ErrorObject>>>), ErrorObject> {
         let mut slots = self.lock();
         let slot = slots.get_mut(&id).ok_or_else(|| fail(ErrorCode::UnknownStream, format!("stream {} is not open", id.0)))?;
         if slot.direction != want {
@@ -502,7 +565,7 @@ impl StreamTable {
         }
         slot.claimed = true;
         let buffered = std::mem::take(&mut slot.unclaimed_bytes);
-        let r = (slot.rx.take(), slot.declared);
+        let r = (slot.rx.take(), slot.declared, Arc::clone(&slot.failure));
         drop(slots);
         self.release_unclaimed(buffered);
         Ok(r)
@@ -511,9 +574,9 @@ impl StreamTable {
 
 impl StreamIo for StreamTable {
     fn upload(&self, id: StreamId, state: Arc<RequestState>, progress: Progress) -> Result<UploadReader, ErrorObject> {
-        let (rx, _) = self.take(id, StreamDirection::Upload)?;
+        let (rx, _, failure) = self.take(id, StreamDirection::Upload)?;
         let rx = rx.ok_or_else(|| fail(ErrorCode::UnknownStream, format!("stream {} has no reader", id.0)))?;
-        Ok(UploadReader { rx, buf: Vec::new(), pos: 0, ended: false, state, progress, failure: Arc::default() })
+        Ok(UploadReader { rx, buf: Vec::new(), pos: 0, ended: false, state, progress, failure })
     }
 
     fn download(&self, id: StreamId, state: Arc<RequestState>, progress: Progress) -> Result<DownloadWriter, ErrorObject> {
@@ -610,6 +673,54 @@ mod tests {
         let _r = t.upload(b, RequestState::new(), Progress::none()).unwrap();
         let e = t.open(StreamDirection::Upload, None).unwrap();
         assert!(matches!(t.route(frame(e, 0, 0, b"eeee")).await, Routed::Ok));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn frames_for_an_admitted_request_wait_instead_of_failing() {
+        // The request was sent first, as the document asks, but its worker has not taken
+        // the stream yet (a busy machine): the frames wait for it, whatever their size.
+        let (out, _rx) = mpsc::channel(8);
+        let t = Arc::new(StreamTable::new(out, 4, 8, 4)); // 8 unclaimed bytes at most
+        let id = t.open(StreamDirection::Upload, None).unwrap();
+        t.reserve(&[id]);
+        let sender = {
+            let t = Arc::clone(&t);
+            tokio::spawn(async move {
+                let mut outcomes = Vec::new();
+                for (i, p) in [b"aaaa", b"bbbb", b"cccc", b"dddd"].into_iter().enumerate() {
+                    outcomes.push(matches!(t.route(frame(id, i as u32, 0, p)).await, Routed::Ok));
+                }
+                outcomes.push(matches!(t.route(frame(id, 4, FLAG_FIN, b"")).await, Routed::Ok));
+                outcomes
+            })
+        };
+        let mut r = t.upload(id, RequestState::new(), Progress::none()).unwrap();
+        let got = tokio::task::spawn_blocking(move || {
+            let mut v = Vec::new();
+            r.read_to_end(&mut v).map(|_| v)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(got, b"aaaabbbbccccdddd");
+        assert!(sender.await.unwrap().into_iter().all(|ok| ok));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failure_reaches_a_reader_whose_queue_is_full() {
+        let (out, _rx) = mpsc::channel(8);
+        let t = Arc::new(StreamTable::new(out, 4, 8, 4));
+        let id = t.open(StreamDirection::Upload, None).unwrap();
+        let mut r = t.upload(id, RequestState::new(), Progress::none()).unwrap();
+        for (i, p) in [b"aaaa", b"bbbb", b"cccc"].into_iter().enumerate() {
+            assert!(matches!(t.route(frame(id, i as u32, 0, p)).await, Routed::Ok));
+        }
+        // The queue is full; a malformed frame for the stream fails it anyway.
+        assert!(t.fail_stream(id, fail(ErrorCode::StreamFrameInvalid, "bad frame")));
+        let failure = r.failure();
+        let res = tokio::task::spawn_blocking(move || r.read_to_end(&mut Vec::new())).await.unwrap();
+        assert!(res.is_err());
+        assert_eq!(failure_of(&failure).unwrap().code, 5011);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

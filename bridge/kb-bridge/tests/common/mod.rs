@@ -104,6 +104,11 @@ pub fn provision(tr: &MemoryTransport, ca: &Ca, local: &str) -> Provisioned {
 pub type Wrap = Box<dyn FnOnce(Arc<ScriptedPrompter>) -> Arc<dyn Prompter>>;
 
 pub async fn rig_with(tweak: impl FnOnce(&mut BridgeConfig), wrap: Option<Wrap>) -> Rig {
+    rig_full(tweak, wrap, Arc::new(GrantStore::in_memory())).await
+}
+
+/// A rig over the given grant store (e.g. one backed by a file).
+pub async fn rig_full(tweak: impl FnOnce(&mut BridgeConfig), wrap: Option<Wrap>, grants: Arc<GrantStore>) -> Rig {
     let prompter = Arc::new(ScriptedPrompter::new());
     let inner: Arc<dyn Prompter> = match wrap {
         Some(w) => w(Arc::clone(&prompter)),
@@ -122,7 +127,6 @@ pub async fn rig_with(tweak: impl FnOnce(&mut BridgeConfig), wrap: Option<Wrap>)
     assert!(manager.wait_enumerated(Duration::from_secs(10)));
     let mut config = BridgeConfig { port: 0, ..BridgeConfig::default() };
     tweak(&mut config);
-    let grants = Arc::new(GrantStore::in_memory());
     let consent = Consent::new(Arc::clone(&grants), config.consent, watched);
     let trust = TrustStore::from_certs([ca.cert().clone()]);
     let service = Arc::new(Service::new(manager.clone(), trust, consent, config));
