@@ -1,7 +1,7 @@
 // A trading-platform page on an allowed origin, in real headless Chromium, signs
 // through the SDK and KeyBridge; OpenSSL verifies the raw SM2 signature, KeyBridge's CLI
 // the CMS one (OpenSSL 3.0 cannot verify SM2 CMS). A page on an origin without a grant
-// is refused with 5004, and the PIN never crosses the socket.
+// is refused at the handshake (grants-only), and the PIN never crosses the socket.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -71,12 +71,14 @@ test("a page signs through the SDK in headless Chromium and OpenSSL verifies it"
   assert.ok(sent.length > 0);
   assert.ok(!sent.some((m) => m.includes(DEMO_PIN)), "the PIN crossed the socket");
 
-  // A page on another origin: connected, but refused at its first method (5004).
+  // A page on another origin: with nothing to ask (grants-only) it is refused at the
+  // handshake — it cannot even connect, and learns nothing about the user's media.
   const other = await browser.newPage();
   await other.goto(`${stranger.origin}/examples/web/index.html?port=${bridge.port}`);
   await other.click("#connect");
-  await other.waitForFunction(() => /5004/.test(document.querySelector("#message").textContent));
-  assert.match(await other.$eval("#message", (e) => e.textContent), /consent_denied/);
+  await other.waitForFunction(() => document.querySelector("#message").className === "bad");
+  assert.equal(await other.$$eval("#cert option", (o) => o.length), 0);
+  assert.match(await other.$eval("#status", (e) => e.textContent), /未连接|Not connected/);
 
   // The audit log names the page's origin.
   const audit = JSON.stringify(kb(home, ["audit", "--days", "1"]));
