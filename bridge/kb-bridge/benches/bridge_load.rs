@@ -124,6 +124,9 @@ fn main() {
     let watch = Arc::new(PromptWatch::default());
     let prompter: Arc<dyn Prompter> = Arc::new(WatchedPrompter::new(scripted, Arc::clone(&watch)));
     let manager = DeviceManager::new(Arc::clone(&prompter), Arc::new(NoopAudit), PinCachePolicy::default());
+    // Many clients sign here, each as itself: the `pin_cache_shared` setting lets the one
+    // PIN typed below serve them all (by default each client types its own).
+    manager.pin_cache().set_shared(true);
     manager.add_transport(Arc::new(tr)).unwrap();
     assert!(manager.wait_enumerated(Duration::from_secs(10)));
     let scheme = SignatureScheme::sm2_default();

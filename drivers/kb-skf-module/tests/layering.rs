@@ -12,20 +12,25 @@ use std::process::Command;
 const FORBIDDEN: &[&str] =
     &["rusqlite", "libsqlite3-sys", "pcsc", "hidapi", "cryptoki", "kb-service", "kb-pcsc", "kb-hid", "kb-pkcs11"];
 
+/// `cargo tree -e normal` of one crate, one crate per line.
+fn normal_tree(krate: &str) -> String {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["tree", "--offline", "-e", "normal", "--prefix", "none", "-p", krate])
+        .current_dir(workspace_root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "cargo tree failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
 fn workspace_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().parent().unwrap()
 }
 
 #[test]
 fn the_module_links_no_service_and_no_other_media_stacks() {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(cargo)
-        .args(["tree", "--offline", "-e", "normal", "--prefix", "none", "-p", "kb-skf-module"])
-        .current_dir(workspace_root())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "cargo tree failed: {}", String::from_utf8_lossy(&out.stderr));
-    let tree = String::from_utf8(out.stdout).unwrap();
+    let tree = normal_tree("kb-skf-module");
     let crates: Vec<&str> = tree.lines().filter_map(|l| l.split_whitespace().next()).collect();
     assert!(crates.contains(&"kb-skf-module") && crates.contains(&"kb-token"), "{tree}");
     for c in &crates {
@@ -69,14 +74,7 @@ fn driver_manifests_name_nothing_under_bridge() {
 /// or PKI crate (kb-token turns its status words into token errors).
 #[test]
 fn the_apdu_layer_stands_alone() {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(cargo)
-        .args(["tree", "--offline", "-e", "normal", "--prefix", "none", "-p", "kb-apdu"])
-        .current_dir(workspace_root())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "cargo tree failed: {}", String::from_utf8_lossy(&out.stderr));
-    let tree = String::from_utf8(out.stdout).unwrap();
+    let tree = normal_tree("kb-apdu");
     let kb: Vec<&str> = tree.lines().filter_map(|l| l.split_whitespace().next()).filter(|c| c.starts_with("kb-")).collect();
     assert!(kb.iter().all(|c| *c == "kb-apdu" || *c == "kb-types"), "kb-apdu links {kb:?}:\n{tree}");
 }

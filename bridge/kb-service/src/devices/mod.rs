@@ -691,10 +691,7 @@ impl DeviceManager {
         algorithm: Algorithm,
         caller: impl Into<Caller>,
     ) -> Result<PublicKey> {
-        let container = container.to_string();
-        self.write(device, "keygen", Describe::Nothing, true, caller.into(), move |s| {
-            s.generate_key_pair(&container, usage, algorithm)
-        })
+        self.keygen(device, container, usage, algorithm, caller.into(), false)
     }
 
     /// Create a container and generate a key pair in it, as one operation on the medium
@@ -707,9 +704,23 @@ impl DeviceManager {
         algorithm: Algorithm,
         caller: impl Into<Caller>,
     ) -> Result<PublicKey> {
+        self.keygen(device, container, usage, algorithm, caller.into(), true)
+    }
+
+    fn keygen(
+        &self,
+        device: &DeviceId,
+        container: &str,
+        usage: KeyUsage,
+        algorithm: Algorithm,
+        caller: Caller,
+        new_container: bool,
+    ) -> Result<PublicKey> {
         let container = container.to_string();
-        self.write(device, "keygen", Describe::Nothing, true, caller.into(), move |s| {
-            s.create_container(&container)?;
+        self.write(device, "keygen", Describe::Nothing, true, caller, move |s| {
+            if new_container {
+                s.create_container(&container)?;
+            }
             s.generate_key_pair(&container, usage, algorithm)
         })
     }
