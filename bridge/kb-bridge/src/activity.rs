@@ -99,11 +99,18 @@ pub struct RequestState {
     last_progress_ms: AtomicU64,
     stop: AtomicU8,
     ctx: OpContext,
+    operation_timeout: Duration,
 }
 
 impl Default for RequestState {
     fn default() -> Self {
-        RequestState { start: Instant::now(), last_progress_ms: AtomicU64::new(0), stop: AtomicU8::new(0), ctx: OpContext::new() }
+        RequestState {
+            start: Instant::now(),
+            last_progress_ms: AtomicU64::new(0),
+            stop: AtomicU8::new(0),
+            ctx: OpContext::new(),
+            operation_timeout: kb_service::devices::DEFAULT_OPERATION_TIMEOUT,
+        }
     }
 }
 
@@ -113,10 +120,16 @@ impl RequestState {
         Arc::new(Self::default())
     }
 
-    /// A fresh state whose operation context has a deadline `deadline` from now and
-    /// reports its status to `status`.
-    pub fn with_status(deadline: Duration, status: impl Fn(&OpStatus) + Send + Sync + 'static) -> Arc<Self> {
-        Arc::new(RequestState { ctx: OpContext::with(Some(deadline), status), ..Self::default() })
+    /// A fresh state whose operation context reports its status to `status`; each
+    /// private-key operation of the request may take `operation_timeout` (counted from
+    /// when that operation starts, so a long upload before it does not use it up).
+    pub fn with_status(operation_timeout: Duration, status: impl Fn(&OpStatus) + Send + Sync + 'static) -> Arc<Self> {
+        Arc::new(RequestState { ctx: OpContext::with(None, status), operation_timeout, ..Self::default() })
+    }
+
+    /// How long each private-key operation of the request may take.
+    pub fn operation_timeout(&self) -> Duration {
+        self.operation_timeout
     }
 
     /// The operation context handed to the device service.

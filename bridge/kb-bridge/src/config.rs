@@ -20,7 +20,8 @@ pub struct BridgeConfig {
     /// A request fails with `5008` after this long without progress while not
     /// waiting on the user (a PIN or consent dialog pauses it; stream bytes reset it).
     pub request_timeout: Duration,
-    /// A private-key request's whole life, PIN dialog and medium included: past it an open
+    /// How long one private-key operation of a request may take, PIN dialog and medium
+    /// included (counted from when it starts, after any upload it needs): past it an open
     /// dialog is withdrawn and the request fails with `4016 operation_timed_out` (or
     /// `4017 outcome_unknown` when the medium had it).
     pub operation_deadline: Duration,

@@ -95,7 +95,7 @@ impl<'a> CallCtx<'a> {
     /// Who asks, with this request's operation context (cancel and the idle timeout
     /// reach the PIN dialog and the medium).
     pub fn caller(&self) -> Caller {
-        Caller::new(&self.audit_client(), self.state.context().clone())
+        Caller::new(&self.audit_client(), self.state.context().clone()).with_timeout(self.state.operation_timeout())
     }
 
     /// The client as the audit log records it.

@@ -275,7 +275,8 @@ impl Desktop {
     fn operation(&self) -> OperationScope<'_> {
         let id = self.next_operation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let events = Arc::clone(&self.events);
-        let ctx = kb_token::OpContext::with(Some(kb_service::devices::DEFAULT_OPERATION_TIMEOUT), move |st| {
+        // No deadline here: each key operation gets the service's own (see `Caller`).
+        let ctx = kb_token::OpContext::with(None, move |st| {
             let (state, medium) = match st {
                 kb_token::OpStatus::WaitingForPin => (OperationState::WaitingForPin, None),
                 kb_token::OpStatus::WaitingForMedium { what } => (OperationState::WaitingForMedium, Some(what.clone())),

@@ -1068,3 +1068,22 @@ fn a_cached_pin_serves_only_the_client_that_typed_it() {
     assert!(asked[1].certificate.contains("张三 A"), "the prompt names the certificate: {:?}", asked[1].certificate);
     assert_eq!(rig.audit.for_device(&id).pop().map(|r| r.auth), Some(AuthType::PinEntered));
 }
+
+/// The operation timeout counts from when the private-key operation starts, not from
+/// when its caller was made: a CMS signer created before hashing a large file (or a bridge
+/// request that first uploads it) still has its whole timeout for the PIN and the medium.
+#[test]
+fn the_operation_timeout_starts_with_the_operation() {
+    let rig = Rig::new(PinCachePolicy::default());
+    let (id, p) = rig.plug("A", PIN);
+    let caller = Caller::new("cli", kb_token::OpContext::new()).with_timeout(Duration::from_millis(300));
+    let signer = rig.mgr.signer(&id, C, KeyUsage::Sign, caller).unwrap();
+    // Longer than the timeout passes before the signature (a big file being hashed).
+    std::thread::sleep(Duration::from_millis(600));
+    rig.prompter.push_pin(PIN);
+    cms::sign(b"bid", &signer, &p.sign_cert, &SignOptions::default()).map_err(|e| signer.service_error(e)).unwrap();
+    // The timeout still bounds each operation: a dialog left open is withdrawn.
+    rig.prompter.push(Answer::Hold);
+    let held = Caller::new("https://late.example", kb_token::OpContext::new()).with_timeout(Duration::from_millis(300));
+    assert_eq!(rig.sign_as(&id, held).unwrap_err().code(), ErrorCode::OperationTimedOut);
+}

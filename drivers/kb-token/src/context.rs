@@ -66,6 +66,8 @@ struct Inner {
     changed: Condvar,
     deadline: Option<Instant>,
     status: Option<StatusSink>,
+    /// For a [`OpContext::child`]: its registration with the parent (dropped with it).
+    parent: Mutex<Option<WakerGuard>>,
 }
 
 /// Cancellation, deadline and status of one operation. Cheap to clone; clones share state.
@@ -107,8 +109,30 @@ impl OpContext {
                 changed: Condvar::new(),
                 deadline,
                 status,
+                parent: Mutex::new(None),
             }),
         }
+    }
+
+    /// A context for one step of this operation (one private-key operation of a longer
+    /// request): stopped whenever this one is, and also `timeout` from now — the earlier
+    /// of the two deadlines. Status goes to the same listener.
+    pub fn child(&self, timeout: Duration) -> OpContext {
+        let own = Instant::now().checked_add(timeout);
+        let deadline = match (self.inner.deadline, own) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let child = Self::build(deadline, self.inner.status.clone());
+        // The parent holds only a weak reference: no cycle through the guard.
+        let weak = Arc::downgrade(&child.inner);
+        let guard = self.on_stop(move |why| {
+            if let Some(inner) = weak.upgrade() {
+                OpContext { inner }.stop(why);
+            }
+        });
+        *child.inner.parent.lock().unwrap_or_else(|e| e.into_inner()) = Some(guard);
+        child
     }
 
     /// A context nobody cancels, without deadline or status listener (tools, tests).
@@ -304,6 +328,22 @@ mod tests {
         ctx.cancel();
         assert_eq!(t.join().ok().flatten(), Some(StopReason::Cancelled));
         assert_eq!(OpContext::new().wait_stopped(Duration::from_millis(1)), None);
+    }
+
+    #[test]
+    fn a_child_has_its_own_deadline_and_follows_its_parent() {
+        let parent = OpContext::new();
+        let long = parent.child(Duration::from_secs(600));
+        assert!(long.remaining().is_some_and(|r| r > Duration::from_secs(500)));
+        let short = parent.child(Duration::from_millis(20));
+        assert_eq!(short.wait_stopped(Duration::from_secs(60)), Some(StopReason::DeadlineExceeded));
+        assert_eq!(parent.stopped(), None, "a child's deadline does not stop the parent");
+        parent.cancel();
+        assert_eq!(long.check(), Err(TokenError::Cancelled));
+        // A child of a stopped context is born stopped; a tighter parent deadline wins.
+        assert_eq!(parent.child(Duration::from_secs(600)).check(), Err(TokenError::Cancelled));
+        let tight = OpContext::with_timeout(Duration::from_secs(1)).child(Duration::from_secs(600));
+        assert!(tight.remaining().is_some_and(|r| r <= Duration::from_secs(1)));
     }
 
     #[test]

@@ -73,19 +73,35 @@ pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// `outcome_unknown`.
 pub const STOP_GRACE: Duration = Duration::from_secs(2);
 
-/// Who asks for an operation — `cli`, `desktop`, a web origin, a native tool — and the
-/// operation's [`OpContext`]. A plain client name converts into a caller with a fresh
-/// context and [`DEFAULT_OPERATION_TIMEOUT`].
+/// Who asks for an operation — `cli`, `desktop`, a web origin, a native tool — the
+/// request's [`OpContext`], and how long each private-key operation (PIN dialog and
+/// medium) may take: every operation runs in a [child](OpContext::child) of the context
+/// with that timeout, counted from when the operation starts (not from when the caller
+/// was made: hashing or uploading a large file first does not use it up). A plain client
+/// name converts into a caller with a fresh context and [`DEFAULT_OPERATION_TIMEOUT`].
 #[derive(Clone, Debug)]
 pub struct Caller {
     client: String,
     ctx: OpContext,
+    timeout: Duration,
 }
 
 impl Caller {
-    /// `client` asking, with this context.
+    /// `client` asking, with this context, each operation bounded by
+    /// [`DEFAULT_OPERATION_TIMEOUT`].
     pub fn new(client: &str, ctx: OpContext) -> Self {
-        Caller { client: client.to_string(), ctx }
+        Caller { client: client.to_string(), ctx, timeout: DEFAULT_OPERATION_TIMEOUT }
+    }
+
+    /// Each private-key operation bounded by `timeout` instead.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The context one operation runs in (see [`Caller`]).
+    pub(crate) fn operation_context(&self) -> OpContext {
+        self.ctx.child(self.timeout)
     }
 
     /// Who asks.
@@ -101,7 +117,7 @@ impl Caller {
 
 impl From<&str> for Caller {
     fn from(client: &str) -> Self {
-        Caller::new(client, OpContext::with_timeout(DEFAULT_OPERATION_TIMEOUT))
+        Caller::new(client, OpContext::new())
     }
 }
 

@@ -203,7 +203,7 @@ impl DeviceManager {
     ) -> Result<T> {
         let info = self.device(device)?;
         let op = Arc::new(op);
-        let ctx = caller.context().clone();
+        let ctx = caller.operation_context();
         let client = caller.client().to_string();
         let audit_here = |description: &str, e: ServiceError, auth: AuthType| -> ServiceError {
             // The audit error matters less than the operation's own.
