@@ -29,6 +29,11 @@ pub enum Category {
     /// The local bridge refused or could not complete a client's request
     /// (handshake, consent, limits, streams).
     Bridge,
+    /// The phone link (a phone acting as the PC's key): pairing QR, handshake, encrypted
+    /// channel, relay.
+    PhoneLink,
+    /// A certificate authority: binding, renewal status, enrolment (EST), certificate install.
+    Ca,
     /// Local I/O or an internal failure.
     System,
 }
@@ -204,6 +209,10 @@ error_codes! {
     /// A binary frame is malformed, out of sequence, or larger than the stream allows.
     StreamFrameInvalid = 5011, "stream_frame_invalid", Bridge, "数据流分片无效或顺序错误", "invalid or out-of-sequence stream frame";
 
+    // 6xxx: the phone link; see docs/phone-link.md
+
+    // 7xxx: certificate authorities and renewal; see docs/ca-api.md
+
     // 9xxx: system
     /// File or stream I/O failed.
     Io = 9001, "io", System, "读写失败", "I/O error";
@@ -288,6 +297,8 @@ mod tests {
                 3 => matches!(c.category(), Category::Certificate | Category::Crypto | Category::Input),
                 4 => c.category() == Category::Token,
                 5 => c.category() == Category::Bridge,
+                6 => c.category() == Category::PhoneLink,
+                7 => c.category() == Category::Ca,
                 9 => c.category() == Category::System,
                 _ => false,
             };
