@@ -9,5 +9,7 @@
 #![cfg_attr(test, allow(clippy::panic, clippy::unwrap_used, clippy::expect_used))]
 
 pub mod conn;
+pub mod frame;
 
 pub use conn::{LinkError, MessageConn, PeerId, memory_pair};
+pub use frame::{FramePipe, MAX_FRAME};
