@@ -44,6 +44,7 @@ fn rig_in(home: tempfile::TempDir, bridge: Option<Option<u16>>) -> Rig {
         file_logging: false,
         hardware: false,
         bridge,
+        update_keys: vec![update_key().public_key()],
     };
     let (builder, specta) = with_commands(mock_builder());
     let app = builder.build(mock_context(noop_assets())).unwrap();
@@ -348,6 +349,19 @@ fn settings_logs_update_and_privacy() {
     assert!(u.available && u.latest == "99.0.0" && u.notes == "SM2 improvements");
     let request = serve.join().unwrap();
     assert!(request.starts_with("GET /latest.json HTTP/1.0\r\n") && request.contains("User-Agent: KeyBridge/"), "{request}");
+    // A manifest without a signature (the old form), or one signed by another key, is refused.
+    let (url, serve) = serve_body_once(r#"{"version":"99.0.0","url":"https://evil.example/kb.deb"}"#.into());
+    s.update_url = url;
+    ok::<AppSettings>(&r.win, "save_settings", json!({"settings": s}));
+    assert_eq!(err(&r.win, "check_update", json!({})).name, "update_signature_invalid");
+    serve.join().unwrap();
+    let stranger = kb_crypto::PrivateKey::generate(kb_types::Algorithm::Sm2).unwrap();
+    let forged = kb_desktop::update::SignedManifest::sign(br#"{"version":"99.0.0"}"#, &stranger).unwrap();
+    let (url, serve) = serve_body_once(serde_json::to_string(&forged).unwrap());
+    s.update_url = url;
+    ok::<AppSettings>(&r.win, "save_settings", json!({"settings": s}));
+    assert_eq!(err(&r.win, "check_update", json!({})).name, "update_signature_invalid");
+    serve.join().unwrap();
 
     let p: PrivacyInfo = ok(&r.win, "privacy_info", json!({}));
     assert!(p.data_items.len() >= 5 && p.libraries.iter().any(|l| l.name == "tauri"));
@@ -445,12 +459,24 @@ fn start_up_problems_are_reported_not_fatal() {
     assert!(std::fs::read_to_string(r.home.path().join("config/settings.toml")).unwrap().contains("forever"));
 }
 
-/// An HTTP server on loopback answering one GET with an update manifest; returns its URL
-/// and the request it saw.
+/// The release key these tests pin in the app instead of the real one.
+fn update_key() -> &'static kb_crypto::PrivateKey {
+    static KEY: std::sync::OnceLock<kb_crypto::PrivateKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| kb_crypto::PrivateKey::generate(kb_types::Algorithm::Sm2).unwrap())
+}
+
+/// An HTTP server on loopback answering one GET with an update manifest signed by the
+/// pinned test key; returns its URL and the request it saw.
 fn serve_manifest_once(version: &str) -> (String, std::thread::JoinHandle<String>) {
+    let manifest = format!(r#"{{"version":"{version}","notes":"SM2 improvements","url":"https://example.cn/kb.deb"}}"#);
+    let signed = kb_desktop::update::SignedManifest::sign(manifest.as_bytes(), update_key()).unwrap();
+    serve_body_once(serde_json::to_string(&signed).unwrap())
+}
+
+/// An HTTP server on loopback answering one GET with `body`.
+fn serve_body_once(body: String) -> (String, std::thread::JoinHandle<String>) {
     let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://127.0.0.1:{}/latest.json", server.local_addr().unwrap().port());
-    let body = format!(r#"{{"version":"{version}","notes":"SM2 improvements","url":"https://example.cn/kb.deb"}}"#);
     let serve = std::thread::spawn(move || {
         let (mut c, _) = server.accept().unwrap();
         let mut req = [0u8; 1024];

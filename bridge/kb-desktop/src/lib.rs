@@ -83,6 +83,9 @@ pub struct DesktopOptions {
     /// Run the local signing bridge: `None` = not at all, `Some(None)` = on the settings'
     /// port, `Some(Some(p))` = on port `p` (0: any free port, for tests).
     pub bridge: Option<Option<u16>>,
+    /// The keys an update manifest must be signed with: the release key pinned in the app
+    /// ([`update::pinned_keys`]); tests pin their own.
+    pub update_keys: Vec<kb_crypto::PublicKey>,
 }
 
 impl Default for DesktopOptions {
@@ -94,6 +97,7 @@ impl Default for DesktopOptions {
             file_logging: true,
             hardware: true,
             bridge: Some(None),
+            update_keys: update::pinned_keys(),
         }
     }
 }
@@ -112,6 +116,8 @@ pub struct Desktop {
     startup_problems: Vec<AppError>,
     /// The local signing bridge, when it runs.
     bridge: Option<local_bridge::LocalBridge>,
+    /// The keys update manifests must be signed with.
+    update_keys: Vec<kb_crypto::PublicKey>,
     /// Web sites' remembered consent answers (`None`: the file is corrupt).
     grants: Option<Arc<kb_bridge::consent::GrantStore>>,
     /// Key operations started from the window and still running, by id.
@@ -207,6 +213,7 @@ impl Desktop {
             demo,
             startup_problems,
             bridge,
+            update_keys: opts.update_keys.clone(),
             grants,
             operations: Mutex::new(BTreeMap::new()),
             next_operation: std::sync::atomic::AtomicU32::new(1),
@@ -683,9 +690,10 @@ impl Desktop {
             return Err(AppError::new(ErrorCode::UpdateUrlMissing, lang, "settings: update_url is empty"));
         }
         let current = env!("CARGO_PKG_VERSION");
-        let m = update::fetch_manifest(&url, &format!("KeyBridge/{current}")).map_err(|e| match e {
+        let m = update::fetch_manifest(&url, &format!("KeyBridge/{current}"), &self.update_keys).map_err(|e| match e {
             update::UpdateError::Network(m) => AppError::new(ErrorCode::Network, lang, m),
             update::UpdateError::BadManifest(m) => AppError::new(ErrorCode::UpdateManifestInvalid, lang, m),
+            update::UpdateError::BadSignature(m) => AppError::new(ErrorCode::UpdateSignatureInvalid, lang, m),
             update::UpdateError::BadUrl(m) => AppError::new(ErrorCode::ConfigInvalid, lang, m),
         })?;
         Ok(UpdateStatus {

@@ -105,6 +105,21 @@ impl PublicKey {
         }
     }
 
+    /// From PEM (`-----BEGIN PUBLIC KEY-----`, a `SubjectPublicKeyInfo`).
+    pub fn from_spki_pem(pem: &str) -> Result<Self> {
+        let (label, der) = der::pem::decode_vec(pem.trim().as_bytes()).map_err(|_| CryptoError::Malformed { what: "PEM" })?;
+        if label != "PUBLIC KEY" {
+            return Err(CryptoError::Malformed { what: "PEM label (want PUBLIC KEY)" });
+        }
+        Self::from_spki_der(&der)
+    }
+
+    /// To PEM (`-----BEGIN PUBLIC KEY-----`).
+    pub fn to_spki_pem(&self) -> Result<String> {
+        der::pem::encode_string("PUBLIC KEY", der::pem::LineEnding::LF, &self.to_spki_der()?)
+            .map_err(|_| CryptoError::InvalidKey("PEM encoding"))
+    }
+
     /// To a DER `SubjectPublicKeyInfo` (SM2 as id-ecPublicKey + SM2 curve, as OpenSSL writes it).
     pub fn to_spki_der(&self) -> Result<Vec<u8>> {
         let enc = |_| CryptoError::InvalidKey("public key encoding");

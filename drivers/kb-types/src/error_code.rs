@@ -224,6 +224,8 @@ error_codes! {
     UpdateManifestInvalid = 9004, "update_manifest_invalid", System, "更新服务器返回的信息无效", "the update server's answer is not a valid update manifest";
     /// No update URL is configured.
     UpdateUrlMissing = 9005, "update_url_missing", System, "未配置更新地址", "no update URL is configured";
+    /// The update manifest is unsigned, signed by a key the app does not pin, or was altered: refused.
+    UpdateSignatureInvalid = 9006, "update_signature_invalid", System, "更新信息的签名无效，已拒绝（可能被篡改）", "the update manifest's signature is missing or invalid: refused (it may have been tampered with)";
     /// A bug: an invariant did not hold.
     Internal = 9999, "internal", System, "内部错误", "internal error";
 }
