@@ -22,6 +22,7 @@
 #![cfg_attr(test, allow(clippy::panic, clippy::unwrap_used, clippy::expect_used))]
 
 pub mod activity;
+pub mod browser_policy;
 pub mod certs;
 pub mod client;
 pub mod config;

@@ -78,6 +78,78 @@ enum BridgeCommand {
     },
     /// Where the per-user client secret for native tools is (created if missing).
     Secret,
+    /// Chromium, Chrome and Edge's managed policy letting listed (public) platform pages
+    /// reach KeyBridge on loopback without a local-network permission prompt (for IT
+    /// departments; writing needs root; the browser reads it when it starts).
+    LocalNetwork {
+        #[command(subcommand)]
+        command: LocalNetworkCommand,
+        /// Only this browser: chromium, chrome or edge (default: all three).
+        #[arg(long, global = true, value_name = "BROWSER")]
+        browser: Option<String>,
+        /// Policy directories under this root instead of `/` (packaging, tests).
+        #[arg(long, global = true, value_name = "DIR", default_value = "/")]
+        policy_root: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum LocalNetworkCommand {
+    /// The origins each browser's KeyBridge policy lists.
+    List,
+    /// Let a platform's pages reach KeyBridge without a prompt.
+    Allow {
+        /// e.g. https://bid.example.cn
+        origin: String,
+    },
+    /// Take a platform off the list.
+    Remove {
+        /// The origin.
+        origin: String,
+    },
+}
+
+fn local_network(
+    o: &crate::output::Out,
+    command: LocalNetworkCommand,
+    browser: Option<String>,
+    root: &std::path::Path,
+) -> CliResult {
+    use kb_bridge::browser_policy::{self as policy, Browser};
+    let browsers = match browser.as_deref() {
+        None => Browser::ALL.to_vec(),
+        Some(b) => {
+            vec![Browser::parse(b).ok_or_else(|| CliError::input(format!("unknown browser {b:?}: chromium, chrome or edge")))?]
+        }
+    };
+    let policy_error = |e: policy::PolicyError| CliError::new(kb_types::HasErrorCode::code(&e), e.to_string());
+    #[derive(Serialize)]
+    struct Listed {
+        browser: Browser,
+        policy_file: String,
+        origins: Vec<String>,
+    }
+    let mut out = Vec::new();
+    for b in browsers {
+        let origins = match &command {
+            LocalNetworkCommand::List => policy::list(root, b),
+            LocalNetworkCommand::Allow { origin } => policy::update(root, b, origin, true),
+            LocalNetworkCommand::Remove { origin } => policy::update(root, b, origin, false),
+        }
+        .map_err(policy_error)?;
+        let policy_file = b.policy_dir(root).join(policy::FILE_NAME).display().to_string();
+        out.push(Listed { browser: b, policy_file, origins: origins.into_iter().collect() });
+    }
+    o.show(&out, || {
+        out.iter()
+            .map(|l| {
+                let origins = if l.origins.is_empty() { o.t("（无）", "(none)").to_string() } else { l.origins.join(" ") };
+                format!("{}\t{}\t{}", l.browser.name(), origins, l.policy_file)
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
 }
 
 fn grant_error(e: kb_bridge::consent::GrantError) -> CliError {
@@ -212,8 +284,12 @@ async fn wait_for_stop() {
 
 /// `keybridge bridge …`.
 pub(crate) fn bridge(app: &App, a: BridgeArgs) -> CliResult {
-    let home = app.home()?;
     let o = &app.out;
+    if let BridgeCommand::LocalNetwork { command, browser, policy_root } = a.command {
+        // Browser policy is machine-wide, not part of a KeyBridge home.
+        return local_network(o, command, browser, &policy_root);
+    }
+    let home = app.home()?;
     match a.command {
         BridgeCommand::Grants => {
             let list = grants(&home.paths)?.list();
@@ -266,6 +342,7 @@ pub(crate) fn bridge(app: &App, a: BridgeArgs) -> CliResult {
             let s = SecretFile { secret_file: path.display().to_string() };
             o.show(&s, || s.secret_file.clone());
         }
+        BridgeCommand::LocalNetwork { .. } => unreachable!("handled above"),
     }
     Ok(())
 }

@@ -8,6 +8,7 @@
 // fails, its upload stops and its download is failed; when the upload's source or the
 // download's sink fails, the request is aborted and the call rejects with that failure.
 
+import { explainConnectFailure } from "./lna.js";
 import {
   DEFAULT_MAX_MESSAGE_BYTES,
   DEFAULT_PORT,
@@ -525,12 +526,14 @@ export class KeyBridgeClient {
     } catch (e) {
       client.#shutdown(new ConnectionError("connection_closed", { closeReason: "connect failed" }));
       ws.close();
-      if (gate.signal.aborted) throw gate.signal.reason;
+      // A public page that the browser keeps from loopback (Local Network Access) fails
+      // like a KeyBridge that is not running, or hangs while the browser asks: say which.
+      if (gate.signal.aborted) throw await explainConnectFailure(gate.signal.reason);
       // Closed between the handshake and hello's answer: still a failure to connect.
       if (e instanceof ConnectionError && e.kind === "connection_closed") {
         throw new ConnectionError("connect_failed", { closeCode: e.closeCode, closeReason: e.closeReason, cause: e });
       }
-      throw e;
+      throw await explainConnectFailure(e);
     } finally {
       clearTimeout(timer);
       options.signal?.removeEventListener("abort", forward);

@@ -152,6 +152,8 @@ export const ERROR_CODES = {
   request_cancelled: { code: 5009, category: "bridge", messages: { "zh-CN": "请求已被客户端取消", en: "request cancelled by the client" } },
   unknown_stream: { code: 5010, category: "bridge", messages: { "zh-CN": "数据流不存在或已关闭", en: "unknown or closed stream" } },
   stream_frame_invalid: { code: 5011, category: "bridge", messages: { "zh-CN": "数据流分片无效或顺序错误", en: "invalid or out-of-sequence stream frame" } },
+  local_network_access_required: { code: 5013, category: "bridge", messages: { "zh-CN": "浏览器阻止了网页连接本机安全客户端：请在地址栏的网站权限中允许“本地网络访问”，或请管理员将本网站加入浏览器策略", en: "the browser blocked this page from reaching KeyBridge on this computer: allow \"local network access\" in the site's permissions, or ask your administrator to add this site to the browser policy" } },
+  local_network_access_denied: { code: 5014, category: "bridge", messages: { "zh-CN": "已拒绝本网站的“本地网络访问”权限，网页无法连接本机安全客户端：请在网站权限中重新允许", en: "this site was denied \"local network access\", so the page cannot reach KeyBridge: allow it again in the site's permissions" } },
   io: { code: 9001, category: "system", messages: { "zh-CN": "读写失败", en: "I/O error" } },
   config_invalid: { code: 9002, category: "system", messages: { "zh-CN": "配置文件无效", en: "invalid settings file" } },
   network: { code: 9003, category: "system", messages: { "zh-CN": "无法连接服务器，请检查网络", en: "could not reach the server; check the network" } },

@@ -208,6 +208,10 @@ error_codes! {
     UnknownStream = 5010, "unknown_stream", Bridge, "数据流不存在或已关闭", "unknown or closed stream";
     /// A binary frame is malformed, out of sequence, or larger than the stream allows.
     StreamFrameInvalid = 5011, "stream_frame_invalid", Bridge, "数据流分片无效或顺序错误", "invalid or out-of-sequence stream frame";
+    /// The browser blocked the page's connection to KeyBridge on this computer: the page is a public site and has not been given the "local network access" permission yet (the browser may be asking). Reported by the SDK.
+    LocalNetworkAccessRequired = 5013, "local_network_access_required", Bridge, "浏览器阻止了网页连接本机安全客户端：请在地址栏的网站权限中允许“本地网络访问”，或请管理员将本网站加入浏览器策略", "the browser blocked this page from reaching KeyBridge on this computer: allow \"local network access\" in the site's permissions, or ask your administrator to add this site to the browser policy";
+    /// The user or the browser's policy denied this page the "local network access" permission, so it cannot reach KeyBridge. Reported by the SDK.
+    LocalNetworkAccessDenied = 5014, "local_network_access_denied", Bridge, "已拒绝本网站的“本地网络访问”权限，网页无法连接本机安全客户端：请在网站权限中重新允许", "this site was denied \"local network access\", so the page cannot reach KeyBridge: allow it again in the site's permissions";
 
     // 6xxx: the phone link; see docs/phone-link.md
 

@@ -5,6 +5,7 @@
 
 import { execFileSync, spawn } from "node:child_process";
 import { createServer } from "node:http";
+import { createServer as createTlsServer } from "node:https";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, extname, join, normalize, resolve } from "node:path";
@@ -67,9 +68,10 @@ export async function serve(t, home, args = [], { pins = 3 } = {}) {
 
 const TYPES = { ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".mjs": "text/javascript; charset=utf-8", ".css": "text/css", ".json": "application/json", ".map": "application/json" };
 
-/** A static file server for `dir` on 127.0.0.1 (a "trading platform" origin). */
-export async function staticServer(t, dir) {
-  const server = createServer((req, res) => {
+/** A static file server for `dir` on 127.0.0.1 (a "trading platform" origin); over HTTPS
+ * with `tls: { key, cert, host }` (PEM; the origin then names `host`). */
+export async function staticServer(t, dir, { tls } = {}) {
+  const handler = (req, res) => {
     const path = normalize(decodeURIComponent(new URL(req.url, "http://x").pathname)).replace(/^([/\\])+/, "");
     const file = join(dir, path);
     if (!file.startsWith(dir) || !existsSync(file) || !statSync(file).isFile()) {
@@ -77,10 +79,12 @@ export async function staticServer(t, dir) {
       return;
     }
     res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream" }).end(readFileSync(file));
-  });
+  };
+  const server = tls ? createTlsServer({ key: tls.key, cert: tls.cert }, handler) : createServer(handler);
   await new Promise((r) => server.listen(0, "127.0.0.1", r));
   t.after(() => new Promise((r) => server.close(r)));
-  return { origin: `http://127.0.0.1:${server.address().port}` };
+  const port = server.address().port;
+  return { origin: tls ? `https://${tls.host}:${port}` : `http://127.0.0.1:${port}`, port };
 }
 
 /** Run openssl; returns { ok, out }. */
