@@ -521,6 +521,9 @@ fn cms_signed_and_opened_with_device_keys() {
     p.token.set_pulled(true);
     let e = cms::sign(content, &signer, &cert, &SignOptions::default()).map_err(|e| signer.service_error(e)).unwrap_err();
     assert_eq!(e.code(), ErrorCode::DeviceRemoved);
+    // The manager drops the medium when its actor reports it gone; wait for that (on a
+    // busy machine the next call could otherwise still reach the actor's queue).
+    rig.expect(|e| *e == DeviceEvent::Removed(id.clone()));
     // Even a caller that only sees the PkiError keeps the device's code (the medium is
     // gone from the manager by now, so it is UnknownDevice, not a generic I/O error).
     let pki = cms::sign(content, &signer, &cert, &SignOptions::default()).unwrap_err();
