@@ -137,9 +137,9 @@ fn the_service_lists_and_signs_with_the_phone_and_audits_auth_type_phone() {
     assert_eq!(rec.client, "https://bid.example.cn");
 
     // Without a declared scene the phone sees the service's operation; the phone's PIN
-    // cache spares the PIN.
+    // cache (scoped to the client) spares the PIN.
     rig.screen.push(Scripted::Confirm(None));
-    rig.sign(Caller::from("cli")).unwrap();
+    rig.sign(Caller::from("https://bid.example.cn")).unwrap();
     assert_eq!(rig.screen.seen()[1].context.operation, "sign");
     assert!(rig.screen.seen()[1].pin.is_none());
     assert!(rig.pc_prompter.seen().is_empty());

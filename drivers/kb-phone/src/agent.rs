@@ -10,9 +10,10 @@
 //! `cancel` from the PC, or the link closing, withdraws the prompt. Private keys never
 //! leave the wrapped token: only signatures and decrypted content keys go out.
 //!
-//! The PIN cache is the phone's: time-limited, per agent, holding a PIN only after the
-//! token accepted it (a wrong PIN is never cached; a cached PIN the token rejects is
-//! forgotten), zeroized when it expires or is cleared.
+//! The PIN cache is the phone's: time-limited, scoped to the client on the PC that
+//! caused it (a PIN typed for a bid tool does not spare the PIN for a web page), holding
+//! a PIN only after the token accepted it (a wrong PIN is never cached; a cached PIN the
+//! token rejects is forgotten), zeroized when it expires or is cleared.
 
 use crate::msg::{
     self, Container, DecryptRequest, ErrorMsg, Hello, Key, KeyCapabilities, Medium, Message, MsgError, PhoneInfo, RefuseReason,
@@ -108,53 +109,61 @@ pub trait PhonePrompter: Send + Sync {
     fn ask(&self, prompt: &Prompt, ctx: &OpContext) -> Answer;
 }
 
-/// The phone's own PIN cache (see the module documentation).
+/// The phone's own PIN cache (see the module documentation), by client.
 pub struct PinCache {
     ttl: Duration,
-    entry: Mutex<Option<(Pin, Instant)>>,
+    entries: Mutex<HashMap<String, (Pin, Instant)>>,
 }
 
 impl std::fmt::Debug for PinCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PinCache").field("ttl", &self.ttl).field("holds_pin", &self.holds_pin()).finish()
+        f.debug_struct("PinCache").field("ttl", &self.ttl).field("clients", &lock(&self.entries).len()).finish()
     }
 }
 
 impl PinCache {
     /// A cache that keeps a PIN for `ttl` after it was accepted (`Duration::ZERO`: off).
     pub fn new(ttl: Duration) -> Self {
-        PinCache { ttl, entry: Mutex::new(None) }
+        PinCache { ttl, entries: Mutex::new(HashMap::new()) }
     }
 
-    fn get(&self) -> Option<Pin> {
-        let mut e = lock(&self.entry);
-        match &*e {
-            Some((pin, until)) if Instant::now() < *until => Some(pin.clone()),
-            Some(_) => {
-                *e = None; // expired: the PIN is zeroized as it drops
-                None
-            }
-            None => None,
-        }
+    /// Drop expired PINs (zeroized as they drop).
+    fn expire(entries: &mut HashMap<String, (Pin, Instant)>) {
+        let now = Instant::now();
+        entries.retain(|_, (_, until)| now < *until);
     }
 
-    fn put(&self, pin: Pin) {
+    fn get(&self, client: &str) -> Option<Pin> {
+        let mut e = lock(&self.entries);
+        Self::expire(&mut e);
+        e.get(client).map(|(pin, _)| pin.clone())
+    }
+
+    fn put(&self, client: &str, pin: Pin) {
         if self.ttl.is_zero() {
             return;
         }
         if let Some(until) = Instant::now().checked_add(self.ttl) {
-            *lock(&self.entry) = Some((pin, until));
+            lock(&self.entries).insert(client.to_string(), (pin, until));
         }
     }
 
-    /// Forget the PIN (the app went to the background, the user logged out).
+    /// Forget every PIN (the app went to the background, the user logged out, the PIN
+    /// was rejected or locked).
     pub fn clear(&self) {
-        *lock(&self.entry) = None;
+        lock(&self.entries).clear();
     }
 
-    /// Whether a PIN is held and not expired.
+    /// Whether a PIN is held, not expired, for `client`.
+    pub fn holds_pin_for(&self, client: &str) -> bool {
+        self.get(client).is_some()
+    }
+
+    /// Whether any PIN is held and not expired.
     pub fn holds_pin(&self) -> bool {
-        self.get().is_some()
+        let mut e = lock(&self.entries);
+        Self::expire(&mut e);
+        !e.is_empty()
     }
 }
 
@@ -462,7 +471,7 @@ impl PhoneAgent {
             if let Err(e) = ctx.check() {
                 return error_msg(id, &e);
             }
-            let cached = if host_pin { self.cache.get() } else { None };
+            let cached = if host_pin { self.cache.get(&context.client) } else { None };
             let from_cache = cached.is_some();
             prompt.pin = None;
             if host_pin && !from_cache {
@@ -504,7 +513,7 @@ impl PhoneAgent {
                 Ok(answer) => {
                     if let (Some(p), false) = (pin, from_cache) {
                         // Accepted by the token: now it may be remembered.
-                        self.cache.put(p);
+                        self.cache.put(&context.client, p);
                     }
                     return answer;
                 }

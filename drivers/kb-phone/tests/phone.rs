@@ -161,12 +161,38 @@ fn sm2_signature_through_the_phone_with_the_pin_asked_on_the_phone_and_cached_th
     assert_eq!(seen[0].pin.map(|p| p.retries_left), Some(Some(6)));
     assert!(rig.agent.pin_cache().holds_pin());
 
-    // Second signature: the phone confirms without asking the PIN (its cache).
+    // Second signature for the same client: the phone confirms without asking the PIN
+    // (its cache).
     rig.screen.push(Scripted::Confirm(None));
-    let (_, sig2) = sign(token.as_mut(), &OpContext::new(), b"second file");
+    let (_, sig2) = sign(token.as_mut(), &OpContext::new().with_purpose(purpose()), b"second file");
     verify(token.as_mut(), b"second file", &sig2.unwrap());
     assert_eq!(rig.screen.seen().len(), 2);
     assert_eq!(rig.screen.pin_prompts(), 1);
+
+    // The cache is scoped to the client that caused it: another client is asked.
+    rig.screen.push_pin(PIN);
+    let other = OpContext::new().with_purpose(Purpose { client: "https://other.example".into(), ..Purpose::default() });
+    let (_, sig3) = sign(token.as_mut(), &other, b"third");
+    verify(token.as_mut(), b"third", &sig3.unwrap());
+    assert_eq!(rig.screen.pin_prompts(), 2);
+    assert!(rig.agent.pin_cache().holds_pin_for("https://other.example"));
+}
+
+#[test]
+fn the_phone_pin_cache_expires() {
+    let rig = Rig::new(Box::new(memory_token()), Duration::from_millis(200));
+    let mut token = rig.token();
+    rig.screen.push_pin(PIN);
+    sign(token.as_mut(), &OpContext::new(), b"one").1.unwrap();
+    // Wait for the condition (expiry), however slow the machine is.
+    let until = std::time::Instant::now() + WAIT;
+    while rig.agent.pin_cache().holds_pin() {
+        assert!(std::time::Instant::now() < until, "the cached PIN never expired");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    rig.screen.push_pin(PIN);
+    sign(token.as_mut(), &OpContext::new(), b"two").1.unwrap();
+    assert_eq!(rig.screen.pin_prompts(), 2, "asked again after expiry");
 }
 
 #[test]
