@@ -512,3 +512,57 @@ fn the_phone_side_refuses_a_pc_that_breaks_the_protocol() {
     pc_end.close();
     serving.join().unwrap().unwrap();
 }
+
+#[test]
+fn ecdsa_rsa_pss_and_a_non_default_sm2_id_go_through_the_phone() {
+    let token = memory_token();
+    let ecdsa = PrivateKey::generate(Algorithm::EcdsaP256).unwrap();
+    let rsa = PrivateKey::generate(Algorithm::Rsa { bits: 2048 }).unwrap();
+    token.put_key("ec", KeyUsage::Sign, ecdsa);
+    token.put_key("rsa", KeyUsage::Both, rsa);
+    let rig = Rig::new(Box::new(token), Duration::from_secs(300));
+    let mut pc = rig.token();
+    rig.screen.push_pin(PIN);
+    let ctx = OpContext::new();
+    for (container, usage, scheme, name) in [
+        ("ec", KeyUsage::Sign, SignatureScheme::Ecdsa(kb_types::HashAlgorithm::Sha256), "ECDSA sha256"),
+        ("rsa", KeyUsage::Both, SignatureScheme::RsaPss(kb_types::HashAlgorithm::Sha256), "RSA-PSS sha256"),
+        ("rsa", KeyUsage::Both, SignatureScheme::RsaPkcs1(kb_types::HashAlgorithm::Sha384), "RSA PKCS#1 v1.5 sha384"),
+        (C, KeyUsage::Sign, SignatureScheme::Sm2Sm3 { id: b"ALICE123@YAHOO.COM".to_vec() }, "SM2/SM3"),
+    ] {
+        rig.screen.push(Scripted::Confirm(None));
+        let public = pc.public_key(container, usage).unwrap();
+        let digest = public.message_digest(&scheme, b"message").unwrap();
+        let sig = pc.open_session(UserAuth::OnMedium, &ctx).unwrap().sign_digest(container, usage, &scheme, &digest).unwrap();
+        public.verify(&scheme, b"message", &sig).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let shown = rig.screen.seen().pop().unwrap();
+        assert!(matches!(&shown.kind, RequestKind::Sign { scheme, .. } if scheme.as_str() == name), "{shown:?}");
+    }
+}
+
+#[test]
+fn a_locked_phone_pin_is_reported_as_pin_locked_without_a_prompt() {
+    let token = memory_token().with_max_retries(1);
+    let rig = Rig::new(Box::new(token), Duration::from_secs(300));
+    let mut pc = rig.token();
+    rig.screen.push_pin("00000000");
+    assert_eq!(sign(pc.as_mut(), &OpContext::new(), b"m").1, Err(TokenError::PinLocked));
+    let prompts = rig.screen.seen().len();
+    assert_eq!(sign(pc.as_mut(), &OpContext::new(), b"m").1, Err(TokenError::PinLocked));
+    assert_eq!(rig.screen.seen().len(), prompts, "no prompt for a locked PIN");
+}
+
+#[test]
+fn disconnecting_on_the_pc_takes_the_phone_offline_and_ends_the_agent() {
+    let mut rig = Rig::new(Box::new(memory_token()), Duration::from_secs(300));
+    rig.transport.disconnect(&rig.peer);
+    assert_eq!(rig.next_event(), TransportEvent::Offline(rig.id.clone()));
+    rig.serving.take().unwrap().join().unwrap().unwrap();
+    // A watcher that starts now hears the medium, and that it is offline.
+    let late = rig.transport.watch().unwrap();
+    assert!(matches!(late.recv_timeout(WAIT).unwrap(), TransportEvent::Added(_)));
+    assert_eq!(late.recv_timeout(WAIT).unwrap(), TransportEvent::Offline(rig.id.clone()));
+    assert_eq!(late.recv_timeout(WAIT).unwrap(), TransportEvent::EnumerationComplete);
+    rig.reconnect();
+    assert_eq!(rig.next_event(), TransportEvent::Online(rig.id.clone()));
+}
