@@ -297,7 +297,7 @@ impl PhoneAgent {
                     algorithm: s.algorithm,
                     public_key: msg::B64(public.to_spki_der()?),
                     certificate: s.certificate.clone().map(msg::B64),
-                    capabilities: KeyCapabilities { sign: s.usage != KeyUsage::Encrypt, decrypt: s.usage != KeyUsage::Sign },
+                    capabilities: key_capabilities(s.usage),
                 }))
             };
             let (sign, encrypt) = (key(&c.sign)?, key(&c.encrypt)?);
@@ -450,6 +450,22 @@ impl PhoneAgent {
         if *medium != info.id.0 {
             return error_msg(id, &TokenError::NotFound(format!("medium {medium}")));
         }
+        // Only what the hello announced for the key (see `medium`).
+        let slot_usage = lock(&self.token)
+            .containers()
+            .ok()
+            .and_then(|cs| cs.into_iter().find(|c| c.name == *container))
+            .and_then(|c| c.slot(usage).map(|k| k.usage));
+        let Some(caps) = slot_usage.map(key_capabilities) else {
+            return error_msg(id, &TokenError::NotFound(format!("{usage} key pair in container {container}")));
+        };
+        let allowed = match job {
+            Job::Sign(_) => caps.sign,
+            Job::Decrypt(_) => caps.decrypt,
+        };
+        if !allowed {
+            return error_msg(id, &TokenError::NotSupported(format!("the phone does not allow this with the {usage} key")));
+        }
         let kind = match job {
             Job::Sign(r) => RequestKind::Sign { scheme: scheme_name(&(&r.scheme).into()), digest: hex::encode(&r.digest.0) },
             Job::Decrypt(_) => RequestKind::Decrypt,
@@ -565,6 +581,11 @@ impl PhoneAgent {
             }
         }
     }
+}
+
+/// What the PC may ask of a key pair of this usage.
+fn key_capabilities(usage: KeyUsage) -> KeyCapabilities {
+    KeyCapabilities { sign: usage != KeyUsage::Encrypt, decrypt: usage != KeyUsage::Sign }
 }
 
 fn refused(id: u64, reason: RefuseReason) -> Message {

@@ -25,4 +25,4 @@ pub use agent::{Answer, PhoneAgent, PhonePrompter, PinCache, Prompt};
 /// The link layer both sides run on (its [`MessageConn`](kb_phonelink::MessageConn) and,
 /// for tests and examples, its in-process [`memory_pair`](kb_phonelink::memory_pair)).
 pub use kb_phonelink as link;
-pub use pc::{PhoneToken, PhoneTransport};
+pub use pc::{PhoneStatus, PhoneToken, PhoneTransport};

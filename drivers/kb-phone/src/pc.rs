@@ -171,6 +171,19 @@ impl Hub {
     }
 }
 
+/// A phone the transport knows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PhoneStatus {
+    /// Its identity on the link.
+    pub peer: PeerId,
+    /// What it said about itself in its last `hello`.
+    pub info: PhoneInfo,
+    /// Whether its link is up.
+    pub online: bool,
+    /// Its media's device ids.
+    pub media: Vec<DeviceId>,
+}
+
 /// The phones' media as a [`Transport`] (kind `phone`). Cheap to clone; clones share
 /// the phones.
 #[derive(Clone)]
@@ -242,7 +255,11 @@ impl PhoneTransport {
                 conn.close();
                 return Err(TokenError::TimedOut);
             }
-            Err(_) => return Err(TokenError::Offline),
+            Err(e @ (LinkError::Failed { .. } | LinkError::TooLarge { .. })) => {
+                conn.close();
+                return Err(TokenError::Remote { code: e.code(), detail: e.to_string() });
+            }
+            Err(LinkError::Closed) => return Err(TokenError::Offline),
         };
         let Hello { phone: info, media, .. } = hello;
         let peer = conn.peer().clone();
@@ -294,12 +311,17 @@ impl PhoneTransport {
     }
 
     /// The phones known (online or not), by peer.
-    pub fn phones(&self) -> Vec<(PeerId, PhoneInfo, bool)> {
+    pub fn phones(&self) -> Vec<PhoneStatus> {
         lock(&self.hub.phones)
             .values()
             .map(|p| {
                 let st = p.lock();
-                (p.peer.clone(), st.info.clone(), st.link.is_some())
+                PhoneStatus {
+                    peer: p.peer.clone(),
+                    info: st.info.clone(),
+                    online: st.link.is_some(),
+                    media: st.media.keys().map(|m| p.device_id(m)).collect(),
+                }
             })
             .collect()
     }

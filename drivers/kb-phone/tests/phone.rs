@@ -293,7 +293,8 @@ fn the_link_closing_mid_signature_is_outcome_unknown_then_offline_and_reconnecti
     let mut token = rig.token();
     assert_eq!(token.containers().unwrap().len(), 1);
     assert_eq!(token.open_session(UserAuth::OnMedium, &OpContext::new()).map(|_| ()).unwrap_err(), TokenError::Offline);
-    assert!(!rig.transport.phones()[0].2);
+    assert!(!rig.transport.phones()[0].online);
+    assert_eq!(rig.transport.phones()[0].media, vec![rig.id.clone()]);
 
     // The same phone comes back: the same medium id, online, and signing works with the
     // token opened before.
@@ -398,7 +399,7 @@ fn spawn_sign(mut token: Box<dyn Token>, ctx: OpContext) -> JoinHandle<kb_token:
 #[test]
 fn answers_for_other_ids_or_after_a_cancel_are_ignored() {
     let (transport, phone, token) = fake_rig();
-    let id = transport.phones()[0].0.clone();
+    let id = transport.phones()[0].peer.clone();
     assert_eq!(id, PeerId("fake".into()));
     let ctx = OpContext::new();
     let t = spawn_sign(token, ctx.clone());
@@ -507,6 +508,21 @@ fn the_phone_side_refuses_a_pc_that_breaks_the_protocol() {
     pc_end.send(&msg::encode(&req).unwrap()).unwrap();
     match msg::decode(&pc_end.recv(Some(WAIT)).unwrap()).unwrap() {
         Message::Error(m) => assert_eq!((m.id, m.code), (Some(1), ErrorCode::NotFound.number())),
+        other => panic!("{other:?}"),
+    }
+    // Decrypting with the signing key: the phone does not allow it (as its hello said).
+    let req = Message::Decrypt(msg::DecryptRequest {
+        id: 2,
+        medium: "file:phone-key".into(),
+        container: C.into(),
+        usage: KeyUsage::Sign,
+        ciphertext: msg::B64(vec![1; 100]),
+        padding: Default::default(),
+        context: Default::default(),
+    });
+    pc_end.send(&msg::encode(&req).unwrap()).unwrap();
+    match msg::decode(&pc_end.recv(Some(WAIT)).unwrap()).unwrap() {
+        Message::Error(m) => assert_eq!((m.id, m.code), (Some(2), ErrorCode::NotSupported.number())),
         other => panic!("{other:?}"),
     }
     pc_end.close();
