@@ -275,11 +275,25 @@ fn cancel_on_the_pc_withdraws_the_phone_prompt() {
 #[test]
 fn a_deadline_times_out_and_withdraws_the_prompt() {
     let rig = Rig::new(Box::new(memory_token()), Duration::from_secs(300));
-    rig.screen.push(Scripted::Hold);
+    // Nothing scripted: the phone holds its prompt open.
     let mut token = rig.token();
     let (_, r) = sign(token.as_mut(), &OpContext::with_timeout(Duration::from_millis(300)), b"slow");
     assert_eq!(r, Err(TokenError::TimedOut));
-    assert!(rig.screen.wait_for(WAIT, |_, _, withdrawn| withdrawn == 1), "the cancel reached the phone");
+    // However slow the machine: a prompt shown is withdrawn (or, if the cancel came
+    // first, none is shown), and the phone is free for the next request.
+    assert!(rig.screen.wait_for(WAIT, |seen, held, withdrawn| held == 0 && withdrawn == seen));
+    rig.screen.push_pin(PIN);
+    let (_, r) = sign(token.as_mut(), &OpContext::new(), b"next");
+    verify(token.as_mut(), b"next", &r.unwrap());
+}
+
+#[test]
+fn a_deadline_sends_the_phone_a_cancel() {
+    let (_transport, phone, token) = fake_rig();
+    let t = spawn_sign(token, OpContext::with_timeout(Duration::from_millis(100)));
+    let Message::Sign(req) = phone.recv() else { panic!("a sign request") };
+    assert_eq!(phone.recv(), Message::Cancel { id: req.id });
+    assert_eq!(t.join().unwrap(), Err(TokenError::TimedOut));
 }
 
 #[test]
