@@ -97,8 +97,24 @@ pub struct Admission {
     pub remote: String,
 }
 
-/// Where the listener hands new links.
-pub type PipeSink = Arc<dyn Fn(FramePipe, Admission) + Send + Sync>;
+/// What the listener hands the endpoint.
+pub enum Incoming {
+    /// A connection that upgraded: run the link handshake on it.
+    Pipe(FramePipe, Admission),
+    /// A connection dropped before it upgraded (silent or slow peer, pool full, not a
+    /// WebSocket for the phone link).
+    Refused {
+        /// Why.
+        code: ErrorCode,
+        /// Details for the log.
+        detail: String,
+        /// The remote address.
+        remote: String,
+    },
+}
+
+/// Where the listener hands new links and refusals.
+pub type PipeSink = Arc<dyn Fn(Incoming) + Send + Sync>;
 
 fn ws_config(cfg: &LinkConfig) -> WebSocketConfig {
     WebSocketConfig::default().max_message_size(Some(cfg.max_frame)).max_frame_size(Some(cfg.max_frame))
@@ -179,25 +195,21 @@ async fn serve(tcp: tokio::net::TcpStream, cfg: LinkConfig, admission: Admission
     };
     let upgrade = tokio_tungstenite::accept_hdr_async_with_config(tcp, path_only, Some(ws_config(&cfg)));
     let evicted = admission.ticket.evicted.clone();
+    let refuse = |code: ErrorCode, detail: String| {
+        sink(Incoming::Refused { code, detail, remote: admission.remote.clone() });
+    };
     let ws = tokio::select! {
         r = tokio::time::timeout_at(admission.deadline, upgrade) => match r {
             Ok(Ok(ws)) => ws,
-            Ok(Err(e)) => {
-                tracing::debug!(remote = %admission.remote, error = %e, "phone link: WebSocket upgrade failed");
-                return;
-            }
-            Err(_) => {
-                tracing::info!(remote = %admission.remote, "phone link: upgrade not completed in time; dropped");
-                return;
-            }
+            Ok(Err(e)) => return refuse(ErrorCode::LinkProtocol, format!("WebSocket upgrade failed: {e}")),
+            Err(_) => return refuse(ErrorCode::LinkHandshakeTimeout, "WebSocket upgrade not completed in time".into()),
         },
         _ = evicted.notified() => {
-            tracing::info!(remote = %admission.remote, "phone link: handshake pool full; oldest unfinished handshake dropped");
-            return;
+            return refuse(ErrorCode::LinkBusy, "handshake pool full; this, the oldest unfinished handshake, was dropped".into());
         }
     };
     let (link_end, transport_end) = FramePipe::pair(PIPE_DEPTH);
-    sink(link_end, admission);
+    sink(Incoming::Pipe(link_end, admission));
     pump(ws, transport_end).await;
 }
 

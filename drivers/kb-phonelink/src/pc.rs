@@ -7,7 +7,7 @@
 
 use crate::channel::{Channel, LinkConfig};
 use crate::conn::{LinkError, MessageConn, PeerId};
-use crate::direct::{Admission, DirectListener, HandshakePool, PipeSink};
+use crate::direct::{Admission, DirectListener, HandshakePool, Incoming, PipeSink};
 use crate::frame::FramePipe;
 use crate::handshake::{self, Options, PcPairing, PcReconnect, StaticKey, pairing_offer_id};
 use crate::qr::{Endpoint, OFFER_ID_LEN, Offer};
@@ -211,9 +211,11 @@ impl PcEndpoint {
     /// expected). Returns the bound addresses. Replaces a listener already open.
     pub fn open_direct(&self, addrs: &[SocketAddr]) -> Result<Vec<SocketAddr>, LinkError> {
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
-        let sink: PipeSink = Arc::new(move |pipe, admission| {
-            if let Some(inner) = weak.upgrade() {
-                Inner::spawn_handshake(&inner, pipe, admission);
+        let sink: PipeSink = Arc::new(move |incoming| {
+            let Some(inner) = weak.upgrade() else { return };
+            match incoming {
+                Incoming::Pipe(pipe, admission) => Inner::spawn_handshake(&inner, pipe, admission),
+                Incoming::Refused { code, detail, remote } => inner.refused(&err(code, detail), &remote),
             }
         });
         let _enter = self.inner.rt.handle().enter();
