@@ -368,6 +368,13 @@ async fn reader(sh: Arc<Shared>, mut rx: mpsc::Receiver<Vec<u8>>) {
 fn handle_frame(sh: &Shared, f: &[u8], plain: &mut [u8], partial: &mut Vec<u8>) -> Result<bool, LinkError> {
     let body = match parse_frame(f, sh.cfg.max_frame.min(MAX_FRAME))? {
         (FrameType::Transport, body) => body,
+        // The PC refused the last handshake message (unauthenticated, so only before the
+        // link is set up; it ends the link as a dropped connection would).
+        (FrameType::Refused, body) if !sh.ready.load(Ordering::SeqCst) => {
+            let code = crate::wire::parse_refusal(body);
+            sh.end(err(code, format!("the PC refused: {}", code.name())), None);
+            return Ok(false);
+        }
         (t, _) => return Err(err(ErrorCode::LinkProtocol, format!("unexpected {t:?} frame after the handshake"))),
     };
     let n =

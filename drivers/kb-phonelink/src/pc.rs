@@ -31,11 +31,13 @@ pub struct PcConfig {
     pub offer_ttl: Duration,
     /// Unfinished handshakes at once (all transports); a full pool drops its oldest.
     pub max_pending: usize,
+    /// The name phones show for this PC (sent in the PC's hello).
+    pub name: String,
 }
 
 impl Default for PcConfig {
     fn default() -> Self {
-        Self { link: LinkConfig::default(), offer_ttl: Duration::from_secs(300), max_pending: 16 }
+        Self { link: LinkConfig::default(), offer_ttl: Duration::from_secs(300), max_pending: 16, name: "KeyBridge".to_owned() }
     }
 }
 
@@ -506,6 +508,9 @@ impl Inner {
         let peer = handshake::peer_id(&key);
         let code = est.code.clone();
         let channel = Channel::start(est, pipe, self.cfg.link.clone(), peer.clone(), self.rt.handle());
+        // The PC's hello tells the phone its proof was accepted (only then does it show
+        // the code).
+        channel.send_record(Record::Hello { name: self.cfg.name.clone() })?;
         let name = hello(&channel, self.cfg.link.handshake_timeout).await?;
         Ok(Done { channel, peer, key, name, code, new_pairing: true })
     }
@@ -529,6 +534,7 @@ impl Inner {
             }
             e => e,
         })?;
+        channel.send_record(Record::Hello { name: self.cfg.name.clone() })?;
         self.store.touch(&peer)?;
         Ok(Done { channel, peer, key, name, code, new_pairing: false })
     }

@@ -86,6 +86,8 @@ impl Pairing {
 pub struct PendingPairing {
     /// The 6-digit confirmation code (the PC shows the same).
     pub code: String,
+    /// The name the PC gave.
+    pub pc_name: String,
     channel: Arc<Channel>,
     pc_key: [u8; 33],
     endpoints: Vec<Endpoint>,
@@ -144,7 +146,8 @@ pub async fn pair_over(
     let code = est.code.clone();
     let channel = Channel::start(est, pipe, cfg.clone(), peer_id(&offer.pc_key), &tokio::runtime::Handle::current());
     channel.send_record(Record::Hello { name: name.to_owned() })?;
-    Ok(PendingPairing { code, channel, pc_key: offer.pc_key, endpoints: offer.endpoints.clone(), cfg: cfg.clone() })
+    let pc_name = pc_hello(&channel, cfg).await?;
+    Ok(PendingPairing { code, pc_name, channel, pc_key: offer.pc_key, endpoints: offer.endpoints.clone(), cfg: cfg.clone() })
 }
 
 /// Reconnect over `pipe` with a stored pairing.
@@ -166,8 +169,22 @@ pub async fn reconnect_over(
         .map_err(|_| err(ErrorCode::LinkHandshakeTimeout, "the PC did not answer in time"))??;
     let channel = Channel::start(est, pipe, cfg.clone(), pairing.pc_id(), &tokio::runtime::Handle::current());
     channel.send_record(Record::Hello { name: name.to_owned() })?;
+    pc_hello(&channel, cfg).await?;
     channel.set_ready();
     Ok(channel)
+}
+
+/// The PC's hello: it accepted the phone's proof (a refusal arrives as its code).
+async fn pc_hello(channel: &Channel, cfg: &LinkConfig) -> Result<String, LinkError> {
+    match channel.next_record(tokio::time::Instant::now() + cfg.handshake_timeout).await {
+        Ok(Record::Hello { name }) => Ok(crate::wire::clean_name(&name)),
+        Ok(other) => {
+            channel.close_with(ErrorCode::LinkProtocol, "expected the PC's hello");
+            Err(err(ErrorCode::LinkProtocol, format!("expected the PC's hello, got {other:?}")))
+        }
+        Err(LinkError::TimedOut) => Err(err(ErrorCode::LinkHandshakeTimeout, "no hello from the PC")),
+        Err(e) => Err(e),
+    }
 }
 
 async fn next(pipe: &mut FramePipe) -> Result<Vec<u8>, LinkError> {

@@ -55,7 +55,7 @@ fn a_rejected_phone_is_told_and_not_stored() {
     let offer = rig.pc.start_pairing(&[]).unwrap();
     let pending = phone.pair(&offer.text).unwrap();
     let PcEvent::PairingRequest { request, .. } =
-        wait_event(&rig.pc, "pairing request", |e| matches!(e, PcEvent::PairingRequest { .. }))
+        wait_event(&rig, "pairing request", |e| matches!(e, PcEvent::PairingRequest { .. }))
     else {
         unreachable!()
     };
@@ -63,7 +63,7 @@ fn a_rejected_phone_is_told_and_not_stored() {
     let e = phone.wait_confirmed(pending).err().unwrap();
     assert_eq!(code_of(&e), ErrorCode::PairingRejected);
     assert!(rig.pc.store().list().is_empty());
-    wait_event(&rig.pc, "pairing ended", |e| {
+    wait_event(&rig, "pairing ended", |e| {
         matches!(e, PcEvent::PairingEnded { reason: LinkError::Failed { code: ErrorCode::PairingRejected, .. }, .. })
     });
 }
@@ -77,7 +77,7 @@ fn revoking_closes_the_live_link_and_refuses_the_phone() {
     assert_eq!(code_of(&wait_closed(&*phone_conn)), ErrorCode::PhoneRevoked);
     let e = phone.reconnect(&pairing).err().unwrap();
     assert_eq!(code_of(&e), ErrorCode::PhoneRevoked);
-    wait_refused(&rig.pc, ErrorCode::PhoneRevoked);
+    wait_refused(&rig, ErrorCode::PhoneRevoked);
     assert!(rig.pc.store().list()[0].revoked);
 }
 
@@ -86,13 +86,15 @@ fn keep_alive_notices_a_silent_peer() {
     let rig = rig();
     let (phone, key) = phone_with_key("quiet");
     let (pairing, _c1, _c2) = pair(&rig, &phone);
-    // After the handshake and the hello, the middle swallows everything.
-    let mut seen = 0;
+    // Once the link is up, the middle swallows everything.
+    let black_hole = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let bh = black_hole.clone();
     let (phone_conn, pc_conn) = reconnect_through(&rig, &key, &pairing, move |_, f| {
-        seen += 1;
-        if seen <= 3 { Act::Forward(f) } else { Act::Drop }
+        if bh.load(std::sync::atomic::Ordering::SeqCst) { Act::Drop } else { Act::Forward(f) }
     })
     .unwrap();
+    ping_pong(&*phone_conn, &*pc_conn);
+    black_hole.store(true, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(code_of(&wait_closed(&*pc_conn)), ErrorCode::LinkPeerTimeout);
     assert_eq!(code_of(&wait_closed(&*phone_conn)), ErrorCode::LinkPeerTimeout);
 }

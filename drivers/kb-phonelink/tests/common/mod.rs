@@ -28,6 +28,8 @@ pub struct Rig {
     pub dir: tempfile::TempDir,
     pub pc: PcEndpoint,
     pub rt: LinkRuntime,
+    /// Events seen while waiting for another one (kept for later waits).
+    pub stash: std::sync::Mutex<Vec<PcEvent>>,
 }
 
 pub fn rig_with(cfg: PcConfig) -> Rig {
@@ -36,7 +38,7 @@ pub fn rig_with(cfg: PcConfig) -> Rig {
     let rt = LinkRuntime::new().unwrap();
     let pc = PcEndpoint::new(store, cfg, rt.clone()).unwrap();
     pc.open_direct(&["127.0.0.1:0".parse().unwrap()]).unwrap();
-    Rig { dir, pc, rt }
+    Rig { dir, pc, rt, stash: Default::default() }
 }
 
 pub fn rig() -> Rig {
@@ -53,20 +55,27 @@ pub fn phone_with_key(name: &str) -> (Phone, StaticKey) {
 }
 
 /// The first event matching `pred` (others are skipped), or panic after [`WAIT`].
-pub fn wait_event(pc: &PcEndpoint, what: &str, mut pred: impl FnMut(&PcEvent) -> bool) -> PcEvent {
+pub fn wait_event(rig: &Rig, what: &str, mut pred: impl FnMut(&PcEvent) -> bool) -> PcEvent {
+    {
+        let mut stash = rig.stash.lock().unwrap();
+        if let Some(i) = stash.iter().position(&mut pred) {
+            return stash.remove(i);
+        }
+    }
     let end = Instant::now() + WAIT;
     while Instant::now() < end {
-        if let Some(e) = pc.next_event(Duration::from_millis(200))
-            && pred(&e)
-        {
-            return e;
+        if let Some(e) = rig.pc.next_event(Duration::from_millis(200)) {
+            if pred(&e) {
+                return e;
+            }
+            rig.stash.lock().unwrap().push(e);
         }
     }
     panic!("no {what} event within {WAIT:?}");
 }
 
-pub fn wait_refused(pc: &PcEndpoint, code: ErrorCode) -> PcEvent {
-    wait_event(pc, code.name(), |e| matches!(e, PcEvent::Refused { code: c, .. } if *c == code))
+pub fn wait_refused(rig: &Rig, code: ErrorCode) -> PcEvent {
+    wait_event(rig, code.name(), |e| matches!(e, PcEvent::Refused { code: c, .. } if *c == code))
 }
 
 pub fn code_of(e: &LinkError) -> ErrorCode {
@@ -82,15 +91,14 @@ pub fn pair(rig: &Rig, phone: &Phone) -> (Pairing, Arc<dyn MessageConn>, Arc<dyn
     let pending = phone.pair(&offer.text).unwrap();
     let code = pending.code.clone();
     let PcEvent::PairingRequest { request, code: pc_code, .. } =
-        wait_event(&rig.pc, "pairing request", |e| matches!(e, PcEvent::PairingRequest { .. }))
+        wait_event(rig, "pairing request", |e| matches!(e, PcEvent::PairingRequest { .. }))
     else {
         unreachable!()
     };
     assert_eq!(pc_code, code, "both screens show the same code");
     rig.pc.confirm(request).unwrap();
     let (pairing, phone_conn) = phone.wait_confirmed(pending).unwrap();
-    let PcEvent::Connected { conn, new_pairing, .. } =
-        wait_event(&rig.pc, "connected", |e| matches!(e, PcEvent::Connected { .. }))
+    let PcEvent::Connected { conn, new_pairing, .. } = wait_event(rig, "connected", |e| matches!(e, PcEvent::Connected { .. }))
     else {
         unreachable!()
     };
@@ -109,8 +117,7 @@ pub fn ping_pong(a: &dyn MessageConn, b: &dyn MessageConn) {
 /// The good phone reconnects over the direct listener and talks: the PC still serves.
 pub fn good_phone_still_works(rig: &Rig, phone: &Phone, pairing: &Pairing) {
     let phone_conn = phone.reconnect(pairing).unwrap();
-    let PcEvent::Connected { conn, new_pairing, .. } =
-        wait_event(&rig.pc, "connected", |e| matches!(e, PcEvent::Connected { .. }))
+    let PcEvent::Connected { conn, new_pairing, .. } = wait_event(rig, "connected", |e| matches!(e, PcEvent::Connected { .. }))
     else {
         unreachable!()
     };
@@ -172,7 +179,7 @@ pub fn reconnect_through(
     rig.pc.accept_pipe(pc_end, "hostile");
     let (pairing, key) = (pairing.clone(), key.clone());
     let phone = rig.rt.block_on(async move { reconnect_over(phone_end, &pairing, &key, "phone", &link_cfg()).await })??;
-    let PcEvent::Connected { conn, .. } = wait_event(&rig.pc, "connected", |e| matches!(e, PcEvent::Connected { .. })) else {
+    let PcEvent::Connected { conn, .. } = wait_event(rig, "connected", |e| matches!(e, PcEvent::Connected { .. })) else {
         unreachable!()
     };
     Ok((phone as Arc<dyn MessageConn>, conn))
