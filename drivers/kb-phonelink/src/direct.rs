@@ -184,6 +184,8 @@ async fn accept_loop(l: tokio::net::TcpListener, cfg: LinkConfig, pool: Arc<Hand
 
 async fn serve(tcp: tokio::net::TcpStream, cfg: LinkConfig, admission: Admission, sink: PipeSink) {
     let _ = tcp.set_nodelay(true);
+    // The callback's error type is tungstenite's (a whole HTTP response).
+    #[allow(clippy::result_large_err)]
     let path_only = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         if req.uri().path() == DIRECT_PATH {
             Ok(resp)

@@ -175,7 +175,7 @@ fn establish(hs: HandshakeState) -> Result<Established, LinkError> {
 }
 
 /// Parse a frame the phone expects (`want`), turning a refusal into its code.
-fn expect<'a>(f: &'a [u8], want: FrameType) -> Result<&'a [u8], LinkError> {
+fn expect(f: &[u8], want: FrameType) -> Result<&[u8], LinkError> {
     match parse_frame(f, MAX_HANDSHAKE_FRAME)? {
         (t, body) if t == want => Ok(body),
         (FrameType::Refused, body) => {

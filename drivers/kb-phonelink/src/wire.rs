@@ -212,6 +212,15 @@ impl Record {
     }
 }
 
+/// A display name made safe for screens and records: control and bidi-override
+/// characters removed, trimmed, at most [`MAX_NAME`] bytes, `phone` when empty.
+pub fn clean_name(raw: &str) -> String {
+    let bidi = |c: char| matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}');
+    let clean: String = raw.chars().filter(|c| !c.is_control() && !bidi(*c)).collect();
+    let clean = truncate_utf8(clean.trim(), MAX_NAME).trim();
+    if clean.is_empty() { "phone".to_owned() } else { clean.to_owned() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,13 +263,4 @@ mod tests {
         assert_eq!(parse_refusal(&6010u32.to_be_bytes()), ErrorCode::PhoneRevoked);
         assert_eq!(parse_refusal(&4001u32.to_be_bytes()), ErrorCode::LinkHandshakeFailed);
     }
-}
-
-/// A display name made safe for screens and records: control and bidi-override
-/// characters removed, trimmed, at most [`MAX_NAME`] bytes, `phone` when empty.
-pub fn clean_name(raw: &str) -> String {
-    let bidi = |c: char| matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}');
-    let clean: String = raw.chars().filter(|c| !c.is_control() && !bidi(*c)).collect();
-    let clean = truncate_utf8(clean.trim(), MAX_NAME).trim();
-    if clean.is_empty() { "phone".to_owned() } else { clean.to_owned() }
 }

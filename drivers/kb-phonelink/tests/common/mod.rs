@@ -168,13 +168,16 @@ pub fn hostile(rt: &LinkRuntime, f: impl FnMut(Dir, Vec<u8>) -> Act + Send + 'st
     (phone_end, pc_end)
 }
 
+/// Both ends of a link: the phone's, the PC's.
+pub type Ends = (Arc<dyn MessageConn>, Arc<dyn MessageConn>);
+
 /// Reconnect `key`'s phone over a hostile middle: both ends of the link.
 pub fn reconnect_through(
     rig: &Rig,
     key: &StaticKey,
     pairing: &Pairing,
     f: impl FnMut(Dir, Vec<u8>) -> Act + Send + 'static,
-) -> Result<(Arc<dyn MessageConn>, Arc<dyn MessageConn>), LinkError> {
+) -> Result<Ends, LinkError> {
     let (phone_end, pc_end) = hostile(&rig.rt, f);
     rig.pc.accept_pipe(pc_end, "hostile");
     let (pairing, key) = (pairing.clone(), key.clone());
