@@ -171,15 +171,15 @@ impl Offer {
         let (head, rest) = s.split_once(':').ok_or_else(|| invalid("no KB1: prefix"))?;
         let head = head.to_ascii_uppercase();
         let version = head.strip_prefix("KB").ok_or_else(|| invalid("no KB1: prefix"))?;
-        match version.parse::<u32>() {
-            Ok(1) => {}
-            Ok(_) => {
+        if version != "1" {
+            let numeric = !version.is_empty() && version.len() <= 3 && version.bytes().all(|b| b.is_ascii_digit());
+            if numeric && !version.starts_with('0') {
                 return Err(LinkError::Failed {
                     code: ErrorCode::PairingOfferVersion,
                     detail: format!("pairing QR version {version}; this side speaks 1"),
                 });
             }
-            Err(_) => return Err(invalid("no KB1: prefix")),
+            return Err(invalid("no KB1: prefix"));
         }
         let body = base32_decode(rest).ok_or_else(|| invalid("not base32"))?;
         Self::from_body(&body)
@@ -339,6 +339,8 @@ mod tests {
         };
         assert_eq!(code(&s.replacen("KB1:", "KB2:", 1)), ErrorCode::PairingOfferVersion);
         assert_eq!(code(&s.replacen("KB1:", "XX1:", 1)), ErrorCode::PairingOfferInvalid);
+        assert_eq!(code(&s.replacen("KB1:", "KB01:", 1)), ErrorCode::PairingOfferInvalid);
+        assert_eq!(code(&s.replacen("KB1:", "KB12:", 1)), ErrorCode::PairingOfferVersion);
         assert_eq!(code(&s[..s.len() - 8]), ErrorCode::PairingOfferInvalid);
         assert_eq!(code(&format!("{s}AAAAAAAA")), ErrorCode::PairingOfferInvalid);
         assert_eq!(code(&s.replacen('A', "1", 1)), ErrorCode::PairingOfferInvalid);
