@@ -111,3 +111,32 @@ fn a_vanished_phone_ends_the_link_with_link_lost() {
     let why = wait_closed(&*pc_conn);
     assert_eq!(code_of(&why), ErrorCode::LinkLost, "{why:?}");
 }
+
+/// The PC side driven from async code: the caller's runtime, `next_event_async`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pc_side_is_driven_from_async_code() {
+    use kb_phonelink::{BackendChoice, LinkRuntime, MessageConn, PairingStore, PcConfig, PcEndpoint, Phone, StaticKey};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(PairingStore::open(dir.path(), BackendChoice::File).unwrap());
+    let rt = LinkRuntime::current_or_new().unwrap();
+    let pc = PcEndpoint::new(store, PcConfig { link: link_cfg(), ..PcConfig::default() }, rt.clone()).unwrap();
+    pc.open_direct(&["127.0.0.1:0".parse().unwrap()]).unwrap();
+    let offer = pc.start_pairing(&[]).unwrap();
+    let phone = Phone::new(StaticKey::generate().unwrap(), "async phone", link_cfg(), rt);
+    let pending = tokio::time::timeout(WAIT, phone.pair_async(&offer.text)).await.unwrap().unwrap();
+    let PcEvent::PairingRequest { request, code, name, .. } = tokio::time::timeout(WAIT, pc.next_event_async()).await.unwrap()
+    else {
+        panic!("expected a pairing request")
+    };
+    assert_eq!((code.as_str(), name.as_str()), (pending.code.as_str(), "async phone"));
+    assert_eq!(pending.pc_name, "KeyBridge");
+    pc.confirm(request).unwrap();
+    let (_pairing, phone_conn) = tokio::time::timeout(WAIT, pending.confirmed_async()).await.unwrap().unwrap();
+    let PcEvent::Connected { conn, .. } = tokio::time::timeout(WAIT, pc.next_event_async()).await.unwrap() else {
+        panic!("expected connected")
+    };
+    phone_conn.send(b"from async").unwrap();
+    let got = tokio::task::spawn_blocking(move || conn.recv(Some(WAIT))).await.unwrap().unwrap();
+    assert_eq!(got, b"from async");
+}
