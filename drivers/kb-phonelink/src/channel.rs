@@ -76,8 +76,8 @@ struct Shared {
     cv: Condvar,
     notify: Notify,
     stop: Notify,
-    /// Set once the setup records (hello, paired) are done: from then on only data,
-    /// keep-alives and close are allowed.
+    /// Set once the setup records (hello, paired) are done: from then on a setup record
+    /// is a protocol error.
     ready: AtomicBool,
 }
 
@@ -383,10 +383,8 @@ fn handle_frame(sh: &Shared, f: &[u8], plain: &mut [u8], partial: &mut Vec<u8>) 
     let ready = sh.ready.load(Ordering::SeqCst);
     match rec {
         Record::Ping => {}
-        Record::DataMore(d) | Record::Data(d) if !ready => {
-            let _ = d;
-            return Err(err(ErrorCode::LinkProtocol, "data before the link was set up"));
-        }
+        // Data may arrive before this side has read the peer's last setup record (the PC
+        // talks as soon as it has the link): it waits in the inbox behind that record.
         Record::DataMore(d) => {
             partial.extend_from_slice(&d);
             if partial.len() > sh.cfg.max_message {

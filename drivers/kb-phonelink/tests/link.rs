@@ -140,3 +140,44 @@ async fn the_pc_side_is_driven_from_async_code() {
     let got = tokio::task::spawn_blocking(move || conn.recv(Some(WAIT))).await.unwrap().unwrap();
     assert_eq!(got, b"from async");
 }
+
+/// The PC may send the moment it has the link (before the phone has read the PC's
+/// `Paired` / `Hello`): nothing is lost or refused, after pairing and after reconnect.
+#[test]
+fn the_pc_may_talk_first() {
+    let rig = rig();
+    let phone = phone("listener");
+    let offer = rig.pc.start_pairing(&[]).unwrap();
+    let pending = phone.pair(&offer.text).unwrap();
+    let PcEvent::PairingRequest { request, .. } =
+        wait_event(&rig, "pairing request", |e| matches!(e, PcEvent::PairingRequest { .. }))
+    else {
+        unreachable!()
+    };
+    rig.pc.confirm(request).unwrap();
+    let PcEvent::Connected { conn, .. } = wait_event(&rig, "connected", |e| matches!(e, PcEvent::Connected { .. })) else {
+        unreachable!()
+    };
+    conn.send(b"first").unwrap();
+    // Let the frames reach the phone before it reads its setup records.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let (pairing, phone_conn) = phone.wait_confirmed(pending).unwrap();
+    assert_eq!(phone_conn.recv(Some(WAIT)).unwrap(), b"first");
+    phone_conn.close();
+
+    // Reconnect: the PC talks as soon as it reports the phone.
+    let pc = rig.pc.clone();
+    let talker = std::thread::spawn(move || {
+        let end = std::time::Instant::now() + WAIT;
+        while std::time::Instant::now() < end {
+            if let Some(PcEvent::Connected { conn, .. }) = pc.next_event(std::time::Duration::from_millis(100)) {
+                conn.send(b"again").unwrap();
+                return conn;
+            }
+        }
+        panic!("no reconnect");
+    });
+    let phone_conn = phone.reconnect(&pairing).unwrap();
+    let _pc_conn = talker.join().unwrap();
+    assert_eq!(phone_conn.recv(Some(WAIT)).unwrap(), b"again");
+}
