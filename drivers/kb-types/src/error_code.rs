@@ -182,6 +182,14 @@ error_codes! {
     MediumSignatureInvalid = 4018, "medium_signature_invalid", Token, "介质返回的签名验证失败（驱动模块可能有误）", "the key medium returned a signature that does not verify (its driver module may be faulty)";
     /// The medium returned a decryption result that cannot be right (wrong length or format for what was asked); it was not used.
     MediumResultInvalid = 4019, "medium_result_invalid", Token, "介质返回的解密结果无效", "the key medium returned an invalid decryption result";
+    /// A BLE key sent a frame that breaks the framing of docs/ble-keys.md (wrong sequence number, more data than announced, unknown command, a fragment longer than the key's own control-point length).
+    BleFrameInvalid = 4030, "ble_frame_invalid", Token, "蓝牙Key发来的数据帧格式错误", "the BLE key sent a malformed frame";
+    /// A BLE key answered with an error frame (invalid command, parameter, length or sequence, timeout, busy); the key's error byte travels in the message.
+    BleKeyError = 4031, "ble_key_error", Token, "蓝牙Key报告错误", "the BLE key reported an error";
+    /// No Bluetooth adapter, Bluetooth is off, or the Bluetooth service (bluetoothd) is not running.
+    BluetoothUnavailable = 4032, "bluetooth_unavailable", Token, "蓝牙不可用", "Bluetooth is unavailable (no adapter, switched off, or the Bluetooth service is not running)";
+    /// The BLE device does not offer the APDU service of docs/ble-keys.md as documented (a characteristic missing, an invalid control-point length).
+    BleServiceInvalid = 4033, "ble_service_invalid", Token, "该蓝牙设备不是受支持的蓝牙Key（服务不符合要求）", "the Bluetooth device is not a supported BLE key (its service is missing or not as documented)";
 
     // 5xxx: the local bridge (WebSocket JSON-RPC); see docs/bridge-protocol.md
     /// The handshake's Host header is not a loopback name (DNS rebinding).
