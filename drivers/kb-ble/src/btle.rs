@@ -342,7 +342,8 @@ impl BleLink for BtleLink {
         if !self.is_up() {
             return Err(BleError::Lost);
         }
-        let r = self.block(tokio::time::timeout(CALL_TIMEOUT, self.p.write(&self.cp, fragment, WriteType::WithResponse)));
+        let r = self
+            .block(async { tokio::time::timeout(CALL_TIMEOUT, self.p.write(&self.cp, fragment, WriteType::WithResponse)).await });
         match r {
             Ok(Ok(())) => Ok(()),
             _ if !self.is_up() => Err(BleError::Lost),

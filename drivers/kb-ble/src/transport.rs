@@ -192,6 +192,24 @@ impl BleTransport {
         self.shared.reconnect_remembered()
     }
 
+    /// Open a connected key as its concrete token (admin operations need
+    /// [`BleToken::card_mut`]); [`Transport::open`] boxes this.
+    pub fn open_card(&self, id: &DeviceId) -> Result<BleToken> {
+        let found = {
+            let st = self.shared.lock();
+            st.connected.values().find(|c| c.info.id == *id).map(|c| (Arc::clone(&c.link), c.online))
+        };
+        let (link, online) = found.ok_or_else(|| TokenError::UnknownDevice(id.to_string()))?;
+        if !online {
+            return Err(TokenError::Offline);
+        }
+        let card = OpenPgpCard::open(BleCard::new(link, self.shared.limits), TransportKind::Ble)?;
+        if card.info().id != *id {
+            return Err(TokenError::UnknownDevice(id.to_string()));
+        }
+        Ok(BleToken::new(card))
+    }
+
     /// Stop scans and close every link (at exit).
     pub fn close(&self) {
         self.shared.close();
@@ -479,18 +497,6 @@ impl Transport for BleTransport {
     }
 
     fn open(&self, id: &DeviceId) -> Result<Box<dyn Token>> {
-        let found = {
-            let st = self.shared.lock();
-            st.connected.values().find(|c| c.info.id == *id).map(|c| (Arc::clone(&c.link), c.online))
-        };
-        let (link, online) = found.ok_or_else(|| TokenError::UnknownDevice(id.to_string()))?;
-        if !online {
-            return Err(TokenError::Offline);
-        }
-        let card = OpenPgpCard::open(BleCard::new(link, self.shared.limits), TransportKind::Ble)?;
-        if card.info().id != *id {
-            return Err(TokenError::UnknownDevice(id.to_string()));
-        }
-        Ok(Box::new(BleToken::new(card)))
+        Ok(Box::new(self.open_card(id)?))
     }
 }
