@@ -36,6 +36,22 @@ fn transport() -> (Arc<BtleCentral>, BleTransport, Receiver<TransportEvent>) {
     (central, t, rx)
 }
 
+/// In the test process: start a rig (with the mock BlueZ if `bluez`, and these keys:
+/// address, name, fragment size, card serial) and run test `name`'s body in a child on
+/// its bus; false. In the child: true (run the body).
+fn in_child(name: &str, bluez: bool, keys: &[(&str, &str, u16, &str)]) -> bool {
+    if rig::is_child() {
+        return true;
+    }
+    if let Some(mut rig) = Rig::start(bluez) {
+        for (address, label, fragment, serial) in keys {
+            rig.add_key(address, label, *fragment, serial);
+        }
+        rig.run_child(name);
+    }
+    false
+}
+
 fn next(rx: &Receiver<TransportEvent>) -> TransportEvent {
     rx.recv_timeout(Duration::from_secs(30)).expect("an event")
 }
@@ -102,11 +118,11 @@ fn sign(tok: &mut dyn Token, msg: &[u8]) -> Result<Vec<u8>, TokenError> {
 
 #[test]
 fn scan_connect_read_sign_disconnect_at_20_and_512() {
-    if !rig::is_child() {
-        let Some(mut rig) = Rig::start(true) else { return };
-        rig.add_key(KEY20, "KB BLE 20", 20, "0000B020");
-        rig.add_key(KEY512, "KB BLE 512", 512, "0000B512");
-        rig.run_child("scan_connect_read_sign_disconnect_at_20_and_512");
+    if !in_child(
+        "scan_connect_read_sign_disconnect_at_20_and_512",
+        true,
+        &[(KEY20, "KB BLE 20", 20, "0000B020"), (KEY512, "KB BLE 512", 512, "0000B512")],
+    ) {
         return;
     }
     let (central, t, rx) = transport();
@@ -174,11 +190,11 @@ fn scan_connect_read_sign_disconnect_at_20_and_512() {
 
 #[test]
 fn the_link_dropping_mid_signature_is_a_clean_error_and_others_keep_working() {
-    if !rig::is_child() {
-        let Some(mut rig) = Rig::start(true) else { return };
-        rig.add_key(KEY20, "KB BLE drop", 20, "0000D020");
-        rig.add_key(KEY512, "KB BLE other", 512, "0000D512");
-        rig.run_child("the_link_dropping_mid_signature_is_a_clean_error_and_others_keep_working");
+    if !in_child(
+        "the_link_dropping_mid_signature_is_a_clean_error_and_others_keep_working",
+        true,
+        &[(KEY20, "KB BLE drop", 20, "0000D020"), (KEY512, "KB BLE other", 512, "0000D512")],
+    ) {
         return;
     }
     let (_central, t, rx) = transport();
@@ -205,10 +221,7 @@ fn the_link_dropping_mid_signature_is_a_clean_error_and_others_keep_working() {
 
 #[test]
 fn malformed_frames_from_the_key_are_clean_errors() {
-    if !rig::is_child() {
-        let Some(mut rig) = Rig::start(true) else { return };
-        rig.add_key(KEY20, "KB BLE bad", 20, "0000BAD0");
-        rig.run_child("malformed_frames_from_the_key_are_clean_errors");
+    if !in_child("malformed_frames_from_the_key_are_clean_errors", true, &[(KEY20, "KB BLE bad", 20, "0000BAD0")]) {
         return;
     }
     let (_central, t, rx) = transport();
@@ -233,9 +246,7 @@ fn malformed_frames_from_the_key_are_clean_errors() {
 
 #[test]
 fn bluetoothd_absent_is_the_unavailable_state() {
-    if !rig::is_child() {
-        let Some(rig) = Rig::start(false) else { return };
-        rig.run_child("bluetoothd_absent_is_the_unavailable_state");
+    if !in_child("bluetoothd_absent_is_the_unavailable_state", false, &[]) {
         return;
     }
     let (central, t, rx) = transport();
