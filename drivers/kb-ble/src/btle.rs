@@ -161,6 +161,7 @@ impl BleCentral for BtleCentral {
     fn state(&self) -> BluetoothState {
         let a = match self.adapter() {
             Ok(a) => a,
+            Err(BleError::Unavailable(reason)) => return BluetoothState::Unavailable { reason },
             Err(e) => return BluetoothState::Unavailable { reason: e.to_string() },
         };
         let st = self.run(async { tokio::time::timeout(CALL_TIMEOUT, a.adapter_state()).await });
@@ -278,6 +279,34 @@ impl BleCentral for BtleCentral {
         lock(&self.links).insert(p.id(), Hooks { tx, up: Arc::clone(&up), on_lost, peripheral: p.clone() });
         let handle = self.rt.as_ref().map(|rt| rt.handle().clone()).ok_or(BleError::Lost)?;
         Ok(Box::new(BtleLink { handle, links: Arc::clone(&self.links), p, cp, status, size, rx, up }))
+    }
+
+    fn disconnect_device(&self, address: &str) -> Result<()> {
+        let a = self.adapter()?;
+        let gone: Option<Hooks> = {
+            let mut links = lock(&self.links);
+            let id = links
+                .iter()
+                .find(|(_, h)| h.peripheral.address().to_string().eq_ignore_ascii_case(address))
+                .map(|(id, _)| id.clone());
+            id.and_then(|id| links.remove(&id))
+        };
+        if let Some(h) = &gone {
+            h.up.store(false, Ordering::SeqCst);
+        }
+        self.run(async move {
+            let p = a
+                .peripherals()
+                .await
+                .map_err(failed)?
+                .into_iter()
+                .find(|p| p.address().to_string().eq_ignore_ascii_case(address))
+                .ok_or_else(|| BleError::UnknownKey(address.to_string()))?;
+            if p.is_connected().await.unwrap_or(false) {
+                tokio::time::timeout(CALL_TIMEOUT, p.disconnect()).await.map_err(|_| BleError::Timeout)?.map_err(failed)?;
+            }
+            Ok(())
+        })
     }
 
     fn shutdown(&self) {

@@ -118,6 +118,10 @@ pub trait BleCentral: Send + Sync {
     /// drops by itself.
     fn connect(&self, address: &str, on_lost: OnLost) -> Result<Box<dyn BleLink>>;
 
+    /// Disconnect the device at `address` at the Bluetooth level, whoever connected it
+    /// (a CLI's `ble disconnect`, where this process holds no link). Not connected: `Ok`.
+    fn disconnect_device(&self, address: &str) -> Result<()>;
+
     /// Stop any scan and close every link this central opened (at exit: btleplug does not
     /// do it when its runtime is dropped).
     fn shutdown(&self);

@@ -160,6 +160,19 @@ impl BleTransport {
         Ok(())
     }
 
+    /// Disconnect a key at the Bluetooth level although this process holds no link to it
+    /// (the CLI), and stop reconnecting it.
+    pub fn disconnect_device(&self, address: &str) -> std::result::Result<(), TokenError> {
+        if self.shared.lock().connected.contains_key(&addr_key(address)) {
+            self.disconnect(address)?;
+        }
+        if let Some(r) = self.shared.lock().remembered.get_mut(&addr_key(address)) {
+            r.auto_reconnect = false;
+        }
+        self.shared.save();
+        Ok(self.shared.central.disconnect_device(address)?)
+    }
+
     /// Forget a key: disconnect it if connected and drop it from the remembered keys.
     pub fn forget(&self, address: &str) -> std::result::Result<(), TokenError> {
         let connected = self.shared.lock().connected.contains_key(&addr_key(address));

@@ -192,6 +192,17 @@ impl BleCentral for VirtualCentral {
         Ok(Box::new(VirtualLink { key: key.clone(), shared, size, incoming: Reassembler::new(size, frame::MAX_MESSAGE)? }))
     }
 
+    fn disconnect_device(&self, address: &str) -> Result<()> {
+        self.available()?;
+        let key = lock(&self.keys).get(&address.to_uppercase()).cloned().ok_or_else(|| BleError::UnknownKey(address.into()))?;
+        let link = lock(&key.state).link.take();
+        if let Some(l) = link {
+            lock(&l.state).up = false;
+            l.changed.notify_all();
+        }
+        Ok(())
+    }
+
     fn shutdown(&self) {
         for k in lock(&self.keys).values() {
             let link = lock(&k.state).link.take();
