@@ -144,6 +144,16 @@ fn lost(links: &Links, id: Option<&PeripheralId>) {
     }
 }
 
+/// The device BlueZ knows at `address` (seen by a scan, now or before).
+async fn find_peripheral(a: &Adapter, address: &str) -> Result<Peripheral> {
+    a.peripherals()
+        .await
+        .map_err(failed)?
+        .into_iter()
+        .find(|p| p.address().to_string().eq_ignore_ascii_case(address))
+        .ok_or_else(|| BleError::UnknownKey(address.to_string()))
+}
+
 /// BlueZ's `Paired` property (btleplug does not expose it), read over the same system bus.
 fn paired(ids: &[PeripheralId]) -> Vec<bool> {
     use dbus::blocking::stdintf::org_freedesktop_dbus::Properties;
@@ -232,13 +242,7 @@ impl BleCentral for BtleCentral {
         let (tx, rx) = channel();
         let forward = tx.clone();
         let (p, cp, status, size) = self.run(async move {
-            let p = a
-                .peripherals()
-                .await
-                .map_err(failed)?
-                .into_iter()
-                .find(|p| p.address().to_string().eq_ignore_ascii_case(address))
-                .ok_or_else(|| BleError::UnknownKey(address.to_string()))?;
+            let p = find_peripheral(&a, address).await?;
             tokio::time::timeout(CONNECT_TIMEOUT, p.connect()).await.map_err(|_| BleError::Timeout)?.map_err(failed)?;
             let set_up = async {
                 tokio::time::timeout(CALL_TIMEOUT, p.discover_services())
@@ -295,13 +299,7 @@ impl BleCentral for BtleCentral {
             h.up.store(false, Ordering::SeqCst);
         }
         self.run(async move {
-            let p = a
-                .peripherals()
-                .await
-                .map_err(failed)?
-                .into_iter()
-                .find(|p| p.address().to_string().eq_ignore_ascii_case(address))
-                .ok_or_else(|| BleError::UnknownKey(address.to_string()))?;
+            let p = find_peripheral(&a, address).await?;
             if p.is_connected().await.unwrap_or(false) {
                 tokio::time::timeout(CALL_TIMEOUT, p.disconnect()).await.map_err(|_| BleError::Timeout)?.map_err(failed)?;
             }
