@@ -68,8 +68,16 @@ impl Token for BleToken {
         self.cancel.store(false, Ordering::SeqCst);
         let flag = Arc::clone(&self.cancel);
         let guard = ctx.on_stop(move |_| flag.store(true, Ordering::SeqCst));
-        let inner = self.card.open_session(auth, ctx).map_err(|e| stopped_or(ctx, e))?;
-        Ok(Box::new(BleSession { inner, ctx: ctx.clone(), _guard: guard }))
+        let cancel = Arc::clone(&self.cancel);
+        match self.card.open_session(auth, ctx) {
+            Ok(inner) => Ok(Box::new(BleSession { inner, ctx: ctx.clone(), guard: Some(guard), cancel })),
+            Err(e) => {
+                // The context's cancel must not outlive its operation.
+                drop(guard);
+                cancel.store(false, Ordering::SeqCst);
+                Err(stopped_or(ctx, e))
+            }
+        }
     }
 }
 
@@ -82,7 +90,17 @@ fn stopped_or(ctx: &OpContext, e: kb_token::TokenError) -> kb_token::TokenError 
 struct BleSession<'a> {
     inner: Box<dyn Session + 'a>,
     ctx: OpContext,
-    _guard: WakerGuard,
+    guard: Option<WakerGuard>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Drop for BleSession<'_> {
+    fn drop(&mut self) {
+        // Unregister first, so the context cannot set the flag again, then clear it for
+        // the token's next operation.
+        self.guard.take();
+        self.cancel.store(false, Ordering::SeqCst);
+    }
 }
 
 impl BleSession<'_> {

@@ -255,3 +255,38 @@ fn bluetooth_unavailable_is_one_state_not_an_error_storm() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A cancelled operation reaches the key: the exchange waiting for a silent key stops at
+/// once (a CANCEL frame goes out), well before the silence bound.
+#[test]
+fn cancelling_the_operation_context_stops_a_waiting_exchange() {
+    use kb_token::{OpContext, Token, UserAuth};
+    let central = Arc::new(VirtualCentral::new());
+    let key = VirtualKey::new("AA:00:00:00:00:0F", "Key F", 20, openpgp_table());
+    central.add_key(key.clone());
+    let patient = ExchangeLimits { silence: Duration::from_secs(600), total: Duration::from_secs(600) };
+    let t = BleTransport::with_limits(central, None, patient);
+    let info = t.connect("AA:00:00:00:00:0F").unwrap();
+    let mut tok = t.open_card(&info.id).unwrap();
+    // Already cancelled: nothing is sent.
+    let ctx = OpContext::new();
+    ctx.cancel();
+    assert_eq!(tok.open_session(UserAuth::Pin(&kb_types::Pin::new("123456")), &ctx).err().unwrap(), TokenError::Cancelled);
+    // Cancelled while the key is silent.
+    key.faults(|f| f.silent = true);
+    let ctx = OpContext::new();
+    let canceller = ctx.clone();
+    let started = Instant::now();
+    let th = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        canceller.cancel();
+    });
+    let e = tok.open_session(UserAuth::Pin(&kb_types::Pin::new("123456")), &ctx).err().unwrap();
+    th.join().unwrap();
+    assert_eq!(e, TokenError::Cancelled);
+    assert!(started.elapsed() < Duration::from_secs(60), "hang guard");
+    // The cancel ends with its operation: the token works for the next one.
+    key.faults(|f| f.silent = false);
+    assert_eq!(tok.info().id, info.id);
+    assert_eq!(tok.containers().unwrap()[0].name, "openpgp");
+}
