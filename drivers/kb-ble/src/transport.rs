@@ -149,9 +149,17 @@ impl BleTransport {
     }
 
     /// Disconnect a key (the user asked): close its link and report it `Removed`. It
-    /// stays remembered.
+    /// stays remembered, but is no longer reconnected by itself: the user's disconnect
+    /// holds until the user connects it again.
     pub fn disconnect(&self, address: &str) -> std::result::Result<(), TokenError> {
-        let c = self.shared.lock().connected.remove(&addr_key(address));
+        let c = {
+            let mut st = self.shared.lock();
+            if let Some(r) = st.remembered.get_mut(&addr_key(address)) {
+                r.auto_reconnect = false;
+            }
+            st.connected.remove(&addr_key(address))
+        };
+        self.shared.save();
         let c = c.ok_or_else(|| TokenError::UnknownDevice(address.into()))?;
         if let Some(mut l) = lock_link(&c.link).take() {
             l.close();
@@ -163,13 +171,10 @@ impl BleTransport {
     /// Disconnect a key at the Bluetooth level although this process holds no link to it
     /// (the CLI), and stop reconnecting it.
     pub fn disconnect_device(&self, address: &str) -> std::result::Result<(), TokenError> {
-        if self.shared.lock().connected.contains_key(&addr_key(address)) {
-            self.disconnect(address)?;
+        match self.disconnect(address) {
+            Ok(()) | Err(TokenError::UnknownDevice(_)) => {}
+            Err(e) => return Err(e),
         }
-        if let Some(r) = self.shared.lock().remembered.get_mut(&addr_key(address)) {
-            r.auto_reconnect = false;
-        }
-        self.shared.save();
         Ok(self.shared.central.disconnect_device(address)?)
     }
 

@@ -211,15 +211,15 @@ fn transport_connects_on_request_reports_offline_and_keeps_others_working() {
     // Disconnect on request: Removed; forget drops it from the store.
     t.disconnect("aa:00:00:00:00:0a").unwrap();
     assert_eq!(next(&rx), TransportEvent::Removed(ia.id.clone()));
+    // The user's disconnect holds: no reconnecting by itself.
+    let k = t.keys().into_iter().find(|k| k.advertisement.address == "AA:00:00:00:00:0A").unwrap();
+    assert!(k.remembered && !k.auto_reconnect && !k.online, "{k:?}");
+    let scans = central.scans();
+    std::thread::sleep(kb_ble::RECONNECT_INTERVAL + Duration::from_millis(500));
+    assert_eq!(central.scans(), scans, "nothing wants reconnecting");
     t.forget("AA:00:00:00:00:0A").unwrap();
     assert!(!std::fs::read_to_string(&store).unwrap().contains("AA:00:00:00:00:0A"));
     assert_eq!(t.forget("AA:00:00:00:00:0A").unwrap_err().code(), ErrorCode::UnknownDevice);
-
-    // Never connected by itself: only the scans asked for (plus none from reconnecting,
-    // as no remembered key wants it any more).
-    let scans = central.scans();
-    std::thread::sleep(kb_ble::RECONNECT_INTERVAL + Duration::from_millis(500));
-    assert_eq!(central.scans(), scans);
 }
 
 #[test]
