@@ -50,6 +50,7 @@ APT_PACKAGES=(
   python3 python3-venv python3-pip
   softhsm2 opensc
   libpcsclite-dev pcscd vsmartcard-vpcd
+  libdbus-1-dev
   chromium
   libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev
   fonts-noto-cjk
@@ -59,6 +60,8 @@ APT_PACKAGES=(
 )
 # (libpcsclite-dev: the PC/SC transport links libpcsclite; pcscd + vsmartcard-vpcd: the
 # PC/SC test rig's reader daemon and virtual reader, drivers/kb-pcsc/tests/rig;
+# libdbus-1-dev: BLE keys (kb-ble: btleplug talks to BlueZ over D-Bus through libdbus);
+# dbus-daemon + python3-dbusmock also run the BLE rig (a mock BlueZ), drivers/kb-ble/tests/rig;
 # chromium: the browser of the bridge's web-page tests, tests/e2e;
 # libwebkit2gtk-4.1-dev, libgtk-3-dev, libayatana-appindicator3-dev (tray), librsvg2-dev:
 # the desktop app (Tauri 2 on WebKitGTK); fonts-noto-cjk: without a CJK font Chinese

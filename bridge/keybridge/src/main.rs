@@ -10,6 +10,7 @@
 //! key use is recorded in the audit log with the client name `cli`.
 
 mod audit_cmd;
+mod ble_cmd;
 mod cert_cmd;
 mod crypto_cmd;
 mod ctx;
@@ -70,6 +71,8 @@ enum Command {
     Serve(serve_cmd::ServeArgs),
     /// The bridge's web-origin grants and the client secret for native tools.
     Bridge(serve_cmd::BridgeArgs),
+    /// BLE keys (蓝牙Key): scan, connect, disconnect, forget.
+    Ble(ble_cmd::BleArgs),
     /// Create (once) a labelled demo file key with an SM2 sign+encrypt certificate pair
     /// from a local demo CA, and say what to try next.
     Demo,
@@ -91,6 +94,7 @@ fn run(app: &App, command: Command) -> output::CliResult {
         Command::Logs(a) => audit_cmd::logs(app, a),
         Command::Serve(a) => serve_cmd::serve(app, a),
         Command::Bridge(a) => serve_cmd::bridge(app, a),
+        Command::Ble(a) => ble_cmd::ble(app, a),
         Command::Demo => filekey_cmd::demo(app),
     }
 }

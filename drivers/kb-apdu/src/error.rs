@@ -40,6 +40,22 @@ pub enum ApduError {
     /// The transport failed (reader error, buffer too small, socket closed).
     #[error("card transport: {0}")]
     Transport(String),
+    /// The link to the card (a BLE key) is down: the command did not reach the card.
+    #[error("the link to the card is down")]
+    Offline,
+    /// The command reached the card but its link dropped (or stayed silent past the
+    /// bound) before the answer: the card may or may not have carried it out.
+    #[error("the card did not answer; the command may or may not have been carried out")]
+    OutcomeUnknown,
+    /// A link failure its transport classifies with its own stable code (a malformed BLE
+    /// frame, an error frame from a BLE key). The message names no card data.
+    #[error("{message}")]
+    Link {
+        /// The transport's code for it.
+        code: ErrorCode,
+        /// What happened.
+        message: String,
+    },
 }
 
 /// Result alias.
@@ -50,6 +66,9 @@ impl HasErrorCode for ApduError {
         match self {
             ApduError::Status(sw) => sw.error_code(),
             ApduError::Removed => ErrorCode::DeviceRemoved,
+            ApduError::Offline => ErrorCode::MediumOffline,
+            ApduError::OutcomeUnknown => ErrorCode::OutcomeUnknown,
+            ApduError::Link { code, .. } => *code,
             ApduError::Busy => ErrorCode::DeviceBusy,
             ApduError::Tlv(_) => ErrorCode::TokenCorrupt,
             ApduError::Encoding(_) => ErrorCode::NotSupported,

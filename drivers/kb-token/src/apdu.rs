@@ -27,6 +27,9 @@ impl From<ApduError> for TokenError {
         match e {
             ApduError::Status(sw) => status_error(sw),
             ApduError::Removed => TokenError::Removed,
+            ApduError::Offline => TokenError::Offline,
+            ApduError::OutcomeUnknown => TokenError::OutcomeUnknown,
+            ApduError::Link { code, message } => TokenError::Link { code, message },
             ApduError::Busy => TokenError::Busy,
             e @ ApduError::Reset => TokenError::Io(e.to_string()),
             ApduError::Tlv(t) => TokenError::Corrupt(format!("card data: {t}")),
@@ -74,6 +77,9 @@ mod tests {
             ApduError::MalformedCommand("x"),
             ApduError::Transport("x".into()),
             ApduError::Tlv(kb_apdu::tlv::TlvError::Truncated),
+            ApduError::Offline,
+            ApduError::OutcomeUnknown,
+            ApduError::Link { code: kb_types::ErrorCode::BleFrameInvalid, message: "x".into() },
         ] {
             assert_eq!(TokenError::from(e.clone()).code(), e.code(), "{e}");
         }

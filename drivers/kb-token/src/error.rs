@@ -97,6 +97,15 @@ pub enum TokenError {
     /// A PKI structure was bad.
     #[error(transparent)]
     Pki(#[from] kb_pki::PkiError),
+    /// A medium's link failed in a way its transport classifies with its own stable code
+    /// (a malformed BLE frame, an error frame from a BLE key). Never carries card data.
+    #[error("{message}")]
+    Link {
+        /// The transport's code for it.
+        code: ErrorCode,
+        /// What happened.
+        message: String,
+    },
     /// I/O failed (message only: never a path with user data beyond the medium's own).
     #[error("I/O: {0}")]
     Io(String),
@@ -140,6 +149,7 @@ impl HasErrorCode for TokenError {
             TokenError::Card { .. } => ErrorCode::CardError,
             TokenError::Crypto(c) => c.code(),
             TokenError::Pki(p) => p.code(),
+            TokenError::Link { code, .. } => *code,
             TokenError::Io(_) => ErrorCode::Io,
         }
     }

@@ -186,6 +186,14 @@ error_codes! {
     RefusedOnMedium = 4020, "refused_on_medium", Token, "用户在介质（手机）上拒绝了此操作", "the user refused the operation on the key medium (phone)";
     /// The user left the medium's waiting screen (the phone app's confirmation page): aborted.
     AbortedOnMedium = 4021, "aborted_on_medium", Token, "介质（手机）已离开等待确认页面，操作已中止", "the key medium (phone) left its confirmation screen; the operation was aborted";
+    /// A BLE key sent a frame that breaks the framing of docs/ble-keys.md (wrong sequence number, more data than announced, unknown command, a fragment longer than the key's own control-point length).
+    BleFrameInvalid = 4030, "ble_frame_invalid", Token, "蓝牙Key发来的数据帧格式错误", "the BLE key sent a malformed frame";
+    /// A BLE key answered with an error frame (invalid command, parameter, length or sequence, timeout, busy); the key's error byte travels in the message.
+    BleKeyError = 4031, "ble_key_error", Token, "蓝牙Key报告错误", "the BLE key reported an error";
+    /// No Bluetooth adapter, Bluetooth is off, or the Bluetooth service (bluetoothd) is not running.
+    BluetoothUnavailable = 4032, "bluetooth_unavailable", Token, "蓝牙不可用", "Bluetooth is unavailable (no adapter, switched off, or the Bluetooth service is not running)";
+    /// The BLE device does not offer the APDU service of docs/ble-keys.md as documented (a characteristic missing, an invalid control-point length).
+    BleServiceInvalid = 4033, "ble_service_invalid", Token, "该蓝牙设备不是受支持的蓝牙Key（服务不符合要求）", "the Bluetooth device is not a supported BLE key (its service is missing or not as documented)";
 
     // 5xxx: the local bridge (WebSocket JSON-RPC); see docs/bridge-protocol.md
     /// The handshake's Host header is not a loopback name (DNS rebinding).

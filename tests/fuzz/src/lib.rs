@@ -9,7 +9,7 @@
 //! - here, for the libFuzzer targets in `fuzz_targets/` (one line each);
 //! - into `drivers/kb-crypto/tests/no_panic.rs` (`crypto.rs`),
 //!   `drivers/kb-pki/tests/no_panic.rs` (`pki.rs`) and `drivers/kb-apdu/tests/no_panic.rs`
-//!   (`apdu.rs`), `bridge/kb-bridge-protocol/tests/no_panic.rs` (`bridge.rs`) and
+//!   (`apdu.rs`), `drivers/kb-ble/tests/no_panic.rs` (`ble.rs`), `bridge/kb-bridge-protocol/tests/no_panic.rs` (`bridge.rs`) and
 //!   `bridge/kb-bridge/tests/no_panic.rs` (`handshake.rs`) and
 //!   `bridge/kb-desktop/tests/no_panic.rs` (`update.rs`) and
 //!   `drivers/kb-phone/tests/no_panic.rs` (`phone.rs`) with
@@ -22,6 +22,7 @@
 //! `seeds/name/`, and one `run("name", harness::name, 5_000)` line in the `no_panic` test.
 
 pub mod apdu;
+pub mod ble;
 pub mod bridge;
 pub mod crypto;
 pub mod handshake;

@@ -1,0 +1,69 @@
+//! `keybridge ble scan|connect|disconnect|forget` against the BLE rig of
+//! `drivers/kb-ble/tests/rig` (python-dbusmock's bluez5 on a private bus, the PyPI OpenPGP
+//! card emulator behind a GATT key). The CLI is a child process, so the bus address is
+//! simply its environment.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../../../drivers/kb-ble/tests/rig/mod.rs"]
+mod rig;
+
+use std::process::{Command, Output};
+
+const KEY: &str = "C0:FF:EE:00:0C:11";
+
+fn cli(bus: &str, home: &std::path::Path, args: &[&str]) -> (serde_json::Value, Output) {
+    let out = Command::new(env!("CARGO_BIN_EXE_keybridge"))
+        .arg("--home")
+        .arg(home)
+        .arg("--json")
+        .args(args)
+        .env("DBUS_SYSTEM_BUS_ADDRESS", bus)
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (v, out)
+}
+
+#[test]
+fn ble_scan_connect_disconnect_forget() {
+    let Some(mut rig) = rig::Rig::start(true) else { return };
+    rig.add_key(KEY, "KB BLE CLI", 20, "0000C11C");
+    let home = rig.dir.path().join("home");
+    let (v, out) = cli(&rig.bus, &home, &["ble", "scan", "--seconds", "0.3"]);
+    assert!(out.status.success(), "{out:?}");
+    let k = &v["keys"][0];
+    assert_eq!(k["address"], KEY);
+    assert_eq!(k["name"], "KB BLE CLI");
+    assert_eq!(k["rssi"], -52);
+    assert_eq!(k["connected"], false);
+    assert_eq!(k["remembered"], false);
+
+    let (v, out) = cli(&rig.bus, &home, &["ble", "connect", KEY, "--auto-reconnect"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(v["device"]["id"], "ble:openpgp-FF4B0000C11C");
+    assert_eq!(v["containers"][0]["name"], "openpgp");
+    assert_eq!(v["auto_reconnect"], true);
+    // Remembered, and the link closed when the command ended.
+    let (v, _) = cli(&rig.bus, &home, &["ble", "scan", "--seconds", "0.3"]);
+    assert_eq!(v["keys"][0]["remembered"], true);
+    assert_eq!(v["keys"][0]["connected"], false);
+    assert_eq!(v["keys"][0]["device_id"], "ble:openpgp-FF4B0000C11C");
+
+    let (v, out) = cli(&rig.bus, &home, &["ble", "disconnect", KEY]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(v["result"], "disconnected");
+    let (_, out) = cli(&rig.bus, &home, &["ble", "forget", KEY]);
+    assert!(out.status.success(), "{out:?}");
+    let (v, out) = cli(&rig.bus, &home, &["ble", "forget", KEY]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(v["error"]["name"], "unknown_device");
+}
+
+#[test]
+fn ble_scan_without_bluetoothd_is_bluetooth_unavailable() {
+    let Some(rig) = rig::Rig::start(false) else { return };
+    let (v, out) = cli(&rig.bus, &rig.dir.path().join("home"), &["ble", "scan"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(v["error"]["code"], 4032);
+    assert_eq!(v["error"]["message"], "蓝牙不可用");
+}
