@@ -231,9 +231,7 @@ pub fn unb64(text: &str) -> Option<Vec<u8>> {
     base64ct::Base64::decode_vec(&compact).ok()
 }
 
-/// A certificate serial as the API writes it: lowercase hex without leading zero bytes.
+/// A certificate serial as the API writes it: lowercase hex without a leading zero byte.
 pub fn serial_of(cert: &kb_pki::Certificate) -> String {
-    let bytes = cert.serial_bytes();
-    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len().saturating_sub(1));
-    hex::encode(&bytes[start..])
+    cert.serial_hex().to_ascii_lowercase()
 }

@@ -159,13 +159,9 @@ impl HttpCaClient {
             let mut s = stream;
             set_timeouts(&s, deadline).map_err(io)?;
             s.write_all(&bytes).map_err(io)?;
-            read_all(&mut s, deadline, self.limits.max_response, |s, d| set_timeouts(s, d)).map_err(io)
+            read_all(&mut s, deadline, self.limits.max_response, set_timeouts).map_err(io)
         };
-        let raw = match raw {
-            Ok(r) => r,
-            Err(e) => return Err(e),
-        };
-        let raw = raw.ok_or_else(|| CaError::InvalidResponse {
+        let raw = raw?.ok_or_else(|| CaError::InvalidResponse {
             server: server.clone(),
             reason: format!("the answer is over {} bytes", self.limits.max_response),
         })?;
