@@ -17,6 +17,7 @@ mod device_cmd;
 mod filekey_cmd;
 mod input;
 mod output;
+mod renew_cmd;
 mod serve_cmd;
 mod term;
 
@@ -29,8 +30,7 @@ use ctx::{App, GlobalOpts};
     version,
     about = "KeyBridge security client (国密证书客户端) command line",
     after_help = "PINs are never accepted as arguments: they are asked on the terminal (no echo), or read \
-                  line by line from stdin with --pin-stdin. QR codes (WeChat binding, phone pairing) are shown \
-                  as their text payload in the terminal for now; a QR renderer comes later. \
+                  line by line from stdin with --pin-stdin. The WeChat binding QR code (keybridge renew bind) is drawn in the terminal. \
                   Start with `keybridge demo` on a fresh machine."
 )]
 struct Cli {
@@ -70,6 +70,10 @@ enum Command {
     Serve(serve_cmd::ServeArgs),
     /// The bridge's web-origin grants and the client secret for native tools.
     Bridge(serve_cmd::BridgeArgs),
+    /// Renew the plugged-in key's certificates with a CA: status, WeChat binding QR, 安装证书.
+    Renew(renew_cmd::RenewArgs),
+    /// The local development CA (CA API + EST + phone pages), for development and tests.
+    Devca(renew_cmd::DevcaArgs),
     /// Create (once) a labelled demo file key with an SM2 sign+encrypt certificate pair
     /// from a local demo CA, and say what to try next.
     Demo,
@@ -91,6 +95,8 @@ fn run(app: &App, command: Command) -> output::CliResult {
         Command::Logs(a) => audit_cmd::logs(app, a),
         Command::Serve(a) => serve_cmd::serve(app, a),
         Command::Bridge(a) => serve_cmd::bridge(app, a),
+        Command::Renew(a) => renew_cmd::renew(app, a),
+        Command::Devca(a) => renew_cmd::devca(app, a),
         Command::Demo => filekey_cmd::demo(app),
     }
 }
