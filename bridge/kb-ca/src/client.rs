@@ -65,6 +65,17 @@ pub struct HttpCaClient {
     port: u16,
     base: String,
     limits: Limits,
+    tls_options: TlsOptions,
+}
+
+/// TLS settings beyond the system's trust store.
+#[derive(Clone, Debug, Default)]
+struct TlsOptions {
+    /// Extra trust anchors for the server's certificate (PEM).
+    roots: Option<String>,
+    /// A client certificate and its key (PEM) for CAs that authenticate the TLS client
+    /// (EST §3.3.2) with a software key.
+    identity: Option<(String, String)>,
 }
 
 impl HttpCaClient {
@@ -101,6 +112,7 @@ impl HttpCaClient {
             port: port.unwrap_or(if tls { 443 } else { 80 }),
             base: path.to_string(),
             limits: Limits::default(),
+            tls_options: TlsOptions::default(),
         })
     }
 
@@ -108,6 +120,34 @@ impl HttpCaClient {
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
+    }
+
+    /// Also trust these roots (PEM bundle) for the server's TLS certificate.
+    pub fn with_tls_roots(mut self, pem: &str) -> Self {
+        self.tls_options.roots = Some(pem.to_string());
+        self
+    }
+
+    /// Present this client certificate (PEM) with its key (PEM) in TLS.
+    pub fn with_tls_identity(mut self, cert_pem: &str, key_pem: &str) -> Self {
+        self.tls_options.identity = Some((cert_pem.to_string(), key_pem.to_string()));
+        self
+    }
+
+    fn connector(&self) -> std::result::Result<openssl::ssl::SslConnector, openssl::error::ErrorStack> {
+        let mut b = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client())?;
+        if let Some(pem) = &self.tls_options.roots {
+            for c in openssl::x509::X509::stack_from_pem(pem.as_bytes())? {
+                b.cert_store_mut().add_cert(c)?;
+            }
+        }
+        if let Some((cert, key)) = &self.tls_options.identity {
+            let cert = openssl::x509::X509::from_pem(cert.as_bytes())?;
+            let key = openssl::pkey::PKey::private_key_from_pem(key.as_bytes())?;
+            b.set_certificate(&cert)?;
+            b.set_private_key(&key)?;
+        }
+        Ok(b.build())
     }
 
     fn server(&self) -> String {
@@ -149,8 +189,7 @@ impl HttpCaClient {
             }
         };
         let raw = if self.tls {
-            let connector =
-                openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client()).map_err(|e| unreachable(&e))?.build();
+            let connector = self.connector().map_err(|e| CaError::BadConfig(format!("TLS settings: {e}")))?;
             set_timeouts(&stream, deadline).map_err(io)?;
             let mut tls = connector.connect(&self.host, stream).map_err(|e| unreachable(&e))?;
             tls.write_all(&bytes).map_err(io)?;

@@ -4,6 +4,8 @@
 use crate::ca::DevCa;
 use crate::routes::{MAX_BODY, handle};
 use kb_ca::http::{Response, read_request, write_response};
+use openssl::ssl::{SslAcceptor, SslMethod, SslVerifyMode};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -18,6 +20,7 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Server {
     addr: SocketAddr,
+    scheme: &'static str,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -26,6 +29,29 @@ impl Server {
     /// Listen on `addr` (`127.0.0.1:0` for any free port). A non-loopback address needs
     /// `allow_lan`; the CA's public URL becomes `http://<addr>` unless already set.
     pub fn start(ca: Arc<DevCa>, addr: SocketAddr, allow_lan: bool) -> std::io::Result<Server> {
+        Self::start_with(ca, addr, allow_lan, None)
+    }
+
+    /// The same over TLS with this server certificate and key (PEM): EST clients that
+    /// insist on HTTPS (RFC 7030 §3.2) talk to it so. The URL becomes `https://…`.
+    pub fn start_tls(ca: Arc<DevCa>, addr: SocketAddr, cert_pem: &str, key_pem: &str) -> std::io::Result<Server> {
+        let tls = |e: openssl::error::ErrorStack| std::io::Error::other(format!("TLS: {e}"));
+        let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).map_err(tls)?;
+        let chain = openssl::x509::X509::stack_from_pem(cert_pem.as_bytes()).map_err(tls)?;
+        let mut certs = chain.into_iter();
+        let leaf = certs.next().ok_or_else(|| std::io::Error::other("TLS: no certificate"))?;
+        b.set_certificate(&leaf).map_err(tls)?;
+        for c in certs {
+            b.add_extra_chain_cert(c).map_err(tls)?;
+        }
+        let key = openssl::pkey::PKey::private_key_from_pem(key_pem.as_bytes()).map_err(tls)?;
+        b.set_private_key(&key).map_err(tls)?;
+        // Ask for (never require) a client certificate: EST re-enrolment clients present one.
+        b.set_verify_callback(SslVerifyMode::PEER, |_, _| true);
+        Self::start_with(ca, addr, false, Some(Arc::new(b.build())))
+    }
+
+    fn start_with(ca: Arc<DevCa>, addr: SocketAddr, allow_lan: bool, tls: Option<Arc<SslAcceptor>>) -> std::io::Result<Server> {
         if !addr.ip().is_loopback() && !allow_lan {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::PermissionDenied,
@@ -34,8 +60,9 @@ impl Server {
         }
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         if ca.config().public_url.is_empty() {
-            ca.set_public_url(&format!("http://{addr}"));
+            ca.set_public_url(&format!("{scheme}://{addr}"));
         }
         let stop = Arc::new(AtomicBool::new(false));
         let active = Arc::new(AtomicUsize::new(0));
@@ -52,9 +79,17 @@ impl Server {
                     let _ = write_response(&mut s, &Response::new(503, "text/plain", "busy"));
                     continue;
                 }
-                let (ca, active) = (Arc::clone(&ca), Arc::clone(&active));
+                let (ca, active, tls) = (Arc::clone(&ca), Arc::clone(&active), tls.clone());
                 let spawned = std::thread::Builder::new().name("devca-conn".into()).spawn(move || {
-                    serve(&ca, stream);
+                    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
+                    let _ = stream.set_write_timeout(Some(READ_TIMEOUT));
+                    match tls {
+                        None => serve(&ca, stream),
+                        Some(acceptor) => match acceptor.accept(stream) {
+                            Ok(s) => serve(&ca, s),
+                            Err(e) => tracing::debug!("dev CA: TLS handshake failed: {e}"),
+                        },
+                    }
                     active.fetch_sub(1, Ordering::SeqCst);
                 });
                 if spawned.is_err() {
@@ -62,7 +97,7 @@ impl Server {
                 }
             }
         })?;
-        Ok(Server { addr, stop, thread: Some(thread) })
+        Ok(Server { addr, scheme, stop, thread: Some(thread) })
     }
 
     /// Where it listens.
@@ -72,7 +107,7 @@ impl Server {
 
     /// `http://<addr>`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Stop accepting and wait for the accept loop to end.
@@ -100,9 +135,7 @@ impl Drop for Server {
     }
 }
 
-fn serve(ca: &DevCa, mut stream: TcpStream) {
-    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(READ_TIMEOUT));
+fn serve(ca: &DevCa, mut stream: impl Read + Write) {
     let resp = match read_request(&mut stream, MAX_BODY) {
         Ok(req) => handle(ca, &req),
         Err(e) if e.kind() == std::io::ErrorKind::OutOfMemory => Response::new(413, "text/plain", "request too large"),

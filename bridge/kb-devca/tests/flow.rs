@@ -339,3 +339,27 @@ fn est_requests_must_be_base64_pkcs10() {
     assert_eq!(cacerts.header("Content-Type"), Some("application/pkcs7-mime"));
     assert_eq!(cacerts.header("Content-Transfer-Encoding"), Some("base64"));
 }
+
+/// A TLS server identity for `localhost`: a self-signed ECDSA P-256 certificate and key (PEM).
+fn tls_identity() -> (String, String) {
+    let key = PrivateKey::generate(Algorithm::EcdsaP256).unwrap();
+    let signer = LocalSigner::new(key.clone());
+    let mut p = CertificateParams::new("CN=localhost", CertKind::Root { path_len: Some(0) }, UnixTime::now().plus_days(-1), 30);
+    p.subject_alt_names = vec!["localhost".into()];
+    let cert = self_signed(&p, &signer).unwrap();
+    (cert.to_pem(), key.to_pkcs8_pem().unwrap().to_string())
+}
+
+#[test]
+fn the_dev_ca_speaks_https_too() {
+    let r = rig();
+    let (cert, key) = tls_identity();
+    let tls = Server::start_tls(Arc::clone(&r.ca), "127.0.0.1:0".parse().unwrap(), &cert, &key).unwrap();
+    let url = format!("https://localhost:{}", tls.addr().port());
+    assert!(tls.url().starts_with("https://127.0.0.1:"));
+    // Without the server's certificate as a trust anchor the handshake fails.
+    assert_eq!(code(&HttpCaClient::new(&url).unwrap().est_cacerts().unwrap_err()), ErrorCode::CaUnreachable);
+    let client = HttpCaClient::new(&url).unwrap().with_tls_roots(&cert);
+    assert_eq!(client.est_cacerts().unwrap(), vec![r.root.clone()]);
+    assert!(client.server_info().unwrap().development);
+}
