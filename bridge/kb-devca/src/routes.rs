@@ -15,7 +15,12 @@ pub const MAX_BODY: usize = 4 * 1024 * 1024;
 
 fn api_error(r: &Refusal) -> Response {
     let resp = Response::json(r.status, &ErrorBody { error: api::ApiError::new(r.code, r.message.clone()) });
-    if r.code == ErrorCode::EnrolmentPending { resp.with_header("Retry-After", "60") } else { resp }
+    match (r.code, r.status) {
+        (ErrorCode::EnrolmentPending, _) => resp.with_header("Retry-After", "60"),
+        // RFC 7030 §3.2.3 / RFC 7235: a 401 names the scheme to use.
+        (_, 401) => resp.with_header("WWW-Authenticate", "Basic realm=\"KeyBridge dev CA EST\""),
+        _ => resp,
+    }
 }
 
 fn html(status: u16, body: String) -> Response {
