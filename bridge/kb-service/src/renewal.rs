@@ -111,7 +111,8 @@ struct Journal {
     container: String,
     usage: KeyUsage,
     old_certificate: String,
-    new_certificate: String,
+    /// `None` while a 变更/补发's new pair is being made and enrolled (nothing written yet).
+    new_certificate: Option<String>,
     /// 变更/补发: where the new pair is.
     new_container: Option<String>,
 }
@@ -156,7 +157,7 @@ impl Target<'_> {
         }
     }
 
-    fn journal(&self, kind: RenewalKind, new: &Certificate, new_container: Option<&str>) -> Journal {
+    fn journal(&self, kind: RenewalKind, new: Option<&Certificate>, new_container: Option<&str>) -> Journal {
         Journal {
             version: 1,
             device: self.device.to_string(),
@@ -164,7 +165,7 @@ impl Target<'_> {
             container: self.container.into(),
             usage: self.usage,
             old_certificate: api::b64(self.old.der()),
-            new_certificate: api::b64(new.der()),
+            new_certificate: new.map(|c| api::b64(c.der())),
             new_container: new_container.map(String::from),
         }
     }
@@ -295,6 +296,16 @@ impl Renewal {
 
     fn remove_journal(&self, device: &DeviceId) -> Result<()> {
         let p = self.journal_path(device);
+        // Temp files of journal writes a killed run left behind.
+        let stale = format!(".{}.", p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+        if let Ok(entries) = std::fs::read_dir(&self.journal_dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with(&stale) && name.ends_with(".tmp") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
         match std::fs::remove_file(&p) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -316,7 +327,14 @@ impl Renewal {
     pub fn recover(&self, device: &DeviceId, caller: impl Into<Caller>) -> Result<Recovery> {
         let caller = caller.into();
         let Some(j) = self.read_journal(device)? else { return Ok(Recovery::Nothing) };
-        let (old, new) = (decode_cert(&j.old_certificate)?, decode_cert(&j.new_certificate)?);
+        let old = decode_cert(&j.old_certificate)?;
+        let Some(new) = j.new_certificate.as_deref().map(decode_cert).transpose()? else {
+            // Interrupted while the new pair was made or enrolled: nothing was written
+            // over the old certificate.
+            self.drop_unissued_pair(device, &j, &old, &caller)?;
+            self.remove_journal(device)?;
+            return Ok(Recovery::RolledBack);
+        };
         let client = caller.client().to_string();
         let outcome = match j.kind {
             RenewalKind::Renew => {
@@ -351,6 +369,21 @@ impl Renewal {
         };
         self.remove_journal(device)?;
         Ok(outcome)
+    }
+
+    /// A 变更/补发 interrupted before its certificate was written: the new pair goes,
+    /// unless the CA has issued for it (the next install fetches the certificate and puts
+    /// it there).
+    fn drop_unissued_pair(&self, device: &DeviceId, j: &Journal, old: &Certificate, caller: &Caller) -> Result<()> {
+        let Some(nc) = j.new_container.as_deref() else { return Ok(()) };
+        if self.ca.renewal_status(&api::serial_of(old))?.state == RenewalState::Issued {
+            return Ok(());
+        }
+        let present = self.manager.containers(device, caller.client())?.into_iter().find(|c| c.name == nc);
+        if present.is_some_and(|c| c.slot(j.usage).is_none_or(|s| s.certificate.is_none())) {
+            self.manager.delete_container(device, nc, caller.clone())?;
+        }
+        Ok(())
     }
 
     /// 安装证书: enrol and install the renewed certificate of `container`'s `usage`
@@ -451,7 +484,7 @@ impl Renewal {
         let csr = kb_pki::csr::build(&subject_dn(t.old), &signer, vec![]).map_err(|e| signer.service_error(e))?;
         let new = Self::first_issued(self.ca.est_simplereenroll(&csr)?)?;
         self.check_new(&new, t.old, signer.public_key())?;
-        self.write_and_read_back(t, &t.journal(RenewalKind::Renew, &new, None), &new, t.container)?;
+        self.write_and_read_back(t, &t.journal(RenewalKind::Renew, Some(&new), None), &new, t.container)?;
         self.remove_journal(t.device)?;
         Ok(t.report(RenewalKind::Renew, &new, t.container))
     }
@@ -488,15 +521,28 @@ impl Renewal {
             .find(|n| !existing.contains(n))
             .ok_or_else(|| ServiceError::Internal("no free container name".into()))?;
         let algorithm = t.old.public_key()?.algorithm();
+        // The journal names the new pair before it exists, so a run killed from here on
+        // is cleaned up by `recover`.
+        self.write_journal(device, &t.journal(RenewalKind::Rekey, None, Some(&new_container)))?;
         // Until the CA has issued for it, a failure drops the half-made new pair (the old
         // one was never touched).
         let drop_new = |e: ServiceError| -> ServiceError {
-            if self.manager.delete_container(device, &new_container, caller.clone()).is_err() {
-                tracing::warn!(device = %device, container = %new_container, "could not remove the unused new key pair");
+            match self.manager.delete_container(device, &new_container, caller.clone()) {
+                Ok(()) => {
+                    if self.remove_journal(device).is_err() {
+                        tracing::warn!(device = %device, "could not remove the install journal");
+                    }
+                }
+                Err(_) => {
+                    tracing::warn!(device = %device, container = %new_container, "could not remove the unused new key pair")
+                }
             }
             e
         };
-        let key = self.manager.generate_key_pair_in_new_container(device, &new_container, t.usage, algorithm, caller.clone())?;
+        let key = self
+            .manager
+            .generate_key_pair_in_new_container(device, &new_container, t.usage, algorithm, caller.clone())
+            .map_err(drop_new)?;
         let request = || -> Result<(Vec<u8>, Vec<u8>)> {
             let signer = self.manager.signer(device, &new_container, t.usage, caller.clone())?;
             let csr = kb_pki::csr::build(&subject_dn(t.old), &signer, vec![]).map_err(|e| signer.service_error(e))?;
@@ -513,8 +559,8 @@ impl Renewal {
             Err(e @ kb_ca::CaError::Refused { .. }) => return Err(drop_new(e.into())),
             Err(e) => return Err(e.into()),
         };
-        let new = Self::first_issued(issued)?;
-        self.check_new(&new, t.old, &key)?;
+        let new = Self::first_issued(issued).map_err(drop_new)?;
+        self.check_new(&new, t.old, &key).map_err(drop_new)?;
         self.put_rekeyed(t, &new, &new_container)
     }
 
@@ -550,7 +596,7 @@ impl Renewal {
     /// Write the new certificate into `new_container`, read it back, then remove the old
     /// pair.
     fn put_rekeyed(&self, t: &Target<'_>, new: &Certificate, new_container: &str) -> Result<InstallReport> {
-        let journal = t.journal(RenewalKind::Rekey, new, Some(new_container));
+        let journal = t.journal(RenewalKind::Rekey, Some(new), Some(new_container));
         self.write_and_read_back(t, &journal, new, new_container)?;
         // The new certificate is in and read back: now the old pair may go.
         if let Err(e) = self.finish_rekey(t.device, &journal, t.caller) {

@@ -275,8 +275,20 @@ fn install(app: &App, d: &Devices, r: &Renewal, sel: &DeviceSel) -> CliResult {
     if sel.device.as_deref().is_some_and(|id| id != dev.id.0) {
         return Err(CliError::input(format!("{} is not the key plugged in ({})", sel.device.as_deref().unwrap_or(""), dev.id)));
     }
-    let container = d.container(&dev.id, sel.container.as_deref())?;
     let usage = sel.usage.map(crate::ctx::Usage::key_usage).unwrap_or(KeyUsage::Sign);
+    // Without --container: the only container with a certificate in that slot (a key
+    // pair an interrupted 变更/补发 left has none).
+    let with_certificate: Vec<String> = d
+        .manager
+        .containers(&dev.id, CLIENT)?
+        .into_iter()
+        .filter(|c| c.slot(usage).is_some_and(|s| s.certificate.is_some()))
+        .map(|c| c.name)
+        .collect();
+    let container = match (sel.container.as_deref(), with_certificate.as_slice()) {
+        (None, [only]) => only.clone(),
+        (name, _) => d.container(&dev.id, name)?,
+    };
     if !app.out.json() {
         eprintln!("{}", app.out.t("正在安装证书，请勿拔出介质……", "Installing the certificate; do not unplug the key…"));
     }
