@@ -45,6 +45,18 @@ pub enum ServiceError {
         /// What was wrong (lengths only, never the data).
         what: String,
     },
+    /// A certificate authority could not be asked, or refused (see [`kb_ca::CaError`]).
+    #[error(transparent)]
+    Ca(#[from] kb_ca::CaError),
+    /// A renewal step failed with a CA-category code (new certificate invalid, install
+    /// rolled back or incomplete, not approved, several media plugged in).
+    #[error("{message}")]
+    Renewal {
+        /// The code (7xxx).
+        code: ErrorCode,
+        /// What happened (names certificates and media, never secrets).
+        message: String,
+    },
     /// The device actor stopped (a bug or a panic in a driver, reported, never hidden).
     #[error("internal: {0}")]
     Internal(String),
@@ -68,6 +80,8 @@ impl HasErrorCode for ServiceError {
             ServiceError::Audit(_) | ServiceError::Io(_) => ErrorCode::Io,
             ServiceError::MediumSignatureInvalid { .. } => ErrorCode::MediumSignatureInvalid,
             ServiceError::MediumResultInvalid { .. } => ErrorCode::MediumResultInvalid,
+            ServiceError::Ca(e) => e.code(),
+            ServiceError::Renewal { code, .. } => *code,
             ServiceError::Internal(_) => ErrorCode::Internal,
         }
     }

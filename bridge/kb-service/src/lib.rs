@@ -9,6 +9,8 @@
 //!   QR codes reach the user (terminal, desktop window, test script).
 //! - [`audit`]: every key use recorded (SQLite), queried by time range.
 //! - [`demo`]: the built-in demo key and its local demo CA.
+//! - [`renewal`]: renewing certificates with a CA — status, the binding QR, 安装证书
+//!   with checks before writing and rollback.
 //! - [`media`]: which transports every front end watches.
 //! - [`settings`] and [`logs`]: the config file, daily-rotated logs, encrypted export.
 
@@ -22,6 +24,7 @@ pub mod logs;
 pub mod media;
 pub mod pin_cache;
 pub mod prompter;
+pub mod renewal;
 pub mod settings;
 
 pub use error::{Result, ServiceError};

@@ -18,6 +18,7 @@ mod device_cmd;
 mod filekey_cmd;
 mod input;
 mod output;
+mod renew_cmd;
 mod serve_cmd;
 mod term;
 
@@ -30,8 +31,7 @@ use ctx::{App, GlobalOpts};
     version,
     about = "KeyBridge security client (国密证书客户端) command line",
     after_help = "PINs are never accepted as arguments: they are asked on the terminal (no echo), or read \
-                  line by line from stdin with --pin-stdin. QR codes (WeChat binding, phone pairing) are shown \
-                  as their text payload in the terminal for now; a QR renderer comes later. \
+                  line by line from stdin with --pin-stdin. The WeChat binding QR code (keybridge renew bind) is drawn in the terminal. \
                   Start with `keybridge demo` on a fresh machine."
 )]
 struct Cli {
@@ -73,6 +73,10 @@ enum Command {
     Bridge(serve_cmd::BridgeArgs),
     /// BLE keys (蓝牙Key): scan, connect, disconnect, forget.
     Ble(ble_cmd::BleArgs),
+    /// Renew the plugged-in key's certificates with a CA: status, WeChat binding QR, 安装证书.
+    Renew(renew_cmd::RenewArgs),
+    /// The local development CA (CA API + EST + phone pages), for development and tests.
+    Devca(renew_cmd::DevcaArgs),
     /// Create (once) a labelled demo file key with an SM2 sign+encrypt certificate pair
     /// from a local demo CA, and say what to try next.
     Demo,
@@ -95,6 +99,8 @@ fn run(app: &App, command: Command) -> output::CliResult {
         Command::Serve(a) => serve_cmd::serve(app, a),
         Command::Bridge(a) => serve_cmd::bridge(app, a),
         Command::Ble(a) => ble_cmd::ble(app, a),
+        Command::Renew(a) => renew_cmd::renew(app, a),
+        Command::Devca(a) => renew_cmd::devca(app, a),
         Command::Demo => filekey_cmd::demo(app),
     }
 }

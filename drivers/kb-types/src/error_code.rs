@@ -279,6 +279,40 @@ error_codes! {
     LinkClosedByPeer = 6023, "link_closed_by_peer", PhoneLink, "对端关闭了手机连接", "the peer closed the phone link";
 
     // 7xxx: certificate authorities and renewal; see docs/ca-api.md
+    /// The CA's server could not be reached (offline, DNS, connection refused, TLS).
+    CaUnreachable = 7001, "ca_unreachable", Ca, "无法连接证书颁发机构（CA）服务器，请检查网络", "could not reach the certificate authority's server; check the network";
+    /// The CA's server did not answer within the time limit.
+    CaTimedOut = 7002, "ca_timed_out", Ca, "CA 服务器响应超时，请稍后再试", "the certificate authority's server did not answer in time; try again later";
+    /// The CA's server answered with something that is not a valid answer (garbage, too large, wrong type).
+    CaResponseInvalid = 7003, "ca_response_invalid", Ca, "CA 服务器返回的内容无效", "the certificate authority's server sent an invalid answer";
+    /// The CA refused the request (the message gives its reason).
+    CaRefused = 7004, "ca_refused", Ca, "CA 拒绝了该请求", "the certificate authority refused the request";
+    /// The binding token is unknown or was already used.
+    BindingTokenInvalid = 7005, "binding_token_invalid", Ca, "绑定二维码无效或已被使用", "the binding QR code is invalid or was already used";
+    /// The binding QR code expired (30 minutes); get a new one.
+    BindingExpired = 7006, "binding_expired", Ca, "绑定二维码已过期，请重新获取", "the binding QR code has expired; get a new one";
+    /// The proof signature does not verify with the certificate's key (a binding for someone else's key).
+    BindingProofInvalid = 7007, "binding_proof_invalid", Ca, "绑定证明签名无效：证书与介质中的密钥不匹配", "the binding proof does not verify with the certificate's key";
+    /// No approved renewal for this certificate.
+    RenewalNotApproved = 7008, "renewal_not_approved", Ca, "该证书的续期申请尚未审核通过", "the renewal of this certificate has not been approved";
+    /// The CA refused the enrolment (EST): request invalid, not authorised, or key not allowed.
+    EnrolmentRefused = 7009, "enrolment_refused", Ca, "CA 拒绝签发证书", "the certificate authority refused to issue the certificate";
+    /// The CA accepted the enrolment but has not issued the certificate yet.
+    EnrolmentPending = 7010, "enrolment_pending", Ca, "证书正在签发中，请稍后再试", "the certificate is being issued; try again later";
+    /// The delivered certificate failed a check before install (key, chain, validity or subject); nothing was written.
+    NewCertificateInvalid = 7011, "new_certificate_invalid", Ca, "CA 下发的新证书未通过检查，未写入介质", "the new certificate failed its checks and was not installed";
+    /// Installing the new certificate failed; the key holds its previous working certificate.
+    InstallRolledBack = 7012, "install_rolled_back", Ca, "证书安装失败，已恢复原证书", "installing the certificate failed; the previous certificate was restored";
+    /// Installing failed and the previous state could not be restored yet; the journal keeps both certificates for recovery.
+    InstallIncomplete = 7013, "install_incomplete", Ca, "证书安装未完成，请重新插入介质后再次安装", "the certificate install did not complete; plug the key in again and retry the install";
+    /// No certificate authority is configured.
+    CaNotConfigured = 7014, "ca_not_configured", Ca, "未配置证书颁发机构（CA）", "no certificate authority is configured";
+    /// More than one key is plugged in; renewal works on one key at a time.
+    MultipleMediaPresent = 7015, "multiple_media_present", Ca, "检测到多个介质，续期时请只插入一个", "more than one key is plugged in; plug in only the key to renew";
+    /// The CA does not know this certificate, binding or application.
+    CaNotFound = 7016, "ca_not_found", Ca, "CA 未找到该证书或申请", "the certificate authority does not know this certificate or application";
+    /// The CA speaks an API version this client does not.
+    CaApiVersionUnsupported = 7017, "ca_api_version_unsupported", Ca, "CA 服务接口版本不受支持", "the certificate authority's API version is not supported";
 
     // 9xxx: system
     /// File or stream I/O failed.
