@@ -10,6 +10,7 @@
 
 pub mod conn;
 pub mod frame;
+pub mod relay;
 
 pub use conn::{LinkError, MessageConn, PeerId, memory_pair};
 pub use frame::{FramePipe, MAX_FRAME};
