@@ -508,15 +508,17 @@ impl TunnelWatch {
         self.state.borrow().clone()
     }
 
+    /// Waits until the state satisfies `f` (or the tunnel ends) and returns that state.
+    pub async fn wait_until(&self, f: impl Fn(&TunnelState) -> bool) -> TunnelState {
+        let mut rx = self.state.clone();
+        let s = rx.wait_for(|s| f(s) || matches!(s, TunnelState::Ended(_))).await.map(|s| s.clone());
+        // The pump always publishes its end before it goes away.
+        s.unwrap_or(TunnelState::Ended(TunnelEnd::RelayLost))
+    }
+
     /// Waits until frames flow (`Ok`) or the tunnel ends (`Err` with why).
     pub async fn ready(&self) -> Result<(), TunnelEnd> {
-        let mut rx = self.state.clone();
-        let s = rx
-            .wait_for(|s| matches!(s, TunnelState::Ready | TunnelState::Ended(_)))
-            .await
-            .map(|s| s.clone())
-            .unwrap_or(TunnelState::Ended(TunnelEnd::RelayLost));
-        match s {
+        match self.wait_until(|s| *s == TunnelState::Ready).await {
             TunnelState::Ended(e) => Err(e),
             _ => Ok(()),
         }
@@ -524,10 +526,8 @@ impl TunnelWatch {
 
     /// Waits until the tunnel ends; why.
     pub async fn ended(&self) -> TunnelEnd {
-        let mut rx = self.state.clone();
-        let s = rx.wait_for(|s| matches!(s, TunnelState::Ended(_))).await.map(|s| s.clone());
-        match s {
-            Ok(TunnelState::Ended(e)) => e,
+        match self.wait_until(|_| false).await {
+            TunnelState::Ended(e) => e,
             _ => TunnelEnd::RelayLost,
         }
     }
@@ -550,8 +550,10 @@ pub struct Tunnel {
 }
 
 /// Opens this end of a tunnel: connects to the relay (retrying until `connect_timeout`),
-/// subscribes to this end's subject and starts saying hello. Returns as soon as the
-/// subscription is in place; frames written before the peer arrives wait in the pipe.
+/// subscribes to this end's subject and starts saying hello. Returns once the subscription
+/// is sent; frames written before the peer arrives wait in the pipe. (The relay handles a
+/// connection's messages in order, so the subscription is in place before this end's hello
+/// reaches anyone: a peer that hears the hello can be heard.)
 pub async fn open(endpoint: &RelayEndpoint, role: Role, options: &RelayOptions) -> Result<Tunnel, RelayError> {
     check_url(&endpoint.url)?;
     let (ev_tx, ev_rx) = mpsc::channel::<Event>(64);
@@ -661,8 +663,9 @@ impl Pump {
 
     async fn run(mut self) {
         let end = self.serve().await;
-        if end == TunnelEnd::Closed && self.core.peer.is_some() {
-            // Tell the peer; the flush is bounded in case the relay is gone.
+        let peer_listens = !matches!(end, TunnelEnd::PeerClosed | TunnelEnd::RelayLost);
+        if peer_listens && self.core.peer.is_some() {
+            // Tell the peer it is over; the flush is bounded in case the relay is gone.
             let close = self.core.close();
             if self.send(close).await.is_ok() {
                 let _ = tokio::time::timeout(Duration::from_secs(2), self.client.flush()).await;
@@ -676,6 +679,7 @@ impl Pump {
         hello.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut peer_deadline = self.options.peer_timeout.map(|t| Instant::now() + t);
         let mut relay_deadline: Option<Instant> = None;
+        let mut arrived: Option<Vec<u8>> = None;
         loop {
             let ready = self.core.is_ready();
             let deadline = match (peer_deadline, relay_deadline) {
@@ -713,14 +717,18 @@ impl Pump {
                     }
                     Some(_) => {}
                 },
-                m = self.sub.next() => {
+                // A frame for the layer above waits here until it has room; meanwhile
+                // nothing more is read from the relay, but frames still go out.
+                permit = self.to_app.reserve(), if arrived.is_some() => {
+                    let Ok(permit) = permit else { return TunnelEnd::Closed };
+                    if let Some(f) = arrived.take() {
+                        permit.send(f);
+                    }
+                }
+                m = self.sub.next(), if arrived.is_none() => {
                     let Some(m) = m else { return TunnelEnd::RelayLost };
                     match self.core.on_wire(&m.payload) {
-                        Step::Deliver(f) => {
-                            if self.to_app.send(f.to_vec()).await.is_err() {
-                                return TunnelEnd::Closed;
-                            }
-                        }
+                        Step::Deliver(f) => arrived = Some(f.to_vec()),
                         Step::Reply(b) => {
                             if let Err(e) = self.send(b).await {
                                 return e;
