@@ -53,5 +53,6 @@ if [ "${KB_SKIP_BENCH:-0}" != "1" ]; then
   echo "== benchmark smoke run (figures are not checked here; see docs/benchmarks.md) =="
   cargo run --release --locked -q -p kb-bench -- --quick
   cargo bench --locked -q -p kb-bridge --bench bridge_load -- --quick
+  cargo bench --locked -q -p kb-phonelink --bench relay -- --quick
 fi
 echo "run-all: ok"
