@@ -145,7 +145,7 @@ async fn run(a: Args) {
     while tasks.join_next().await.is_some() {}
 
     let per_tunnel = (rss_ready.saturating_sub(rss_before)) as f64 / a.tunnels as f64;
-    println!("relay benchmark: nats-server {} on loopback, shipped config", "2.9 (Debian)");
+    println!("relay benchmark: nats-server {} on loopback, installer/relay/nats-relay.conf", relay.version());
     println!("  tunnels: {} (PC over TCP, phone over WebSocket), all ready in {:.2} s", a.tunnels, open_secs);
     println!(
         "  nats-server VmRSS: {} KiB before, {} KiB with all tunnels ready, {} KiB under traffic",

@@ -156,6 +156,12 @@ impl NatsServer {
         self.child.as_ref().unwrap().id()
     }
 
+    /// The server's version, from its log.
+    pub(crate) fn version(&self) -> String {
+        let log = std::fs::read_to_string(self.conf.with_extension("log")).unwrap_or_default();
+        log.lines().find_map(|l| l.split_once("Version:").map(|(_, v)| v.trim().to_string())).unwrap_or_else(|| "?".into())
+    }
+
     /// The server's resident memory, KiB (VmRSS from /proc).
     pub(crate) fn rss_kib(&self) -> u64 {
         let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
