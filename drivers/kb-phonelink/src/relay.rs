@@ -495,11 +495,19 @@ pub enum TunnelState {
     Ended(TunnelEnd),
 }
 
+/// What a tunnel end has counted, shared between its pump and its watches.
+#[derive(Debug, Default)]
+struct Counters {
+    sent: AtomicU64,
+    received: AtomicU64,
+    dropped: AtomicU64,
+}
+
 /// Watches one tunnel from outside its pipe. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct TunnelWatch {
     state: watch::Receiver<TunnelState>,
-    dropped: Arc<AtomicU64>,
+    counters: Arc<Counters>,
 }
 
 impl TunnelWatch {
@@ -535,7 +543,17 @@ impl TunnelWatch {
     /// Messages on this tunnel's subject that were not for it (malformed, from a foreign or
     /// stale session) and were ignored.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.counters.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Frames sent to the peer so far.
+    pub fn sent(&self) -> u64 {
+        self.counters.sent.load(Ordering::Relaxed)
+    }
+
+    /// Frames received from the peer so far (handed to the pipe or waiting for room in it).
+    pub fn received(&self) -> u64 {
+        self.counters.received.load(Ordering::Relaxed)
     }
 }
 
@@ -569,7 +587,7 @@ pub async fn open(endpoint: &RelayEndpoint, role: Role, options: &RelayOptions) 
     let (app_tx, from_app) = mpsc::channel(options.depth.max(1));
     let (to_app, app_rx) = mpsc::channel(options.depth.max(1));
     let (state_tx, state_rx) = watch::channel(TunnelState::WaitingForPeer);
-    let dropped = Arc::new(AtomicU64::new(0));
+    let counters = Arc::new(Counters::default());
     let mut me = [0u8; 8];
     getrandom::fill(&mut me).map_err(|_| RelayError::Random)?;
     let pump = Pump {
@@ -581,11 +599,11 @@ pub async fn open(endpoint: &RelayEndpoint, role: Role, options: &RelayOptions) 
         core: TunnelCore::new(me),
         out: endpoint.subject(role.peer()),
         state: state_tx,
-        dropped: dropped.clone(),
+        counters: counters.clone(),
         options: options.clone(),
     };
     tokio::spawn(pump.run());
-    Ok(Tunnel { pipe: FramePipe { tx: app_tx, rx: app_rx }, watch: TunnelWatch { state: state_rx, dropped } })
+    Ok(Tunnel { pipe: FramePipe { tx: app_tx, rx: app_rx }, watch: TunnelWatch { state: state_rx, counters } })
 }
 
 async fn connect(
@@ -644,7 +662,7 @@ struct Pump {
     core: TunnelCore,
     out: String,
     state: watch::Sender<TunnelState>,
-    dropped: Arc<AtomicU64>,
+    counters: Arc<Counters>,
     options: RelayOptions,
 }
 
@@ -728,14 +746,17 @@ impl Pump {
                 m = self.sub.next(), if arrived.is_none() => {
                     let Some(m) = m else { return TunnelEnd::RelayLost };
                     match self.core.on_wire(&m.payload) {
-                        Step::Deliver(f) => arrived = Some(f.to_vec()),
+                        Step::Deliver(f) => {
+                            self.counters.received.fetch_add(1, Ordering::Relaxed);
+                            arrived = Some(f.to_vec());
+                        }
                         Step::Reply(b) => {
                             if let Err(e) = self.send(b).await {
                                 return e;
                             }
                         }
                         Step::Dropped => {
-                            self.dropped.fetch_add(1, Ordering::Relaxed);
+                            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
                         }
                         Step::Nothing => {}
                         Step::End(e) => return e,
@@ -753,6 +774,7 @@ impl Pump {
                             if let Err(e) = self.send(b).await {
                                 return e;
                             }
+                            self.counters.sent.fetch_add(1, Ordering::Relaxed);
                         }
                         Err(e) => return e,
                     }

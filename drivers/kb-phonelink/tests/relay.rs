@@ -96,6 +96,32 @@ async fn frames_flow_both_ways_in_order_and_wait_for_a_late_peer() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_does_not_read_does_not_stop_its_own_frames_going_out() {
+    let relay = NatsServer::single();
+    let t = TunnelId::random().unwrap();
+    let small = |c| RelayOptions { depth: 2, ..options(c) };
+    let mut pc = relay::open(&endpoint(&relay.url(), t), Role::Pc, &small(pc_credentials())).await.unwrap();
+    let ph = relay::open(&endpoint(&relay.ws_url(), t), Role::Phone, &small(phone_credentials())).await.unwrap();
+    bounded("ready", ph.watch.ready()).await.unwrap();
+    // The phone does not read: its pipe fills (2) and one more frame waits in its pump.
+    for i in 0..4u8 {
+        send(&pc, &[i]).await;
+    }
+    bounded("frames reach the phone's end", async {
+        while ph.watch.received() < 3 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    // Its own frames still go out.
+    for i in 0..10u8 {
+        send(&ph, &[100 + i]).await;
+        assert_eq!(recv(&mut pc).await, [100 + i]);
+    }
+    assert_eq!(ph.watch.sent(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_tunnels_do_not_see_each_other() {
     let relay = NatsServer::single();
     let (mut pc_a, mut ph_a, _) = pair(&relay.url(), &relay.ws_url()).await;
