@@ -57,6 +57,7 @@ APT_PACKAGES=(
   xvfb xauth webkit2gtk-driver dbus-daemon dbus-bin python3-dbusmock curl
   cmake
   gnome-keyring
+  nats-server
 )
 # (libpcsclite-dev: the PC/SC transport links libpcsclite; pcscd + vsmartcard-vpcd: the
 # PC/SC test rig's reader daemon and virtual reader, drivers/kb-pcsc/tests/rig;
@@ -69,7 +70,9 @@ APT_PACKAGES=(
 # (dbus-run-session), dbus-bin (dbus-send) and python3-dbusmock (a notification daemon):
 # the desktop app's window tests, tests/desktop; cmake: builds the GmSSL CLI peer below;
 # gnome-keyring: the Secret Service the phone link's pairing store is tested against,
-# drivers/kb-phonelink/tests/store.rs.)
+# drivers/kb-phonelink/tests/store.rs;
+# nats-server: the phone link's relay, which drivers/kb-phonelink's tests and benchmark
+# start on loopback with installer/relay/*.conf.)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -26,6 +26,7 @@ pub mod handshake;
 pub mod pc;
 pub mod phone;
 pub mod qr;
+pub mod relay;
 pub mod rt;
 pub mod store;
 pub mod suite;
