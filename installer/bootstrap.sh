@@ -55,6 +55,7 @@ APT_PACKAGES=(
   fonts-noto-cjk
   xvfb xauth webkit2gtk-driver dbus-daemon dbus-bin python3-dbusmock curl
   cmake
+  gnome-keyring
 )
 # (libpcsclite-dev: the PC/SC transport links libpcsclite; pcscd + vsmartcard-vpcd: the
 # PC/SC test rig's reader daemon and virtual reader, drivers/kb-pcsc/tests/rig;
@@ -63,7 +64,9 @@ APT_PACKAGES=(
 # the desktop app (Tauri 2 on WebKitGTK); fonts-noto-cjk: without a CJK font Chinese
 # renders as boxes; xvfb, webkit2gtk-driver (WebKitWebDriver), dbus-daemon
 # (dbus-run-session), dbus-bin (dbus-send) and python3-dbusmock (a notification daemon):
-# the desktop app's window tests, tests/desktop; cmake: builds the GmSSL CLI peer below.)
+# the desktop app's window tests, tests/desktop; cmake: builds the GmSSL CLI peer below;
+# gnome-keyring: the Secret Service the phone link's pairing store is tested against,
+# drivers/kb-phonelink/tests/store.rs.)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

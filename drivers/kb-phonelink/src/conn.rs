@@ -80,6 +80,13 @@ pub trait MessageConn: Send + Sync {
     fn close(&self);
     /// Whether the link is still open, as far as this side knows.
     fn is_open(&self) -> bool;
+    /// Why the link ended (`None` while it is open): [`LinkError::Closed`] for a clean
+    /// close by either side, [`LinkError::Failed`] with a stable code otherwise (tampering,
+    /// keep-alive timeout, transport lost, the peer's own error). After the link ends,
+    /// `recv` returns this same error.
+    fn close_reason(&self) -> Option<LinkError> {
+        if self.is_open() { None } else { Some(LinkError::Closed) }
+    }
 }
 
 #[derive(Default)]

@@ -214,6 +214,52 @@ error_codes! {
     LocalNetworkAccessDenied = 5014, "local_network_access_denied", Bridge, "已拒绝本网站的“本地网络访问”权限，网页无法连接本机安全客户端：请在网站权限中重新允许", "this site was denied \"local network access\", so the page cannot reach KeyBridge: allow it again in the site's permissions";
 
     // 6xxx: the phone link; see docs/phone-link.md
+    /// A pairing QR string could not be read (wrong prefix, bad base32, truncated, bad key or endpoint).
+    PairingOfferInvalid = 6001, "pairing_offer_invalid", PhoneLink, "配对二维码无效", "the pairing QR code is invalid";
+    /// The pairing QR is of a protocol version this side does not speak.
+    PairingOfferVersion = 6002, "pairing_offer_version", PhoneLink, "配对二维码版本不受支持，请升级手机或电脑端", "the pairing QR code's version is not supported; update the phone or the PC";
+    /// The pairing QR has expired: show a new one.
+    PairingOfferExpired = 6003, "pairing_offer_expired", PhoneLink, "配对二维码已过期，请刷新后重新扫描", "the pairing QR code has expired; refresh it and scan again";
+    /// The pairing QR was already used by a phone (each QR pairs one phone once).
+    PairingOfferUsed = 6004, "pairing_offer_used", PhoneLink, "配对二维码已被使用，请刷新后重新扫描", "the pairing QR code was already used; refresh it and scan again";
+    /// The PC has no open pairing with that QR (it was replaced, cancelled, or never shown).
+    PairingOfferUnknown = 6005, "pairing_offer_unknown", PhoneLink, "电脑端没有该配对二维码（已刷新或已取消）", "the PC has no such pairing QR code (it was refreshed or cancelled)";
+    /// The phone did not prove it holds the QR's one-time secret (wrong secret or a tampered handshake).
+    PairingProofFailed = 6006, "pairing_proof_failed", PhoneLink, "配对验证失败：手机未持有该二维码的密钥", "pairing failed: the phone does not hold the QR code's secret";
+    /// The link handshake failed: a malformed message, a key that does not match, or tampering.
+    LinkHandshakeFailed = 6007, "link_handshake_failed", PhoneLink, "手机连接握手失败", "the phone link handshake failed";
+    /// The link handshake did not finish in time (a slow or silent peer).
+    LinkHandshakeTimeout = 6008, "link_handshake_timeout", PhoneLink, "手机连接握手超时", "the phone link handshake timed out";
+    /// The phone is not paired with this PC: pair it by scanning a QR code.
+    PhoneNotPaired = 6009, "phone_not_paired", PhoneLink, "该手机未与本机配对，请扫码配对", "this phone is not paired with this PC; pair it by scanning a QR code";
+    /// The phone's pairing was revoked on this PC.
+    PhoneRevoked = 6010, "phone_revoked", PhoneLink, "该手机的配对已被撤销", "this phone's pairing was revoked";
+    /// The user rejected the new phone on the PC (the confirmation codes did not match).
+    PairingRejected = 6011, "pairing_rejected", PhoneLink, "电脑端拒绝了该手机的配对", "the pairing was rejected on the PC";
+    /// The new phone was not confirmed on the PC in time.
+    PairingNotConfirmed = 6012, "pairing_not_confirmed", PhoneLink, "未在规定时间内在电脑端确认配对", "the pairing was not confirmed on the PC in time";
+    /// A link frame failed authentication: tampered, replayed, reordered, dropped or truncated. The link was closed.
+    LinkIntegrity = 6013, "link_integrity", PhoneLink, "手机连接数据校验失败（被篡改、重放或乱序），连接已断开", "a phone link frame failed authentication (tampered, replayed, reordered or truncated); the link was closed";
+    /// A link frame or message is larger than the link allows.
+    LinkFrameTooLarge = 6014, "link_frame_too_large", PhoneLink, "手机连接数据帧过大", "a phone link frame or message is too large";
+    /// The peer broke the link protocol (an unexpected or malformed record).
+    LinkProtocol = 6015, "link_protocol", PhoneLink, "手机连接协议错误", "the peer broke the phone link protocol";
+    /// Nothing arrived from the peer within the keep-alive bound: the peer is gone.
+    LinkPeerTimeout = 6016, "link_peer_timeout", PhoneLink, "手机连接已超时（对端无响应）", "the phone link timed out: the peer stopped answering";
+    /// The transport under the link ended without a close (network lost, peer process killed).
+    LinkLost = 6017, "link_lost", PhoneLink, "手机连接已中断", "the phone link was lost";
+    /// The PC is handling too many link handshakes at once; try again.
+    LinkBusy = 6018, "link_busy", PhoneLink, "电脑端连接过多，请稍后再试", "the PC is busy with too many phone connections; try again";
+    /// None of the PC's endpoints (direct or relay) could be reached.
+    LinkUnreachable = 6019, "link_unreachable", PhoneLink, "无法连接到电脑（局域网与中继均不可达）", "could not reach the PC (neither directly nor through the relay)";
+    /// The phone link's direct listener could not be opened on the given addresses.
+    LinkListenFailed = 6020, "link_listen_failed", PhoneLink, "无法打开手机连接端口", "could not open the phone link's listening port";
+    /// No way for a phone to reach the PC is open (no direct listener and no relay), so no pairing QR can be made.
+    LinkNoEndpoint = 6021, "link_no_endpoint", PhoneLink, "没有可供手机连接的地址（请打开局域网端口或配置中继）", "no endpoint is open for phones (open the LAN port or configure a relay)";
+    /// The pairing store (paired phones, link secrets) could not be read or written.
+    PairingStoreFailed = 6022, "pairing_store_failed", PhoneLink, "无法读写已配对手机的记录", "the paired phones' records could not be read or written";
+    /// The peer closed the link with an error of its own (the detail names it).
+    LinkClosedByPeer = 6023, "link_closed_by_peer", PhoneLink, "对端关闭了手机连接", "the peer closed the phone link";
 
     // 7xxx: certificate authorities and renewal; see docs/ca-api.md
 

@@ -11,7 +11,8 @@
 //!   `drivers/kb-pki/tests/no_panic.rs` (`pki.rs`) and `drivers/kb-apdu/tests/no_panic.rs`
 //!   (`apdu.rs`), `bridge/kb-bridge-protocol/tests/no_panic.rs` (`bridge.rs`) and
 //!   `bridge/kb-bridge/tests/no_panic.rs` (`handshake.rs`) and
-//!   `bridge/kb-desktop/tests/no_panic.rs` (`update.rs`) with
+//!   `bridge/kb-desktop/tests/no_panic.rs` (`update.rs`) and
+//!   `drivers/kb-phonelink/tests/no_panic.rs` (`phonelink.rs`) with
 //!   `#[path]`, where a deterministic
 //!   mutator (`mutator.rs`) replays thousands of mutated seeds under `cargo test`.
 //!
@@ -25,5 +26,6 @@ pub mod crypto;
 pub mod handshake;
 #[doc(hidden)]
 pub mod mutator;
+pub mod phonelink;
 pub mod pki;
 pub mod update;
