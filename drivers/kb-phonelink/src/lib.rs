@@ -30,6 +30,7 @@ pub mod rt;
 pub mod store;
 pub mod suite;
 pub mod wire;
+pub mod relay;
 
 pub use channel::{Channel, LinkConfig};
 pub use conn::{LinkError, MessageConn, PeerId, memory_pair};

@@ -260,6 +260,22 @@ error_codes! {
     PairingStoreFailed = 6022, "pairing_store_failed", PhoneLink, "无法读写已配对手机的记录", "the paired phones' records could not be read or written";
     /// The peer closed the link with an error of its own (the detail names it).
     LinkClosedByPeer = 6023, "link_closed_by_peer", PhoneLink, "对端关闭了手机连接", "the peer closed the phone link";
+    /// A relay endpoint (URL and tunnel id from the pairing QR) is malformed.
+    RelayEndpointInvalid = 6040, "relay_endpoint_invalid", PhoneLink, "中继地址无效", "invalid relay endpoint";
+    /// The relay (nats-server) could not be reached.
+    RelayUnreachable = 6041, "relay_unreachable", PhoneLink, "无法连接中继服务器", "the relay server could not be reached";
+    /// The relay refused the credentials or the tunnel's subjects.
+    RelayRefused = 6042, "relay_refused", PhoneLink, "中继服务器拒绝了连接", "the relay server refused the connection";
+    /// The relay's message size limit is below what a phone-link frame needs.
+    RelayPayloadLimit = 6043, "relay_payload_limit", PhoneLink, "中继服务器的消息大小上限过小", "the relay server's message size limit is too small";
+    /// The relay connection was lost and the tunnel could not be re-established in time.
+    RelayLost = 6044, "relay_lost", PhoneLink, "与中继服务器的连接已断开", "the connection to the relay server was lost";
+    /// The other end did not arrive at the relay in time.
+    RelayPeerTimeout = 6045, "relay_peer_timeout", PhoneLink, "对方未在规定时间内连接中继", "the other end did not reach the relay in time";
+    /// Frames were lost on the relay; the link must be set up again.
+    RelayFramesLost = 6046, "relay_frames_lost", PhoneLink, "中继丢失了数据，需重新连接", "frames were lost on the relay; reconnect";
+    /// The other end closed or reopened the relay tunnel.
+    RelayPeerLeft = 6047, "relay_peer_left", PhoneLink, "对方已离开中继通道", "the other end left the relay tunnel";
 
     // 7xxx: certificate authorities and renewal; see docs/ca-api.md
 
