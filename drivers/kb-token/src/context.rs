@@ -14,6 +14,11 @@
 //! - [`OpContext::status`] reports what the operation is waiting for ("enter the PIN",
 //!   "confirm on your phone", progress) to whoever listens (the desktop window, a bridge
 //!   client's `operation.status` events).
+//! - [`OpContext::purpose`] says who asks and why ([`Purpose`]: the client, the operation
+//!   or scene, a short summary, the certificate), so a medium that shows the user what
+//!   it is doing (a phone, a PIN pad with a display) can show it. Whoever starts the
+//!   request may declare a scene and a summary; the device service fills in the client,
+//!   the operation and the certificate before the medium is called.
 
 use crate::TokenError;
 use std::fmt;
@@ -43,6 +48,36 @@ pub enum OpStatus {
     },
 }
 
+/// Who asks for an operation and why, for a medium that shows it to the user (a phone's
+/// confirmation screen). Plain text in the user's words; empty when unknown. Never a
+/// secret: it is shown and may be logged.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Purpose {
+    /// Who asks: `cli`, `desktop`, an application's name or a web origin.
+    pub client: String,
+    /// What for, as a stable name: a scene the requester declared (`login`,
+    /// `file_signing`, `message_signing`, `encryption`, `decryption`, `bid_opening`) or
+    /// else the device service's operation (`sign`, `decrypt`, …).
+    pub operation: String,
+    /// A short human summary ("Sign the bid for project 2026-118").
+    pub summary: String,
+    /// The certificate used: subject and serial.
+    pub certificate: String,
+}
+
+impl Purpose {
+    /// Fill the empty fields from what the device service knows (a scene or summary the
+    /// requester declared is kept).
+    pub fn fill_in(&mut self, client: &str, operation: &str, certificate: &str) {
+        for (field, value) in [(&mut self.client, client), (&mut self.operation, operation), (&mut self.certificate, certificate)]
+        {
+            if field.is_empty() {
+                *field = value.to_string();
+            }
+        }
+    }
+}
+
 /// Why an operation was stopped from outside.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StopReason {
@@ -68,6 +103,8 @@ struct Inner {
     status: Option<StatusSink>,
     /// For a [`OpContext::child`]: its registration with the parent (dropped with it).
     parent: Mutex<Option<WakerGuard>>,
+    /// Who asks and why (see [`OpContext::purpose`]).
+    purpose: Mutex<Option<Purpose>>,
 }
 
 /// Cancellation, deadline and status of one operation. Cheap to clone; clones share state.
@@ -110,13 +147,15 @@ impl OpContext {
                 deadline,
                 status,
                 parent: Mutex::new(None),
+                purpose: Mutex::new(None),
             }),
         }
     }
 
     /// A context for one step of this operation (one private-key operation of a longer
     /// request): stopped whenever this one is, and also `timeout` from now — the earlier
-    /// of the two deadlines. Status goes to the same listener.
+    /// of the two deadlines. Status goes to the same listener; it starts with this one's
+    /// [`purpose`](Self::purpose) (a copy: setting the child's does not change this one's).
     pub fn child(&self, timeout: Duration) -> OpContext {
         let own = Instant::now().checked_add(timeout);
         let deadline = match (self.inner.deadline, own) {
@@ -124,6 +163,9 @@ impl OpContext {
             (a, b) => a.or(b),
         };
         let child = Self::build(deadline, self.inner.status.clone());
+        if let Some(p) = self.purpose() {
+            child.set_purpose(p);
+        }
         // The parent holds only a weak reference: no cycle through the guard.
         let weak = Arc::downgrade(&child.inner);
         let guard = self.on_stop(move |why| {
@@ -149,6 +191,22 @@ impl OpContext {
     /// called on the thread that reports the status; it must not block.
     pub fn with(timeout: Option<Duration>, status: impl Fn(&OpStatus) + Send + Sync + 'static) -> Self {
         Self::build(timeout.and_then(|t| Instant::now().checked_add(t)), Some(Arc::new(status)))
+    }
+
+    /// Builder: who asks and why (see [`Purpose`]).
+    pub fn with_purpose(self, purpose: Purpose) -> Self {
+        self.set_purpose(purpose);
+        self
+    }
+
+    /// Set who asks and why, for this context and its clones.
+    pub fn set_purpose(&self, purpose: Purpose) {
+        *self.inner.purpose.lock().unwrap_or_else(|e| e.into_inner()) = Some(purpose);
+    }
+
+    /// Who asks and why, if anyone said.
+    pub fn purpose(&self) -> Option<Purpose> {
+        self.inner.purpose.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -344,6 +402,24 @@ mod tests {
         assert_eq!(parent.child(Duration::from_secs(600)).check(), Err(TokenError::Cancelled));
         let tight = OpContext::with_timeout(Duration::from_secs(1)).child(Duration::from_secs(600));
         assert!(tight.remaining().is_some_and(|r| r <= Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn purpose_is_shared_by_clones_copied_to_children_and_filled_in() {
+        let declared = Purpose { operation: "bid_opening".into(), summary: "Open bid 118".into(), ..Purpose::default() };
+        let ctx = OpContext::new().with_purpose(declared.clone());
+        assert_eq!(ctx.clone().purpose(), Some(declared.clone()));
+        let child = ctx.child(Duration::from_secs(60));
+        let mut p = child.purpose().unwrap();
+        p.fill_in("https://bid.example", "decrypt", "CN=Zhang San, serial 01");
+        child.set_purpose(p);
+        let filled = child.purpose().unwrap();
+        assert_eq!(filled.client, "https://bid.example");
+        assert_eq!(filled.operation, "bid_opening", "a declared scene is kept");
+        assert_eq!(filled.summary, "Open bid 118");
+        assert_eq!(filled.certificate, "CN=Zhang San, serial 01");
+        assert_eq!(ctx.purpose(), Some(declared), "the parent keeps its own");
+        assert_eq!(OpContext::new().purpose(), None);
     }
 
     #[test]

@@ -37,6 +37,26 @@ pub enum TokenError {
     /// deadline passed while the medium had it): it may or may not have been carried out.
     #[error("the key medium did not answer; the operation may or may not have been carried out")]
     OutcomeUnknown,
+    /// The user refused the operation on the medium itself (a phone's "refuse" button),
+    /// with the note they typed there, if any (plain text, capped by the medium's driver).
+    #[error("the user refused the operation on the key medium{}", note_suffix(.note))]
+    RefusedOnMedium {
+        /// Why, in the user's words; empty when none was given.
+        note: String,
+    },
+    /// The user left the medium's waiting screen (switched away from the phone app's
+    /// confirmation page): the operation was aborted there.
+    #[error("the operation was aborted on the key medium (its waiting screen was left)")]
+    AbortedOnMedium,
+    /// A remote medium (a phone) reported a failure with a stable code that no other
+    /// variant stands for; `detail` is its description (plain text, capped by the driver).
+    #[error("the key medium reported {code}: {detail}")]
+    Remote {
+        /// The stable code the medium sent.
+        code: ErrorCode,
+        /// What happened, as the medium described it.
+        detail: String,
+    },
     /// No such device.
     #[error("unknown device {0}")]
     UnknownDevice(String),
@@ -82,6 +102,10 @@ pub enum TokenError {
     Io(String),
 }
 
+fn note_suffix(note: &str) -> String {
+    if note.is_empty() { String::new() } else { format!(": {note}") }
+}
+
 impl From<std::io::Error> for TokenError {
     fn from(e: std::io::Error) -> Self {
         match e.kind() {
@@ -102,6 +126,9 @@ impl HasErrorCode for TokenError {
             TokenError::Cancelled => ErrorCode::Cancelled,
             TokenError::TimedOut => ErrorCode::OperationTimedOut,
             TokenError::OutcomeUnknown => ErrorCode::OutcomeUnknown,
+            TokenError::RefusedOnMedium { .. } => ErrorCode::RefusedOnMedium,
+            TokenError::AbortedOnMedium => ErrorCode::AbortedOnMedium,
+            TokenError::Remote { code, .. } => *code,
             TokenError::UnknownDevice(_) => ErrorCode::UnknownDevice,
             TokenError::NotFound(_) => ErrorCode::NotFound,
             TokenError::AlreadyExists(_) => ErrorCode::AlreadyExists,

@@ -25,7 +25,7 @@ mod error;
 #[cfg(any(test, feature = "test-support"))]
 pub mod memory;
 
-pub use context::{OpContext, OpStatus, StopReason, WakerGuard};
+pub use context::{OpContext, OpStatus, Purpose, StopReason, WakerGuard};
 pub use error::{Result, TokenError};
 
 use kb_crypto::rsa::RsaPadding;

@@ -182,6 +182,10 @@ error_codes! {
     MediumSignatureInvalid = 4018, "medium_signature_invalid", Token, "介质返回的签名验证失败（驱动模块可能有误）", "the key medium returned a signature that does not verify (its driver module may be faulty)";
     /// The medium returned a decryption result that cannot be right (wrong length or format for what was asked); it was not used.
     MediumResultInvalid = 4019, "medium_result_invalid", Token, "介质返回的解密结果无效", "the key medium returned an invalid decryption result";
+    /// The user refused the operation on the medium itself (a phone's refuse button).
+    RefusedOnMedium = 4020, "refused_on_medium", Token, "用户在介质（手机）上拒绝了此操作", "the user refused the operation on the key medium (phone)";
+    /// The user left the medium's waiting screen (the phone app's confirmation page): aborted.
+    AbortedOnMedium = 4021, "aborted_on_medium", Token, "介质（手机）已离开等待确认页面，操作已中止", "the key medium (phone) left its confirmation screen; the operation was aborted";
 
     // 5xxx: the local bridge (WebSocket JSON-RPC); see docs/bridge-protocol.md
     /// The handshake's Host header is not a loopback name (DNS rebinding).
@@ -276,6 +280,11 @@ error_codes! {
     RelayFramesLost = 6046, "relay_frames_lost", PhoneLink, "中继丢失了数据，需重新连接", "frames were lost on the relay; reconnect";
     /// The other end closed or reopened the relay tunnel.
     RelayPeerLeft = 6047, "relay_peer_left", PhoneLink, "对方已离开中继通道", "the other end left the relay tunnel";
+    /// An application message on the phone link is malformed or exceeds a limit (see
+    /// docs/phone-link-messages.md); the link is closed.
+    PhoneMessageInvalid = 6050, "phone_message_invalid", PhoneLink, "手机发来的消息格式错误或超出限制", "a message on the phone link is malformed or exceeds a limit";
+    /// The peer speaks a phone-link message version this side does not.
+    PhoneProtocolUnsupported = 6051, "phone_protocol_unsupported", PhoneLink, "手机端协议版本不受支持，请升级手机应用或安全客户端", "the phone speaks an unsupported message protocol version; update the phone app or KeyBridge";
 
     // 7xxx: certificate authorities and renewal; see docs/ca-api.md
 

@@ -13,6 +13,7 @@
 //!   `bridge/kb-bridge/tests/no_panic.rs` (`handshake.rs`) and
 //!   `bridge/kb-desktop/tests/no_panic.rs` (`update.rs`) and
 //!   `drivers/kb-phonelink/tests/no_panic.rs` (`phonelink.rs`) with
+//!   `drivers/kb-phone/tests/no_panic.rs` (`phone.rs`) with
 //!   `#[path]`, where a deterministic
 //!   mutator (`mutator.rs`) replays thousands of mutated seeds under `cargo test`.
 //!
@@ -27,5 +28,6 @@ pub mod handshake;
 #[doc(hidden)]
 pub mod mutator;
 pub mod phonelink;
+pub mod phone;
 pub mod pki;
 pub mod update;

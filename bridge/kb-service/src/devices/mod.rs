@@ -79,6 +79,9 @@ pub const STOP_GRACE: Duration = Duration::from_secs(2);
 /// with that timeout, counted from when the operation starts (not from when the caller
 /// was made: hashing or uploading a large file first does not use it up). A plain client
 /// name converts into a caller with a fresh context and [`DEFAULT_OPERATION_TIMEOUT`].
+/// A requester that knows the scene (a bid tool's "bid opening") declares it on the
+/// context ([`OpContext::with_purpose`]); the service completes the purpose with the
+/// client, the operation and the certificate before the medium is called.
 #[derive(Clone, Debug)]
 pub struct Caller {
     client: String,

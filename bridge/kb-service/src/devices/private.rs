@@ -14,6 +14,9 @@
 //! 4. On the actor: the context is checked again, the session opened, the operation run,
 //!    and what the medium returned checked (every signature verified against the slot's
 //!    public key) before it leaves the service. The actor writes the audit record.
+//!    The context's [`Purpose`](kb_token::Purpose) — a scene and summary the requester
+//!    may have declared — is completed with the client, the operation and the
+//!    certificate first, so a medium that shows the user what it does (a phone) can.
 //! 5. A wrong PIN asks again (at most [`MAX_PIN_PROMPTS`](super::MAX_PIN_PROMPTS) times);
 //!    a remembered PIN the medium rejects is forgotten and the user asked.
 
@@ -147,6 +150,11 @@ impl Actor {
         remember: Option<&PinCache>,
     ) -> Result<T> {
         let description = self.describe(&op.describe);
+        // Who asks and why, for a medium that shows it (a phone's screen): what the
+        // requester declared (a scene, a summary), completed with what the service knows.
+        let mut purpose = ctx.purpose().unwrap_or_default();
+        purpose.fill_in(client, op.operation, &description);
+        ctx.set_purpose(purpose);
         let r = self.session_run(op, pin, ctx, remember.map(|c| (c, client)));
         if let Some(certificates) = op.writes {
             self.forget_slots();
