@@ -17,6 +17,7 @@ mod device_cmd;
 mod filekey_cmd;
 mod input;
 mod output;
+mod phone_cmd;
 mod serve_cmd;
 mod term;
 
@@ -29,8 +30,8 @@ use ctx::{App, GlobalOpts};
     version,
     about = "KeyBridge security client (国密证书客户端) command line",
     after_help = "PINs are never accepted as arguments: they are asked on the terminal (no echo), or read \
-                  line by line from stdin with --pin-stdin. QR codes (WeChat binding, phone pairing) are shown \
-                  as their text payload in the terminal for now; a QR renderer comes later. \
+                  line by line from stdin with --pin-stdin. QR codes for WeChat binding are shown as their text payload; `keybridge phone pair` \
+                  draws the pairing QR in the terminal. \
                   Start with `keybridge demo` on a fresh machine."
 )]
 struct Cli {
@@ -70,6 +71,8 @@ enum Command {
     Serve(serve_cmd::ServeArgs),
     /// The bridge's web-origin grants and the client secret for native tools.
     Bridge(serve_cmd::BridgeArgs),
+    /// Phones as this PC's keys (移动电子密钥): pair (QR), list, rename, revoke.
+    Phone(phone_cmd::PhoneArgs),
     /// Create (once) a labelled demo file key with an SM2 sign+encrypt certificate pair
     /// from a local demo CA, and say what to try next.
     Demo,
@@ -91,6 +94,7 @@ fn run(app: &App, command: Command) -> output::CliResult {
         Command::Logs(a) => audit_cmd::logs(app, a),
         Command::Serve(a) => serve_cmd::serve(app, a),
         Command::Bridge(a) => serve_cmd::bridge(app, a),
+        Command::Phone(a) => phone_cmd::phone(app, a),
         Command::Demo => filekey_cmd::demo(app),
     }
 }
