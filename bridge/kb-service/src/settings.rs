@@ -641,6 +641,29 @@ mod tests {
     }
 
     #[test]
+    fn phone_link_settings() {
+        let d = Settings::default();
+        assert!(d.phone_listen.is_empty() && d.phone_relay_url.is_empty(), "no phone transport by default");
+        let s = Settings::parse(
+            "phone_listen = [\"127.0.0.1:17211\", \"[::1]:17211\"]\nphone_relay_url = \"wss://relay.example.cn:8443\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.phone_listen.len(), 2);
+        assert_eq!(s.phone_relay_url, "wss://relay.example.cn:8443");
+        assert_eq!(Settings::parse(&s.to_toml().unwrap()).unwrap(), s);
+        for (text, why) in [
+            ("phone_listen = [\"127.0.0.1\"]", "ip:port"),
+            ("phone_listen = [\"127.0.0.1:1\", \"127.0.0.1:1\"]", "twice"),
+            ("phone_listen = \"127.0.0.1:1\"", "array"),
+            ("phone_relay_url = \"nats://relay:4222\"", "ws://"),
+            ("phone_relay_url = \"ws://\"", "ws://"),
+        ] {
+            let e = Settings::parse(text).unwrap_err().to_string();
+            assert!(e.contains("phone_") && e.contains(why), "{text}: {e}");
+        }
+    }
+
+    #[test]
     fn pkcs11_modules() {
         let s = Settings::parse("pkcs11_modules = [\"/usr/lib/a.so\", \"/opt/b/c.so\"]\n").unwrap();
         assert_eq!(s.pkcs11_modules, [PathBuf::from("/usr/lib/a.so"), PathBuf::from("/opt/b/c.so")]);

@@ -172,6 +172,11 @@ fn pair(h: &Homes) {
 
 /// `keybridge serve` on a free port, trusting the phone's demo CA.
 fn serve(h: &Homes) -> (Proc, String, ClientSecret) {
+    serve_typing(h, None)
+}
+
+/// The same, with `pc_pin` typed into the server's own stdin (for a PC medium's PIN).
+fn serve_typing(h: &Homes, pc_pin: Option<&str>) -> (Proc, String, ClientSecret) {
     let ready = h.pc.join("ready.json");
     let root = h.phone.join("data/demo-ca/root.pem");
     let mut c = kb(&h.pc);
@@ -185,7 +190,11 @@ fn serve(h: &Homes) -> (Proc, String, ClientSecret) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    // The PC is never asked for the phone's PIN: nothing is ever typed into serve.
+    // The PC is never asked for the phone's PIN: nothing but a PC medium's PIN is typed
+    // into serve.
+    if let Some(pin) = pc_pin {
+        p.type_line(pin);
+    }
     let r: Value = serde_json::from_slice(&std::fs::read(&ready).unwrap()).unwrap();
     let secret = ClientSecret::from_hex(&std::fs::read_to_string(r["secret_file"].as_str().unwrap()).unwrap()).unwrap();
     p.stdin.take();
@@ -344,4 +353,67 @@ fn a_phone_paired_through_the_relay_signs_through_the_bridge() {
     let h = homes(&format!("phone_relay_url = \"ws://127.0.0.1:{ws}\"\n"));
     pair(&h);
     the_phone_signs_for_the_pc(&h);
+}
+
+/// p50 and p99 of `samples` in milliseconds.
+fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1000.0;
+    (at(0.50), at(0.99))
+}
+
+/// Sign round trips through the bridge with the phone's certificate (PIN cached on the
+/// phone) against the PC's own file key, same run. A measurement, not a test:
+/// `cargo test --release -p keybridge -p keybridge-phone --test e2e -- --ignored --nocapture bench`.
+#[test]
+#[ignore = "benchmark"]
+fn bench_sign_round_trip_phone_vs_file_key() {
+    const N: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let (_nats, ws) = nats(dir.path());
+    for (name, settings) in [
+        ("direct", format!("phone_listen = [\"127.0.0.1:{}\"]\n", free_port())),
+        ("relay", format!("phone_relay_url = \"ws://127.0.0.1:{ws}\"\n")),
+    ] {
+        let h = homes(&settings);
+        let demo = kb(&h.pc).args(["--weak-kdf-for-tests", "--json", "demo"]).output().unwrap();
+        assert!(demo.status.success(), "{}", String::from_utf8_lossy(&demo.stderr));
+        pair(&h);
+        let (_server, url, secret) = serve_typing(&h, Some(PIN));
+        let mut phone = run_phone(&h, &[]);
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async {
+            let c = client(&url, &secret, "bench").await;
+            phone_medium(&c, true).await;
+            let list = c.request(c.next_id(), "certificates.list", json!({"usage": "sign"})).await.unwrap();
+            let certs = list["certificates"].as_array().unwrap().clone();
+            let thumb_of = |dev: &str| {
+                certs.iter().find(|x| x["device"].as_str().unwrap_or("").starts_with(dev)).unwrap_or_else(|| panic!("{list}"))
+                    ["thumbprint"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            };
+            let (phone_thumb, file_thumb) = (thumb_of("phone:"), thumb_of("file:"));
+            // Warm up: the phone's PIN once (then cached for this client), the PC's PIN once.
+            let call = c.begin(c.next_id(), "sign", sign_params(&phone_thumb)).await.unwrap();
+            phone.event("request");
+            phone.type_line(PIN);
+            call.response().await.unwrap();
+            c.request(c.next_id(), "sign", sign_params(&file_thumb)).await.unwrap();
+            let params = json!({"certificate": {"thumbprint": ""}, "input": {"data": "5oqV5qCH"}, "format": "raw"});
+            for (label, thumb) in [("phone", &phone_thumb), ("file key", &file_thumb)] {
+                let mut p = params.clone();
+                p["certificate"]["thumbprint"] = json!(thumb);
+                let mut samples = Vec::with_capacity(N);
+                for _ in 0..N {
+                    let t0 = Instant::now();
+                    c.request(c.next_id(), "sign", p.clone()).await.unwrap();
+                    samples.push(t0.elapsed());
+                }
+                let (p50, p99) = percentiles(samples);
+                println!("sign round trip via bridge, {label} ({name} run), n={N}: p50 {p50:.2} ms, p99 {p99:.2} ms");
+            }
+        });
+    }
 }
