@@ -7,7 +7,7 @@
 //! restart of KeyBridge. Over the direct listener and through a NATS relay.
 //!
 //! Run with both binaries built: `cargo test -p keybridge -p keybridge-phone --test e2e`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
 
 use kb_bridge::client::{BridgeClient, ClientError, ClientOptions};
 use kb_bridge::secret::ClientSecret;
