@@ -14,6 +14,8 @@
 //! pkcs11_modules = ["/usr/lib/softhsm/libsofthsm2.so"]    # optional, absolute paths
 //! skf_modules = ["/opt/vendor/libskf.so"]                 # optional, GM/T 0016 SKF modules
 //! bridge_consent = "prompt"        # or "grants-only": web origins without a grant are refused, never asked
+//! phone_listen = ["192.168.1.20:17211"]   # optional: the phone link's direct (LAN) listener
+//! phone_relay_url = "wss://relay.example.cn" # optional: the phone link's relay (NATS WebSocket)
 //! ```
 //!
 //! Loading is strict: an unknown key (a typo) or a value out of range is a
@@ -177,6 +179,15 @@ pub struct Settings {
     /// paths, no duplicates; default none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub skf_modules: Vec<PathBuf>,
+    /// The phone link's direct listener: `ip:port` addresses phones reach on the LAN
+    /// (fixed ports: paired phones come back to the addresses their QR named). Open only
+    /// while pairing or while a paired phone is expected; default none (no direct link).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub phone_listen: Vec<std::net::SocketAddr>,
+    /// The phone link's relay: a `ws://` or `wss://` NATS WebSocket URL both the PC and the
+    /// phones reach; empty (default): no relay.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub phone_relay_url: String,
 }
 
 impl Default for Settings {
@@ -195,6 +206,8 @@ impl Default for Settings {
             file_key_dir: None,
             pkcs11_modules: Vec::new(),
             skf_modules: Vec::new(),
+            phone_listen: Vec::new(),
+            phone_relay_url: String::new(),
         }
     }
 }
@@ -262,6 +275,24 @@ fn module_paths(v: &toml::Value) -> std::result::Result<Vec<PathBuf>, String> {
     Ok(modules)
 }
 
+/// A list of `ip:port` socket addresses, no duplicates.
+fn socket_addrs(v: &toml::Value) -> std::result::Result<Vec<std::net::SocketAddr>, String> {
+    let toml::Value::Array(items) = v else {
+        return Err(format!("must be an array of \"ip:port\" addresses (got {})", describe(v)));
+    };
+    let mut addrs = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let s = expect_str(item).map_err(|e| format!("entry {}: {e}", i + 1))?;
+        let a: std::net::SocketAddr =
+            s.parse().map_err(|_| format!("entry {}: must be \"ip:port\", e.g. \"192.168.1.20:17211\" (got \"{s}\")", i + 1))?;
+        if addrs.contains(&a) {
+            return Err(format!("entry {}: \"{s}\" is listed twice", i + 1));
+        }
+        addrs.push(a);
+    }
+    Ok(addrs)
+}
+
 impl Settings {
     /// Every key the file may contain, in file order.
     pub const KEYS: &'static [&'static str] = &[
@@ -278,6 +309,8 @@ impl Settings {
         "file_key_dir",
         "pkcs11_modules",
         "skf_modules",
+        "phone_listen",
+        "phone_relay_url",
     ];
 
     /// Set one key from a TOML value. The error text does not name the key; callers add it.
@@ -346,6 +379,19 @@ impl Settings {
             }
             "pkcs11_modules" => self.pkcs11_modules = module_paths(v)?,
             "skf_modules" => self.skf_modules = module_paths(v)?,
+            "phone_listen" => self.phone_listen = socket_addrs(v)?,
+            "phone_relay_url" => {
+                let url = expect_str(v)?.trim();
+                let ok = url.is_empty()
+                    || ((url.starts_with("ws://") || url.starts_with("wss://"))
+                        && url.len() <= 200
+                        && url.split("://").nth(1).is_some_and(|h| !h.is_empty())
+                        && url.bytes().all(|b| b.is_ascii_graphic()));
+                if !ok {
+                    return Err(format!("must be empty or a ws:// or wss:// URL of at most 200 characters (got \"{url}\")"));
+                }
+                self.phone_relay_url = url.to_string();
+            }
             _ => return Err("unknown key".into()),
         }
         Ok(())
@@ -592,6 +638,29 @@ mod tests {
         assert_eq!(Settings::parse(&s.to_toml().unwrap()).unwrap(), s);
         let e = Settings::parse("bridge_consent = \"always\"").unwrap_err().to_string();
         assert!(e.contains("bridge_consent") && e.contains("grants-only"), "{e}");
+    }
+
+    #[test]
+    fn phone_link_settings() {
+        let d = Settings::default();
+        assert!(d.phone_listen.is_empty() && d.phone_relay_url.is_empty(), "no phone transport by default");
+        let s = Settings::parse(
+            "phone_listen = [\"127.0.0.1:17211\", \"[::1]:17211\"]\nphone_relay_url = \"wss://relay.example.cn:8443\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.phone_listen.len(), 2);
+        assert_eq!(s.phone_relay_url, "wss://relay.example.cn:8443");
+        assert_eq!(Settings::parse(&s.to_toml().unwrap()).unwrap(), s);
+        for (text, why) in [
+            ("phone_listen = [\"127.0.0.1\"]", "ip:port"),
+            ("phone_listen = [\"127.0.0.1:1\", \"127.0.0.1:1\"]", "twice"),
+            ("phone_listen = \"127.0.0.1:1\"", "array"),
+            ("phone_relay_url = \"nats://relay:4222\"", "ws://"),
+            ("phone_relay_url = \"ws://\"", "ws://"),
+        ] {
+            let e = Settings::parse(text).unwrap_err().to_string();
+            assert!(e.contains("phone_") && e.contains(why), "{text}: {e}");
+        }
     }
 
     #[test]

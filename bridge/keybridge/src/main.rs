@@ -18,6 +18,7 @@ mod device_cmd;
 mod filekey_cmd;
 mod input;
 mod output;
+mod phone_cmd;
 mod renew_cmd;
 mod serve_cmd;
 mod term;
@@ -31,7 +32,8 @@ use ctx::{App, GlobalOpts};
     version,
     about = "KeyBridge security client (国密证书客户端) command line",
     after_help = "PINs are never accepted as arguments: they are asked on the terminal (no echo), or read \
-                  line by line from stdin with --pin-stdin. The WeChat binding QR code (keybridge renew bind) is drawn in the terminal. \
+                  line by line from stdin with --pin-stdin. The WeChat binding QR code (keybridge renew bind) and the phone \
+                  pairing QR code (keybridge phone pair) are drawn in the terminal. \
                   Start with `keybridge demo` on a fresh machine."
 )]
 struct Cli {
@@ -77,6 +79,8 @@ enum Command {
     Renew(renew_cmd::RenewArgs),
     /// The local development CA (CA API + EST + phone pages), for development and tests.
     Devca(renew_cmd::DevcaArgs),
+    /// Phones as this PC's keys (移动电子密钥): pair (QR), list, rename, revoke.
+    Phone(phone_cmd::PhoneArgs),
     /// Create (once) a labelled demo file key with an SM2 sign+encrypt certificate pair
     /// from a local demo CA, and say what to try next.
     Demo,
@@ -101,6 +105,7 @@ fn run(app: &App, command: Command) -> output::CliResult {
         Command::Ble(a) => ble_cmd::ble(app, a),
         Command::Renew(a) => renew_cmd::renew(app, a),
         Command::Devca(a) => renew_cmd::devca(app, a),
+        Command::Phone(a) => phone_cmd::phone(app, a),
         Command::Demo => filekey_cmd::demo(app),
     }
 }

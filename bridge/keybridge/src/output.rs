@@ -74,7 +74,7 @@ impl Out {
     }
 
     /// Print one line on stdout (see the module docs for a closed stdout).
-    fn print(&self, text: &str) {
+    pub(crate) fn print(&self, text: &str) {
         let mut state = self.stdout.lock().unwrap_or_else(|p| p.into_inner());
         if state.is_some() {
             return;

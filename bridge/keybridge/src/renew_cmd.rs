@@ -209,18 +209,12 @@ fn status(app: &App, d: &Devices, r: &Renewal, device: Option<&str>) -> CliResul
     Ok(())
 }
 
-/// The QR code as text for a terminal (two rows per line), or `None` if it cannot be made.
-fn terminal_qr(payload: &str) -> Option<String> {
-    let code = qrcode::QrCode::new(payload.as_bytes()).ok()?;
-    Some(code.render::<qrcode::render::unicode::Dense1x2>().quiet_zone(true).build())
-}
-
 fn bind(app: &App, d: &Devices, r: &Renewal, no_wait: bool) -> CliResult {
     let dev = d.choose(r.single_medium()?);
     let b = r.bind(&dev.id, CLIENT)?;
     let o = &app.out;
     if !o.json() {
-        let qr = terminal_qr(&b.qr_url).unwrap_or_default();
+        let qr = crate::term::terminal_qr(&b.qr_url).unwrap_or_default();
         o.show(&b, || {
             format!(
                 "{qr}\n{} {}\n{} {} ({} {}:{:02})",

@@ -187,6 +187,8 @@ struct Ready {
     allowed_origins: Vec<String>,
     trust_anchors: usize,
     devices: usize,
+    /// The phone link's direct listener (empty: closed or not configured).
+    phone_listen: Vec<String>,
 }
 
 /// `keybridge serve`.
@@ -195,6 +197,12 @@ pub(crate) fn serve(app: &App, a: ServeArgs) -> CliResult {
     let terminal: Arc<dyn Prompter> = Arc::new(TerminalPrompter(Arc::clone(&app.term)));
     let prompter: Arc<dyn Prompter> = Arc::new(WatchedPrompter::new(terminal, Arc::clone(&watch)));
     let d = app.devices_with(Arc::clone(&prompter))?;
+    // Paired phones reconnect to this process: their media join the device service.
+    let phones = crate::phone_cmd::host_for_serve(&d.home)?;
+    if let Some(host) = &phones {
+        d.manager.add_transport(host.transport())?;
+        log_phone_events(host);
+    }
     let paths = d.home.paths.clone();
     let settings = d.home.settings.clone();
     let store = Arc::new(grants(&paths)?);
@@ -235,6 +243,7 @@ pub(crate) fn serve(app: &App, a: ServeArgs) -> CliResult {
             allowed_origins: allowed,
             trust_anchors,
             devices: d.manager.devices().len(),
+            phone_listen: phones.as_ref().map(|h| h.direct_addrs().iter().map(ToString::to_string).collect()).unwrap_or_default(),
         };
         if let Some(f) = &a.ready_file {
             let json = serde_json::to_vec(&ready).map_err(|e| CliError::new(kb_types::ErrorCode::Internal, e.to_string()))?;
@@ -258,6 +267,16 @@ pub(crate) fn serve(app: &App, a: ServeArgs) -> CliResult {
         running.shutdown().await;
         Ok::<(), CliError>(())
     })
+}
+
+/// Phone link events go to the log (the desktop shows them; `serve` is headless).
+fn log_phone_events(host: &kb_phonehost::PhoneHost) {
+    let events = host.subscribe();
+    let _ = std::thread::Builder::new().name("phone events".into()).spawn(move || {
+        for e in events {
+            tracing::info!(event = ?e, "phone link");
+        }
+    });
 }
 
 async fn wait_for_stop() {

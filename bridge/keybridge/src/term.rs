@@ -296,3 +296,11 @@ impl Prompter for TerminalPrompter {
         self.0.suspend(|| eprintln!("{message}"));
     }
 }
+
+/// A QR code drawn for a terminal (two rows per character line, error correction M), or
+/// `None` if the payload does not fit one: the WeChat binding QR and the phone pairing QR.
+pub(crate) fn terminal_qr(payload: &str) -> Option<String> {
+    use qrcode::render::unicode::Dense1x2;
+    let code = qrcode::QrCode::with_error_correction_level(payload.as_bytes(), qrcode::EcLevel::M).ok()?;
+    Some(code.render::<Dense1x2>().quiet_zone(true).build())
+}
