@@ -184,12 +184,19 @@ fn set_and_get_by_key() {
     s.set("pin_cache_minutes", "10").unwrap();
     assert_eq!(s.get("pin_cache_minutes").as_deref(), Some("10"));
     assert_eq!(s.get("nope"), None);
+    s.set("phone_listen", r#"["127.0.0.1:17211"]"#).unwrap();
+    assert_eq!(s.phone_listen, ["127.0.0.1:17211".parse::<std::net::SocketAddr>().unwrap()]);
+    assert!(s.get("phone_listen").unwrap().contains("127.0.0.1:17211"));
+    assert!(s.set("phone_listen", "127.0.0.1:17211").is_err(), "a list, as in the settings file");
+    s.set("phone_relay_url", "wss://relay.example.cn").unwrap();
+    assert_eq!(s.get("phone_relay_url").as_deref(), Some("wss://relay.example.cn"));
     s.set("file_key_dir", "").unwrap();
     assert_eq!(s.file_key_dir, None);
     assert_eq!(s.get("file_key_dir"), None);
     for k in Settings::KEYS {
         // Optional keys with nothing set read as absent.
-        assert!(["file_key_dir", "pkcs11_modules", "skf_modules"].contains(k) || Settings::default().get(k).is_some(), "{k}");
+        let optional = ["file_key_dir", "pkcs11_modules", "skf_modules", "phone_listen", "phone_relay_url"];
+        assert!(optional.contains(k) || Settings::default().get(k).is_some(), "{k}");
     }
 }
 
