@@ -223,13 +223,16 @@ impl Job {
 ///     }
 /// }
 ///
-/// # fn link() -> std::sync::Arc<dyn kb_phonelink::MessageConn> { unimplemented!() }
-/// let token = kb_filekey::FileToken::open("/data/keys/me.kbkey").expect("the key file");
-/// let phone = PhoneInfo { name: "张三的手机".into(), model: "Pixel 8".into(), app_version: "ca-app 2.1".into() };
-/// let agent = PhoneAgent::new(Box::new(token), std::sync::Arc::new(Screen), Duration::from_secs(300), phone);
-/// // Each time the link (re)connects — after pairing, or a paired reconnect:
-/// let conn = link();
-/// let _ = agent.serve(conn); // returns when the link closes; the PIN cache survives
+/// // `links`: each connection to the PC as it (re)connects — after pairing, or a paired
+/// // reconnect (kb_phonelink's `Phone::wait_confirmed` / `Phone::reconnect`).
+/// fn run(links: impl Iterator<Item = std::sync::Arc<dyn kb_phonelink::MessageConn>>) {
+///     let token = kb_filekey::FileToken::open("/data/keys/me.kbkey").expect("the key file");
+///     let phone = PhoneInfo { name: "张三的手机".into(), model: "Pixel 8".into(), app_version: "ca-app 2.1".into() };
+///     let agent = PhoneAgent::new(Box::new(token), std::sync::Arc::new(Screen), Duration::from_secs(300), phone);
+///     for conn in links {
+///         let _ = agent.serve(conn); // returns when the link closes; the PIN cache survives
+///     }
+/// }
 /// ```
 pub struct PhoneAgent {
     token: Mutex<Box<dyn Token>>,
