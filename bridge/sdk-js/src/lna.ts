@@ -4,8 +4,7 @@
 // page only sees close code 1006 — indistinguishable from "KeyBridge is not running" unless
 // someone looks at the permission. This module looks.
 
-import { KeyBridgeError } from "./errors.js";
-import { ConnectionError } from "./errors.js";
+import { ConnectionError, KeyBridgeError } from "./errors.js";
 
 /** The page's local-network permission: `"unsupported"` where the browser has none. */
 export type LocalNetworkAccess = "granted" | "prompt" | "denied" | "unsupported";
