@@ -12,29 +12,38 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
+# Each phase's wall time, so CI's 30-minute budget can be kept by looking at the log.
+START=$SECONDS
+PHASE_START=$SECONDS
+phase() {
+  echo "   (phase took $((SECONDS - PHASE_START)) s; $((SECONDS - START)) s so far)"
+  PHASE_START=$SECONDS
+  echo "== $* =="
+}
+
 "$ROOT/installer/bootstrap.sh"
 
 export KB_INTEROP_REQUIRED=1
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-echo "== cargo test (workspace) =="
+phase "cargo test (workspace)"
 cargo test --workspace --locked --no-fail-fast
 
-echo "== TypeScript SDK (bridge/sdk-js): npm test =="
+phase "TypeScript SDK (bridge/sdk-js): npm test"
 (cd "$ROOT/bridge/sdk-js" && npm test)
 
-echo "== desktop app UI (ui/): type check and component tests (Vitest) =="
+phase "desktop app UI (ui/): type check and component tests (Vitest)"
 (cd "$ROOT/ui" && npm run --silent typecheck && npm test)
 
-echo "== desktop app: the real window under Xvfb, driven by WebKitWebDriver (tests/desktop) =="
+phase "desktop app: the real window under Xvfb, driven by WebKitWebDriver (tests/desktop)"
 cargo build --locked -q -p keybridge-desktop
 "$ROOT/tests/desktop/run.sh" "${CARGO_TARGET_DIR:-$ROOT/target}/debug/keybridge-desktop"
 
-echo "== bridge end to end (tests/e2e): a web page in headless Chromium, a bid tool sealing a 64 MiB bid =="
+phase "bridge end to end (tests/e2e): a web page in headless Chromium, a bid tool sealing a 64 MiB bid"
 cargo build --locked -q -p keybridge
 (cd "$ROOT/tests/e2e" && KEYBRIDGE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/keybridge" npm test)
 
-echo "== main job smoke run: the README's run command (keybridge demo), then sign and verify with the demo key =="
+phase "main job smoke run: the README's run command (keybridge demo), then sign and verify with the demo key"
 demo="$(mktemp -d)"
 trap 'rm -rf "$demo"' EXIT
 kb=(cargo run --locked -q -p keybridge -- --home "$demo")
@@ -53,9 +62,10 @@ if [ "${KB_SKIP_BENCH:-0}" != "1" ]; then
   # Built with the dev profile the tests already built (the crypto crates are optimised
   # there too): the smoke keeps the benchmark binaries from rotting without a cold release
   # build. Figures come from release builds: see docs/benchmarks.md.
-  echo "== benchmark smoke run (dev profile; figures are not checked here; see docs/benchmarks.md) =="
+  phase "benchmark smoke run (dev profile; figures are not checked here; see docs/benchmarks.md)"
   cargo run --locked -q -p kb-bench -- --quick
   cargo bench --profile dev --locked -q -p kb-bridge --bench bridge_load -- --quick
   cargo bench --profile dev --locked -q -p kb-phonelink --bench relay -- --quick
 fi
-echo "run-all: ok"
+echo "   (phase took $((SECONDS - PHASE_START)) s)"
+echo "run-all: ok in $((SECONDS - START)) s"

@@ -17,6 +17,51 @@ use sm3::{Digest, Sm3};
 use std::fmt;
 use zeroize::Zeroizing;
 
+/// Raw SM2 Diffie-Hellman for the phone link's Noise suite (`kb-phonelink`): private keys
+/// are 32-byte big-endian scalars in `[1, n−1]` (DH has no `n−2` limit), public keys are
+/// 33-byte SEC1 *compressed* points, and `DH(d, P)` is the x-coordinate of `[d]P`. It
+/// lives here so the point arithmetic is built once, optimised with the rest of the crypto.
+pub mod dh {
+    use sm2::elliptic_curve::point::AffineCoordinates;
+    use sm2::elliptic_curve::sec1::ToSec1Point;
+    use zeroize::Zeroizing;
+
+    /// Length of a compressed SM2 public key.
+    pub const PUBLIC_KEY_LEN: usize = 33;
+    /// Length of an SM2 private scalar.
+    pub const PRIVATE_KEY_LEN: usize = 32;
+
+    /// The compressed public key of scalar `d`, or `None` when `d` is 0 or ≥ n.
+    pub fn public_key(d: &[u8]) -> Option<[u8; PUBLIC_KEY_LEN]> {
+        let sk = sm2::SecretKey::from_slice(d).ok()?;
+        let enc = sk.public_key().as_affine().to_sec1_point(true);
+        enc.as_bytes().try_into().ok()
+    }
+
+    /// Whether `pk` is a compressed point (`02`/`03` ‖ x) on the curve. (RustCrypto also
+    /// reads 33-byte "compact" `05` points; this does not.)
+    pub fn is_valid_public_key(pk: &[u8]) -> bool {
+        parse(pk).is_some()
+    }
+
+    fn parse(pk: &[u8]) -> Option<sm2::PublicKey> {
+        match pk {
+            [2 | 3, ..] if pk.len() == PUBLIC_KEY_LEN => sm2::PublicKey::from_sec1_bytes(pk).ok(),
+            _ => None,
+        }
+    }
+
+    /// `x([d]P)` for scalar `d` and compressed point `p`; `None` when either is invalid.
+    pub fn shared_x(d: &[u8], p: &[u8]) -> Option<Zeroizing<[u8; 32]>> {
+        let sk = sm2::SecretKey::from_slice(d).ok()?;
+        let pk = parse(p)?;
+        let shared = (pk.to_projective() * *sk.to_nonzero_scalar()).to_affine();
+        let mut out = Zeroizing::new([0u8; 32]);
+        out.copy_from_slice(&shared.x());
+        Some(out)
+    }
+}
+
 /// The default distinguishing ID of GM/T 0009 (`1234567812345678`). Note that
 /// OpenSSL's default is the empty ID: pass `-sigopt distid:1234567812345678`.
 pub const DEFAULT_ID: &[u8] = b"1234567812345678";

@@ -14,21 +14,19 @@
 //!   the tag is 16 bytes.
 //! - **Hash = SM3**: 32-byte output, 64-byte block; HMAC and HKDF as in the Noise spec.
 //!
-//! Everything comes from `kb-crypto` (SM4-GCM, SM3) and RustCrypto's `sm2` arithmetic.
+//! Everything comes from `kb-crypto` (SM4-GCM, SM3, and the SM2 DH of `kb_crypto::sm2::dh`).
 
 use kb_crypto::sm3::{Digest, Sm3};
 use kb_crypto::sm4::{gcm_open, gcm_seal};
-use sm2::elliptic_curve::point::AffineCoordinates;
-use sm2::elliptic_curve::sec1::ToSec1Point;
 use snow::params::{CipherChoice, DHChoice, HashChoice, NoiseParams};
 use snow::resolvers::CryptoResolver;
 use snow::types::{Cipher, Dh, Hash, Random};
 use zeroize::{Zeroize, Zeroizing};
 
 /// Length of an SM2 public key as the link carries it (SEC1 compressed).
-pub const PUBLIC_KEY_LEN: usize = 33;
+pub const PUBLIC_KEY_LEN: usize = kb_crypto::sm2::dh::PUBLIC_KEY_LEN;
 /// Length of an SM2 private key (the scalar).
-pub const PRIVATE_KEY_LEN: usize = 32;
+pub const PRIVATE_KEY_LEN: usize = kb_crypto::sm2::dh::PRIVATE_KEY_LEN;
 
 /// The Noise protocol of pairing (phone = initiator, the PC's static key from the QR).
 pub const PAIRING_PROTOCOL: &str = "Noise_XKpsk3_SM2_SM4GCM_SM3";
@@ -143,33 +141,17 @@ impl Default for Sm2Dh {
 
 /// The compressed public key of scalar `d`, or `None` when `d` is 0 or ≥ n.
 pub fn public_key_of(d: &[u8]) -> Option<[u8; PUBLIC_KEY_LEN]> {
-    let sk = sm2::SecretKey::from_slice(d).ok()?;
-    let enc = sk.public_key().as_affine().to_sec1_point(true);
-    enc.as_bytes().try_into().ok()
+    kb_crypto::sm2::dh::public_key(d)
 }
 
-/// Whether `pk` is a compressed SM2 point (`02`/`03` ‖ x) on the curve. (RustCrypto
-/// also reads 33-byte "compact" `05` points; the link does not.)
+/// Whether `pk` is a compressed SM2 point (`02`/`03` ‖ x) on the curve.
 pub fn is_valid_public_key(pk: &[u8]) -> bool {
-    parse_public_key(pk).is_some()
-}
-
-fn parse_public_key(pk: &[u8]) -> Option<sm2::PublicKey> {
-    match pk {
-        [2 | 3, ..] if pk.len() == PUBLIC_KEY_LEN => sm2::PublicKey::from_sec1_bytes(pk).ok(),
-        _ => None,
-    }
+    kb_crypto::sm2::dh::is_valid_public_key(pk)
 }
 
 /// `x([d]P)`: the SM2 DH of scalar `d` and compressed point `p`.
 pub fn sm2_dh(d: &[u8], p: &[u8]) -> Option<Zeroizing<[u8; 32]>> {
-    let sk = sm2::SecretKey::from_slice(d).ok()?;
-    let pk = parse_public_key(p)?;
-    let shared = (pk.to_projective() * *sk.to_nonzero_scalar()).to_affine();
-    let x = shared.x();
-    let mut out = Zeroizing::new([0u8; 32]);
-    out.copy_from_slice(&x);
-    Some(out)
+    kb_crypto::sm2::dh::shared_x(d, p)
 }
 
 /// A fresh SM2 private scalar from the OS CSPRNG.
