@@ -23,6 +23,7 @@ pub mod conn;
 pub mod direct;
 pub mod frame;
 pub mod handshake;
+pub mod lan;
 pub mod pc;
 pub mod phone;
 pub mod qr;

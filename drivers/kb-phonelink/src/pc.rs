@@ -247,10 +247,14 @@ impl PcEndpoint {
         Inner::spawn_handshake(&self.inner, pipe, admission);
     }
 
-    /// Show a new pairing offer naming the direct listener's addresses, then `extra`
-    /// endpoints (a relay tunnel). Replaces (and retires) the previous offer.
+    /// Show a new pairing offer naming the direct listener's addresses (a listener on
+    /// every interface is named by this machine's LAN addresses: [`crate::lan`]), then
+    /// `extra` endpoints (a relay tunnel). Replaces (and retires) the previous offer.
     pub fn start_pairing(&self, extra: &[Endpoint]) -> Result<PairingOffer, LinkError> {
-        let mut endpoints: Vec<Endpoint> = self.direct_addrs().into_iter().map(Endpoint::Direct).collect();
+        let bound = self.direct_addrs();
+        let interfaces = if bound.iter().any(|a| a.ip().is_unspecified()) { crate::lan::interface_addrs() } else { Vec::new() };
+        let mut endpoints: Vec<Endpoint> =
+            crate::lan::advertised(&bound, &interfaces).into_iter().map(Endpoint::Direct).collect();
         endpoints.extend_from_slice(extra);
         if endpoints.is_empty() {
             return Err(err(ErrorCode::LinkNoEndpoint, "open the direct listener or give a relay endpoint"));

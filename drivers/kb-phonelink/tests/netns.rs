@@ -2,7 +2,8 @@
 //! creates, joined by a veth pair (10.231.0.1 = PC, 10.231.0.2 = phone). The PC and the
 //! phone are child processes of this test binary run with `ip netns exec`; they exchange
 //! only the offer string and the shown code through files (the user's eyes). Nothing
-//! touches this machine's own interfaces or addresses. Skipped, with the reason printed,
+//! touches this machine's own interfaces or addresses. The PC listens on every interface
+//! of its namespace (`0.0.0.0`), so the offer's LAN address discovery is what is tested. Skipped, with the reason printed,
 //! only when `ip netns add` fails (not root, no netns support).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
 
@@ -122,9 +123,12 @@ fn child_pc() {
     let Some(dir) = child_dir() else { return };
     let store = Arc::new(PairingStore::open(&dir.join("pc-store"), BackendChoice::File).unwrap());
     let pc = PcEndpoint::new(store, PcConfig { link: link_cfg(), ..PcConfig::default() }, LinkRuntime::new().unwrap()).unwrap();
-    let bound = pc.open_direct(&[format!("{PC_ADDR}:0").parse().unwrap()]).unwrap();
-    assert_eq!(bound[0].ip().to_string(), PC_ADDR);
+    // Listening on every interface, as a PC on a LAN does: the offer names the PC's LAN
+    // address (the veth's), not `0.0.0.0` and not loopback.
+    let bound = pc.open_direct(&["0.0.0.0:0".parse().unwrap()]).unwrap();
+    assert!(bound[0].ip().is_unspecified());
     let offer = pc.start_pairing(&[]).unwrap();
+    assert_eq!(offer.endpoints, [kb_phonelink::Endpoint::Direct(format!("{PC_ADDR}:{}", bound[0].port()).parse().unwrap())]);
     write_file(&dir.join("offer"), &offer.text);
     let rig = Rig { dir: tempfile::tempdir().unwrap(), pc, rt: LinkRuntime::new().unwrap(), stash: Default::default() };
     let PcEvent::PairingRequest { request, code, .. } =
