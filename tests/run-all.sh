@@ -39,8 +39,8 @@ phase "desktop app: the real window under Xvfb, driven by WebKitWebDriver (tests
 cargo build --locked -q -p keybridge-desktop
 "$ROOT/tests/desktop/run.sh" "${CARGO_TARGET_DIR:-$ROOT/target}/debug/keybridge-desktop"
 
-phase "bridge end to end (tests/e2e): a web page in headless Chromium, a bid tool sealing a 64 MiB bid"
-cargo build --locked -q -p keybridge
+phase "bridge end to end (tests/e2e): a web page in headless Chromium, a bid tool sealing a 64 MiB bid, a phone as the key"
+cargo build --locked -q -p keybridge -p keybridge-phone
 (cd "$ROOT/tests/e2e" && KEYBRIDGE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/keybridge" npm test)
 
 phase "main job smoke run: the README's run command (keybridge demo), then sign and verify with the demo key"

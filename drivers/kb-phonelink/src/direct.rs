@@ -139,7 +139,17 @@ impl DirectListener {
         let mut bound = Vec::new();
         let mut tasks = Vec::new();
         for a in addrs {
-            let fail = |e: std::io::Error| err(ErrorCode::LinkListenFailed, format!("{a}: {e}"));
+            let fail = |e: std::io::Error| {
+                // The usual cause: KeyBridge already hosts the phone link on this port
+                // (`keybridge serve` or the desktop app) — say so rather than only "in use".
+                let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+                    "; another KeyBridge (keybridge serve or the desktop app) may already host the phone link here: \
+                     pair from its 手机密钥 page, or stop it first"
+                } else {
+                    ""
+                };
+                err(ErrorCode::LinkListenFailed, format!("{a}: {e}{hint}"))
+            };
             let l = std::net::TcpListener::bind(a).map_err(fail)?;
             l.set_nonblocking(true).map_err(fail)?;
             let local = l.local_addr().map_err(fail)?;

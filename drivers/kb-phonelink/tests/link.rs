@@ -5,7 +5,7 @@
 
 mod common;
 use common::*;
-use kb_phonelink::{LinkError, PcEvent};
+use kb_phonelink::{LinkError, PcConfig, PcEvent};
 use kb_types::ErrorCode;
 
 #[test]
@@ -180,4 +180,18 @@ fn the_pc_may_talk_first() {
     let phone_conn = phone.reconnect(&pairing).unwrap();
     let _pc_conn = talker.join().unwrap();
     assert_eq!(phone_conn.recv(Some(WAIT)).unwrap(), b"again");
+}
+
+#[test]
+fn a_port_already_hosting_the_phone_link_is_refused_with_the_likely_cause() {
+    // `keybridge serve` (or the desktop app) already listens; `keybridge phone pair` on the
+    // same settings must say why it cannot, not only "address in use".
+    let first = rig();
+    let taken = first.pc.direct_addrs()[0];
+    let second = rig_with(PcConfig { link: link_cfg(), ..PcConfig::default() });
+    let e = second.pc.open_direct(&[taken]).unwrap_err();
+    assert_eq!(code_of(&e), ErrorCode::LinkListenFailed);
+    assert!(e.to_string().contains("another KeyBridge"), "{e}");
+    // The first listener is untouched.
+    assert_eq!(first.pc.direct_addrs(), [taken]);
 }

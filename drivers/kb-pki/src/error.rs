@@ -55,6 +55,13 @@ pub enum PkiError {
     /// Certificate key usage does not allow this operation.
     #[error("certificate is not valid for {0}")]
     UsageMismatch(&'static str),
+    /// A CRL could not be parsed (or built).
+    #[error("malformed CRL: {0}")]
+    CrlMalformed(String),
+    /// A CRL's signature does not verify with its issuer's key, or the issuer may not
+    /// sign CRLs.
+    #[error("CRL signature invalid: {0}")]
+    CrlSignatureInvalid(String),
     /// A PKCS#10 request is malformed or its self-signature fails.
     #[error("invalid certificate request: {0}")]
     CsrInvalid(String),
@@ -114,6 +121,8 @@ impl HasErrorCode for PkiError {
             PkiError::ChainTooLong(_) => ErrorCode::ChainTooLong,
             PkiError::UsageMismatch(_) => ErrorCode::CertificateUsageMismatch,
             PkiError::CsrInvalid(_) => ErrorCode::CsrInvalid,
+            PkiError::CrlMalformed(_) => ErrorCode::CrlMalformed,
+            PkiError::CrlSignatureInvalid(_) => ErrorCode::CrlSignatureInvalid,
             PkiError::CmsMalformed(_) => ErrorCode::CmsMalformed,
             PkiError::CmsDigestMismatch => ErrorCode::CmsDigestMismatch,
             PkiError::CmsSignatureNonConformant { .. } => ErrorCode::CmsSignatureNonConformant,

@@ -11,6 +11,8 @@
 //!   tests and the dev CA.
 //! - [`cms`]: SignedData (attached/detached, signed attributes, streamed digests) and
 //!   EnvelopedData (SM4 content key to SM2 or RSA recipients, streaming).
+//! - [`revocation`]: CRLs (parse, verify against the issuer, look a certificate up, issue
+//!   for the dev CA) and the good / revoked / unknown-with-why status.
 
 #![cfg_attr(test, allow(clippy::panic, clippy::unwrap_used, clippy::expect_used))]
 
@@ -22,6 +24,7 @@ mod error;
 pub mod issue;
 pub mod name;
 pub mod oid;
+pub mod revocation;
 pub mod signer;
 pub mod time;
 

@@ -142,6 +142,15 @@ error_codes! {
     /// A CMS signature verifies only over a non-standard digest (e.g. SM3 without ZA, or
     /// over the whole ContentInfo): not GM/T 0009/0010 conformant, so refused.
     CmsSignatureNonConformant = 3024, "cms_signature_non_conformant", Crypto, "签名不符合 GM/T 0009/0010 规范（摘要计算方式非标准）", "signature is not GM/T 0009/0010 conformant (non-standard digest)";
+    /// The certificate was revoked (date and reason in the error data).
+    CertificateRevoked = 3030, "certificate_revoked", Certificate, "证书已被吊销", "the certificate has been revoked";
+    /// Whether the certificate was revoked could not be established (offline, stale or
+    /// unverifiable revocation data); never treated as "not revoked".
+    RevocationUnknown = 3031, "revocation_unknown", Certificate, "无法确认证书是否已被吊销", "the certificate's revocation status is unknown";
+    /// A certificate revocation list could not be parsed.
+    CrlMalformed = 3032, "crl_malformed", Certificate, "证书吊销列表（CRL）格式错误", "malformed certificate revocation list (CRL)";
+    /// A CRL is not signed by the certificate's issuer (or the issuer may not sign CRLs).
+    CrlSignatureInvalid = 3033, "crl_signature_invalid", Certificate, "证书吊销列表（CRL）的签名无效", "the CRL's signature is invalid";
 
     // 4xxx: key media (used by the token layer)
     /// Wrong PIN; the retry count travels in the error data.

@@ -6,7 +6,8 @@
 import { execFileSync, spawn } from "node:child_process";
 import { createServer } from "node:http";
 import { createServer as createTlsServer } from "node:https";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import assert from "node:assert/strict";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, extname, join, normalize, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -94,6 +95,28 @@ export function openssl(args) {
   } catch (e) {
     return { ok: false, out: `${e.stdout ?? ""}${e.stderr ?? ""}` };
   }
+}
+
+/**
+ * OpenSSL, as the independent verifier: the raw SM2 signature (GM/T default ID) of `text`
+ * by the certificate `pem` verifies, the same signature over another text does not, and
+ * the certificate chains to `rootPem`. Files go to `dir`.
+ */
+export function opensslChecksSm2(dir, { pem, text, signature, rootPem }) {
+  const f = (n) => join(dir, `ossl-${n}`);
+  writeFileSync(f("signer.pem"), pem);
+  writeFileSync(f("msg.txt"), text);
+  writeFileSync(f("other.txt"), `${text}。`);
+  writeFileSync(f("raw.sig"), Buffer.from(signature, "base64"));
+  const pub = openssl(["x509", "-in", f("signer.pem"), "-pubkey", "-noout", "-out", f("pub.pem")]);
+  assert.ok(pub.ok, pub.out);
+  const verify = (msg) =>
+    openssl(["pkeyutl", "-verify", "-rawin", "-digest", "sm3", "-pubin", "-inkey", f("pub.pem"), "-pkeyopt", "distid:1234567812345678", "-in", msg, "-sigfile", f("raw.sig")]);
+  const good = verify(f("msg.txt"));
+  assert.ok(good.ok && /Signature Verified Successfully/.test(good.out), good.out);
+  assert.equal(verify(f("other.txt")).ok, false, "OpenSSL must reject another message");
+  const chain = openssl(["verify", "-CAfile", rootPem, "-vfyopt", "distid:1234567812345678", f("signer.pem")]);
+  assert.ok(chain.ok, chain.out);
 }
 
 /** Peak resident memory of a process so far (VmHWM), in bytes; Linux only. */

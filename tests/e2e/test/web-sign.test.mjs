@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
-import { CHROMIUM, CHROMIUM_ARGS, DEMO_PIN, SDK_DIR, demoHome, kb, openssl, serve, staticServer } from "./rig.mjs";
+import { CHROMIUM, CHROMIUM_ARGS, DEMO_PIN, SDK_DIR, demoHome, kb, opensslChecksSm2, serve, staticServer } from "./rig.mjs";
 
 const TEXT = "投标报价：壹佰贰拾叁万肆仟伍佰陆拾柒元捌角玖分（¥1,234,567.89）";
 
@@ -48,20 +48,8 @@ test("a page signs through the SDK in headless Chromium and OpenSSL verifies it"
     return { signature: r.signature, pem: d.pem };
   }, { port: bridge.port, text: TEXT });
   const f = (n) => join(dir, n);
-  writeFileSync(f("signer.pem"), raw.pem);
+  opensslChecksSm2(dir, { pem: raw.pem, text: TEXT, signature: raw.signature, rootPem });
   writeFileSync(f("msg.txt"), TEXT);
-  writeFileSync(f("other.txt"), `${TEXT}。`);
-  writeFileSync(f("raw.sig"), Buffer.from(raw.signature, "base64"));
-  const pub = openssl(["x509", "-in", f("signer.pem"), "-pubkey", "-noout", "-out", f("pub.pem")]);
-  assert.ok(pub.ok, pub.out);
-  const verify = (msg) =>
-    openssl(["pkeyutl", "-verify", "-rawin", "-digest", "sm3", "-pubin", "-inkey", f("pub.pem"), "-pkeyopt", "distid:1234567812345678", "-in", msg, "-sigfile", f("raw.sig")]);
-  const good = verify(f("msg.txt"));
-  assert.ok(good.ok && /Signature Verified Successfully/.test(good.out), good.out);
-  assert.equal(verify(f("other.txt")).ok, false, "OpenSSL must reject another message");
-  // The chain of the signer, by OpenSSL too.
-  const chain = openssl(["verify", "-CAfile", rootPem, "-vfyopt", "distid:1234567812345678", f("signer.pem")]);
-  assert.ok(chain.ok, chain.out);
 
   // The page's CMS detached signature, by KeyBridge's own CLI.
   writeFileSync(f("page.p7s"), Buffer.from(cms, "base64"));
