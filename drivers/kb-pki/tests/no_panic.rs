@@ -67,6 +67,11 @@ fn cms_envelope_parser_never_panics() {
 }
 
 #[test]
+fn crl_parser_never_panics() {
+    run("crl", harness::crl, ITERATIONS);
+}
+
+#[test]
 fn dn_parser_never_panics() {
     run("dn", harness::dn, ITERATIONS);
 }
@@ -76,6 +81,12 @@ fn dn_parser_never_panics() {
 #[ignore = "writes tests/fuzz/seeds/cms_*; run by hand"]
 fn generate_cms_seeds() {
     seeds::generate_cms();
+}
+
+#[test]
+#[ignore = "writes tests/fuzz/seeds/crl; run by hand"]
+fn generate_crl_seeds() {
+    seeds::generate_crl();
 }
 
 /// Regenerates every seed folder. Run by hand; commit the result.
@@ -120,6 +131,29 @@ mod seeds {
             extn_id: der::asn1::ObjectIdentifier::new_unwrap("2.5.29.17"),
             critical: false,
             extn_value: der::asn1::OctetString::new(value).unwrap(),
+        }
+    }
+
+    /// CRLs of SM2, RSA and ECDSA CAs: empty, with entries (with and without a reason), PEM.
+    pub(super) fn generate_crl() {
+        use kb_pki::revocation::{CrlEntry, RevocationReason, issue_crl};
+        let now = UnixTime(1_790_000_000);
+        for (tag, alg) in [("sm2", Algorithm::Sm2), ("rsa", Algorithm::Rsa { bits: 2048 }), ("ecdsa", Algorithm::EcdsaP256)] {
+            let ca_s = signer(alg);
+            let ca = self_signed(&CertificateParams::new("CN=Fuzz CRL CA", CertKind::Root { path_len: None }, now, 3650), &ca_s)
+                .unwrap();
+            let empty = issue_crl(&ca, &ca_s, &[], now, now.plus_days(7), 1).unwrap();
+            write("crl", &format!("{tag}_empty.der"), empty.der());
+            let entries = [
+                CrlEntry { serial: vec![0x01, 0x02, 0x03], at: now, reason: Some(RevocationReason::KeyCompromise) },
+                CrlEntry { serial: vec![0x7f; 20], at: now.plus_days(-3), reason: None },
+                CrlEntry { serial: vec![0x42], at: now.plus_days(-1), reason: Some(RevocationReason::CertificateHold) },
+            ];
+            let full = issue_crl(&ca, &ca_s, &entries, now, now.plus_days(7), 0x1234_5678).unwrap();
+            write("crl", &format!("{tag}_entries.der"), full.der());
+            if alg == Algorithm::Sm2 {
+                write("crl", "sm2_entries.pem", full.to_pem());
+            }
         }
     }
 

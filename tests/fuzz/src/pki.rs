@@ -24,6 +24,19 @@ pub fn csr(data: &[u8]) -> bool {
     true
 }
 
+/// CRLs (DER or PEM): parse, then everything a revocation check and the details screen
+/// read.
+pub fn crl(data: &[u8]) -> bool {
+    let Ok(crl) = kb_pki::revocation::Crl::from_any(data) else { return false };
+    let _ = crl.issuer();
+    let _ = crl.this_update();
+    let _ = crl.next_update();
+    let _ = crl.number();
+    let _ = crl.entries();
+    let _ = crl.to_pem();
+    true
+}
+
 /// DN strings (`C=CN,O=某某公司,CN=张三`) from UTF-8 input; a parsed name is displayed.
 pub fn dn(data: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(data) else { return false };
