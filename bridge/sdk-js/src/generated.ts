@@ -125,6 +125,8 @@ export const ERROR_CODES = {
   revocation_unknown: { code: 3031, category: "certificate", messages: { "zh-CN": "无法确认证书是否已被吊销", en: "the certificate's revocation status is unknown" } },
   crl_malformed: { code: 3032, category: "certificate", messages: { "zh-CN": "证书吊销列表（CRL）格式错误", en: "malformed certificate revocation list (CRL)" } },
   crl_signature_invalid: { code: 3033, category: "certificate", messages: { "zh-CN": "证书吊销列表（CRL）的签名无效", en: "the CRL's signature is invalid" } },
+  ocsp_malformed: { code: 3034, category: "certificate", messages: { "zh-CN": "OCSP 数据格式错误", en: "malformed OCSP data" } },
+  ocsp_signature_invalid: { code: 3035, category: "certificate", messages: { "zh-CN": "OCSP 响应的签名无效或签发者未获授权", en: "the OCSP response's signature is invalid or its signer is not authorised" } },
   wrong_pin: { code: 4001, category: "token", messages: { "zh-CN": "口令错误", en: "wrong PIN" } },
   pin_locked: { code: 4002, category: "token", messages: { "zh-CN": "口令已锁定，请使用管理员口令解锁", en: "PIN is locked; unblock it with the SO PIN" } },
   device_removed: { code: 4003, category: "token", messages: { "zh-CN": "介质已拔出", en: "the key medium was removed" } },

@@ -62,6 +62,12 @@ pub enum PkiError {
     /// sign CRLs.
     #[error("CRL signature invalid: {0}")]
     CrlSignatureInvalid(String),
+    /// An OCSP request or response could not be parsed (or built).
+    #[error("malformed OCSP data: {0}")]
+    OcspMalformed(String),
+    /// An OCSP response is not signed by the issuer or a responder it authorised.
+    #[error("OCSP response signature invalid: {0}")]
+    OcspSignatureInvalid(String),
     /// A PKCS#10 request is malformed or its self-signature fails.
     #[error("invalid certificate request: {0}")]
     CsrInvalid(String),
@@ -122,6 +128,8 @@ impl HasErrorCode for PkiError {
             PkiError::UsageMismatch(_) => ErrorCode::CertificateUsageMismatch,
             PkiError::CsrInvalid(_) => ErrorCode::CsrInvalid,
             PkiError::CrlMalformed(_) => ErrorCode::CrlMalformed,
+            PkiError::OcspMalformed(_) => ErrorCode::OcspMalformed,
+            PkiError::OcspSignatureInvalid(_) => ErrorCode::OcspSignatureInvalid,
             PkiError::CrlSignatureInvalid(_) => ErrorCode::CrlSignatureInvalid,
             PkiError::CmsMalformed(_) => ErrorCode::CmsMalformed,
             PkiError::CmsDigestMismatch => ErrorCode::CmsDigestMismatch,

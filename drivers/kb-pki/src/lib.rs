@@ -12,7 +12,8 @@
 //! - [`cms`]: SignedData (attached/detached, signed attributes, streamed digests) and
 //!   EnvelopedData (SM4 content key to SM2 or RSA recipients, streaming).
 //! - [`revocation`]: CRLs (parse, verify against the issuer, look a certificate up, issue
-//!   for the dev CA) and the good / revoked / unknown-with-why status.
+//!   for the dev CA) and the good / revoked / unknown-with-why status; [`ocsp`]: RFC 6960
+//!   requests, responses checked against the issuer, and answering them for the dev CA.
 
 #![cfg_attr(test, allow(clippy::panic, clippy::unwrap_used, clippy::expect_used))]
 
@@ -23,6 +24,7 @@ pub mod csr;
 mod error;
 pub mod issue;
 pub mod name;
+pub mod ocsp;
 pub mod oid;
 pub mod revocation;
 pub mod signer;

@@ -61,6 +61,10 @@ pub enum RevocationReason {
     AaCompromise,
 }
 
+pub(crate) fn reason_from_x509(r: CrlReason) -> RevocationReason {
+    RevocationReason::from_x509(r)
+}
+
 impl RevocationReason {
     fn from_x509(r: CrlReason) -> Self {
         match r {
@@ -127,6 +131,20 @@ pub enum UnknownReason {
         /// What failed.
         detail: String,
     },
+    /// The OCSP responder did not answer (`tryLater`, `unauthorized`, …).
+    ResponderRefused {
+        /// Its responseStatus.
+        status: String,
+    },
+    /// The OCSP response answers another request (its nonce differs).
+    Replayed {
+        /// What differed.
+        detail: String,
+    },
+    /// The OCSP response says nothing about this certificate.
+    OtherCertificate,
+    /// The OCSP responder does not know the certificate (`unknown`).
+    ResponderUnknown,
     /// A delta or indirect CRL, or a critical extension this implementation does not
     /// know: it cannot be trusted to cover this certificate.
     Unsupported {
@@ -143,6 +161,13 @@ pub enum RevocationSource {
     Crl {
         /// The cRLNumber in hex.
         number: Option<String>,
+    },
+    /// An OCSP response.
+    Ocsp {
+        /// Who signed it.
+        responder: String,
+        /// Its producedAt.
+        produced_at: UnixTime,
     },
 }
 
@@ -479,7 +504,7 @@ pub fn issue_crl(
     Crl::from_der(&list.to_der().map_err(enc)?)
 }
 
-fn reason_to_x509(r: RevocationReason) -> CrlReason {
+pub(crate) fn reason_to_x509(r: RevocationReason) -> CrlReason {
     match r {
         RevocationReason::Unspecified => CrlReason::Unspecified,
         RevocationReason::KeyCompromise => CrlReason::KeyCompromise,

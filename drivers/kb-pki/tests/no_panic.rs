@@ -72,6 +72,11 @@ fn crl_parser_never_panics() {
 }
 
 #[test]
+fn ocsp_parsers_never_panic() {
+    run("ocsp", harness::ocsp, ITERATIONS);
+}
+
+#[test]
 fn dn_parser_never_panics() {
     run("dn", harness::dn, ITERATIONS);
 }
@@ -81,6 +86,12 @@ fn dn_parser_never_panics() {
 #[ignore = "writes tests/fuzz/seeds/cms_*; run by hand"]
 fn generate_cms_seeds() {
     seeds::generate_cms();
+}
+
+#[test]
+#[ignore = "writes tests/fuzz/seeds/ocsp and tests/fuzz/fixtures/ocsp_ca.der; run by hand"]
+fn generate_ocsp_seeds() {
+    seeds::generate_ocsp();
 }
 
 #[test]
@@ -132,6 +143,41 @@ mod seeds {
             critical: false,
             extn_value: der::asn1::OctetString::new(value).unwrap(),
         }
+    }
+
+    /// OCSP requests (with and without a nonce) and the CA's answers (good, revoked with a
+    /// reason, unknown, malformedRequest), for the SM2 CA whose certificate is the fixture.
+    pub(super) fn generate_ocsp() {
+        use kb_crypto::HashAlgorithm;
+        use kb_pki::ocsp::{CertId, CertStatus, request, respond};
+        use kb_pki::revocation::RevocationReason;
+        let now = UnixTime(1_790_000_000);
+        let ca_s = signer(Algorithm::Sm2);
+        let ca =
+            self_signed(&CertificateParams::new("CN=Fuzz OCSP CA", CertKind::Root { path_len: None }, now, 3650), &ca_s).unwrap();
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fuzz/fixtures");
+        std::fs::write(fixtures.join("ocsp_ca.der"), ca.der()).unwrap();
+        let leaf = issue(
+            &CertificateParams::leaf("CN=持有人", KeyUsage::Sign, now, 365),
+            signer(Algorithm::Sm2).public_key(),
+            Some(&ca),
+            &ca_s,
+        )
+        .unwrap();
+        let ids = [CertId::new(&leaf, &ca, HashAlgorithm::Sha1), CertId::new(&ca, &ca, HashAlgorithm::Sm3)];
+        let with_nonce = request(&ids, Some(b"nonce")).unwrap();
+        write("ocsp", "request_nonce.der", &with_nonce);
+        write("ocsp", "request_plain.der", request(&ids[..1], None).unwrap());
+        let answer =
+            |status: CertStatus| respond(&ca, &ca_s, &with_nonce, now, now.plus_days(1), &move |_| Some(status.clone())).unwrap();
+        write("ocsp", "response_good.der", answer(CertStatus::Good));
+        write(
+            "ocsp",
+            "response_revoked.der",
+            answer(CertStatus::Revoked { at: now, reason: Some(RevocationReason::KeyCompromise) }),
+        );
+        write("ocsp", "response_unknown.der", answer(CertStatus::Unknown));
+        write("ocsp", "response_malformed_request.der", respond(&ca, &ca_s, b"x", now, now.plus_days(1), &|_| None).unwrap());
     }
 
     /// CRLs of SM2, RSA and ECDSA CAs: empty, with entries (with and without a reason), PEM.

@@ -151,6 +151,10 @@ error_codes! {
     CrlMalformed = 3032, "crl_malformed", Certificate, "证书吊销列表（CRL）格式错误", "malformed certificate revocation list (CRL)";
     /// A CRL is not signed by the certificate's issuer (or the issuer may not sign CRLs).
     CrlSignatureInvalid = 3033, "crl_signature_invalid", Certificate, "证书吊销列表（CRL）的签名无效", "the CRL's signature is invalid";
+    /// An OCSP request or response could not be parsed.
+    OcspMalformed = 3034, "ocsp_malformed", Certificate, "OCSP 数据格式错误", "malformed OCSP data";
+    /// An OCSP response is not signed by the issuer or a responder it authorised.
+    OcspSignatureInvalid = 3035, "ocsp_signature_invalid", Certificate, "OCSP 响应的签名无效或签发者未获授权", "the OCSP response's signature is invalid or its signer is not authorised";
 
     // 4xxx: key media (used by the token layer)
     /// Wrong PIN; the retry count travels in the error data.

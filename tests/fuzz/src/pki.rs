@@ -37,6 +37,23 @@ pub fn crl(data: &[u8]) -> bool {
     true
 }
 
+/// OCSP responses and requests (DER): parse, read every answer; a response is also
+/// checked against a fixed certificate and issuer (it must fail closed, never panic).
+pub fn ocsp(data: &[u8]) -> bool {
+    let request = kb_pki::ocsp::parse_request(data).is_ok();
+    let Ok(resp) = kb_pki::ocsp::OcspResponse::from_der(data) else { return request };
+    let _ = resp.responses();
+    let _ = resp.produced_at();
+    let _ = resp.nonce();
+    if let Ok(cert) = kb_pki::Certificate::from_der(FUZZ_CERT) {
+        let _ = kb_pki::ocsp::check_response(&cert, &cert, data, Some(b"nonce"), UnixTime(1_790_000_000));
+    }
+    true
+}
+
+/// A fixed self-signed certificate for the harnesses that need one (the seeds' CA).
+const FUZZ_CERT: &[u8] = include_bytes!("../fixtures/ocsp_ca.der");
+
 /// DN strings (`C=CN,O=某某公司,CN=张三`) from UTF-8 input; a parsed name is displayed.
 pub fn dn(data: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(data) else { return false };

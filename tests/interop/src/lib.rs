@@ -15,9 +15,11 @@
 //! print a loud `SKIP` line and return, unless `KB_INTEROP_REQUIRED=1` (CI), where it
 //! fails and says to run `installer/bootstrap.sh`.
 //!
+//! [`openssl_ca`] runs a CA with `openssl ca` / `openssl ocsp` (revocation tests).
 //! [`softhsm`] runs SoftHSM2 (a real PKCS#11 module) with OpenSC's `pkcs11-tool`.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod openssl_ca;
 pub mod softhsm;
 
 use serde_json::Value;
