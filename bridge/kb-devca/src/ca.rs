@@ -1,6 +1,9 @@
 //! The dev CA's state and rules: challenges, bindings, renewal applications and
 //! certificates in SQLite; issuing from its root. No HTTP here (see [`crate::routes`]).
 
+mod revoke;
+pub use revoke::{CRL_VALIDITY_SECS, IssuedCertificate, reason_by_name, reason_names};
+
 use crate::clock::Clock;
 use base64ct::Encoding;
 use kb_ca::api::{
@@ -170,6 +173,7 @@ impl DevCa {
         }
         let conn = Connection::open(db).map_err(internal)?;
         conn.execute_batch(SCHEMA).map_err(internal)?;
+        conn.execute_batch(revoke::SCHEMA).map_err(internal)?;
         Ok(DevCa { db: Mutex::new(conn), root, signer, clock, config: Mutex::new(config), changes: Default::default() })
     }
 

@@ -141,8 +141,8 @@ pub fn paid(rec: &ApplicationRecord) -> String {
     )
 }
 
-/// The operator's list of applications waiting for a decision.
-pub fn operator(key: &str, waiting: &[ApplicationRecord]) -> String {
+/// The operator's page: applications waiting for a decision, then issued certificates.
+pub fn operator(key: &str, waiting: &[ApplicationRecord], issued_certs: &[crate::ca::IssuedCertificate]) -> String {
     let rows: String = waiting
         .iter()
         .map(|r| {
@@ -163,7 +163,29 @@ pub fn operator(key: &str, waiting: &[ApplicationRecord]) -> String {
         })
         .collect();
     let rows = if rows.is_empty() { "<div class=\"card\"><p>没有待审核的申请。</p></div>".to_string() } else { rows };
-    page("续期审核（运营）", &rows)
+    page("续期审核（运营）", &format!("{rows}{}", issued(key, issued_certs)))
+}
+
+/// The operator's list of issued certificates, each with 吊销 (revoke) and a reason.
+fn issued(key: &str, certs: &[crate::ca::IssuedCertificate]) -> String {
+    let reasons: String = crate::ca::reason_names().iter().map(|n| format!("<option value=\"{n}\">{n}</option>")).collect();
+    let rows: String = certs
+        .iter()
+        .map(|c| {
+            let state = match c.revoked {
+                Some((at, reason)) => format!("<p class=\"revoked\">已吊销 {} · {}</p>", date(at), reason.rfc_name()),
+                None => format!(
+                    "<form method=\"post\" action=\"/op/revoke\"><input type=\"hidden\" name=\"key\" value=\"{k}\">\
+                     <input type=\"hidden\" name=\"serial\" value=\"{s}\"><label>原因 <select name=\"reason\">{reasons}</select></label>\
+                     <button class=\"secondary\">吊销</button></form>",
+                    k = esc(key),
+                    s = esc(&c.serial)
+                ),
+            };
+            format!("<div class=\"card cert\"><p>{} · 证书 {} · 有效期至 {}</p>{state}</div>", esc(&c.subject), esc(&c.serial), date(c.not_after))
+        })
+        .collect();
+    format!("<h2>已签发的证书（吊销后不可恢复）</h2>{rows}")
 }
 
 /// A refusal shown on the phone.

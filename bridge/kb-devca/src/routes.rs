@@ -3,6 +3,7 @@
 
 use crate::ca::{DevCa, Refusal, basic_auth};
 use crate::pages;
+use base64ct::Encoding;
 use kb_ca::api::{self, BindingRequest, BindingState, ErrorBody, RenewalKind};
 use kb_ca::est;
 use kb_ca::http::{Request, Response, form_decode};
@@ -43,6 +44,9 @@ pub fn handle(ca: &DevCa, req: &Request) -> Response {
     }
     if let Some(op) = path.strip_prefix(api::EST_PREFIX) {
         return est_route(ca, req, op).unwrap_or_else(|e| api_error(&e));
+    }
+    if path == "/crl" || path == "/ocsp" || path.starts_with("/ocsp/") {
+        return revocation_route(ca, req, &path).unwrap_or_else(|e| api_error(&e));
     }
     if path == "/op" || path.starts_with("/op/") {
         return operator_route(ca, req, &path).unwrap_or_else(|e| page_error(&e));
@@ -191,6 +195,48 @@ fn phone_route(ca: &DevCa, req: &Request, path: &str) -> Result<Response, Refusa
     }
 }
 
+/// `GET /crl` (DER, application/pkix-crl), `POST /ocsp` and `GET /ocsp/<base64 request>`
+/// (RFC 6960 appendix A).
+fn revocation_route(ca: &DevCa, req: &Request, path: &str) -> Result<Response, Refusal> {
+    match (req.method.as_str(), path) {
+        ("GET", "/crl") => Ok(Response::new(200, "application/pkix-crl", ca.crl()?.der().to_vec())),
+        ("POST", "/ocsp") => {
+            if req.body.len() > 16 * 1024 {
+                return Err(Refusal::new(ErrorCode::CaRefused, 413, "OCSP request too large"));
+            }
+            Ok(Response::new(200, "application/ocsp-response", ca.ocsp(&req.body)?))
+        }
+        ("GET", p) if p.starts_with("/ocsp/") => {
+            let b64 = percent_decode(&p["/ocsp/".len()..]);
+            let der = base64ct::Base64::decode_vec(&b64).map_err(|_| Refusal::new(ErrorCode::CaRefused, 400, "not base64"))?;
+            Ok(Response::new(200, "application/ocsp-response", ca.ocsp(&der)?))
+        }
+        ("GET" | "POST", "/crl" | "/ocsp") => Ok(method_not_allowed()),
+        _ => Err(Refusal::new(ErrorCode::CaNotFound, 404, "no such path")),
+    }
+}
+
+/// `%2B` → `+` and the like (a GET OCSP request is URL-encoded base64). Works on bytes:
+/// a `%` before a multi-byte character is kept as it is.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if let (b'%', Some(&h), Some(&l)) = (b[i], b.get(i + 1), b.get(i + 2))
+            && let (Some(h), Some(l)) = (hex(h), hex(l))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn operator_route(ca: &DevCa, req: &Request, path: &str) -> Result<Response, Refusal> {
     let key_ok = |k: Option<String>| k.is_some_and(|k| !k.is_empty() && k == ca.config().operator_key);
     match (req.method.as_str(), path) {
@@ -198,7 +244,7 @@ fn operator_route(ca: &DevCa, req: &Request, path: &str) -> Result<Response, Ref
             if !key_ok(req.query("key")) {
                 return Err(Refusal::new(ErrorCode::CaRefused, 403, "operator key required"));
             }
-            Ok(html(200, pages::operator(&ca.config().operator_key, &ca.applications("applied")?)))
+            Ok(html(200, pages::operator(&ca.config().operator_key, &ca.applications("applied")?, &ca.issued()?)))
         }
         ("POST", "/op/decide") => {
             let f = form(req);
@@ -209,6 +255,18 @@ fn operator_route(ca: &DevCa, req: &Request, path: &str) -> Result<Response, Ref
             let approve = field(&f, "action").as_deref() == Some("approve");
             ca.decide(&id, approve, &field(&f, "reason").unwrap_or_default())?;
             Ok(html(200, pages::notice(if approve { "已审核通过" } else { "已驳回" })))
+        }
+        ("POST", "/op/revoke") => {
+            let f = form(req);
+            if !key_ok(field(&f, "key")) {
+                return Err(Refusal::new(ErrorCode::CaRefused, 403, "operator key required"));
+            }
+            let serial = field(&f, "serial").ok_or_else(|| missing("serial"))?;
+            let reason = field(&f, "reason").unwrap_or_else(|| "unspecified".into());
+            let reason =
+                crate::ca::reason_by_name(&reason).ok_or_else(|| Refusal::new(ErrorCode::CaRefused, 400, "unknown reason"))?;
+            ca.revoke(&serial, reason)?;
+            Ok(html(200, pages::notice("已吊销")))
         }
         _ => Err(Refusal::new(ErrorCode::CaNotFound, 404, "no such page")),
     }

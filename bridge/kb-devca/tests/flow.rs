@@ -363,3 +363,91 @@ fn the_dev_ca_speaks_https_too() {
     assert_eq!(client.est_cacerts().unwrap(), vec![r.root.clone()]);
     assert!(client.server_info().unwrap().development);
 }
+
+#[test]
+fn revoked_on_the_operator_page_then_published_by_crl_and_ocsp() {
+    use kb_crypto::HashAlgorithm;
+    use kb_pki::ocsp::{CertId, check_response, request};
+    use kb_pki::revocation::{Crl, RevocationReason, RevocationStatus, check_crl};
+    let r = rig();
+    let (key, cert) = r.user(30);
+    let (key2, other) = r.user(30);
+    // The CA knows certificates it issued or that were bound; a stranger's is refused.
+    r.bound(&key, &cert);
+    r.bound(&key2, &other);
+    let serial = api::serial_of(&cert);
+    let (_, stranger) = {
+        let k = LocalSigner::new(PrivateKey::generate(Algorithm::Sm2).unwrap());
+        let c = issue(
+            &CertificateParams::leaf("CN=陌生人", KeyUsage::Sign, UnixTime::now(), 30),
+            k.public_key(),
+            Some(&r.root),
+            &r.root_signer,
+        )
+        .unwrap();
+        (k, c)
+    };
+    assert_eq!(r.ca.revoke(&api::serial_of(&stranger), RevocationReason::KeyCompromise).unwrap_err().status, 404);
+
+    // Before: the CRL is empty and signed, OCSP says good.
+    let now = UnixTime(r.clock_now());
+    let crl = Crl::from_der(&r.get("/crl").body).unwrap();
+    assert!(check_crl(&cert, &r.root, &crl, now).is_good());
+    let ask = |c: &Certificate| {
+        let nonce = kb_crypto::rng::random_array::<16>().unwrap();
+        let req = request(&[CertId::new(c, &r.root, HashAlgorithm::Sm3)], Some(&nonce)).unwrap();
+        let resp = r
+            .client
+            .exchange(
+                Request {
+                    method: "POST".into(),
+                    target: "/ocsp".into(),
+                    headers: vec![("Content-Type".into(), "application/ocsp-request".into())],
+                    body: req,
+                },
+                Duration::ZERO,
+            )
+            .unwrap();
+        assert_eq!((resp.status, resp.header("Content-Type")), (200, Some("application/ocsp-response")));
+        check_response(c, &r.root, &resp.body, Some(&nonce), UnixTime(r.clock_now()))
+    };
+    assert!(ask(&cert).is_good());
+
+    // The operator page lists the certificate with 吊销; revoking needs the key.
+    let op = String::from_utf8(r.get("/op?key=op-key").body).unwrap();
+    assert!(op.contains(&serial) && op.contains("吊销"), "{op}");
+    assert_eq!(r.post_form("/op/revoke", &format!("key=wrong&serial={serial}&reason=keyCompromise")).status, 403);
+    assert_eq!(r.post_form("/op/revoke", &format!("key=op-key&serial={serial}&reason=keyCompromise")).status, 200);
+    // A revocation cannot be repeated (or re-dated).
+    assert_eq!(r.post_form("/op/revoke", &format!("key=op-key&serial={serial}&reason=superseded")).status, 400);
+    assert!(String::from_utf8(r.get("/op?key=op-key").body).unwrap().contains("已吊销"));
+
+    // After: both sources say revoked with the reason; the other certificate stays good.
+    let now = UnixTime(r.clock_now());
+    let crl = Crl::from_der(&r.get("/crl").body).unwrap();
+    assert!(matches!(
+        check_crl(&cert, &r.root, &crl, now),
+        RevocationStatus::Revoked { reason: Some(RevocationReason::KeyCompromise), .. }
+    ));
+    assert!(check_crl(&other, &r.root, &crl, now).is_good());
+    let later = Crl::from_der(&r.get("/crl").body).unwrap();
+    assert!(later.number().unwrap().len() >= crl.number().unwrap().len() && later.number() != crl.number(), "cRLNumber grows");
+    assert!(matches!(ask(&cert), RevocationStatus::Revoked { reason: Some(RevocationReason::KeyCompromise), .. }));
+    assert!(ask(&other).is_good());
+    // The GET form (RFC 6960 A.1): URL-encoded base64 of the request.
+    let req = request(&[CertId::new(&cert, &r.root, HashAlgorithm::Sha1)], None).unwrap();
+    let b64 = api::b64(&req).replace('+', "%2B").replace('/', "%2F").replace('=', "%3D");
+    let resp = r.get(&format!("/ocsp/{b64}"));
+    assert!(matches!(check_response(&cert, &r.root, &resp.body, None, now), RevocationStatus::Revoked { .. }));
+    // Garbage gets malformedRequest, not a crash; a day later the old CRL is stale.
+    let bad = r
+        .client
+        .exchange(
+            Request { method: "POST".into(), target: "/ocsp".into(), body: b"nonsense".to_vec(), ..Default::default() },
+            Duration::ZERO,
+        )
+        .unwrap();
+    assert_eq!(kb_pki::ocsp::OcspResponse::from_der(&bad.body).unwrap().status, kb_pki::ocsp::ResponseStatus::MalformedRequest);
+    r.clock.advance(kb_devca::ca::CRL_VALIDITY_SECS + 60);
+    assert!(matches!(check_crl(&other, &r.root, &crl, UnixTime(r.clock_now())), RevocationStatus::Unknown { .. }));
+}

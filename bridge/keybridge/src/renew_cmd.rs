@@ -90,6 +90,22 @@ enum DevcaCommand {
         /// Why (shown to the user).
         reason: String,
     },
+    /// Revoke a certificate the dev CA issued or bound (cannot be undone); its CRL
+    /// (`/crl`) and OCSP answers (`/ocsp`) say so from then on.
+    Revoke {
+        /// The certificate's serial number in hex (as `keybridge certs` shows it).
+        serial: String,
+        /// keyCompromise, affiliationChanged, superseded, cessationOfOperation,
+        /// certificateHold, privilegeWithdrawn or unspecified.
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
+    },
+    /// Write the dev CA's current CRL (PEM) to a file.
+    Crl {
+        /// Where to write it.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 /// The CA the command talks to and the roots its certificates must chain to.
@@ -363,6 +379,31 @@ pub(crate) fn devca(app: &App, a: DevcaArgs) -> CliResult {
             ca.decide(&application, false, &reason).map_err(|e| CliError::new(e.code, e.message))?;
             o.show(&serde_json::json!({"application": application, "state": "rejected", "reason": reason}), || {
                 format!("{} {application}", o.t("已驳回", "rejected"))
+            });
+            Ok(())
+        }
+        DevcaCommand::Revoke { serial, reason } => {
+            let r = kb_devca::ca::reason_by_name(&reason).ok_or_else(|| {
+                CliError::input(format!("--reason {reason}: one of {}", kb_devca::ca::reason_names().join(", ")))
+            })?;
+            let serial = serial.replace(':', "").to_ascii_lowercase();
+            ca.revoke(&serial, r).map_err(|e| CliError::new(e.code, e.message))?;
+            o.show(&serde_json::json!({"serial": serial, "revoked": true, "reason": reason}), || {
+                format!("{} {serial} ({reason})", o.t("已吊销", "revoked"))
+            });
+            Ok(())
+        }
+        DevcaCommand::Crl { out } => {
+            let crl = ca.crl().map_err(|e| CliError::new(e.code, e.message))?;
+            crate::ctx::write_atomic(&out, crl.to_pem().as_bytes())?;
+            let entries = crl.entries().len();
+            o.show(&serde_json::json!({"file": out.display().to_string(), "entries": entries, "number": crl.number()}), || {
+                format!(
+                    "{} {} ({entries} {})",
+                    o.t("已写入 CRL", "CRL written to"),
+                    out.display(),
+                    o.t("个已吊销证书", "revoked")
+                )
             });
             Ok(())
         }

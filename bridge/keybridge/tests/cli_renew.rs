@@ -308,3 +308,37 @@ fn install_killed_at_random_moments_leaves_a_working_certificate() {
     }
     eprintln!("{killed_mid_way} of 8 installs were killed before they finished");
 }
+
+#[test]
+fn devca_revoke_and_crl_through_the_cli() {
+    use kb_pki::revocation::{Crl, RevocationReason, RevocationStatus, check_crl};
+    let r = Rig::new();
+    let old = r.fresh_key("KBF-CLI-REVOKE");
+    // Bound: the dev CA knows the certificate.
+    r.bind_and_apply(&old, "renew");
+    let serial = kb_ca::api::serial_of(&old);
+    let bad = run(&r.home, &["--json", "devca", "revoke", &serial, "--reason", "lost-it"], "");
+    assert!(!bad.status.success(), "an unknown reason is refused");
+    let done = json(&run(&r.home, &["--json", "devca", "revoke", &serial, "--reason", "keyCompromise"], ""));
+    assert_eq!((done["revoked"].as_bool(), done["serial"].as_str()), (Some(true), Some(serial.as_str())));
+    let again = run(&r.home, &["--json", "devca", "revoke", &serial], "");
+    assert!(!again.status.success(), "a revocation cannot be repeated");
+    let out = r.home.parent().unwrap().join("dev.crl");
+    let written = json(&run(&r.home, &["--json", "devca", "crl", "--out", out.to_str().unwrap()], ""));
+    assert_eq!(written["entries"], 1);
+    let crl = Crl::from_any(&std::fs::read(&out).unwrap()).unwrap();
+    assert!(matches!(
+        check_crl(&old, &r.root, &crl, UnixTime::now()),
+        RevocationStatus::Revoked { reason: Some(RevocationReason::KeyCompromise), .. }
+    ));
+    // The running server publishes the same (it shares the database).
+    let phone = HttpCaClient::new(&r.url).unwrap();
+    let served = phone
+        .exchange(
+            kb_ca::http::Request { method: "GET".into(), target: "/crl".into(), ..Default::default() },
+            std::time::Duration::ZERO,
+        )
+        .unwrap();
+    let served = Crl::from_der(&served.body).unwrap();
+    assert!(matches!(check_crl(&old, &r.root, &served, UnixTime::now()), RevocationStatus::Revoked { .. }));
+}
