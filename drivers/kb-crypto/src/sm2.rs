@@ -314,8 +314,44 @@ impl Sm2PublicKey {
         self.verify_digest(&self.digest(id, msg)?, sig)
     }
 
-    /// Verify a signature over a precomputed `e`.
+    /// Verify a signature over a precomputed `e` (GM/T 0003.2 §7.1, B1–B7).
+    ///
+    /// Everything here is public (the key, the digest, the signature), so the point
+    /// computation `[s]G + [t]P` is one *variable-time* joint multiplication: wNAF for
+    /// `P`, the precomputed generator tables for `G` (RustCrypto's
+    /// `mul_by_generator_and_mul_add_vartime`), about twice as fast as the constant-time
+    /// `lincomb` RustCrypto's own `verify_prehash` uses. `verify_digest_reference` keeps
+    /// that path, and the tests hold the two to the same answers.
     pub fn verify_digest(&self, e: &[u8; 32], sig: &Sm2Signature) -> Result<()> {
+        use sm2::elliptic_curve::PrimeField;
+        use sm2::elliptic_curve::ops::{MulByGeneratorVartime, Reduce};
+        use sm2::elliptic_curve::point::AffineCoordinates;
+        // B1–B2: r, s in [1, n−1].
+        let scalar = |b: &[u8; 32]| Option::<sm2::Scalar>::from(sm2::Scalar::from_repr((*b).into()));
+        let (Some(r), Some(s)) = (scalar(&sig.r), scalar(&sig.s)) else { return Err(CryptoError::BadSignature) };
+        if bool::from(r.is_zero()) || bool::from(s.is_zero()) {
+            return Err(CryptoError::BadSignature);
+        }
+        // B4–B5: e as a scalar; t = r + s mod n ≠ 0.
+        let e = <sm2::Scalar as Reduce<sm2::FieldBytes>>::reduce(&(*e).into());
+        let t = r + s;
+        if bool::from(t.is_zero()) {
+            return Err(CryptoError::BadSignature);
+        }
+        // B6: (x1, y1) = [s]G + [t]P, never the point at infinity.
+        let point = sm2::ProjectivePoint::mul_by_generator_and_mul_add_vartime(&s, &t, &sm2::ProjectivePoint::from(self.point));
+        if bool::from(sm2::elliptic_curve::group::Group::is_identity(&point)) {
+            return Err(CryptoError::BadSignature);
+        }
+        let x1 = <sm2::Scalar as Reduce<sm2::FieldBytes>>::reduce(&point.to_affine().x());
+        // B7: R = e + x1 mod n must equal r.
+        if e + x1 == r { Ok(()) } else { Err(CryptoError::BadSignature) }
+    }
+
+    /// The same check through RustCrypto's constant-time `verify_prehash` (for tests and
+    /// the benchmark's comparison).
+    #[doc(hidden)]
+    pub fn verify_digest_reference(&self, e: &[u8; 32], sig: &Sm2Signature) -> Result<()> {
         let vk = sm2::dsa::VerifyingKey::from_affine("", self.point).map_err(|_| CryptoError::InvalidKey("SM2 public key"))?;
         let s = sm2::dsa::Signature::from_scalars(sig.r, sig.s).map_err(|_| CryptoError::BadSignature)?;
         vk.verify_prehash(e, &s).map_err(|_| CryptoError::BadSignature)
