@@ -57,7 +57,7 @@ fn open(central: Arc<dyn BleCentral>) -> App {
     open_with(Some(central))
 }
 
-fn open_with(ble: Option<Arc<dyn BleCentral>>) -> App {
+fn open_with(central: Option<Arc<dyn BleCentral>>) -> App {
     let home = tempfile::tempdir().unwrap();
     let (ble_tx, ble) = channel();
     let (media_tx, media) = channel();
@@ -68,7 +68,7 @@ fn open_with(ble: Option<Arc<dyn BleCentral>>) -> App {
         file_logging: false,
         hardware: false,
         bridge: None,
-        ble,
+        ble: central,
         ..DesktopOptions::default()
     };
     let desktop = Desktop::open(opts, sink.clone(), sink).unwrap();
