@@ -10,6 +10,7 @@
 
 pub mod shell;
 
+use kb_desktop::ble::BleStatus;
 use kb_desktop::model::*;
 use kb_desktop::prompter::PromptSink;
 use kb_desktop::{Desktop, DesktopOptions, EventSink};
@@ -241,6 +242,48 @@ async fn pending_prompts(d: Shared<'_>) -> Res<Vec<PromptRequest>> {
     Ok(d.prompter().pending())
 }
 
+/// The 蓝牙设备 page: Bluetooth's state and the 未连接 / 已连接 lists (no scan).
+#[tauri::command]
+#[specta::specta]
+async fn ble_state(d: Shared<'_>) -> Res<BleStatus> {
+    blocking(&d, |d| Ok(d.ble_state())).await
+}
+
+/// Refresh: scan for BLE keys (busy meanwhile, as `ble-status` events).
+#[tauri::command]
+#[specta::specta]
+async fn ble_scan(d: Shared<'_>) -> Res<BleStatus> {
+    blocking(&d, |d| d.ble_scan()).await
+}
+
+/// Connect to a BLE key (the user picked it): it joins the media.
+#[tauri::command]
+#[specta::specta]
+async fn ble_connect(d: Shared<'_>, address: String) -> Res<BleStatus> {
+    blocking(&d, move |d| d.ble_connect(&address)).await
+}
+
+/// Disconnect a BLE key (it stays remembered).
+#[tauri::command]
+#[specta::specta]
+async fn ble_disconnect(d: Shared<'_>, address: String) -> Res<BleStatus> {
+    blocking(&d, move |d| d.ble_disconnect(&address)).await
+}
+
+/// Forget a remembered BLE key.
+#[tauri::command]
+#[specta::specta]
+async fn ble_forget(d: Shared<'_>, address: String) -> Res<BleStatus> {
+    blocking(&d, move |d| d.ble_forget(&address)).await
+}
+
+/// Reconnect a remembered BLE key when it comes in range (or not).
+#[tauri::command]
+#[specta::specta]
+async fn ble_set_auto_reconnect(d: Shared<'_>, address: String, on: bool) -> Res<BleStatus> {
+    blocking(&d, move |d| d.ble_set_auto_reconnect(&address, on)).await
+}
+
 /// One row of the error-code table, as the window's constant `ERROR_CODES`.
 #[derive(Serialize, Type)]
 #[serde(rename_all = "camelCase")]
@@ -299,6 +342,12 @@ pub fn specta_builder<R: Runtime>() -> tauri_specta::Builder<R> {
             answer_prompt,
             pending_prompts,
             cancel_operation,
+            ble_state,
+            ble_scan,
+            ble_connect,
+            ble_disconnect,
+            ble_forget,
+            ble_set_auto_reconnect,
         ])
         .events(collect_events![
             PromptRequest,
@@ -307,7 +356,8 @@ pub fn specta_builder<R: Runtime>() -> tauri_specta::Builder<R> {
             LogExportProgress,
             ExpiryNotice,
             UpdateStatus,
-            OperationStatus
+            OperationStatus,
+            BleStatus
         ])
         .constant("ERROR_CODES", error_codes())
         .disable_serde_phases()
@@ -380,6 +430,9 @@ impl<R: Runtime> EventSink for WindowEvents<R> {
         self.emit(progress);
     }
     fn operation_status(&self, status: &OperationStatus) {
+        self.emit(status);
+    }
+    fn ble_status(&self, status: &BleStatus) {
         self.emit(status);
     }
     fn update_available(&self, status: &UpdateStatus) {

@@ -181,6 +181,13 @@ pub fn run() -> Result<(), String> {
         })
         .build(tauri::generate_context!())
         .map_err(|e| format!("KeyBridge could not start: {e}"))?;
-    app.run(|_, _| {});
+    app.run(|app, e| {
+        // Scans stop and BLE links close on the way out (btleplug does not do it itself).
+        if let tauri::RunEvent::Exit = e
+            && let Some(d) = app.try_state::<Arc<Desktop>>()
+        {
+            d.shutdown();
+        }
+    });
     Ok(())
 }

@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod ipc;
+
 use kb_desktop::DesktopOptions;
 use kb_desktop::model::*;
 use kb_filekey::KdfParams;
@@ -15,7 +17,7 @@ use std::path::Path;
 use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tauri::test::{INVOKE_KEY, MockRuntime, get_ipc_response, mock_builder, mock_context, noop_assets};
+use tauri::test::{MockRuntime, mock_builder, mock_context, noop_assets};
 use tauri::{App, WebviewWindow, WebviewWindowBuilder};
 use tauri_specta::Event;
 
@@ -45,6 +47,7 @@ fn rig_in(home: tempfile::TempDir, bridge: Option<Option<u16>>) -> Rig {
         hardware: false,
         bridge,
         update_keys: vec![update_key().public_key()],
+        ble: None,
     };
     let (builder, specta) = with_commands(mock_builder());
     let app = builder.build(mock_context(noop_assets())).unwrap();
@@ -70,16 +73,7 @@ fn call(win: &WebviewWindow<MockRuntime>, cmd: &str, args: Value) -> Result<Valu
 }
 
 fn raw_call(win: &WebviewWindow<MockRuntime>, cmd: &str, args: Value) -> Result<Value, Value> {
-    let req = tauri::webview::InvokeRequest {
-        cmd: cmd.into(),
-        callback: tauri::ipc::CallbackFn(0),
-        error: tauri::ipc::CallbackFn(1),
-        url: "tauri://localhost".parse().unwrap(),
-        body: tauri::ipc::InvokeBody::Json(args),
-        headers: Default::default(),
-        invoke_key: INVOKE_KEY.to_string(),
-    };
-    get_ipc_response(win, req).map(|body| body.deserialize::<Value>().unwrap())
+    ipc::invoke(win, cmd, args)
 }
 
 fn ok<T: serde::de::DeserializeOwned>(win: &WebviewWindow<MockRuntime>, cmd: &str, args: Value) -> T {

@@ -66,10 +66,23 @@ export const commands = {
 	 *  medium is told); false when it already ended.
 	 */
 	cancelOperation: (operation: number) => typedError<boolean, AppError>(__TAURI_INVOKE("cancel_operation", { operation })),
+	/**  The 蓝牙设备 page: Bluetooth's state and the 未连接 / 已连接 lists (no scan). */
+	bleState: () => typedError<BleStatus, AppError>(__TAURI_INVOKE("ble_state")),
+	/**  Refresh: scan for BLE keys (busy meanwhile, as `ble-status` events). */
+	bleScan: () => typedError<BleStatus, AppError>(__TAURI_INVOKE("ble_scan")),
+	/**  Connect to a BLE key (the user picked it): it joins the media. */
+	bleConnect: (address: string) => typedError<BleStatus, AppError>(__TAURI_INVOKE("ble_connect", { address })),
+	/**  Disconnect a BLE key (it stays remembered). */
+	bleDisconnect: (address: string) => typedError<BleStatus, AppError>(__TAURI_INVOKE("ble_disconnect", { address })),
+	/**  Forget a remembered BLE key. */
+	bleForget: (address: string) => typedError<BleStatus, AppError>(__TAURI_INVOKE("ble_forget", { address })),
+	/**  Reconnect a remembered BLE key when it comes in range (or not). */
+	bleSetAutoReconnect: (address: string, on: boolean) => typedError<BleStatus, AppError>(__TAURI_INVOKE("ble_set_auto_reconnect", { address, on })),
 };
 
 /** Events */
 export const events = {
+	bleStatus: makeEvent<BleStatus, BleStatus>("ble-status"),
 	expiryNotice: makeEvent<ExpiryNotice, ExpiryNotice>("expiry-notice"),
 	logExportProgress: makeEvent<LogExportProgress, LogExportProgress>("log-export-progress"),
 	mediaChanged: makeEvent<MediaChanged, MediaChanged>("media-changed"),
@@ -169,6 +182,43 @@ export type AuditPage = {
 	entries: AuditEntry[],
 	/**  Records in the range (more than `entries` when the limit cut it). */
 	total: number,
+};
+
+/**  A BLE key as the page lists it. */
+export type BleKeyView = {
+	/**  Bluetooth address (`AA:BB:CC:DD:EE:FF`): what the buttons name. */
+	address: string,
+	/**  Its advertised (or remembered) name. */
+	name: string | null,
+	/**  Signal strength in dBm, from the last scan (`None`: not seen by it). */
+	rssi: number | null,
+	/**  Bonded with this computer at the Bluetooth level. */
+	paired: boolean,
+	/**  Connected before and not forgotten. */
+	remembered: boolean,
+	/**  Reconnected by KeyBridge when it comes in range (the user asked for it). */
+	autoReconnect: boolean,
+	/**  Seen by the last scan. */
+	inRange: boolean,
+	/**  Its medium id once KeyBridge connected to it (the home screen lists it under it). */
+	device: string | null,
+};
+
+/**  Event `ble-status`, and what every BLE command answers: the whole 蓝牙设备 page. */
+export type BleStatus = {
+	/**  Bluetooth can be used; `false` is 蓝牙不可用 (the page says what to do). */
+	available: boolean,
+	/**  Why not, in English from the system (shown as a detail), when not available. */
+	reason: string | null,
+	/**  A scan is running (refresh is busy). */
+	scanning: boolean,
+	/**
+	 *  未连接: keys seen by the last scan, or remembered, that are not connected now
+	 *  (in range first, strongest signal first).
+	 */
+	notConnected: BleKeyView[],
+	/**  已连接: keys connected through KeyBridge, their link up. */
+	connected: BleKeyView[],
 };
 
 /**  Everything the certificate details screen shows. */

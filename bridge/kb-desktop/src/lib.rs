@@ -11,6 +11,7 @@
 
 #![cfg_attr(test, allow(clippy::panic, clippy::unwrap_used, clippy::expect_used))]
 
+pub mod ble;
 mod error;
 mod local_bridge;
 pub mod model;
@@ -57,6 +58,8 @@ pub trait EventSink: Send + Sync {
     fn update_available(&self, status: &UpdateStatus);
     /// What a key operation started from the window is waiting for.
     fn operation_status(&self, status: &OperationStatus);
+    /// The 蓝牙设备 page changed (Bluetooth's state, the lists, a scan started or ended).
+    fn ble_status(&self, _status: &ble::BleStatus) {}
 }
 
 /// The most audit records one query returns (the window pages or narrows the range).
@@ -86,6 +89,9 @@ pub struct DesktopOptions {
     /// The keys an update manifest must be signed with: the release key pinned in the app
     /// ([`update::pinned_keys`]); tests pin their own.
     pub update_keys: Vec<kb_crypto::PublicKey>,
+    /// BLE keys through this central (tests: a virtual one); `None` = the system's
+    /// Bluetooth when `hardware` is on, no BLE otherwise.
+    pub ble: Option<Arc<dyn kb_ble::BleCentral>>,
 }
 
 impl Default for DesktopOptions {
@@ -98,6 +104,7 @@ impl Default for DesktopOptions {
             hardware: true,
             bridge: Some(None),
             update_keys: update::pinned_keys(),
+            ble: None,
         }
     }
 }
@@ -123,6 +130,8 @@ pub struct Desktop {
     /// Key operations started from the window and still running, by id.
     operations: Mutex<BTreeMap<u32, kb_token::OpContext>>,
     next_operation: std::sync::atomic::AtomicU32,
+    /// BLE keys, when the app hosts them.
+    ble: Option<ble::BleHost>,
     _log: Option<LogGuard>,
 }
 
@@ -180,6 +189,7 @@ impl Desktop {
         for t in transports {
             manager.add_transport(t).map_err(err)?;
         }
+        let ble = ble::BleHost::start(&opts, &paths, &manager, &events).map_err(err)?;
         manager.wait_enumerated(START_ENUMERATION_WAIT);
         // Web sites' remembered consent answers: the same file `keybridge bridge …` manages.
         let grants = match kb_bridge::consent::GrantStore::open(&kb_bridge::consent::GrantStore::path_in(&paths.data_dir)) {
@@ -217,6 +227,7 @@ impl Desktop {
             grants,
             operations: Mutex::new(BTreeMap::new()),
             next_operation: std::sync::atomic::AtomicU32::new(1),
+            ble,
             _log: log,
         });
         // Media events → the window. The expiry check (it reads every medium) runs off

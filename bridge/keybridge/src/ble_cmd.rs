@@ -2,7 +2,8 @@
 //!
 //! The CLI holds a link only while it runs: `connect` connects, reads the key's card and
 //! certificates, remembers the key (`<data dir>/ble-keys.json`) and closes the link at
-//! exit; the desktop app and the bridge keep remembered keys connected.
+//! exit; the desktop app and `keybridge serve` host BLE keys and reconnect the remembered
+//! keys set to (`--auto-reconnect`) while they run.
 
 use crate::ctx::App;
 use crate::output::{CliError, CliResult};
@@ -49,15 +50,11 @@ enum BleCmd {
     },
 }
 
-fn transport(app: &App) -> CliResult<BleTransport> {
+fn transport(app: &App) -> CliResult<Arc<BleTransport>> {
     let home = app.home()?;
-    #[cfg(target_os = "linux")]
-    let central: Arc<dyn kb_ble::BleCentral> = Arc::new(kb_ble::btle::BtleCentral::new()?);
-    #[cfg(not(target_os = "linux"))]
-    let central: Arc<dyn kb_ble::BleCentral> = {
-        return Err(CliError::new(ErrorCode::BluetoothUnavailable, "BLE keys are supported on Linux only for now"));
-    };
-    Ok(BleTransport::with_store(central, home.paths.data_dir.join("ble-keys.json")))
+    // The same transport and remembered-keys file as the desktop app and `serve`.
+    kb_service::media::ble_transport(&home.paths)
+        .ok_or_else(|| CliError::new(ErrorCode::BluetoothUnavailable, "BLE keys are supported on Linux only for now"))
 }
 
 fn available(t: &BleTransport) -> CliResult {

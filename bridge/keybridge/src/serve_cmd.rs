@@ -204,6 +204,28 @@ pub(crate) fn serve(app: &App, a: ServeArgs) -> CliResult {
         log_phone_events(host);
     }
     let paths = d.home.paths.clone();
+    // BLE keys: remembered keys set to reconnect (`keybridge ble connect --auto-reconnect`)
+    // join the media when in range; links close and scans stop when serving stops.
+    let ble = kb_service::media::ble_transport(&paths);
+    if let Some(t) = &ble {
+        d.manager.add_transport(t.clone())?;
+    }
+    let served = serve_bridge(app, a, d, phones, prompter, watch);
+    if let Some(t) = &ble {
+        t.close();
+    }
+    served
+}
+
+fn serve_bridge(
+    app: &App,
+    a: ServeArgs,
+    d: crate::ctx::Devices,
+    phones: Option<kb_phonehost::PhoneHost>,
+    prompter: Arc<dyn Prompter>,
+    watch: Arc<PromptWatch>,
+) -> CliResult {
+    let paths = d.home.paths.clone();
     let settings = d.home.settings.clone();
     let store = Arc::new(grants(&paths)?);
     let mut allowed = Vec::new();

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 use zeroize::Zeroizing;
 
@@ -52,8 +52,17 @@ fn failed(e: impl std::fmt::Display) -> BleError {
 }
 
 /// BlueZ through btleplug.
+///
+/// Cheap and quiet without Bluetooth: [`BtleCentral::new`] starts nothing; the tokio
+/// runtime btleplug needs is made on first use, and only once BlueZ is known to be there.
+/// Whether it is there is asked first on a short-lived private connection to the system
+/// bus (`NameHasOwner("org.bluez")`, which never starts bluetoothd): no bus or no
+/// bluetoothd is an instant 蓝牙不可用, with no thread, no task and no connection left
+/// behind. btleplug's own bus connection is made once and kept (each of its sessions
+/// spawns a task that holds its connection for good, so one per probe would leak).
 pub struct BtleCentral {
-    rt: Option<tokio::runtime::Runtime>,
+    rt: OnceLock<tokio::runtime::Runtime>,
+    manager: Mutex<Option<Manager>>,
     adapter: Mutex<Option<Adapter>>,
     links: Links,
     scanning: AtomicBool,
@@ -66,28 +75,63 @@ impl std::fmt::Debug for BtleCentral {
 }
 
 impl BtleCentral {
-    /// A central; nothing is asked of the Bluetooth stack until it is used.
+    /// A central; nothing is asked of the Bluetooth stack, and no thread started, until
+    /// it is used.
     pub fn new() -> Result<Self> {
+        Ok(BtleCentral {
+            rt: OnceLock::new(),
+            manager: Mutex::new(None),
+            adapter: Mutex::new(None),
+            links: Links::default(),
+            scanning: AtomicBool::new(false),
+        })
+    }
+
+    /// The runtime, made on first use.
+    fn rt(&self) -> Result<&tokio::runtime::Runtime> {
+        if let Some(rt) = self.rt.get() {
+            return Ok(rt);
+        }
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("kb-ble-btleplug")
             .enable_all()
             .build()
             .map_err(failed)?;
-        Ok(BtleCentral { rt: Some(rt), adapter: Mutex::new(None), links: Links::default(), scanning: AtomicBool::new(false) })
+        // Another thread may have made one meanwhile: keep the first, drop ours.
+        if let Err(ours) = self.rt.set(rt) {
+            ours.shutdown_background();
+        }
+        self.rt.get().ok_or(BleError::Lost)
     }
 
     /// Run a future on our runtime, from any thread.
-    fn run<F: Future + Send>(&self, f: F) -> F::Output
+    fn run<F: Future + Send>(&self, f: F) -> Result<F::Output>
     where
         F::Output: Send,
     {
-        let Some(rt) = &self.rt else { unreachable_runtime() };
-        if tokio::runtime::Handle::try_current().is_ok() {
+        let rt = self.rt()?;
+        Ok(if tokio::runtime::Handle::try_current().is_ok() {
             std::thread::scope(|s| s.spawn(|| rt.block_on(f)).join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
         } else {
             rt.block_on(f)
+        })
+    }
+
+    /// btleplug's session, made once BlueZ is known to be there, then kept.
+    fn manager(&self) -> Result<Manager> {
+        if let Some(m) = lock(&self.manager).clone() {
+            return Ok(m);
         }
+        bluez_present()?;
+        let m = self.run(async {
+            tokio::time::timeout(CALL_TIMEOUT, Manager::new())
+                .await
+                .map_err(|_| BleError::Unavailable("the Bluetooth service did not answer".into()))?
+                .map_err(|e| BleError::Unavailable(format!("no Bluetooth service: {e}")))
+        })??;
+        let mut slot = lock(&self.manager);
+        Ok(slot.get_or_insert(m).clone())
     }
 
     /// The first adapter, found once (and again after it went away).
@@ -95,10 +139,15 @@ impl BtleCentral {
         if let Some(a) = lock(&self.adapter).clone() {
             return Ok(a);
         }
+        if lock(&self.manager).is_some() {
+            // bluetoothd may have gone since the session was made: ask the bus first,
+            // quietly, rather than time out on a service nobody owns.
+            bluez_present()?;
+        }
+        let m = self.manager()?;
         let links = Arc::clone(&self.links);
         let a = self.run(async move {
             let found = tokio::time::timeout(CALL_TIMEOUT, async {
-                let m = Manager::new().await.map_err(|e| BleError::Unavailable(format!("no Bluetooth service: {e}")))?;
                 let adapters = m.adapters().await.map_err(|e| BleError::Unavailable(format!("no Bluetooth service: {e}")))?;
                 adapters.into_iter().next().ok_or_else(|| BleError::Unavailable("no Bluetooth adapter".into()))
             })
@@ -117,15 +166,23 @@ impl BtleCentral {
                 lost(&links, None);
             });
             Ok::<_, BleError>(found)
-        })?;
+        })??;
         *lock(&self.adapter) = Some(a.clone());
         Ok(a)
     }
 }
 
-fn unreachable_runtime() -> ! {
-    // `rt` is only taken in Drop.
-    std::process::abort()
+/// Whether BlueZ can be asked at all: a private connection to the system bus (closed
+/// when dropped; nothing spawned) asks whether `org.bluez` has an owner. Asking never
+/// activates bluetoothd, so a machine without it answers at once.
+fn bluez_present() -> Result<()> {
+    let conn = dbus::blocking::Connection::new_system()
+        .map_err(|e| BleError::Unavailable(format!("no D-Bus system bus: {}", e.message().unwrap_or("unreachable"))))?;
+    let bus = conn.with_proxy("org.freedesktop.DBus", "/org/freedesktop/DBus", CALL_TIMEOUT);
+    let (owned,): (bool,) = bus
+        .method_call("org.freedesktop.DBus", "NameHasOwner", ("org.bluez",))
+        .map_err(|e| BleError::Unavailable(format!("the system bus did not answer: {}", e.message().unwrap_or("error"))))?;
+    if owned { Ok(()) } else { Err(BleError::Unavailable("the Bluetooth service (bluetoothd) is not running".into())) }
 }
 
 /// A link (or, with `None`, every link) dropped by itself.
@@ -175,20 +232,20 @@ impl BleCentral for BtleCentral {
             Err(e) => return BluetoothState::Unavailable { reason: e.to_string() },
         };
         let st = self.run(async { tokio::time::timeout(CALL_TIMEOUT, a.adapter_state()).await });
-        match st {
-            Ok(Ok(CentralState::PoweredOn)) => BluetoothState::Available,
-            other => {
-                // Gone or off: look for an adapter afresh next time.
-                *lock(&self.adapter) = None;
-                let reason = match other {
-                    Ok(Ok(CentralState::PoweredOff)) => "Bluetooth is off or the adapter is gone".to_string(),
-                    Ok(Ok(_)) => "the adapter's state is unknown".to_string(),
-                    Ok(Err(e)) => e.to_string(),
-                    Err(_) => "the Bluetooth service did not answer".to_string(),
-                };
-                BluetoothState::Unavailable { reason }
+        let reason = match st {
+            Ok(Ok(Ok(CentralState::PoweredOn))) => return BluetoothState::Available,
+            // Switched off: the adapter is still there (kept, with its event stream).
+            Ok(Ok(Ok(CentralState::PoweredOff))) => {
+                return BluetoothState::Unavailable { reason: "Bluetooth is switched off".to_string() };
             }
-        }
+            Ok(Ok(Ok(_))) => return BluetoothState::Unavailable { reason: "the adapter's state is unknown".to_string() },
+            Ok(Ok(Err(e))) => e.to_string(),
+            Ok(Err(_)) => "the Bluetooth service did not answer".to_string(),
+            Err(e) => e.to_string(),
+        };
+        // Gone, or the service stopped: look for an adapter afresh next time.
+        *lock(&self.adapter) = None;
+        BluetoothState::Unavailable { reason }
     }
 
     fn scan(&self, window: Duration) -> Result<Vec<Advertisement>> {
@@ -225,7 +282,7 @@ impl BleCentral for BtleCentral {
             r
         });
         self.scanning.store(false, Ordering::SeqCst);
-        let found = found?;
+        let found = found??;
         let ids: Vec<PeripheralId> = found.iter().map(|(id, _)| id.clone()).collect();
         Ok(found
             .into_iter()
@@ -278,10 +335,10 @@ impl BleCentral for BtleCentral {
                     Err(e)
                 }
             }
-        })?;
+        })??;
         let up = Arc::new(AtomicBool::new(true));
         lock(&self.links).insert(p.id(), Hooks { tx, up: Arc::clone(&up), on_lost, peripheral: p.clone() });
-        let handle = self.rt.as_ref().map(|rt| rt.handle().clone()).ok_or(BleError::Lost)?;
+        let handle = self.rt()?.handle().clone();
         Ok(Box::new(BtleLink { handle, links: Arc::clone(&self.links), p, cp, status, size, rx, up }))
     }
 
@@ -304,7 +361,7 @@ impl BleCentral for BtleCentral {
                 tokio::time::timeout(CALL_TIMEOUT, p.disconnect()).await.map_err(|_| BleError::Timeout)?.map_err(failed)?;
             }
             Ok(())
-        })
+        })?
     }
 
     fn shutdown(&self) {
@@ -313,7 +370,7 @@ impl BleCentral for BtleCentral {
         if hooks.is_empty() && !self.scanning.load(Ordering::SeqCst) {
             return;
         }
-        self.run(async {
+        let closed = self.run(async {
             if let Some(a) = adapter {
                 let _ = tokio::time::timeout(CALL_TIMEOUT, a.stop_scan()).await;
             }
@@ -322,6 +379,9 @@ impl BleCentral for BtleCentral {
                 let _ = tokio::time::timeout(CALL_TIMEOUT, h.peripheral.disconnect()).await;
             }
         });
+        if let Err(e) = closed {
+            tracing::warn!("BLE: could not close the links at exit: {e}");
+        }
     }
 }
 

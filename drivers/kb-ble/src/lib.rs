@@ -29,4 +29,4 @@ pub use link::{
     SERVICE_UUID, STATUS_UUID,
 };
 pub use token::BleToken;
-pub use transport::{BleKeyListing, BleTransport, RECONNECT_INTERVAL, RememberedKey, SCAN_WINDOW};
+pub use transport::{BleKeyListing, BleTransport, RECONNECT_INTERVAL, RememberedKey, SCAN_WINDOW, STATE_POLL};

@@ -18,6 +18,9 @@ use std::time::Duration;
 pub const SCAN_WINDOW: Duration = Duration::from_secs(2);
 /// How often remembered keys set to reconnect are looked for while out of reach.
 pub const RECONNECT_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the Bluetooth state is looked at while someone watches (an adapter may be
+/// plugged in, switched on, or bluetoothd started at any time).
+pub const STATE_POLL: Duration = Duration::from_secs(2);
 
 /// A key as the BLE page lists it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -62,6 +65,8 @@ struct State {
     remembered: BTreeMap<String, RememberedKey>,
     last_scan: Vec<Advertisement>,
     watchers: Vec<Sender<TransportEvent>>,
+    /// Told when the listing or the Bluetooth state may have changed ([`BleTransport::changes`]).
+    listeners: Vec<Sender<()>>,
     /// The last Bluetooth state reported to watchers (reported once per change).
     reported: Option<BluetoothState>,
 }
@@ -132,9 +137,23 @@ impl BleTransport {
     /// range too.
     pub fn scan(&self, window: Duration) -> std::result::Result<Vec<BleKeyListing>, BleError> {
         let seen = self.shared.central.scan(window)?;
-        let mut st = self.shared.lock();
-        st.last_scan = seen.clone();
-        Ok(listing(&st))
+        let keys = {
+            let mut st = self.shared.lock();
+            st.last_scan = seen;
+            listing(&st)
+        };
+        self.shared.changed();
+        Ok(keys)
+    }
+
+    /// A channel told (with `()`) whenever the listing or the Bluetooth state may have
+    /// changed: a scan ended, a key connected, dropped, came back, was disconnected or
+    /// forgotten, Bluetooth went away or came back. Ask [`BleTransport::keys`] and
+    /// [`BleTransport::bluetooth_state`] for the news.
+    pub fn changes(&self) -> Receiver<()> {
+        let (tx, rx) = channel();
+        self.shared.lock().listeners.push(tx);
+        rx
     }
 
     /// The keys known now, without scanning.
@@ -296,9 +315,17 @@ impl Shared {
 
     fn broadcast(&self, e: TransportEvent) {
         self.lock().watchers.retain(|w| w.send(e.clone()).is_ok());
+        self.changed();
     }
 
+    /// Tell the change listeners.
+    fn changed(&self) {
+        self.lock().listeners.retain(|l| l.send(()).is_ok());
+    }
+
+    /// Keep the remembered keys (in the store file, if any); they changed.
     fn save(&self) {
+        self.changed();
         let Some(path) = &self.store else { return };
         let keys: Vec<RememberedKey> = self.lock().remembered.values().cloned().collect();
         let write = || -> std::io::Result<()> {
@@ -436,11 +463,7 @@ impl Shared {
             let first = st.reported.is_none();
             st.reported = Some(now.clone());
             match &now {
-                BluetoothState::Unavailable { reason } => Some(format!(
-                    "{}: {} ({reason})",
-                    kb_types::ErrorCode::BluetoothUnavailable.name(),
-                    kb_types::ErrorCode::BluetoothUnavailable.message(kb_types::Lang::ZhCn)
-                )),
+                BluetoothState::Unavailable { reason } => Some(unavailable_message(reason)),
                 BluetoothState::Available if !first => {
                     tracing::info!("BLE: Bluetooth is available again");
                     None
@@ -448,8 +471,9 @@ impl Shared {
                 BluetoothState::Available => None,
             }
         };
-        if let Some(m) = msg {
-            self.broadcast(TransportEvent::Error(m));
+        match msg {
+            Some(m) => self.broadcast(TransportEvent::Error(m)),
+            None => self.changed(),
         }
     }
 
@@ -464,11 +488,20 @@ impl Shared {
     }
 }
 
+/// The `Error` event's text for 蓝牙不可用 (its code's name first, as transport errors
+/// carry it).
+fn unavailable_message(reason: &str) -> String {
+    let code = kb_types::ErrorCode::BluetoothUnavailable;
+    format!("{}: {} ({reason})", code.name(), code.message(kb_types::Lang::ZhCn))
+}
+
 /// Hands link-lost news on as `Offline` events, reports Bluetooth state changes, and
 /// reconnects remembered keys set to.
 fn monitor(shared: Weak<Shared>, lost: Receiver<String>) {
     let tick = Duration::from_millis(250);
     let mut since_reconnect = Duration::ZERO;
+    // The first look at the state comes at the first tick, off the caller's thread.
+    let mut since_state = STATE_POLL;
     loop {
         let got = lost.recv_timeout(tick);
         let Some(s) = shared.upgrade() else { return };
@@ -478,8 +511,13 @@ fn monitor(shared: Weak<Shared>, lost: Receiver<String>) {
             Err(RecvTimeoutError::Disconnected) => return,
         }
         since_reconnect += tick;
-        let watched = !s.lock().watchers.is_empty();
-        if watched {
+        since_state += tick;
+        let watched = {
+            let st = s.lock();
+            !st.watchers.is_empty() || !st.listeners.is_empty()
+        };
+        if watched && since_state >= STATE_POLL {
+            since_state = Duration::ZERO;
             s.report_state();
         }
         if since_reconnect >= RECONNECT_INTERVAL {
@@ -494,9 +532,12 @@ impl Transport for BleTransport {
         TransportKind::Ble
     }
 
+    /// The connected keys at once, then `EnumerationComplete`, without asking the
+    /// Bluetooth stack anything (a service starting on a machine without Bluetooth, or
+    /// with a slow bus, is not held up): the monitor thread reports 蓝牙不可用 once, as
+    /// an `Error` event, shortly after.
     fn watch(&self) -> Result<Receiver<TransportEvent>> {
         let (tx, rx) = channel();
-        let state = self.shared.central.state();
         let mut st = self.shared.lock();
         for c in st.connected.values() {
             let _ = tx.send(TransportEvent::Added(c.info.clone()));
@@ -504,12 +545,12 @@ impl Transport for BleTransport {
                 let _ = tx.send(TransportEvent::Offline(c.info.id.clone()));
             }
         }
-        if let BluetoothState::Unavailable { reason } = &state {
-            let code = kb_types::ErrorCode::BluetoothUnavailable;
-            let _ = tx.send(TransportEvent::Error(format!("{}: {} ({reason})", code.name(), code.message(kb_types::Lang::ZhCn))));
-        }
-        st.reported = Some(state);
         let _ = tx.send(TransportEvent::EnumerationComplete);
+        // A state already reported to others is told to this watcher now; otherwise the
+        // monitor's first look tells everyone.
+        if let Some(BluetoothState::Unavailable { reason }) = &st.reported {
+            let _ = tx.send(TransportEvent::Error(unavailable_message(reason)));
+        }
         st.watchers.push(tx);
         Ok(rx)
     }

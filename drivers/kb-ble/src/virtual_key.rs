@@ -112,11 +112,20 @@ pub struct VirtualCentral {
     state: Mutex<BluetoothState>,
     keys: Mutex<BTreeMap<String, VirtualKey>>,
     scans: Mutex<usize>,
+    /// State checks so far, and whether they are held (a stuck Bluetooth stack).
+    checks: Mutex<(usize, bool)>,
+    released: Condvar,
 }
 
 impl Default for VirtualCentral {
     fn default() -> Self {
-        VirtualCentral { state: Mutex::new(BluetoothState::Available), keys: Mutex::default(), scans: Mutex::new(0) }
+        VirtualCentral {
+            state: Mutex::new(BluetoothState::Available),
+            keys: Mutex::default(),
+            scans: Mutex::new(0),
+            checks: Mutex::new((0, false)),
+            released: Condvar::new(),
+        }
     }
 }
 
@@ -147,6 +156,17 @@ impl VirtualCentral {
         *lock(&self.scans)
     }
 
+    /// How many times the state was asked for.
+    pub fn state_checks(&self) -> usize {
+        lock(&self.checks).0
+    }
+
+    /// Make state checks hang until released (a Bluetooth stack that does not answer).
+    pub fn hold_state_checks(&self, hold: bool) {
+        lock(&self.checks).1 = hold;
+        self.released.notify_all();
+    }
+
     fn available(&self) -> Result<()> {
         match &*lock(&self.state) {
             BluetoothState::Available => Ok(()),
@@ -157,6 +177,12 @@ impl VirtualCentral {
 
 impl BleCentral for VirtualCentral {
     fn state(&self) -> BluetoothState {
+        let mut c = lock(&self.checks);
+        c.0 += 1;
+        while c.1 {
+            c = self.released.wait(c).unwrap_or_else(|e| e.into_inner());
+        }
+        drop(c);
         lock(&self.state).clone()
     }
 

@@ -244,20 +244,76 @@ fn malformed_frames_from_the_key_are_clean_errors() {
     }
 }
 
+/// The unique names (connections) on the bus now.
+fn connections_on_the_bus() -> usize {
+    let conn = dbus::blocking::Connection::new_system().unwrap();
+    let bus = conn.with_proxy("org.freedesktop.DBus", "/org/freedesktop/DBus", Duration::from_secs(10));
+    let (names,): (Vec<String>,) = bus.method_call("org.freedesktop.DBus", "ListNames", ()).unwrap();
+    // Less our own.
+    names.iter().filter(|n| n.starts_with(':')).count() - 1
+}
+
+/// Threads of this process named `name`.
+fn threads_named(name: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
+        .count()
+}
+
 #[test]
 fn bluetoothd_absent_is_the_unavailable_state() {
     if !in_child("bluetoothd_absent_is_the_unavailable_state", false, &[]) {
         return;
     }
+    let before = connections_on_the_bus();
     let (central, t, rx) = transport();
     let state = central.state();
-    assert!(matches!(&state, BluetoothState::Unavailable { .. }), "{state:?}");
+    assert_eq!(state, BluetoothState::Unavailable { reason: "the Bluetooth service (bluetoothd) is not running".into() });
+    assert_eq!(next(&rx), TransportEvent::EnumerationComplete);
     match next(&rx) {
         TransportEvent::Error(m) => assert!(m.starts_with("bluetooth_unavailable: 蓝牙不可用"), "{m}"),
         other => panic!("{other:?}"),
     }
-    assert_eq!(next(&rx), TransportEvent::EnumerationComplete);
     assert_eq!(t.scan(Duration::from_millis(50)).unwrap_err().code(), ErrorCode::BluetoothUnavailable);
     assert_eq!(t.connect(KEY20).unwrap_err().code(), ErrorCode::BluetoothUnavailable);
-    assert!(rx.recv_timeout(Duration::from_millis(1500)).is_err(), "reported once, not a storm");
+    assert!(rx.recv_timeout(kb_ble::STATE_POLL * 2).is_err(), "reported once, not a storm");
+    // Asking again and again leaves nothing behind: no bus connection held per look
+    // (btleplug's session keeps one for good), no runtime started.
+    for _ in 0..20 {
+        assert!(matches!(central.state(), BluetoothState::Unavailable { .. }));
+    }
+    rig::wait_for("the probes' connections to close", || connections_on_the_bus() <= before);
+    assert_eq!(threads_named("kb-ble-btleplug"), 0, "no runtime without BlueZ");
+}
+
+/// No system bus at all (a container, a minimal server): 蓝牙不可用 at once, nothing
+/// started. Runs in a child whose bus address names a socket that does not exist.
+#[test]
+fn no_system_bus_is_the_unavailable_state_at_once() {
+    if !rig::is_child() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "no_system_bus_is_the_unavailable_state_at_once", "--nocapture", "--test-threads=1"])
+            .env("KB_BLE_CHILD", "1")
+            .env("DBUS_SYSTEM_BUS_ADDRESS", format!("unix:path={}", dir.path().join("none").display()))
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && text.contains("1 passed"), "{text}");
+        return;
+    }
+    let (central, t, rx) = transport();
+    assert_eq!(next(&rx), TransportEvent::EnumerationComplete);
+    match central.state() {
+        BluetoothState::Unavailable { reason } => assert!(reason.starts_with("no D-Bus system bus"), "{reason}"),
+        s => panic!("{s:?}"),
+    }
+    assert!(matches!(next(&rx), TransportEvent::Error(_)));
+    assert_eq!(t.scan(Duration::from_millis(50)).unwrap_err().code(), ErrorCode::BluetoothUnavailable);
+    assert_eq!(threads_named("kb-ble-btleplug"), 0, "no runtime without a bus");
+    // Closing at exit has nothing to close and starts nothing.
+    t.close();
+    assert_eq!(threads_named("kb-ble-btleplug"), 0);
 }

@@ -8,6 +8,8 @@ import type {
   AppInfo,
   AppSettings,
   AuditEntry,
+  BleKeyView,
+  BleStatus,
   CertDetails,
   CertRef,
   CertStatus,
@@ -57,6 +59,12 @@ export interface Fixture {
   pinCached: boolean;
   /** What the save dialog answers; absent: `~/Downloads/<suggested name>`. */
   savePath?: string | null;
+  /** The 蓝牙设备 page as the service reports it (`bleScan` lists `bleInRange` afterwards). */
+  ble: BleStatus;
+  /** The BLE keys a scan finds. */
+  bleInRange: BleKeyView[];
+  /** The medium a BLE key is listed as once connected, by address (absent: a plain one). */
+  bleMedia: Record<string, Medium>;
 }
 
 /** An `AppError` of the one table, its message in `lang`. */
@@ -206,6 +214,32 @@ export function demoMedium(now = Date.now()): Medium {
   });
 }
 
+/** A BLE key as the page lists it; whatever is not given: in range, not paired or remembered. */
+export function bleKey(k: Partial<BleKeyView> & Pick<BleKeyView, "address">): BleKeyView {
+  return { name: null, rssi: -60, paired: false, remembered: false, autoReconnect: false, inRange: true, device: null, ...k };
+}
+
+/** The 蓝牙设备 page before any scan: Bluetooth on, nothing listed. */
+export function bleIdle(): BleStatus {
+  return { available: true, reason: null, scanning: false, notConnected: [], connected: [] };
+}
+
+/** A BLE key with an SM2 signing certificate, as the home screen lists it once connected. */
+export function bleKeyMedium(address: string, label: string, now = Date.now()): Medium {
+  const id = `ble:openpgp-${address.replace(/:/g, "")}`;
+  return medium({
+    id,
+    label,
+    kind: "ble",
+    manufacturer: "演示厂商",
+    model: "蓝牙Key",
+    serial: address.replace(/:/g, ""),
+    userPin: pinState(3, 3),
+    soPin: pinState(3, 3),
+    certificates: [certificate(id, { container: "openpgp", usage: "sign", cn: "王五", issuerCn: "演示 CA", daysLeft: 300 }, now)],
+  });
+}
+
 /** A bidding USB key whose signing certificate is near expiry (for the browser demo). */
 export function usbKeyMedium(now = Date.now()): Medium {
   const id = "pcsc:Feitian ePass3000GM 00";
@@ -349,6 +383,9 @@ export function demoFixture(now = Date.now()): Fixture {
       bytes: 183_204,
     },
     pinCached: false,
+    ble: bleIdle(),
+    bleInRange: [bleKey({ address: "C0:FF:EE:00:00:01", name: "蓝牙Key 投标", rssi: -58 }), bleKey({ address: "C0:FF:EE:00:00:02", name: "蓝牙Key 备用", rssi: -77 })],
+    bleMedia: {},
   };
 }
 

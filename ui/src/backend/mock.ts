@@ -3,7 +3,7 @@
 // it does not check PINs, count tries, apply PIN policies or work out expiry. A test that
 // needs such an outcome scripts it (`script`, `fail`); the fixture states what is listed.
 
-import { commands, ERROR_CODES, type CertDetails, type CertRef, type CertSummary, type Medium, type PinState, type PromptAnswer, type PromptBody, type PromptRequest } from "../bindings";
+import { commands, ERROR_CODES, type BleKeyView, type BleStatus, type CertDetails, type CertRef, type CertSummary, type Medium, type PinState, type PromptAnswer, type PromptBody, type PromptRequest } from "../bindings";
 import {
   BackendError,
   type Backend,
@@ -16,7 +16,7 @@ import {
   type EventPayload,
   type Unsubscribe,
 } from "./index";
-import { appError, certDetailsOf, certKey, demoFixture, thumbprintOf, type Fixture, type StoredSeal } from "./fixture";
+import { appError, bleKeyMedium, certDetailsOf, certKey, demoFixture, thumbprintOf, type Fixture, type StoredSeal } from "./fixture";
 
 export * from "./fixture";
 
@@ -122,6 +122,43 @@ const FIXTURE_ANSWERS: { [K in CommandName]?: Handler<K> } = {
     return null;
   },
   pendingPrompts: (m) => m.pendingRequests(),
+  bleState: (m) => m.fixture.ble,
+  bleScan: async (m) => {
+    const ble = m.bluetooth();
+    m.setBle({ ...ble, scanning: true });
+    await m.pause();
+    const known = [...ble.notConnected.filter((k) => k.remembered), ...ble.connected];
+    const found = m.fixture.bleInRange.filter((k) => !known.some((x) => x.address === k.address));
+    const remembered = ble.notConnected.filter((k) => k.remembered).map((k) => ({ ...k, inRange: m.fixture.bleInRange.some((x) => x.address === k.address) }));
+    return m.setBle({ ...ble, scanning: false, notConnected: [...found, ...remembered] });
+  },
+  bleConnect: (m, address) => {
+    const ble = m.bluetooth();
+    const k = m.bleKeyIn(ble.notConnected, address);
+    const medium = m.fixture.bleMedia[address] ?? bleKeyMedium(address, k.name ?? address);
+    m.addMedium(medium);
+    return m.setBle({ ...ble, notConnected: ble.notConnected.filter((x) => x !== k), connected: [...ble.connected, { ...k, remembered: true, device: medium.id }] });
+  },
+  bleDisconnect: (m, address) => {
+    const ble = m.bluetooth();
+    const k = m.bleKeyIn(ble.connected, address);
+    if (k.device) m.removeMedium(k.device);
+    return m.setBle({ ...ble, connected: ble.connected.filter((x) => x !== k), notConnected: [{ ...k, autoReconnect: false }, ...ble.notConnected] });
+  },
+  bleForget: (m, address) => {
+    const ble = m.bluetooth();
+    const k = [...ble.connected, ...ble.notConnected].find((x) => x.address === address && x.remembered);
+    if (!k) throw m.error("unknown_device", { detail: address });
+    if (k.device && ble.connected.includes(k)) m.removeMedium(k.device);
+    const rest = ble.notConnected.filter((x) => x !== k);
+    return m.setBle({ ...ble, connected: ble.connected.filter((x) => x !== k), notConnected: k.inRange ? [...rest, { ...k, remembered: false, autoReconnect: false, device: null }] : rest });
+  },
+  bleSetAutoReconnect: (m, address, on) => {
+    const ble = m.bluetooth();
+    const set = (list: BleKeyView[]) => list.map((x) => (x.address === address && x.remembered ? { ...x, autoReconnect: on } : x));
+    if (![...ble.connected, ...ble.notConnected].some((x) => x.address === address && x.remembered)) throw m.error("unknown_device", { detail: address });
+    return m.setBle({ ...ble, connected: set(ble.connected), notConnected: set(ble.notConnected) });
+  },
 };
 
 function clone<T>(v: T): T {
@@ -300,6 +337,26 @@ export class MockBackend implements Backend {
   seal(device: string, id: string): StoredSeal {
     const s = this.sealsOf(device).find((x) => x.view.id === id);
     if (!s) throw this.error("not_found", { detail: id });
+    return s;
+  }
+
+  /** The 蓝牙设备 page, or 蓝牙不可用 as the fixture states it. */
+  bluetooth(): BleStatus {
+    if (!this.fixture.ble.available) throw this.error("bluetooth_unavailable", { detail: this.fixture.ble.reason ?? "" });
+    return this.fixture.ble;
+  }
+
+  /** The listed key at `address` in `list` (else `unknown_device`). */
+  bleKeyIn(list: BleKeyView[], address: string): BleKeyView {
+    const k = list.find((x) => x.address === address);
+    if (!k) throw this.error("unknown_device", { detail: address });
+    return k;
+  }
+
+  /** Change the 蓝牙设备 page and tell the views (`ble-status`), as the service does. */
+  setBle(s: BleStatus): BleStatus {
+    this.fixture.ble = s;
+    this.emit("bleStatus", s);
     return s;
   }
 
