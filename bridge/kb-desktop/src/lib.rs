@@ -8,6 +8,8 @@
 //! - [`prompter`]: the window's PIN / confirm / consent / QR dialogs as a `Prompter`.
 //! - [`update`]: the update check.
 //! - [`privacy`]: the personal-data list and the third-party library list.
+//! - [`renewal`]: the 证书续期 page (binding QR, 安装证书, approval notices) and the
+//!   embedded development CA.
 
 #![cfg_attr(test, allow(clippy::panic, clippy::unwrap_used, clippy::expect_used))]
 
@@ -16,6 +18,7 @@ mod local_bridge;
 pub mod model;
 pub mod privacy;
 pub mod prompter;
+pub mod renewal;
 pub mod update;
 mod views;
 
@@ -57,6 +60,11 @@ pub trait EventSink: Send + Sync {
     fn update_available(&self, status: &UpdateStatus);
     /// What a key operation started from the window is waiting for.
     fn operation_status(&self, status: &OperationStatus);
+    /// A binding QR code was confirmed, cancelled or expired; a renewal was approved or
+    /// rejected (the window shows a notification for an approval).
+    fn renewal_event(&self, event: &renewal::RenewalEvent) {
+        let _ = event;
+    }
 }
 
 /// The most audit records one query returns (the window pages or narrows the range).
@@ -123,6 +131,8 @@ pub struct Desktop {
     /// Key operations started from the window and still running, by id.
     operations: Mutex<BTreeMap<u32, kb_token::OpContext>>,
     next_operation: std::sync::atomic::AtomicU32,
+    /// The 证书续期 page's CA, binding and noticed approvals.
+    renewal: renewal::RenewalDesk,
     _log: Option<LogGuard>,
 }
 
@@ -217,6 +227,7 @@ impl Desktop {
             grants,
             operations: Mutex::new(BTreeMap::new()),
             next_operation: std::sync::atomic::AtomicU32::new(1),
+            renewal: renewal::RenewalDesk::default(),
             _log: log,
         });
         // Media events → the window. The expiry check (it reads every medium) runs off
@@ -253,6 +264,7 @@ impl Desktop {
                 std::thread::sleep(UPDATE_TICK);
             }
         });
+        renewal::start_approval_checks(&desktop);
         Ok(desktop)
     }
 
