@@ -273,6 +273,8 @@ pub(crate) struct RenewalDesk {
     generation: AtomicU64,
     /// `serial:application:state` of decisions already noticed.
     noticed: Mutex<BTreeSet<String>>,
+    /// The app itself, for the threads it starts (set once it is opened).
+    app: OnceLock<Weak<Desktop>>,
 }
 
 impl RenewalDesk {
@@ -476,7 +478,7 @@ impl Desktop {
     /// 获取二维码: ask the CA for a binding of the key's signing certificates (the PIN is
     /// asked in the window's dialog: each certificate's key proves the request). The QR
     /// code's state is then watched and pushed as `renewal-event`s.
-    pub fn renewal_bind(self: &Arc<Self>) -> Result<RenewalBinding, AppError> {
+    pub fn renewal_bind(&self) -> Result<RenewalBinding, AppError> {
         let r = self.renewal_service()?;
         let info = self.renewal_medium()?;
         let b = {
@@ -491,7 +493,7 @@ impl Desktop {
         };
         *self.lock_binding() = Some(view.clone());
         let generation = self.renewal.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        let weak = Arc::downgrade(self);
+        let weak = self.renewal.app.get().cloned().unwrap_or_default();
         let id = b.binding_id;
         std::thread::Builder::new()
             .name("kb-desktop-binding".into())
@@ -618,6 +620,7 @@ fn watch_binding(weak: &Weak<Desktop>, id: &str, generation: u64) {
 /// The slow approval check while the app runs.
 pub(crate) fn start_approval_checks(desktop: &Arc<Desktop>) {
     let weak = Arc::downgrade(desktop);
+    let _ = desktop.renewal.app.set(weak.clone());
     let _ = std::thread::Builder::new().name("kb-desktop-renewals".into()).spawn(move || {
         std::thread::sleep(APPROVAL_FIRST_DELAY);
         while let Some(d) = weak.upgrade() {

@@ -24,6 +24,7 @@ import type {
   Usage,
 } from "../bindings";
 import { errorEntry, type ErrorName } from "./index";
+import type { RenewalFixture } from "./renewal";
 
 export const DAY = 86_400_000;
 
@@ -57,6 +58,8 @@ export interface Fixture {
   pinCached: boolean;
   /** What the save dialog answers; absent: `~/Downloads/<suggested name>`. */
   savePath?: string | null;
+  /** What the CA says for the 证书续期 page; absent: the embedded dev CA, nothing applied for. */
+  renewal?: RenewalFixture;
 }
 
 /** An `AppError` of the one table, its message in `lang`. */

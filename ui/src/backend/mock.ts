@@ -17,8 +17,10 @@ import {
   type Unsubscribe,
 } from "./index";
 import { appError, certDetailsOf, certKey, demoFixture, thumbprintOf, type Fixture, type StoredSeal } from "./fixture";
+import { RENEWAL_ANSWERS } from "./renewal";
 
 export * from "./fixture";
+export * from "./renewal";
 
 /** How the mock answers one call of command `K`: it returns the data or throws. */
 export type Handler<K extends CommandName> = (m: MockBackend, ...args: CommandArgs<K>) => CommandData<K> | Promise<CommandData<K>>;
@@ -122,6 +124,7 @@ const FIXTURE_ANSWERS: { [K in CommandName]?: Handler<K> } = {
     return null;
   },
   pendingPrompts: (m) => m.pendingRequests(),
+  ...RENEWAL_ANSWERS,
 };
 
 function clone<T>(v: T): T {
