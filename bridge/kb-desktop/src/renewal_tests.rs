@@ -200,7 +200,7 @@ fn bind_apply_approve_and_install_from_the_window() {
     assert_eq!(status, 200, "{home_page}");
     let bound = r.events.wait_for(|e| e.kind == RenewalEventKind::Bound);
     assert_eq!(bound.binding_id.as_deref(), Some(b.binding_id.as_str()));
-    assert_eq!(bound.serials, [c.serial.clone()]);
+    assert_eq!(bound.serials, std::slice::from_ref(&c.serial));
     assert_eq!(d.renewal_page().unwrap().binding, None, "the code is no longer shown");
     assert_eq!(r.only_cert().bound, Some(true));
 
