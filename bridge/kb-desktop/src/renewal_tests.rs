@@ -80,7 +80,7 @@ fn paths(home: &Path) -> kb_service::settings::Paths {
 }
 
 /// A file key `name` in the home's key directory: container c1 with a signing
-/// certificate from the home's demo CA (which the dev CA issues from) that ends in 20 days.
+/// certificate from the home's demo CA (which the dev CA issues from) that ends in 20½ days.
 fn make_key(home: &Path, name: &str, serial: &str) -> Certificate {
     let p = paths(home);
     let keys = p.default_file_key_dir();
@@ -94,7 +94,8 @@ fn make_key(home: &Path, name: &str, serial: &str) -> Certificate {
     let (root, signer, _) = kb_service::demo::demo_ca(&kb_service::demo::demo_ca_dir(&p)).unwrap();
     let now = UnixTime::now();
     let mut params = CertificateParams::leaf("C=CN,O=某某公司,CN=王五", KeyUsage::Sign, now.plus_days(-300), 1);
-    params.not_after = now.plus_days(20);
+    // Half a day past 20 days, so the days left read 20 whenever the test looks.
+    params.not_after = UnixTime(now.plus_days(20).0 + 12 * 3600);
     let cert = issue(&params, &public, Some(&root), &signer).unwrap();
     s.import_certificate("c1", KeyUsage::Sign, cert.der()).unwrap();
     cert
