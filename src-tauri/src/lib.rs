@@ -284,6 +284,35 @@ async fn ble_set_auto_reconnect(d: Shared<'_>, address: String, on: bool) -> Res
     blocking(&d, move |d| d.ble_set_auto_reconnect(&address, on)).await
 }
 
+/// The 证书续期 page: the CA (development or not), the one key's certificates with their
+/// renewal state, or what blocks it (several keys plugged in).
+#[tauri::command]
+#[specta::specta]
+async fn renewal_page(d: Shared<'_>) -> Res<kb_desktop::renewal::RenewalPage> {
+    blocking(&d, |d| d.renewal_page()).await
+}
+
+/// 获取二维码: a binding QR code (the PIN in the dialog); its state comes as `renewal-event`.
+#[tauri::command]
+#[specta::specta]
+async fn renewal_bind(d: Shared<'_>) -> Res<kb_desktop::renewal::RenewalBinding> {
+    blocking(&d, |d| d.renewal_bind()).await
+}
+
+/// 安装证书: install the approved renewal of a certificate (the PIN in the dialog).
+#[tauri::command]
+#[specta::specta]
+async fn renewal_install(d: Shared<'_>, cert: CertRef) -> Res<kb_desktop::renewal::RenewalInstallResult> {
+    blocking(&d, move |d| d.renewal_install(&cert)).await
+}
+
+/// Ask the CA now for renewals approved or rejected since last noticed.
+#[tauri::command]
+#[specta::specta]
+async fn renewal_check(d: Shared<'_>) -> Res<Vec<kb_desktop::renewal::RenewalEvent>> {
+    blocking(&d, |d| d.renewal_check()).await
+}
+
 /// One row of the error-code table, as the window's constant `ERROR_CODES`.
 #[derive(Serialize, Type)]
 #[serde(rename_all = "camelCase")]
@@ -348,6 +377,10 @@ pub fn specta_builder<R: Runtime>() -> tauri_specta::Builder<R> {
             ble_disconnect,
             ble_forget,
             ble_set_auto_reconnect,
+            renewal_page,
+            renewal_bind,
+            renewal_install,
+            renewal_check,
         ])
         .events(collect_events![
             PromptRequest,
@@ -358,6 +391,7 @@ pub fn specta_builder<R: Runtime>() -> tauri_specta::Builder<R> {
             UpdateStatus,
             OperationStatus,
             BleStatus
+            kb_desktop::renewal::RenewalEvent
         ])
         .constant("ERROR_CODES", error_codes())
         .disable_serde_phases()
@@ -434,6 +468,15 @@ impl<R: Runtime> EventSink for WindowEvents<R> {
     }
     fn ble_status(&self, status: &BleStatus) {
         self.emit(status);
+    fn renewal_event(&self, event: &kb_desktop::renewal::RenewalEvent) {
+        self.emit(event);
+        if let (Some(n), kb_desktop::renewal::RenewalEventKind::Approved) = (&self.notify, event.kind) {
+            n(
+                &self.app,
+                "证书续期已审核通过 · Renewal approved",
+                &format!("{}：请在“证书续期”中安装证书 · install it under Renewal", event.subjects.join("、")),
+            );
+        }
     }
     fn update_available(&self, status: &UpdateStatus) {
         self.emit(status);

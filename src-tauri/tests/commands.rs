@@ -519,3 +519,19 @@ fn base64_encode(b: &[u8]) -> String {
     use base64ct::Encoding;
     base64ct::Base64::encode_string(b)
 }
+
+#[test]
+fn renewal_page_runs_the_embedded_development_ca() {
+    let r = rig();
+    let page: kb_desktop::renewal::RenewalPage = ok(&r.win, "renewal_page", json!({}));
+    assert_eq!(page.state, kb_desktop::renewal::RenewalPageState::Ready, "{page:?}");
+    let ca = page.ca.unwrap();
+    assert!(ca.development && ca.embedded && ca.loopback && ca.url.starts_with("http://127.0.0.1:"), "{ca:?}");
+    assert_eq!(page.device.as_deref(), Some("file:demo"));
+    assert!(!page.certificates.is_empty() && page.certificates.iter().all(|c| c.bound == Some(false) && !c.can_install));
+    // Nothing applied for: nothing to notice, and 安装证书 is refused with its code.
+    let notices: Vec<Value> = ok(&r.win, "renewal_check", json!({}));
+    assert!(notices.is_empty());
+    let e = err(&r.win, "renewal_install", json!({"cert": sign_ref()}));
+    assert_eq!(e.name, "renewal_not_approved", "{e:?}");
+}

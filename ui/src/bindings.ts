@@ -66,29 +66,28 @@ export const commands = {
 	 *  medium is told); false when it already ended.
 	 */
 	cancelOperation: (operation: number) => typedError<boolean, AppError>(__TAURI_INVOKE("cancel_operation", { operation })),
-	/**  The 蓝牙设备 page: Bluetooth's state and the 未连接 / 已连接 lists (no scan). */
-	bleState: () => typedError<BleStatus, AppError>(__TAURI_INVOKE("ble_state")),
-	/**  Refresh: scan for BLE keys (busy meanwhile, as `ble-status` events). */
-	bleScan: () => typedError<BleStatus, AppError>(__TAURI_INVOKE("ble_scan")),
-	/**  Connect to a BLE key (the user picked it): it joins the media. */
-	bleConnect: (address: string) => typedError<BleStatus, AppError>(__TAURI_INVOKE("ble_connect", { address })),
-	/**  Disconnect a BLE key (it stays remembered). */
-	bleDisconnect: (address: string) => typedError<BleStatus, AppError>(__TAURI_INVOKE("ble_disconnect", { address })),
-	/**  Forget a remembered BLE key. */
-	bleForget: (address: string) => typedError<BleStatus, AppError>(__TAURI_INVOKE("ble_forget", { address })),
-	/**  Reconnect a remembered BLE key when it comes in range (or not). */
-	bleSetAutoReconnect: (address: string, on: boolean) => typedError<BleStatus, AppError>(__TAURI_INVOKE("ble_set_auto_reconnect", { address, on })),
+	/**
+	 *  The 证书续期 page: the CA (development or not), the one key's certificates with their
+	 *  renewal state, or what blocks it (several keys plugged in).
+	 */
+	renewalPage: () => typedError<RenewalPage, AppError>(__TAURI_INVOKE("renewal_page")),
+	/**  获取二维码: a binding QR code (the PIN in the dialog); its state comes as `renewal-event`. */
+	renewalBind: () => typedError<RenewalBinding, AppError>(__TAURI_INVOKE("renewal_bind")),
+	/**  安装证书: install the approved renewal of a certificate (the PIN in the dialog). */
+	renewalInstall: (cert: CertRef) => typedError<RenewalInstallResult, AppError>(__TAURI_INVOKE("renewal_install", { cert })),
+	/**  Ask the CA now for renewals approved or rejected since last noticed. */
+	renewalCheck: () => typedError<RenewalEvent[], AppError>(__TAURI_INVOKE("renewal_check")),
 };
 
 /** Events */
 export const events = {
-	bleStatus: makeEvent<BleStatus, BleStatus>("ble-status"),
 	expiryNotice: makeEvent<ExpiryNotice, ExpiryNotice>("expiry-notice"),
 	logExportProgress: makeEvent<LogExportProgress, LogExportProgress>("log-export-progress"),
 	mediaChanged: makeEvent<MediaChanged, MediaChanged>("media-changed"),
 	operationStatus: makeEvent<OperationStatus, OperationStatus>("operation-status"),
 	promptClosed: makeEvent<PromptClosed, PromptClosed>("prompt-closed"),
 	promptRequest: makeEvent<PromptRequest, PromptRequest>("prompt-request"),
+	renewalEvent: makeEvent<RenewalEvent, RenewalEvent>("renewal-event"),
 	updateStatus: makeEvent<UpdateStatus, UpdateStatus>("update-status"),
 };
 
@@ -182,43 +181,6 @@ export type AuditPage = {
 	entries: AuditEntry[],
 	/**  Records in the range (more than `entries` when the limit cut it). */
 	total: number,
-};
-
-/**  A BLE key as the page lists it. */
-export type BleKeyView = {
-	/**  Bluetooth address (`AA:BB:CC:DD:EE:FF`): what the buttons name. */
-	address: string,
-	/**  Its advertised (or remembered) name. */
-	name: string | null,
-	/**  Signal strength in dBm, from the last scan (`None`: not seen by it). */
-	rssi: number | null,
-	/**  Bonded with this computer at the Bluetooth level. */
-	paired: boolean,
-	/**  Connected before and not forgotten. */
-	remembered: boolean,
-	/**  Reconnected by KeyBridge when it comes in range (the user asked for it). */
-	autoReconnect: boolean,
-	/**  Seen by the last scan. */
-	inRange: boolean,
-	/**  Its medium id once KeyBridge connected to it (the home screen lists it under it). */
-	device: string | null,
-};
-
-/**  Event `ble-status`, and what every BLE command answers: the whole 蓝牙设备 page. */
-export type BleStatus = {
-	/**  Bluetooth can be used; `false` is 蓝牙不可用 (the page says what to do). */
-	available: boolean,
-	/**  Why not, in English from the system (shown as a detail), when not available. */
-	reason: string | null,
-	/**  A scan is running (refresh is busy). */
-	scanning: boolean,
-	/**
-	 *  未连接: keys seen by the last scan, or remembered, that are not connected now
-	 *  (in range first, strongest signal first).
-	 */
-	notConnected: BleKeyView[],
-	/**  已连接: keys connected through KeyBridge, their link up. */
-	connected: BleKeyView[],
 };
 
 /**  Everything the certificate details screen shows. */
@@ -616,6 +578,157 @@ export type PromptRequest = {
 	/**  What. */
 	body: PromptBody,
 };
+
+/**  A binding QR code being shown. */
+export type RenewalBinding = {
+	/**  Names the binding. */
+	bindingId: string,
+	/**  The URL the QR code carries. */
+	qrUrl: string,
+	/**  When it expires, ms since the epoch (by this PC's clock, from the CA's seconds left). */
+	expiresAtMs: number,
+	/**  Seconds left when the CA answered (1800 for a new code). */
+	expiresIn: number,
+};
+
+/**  The CA the page talks to. */
+export type RenewalCa = {
+	/**  Its name for the user (服务名称). */
+	name: string,
+	/**  Its base URL. */
+	url: string,
+	/**  A development CA (the embedded one, or a CA that says it is one): testing only. */
+	development: boolean,
+	/**  The dev CA the app runs itself (no `ca_url` configured). */
+	embedded: boolean,
+	/**
+	 *  It listens on loopback: a phone cannot open its QR code's URL unless it runs on
+	 *  this PC (for the dev CA: open the link in a browser here).
+	 */
+	loopback: boolean,
+	/**  The embedded dev CA's operator page (approve / reject applications). */
+	operatorUrl: string | null,
+};
+
+/**  One certificate on the page. */
+export type RenewalCert = {
+	/**  Where it is. */
+	ref: CertRef,
+	/**  Serial, lowercase hex (as the CA API writes it). */
+	serial: string,
+	/**  Subject common name (or the whole subject). */
+	subjectCn: string,
+	/**  notAfter, RFC 3339. */
+	notAfter: string,
+	/**  Days left (negative: days since it expired). */
+	daysLeft: number,
+	/**  Valid, 临期 (`nearExpiry`), 过期 (`expired`). */
+	status: CertStatus,
+	/**  Bound to a phone (`None` when the CA could not be asked). */
+	bound: boolean | null,
+	/**  Where its renewal stands. */
+	renewal: RenewalProgress,
+	/**  续期 or 变更/补发, once applied for. */
+	kind: RenewalKindView | null,
+	/**  Why the CA rejected it. */
+	reason: string | null,
+	/**  Why the CA could not be asked. */
+	caError: AppError | null,
+	/**  安装证书 is possible now (approved or issued). */
+	canInstall: boolean,
+};
+
+/**  Event `renewal-event`: a binding's state changed, or a renewal was decided. */
+export type RenewalEvent = {
+	/**  What happened. */
+	kind: RenewalEventKind,
+	/**  The binding (binding events). */
+	bindingId: string | null,
+	/**  The certificates concerned (serials, lowercase hex). */
+	serials: string[],
+	/**  Their subjects' common names, for a notification. */
+	subjects: string[],
+};
+
+/**  What happened, for `renewal-event`. */
+export type RenewalEventKind = 
+/**  The phone confirmed the binding (确认绑定). */
+"bound" | 
+/**  The phone cancelled it (取消). */
+"cancelled" | 
+/**  The QR code expired unconfirmed: get a new one. */
+"expired" | 
+/**  The CA approved a renewal: 安装证书 (also a desktop notification). */
+"approved" | 
+/**  The CA rejected a renewal. */
+"rejected";
+
+/**  What 安装证书 did. */
+export type RenewalInstallResult = {
+	/**  续期 or 变更/补发. */
+	kind: RenewalKindView,
+	/**  The certificate replaced (serial). */
+	oldSerial: string,
+	/**  The new certificate (serial). */
+	newSerial: string,
+	/**  Its notAfter, RFC 3339. */
+	newNotAfter: string,
+	/**  Where it is now (a new container for 变更/补发). */
+	ref: CertRef,
+};
+
+/**  续期 (same key pair) or 变更/补发 (new key pair). */
+export type RenewalKindView = 
+/**  续期. */
+"renew" | 
+/**  变更/补发. */
+"rekey";
+
+/**  The whole 证书续期 page. */
+export type RenewalPage = {
+	/**  Whether it can work. */
+	state: RenewalPageState,
+	/**  What blocks it (several keys, no key, no CA): a stable code and message. */
+	problem: AppError | null,
+	/**  The CA (absent for `noCa`). */
+	ca: RenewalCa | null,
+	/**  The key's device id. */
+	device: string | null,
+	/**  The key's label. */
+	mediumLabel: string | null,
+	/**  介质编号. */
+	mediumSerial: string | null,
+	/**  Its certificates. */
+	certificates: RenewalCert[],
+	/**  The binding QR code being shown, while it is pending. */
+	binding: RenewalBinding | null,
+};
+
+/**  Whether the page can work on the key plugged in. */
+export type RenewalPageState = 
+/**  One key plugged in: its certificates are listed. */
+"ready" | 
+/**  No key plugged in. */
+"noMedium" | 
+/**  More than one key plugged in: renewal is blocked until only one is. */
+"multipleMedia" | 
+/**  The CA could not be set up (see `problem`). */
+"noCa";
+
+/**  Where a certificate's renewal stands, as the CA says. */
+export type RenewalProgress = 
+/**  Nothing applied for. */
+"none" | 
+/**  Applied for, waiting for the CA's approval. */
+"applied" | 
+/**  Approved: 安装证书 now. */
+"approved" | 
+/**  Rejected (see the reason). */
+"rejected" | 
+/**  Issued by an earlier install that did not finish: 安装证书 again. */
+"issued" | 
+/**  The CA could not be asked (see `caError`). */
+"unknown";
 
 /**  A seal image's bytes. */
 export type SealImage = {

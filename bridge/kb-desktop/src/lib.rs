@@ -8,6 +8,8 @@
 //! - [`prompter`]: the window's PIN / confirm / consent / QR dialogs as a `Prompter`.
 //! - [`update`]: the update check.
 //! - [`privacy`]: the personal-data list and the third-party library list.
+//! - [`renewal`]: the 证书续期 page (binding QR, 安装证书, approval notices) and the
+//!   embedded development CA.
 
 #![cfg_attr(test, allow(clippy::panic, clippy::unwrap_used, clippy::expect_used))]
 
@@ -17,6 +19,7 @@ mod local_bridge;
 pub mod model;
 pub mod privacy;
 pub mod prompter;
+pub mod renewal;
 pub mod update;
 mod views;
 
@@ -60,6 +63,11 @@ pub trait EventSink: Send + Sync {
     fn operation_status(&self, status: &OperationStatus);
     /// The 蓝牙设备 page changed (Bluetooth's state, the lists, a scan started or ended).
     fn ble_status(&self, _status: &ble::BleStatus) {}
+    /// A binding QR code was confirmed, cancelled or expired; a renewal was approved or
+    /// rejected (the window shows a notification for an approval).
+    fn renewal_event(&self, event: &renewal::RenewalEvent) {
+        let _ = event;
+    }
 }
 
 /// The most audit records one query returns (the window pages or narrows the range).
@@ -132,6 +140,8 @@ pub struct Desktop {
     next_operation: std::sync::atomic::AtomicU32,
     /// BLE keys, when the app hosts them.
     ble: Option<ble::BleHost>,
+    /// The 证书续期 page's CA, binding and noticed approvals.
+    renewal: renewal::RenewalDesk,
     _log: Option<LogGuard>,
 }
 
@@ -228,6 +238,7 @@ impl Desktop {
             operations: Mutex::new(BTreeMap::new()),
             next_operation: std::sync::atomic::AtomicU32::new(1),
             ble,
+            renewal: renewal::RenewalDesk::default(),
             _log: log,
         });
         // Media events → the window. The expiry check (it reads every medium) runs off
@@ -264,6 +275,7 @@ impl Desktop {
                 std::thread::sleep(UPDATE_TICK);
             }
         });
+        renewal::start_approval_checks(&desktop);
         Ok(desktop)
     }
 

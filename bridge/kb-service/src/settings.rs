@@ -16,6 +16,7 @@
 //! bridge_consent = "prompt"        # or "grants-only": web origins without a grant are refused, never asked
 //! phone_listen = ["192.168.1.20:17211"]   # optional: the phone link's direct (LAN) listener
 //! phone_relay_url = "wss://relay.example.cn" # optional: the phone link's relay (NATS WebSocket)
+//! ca_url = "https://ca.example.cn"  # optional: the CA renewal talks to (docs/ca-api.md); empty: none configured
 //! ```
 //!
 //! Loading is strict: an unknown key (a typo) or a value out of range is a
@@ -188,6 +189,11 @@ pub struct Settings {
     /// phones reach; empty (default): no relay.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub phone_relay_url: String,
+    /// The CA that certificate renewal talks to (docs/ca-api.md): an `https://` URL, or an
+    /// `http://` URL on loopback; empty (default): none configured — the CLI then uses the
+    /// local dev CA and the desktop app runs one in-process.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub ca_url: String,
 }
 
 impl Default for Settings {
@@ -208,6 +214,7 @@ impl Default for Settings {
             skf_modules: Vec::new(),
             phone_listen: Vec::new(),
             phone_relay_url: String::new(),
+            ca_url: String::new(),
         }
     }
 }
@@ -254,6 +261,18 @@ fn is_loopback_http(url: &str) -> bool {
         Some(p) => p.strip_prefix(':').is_some_and(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit())),
         None => false,
     })
+}
+
+/// A server URL: empty (none), `https://…`, or `http://` on loopback (a local dev server).
+fn https_or_loopback(v: &toml::Value) -> std::result::Result<String, String> {
+    let url = expect_str(v)?.trim();
+    let ok = url.is_empty()
+        || (url.len() > "https://".len() && url.starts_with("https://") && !url.contains(char::is_whitespace))
+        || is_loopback_http(url);
+    if !ok {
+        return Err(format!("must be empty or an https:// URL (http:// only on 127.0.0.1/localhost) (got \"{url}\")"));
+    }
+    Ok(url.to_string())
 }
 
 /// A list of driver module paths: absolute, no duplicates.
@@ -311,6 +330,7 @@ impl Settings {
         "skf_modules",
         "phone_listen",
         "phone_relay_url",
+        "ca_url",
     ];
 
     /// Set one key from a TOML value. The error text does not name the key; callers add it.
@@ -339,18 +359,7 @@ impl Settings {
                     other => return Err(format!("must be \"never\", \"daily\" or \"weekly\" (got \"{other}\")")),
                 }
             }
-            "update_url" => {
-                let url = expect_str(v)?.trim();
-                let ok = url.is_empty()
-                    || (url.len() > "https://".len() && url.starts_with("https://") && !url.contains(char::is_whitespace))
-                    || is_loopback_http(url);
-                if !ok {
-                    return Err(format!(
-                        "must be empty or an https:// URL (http:// only on 127.0.0.1/localhost) (got \"{url}\")"
-                    ));
-                }
-                self.update_url = url.to_string();
-            }
+            "update_url" => self.update_url = https_or_loopback(v)?,
             "bridge_consent" => {
                 self.bridge_consent = match expect_str(v)? {
                     "prompt" => BridgeConsent::Prompt,
@@ -392,6 +401,7 @@ impl Settings {
                 }
                 self.phone_relay_url = url.to_string();
             }
+            "ca_url" => self.ca_url = https_or_loopback(v)?,
             _ => return Err("unknown key".into()),
         }
         Ok(())
@@ -688,6 +698,24 @@ mod tests {
         s.set("pkcs11_modules", "[\"/x/y.so\"]").unwrap();
         assert_eq!(s.pkcs11_modules, [PathBuf::from("/x/y.so")]);
         assert!(s.set("pkcs11_modules", "[\"y.so\"]").is_err());
+    }
+
+    #[test]
+    fn ca_url() {
+        let d = Settings::default();
+        assert!(d.ca_url.is_empty() && !d.to_toml().unwrap().contains("ca_url"), "no CA configured by default");
+        let s = Settings::parse("ca_url = \"https://ca.example.cn/prefix\"\n").unwrap();
+        assert_eq!(s.ca_url, "https://ca.example.cn/prefix");
+        assert_eq!(Settings::parse(&s.to_toml().unwrap()).unwrap(), s);
+        assert_eq!(Settings::parse("ca_url = \"http://127.0.0.1:8443\"").unwrap().ca_url, "http://127.0.0.1:8443");
+        for bad in ["ca_url = \"http://ca.example.cn\"", "ca_url = \"ftp://x\"", "ca_url = 3"] {
+            let e = Settings::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("`ca_url` (line 1)"), "{bad}: {e}");
+        }
+        let mut m = Settings::default();
+        m.set("ca_url", "https://ca.example.cn").unwrap();
+        assert_eq!(m.get("ca_url").as_deref(), Some("https://ca.example.cn"));
+        assert!(m.set("ca_url", "http://10.0.0.1").is_err());
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! phone), `install` (安装证书, asking the PIN), `recover` (finish an interrupted
 //! install). `keybridge devca …`: the local development CA those talk to by default.
 //!
-//! The CA is `--ca URL` (or `$KEYBRIDGE_CA_URL`); without one, the local dev CA at
-//! `http://127.0.0.1:8443` (`keybridge devca serve`) with its root as the trust anchor.
+//! The CA is `--ca URL` (or `$KEYBRIDGE_CA_URL`, or the settings' `ca_url`); without one,
+//! the local dev CA at `http://127.0.0.1:8443` (`keybridge devca serve`) with its root as
+//! the trust anchor.
 
 use crate::ctx::{App, CLIENT, DeviceSel, Devices};
 use crate::output::{CliError, CliResult, pad};
@@ -25,7 +26,8 @@ pub(crate) const DEV_CA_PORT: u16 = 8443;
 
 #[derive(Args)]
 pub(crate) struct RenewArgs {
-    /// The CA's base URL (default: $KEYBRIDGE_CA_URL, else the local dev CA at http://127.0.0.1:8443).
+    /// The CA's base URL (default: $KEYBRIDGE_CA_URL, else the settings' ca_url, else the
+    /// local dev CA at http://127.0.0.1:8443).
     #[arg(long, global = true, value_name = "URL")]
     ca: Option<String>,
     /// The CA's root certificate(s) new certificates must chain to (PEM bundle or DER);
@@ -110,7 +112,10 @@ enum DevcaCommand {
 
 /// The CA the command talks to and the roots its certificates must chain to.
 fn ca_and_trust(app: &App, d: &Devices, a: &RenewArgs) -> CliResult<(Arc<HttpCaClient>, TrustStore)> {
-    let configured = a.ca.clone().or_else(|| std::env::var("KEYBRIDGE_CA_URL").ok().filter(|s| !s.is_empty()));
+    let configured =
+        a.ca.clone()
+            .or_else(|| std::env::var("KEYBRIDGE_CA_URL").ok().filter(|s| !s.is_empty()))
+            .or_else(|| Some(d.home.settings.ca_url.clone()).filter(|s| !s.is_empty()));
     let url = configured.clone().unwrap_or_else(|| format!("http://127.0.0.1:{DEV_CA_PORT}"));
     let client = Arc::new(HttpCaClient::new(&url)?);
     let root_file = match (&a.ca_root, configured) {

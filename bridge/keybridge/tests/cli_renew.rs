@@ -342,3 +342,21 @@ fn devca_revoke_and_crl_through_the_cli() {
     let served = Crl::from_der(&served.body).unwrap();
     assert!(matches!(check_crl(&old, &r.root, &served, UnixTime::now()), RevocationStatus::Revoked { .. }));
 }
+
+#[test]
+fn the_settings_ca_url_names_the_ca() {
+    let r = Rig::new();
+    r.fresh_key("KBF-CLI-0003");
+    let config = r.home.join("config");
+    std::fs::create_dir_all(&config).unwrap();
+    // Without --ca the CLI talks to the CA in the settings (not the default port 8443).
+    std::fs::write(config.join("settings.toml"), format!("ca_url = \"{}\"\n", r.url)).unwrap();
+    let st = json(&run(&r.home, &["--json", "renew", "status", "--ca-root", &r.root_pem], ""));
+    assert_eq!(st[0]["renewal"]["state"], "none", "{st}");
+    assert!(st[0]["ca_error"].is_null(), "{st}");
+    // A configured CA needs its root named: the dev CA's is not assumed.
+    let out = run(&r.home, &["--json", "renew", "status"], "");
+    assert!(!out.status.success());
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("7014") || said.contains("ca_not_configured"), "{said}");
+}

@@ -26,6 +26,7 @@ import type {
   Usage,
 } from "../bindings";
 import { errorEntry, type ErrorName } from "./index";
+import type { RenewalFixture } from "./renewal";
 
 export const DAY = 86_400_000;
 
@@ -65,6 +66,8 @@ export interface Fixture {
   bleInRange: BleKeyView[];
   /** The medium a BLE key is listed as once connected, by address (absent: a plain one). */
   bleMedia: Record<string, Medium>;
+  /** What the CA says for the 证书续期 page; absent: the embedded dev CA, nothing applied for. */
+  renewal?: RenewalFixture;
 }
 
 /** An `AppError` of the one table, its message in `lang`. */

@@ -17,8 +17,10 @@ import {
   type Unsubscribe,
 } from "./index";
 import { appError, bleKeyMedium, certDetailsOf, certKey, demoFixture, thumbprintOf, type Fixture, type StoredSeal } from "./fixture";
+import { RENEWAL_ANSWERS } from "./renewal";
 
 export * from "./fixture";
+export * from "./renewal";
 
 /** How the mock answers one call of command `K`: it returns the data or throws. */
 export type Handler<K extends CommandName> = (m: MockBackend, ...args: CommandArgs<K>) => CommandData<K> | Promise<CommandData<K>>;
@@ -159,6 +161,7 @@ const FIXTURE_ANSWERS: { [K in CommandName]?: Handler<K> } = {
     if (![...ble.connected, ...ble.notConnected].some((x) => x.address === address && x.remembered)) throw m.error("unknown_device", { detail: address });
     return m.setBle({ ...ble, connected: set(ble.connected), notConnected: set(ble.notConnected) });
   },
+  ...RENEWAL_ANSWERS,
 };
 
 function clone<T>(v: T): T {
