@@ -66,6 +66,20 @@ export const commands = {
 	 *  medium is told); false when it already ended.
 	 */
 	cancelOperation: (operation: number) => typedError<boolean, AppError>(__TAURI_INVOKE("cancel_operation", { operation })),
+	/**  The phone keys page: paired phones, where their secrets are, the listener and relay. */
+	phonePage: () => typedError<PhonePage, AppError>(__TAURI_INVOKE("phone_page")),
+	/**  Show a new pairing QR code (the previous one stops working). */
+	startPhonePairing: () => typedError<PairingOffer, AppError>(__TAURI_INVOKE("start_phone_pairing")),
+	/**  Withdraw the pairing QR code. */
+	cancelPhonePairing: () => typedError<null, AppError>(__TAURI_INVOKE("cancel_phone_pairing")),
+	/**  The phone shows the same code: pair it. */
+	confirmPhonePairing: (request: number) => typedError<null, AppError>(__TAURI_INVOKE("confirm_phone_pairing", { request })),
+	/**  Reject the phone that scanned the code. */
+	rejectPhonePairing: (request: number) => typedError<null, AppError>(__TAURI_INVOKE("reject_phone_pairing", { request })),
+	/**  Rename a paired phone. */
+	renamePhone: (peer: string, name: string) => typedError<null, AppError>(__TAURI_INVOKE("rename_phone", { peer, name })),
+	/**  Revoke a paired phone (its certificates go offline). */
+	revokePhone: (peer: string) => typedError<null, AppError>(__TAURI_INVOKE("revoke_phone", { peer })),
 };
 
 /** Events */
@@ -74,6 +88,7 @@ export const events = {
 	logExportProgress: makeEvent<LogExportProgress, LogExportProgress>("log-export-progress"),
 	mediaChanged: makeEvent<MediaChanged, MediaChanged>("media-changed"),
 	operationStatus: makeEvent<OperationStatus, OperationStatus>("operation-status"),
+	phoneEvent: makeEvent<PhoneEvent, PhoneEvent>("phone-event"),
 	promptClosed: makeEvent<PromptClosed, PromptClosed>("prompt-closed"),
 	promptRequest: makeEvent<PromptRequest, PromptRequest>("prompt-request"),
 	updateStatus: makeEvent<UpdateStatus, UpdateStatus>("update-status"),
@@ -461,6 +476,135 @@ export type OperationStatus = {
 	medium: string | null,
 };
 
+/**  A paired phone. */
+export type PairedPhone = {
+	/**  Its id (from its static key). */
+	peer: string,
+	/**  Its name (the phone's own, or the one the user gave it). */
+	name: string,
+	/**  When it was paired, ms since the epoch. */
+	pairedAtMs: number,
+	/**  When it last connected, ms since the epoch. */
+	lastSeenMs: number | null,
+	/**  Its link is up now (its certificates are listed online). */
+	online: boolean,
+	/**  Revoked: refused from now on (pair it again with a new QR code). */
+	revoked: boolean,
+	/**  Its media's device ids (known once it connected in this run). */
+	media: string[],
+	/**  It can come back through the relay. */
+	relay: boolean,
+};
+
+/**  A pairing QR code to show. */
+export type PairingOffer = {
+	/**  What the QR code encodes (`KB1:…`). It holds a one-time secret: shown, never logged. */
+	text: string,
+	/**  When it stops working, ms since the epoch. */
+	expiresMs: number,
+	/**  Seconds it stays valid from now (count down from this: no clock to compare). */
+	secondsLeft: number,
+	/**  The ways to this PC it names (`ws://…`, the relay). */
+	endpoints: string[],
+};
+
+/**  Event `phone-event`: what happened on the phone link. */
+export type PhoneEvent = 
+/**
+ *  A phone scanned the QR code: show `code` large and ask whether the phone shows
+ *  the same; answer with `confirm_phone_pairing` / `reject_phone_pairing`.
+ */
+{ kind: "confirmCode"; 
+/**  Pass to confirm / reject. */
+request: number; 
+/**  The phone's id. */
+peer: string; 
+/**  The name the phone gave. */
+name: string; 
+/**  The 6-digit confirmation code. */
+code: string } | 
+/**  The user confirmed: the phone is paired. */
+{ kind: "paired"; 
+/**  Its id. */
+peer: string; 
+/**  Its name. */
+name: string } | 
+/**  A paired phone's link is up: its certificates are online. */
+{ kind: "online"; 
+/**  Its id. */
+peer: string; 
+/**  Its name. */
+name: string; 
+/**  Its media's device ids. */
+media: string[] } | 
+/**  A phone's link went down: its certificates are offline. */
+{ kind: "offline"; 
+/**  Its id. */
+peer: string } | 
+/**  The QR code shown expired before a phone scanned it. */
+{ kind: "offerExpired" } | 
+/**
+ *  A pairing request ended without pairing: rejected on the PC
+ *  (`pairing_rejected`), not confirmed in time, the phone left.
+ */
+{ kind: "pairingEnded"; 
+/**  Which request. */
+request: number; 
+/**  Why. */
+error: PhoneLinkError } | 
+/**
+ *  A connection was refused (a stale or reused QR code, an unpaired or revoked phone,
+ *  a broken or hostile peer).
+ */
+{ kind: "refused"; 
+/**  Why. */
+error: PhoneLinkError; 
+/**  Where it came from. */
+remote: string } | 
+/**  A paired phone connected but its link could not be used. */
+{ kind: "linkFailed"; 
+/**  Its id. */
+peer: string; 
+/**  Why. */
+error: PhoneLinkError };
+
+/**
+ *  Why a pairing ended or a connection was refused: a stable code of the one table (the
+ *  window words it from `ERROR_CODES` in its language).
+ */
+export type PhoneLinkError = {
+	/**  Stable numeric code. */
+	code: number,
+	/**  Stable name, e.g. `pairing_rejected`. */
+	name: string,
+	/**  Details. */
+	detail: string,
+};
+
+/**  The phone keys page. */
+export type PhonePage = {
+	/**  Paired phones (revoked ones too), oldest pairing first. */
+	phones: PairedPhone[],
+	/**  Where their secrets are. */
+	secrets: SecretStore,
+	/**
+	 *  Phones can reach this PC: `listen` or `relay_url` is configured. When false, the
+	 *  page says to set `phone_listen` (or `phone_relay_url`) in `settings_file`.
+	 */
+	pairingAvailable: boolean,
+	/**  The direct listener's configured addresses (`phone_listen`, `ip:port`). */
+	listen: string[],
+	/**
+	 *  The addresses it is bound to now (empty while closed: it opens for pairing and
+	 *  while a paired phone is expected).
+	 */
+	listening: string[],
+	/**  The relay (`phone_relay_url`), if any. */
+	relayUrl: string | null,
+	/**  The settings file to configure them in (read at start). */
+	settingsFile: string,
+};
+
 /**  Which PIN. */
 export type PinKindView = 
 /**  User PIN (介质密码). */
@@ -588,6 +732,25 @@ export type SealView = {
 	/**  Size in bytes. */
 	size: number,
 };
+
+/**  Where the pairing secrets are kept, for the user. */
+export type SecretStore = {
+	/**  Keyring or file. */
+	kind: SecretStoreKind,
+	/**  The file, for `file`. */
+	path: string | null,
+	/**  The file because no OS keyring answered (not by choice): warn. */
+	fallback: boolean,
+	/**  Why not the keyring, for a fallback. */
+	reason: string | null,
+};
+
+/**  Where the pairing secrets are kept. */
+export type SecretStoreKind = 
+/**  The OS keyring (Secret Service on Linux). */
+"keyring" | 
+/**  A file only this user can read (0600). */
+"file";
 
 /**  A remembered answer to a web site's consent question ("always allow" or "deny"). */
 export type SiteGrant = {

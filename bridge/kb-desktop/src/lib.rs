@@ -8,12 +8,14 @@
 //! - [`prompter`]: the window's PIN / confirm / consent / QR dialogs as a `Prompter`.
 //! - [`update`]: the update check.
 //! - [`privacy`]: the personal-data list and the third-party library list.
+//! - [`phone`]: the phone keys page (phones acting as this PC's keys).
 
 #![cfg_attr(test, allow(clippy::panic, clippy::unwrap_used, clippy::expect_used))]
 
 mod error;
 mod local_bridge;
 pub mod model;
+pub mod phone;
 pub mod privacy;
 pub mod prompter;
 pub mod update;
@@ -57,6 +59,8 @@ pub trait EventSink: Send + Sync {
     fn update_available(&self, status: &UpdateStatus);
     /// What a key operation started from the window is waiting for.
     fn operation_status(&self, status: &OperationStatus);
+    /// Something happened on the phone link (a phone to confirm, paired, online, …).
+    fn phone_event(&self, event: &phone::PhoneEvent);
 }
 
 /// The most audit records one query returns (the window pages or narrows the range).
@@ -86,6 +90,8 @@ pub struct DesktopOptions {
     /// The keys an update manifest must be signed with: the release key pinned in the app
     /// ([`update::pinned_keys`]); tests pin their own.
     pub update_keys: Vec<kb_crypto::PublicKey>,
+    /// Where paired phones' secrets go ([`phone::secrets_from_env`]; tests: the file).
+    pub phone_secrets: phone::BackendChoice,
 }
 
 impl Default for DesktopOptions {
@@ -98,6 +104,7 @@ impl Default for DesktopOptions {
             hardware: true,
             bridge: Some(None),
             update_keys: update::pinned_keys(),
+            phone_secrets: phone::secrets_from_env(),
         }
     }
 }
@@ -123,6 +130,8 @@ pub struct Desktop {
     /// Key operations started from the window and still running, by id.
     operations: Mutex<BTreeMap<u32, kb_token::OpContext>>,
     next_operation: std::sync::atomic::AtomicU32,
+    /// The phone host (the phone keys page).
+    phones: phone::Phones,
     _log: Option<LogGuard>,
 }
 
@@ -203,6 +212,13 @@ impl Desktop {
                 }
             }
         };
+        // Paired phones come back to this process as media, as to `keybridge serve`.
+        let phones = phone::Phones::new(&settings, &paths, opts.phone_secrets, manager.clone(), events.clone());
+        if phones.configured() {
+            if let Err(e) = phones.host(lang) {
+                startup_problems.push(e);
+            }
+        }
         let desktop = Arc::new(Desktop {
             paths,
             settings: RwLock::new(settings),
@@ -217,6 +233,7 @@ impl Desktop {
             grants,
             operations: Mutex::new(BTreeMap::new()),
             next_operation: std::sync::atomic::AtomicU32::new(1),
+            phones,
             _log: log,
         });
         // Media events → the window. The expiry check (it reads every medium) runs off

@@ -16,6 +16,8 @@ import type {
   LogExportProgress,
   Medium,
   PinState,
+  PairedPhone,
+  PhonePage,
   PrivacyInfo,
   SealView,
   SiteGrant,
@@ -57,6 +59,10 @@ export interface Fixture {
   pinCached: boolean;
   /** What the save dialog answers; absent: `~/Downloads/<suggested name>`. */
   savePath?: string | null;
+  /** The phone keys page: paired phones, secret store, listener and relay. */
+  phone: PhonePage;
+  /** How long a pairing QR code stays valid, in seconds. */
+  phoneOfferSecs: number;
 }
 
 /** An `AppError` of the one table, its message in `lang`. */
@@ -284,6 +290,35 @@ export function auditEntry(timeMs: number, over: Partial<AuditEntry> = {}): Audi
   };
 }
 
+/** A paired phone as the phone keys page lists it (online, seen now, unless `over` says otherwise). */
+export function pairedPhone(name: string, over: Partial<PairedPhone> = {}, now = Date.now()): PairedPhone {
+  const peer = hexOf(`phone/${name}`, 16).toLowerCase();
+  return {
+    peer,
+    name,
+    pairedAtMs: now - 30 * DAY,
+    lastSeenMs: now,
+    online: true,
+    revoked: false,
+    media: [`phone:${peer}`],
+    relay: false,
+    ...over,
+  };
+}
+
+/** The phone keys page on a PC whose settings open the LAN listener; secrets in the OS keyring. */
+export function phonePage(phones: PairedPhone[] = []): PhonePage {
+  return {
+    phones,
+    secrets: { kind: "keyring", path: null, fallback: false, reason: null },
+    pairingAvailable: true,
+    listen: ["192.168.1.20:17211"],
+    listening: [],
+    relayUrl: null,
+    settingsFile: "/home/demo/.config/keybridge/settings.toml",
+  };
+}
+
 /** What a fresh install with the demo key reports: the default of the mock and of the tests. */
 export function demoFixture(now = Date.now()): Fixture {
   const record = (agoMs: number, e: Partial<AuditEntry>) => auditEntry(now - agoMs, e);
@@ -349,6 +384,8 @@ export function demoFixture(now = Date.now()): Fixture {
       bytes: 183_204,
     },
     pinCached: false,
+    phone: phonePage(),
+    phoneOfferSecs: 300,
   };
 }
 
@@ -356,5 +393,6 @@ export function demoFixture(now = Date.now()): Fixture {
 export function showcaseFixture(now = Date.now()): Fixture {
   const f = demoFixture(now);
   f.media.push(usbKeyMedium(now));
+  f.phone.phones.push(pairedPhone("张三的手机", { online: false, lastSeenMs: now - 2 * 3_600_000 }, now));
   return f;
 }
