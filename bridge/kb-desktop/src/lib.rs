@@ -214,10 +214,10 @@ impl Desktop {
         };
         // Paired phones come back to this process as media, as to `keybridge serve`.
         let phones = phone::Phones::new(&settings, &paths, opts.phone_secrets, manager.clone(), events.clone());
-        if phones.configured() {
-            if let Err(e) = phones.host(lang) {
-                startup_problems.push(e);
-            }
+        if phones.configured()
+            && let Err(e) = phones.host(lang)
+        {
+            startup_problems.push(e);
         }
         let desktop = Arc::new(Desktop {
             paths,
