@@ -12,6 +12,7 @@ pub mod shell;
 
 use kb_desktop::ble::BleStatus;
 use kb_desktop::model::*;
+use kb_desktop::phone::*;
 use kb_desktop::prompter::PromptSink;
 use kb_desktop::{Desktop, DesktopOptions, EventSink};
 use serde::Serialize;
@@ -313,6 +314,55 @@ async fn renewal_check(d: Shared<'_>) -> Res<Vec<kb_desktop::renewal::RenewalEve
     blocking(&d, |d| d.renewal_check()).await
 }
 
+/// The phone keys page: paired phones, where their secrets are, the listener and relay.
+#[tauri::command]
+#[specta::specta]
+async fn phone_page(d: Shared<'_>) -> Res<PhonePage> {
+    blocking(&d, |d| d.phone_page()).await
+}
+
+/// Show a new pairing QR code (the previous one stops working).
+#[tauri::command]
+#[specta::specta]
+async fn start_phone_pairing(d: Shared<'_>) -> Res<PairingOffer> {
+    blocking(&d, |d| d.start_phone_pairing()).await
+}
+
+/// Withdraw the pairing QR code.
+#[tauri::command]
+#[specta::specta]
+async fn cancel_phone_pairing(d: Shared<'_>) -> Res<()> {
+    blocking(&d, |d| d.cancel_phone_pairing()).await
+}
+
+/// The phone shows the same code: pair it.
+#[tauri::command]
+#[specta::specta]
+async fn confirm_phone_pairing(d: Shared<'_>, request: u64) -> Res<()> {
+    blocking(&d, move |d| d.confirm_phone_pairing(request)).await
+}
+
+/// Reject the phone that scanned the code.
+#[tauri::command]
+#[specta::specta]
+async fn reject_phone_pairing(d: Shared<'_>, request: u64) -> Res<()> {
+    blocking(&d, move |d| d.reject_phone_pairing(request)).await
+}
+
+/// Rename a paired phone.
+#[tauri::command]
+#[specta::specta]
+async fn rename_phone(d: Shared<'_>, peer: String, name: String) -> Res<()> {
+    blocking(&d, move |d| d.rename_phone(&peer, &name)).await
+}
+
+/// Revoke a paired phone (its certificates go offline).
+#[tauri::command]
+#[specta::specta]
+async fn revoke_phone(d: Shared<'_>, peer: String) -> Res<()> {
+    blocking(&d, move |d| d.revoke_phone(&peer)).await
+}
+
 /// One row of the error-code table, as the window's constant `ERROR_CODES`.
 #[derive(Serialize, Type)]
 #[serde(rename_all = "camelCase")]
@@ -381,6 +431,13 @@ pub fn specta_builder<R: Runtime>() -> tauri_specta::Builder<R> {
             renewal_bind,
             renewal_install,
             renewal_check,
+            phone_page,
+            start_phone_pairing,
+            cancel_phone_pairing,
+            confirm_phone_pairing,
+            reject_phone_pairing,
+            rename_phone,
+            revoke_phone,
         ])
         .events(collect_events![
             PromptRequest,
@@ -392,6 +449,7 @@ pub fn specta_builder<R: Runtime>() -> tauri_specta::Builder<R> {
             OperationStatus,
             BleStatus
             kb_desktop::renewal::RenewalEvent
+            PhoneEvent
         ])
         .constant("ERROR_CODES", error_codes())
         .disable_serde_phases()
@@ -477,6 +535,8 @@ impl<R: Runtime> EventSink for WindowEvents<R> {
                 &format!("{}：请在“证书续期”中安装证书 · install it under Renewal", event.subjects.join("、")),
             );
         }
+    fn phone_event(&self, event: &PhoneEvent) {
+        self.emit(event);
     }
     fn update_available(&self, status: &UpdateStatus) {
         self.emit(status);

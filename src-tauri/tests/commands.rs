@@ -48,6 +48,7 @@ fn rig_in(home: tempfile::TempDir, bridge: Option<Option<u16>>) -> Rig {
         bridge,
         update_keys: vec![update_key().public_key()],
         ble: None,
+        phone_secrets: kb_desktop::phone::BackendChoice::File,
     };
     let (builder, specta) = with_commands(mock_builder());
     let app = builder.build(mock_context(noop_assets())).unwrap();
@@ -534,4 +535,29 @@ fn renewal_page_runs_the_embedded_development_ca() {
     assert!(notices.is_empty());
     let e = err(&r.win, "renewal_install", json!({"cert": sign_ref()}));
     assert_eq!(e.name, "renewal_not_approved", "{e:?}");
+}
+
+/// The phone keys page's commands through IPC: without `phone_listen` the page says so
+/// and pairing fails with `link_no_endpoint`; with it (loopback) a QR offer comes back and
+/// can be withdrawn; unknown phones and requests fail with the phone link's codes.
+#[test]
+fn phone_page_commands() {
+    use kb_desktop::phone::{PairingOffer, PhonePage};
+    let r = rig();
+    let page: PhonePage = ok(&r.win, "phone_page", json!({}));
+    assert!(!page.pairing_available && page.phones.is_empty(), "{page:?}");
+    assert_eq!(err(&r.win, "start_phone_pairing", json!({})).name, "link_no_endpoint");
+    assert_eq!(err(&r.win, "rename_phone", json!({"peer": "0000", "name": "x"})).name, "phone_not_paired");
+    assert_eq!(err(&r.win, "revoke_phone", json!({"peer": "0000"})).name, "phone_not_paired");
+
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join("config")).unwrap();
+    std::fs::write(home.path().join("config/settings.toml"), "phone_listen = [\"127.0.0.1:0\"]\n").unwrap();
+    let r = rig_in(home, None);
+    let offer: PairingOffer = ok(&r.win, "start_phone_pairing", json!({}));
+    assert!(offer.text.starts_with("KB1:") && offer.seconds_left > 0, "{offer:?}");
+    let page: PhonePage = ok(&r.win, "phone_page", json!({}));
+    assert_eq!(page.listening.len(), 1, "{page:?}");
+    assert!(err(&r.win, "confirm_phone_pairing", json!({"request": 424242})).code / 1000 == 6);
+    ok::<()>(&r.win, "cancel_phone_pairing", json!({}));
 }

@@ -66,17 +66,20 @@ export const commands = {
 	 *  medium is told); false when it already ended.
 	 */
 	cancelOperation: (operation: number) => typedError<boolean, AppError>(__TAURI_INVOKE("cancel_operation", { operation })),
-	/**
-	 *  The 证书续期 page: the CA (development or not), the one key's certificates with their
-	 *  renewal state, or what blocks it (several keys plugged in).
-	 */
-	renewalPage: () => typedError<RenewalPage, AppError>(__TAURI_INVOKE("renewal_page")),
-	/**  获取二维码: a binding QR code (the PIN in the dialog); its state comes as `renewal-event`. */
-	renewalBind: () => typedError<RenewalBinding, AppError>(__TAURI_INVOKE("renewal_bind")),
-	/**  安装证书: install the approved renewal of a certificate (the PIN in the dialog). */
-	renewalInstall: (cert: CertRef) => typedError<RenewalInstallResult, AppError>(__TAURI_INVOKE("renewal_install", { cert })),
-	/**  Ask the CA now for renewals approved or rejected since last noticed. */
-	renewalCheck: () => typedError<RenewalEvent[], AppError>(__TAURI_INVOKE("renewal_check")),
+	/**  The phone keys page: paired phones, where their secrets are, the listener and relay. */
+	phonePage: () => typedError<PhonePage, AppError>(__TAURI_INVOKE("phone_page")),
+	/**  Show a new pairing QR code (the previous one stops working). */
+	startPhonePairing: () => typedError<PairingOffer, AppError>(__TAURI_INVOKE("start_phone_pairing")),
+	/**  Withdraw the pairing QR code. */
+	cancelPhonePairing: () => typedError<null, AppError>(__TAURI_INVOKE("cancel_phone_pairing")),
+	/**  The phone shows the same code: pair it. */
+	confirmPhonePairing: (request: number) => typedError<null, AppError>(__TAURI_INVOKE("confirm_phone_pairing", { request })),
+	/**  Reject the phone that scanned the code. */
+	rejectPhonePairing: (request: number) => typedError<null, AppError>(__TAURI_INVOKE("reject_phone_pairing", { request })),
+	/**  Rename a paired phone. */
+	renamePhone: (peer: string, name: string) => typedError<null, AppError>(__TAURI_INVOKE("rename_phone", { peer, name })),
+	/**  Revoke a paired phone (its certificates go offline). */
+	revokePhone: (peer: string) => typedError<null, AppError>(__TAURI_INVOKE("revoke_phone", { peer })),
 };
 
 /** Events */
@@ -85,9 +88,9 @@ export const events = {
 	logExportProgress: makeEvent<LogExportProgress, LogExportProgress>("log-export-progress"),
 	mediaChanged: makeEvent<MediaChanged, MediaChanged>("media-changed"),
 	operationStatus: makeEvent<OperationStatus, OperationStatus>("operation-status"),
+	phoneEvent: makeEvent<PhoneEvent, PhoneEvent>("phone-event"),
 	promptClosed: makeEvent<PromptClosed, PromptClosed>("prompt-closed"),
 	promptRequest: makeEvent<PromptRequest, PromptRequest>("prompt-request"),
-	renewalEvent: makeEvent<RenewalEvent, RenewalEvent>("renewal-event"),
 	updateStatus: makeEvent<UpdateStatus, UpdateStatus>("update-status"),
 };
 
@@ -473,6 +476,135 @@ export type OperationStatus = {
 	medium: string | null,
 };
 
+/**  A paired phone. */
+export type PairedPhone = {
+	/**  Its id (from its static key). */
+	peer: string,
+	/**  Its name (the phone's own, or the one the user gave it). */
+	name: string,
+	/**  When it was paired, ms since the epoch. */
+	pairedAtMs: number,
+	/**  When it last connected, ms since the epoch. */
+	lastSeenMs: number | null,
+	/**  Its link is up now (its certificates are listed online). */
+	online: boolean,
+	/**  Revoked: refused from now on (pair it again with a new QR code). */
+	revoked: boolean,
+	/**  Its media's device ids (known once it connected in this run). */
+	media: string[],
+	/**  It can come back through the relay. */
+	relay: boolean,
+};
+
+/**  A pairing QR code to show. */
+export type PairingOffer = {
+	/**  What the QR code encodes (`KB1:…`). It holds a one-time secret: shown, never logged. */
+	text: string,
+	/**  When it stops working, ms since the epoch. */
+	expiresMs: number,
+	/**  Seconds it stays valid from now (count down from this: no clock to compare). */
+	secondsLeft: number,
+	/**  The ways to this PC it names (`ws://…`, the relay). */
+	endpoints: string[],
+};
+
+/**  Event `phone-event`: what happened on the phone link. */
+export type PhoneEvent = 
+/**
+ *  A phone scanned the QR code: show `code` large and ask whether the phone shows
+ *  the same; answer with `confirm_phone_pairing` / `reject_phone_pairing`.
+ */
+{ kind: "confirmCode"; 
+/**  Pass to confirm / reject. */
+request: number; 
+/**  The phone's id. */
+peer: string; 
+/**  The name the phone gave. */
+name: string; 
+/**  The 6-digit confirmation code. */
+code: string } | 
+/**  The user confirmed: the phone is paired. */
+{ kind: "paired"; 
+/**  Its id. */
+peer: string; 
+/**  Its name. */
+name: string } | 
+/**  A paired phone's link is up: its certificates are online. */
+{ kind: "online"; 
+/**  Its id. */
+peer: string; 
+/**  Its name. */
+name: string; 
+/**  Its media's device ids. */
+media: string[] } | 
+/**  A phone's link went down: its certificates are offline. */
+{ kind: "offline"; 
+/**  Its id. */
+peer: string } | 
+/**  The QR code shown expired before a phone scanned it. */
+{ kind: "offerExpired" } | 
+/**
+ *  A pairing request ended without pairing: rejected on the PC
+ *  (`pairing_rejected`), not confirmed in time, the phone left.
+ */
+{ kind: "pairingEnded"; 
+/**  Which request. */
+request: number; 
+/**  Why. */
+error: PhoneLinkError } | 
+/**
+ *  A connection was refused (a stale or reused QR code, an unpaired or revoked phone,
+ *  a broken or hostile peer).
+ */
+{ kind: "refused"; 
+/**  Why. */
+error: PhoneLinkError; 
+/**  Where it came from. */
+remote: string } | 
+/**  A paired phone connected but its link could not be used. */
+{ kind: "linkFailed"; 
+/**  Its id. */
+peer: string; 
+/**  Why. */
+error: PhoneLinkError };
+
+/**
+ *  Why a pairing ended or a connection was refused: a stable code of the one table (the
+ *  window words it from `ERROR_CODES` in its language).
+ */
+export type PhoneLinkError = {
+	/**  Stable numeric code. */
+	code: number,
+	/**  Stable name, e.g. `pairing_rejected`. */
+	name: string,
+	/**  Details. */
+	detail: string,
+};
+
+/**  The phone keys page. */
+export type PhonePage = {
+	/**  Paired phones (revoked ones too), oldest pairing first. */
+	phones: PairedPhone[],
+	/**  Where their secrets are. */
+	secrets: SecretStore,
+	/**
+	 *  Phones can reach this PC: `listen` or `relay_url` is configured. When false, the
+	 *  page says to set `phone_listen` (or `phone_relay_url`) in `settings_file`.
+	 */
+	pairingAvailable: boolean,
+	/**  The direct listener's configured addresses (`phone_listen`, `ip:port`). */
+	listen: string[],
+	/**
+	 *  The addresses it is bound to now (empty while closed: it opens for pairing and
+	 *  while a paired phone is expected).
+	 */
+	listening: string[],
+	/**  The relay (`phone_relay_url`), if any. */
+	relayUrl: string | null,
+	/**  The settings file to configure them in (read at start). */
+	settingsFile: string,
+};
+
 /**  Which PIN. */
 export type PinKindView = 
 /**  User PIN (介质密码). */
@@ -579,157 +711,6 @@ export type PromptRequest = {
 	body: PromptBody,
 };
 
-/**  A binding QR code being shown. */
-export type RenewalBinding = {
-	/**  Names the binding. */
-	bindingId: string,
-	/**  The URL the QR code carries. */
-	qrUrl: string,
-	/**  When it expires, ms since the epoch (by this PC's clock, from the CA's seconds left). */
-	expiresAtMs: number,
-	/**  Seconds left when the CA answered (1800 for a new code). */
-	expiresIn: number,
-};
-
-/**  The CA the page talks to. */
-export type RenewalCa = {
-	/**  Its name for the user (服务名称). */
-	name: string,
-	/**  Its base URL. */
-	url: string,
-	/**  A development CA (the embedded one, or a CA that says it is one): testing only. */
-	development: boolean,
-	/**  The dev CA the app runs itself (no `ca_url` configured). */
-	embedded: boolean,
-	/**
-	 *  It listens on loopback: a phone cannot open its QR code's URL unless it runs on
-	 *  this PC (for the dev CA: open the link in a browser here).
-	 */
-	loopback: boolean,
-	/**  The embedded dev CA's operator page (approve / reject applications). */
-	operatorUrl: string | null,
-};
-
-/**  One certificate on the page. */
-export type RenewalCert = {
-	/**  Where it is. */
-	ref: CertRef,
-	/**  Serial, lowercase hex (as the CA API writes it). */
-	serial: string,
-	/**  Subject common name (or the whole subject). */
-	subjectCn: string,
-	/**  notAfter, RFC 3339. */
-	notAfter: string,
-	/**  Days left (negative: days since it expired). */
-	daysLeft: number,
-	/**  Valid, 临期 (`nearExpiry`), 过期 (`expired`). */
-	status: CertStatus,
-	/**  Bound to a phone (`None` when the CA could not be asked). */
-	bound: boolean | null,
-	/**  Where its renewal stands. */
-	renewal: RenewalProgress,
-	/**  续期 or 变更/补发, once applied for. */
-	kind: RenewalKindView | null,
-	/**  Why the CA rejected it. */
-	reason: string | null,
-	/**  Why the CA could not be asked. */
-	caError: AppError | null,
-	/**  安装证书 is possible now (approved or issued). */
-	canInstall: boolean,
-};
-
-/**  Event `renewal-event`: a binding's state changed, or a renewal was decided. */
-export type RenewalEvent = {
-	/**  What happened. */
-	kind: RenewalEventKind,
-	/**  The binding (binding events). */
-	bindingId: string | null,
-	/**  The certificates concerned (serials, lowercase hex). */
-	serials: string[],
-	/**  Their subjects' common names, for a notification. */
-	subjects: string[],
-};
-
-/**  What happened, for `renewal-event`. */
-export type RenewalEventKind = 
-/**  The phone confirmed the binding (确认绑定). */
-"bound" | 
-/**  The phone cancelled it (取消). */
-"cancelled" | 
-/**  The QR code expired unconfirmed: get a new one. */
-"expired" | 
-/**  The CA approved a renewal: 安装证书 (also a desktop notification). */
-"approved" | 
-/**  The CA rejected a renewal. */
-"rejected";
-
-/**  What 安装证书 did. */
-export type RenewalInstallResult = {
-	/**  续期 or 变更/补发. */
-	kind: RenewalKindView,
-	/**  The certificate replaced (serial). */
-	oldSerial: string,
-	/**  The new certificate (serial). */
-	newSerial: string,
-	/**  Its notAfter, RFC 3339. */
-	newNotAfter: string,
-	/**  Where it is now (a new container for 变更/补发). */
-	ref: CertRef,
-};
-
-/**  续期 (same key pair) or 变更/补发 (new key pair). */
-export type RenewalKindView = 
-/**  续期. */
-"renew" | 
-/**  变更/补发. */
-"rekey";
-
-/**  The whole 证书续期 page. */
-export type RenewalPage = {
-	/**  Whether it can work. */
-	state: RenewalPageState,
-	/**  What blocks it (several keys, no key, no CA): a stable code and message. */
-	problem: AppError | null,
-	/**  The CA (absent for `noCa`). */
-	ca: RenewalCa | null,
-	/**  The key's device id. */
-	device: string | null,
-	/**  The key's label. */
-	mediumLabel: string | null,
-	/**  介质编号. */
-	mediumSerial: string | null,
-	/**  Its certificates. */
-	certificates: RenewalCert[],
-	/**  The binding QR code being shown, while it is pending. */
-	binding: RenewalBinding | null,
-};
-
-/**  Whether the page can work on the key plugged in. */
-export type RenewalPageState = 
-/**  One key plugged in: its certificates are listed. */
-"ready" | 
-/**  No key plugged in. */
-"noMedium" | 
-/**  More than one key plugged in: renewal is blocked until only one is. */
-"multipleMedia" | 
-/**  The CA could not be set up (see `problem`). */
-"noCa";
-
-/**  Where a certificate's renewal stands, as the CA says. */
-export type RenewalProgress = 
-/**  Nothing applied for. */
-"none" | 
-/**  Applied for, waiting for the CA's approval. */
-"applied" | 
-/**  Approved: 安装证书 now. */
-"approved" | 
-/**  Rejected (see the reason). */
-"rejected" | 
-/**  Issued by an earlier install that did not finish: 安装证书 again. */
-"issued" | 
-/**  The CA could not be asked (see `caError`). */
-"unknown";
-
 /**  A seal image's bytes. */
 export type SealImage = {
 	/**  Id on the medium. */
@@ -751,6 +732,25 @@ export type SealView = {
 	/**  Size in bytes. */
 	size: number,
 };
+
+/**  Where the pairing secrets are kept, for the user. */
+export type SecretStore = {
+	/**  Keyring or file. */
+	kind: SecretStoreKind,
+	/**  The file, for `file`. */
+	path: string | null,
+	/**  The file because no OS keyring answered (not by choice): warn. */
+	fallback: boolean,
+	/**  Why not the keyring, for a fallback. */
+	reason: string | null,
+};
+
+/**  Where the pairing secrets are kept. */
+export type SecretStoreKind = 
+/**  The OS keyring (Secret Service on Linux). */
+"keyring" | 
+/**  A file only this user can read (0600). */
+"file";
 
 /**  A remembered answer to a web site's consent question ("always allow" or "deny"). */
 export type SiteGrant = {

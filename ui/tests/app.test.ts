@@ -71,6 +71,7 @@ describe("App: shell", () => {
       ["nav-seals", "seals-view"],
       ["nav-audit", "audit-view"],
       ["nav-settings", "settings-view"],
+      ["nav-phone", "phone-view"],
       ["nav-home", "home"],
     ];
     for (const [nav, view] of screens) {

@@ -10,6 +10,7 @@
 //! - [`privacy`]: the personal-data list and the third-party library list.
 //! - [`renewal`]: the 证书续期 page (binding QR, 安装证书, approval notices) and the
 //!   embedded development CA.
+//! - [`phone`]: the phone keys page (phones acting as this PC's keys).
 
 #![cfg_attr(test, allow(clippy::panic, clippy::unwrap_used, clippy::expect_used))]
 
@@ -17,6 +18,7 @@ pub mod ble;
 mod error;
 mod local_bridge;
 pub mod model;
+pub mod phone;
 pub mod privacy;
 pub mod prompter;
 pub mod renewal;
@@ -68,6 +70,8 @@ pub trait EventSink: Send + Sync {
     fn renewal_event(&self, event: &renewal::RenewalEvent) {
         let _ = event;
     }
+    /// Something happened on the phone link (a phone to confirm, paired, online, …).
+    fn phone_event(&self, event: &phone::PhoneEvent);
 }
 
 /// The most audit records one query returns (the window pages or narrows the range).
@@ -100,6 +104,8 @@ pub struct DesktopOptions {
     /// BLE keys through this central (tests: a virtual one); `None` = the system's
     /// Bluetooth when `hardware` is on, no BLE otherwise.
     pub ble: Option<Arc<dyn kb_ble::BleCentral>>,
+    /// Where paired phones' secrets go ([`phone::secrets_from_env`]; tests: the file).
+    pub phone_secrets: phone::BackendChoice,
 }
 
 impl Default for DesktopOptions {
@@ -113,6 +119,7 @@ impl Default for DesktopOptions {
             bridge: Some(None),
             update_keys: update::pinned_keys(),
             ble: None,
+            phone_secrets: phone::secrets_from_env(),
         }
     }
 }
@@ -142,6 +149,8 @@ pub struct Desktop {
     ble: Option<ble::BleHost>,
     /// The 证书续期 page's CA, binding and noticed approvals.
     renewal: renewal::RenewalDesk,
+    /// The phone host (the phone keys page).
+    phones: phone::Phones,
     _log: Option<LogGuard>,
 }
 
@@ -223,6 +232,13 @@ impl Desktop {
                 }
             }
         };
+        // Paired phones come back to this process as media, as to `keybridge serve`.
+        let phones = phone::Phones::new(&settings, &paths, opts.phone_secrets, manager.clone(), events.clone());
+        if phones.configured()
+            && let Err(e) = phones.host(lang)
+        {
+            startup_problems.push(e);
+        }
         let desktop = Arc::new(Desktop {
             paths,
             settings: RwLock::new(settings),
@@ -239,6 +255,7 @@ impl Desktop {
             next_operation: std::sync::atomic::AtomicU32::new(1),
             ble,
             renewal: renewal::RenewalDesk::default(),
+            phones,
             _log: log,
         });
         // Media events → the window. The expiry check (it reads every medium) runs off

@@ -18,6 +18,8 @@ import type {
   LogExportProgress,
   Medium,
   PinState,
+  PairedPhone,
+  PhonePage,
   PrivacyInfo,
   SealView,
   SiteGrant,
@@ -68,6 +70,10 @@ export interface Fixture {
   bleMedia: Record<string, Medium>;
   /** What the CA says for the 证书续期 page; absent: the embedded dev CA, nothing applied for. */
   renewal?: RenewalFixture;
+  /** The phone keys page: paired phones, secret store, listener and relay. */
+  phone: PhonePage;
+  /** How long a pairing QR code stays valid, in seconds. */
+  phoneOfferSecs: number;
 }
 
 /** An `AppError` of the one table, its message in `lang`. */
@@ -321,6 +327,35 @@ export function auditEntry(timeMs: number, over: Partial<AuditEntry> = {}): Audi
   };
 }
 
+/** A paired phone as the phone keys page lists it (online, seen now, unless `over` says otherwise). */
+export function pairedPhone(name: string, over: Partial<PairedPhone> = {}, now = Date.now()): PairedPhone {
+  const peer = hexOf(`phone/${name}`, 16).toLowerCase();
+  return {
+    peer,
+    name,
+    pairedAtMs: now - 30 * DAY,
+    lastSeenMs: now,
+    online: true,
+    revoked: false,
+    media: [`phone:${peer}`],
+    relay: false,
+    ...over,
+  };
+}
+
+/** The phone keys page on a PC whose settings open the LAN listener; secrets in the OS keyring. */
+export function phonePage(phones: PairedPhone[] = []): PhonePage {
+  return {
+    phones,
+    secrets: { kind: "keyring", path: null, fallback: false, reason: null },
+    pairingAvailable: true,
+    listen: ["192.168.1.20:17211"],
+    listening: [],
+    relayUrl: null,
+    settingsFile: "/home/demo/.config/keybridge/settings.toml",
+  };
+}
+
 /** What a fresh install with the demo key reports: the default of the mock and of the tests. */
 export function demoFixture(now = Date.now()): Fixture {
   const record = (agoMs: number, e: Partial<AuditEntry>) => auditEntry(now - agoMs, e);
@@ -389,6 +424,8 @@ export function demoFixture(now = Date.now()): Fixture {
     ble: bleIdle(),
     bleInRange: [bleKey({ address: "C0:FF:EE:00:00:01", name: "蓝牙Key 投标", rssi: -58 }), bleKey({ address: "C0:FF:EE:00:00:02", name: "蓝牙Key 备用", rssi: -77 })],
     bleMedia: {},
+    phone: phonePage(),
+    phoneOfferSecs: 300,
   };
 }
 
@@ -396,5 +433,6 @@ export function demoFixture(now = Date.now()): Fixture {
 export function showcaseFixture(now = Date.now()): Fixture {
   const f = demoFixture(now);
   f.media.push(usbKeyMedium(now));
+  f.phone.phones.push(pairedPhone("张三的手机", { online: false, lastSeenMs: now - 2 * 3_600_000 }, now));
   return f;
 }

@@ -3,7 +3,7 @@
 // it does not check PINs, count tries, apply PIN policies or work out expiry. A test that
 // needs such an outcome scripts it (`script`, `fail`); the fixture states what is listed.
 
-import { commands, ERROR_CODES, type BleKeyView, type BleStatus, type CertDetails, type CertRef, type CertSummary, type Medium, type PinState, type PromptAnswer, type PromptBody, type PromptRequest } from "../bindings";
+import { commands, ERROR_CODES, type BleKeyView, type BleStatus, type CertDetails, type CertRef, type CertSummary, type Medium, type PairedPhone, type PhoneLinkError, type PinState, type PromptAnswer, type PromptBody, type PromptRequest } from "../bindings";
 import {
   BackendError,
   type Backend,
@@ -16,7 +16,7 @@ import {
   type EventPayload,
   type Unsubscribe,
 } from "./index";
-import { appError, bleKeyMedium, certDetailsOf, certKey, demoFixture, thumbprintOf, type Fixture, type StoredSeal } from "./fixture";
+import { appError, bleKeyMedium, certDetailsOf, certKey, demoFixture, hexOf, pairedPhone, thumbprintOf, type Fixture, type StoredSeal } from "./fixture";
 import { RENEWAL_ANSWERS } from "./renewal";
 
 export * from "./fixture";
@@ -162,6 +162,43 @@ const FIXTURE_ANSWERS: { [K in CommandName]?: Handler<K> } = {
     return m.setBle({ ...ble, connected: set(ble.connected), notConnected: set(ble.notConnected) });
   },
   ...RENEWAL_ANSWERS,
+  phonePage: (m) => m.fixture.phone,
+  startPhonePairing: (m) => {
+    const page = m.fixture.phone;
+    if (!page.pairingAvailable) throw m.error("link_no_endpoint", { detail: `set phone_listen or phone_relay_url in ${page.settingsFile}` });
+    page.listening = [...page.listen];
+    const secs = m.fixture.phoneOfferSecs;
+    return {
+      text: `KB1:${hexOf(`offer/${m.nextId()}`, 48)}`,
+      expiresMs: Date.now() + secs * 1000,
+      secondsLeft: secs,
+      endpoints: page.listen.map((a) => `ws://${a}/kb-link/1`),
+    };
+  },
+  cancelPhonePairing: () => null,
+  confirmPhonePairing: (m, request) => {
+    const r = m.phoneRequest(request);
+    const phone = pairedPhone(r.name, { peer: r.peer, online: false, media: [], pairedAtMs: Date.now(), lastSeenMs: null });
+    m.fixture.phone.phones.push(phone);
+    m.emit("phoneEvent", { kind: "paired", peer: r.peer, name: r.name });
+    return null;
+  },
+  rejectPhonePairing: (m, request) => {
+    m.phoneRequest(request);
+    m.emit("phoneEvent", { kind: "pairingEnded", request, error: m.linkError("pairing_rejected") });
+    return null;
+  },
+  renamePhone: (m, peer, name) => {
+    m.phone(peer).name = name.trim();
+    return null;
+  },
+  revokePhone: (m, peer) => {
+    const p = m.phone(peer);
+    const wasOnline = p.online;
+    Object.assign(p, { revoked: true, online: false });
+    if (wasOnline) m.emit("phoneEvent", { kind: "offline", peer });
+    return null;
+  },
 };
 
 function clone<T>(v: T): T {
@@ -189,6 +226,8 @@ export class MockBackend implements Backend {
   private scripts = new Map<CommandName, { outcome: Outcome<never>; times: number }[]>();
   private listeners = new Map<EventName, Set<(payload: never) => void>>();
   private pending = new Map<number, Pending>();
+  /** Phones that scanned the QR code and wait for the user's answer, by request id. */
+  private phoneRequests = new Map<number, { peer: string; name: string }>();
   private lastId = 0;
   private latencyMs: number;
 
@@ -308,6 +347,48 @@ export class MockBackend implements Backend {
       certificate: "",
       ...extra,
     };
+  }
+
+  // --- the phone link ---------------------------------------------------------------------
+
+  /** A phone scans the QR code: the page is asked to compare `code`. Returns the request id. */
+  phoneScans(name: string, code: string): number {
+    const request = this.nextId();
+    const peer = hexOf(`phone/${name}/${request}`, 16).toLowerCase();
+    this.phoneRequests.set(request, { peer, name });
+    this.emit("phoneEvent", { kind: "confirmCode", request, peer, name, code });
+    return request;
+  }
+
+  /** A paired phone's link comes up (`true`) or goes down, as the host reports it. */
+  phoneLink(peer: string, up: boolean): void {
+    const p = this.phone(peer);
+    p.online = up;
+    if (up) {
+      p.lastSeenMs = Date.now();
+      this.emit("phoneEvent", { kind: "online", peer, name: p.name, media: p.media });
+    } else {
+      this.emit("phoneEvent", { kind: "offline", peer });
+    }
+  }
+
+  phoneRequest(request: number): { peer: string; name: string } {
+    const r = this.phoneRequests.get(request);
+    if (!r) throw this.error("pairing_offer_unknown", { detail: `request ${request}` });
+    this.phoneRequests.delete(request);
+    return r;
+  }
+
+  phone(peer: string): PairedPhone {
+    const p = this.fixture.phone.phones.find((x) => x.peer === peer);
+    if (!p) throw this.error("phone_not_paired", { detail: peer });
+    return p;
+  }
+
+  /** A phone-link error of the table, as events carry it. */
+  linkError(name: ErrorName, detail = ""): PhoneLinkError {
+    const e = appError(name, this.fixture.settings.language);
+    return { code: e.code, name: e.name, detail };
   }
 
   // --- fixture access -------------------------------------------------------------------
