@@ -447,8 +447,8 @@ pub fn specta_builder<R: Runtime>() -> tauri_specta::Builder<R> {
             ExpiryNotice,
             UpdateStatus,
             OperationStatus,
-            BleStatus
-            kb_desktop::renewal::RenewalEvent
+            BleStatus,
+            kb_desktop::renewal::RenewalEvent,
             PhoneEvent
         ])
         .constant("ERROR_CODES", error_codes())
@@ -526,6 +526,7 @@ impl<R: Runtime> EventSink for WindowEvents<R> {
     }
     fn ble_status(&self, status: &BleStatus) {
         self.emit(status);
+    }
     fn renewal_event(&self, event: &kb_desktop::renewal::RenewalEvent) {
         self.emit(event);
         if let (Some(n), kb_desktop::renewal::RenewalEventKind::Approved) = (&self.notify, event.kind) {
@@ -535,6 +536,7 @@ impl<R: Runtime> EventSink for WindowEvents<R> {
                 &format!("{}：请在“证书续期”中安装证书 · install it under Renewal", event.subjects.join("、")),
             );
         }
+    }
     fn phone_event(&self, event: &PhoneEvent) {
         self.emit(event);
     }

@@ -66,6 +66,29 @@ export const commands = {
 	 *  medium is told); false when it already ended.
 	 */
 	cancelOperation: (operation: number) => typedError<boolean, AppError>(__TAURI_INVOKE("cancel_operation", { operation })),
+	/**  The 蓝牙设备 page: Bluetooth's state and the 未连接 / 已连接 lists (no scan). */
+	bleState: () => typedError<BleStatus, AppError>(__TAURI_INVOKE("ble_state")),
+	/**  Refresh: scan for BLE keys (busy meanwhile, as `ble-status` events). */
+	bleScan: () => typedError<BleStatus, AppError>(__TAURI_INVOKE("ble_scan")),
+	/**  Connect to a BLE key (the user picked it): it joins the media. */
+	bleConnect: (address: string) => typedError<BleStatus, AppError>(__TAURI_INVOKE("ble_connect", { address })),
+	/**  Disconnect a BLE key (it stays remembered). */
+	bleDisconnect: (address: string) => typedError<BleStatus, AppError>(__TAURI_INVOKE("ble_disconnect", { address })),
+	/**  Forget a remembered BLE key. */
+	bleForget: (address: string) => typedError<BleStatus, AppError>(__TAURI_INVOKE("ble_forget", { address })),
+	/**  Reconnect a remembered BLE key when it comes in range (or not). */
+	bleSetAutoReconnect: (address: string, on: boolean) => typedError<BleStatus, AppError>(__TAURI_INVOKE("ble_set_auto_reconnect", { address, on })),
+	/**
+	 *  The 证书续期 page: the CA (development or not), the one key's certificates with their
+	 *  renewal state, or what blocks it (several keys plugged in).
+	 */
+	renewalPage: () => typedError<RenewalPage, AppError>(__TAURI_INVOKE("renewal_page")),
+	/**  获取二维码: a binding QR code (the PIN in the dialog); its state comes as `renewal-event`. */
+	renewalBind: () => typedError<RenewalBinding, AppError>(__TAURI_INVOKE("renewal_bind")),
+	/**  安装证书: install the approved renewal of a certificate (the PIN in the dialog). */
+	renewalInstall: (cert: CertRef) => typedError<RenewalInstallResult, AppError>(__TAURI_INVOKE("renewal_install", { cert })),
+	/**  Ask the CA now for renewals approved or rejected since last noticed. */
+	renewalCheck: () => typedError<RenewalEvent[], AppError>(__TAURI_INVOKE("renewal_check")),
 	/**  The phone keys page: paired phones, where their secrets are, the listener and relay. */
 	phonePage: () => typedError<PhonePage, AppError>(__TAURI_INVOKE("phone_page")),
 	/**  Show a new pairing QR code (the previous one stops working). */
@@ -84,6 +107,7 @@ export const commands = {
 
 /** Events */
 export const events = {
+	bleStatus: makeEvent<BleStatus, BleStatus>("ble-status"),
 	expiryNotice: makeEvent<ExpiryNotice, ExpiryNotice>("expiry-notice"),
 	logExportProgress: makeEvent<LogExportProgress, LogExportProgress>("log-export-progress"),
 	mediaChanged: makeEvent<MediaChanged, MediaChanged>("media-changed"),
@@ -91,11 +115,12 @@ export const events = {
 	phoneEvent: makeEvent<PhoneEvent, PhoneEvent>("phone-event"),
 	promptClosed: makeEvent<PromptClosed, PromptClosed>("prompt-closed"),
 	promptRequest: makeEvent<PromptRequest, PromptRequest>("prompt-request"),
+	renewalEvent: makeEvent<RenewalEvent, RenewalEvent>("renewal-event"),
 	updateStatus: makeEvent<UpdateStatus, UpdateStatus>("update-status"),
 };
 
 /* Constants */
-export const ERROR_CODES = [{"code":1001,"en":"malformed input","name":"malformed_input","zh":"输入数据格式错误"},{"code":1002,"en":"unsupported algorithm","name":"unsupported_algorithm","zh":"不支持的算法"},{"code":1003,"en":"invalid key","name":"invalid_key","zh":"密钥无效"},{"code":1004,"en":"invalid parameter","name":"invalid_parameter","zh":"参数无效"},{"code":1005,"en":"input too large","name":"input_too_large","zh":"输入数据过大"},{"code":2001,"en":"signature verification failed","name":"signature_invalid","zh":"签名验证失败"},{"code":2002,"en":"decryption failed: wrong key or altered ciphertext","name":"decryption_failed","zh":"解密失败：密钥不匹配或密文已被篡改"},{"code":2003,"en":"integrity check failed","name":"integrity_check_failed","zh":"完整性校验失败"},{"code":2004,"en":"random number generator failed","name":"random_failed","zh":"随机数生成失败"},{"code":3001,"en":"malformed certificate","name":"certificate_malformed","zh":"证书格式错误"},{"code":3002,"en":"certificate has expired","name":"certificate_expired","zh":"证书已过期"},{"code":3003,"en":"certificate is not yet valid","name":"certificate_not_yet_valid","zh":"证书尚未生效"},{"code":3004,"en":"unknown or untrusted issuer","name":"unknown_issuer","zh":"找不到受信任的颁发者"},{"code":3005,"en":"certificate signature is invalid","name":"certificate_signature_invalid","zh":"证书签名无效"},{"code":3006,"en":"issuer is not a CA","name":"issuer_not_ca","zh":"颁发者不是 CA 证书"},{"code":3007,"en":"certificate chain too long","name":"chain_too_long","zh":"证书链过长"},{"code":3008,"en":"certificate not valid for this use","name":"certificate_usage_mismatch","zh":"证书用途不符"},{"code":3010,"en":"invalid certificate request","name":"csr_invalid","zh":"证书请求无效"},{"code":3020,"en":"malformed PKCS#7/CMS data","name":"cms_malformed","zh":"PKCS#7/CMS 数据格式错误"},{"code":3021,"en":"signed content does not match its digest","name":"cms_digest_mismatch","zh":"签名原文已被修改"},{"code":3022,"en":"no matching recipient in the envelope","name":"cms_no_recipient","zh":"数字信封中没有与此证书匹配的接收者"},{"code":3023,"en":"detached signature needs its content","name":"cms_content_missing","zh":"分离式签名缺少原文"},{"code":3024,"en":"signature is not GM/T 0009/0010 conformant (non-standard digest)","name":"cms_signature_non_conformant","zh":"签名不符合 GM/T 0009/0010 规范（摘要计算方式非标准）"},{"code":4001,"en":"wrong PIN","name":"wrong_pin","zh":"口令错误"},{"code":4002,"en":"PIN is locked; unblock it with the SO PIN","name":"pin_locked","zh":"口令已锁定，请使用管理员口令解锁"},{"code":4003,"en":"the key medium was removed","name":"device_removed","zh":"介质已拔出"},{"code":4004,"en":"unknown device","name":"unknown_device","zh":"找不到该介质"},{"code":4005,"en":"container or certificate not found","name":"not_found","zh":"找不到指定的容器或证书"},{"code":4006,"en":"the new PIN does not meet the policy","name":"pin_policy","zh":"新口令不符合要求"},{"code":4007,"en":"a container or seal with that name already exists","name":"already_exists","zh":"同名容器或印章已存在"},{"code":4008,"en":"the key medium's data is corrupt","name":"token_corrupt","zh":"介质数据已损坏"},{"code":4009,"en":"the certificate does not match the key pair","name":"certificate_key_mismatch","zh":"证书与密钥对不匹配"},{"code":4010,"en":"this medium does not support the operation","name":"not_supported","zh":"该介质不支持此操作"},{"code":4011,"en":"cancelled by the user","name":"cancelled","zh":"用户已取消"},{"code":4012,"en":"the key medium is busy","name":"device_busy","zh":"介质正忙"},{"code":4013,"en":"the card reported an error","name":"card_error","zh":"卡片返回错误"},{"code":4014,"en":"the key medium's driver module could not be loaded","name":"module_load_failed","zh":"无法加载介质驱动模块"},{"code":4015,"en":"the key medium is offline","name":"medium_offline","zh":"介质已离线"},{"code":4016,"en":"the operation timed out","name":"operation_timed_out","zh":"操作超时"},{"code":4017,"en":"the key medium did not answer: the operation may or may not have been carried out","name":"outcome_unknown","zh":"介质未返回结果，操作可能已执行也可能未执行"},{"code":4018,"en":"the key medium returned a signature that does not verify (its driver module may be faulty)","name":"medium_signature_invalid","zh":"介质返回的签名验证失败（驱动模块可能有误）"},{"code":4019,"en":"the key medium returned an invalid decryption result","name":"medium_result_invalid","zh":"介质返回的解密结果无效"},{"code":4020,"en":"the user refused the operation on the key medium (phone)","name":"refused_on_medium","zh":"用户在介质（手机）上拒绝了此操作"},{"code":4021,"en":"the key medium (phone) left its confirmation screen; the operation was aborted","name":"aborted_on_medium","zh":"介质（手机）已离开等待确认页面，操作已中止"},{"code":4030,"en":"the BLE key sent a malformed frame","name":"ble_frame_invalid","zh":"蓝牙Key发来的数据帧格式错误"},{"code":4031,"en":"the BLE key reported an error","name":"ble_key_error","zh":"蓝牙Key报告错误"},{"code":4032,"en":"Bluetooth is unavailable (no adapter, switched off, or the Bluetooth service is not running)","name":"bluetooth_unavailable","zh":"蓝牙不可用"},{"code":4033,"en":"the Bluetooth device is not a supported BLE key (its service is missing or not as documented)","name":"ble_service_invalid","zh":"该蓝牙设备不是受支持的蓝牙Key（服务不符合要求）"},{"code":5001,"en":"connection refused: Host is not a loopback address","name":"host_rejected","zh":"拒绝连接：Host 不是本机地址"},{"code":5002,"en":"connection refused: this web origin is not allowed","name":"origin_rejected","zh":"拒绝连接：该网页来源未获授权"},{"code":5003,"en":"client not authenticated: missing or wrong client secret","name":"client_unauthenticated","zh":"客户端未认证：缺少有效的客户端密钥"},{"code":5004,"en":"the user denied this client access","name":"consent_denied","zh":"用户拒绝了该应用的访问请求"},{"code":5005,"en":"protocol schema version not supported; update the client or KeyBridge","name":"schema_version_unsupported","zh":"协议版本不受支持，请升级客户端或安全客户端"},{"code":5006,"en":"call hello first","name":"hello_required","zh":"请先调用 hello 完成协商"},{"code":5007,"en":"too many requests; try again later","name":"too_many_requests","zh":"请求过多，请稍后再试"},{"code":5008,"en":"request timed out","name":"request_timeout","zh":"请求超时"},{"code":5012,"en":"the local signing bridge could not start (is its port in use?)","name":"bridge_unavailable","zh":"本地签名服务未能启动（端口可能已被占用）"},{"code":5009,"en":"request cancelled by the client","name":"request_cancelled","zh":"请求已被客户端取消"},{"code":5010,"en":"unknown or closed stream","name":"unknown_stream","zh":"数据流不存在或已关闭"},{"code":5011,"en":"invalid or out-of-sequence stream frame","name":"stream_frame_invalid","zh":"数据流分片无效或顺序错误"},{"code":5013,"en":"the browser blocked this page from reaching KeyBridge on this computer: allow \"local network access\" in the site's permissions, or ask your administrator to add this site to the browser policy","name":"local_network_access_required","zh":"浏览器阻止了网页连接本机安全客户端：请在地址栏的网站权限中允许“本地网络访问”，或请管理员将本网站加入浏览器策略"},{"code":5014,"en":"this site was denied \"local network access\", so the page cannot reach KeyBridge: allow it again in the site's permissions","name":"local_network_access_denied","zh":"已拒绝本网站的“本地网络访问”权限，网页无法连接本机安全客户端：请在网站权限中重新允许"},{"code":6050,"en":"a message on the phone link is malformed or exceeds a limit","name":"phone_message_invalid","zh":"手机发来的消息格式错误或超出限制"},{"code":6051,"en":"the phone speaks an unsupported message protocol version; update the phone app or KeyBridge","name":"phone_protocol_unsupported","zh":"手机端协议版本不受支持，请升级手机应用或安全客户端"},{"code":6001,"en":"the pairing QR code is invalid","name":"pairing_offer_invalid","zh":"配对二维码无效"},{"code":6002,"en":"the pairing QR code's version is not supported; update the phone or the PC","name":"pairing_offer_version","zh":"配对二维码版本不受支持，请升级手机或电脑端"},{"code":6003,"en":"the pairing QR code has expired; refresh it and scan again","name":"pairing_offer_expired","zh":"配对二维码已过期，请刷新后重新扫描"},{"code":6004,"en":"the pairing QR code was already used; refresh it and scan again","name":"pairing_offer_used","zh":"配对二维码已被使用，请刷新后重新扫描"},{"code":6005,"en":"the PC has no such pairing QR code (it was refreshed or cancelled)","name":"pairing_offer_unknown","zh":"电脑端没有该配对二维码（已刷新或已取消）"},{"code":6006,"en":"pairing failed: the phone does not hold the QR code's secret","name":"pairing_proof_failed","zh":"配对验证失败：手机未持有该二维码的密钥"},{"code":6007,"en":"the phone link handshake failed","name":"link_handshake_failed","zh":"手机连接握手失败"},{"code":6008,"en":"the phone link handshake timed out","name":"link_handshake_timeout","zh":"手机连接握手超时"},{"code":6009,"en":"this phone is not paired with this PC; pair it by scanning a QR code","name":"phone_not_paired","zh":"该手机未与本机配对，请扫码配对"},{"code":6010,"en":"this phone's pairing was revoked","name":"phone_revoked","zh":"该手机的配对已被撤销"},{"code":6011,"en":"the pairing was rejected on the PC","name":"pairing_rejected","zh":"电脑端拒绝了该手机的配对"},{"code":6012,"en":"the pairing was not confirmed on the PC in time","name":"pairing_not_confirmed","zh":"未在规定时间内在电脑端确认配对"},{"code":6013,"en":"a phone link frame failed authentication (tampered, replayed, reordered or truncated); the link was closed","name":"link_integrity","zh":"手机连接数据校验失败（被篡改、重放或乱序），连接已断开"},{"code":6014,"en":"a phone link frame or message is too large","name":"link_frame_too_large","zh":"手机连接数据帧过大"},{"code":6015,"en":"the peer broke the phone link protocol","name":"link_protocol","zh":"手机连接协议错误"},{"code":6016,"en":"the phone link timed out: the peer stopped answering","name":"link_peer_timeout","zh":"手机连接已超时（对端无响应）"},{"code":6017,"en":"the phone link was lost","name":"link_lost","zh":"手机连接已中断"},{"code":6018,"en":"the PC is busy with too many phone connections; try again","name":"link_busy","zh":"电脑端连接过多，请稍后再试"},{"code":6019,"en":"could not reach the PC (neither directly nor through the relay)","name":"link_unreachable","zh":"无法连接到电脑（局域网与中继均不可达）"},{"code":6020,"en":"could not open the phone link's listening port","name":"link_listen_failed","zh":"无法打开手机连接端口"},{"code":6021,"en":"no endpoint is open for phones (open the LAN port or configure a relay)","name":"link_no_endpoint","zh":"没有可供手机连接的地址（请打开局域网端口或配置中继）"},{"code":6022,"en":"the paired phones' records could not be read or written","name":"pairing_store_failed","zh":"无法读写已配对手机的记录"},{"code":6023,"en":"the peer closed the phone link","name":"link_closed_by_peer","zh":"对端关闭了手机连接"},{"code":6040,"en":"invalid relay endpoint","name":"relay_endpoint_invalid","zh":"中继地址无效"},{"code":6041,"en":"the relay server could not be reached","name":"relay_unreachable","zh":"无法连接中继服务器"},{"code":6042,"en":"the relay server refused the connection","name":"relay_refused","zh":"中继服务器拒绝了连接"},{"code":6043,"en":"the relay server's message size limit is too small","name":"relay_payload_limit","zh":"中继服务器的消息大小上限过小"},{"code":6044,"en":"the connection to the relay server was lost","name":"relay_lost","zh":"与中继服务器的连接已断开"},{"code":6045,"en":"the other end did not reach the relay in time","name":"relay_peer_timeout","zh":"对方未在规定时间内连接中继"},{"code":6046,"en":"frames were lost on the relay; reconnect","name":"relay_frames_lost","zh":"中继丢失了数据，需重新连接"},{"code":6047,"en":"the other end left the relay tunnel","name":"relay_peer_left","zh":"对方已离开中继通道"},{"code":7001,"en":"could not reach the certificate authority's server; check the network","name":"ca_unreachable","zh":"无法连接证书颁发机构（CA）服务器，请检查网络"},{"code":7002,"en":"the certificate authority's server did not answer in time; try again later","name":"ca_timed_out","zh":"CA 服务器响应超时，请稍后再试"},{"code":7003,"en":"the certificate authority's server sent an invalid answer","name":"ca_response_invalid","zh":"CA 服务器返回的内容无效"},{"code":7004,"en":"the certificate authority refused the request","name":"ca_refused","zh":"CA 拒绝了该请求"},{"code":7005,"en":"the binding QR code is invalid or was already used","name":"binding_token_invalid","zh":"绑定二维码无效或已被使用"},{"code":7006,"en":"the binding QR code has expired; get a new one","name":"binding_expired","zh":"绑定二维码已过期，请重新获取"},{"code":7007,"en":"the binding proof does not verify with the certificate's key","name":"binding_proof_invalid","zh":"绑定证明签名无效：证书与介质中的密钥不匹配"},{"code":7008,"en":"the renewal of this certificate has not been approved","name":"renewal_not_approved","zh":"该证书的续期申请尚未审核通过"},{"code":7009,"en":"the certificate authority refused to issue the certificate","name":"enrolment_refused","zh":"CA 拒绝签发证书"},{"code":7010,"en":"the certificate is being issued; try again later","name":"enrolment_pending","zh":"证书正在签发中，请稍后再试"},{"code":7011,"en":"the new certificate failed its checks and was not installed","name":"new_certificate_invalid","zh":"CA 下发的新证书未通过检查，未写入介质"},{"code":7012,"en":"installing the certificate failed; the previous certificate was restored","name":"install_rolled_back","zh":"证书安装失败，已恢复原证书"},{"code":7013,"en":"the certificate install did not complete; plug the key in again and retry the install","name":"install_incomplete","zh":"证书安装未完成，请重新插入介质后再次安装"},{"code":7014,"en":"no certificate authority is configured","name":"ca_not_configured","zh":"未配置证书颁发机构（CA）"},{"code":7015,"en":"more than one key is plugged in; plug in only the key to renew","name":"multiple_media_present","zh":"检测到多个介质，续期时请只插入一个"},{"code":7016,"en":"the certificate authority does not know this certificate or application","name":"ca_not_found","zh":"CA 未找到该证书或申请"},{"code":7017,"en":"the certificate authority's API version is not supported","name":"ca_api_version_unsupported","zh":"CA 服务接口版本不受支持"},{"code":9001,"en":"I/O error","name":"io","zh":"读写失败"},{"code":9002,"en":"invalid settings file","name":"config_invalid","zh":"配置文件无效"},{"code":9003,"en":"could not reach the server; check the network","name":"network","zh":"无法连接服务器，请检查网络"},{"code":9004,"en":"the update server's answer is not a valid update manifest","name":"update_manifest_invalid","zh":"更新服务器返回的信息无效"},{"code":9005,"en":"no update URL is configured","name":"update_url_missing","zh":"未配置更新地址"},{"code":9006,"en":"the update manifest's signature is missing or invalid: refused (it may have been tampered with)","name":"update_signature_invalid","zh":"更新信息的签名无效，已拒绝（可能被篡改）"},{"code":9999,"en":"internal error","name":"internal","zh":"内部错误"}] as const;
+export const ERROR_CODES = [{"code":1001,"en":"malformed input","name":"malformed_input","zh":"输入数据格式错误"},{"code":1002,"en":"unsupported algorithm","name":"unsupported_algorithm","zh":"不支持的算法"},{"code":1003,"en":"invalid key","name":"invalid_key","zh":"密钥无效"},{"code":1004,"en":"invalid parameter","name":"invalid_parameter","zh":"参数无效"},{"code":1005,"en":"input too large","name":"input_too_large","zh":"输入数据过大"},{"code":2001,"en":"signature verification failed","name":"signature_invalid","zh":"签名验证失败"},{"code":2002,"en":"decryption failed: wrong key or altered ciphertext","name":"decryption_failed","zh":"解密失败：密钥不匹配或密文已被篡改"},{"code":2003,"en":"integrity check failed","name":"integrity_check_failed","zh":"完整性校验失败"},{"code":2004,"en":"random number generator failed","name":"random_failed","zh":"随机数生成失败"},{"code":3001,"en":"malformed certificate","name":"certificate_malformed","zh":"证书格式错误"},{"code":3002,"en":"certificate has expired","name":"certificate_expired","zh":"证书已过期"},{"code":3003,"en":"certificate is not yet valid","name":"certificate_not_yet_valid","zh":"证书尚未生效"},{"code":3004,"en":"unknown or untrusted issuer","name":"unknown_issuer","zh":"找不到受信任的颁发者"},{"code":3005,"en":"certificate signature is invalid","name":"certificate_signature_invalid","zh":"证书签名无效"},{"code":3006,"en":"issuer is not a CA","name":"issuer_not_ca","zh":"颁发者不是 CA 证书"},{"code":3007,"en":"certificate chain too long","name":"chain_too_long","zh":"证书链过长"},{"code":3008,"en":"certificate not valid for this use","name":"certificate_usage_mismatch","zh":"证书用途不符"},{"code":3010,"en":"invalid certificate request","name":"csr_invalid","zh":"证书请求无效"},{"code":3020,"en":"malformed PKCS#7/CMS data","name":"cms_malformed","zh":"PKCS#7/CMS 数据格式错误"},{"code":3021,"en":"signed content does not match its digest","name":"cms_digest_mismatch","zh":"签名原文已被修改"},{"code":3022,"en":"no matching recipient in the envelope","name":"cms_no_recipient","zh":"数字信封中没有与此证书匹配的接收者"},{"code":3023,"en":"detached signature needs its content","name":"cms_content_missing","zh":"分离式签名缺少原文"},{"code":3024,"en":"signature is not GM/T 0009/0010 conformant (non-standard digest)","name":"cms_signature_non_conformant","zh":"签名不符合 GM/T 0009/0010 规范（摘要计算方式非标准）"},{"code":3030,"en":"the certificate has been revoked","name":"certificate_revoked","zh":"证书已被吊销"},{"code":3031,"en":"the certificate's revocation status is unknown","name":"revocation_unknown","zh":"无法确认证书是否已被吊销"},{"code":3032,"en":"malformed certificate revocation list (CRL)","name":"crl_malformed","zh":"证书吊销列表（CRL）格式错误"},{"code":3033,"en":"the CRL's signature is invalid","name":"crl_signature_invalid","zh":"证书吊销列表（CRL）的签名无效"},{"code":3034,"en":"malformed OCSP data","name":"ocsp_malformed","zh":"OCSP 数据格式错误"},{"code":3035,"en":"the OCSP response's signature is invalid or its signer is not authorised","name":"ocsp_signature_invalid","zh":"OCSP 响应的签名无效或签发者未获授权"},{"code":4001,"en":"wrong PIN","name":"wrong_pin","zh":"口令错误"},{"code":4002,"en":"PIN is locked; unblock it with the SO PIN","name":"pin_locked","zh":"口令已锁定，请使用管理员口令解锁"},{"code":4003,"en":"the key medium was removed","name":"device_removed","zh":"介质已拔出"},{"code":4004,"en":"unknown device","name":"unknown_device","zh":"找不到该介质"},{"code":4005,"en":"container or certificate not found","name":"not_found","zh":"找不到指定的容器或证书"},{"code":4006,"en":"the new PIN does not meet the policy","name":"pin_policy","zh":"新口令不符合要求"},{"code":4007,"en":"a container or seal with that name already exists","name":"already_exists","zh":"同名容器或印章已存在"},{"code":4008,"en":"the key medium's data is corrupt","name":"token_corrupt","zh":"介质数据已损坏"},{"code":4009,"en":"the certificate does not match the key pair","name":"certificate_key_mismatch","zh":"证书与密钥对不匹配"},{"code":4010,"en":"this medium does not support the operation","name":"not_supported","zh":"该介质不支持此操作"},{"code":4011,"en":"cancelled by the user","name":"cancelled","zh":"用户已取消"},{"code":4012,"en":"the key medium is busy","name":"device_busy","zh":"介质正忙"},{"code":4013,"en":"the card reported an error","name":"card_error","zh":"卡片返回错误"},{"code":4014,"en":"the key medium's driver module could not be loaded","name":"module_load_failed","zh":"无法加载介质驱动模块"},{"code":4015,"en":"the key medium is offline","name":"medium_offline","zh":"介质已离线"},{"code":4016,"en":"the operation timed out","name":"operation_timed_out","zh":"操作超时"},{"code":4017,"en":"the key medium did not answer: the operation may or may not have been carried out","name":"outcome_unknown","zh":"介质未返回结果，操作可能已执行也可能未执行"},{"code":4018,"en":"the key medium returned a signature that does not verify (its driver module may be faulty)","name":"medium_signature_invalid","zh":"介质返回的签名验证失败（驱动模块可能有误）"},{"code":4019,"en":"the key medium returned an invalid decryption result","name":"medium_result_invalid","zh":"介质返回的解密结果无效"},{"code":4020,"en":"the user refused the operation on the key medium (phone)","name":"refused_on_medium","zh":"用户在介质（手机）上拒绝了此操作"},{"code":4021,"en":"the key medium (phone) left its confirmation screen; the operation was aborted","name":"aborted_on_medium","zh":"介质（手机）已离开等待确认页面，操作已中止"},{"code":4030,"en":"the BLE key sent a malformed frame","name":"ble_frame_invalid","zh":"蓝牙Key发来的数据帧格式错误"},{"code":4031,"en":"the BLE key reported an error","name":"ble_key_error","zh":"蓝牙Key报告错误"},{"code":4032,"en":"Bluetooth is unavailable (no adapter, switched off, or the Bluetooth service is not running)","name":"bluetooth_unavailable","zh":"蓝牙不可用"},{"code":4033,"en":"the Bluetooth device is not a supported BLE key (its service is missing or not as documented)","name":"ble_service_invalid","zh":"该蓝牙设备不是受支持的蓝牙Key（服务不符合要求）"},{"code":5001,"en":"connection refused: Host is not a loopback address","name":"host_rejected","zh":"拒绝连接：Host 不是本机地址"},{"code":5002,"en":"connection refused: this web origin is not allowed","name":"origin_rejected","zh":"拒绝连接：该网页来源未获授权"},{"code":5003,"en":"client not authenticated: missing or wrong client secret","name":"client_unauthenticated","zh":"客户端未认证：缺少有效的客户端密钥"},{"code":5004,"en":"the user denied this client access","name":"consent_denied","zh":"用户拒绝了该应用的访问请求"},{"code":5005,"en":"protocol schema version not supported; update the client or KeyBridge","name":"schema_version_unsupported","zh":"协议版本不受支持，请升级客户端或安全客户端"},{"code":5006,"en":"call hello first","name":"hello_required","zh":"请先调用 hello 完成协商"},{"code":5007,"en":"too many requests; try again later","name":"too_many_requests","zh":"请求过多，请稍后再试"},{"code":5008,"en":"request timed out","name":"request_timeout","zh":"请求超时"},{"code":5012,"en":"the local signing bridge could not start (is its port in use?)","name":"bridge_unavailable","zh":"本地签名服务未能启动（端口可能已被占用）"},{"code":5009,"en":"request cancelled by the client","name":"request_cancelled","zh":"请求已被客户端取消"},{"code":5010,"en":"unknown or closed stream","name":"unknown_stream","zh":"数据流不存在或已关闭"},{"code":5011,"en":"invalid or out-of-sequence stream frame","name":"stream_frame_invalid","zh":"数据流分片无效或顺序错误"},{"code":5013,"en":"the browser blocked this page from reaching KeyBridge on this computer: allow \"local network access\" in the site's permissions, or ask your administrator to add this site to the browser policy","name":"local_network_access_required","zh":"浏览器阻止了网页连接本机安全客户端：请在地址栏的网站权限中允许“本地网络访问”，或请管理员将本网站加入浏览器策略"},{"code":5014,"en":"this site was denied \"local network access\", so the page cannot reach KeyBridge: allow it again in the site's permissions","name":"local_network_access_denied","zh":"已拒绝本网站的“本地网络访问”权限，网页无法连接本机安全客户端：请在网站权限中重新允许"},{"code":6050,"en":"a message on the phone link is malformed or exceeds a limit","name":"phone_message_invalid","zh":"手机发来的消息格式错误或超出限制"},{"code":6051,"en":"the phone speaks an unsupported message protocol version; update the phone app or KeyBridge","name":"phone_protocol_unsupported","zh":"手机端协议版本不受支持，请升级手机应用或安全客户端"},{"code":6001,"en":"the pairing QR code is invalid","name":"pairing_offer_invalid","zh":"配对二维码无效"},{"code":6002,"en":"the pairing QR code's version is not supported; update the phone or the PC","name":"pairing_offer_version","zh":"配对二维码版本不受支持，请升级手机或电脑端"},{"code":6003,"en":"the pairing QR code has expired; refresh it and scan again","name":"pairing_offer_expired","zh":"配对二维码已过期，请刷新后重新扫描"},{"code":6004,"en":"the pairing QR code was already used; refresh it and scan again","name":"pairing_offer_used","zh":"配对二维码已被使用，请刷新后重新扫描"},{"code":6005,"en":"the PC has no such pairing QR code (it was refreshed or cancelled)","name":"pairing_offer_unknown","zh":"电脑端没有该配对二维码（已刷新或已取消）"},{"code":6006,"en":"pairing failed: the phone does not hold the QR code's secret","name":"pairing_proof_failed","zh":"配对验证失败：手机未持有该二维码的密钥"},{"code":6007,"en":"the phone link handshake failed","name":"link_handshake_failed","zh":"手机连接握手失败"},{"code":6008,"en":"the phone link handshake timed out","name":"link_handshake_timeout","zh":"手机连接握手超时"},{"code":6009,"en":"this phone is not paired with this PC; pair it by scanning a QR code","name":"phone_not_paired","zh":"该手机未与本机配对，请扫码配对"},{"code":6010,"en":"this phone's pairing was revoked","name":"phone_revoked","zh":"该手机的配对已被撤销"},{"code":6011,"en":"the pairing was rejected on the PC","name":"pairing_rejected","zh":"电脑端拒绝了该手机的配对"},{"code":6012,"en":"the pairing was not confirmed on the PC in time","name":"pairing_not_confirmed","zh":"未在规定时间内在电脑端确认配对"},{"code":6013,"en":"a phone link frame failed authentication (tampered, replayed, reordered or truncated); the link was closed","name":"link_integrity","zh":"手机连接数据校验失败（被篡改、重放或乱序），连接已断开"},{"code":6014,"en":"a phone link frame or message is too large","name":"link_frame_too_large","zh":"手机连接数据帧过大"},{"code":6015,"en":"the peer broke the phone link protocol","name":"link_protocol","zh":"手机连接协议错误"},{"code":6016,"en":"the phone link timed out: the peer stopped answering","name":"link_peer_timeout","zh":"手机连接已超时（对端无响应）"},{"code":6017,"en":"the phone link was lost","name":"link_lost","zh":"手机连接已中断"},{"code":6018,"en":"the PC is busy with too many phone connections; try again","name":"link_busy","zh":"电脑端连接过多，请稍后再试"},{"code":6019,"en":"could not reach the PC (neither directly nor through the relay)","name":"link_unreachable","zh":"无法连接到电脑（局域网与中继均不可达）"},{"code":6020,"en":"could not open the phone link's listening port","name":"link_listen_failed","zh":"无法打开手机连接端口"},{"code":6021,"en":"no endpoint is open for phones (open the LAN port or configure a relay)","name":"link_no_endpoint","zh":"没有可供手机连接的地址（请打开局域网端口或配置中继）"},{"code":6022,"en":"the paired phones' records could not be read or written","name":"pairing_store_failed","zh":"无法读写已配对手机的记录"},{"code":6023,"en":"the peer closed the phone link","name":"link_closed_by_peer","zh":"对端关闭了手机连接"},{"code":6040,"en":"invalid relay endpoint","name":"relay_endpoint_invalid","zh":"中继地址无效"},{"code":6041,"en":"the relay server could not be reached","name":"relay_unreachable","zh":"无法连接中继服务器"},{"code":6042,"en":"the relay server refused the connection","name":"relay_refused","zh":"中继服务器拒绝了连接"},{"code":6043,"en":"the relay server's message size limit is too small","name":"relay_payload_limit","zh":"中继服务器的消息大小上限过小"},{"code":6044,"en":"the connection to the relay server was lost","name":"relay_lost","zh":"与中继服务器的连接已断开"},{"code":6045,"en":"the other end did not reach the relay in time","name":"relay_peer_timeout","zh":"对方未在规定时间内连接中继"},{"code":6046,"en":"frames were lost on the relay; reconnect","name":"relay_frames_lost","zh":"中继丢失了数据，需重新连接"},{"code":6047,"en":"the other end left the relay tunnel","name":"relay_peer_left","zh":"对方已离开中继通道"},{"code":7001,"en":"could not reach the certificate authority's server; check the network","name":"ca_unreachable","zh":"无法连接证书颁发机构（CA）服务器，请检查网络"},{"code":7002,"en":"the certificate authority's server did not answer in time; try again later","name":"ca_timed_out","zh":"CA 服务器响应超时，请稍后再试"},{"code":7003,"en":"the certificate authority's server sent an invalid answer","name":"ca_response_invalid","zh":"CA 服务器返回的内容无效"},{"code":7004,"en":"the certificate authority refused the request","name":"ca_refused","zh":"CA 拒绝了该请求"},{"code":7005,"en":"the binding QR code is invalid or was already used","name":"binding_token_invalid","zh":"绑定二维码无效或已被使用"},{"code":7006,"en":"the binding QR code has expired; get a new one","name":"binding_expired","zh":"绑定二维码已过期，请重新获取"},{"code":7007,"en":"the binding proof does not verify with the certificate's key","name":"binding_proof_invalid","zh":"绑定证明签名无效：证书与介质中的密钥不匹配"},{"code":7008,"en":"the renewal of this certificate has not been approved","name":"renewal_not_approved","zh":"该证书的续期申请尚未审核通过"},{"code":7009,"en":"the certificate authority refused to issue the certificate","name":"enrolment_refused","zh":"CA 拒绝签发证书"},{"code":7010,"en":"the certificate is being issued; try again later","name":"enrolment_pending","zh":"证书正在签发中，请稍后再试"},{"code":7011,"en":"the new certificate failed its checks and was not installed","name":"new_certificate_invalid","zh":"CA 下发的新证书未通过检查，未写入介质"},{"code":7012,"en":"installing the certificate failed; the previous certificate was restored","name":"install_rolled_back","zh":"证书安装失败，已恢复原证书"},{"code":7013,"en":"the certificate install did not complete; plug the key in again and retry the install","name":"install_incomplete","zh":"证书安装未完成，请重新插入介质后再次安装"},{"code":7014,"en":"no certificate authority is configured","name":"ca_not_configured","zh":"未配置证书颁发机构（CA）"},{"code":7015,"en":"more than one key is plugged in; plug in only the key to renew","name":"multiple_media_present","zh":"检测到多个介质，续期时请只插入一个"},{"code":7016,"en":"the certificate authority does not know this certificate or application","name":"ca_not_found","zh":"CA 未找到该证书或申请"},{"code":7017,"en":"the certificate authority's API version is not supported","name":"ca_api_version_unsupported","zh":"CA 服务接口版本不受支持"},{"code":9001,"en":"I/O error","name":"io","zh":"读写失败"},{"code":9002,"en":"invalid settings file","name":"config_invalid","zh":"配置文件无效"},{"code":9003,"en":"could not reach the server; check the network","name":"network","zh":"无法连接服务器，请检查网络"},{"code":9004,"en":"the update server's answer is not a valid update manifest","name":"update_manifest_invalid","zh":"更新服务器返回的信息无效"},{"code":9005,"en":"no update URL is configured","name":"update_url_missing","zh":"未配置更新地址"},{"code":9006,"en":"the update manifest's signature is missing or invalid: refused (it may have been tampered with)","name":"update_signature_invalid","zh":"更新信息的签名无效，已拒绝（可能被篡改）"},{"code":9999,"en":"internal error","name":"internal","zh":"内部错误"}] as const;
 
 /* Types */
 /**  Every error a command returns: a stable code, its name, a message in the UI language. */
@@ -184,6 +209,43 @@ export type AuditPage = {
 	entries: AuditEntry[],
 	/**  Records in the range (more than `entries` when the limit cut it). */
 	total: number,
+};
+
+/**  A BLE key as the page lists it. */
+export type BleKeyView = {
+	/**  Bluetooth address (`AA:BB:CC:DD:EE:FF`): what the buttons name. */
+	address: string,
+	/**  Its advertised (or remembered) name. */
+	name: string | null,
+	/**  Signal strength in dBm, from the last scan (`None`: not seen by it). */
+	rssi: number | null,
+	/**  Bonded with this computer at the Bluetooth level. */
+	paired: boolean,
+	/**  Connected before and not forgotten. */
+	remembered: boolean,
+	/**  Reconnected by KeyBridge when it comes in range (the user asked for it). */
+	autoReconnect: boolean,
+	/**  Seen by the last scan. */
+	inRange: boolean,
+	/**  Its medium id once KeyBridge connected to it (the home screen lists it under it). */
+	device: string | null,
+};
+
+/**  Event `ble-status`, and what every BLE command answers: the whole 蓝牙设备 page. */
+export type BleStatus = {
+	/**  Bluetooth can be used; `false` is 蓝牙不可用 (the page says what to do). */
+	available: boolean,
+	/**  Why not, in English from the system (shown as a detail), when not available. */
+	reason: string | null,
+	/**  A scan is running (refresh is busy). */
+	scanning: boolean,
+	/**
+	 *  未连接: keys seen by the last scan, or remembered, that are not connected now
+	 *  (in range first, strongest signal first).
+	 */
+	notConnected: BleKeyView[],
+	/**  已连接: keys connected through KeyBridge, their link up. */
+	connected: BleKeyView[],
 };
 
 /**  Everything the certificate details screen shows. */
@@ -710,6 +772,157 @@ export type PromptRequest = {
 	/**  What. */
 	body: PromptBody,
 };
+
+/**  A binding QR code being shown. */
+export type RenewalBinding = {
+	/**  Names the binding. */
+	bindingId: string,
+	/**  The URL the QR code carries. */
+	qrUrl: string,
+	/**  When it expires, ms since the epoch (by this PC's clock, from the CA's seconds left). */
+	expiresAtMs: number,
+	/**  Seconds left when the CA answered (1800 for a new code). */
+	expiresIn: number,
+};
+
+/**  The CA the page talks to. */
+export type RenewalCa = {
+	/**  Its name for the user (服务名称). */
+	name: string,
+	/**  Its base URL. */
+	url: string,
+	/**  A development CA (the embedded one, or a CA that says it is one): testing only. */
+	development: boolean,
+	/**  The dev CA the app runs itself (no `ca_url` configured). */
+	embedded: boolean,
+	/**
+	 *  It listens on loopback: a phone cannot open its QR code's URL unless it runs on
+	 *  this PC (for the dev CA: open the link in a browser here).
+	 */
+	loopback: boolean,
+	/**  The embedded dev CA's operator page (approve / reject applications). */
+	operatorUrl: string | null,
+};
+
+/**  One certificate on the page. */
+export type RenewalCert = {
+	/**  Where it is. */
+	ref: CertRef,
+	/**  Serial, lowercase hex (as the CA API writes it). */
+	serial: string,
+	/**  Subject common name (or the whole subject). */
+	subjectCn: string,
+	/**  notAfter, RFC 3339. */
+	notAfter: string,
+	/**  Days left (negative: days since it expired). */
+	daysLeft: number,
+	/**  Valid, 临期 (`nearExpiry`), 过期 (`expired`). */
+	status: CertStatus,
+	/**  Bound to a phone (`None` when the CA could not be asked). */
+	bound: boolean | null,
+	/**  Where its renewal stands. */
+	renewal: RenewalProgress,
+	/**  续期 or 变更/补发, once applied for. */
+	kind: RenewalKindView | null,
+	/**  Why the CA rejected it. */
+	reason: string | null,
+	/**  Why the CA could not be asked. */
+	caError: AppError | null,
+	/**  安装证书 is possible now (approved or issued). */
+	canInstall: boolean,
+};
+
+/**  Event `renewal-event`: a binding's state changed, or a renewal was decided. */
+export type RenewalEvent = {
+	/**  What happened. */
+	kind: RenewalEventKind,
+	/**  The binding (binding events). */
+	bindingId: string | null,
+	/**  The certificates concerned (serials, lowercase hex). */
+	serials: string[],
+	/**  Their subjects' common names, for a notification. */
+	subjects: string[],
+};
+
+/**  What happened, for `renewal-event`. */
+export type RenewalEventKind = 
+/**  The phone confirmed the binding (确认绑定). */
+"bound" | 
+/**  The phone cancelled it (取消). */
+"cancelled" | 
+/**  The QR code expired unconfirmed: get a new one. */
+"expired" | 
+/**  The CA approved a renewal: 安装证书 (also a desktop notification). */
+"approved" | 
+/**  The CA rejected a renewal. */
+"rejected";
+
+/**  What 安装证书 did. */
+export type RenewalInstallResult = {
+	/**  续期 or 变更/补发. */
+	kind: RenewalKindView,
+	/**  The certificate replaced (serial). */
+	oldSerial: string,
+	/**  The new certificate (serial). */
+	newSerial: string,
+	/**  Its notAfter, RFC 3339. */
+	newNotAfter: string,
+	/**  Where it is now (a new container for 变更/补发). */
+	ref: CertRef,
+};
+
+/**  续期 (same key pair) or 变更/补发 (new key pair). */
+export type RenewalKindView = 
+/**  续期. */
+"renew" | 
+/**  变更/补发. */
+"rekey";
+
+/**  The whole 证书续期 page. */
+export type RenewalPage = {
+	/**  Whether it can work. */
+	state: RenewalPageState,
+	/**  What blocks it (several keys, no key, no CA): a stable code and message. */
+	problem: AppError | null,
+	/**  The CA (absent for `noCa`). */
+	ca: RenewalCa | null,
+	/**  The key's device id. */
+	device: string | null,
+	/**  The key's label. */
+	mediumLabel: string | null,
+	/**  介质编号. */
+	mediumSerial: string | null,
+	/**  Its certificates. */
+	certificates: RenewalCert[],
+	/**  The binding QR code being shown, while it is pending. */
+	binding: RenewalBinding | null,
+};
+
+/**  Whether the page can work on the key plugged in. */
+export type RenewalPageState = 
+/**  One key plugged in: its certificates are listed. */
+"ready" | 
+/**  No key plugged in. */
+"noMedium" | 
+/**  More than one key plugged in: renewal is blocked until only one is. */
+"multipleMedia" | 
+/**  The CA could not be set up (see `problem`). */
+"noCa";
+
+/**  Where a certificate's renewal stands, as the CA says. */
+export type RenewalProgress = 
+/**  Nothing applied for. */
+"none" | 
+/**  Applied for, waiting for the CA's approval. */
+"applied" | 
+/**  Approved: 安装证书 now. */
+"approved" | 
+/**  Rejected (see the reason). */
+"rejected" | 
+/**  Issued by an earlier install that did not finish: 安装证书 again. */
+"issued" | 
+/**  The CA could not be asked (see `caError`). */
+"unknown";
 
 /**  A seal image's bytes. */
 export type SealImage = {

@@ -71,7 +71,7 @@ pub trait EventSink: Send + Sync {
         let _ = event;
     }
     /// Something happened on the phone link (a phone to confirm, paired, online, …).
-    fn phone_event(&self, event: &phone::PhoneEvent);
+    fn phone_event(&self, _event: &phone::PhoneEvent) {}
 }
 
 /// The most audit records one query returns (the window pages or narrows the range).

@@ -117,6 +117,8 @@ fn rig(keys: &[(&str, &str)]) -> (Rig, Vec<Certificate>) {
         hardware: false,
         bridge: None,
         update_keys: Vec::new(),
+        ble: None,
+        phone_secrets: crate::phone::BackendChoice::File,
     };
     let desktop = Desktop::open(opts, Arc::new(Prompts(Mutex::new(tx))), events.clone()).unwrap();
     let clock = Arc::new(kb_devca::ManualClock::new(UnixTime::now().0));

@@ -464,6 +464,7 @@ const en: MessageSchema = {
     installing: "Installing the certificate; do not unplug the key…",
     installed: "Certificate installed: serial {serial}, valid until {date}",
     approvedNotice: "Renewal approved: {names}. Install the certificate under Renewal.",
+  },
   phone: {
     title: "Phone keys",
     intro: "Use a phone as this PC's key: once paired with a QR code, the phone's certificates appear among the media; signing and decryption are confirmed, with the PIN, on the phone.",

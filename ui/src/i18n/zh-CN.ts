@@ -465,6 +465,7 @@ const zhCN = {
     installing: "正在安装证书，安装过程中请勿拔出介质…",
     installed: "证书已安装：序列号 {serial}，有效期至 {date}",
     approvedNotice: "续期申请已审核通过：{names}。请在“证书续期”中安装证书。",
+  },
   phone: {
     title: "手机密钥",
     intro: "把手机作为本机的密钥：扫码配对后，手机上的证书会出现在介质列表中；签名和解密时在手机上确认并输入口令。",
