@@ -7,6 +7,7 @@ DBUS_SYSTEM_BUS_ADDRESS names) through dbusmock's Mock API.
   rig_ctl.py key ADDRESS NAME FRAGMENT PORT
                                           add a device (AddDevice) and load
                                           ble_key_template.py on it (AddTemplate)
+  rig_ctl.py device ADDRESS NAME UUID     add a device advertising another service (no GATT)
   rig_ctl.py drop-on ADDRESS INS          drop the link at the next APDU with INS (hex)
   rig_ctl.py raw ADDRESS HEX[,HEX...]     send these fragments instead of the next answer
   rig_ctl.py power off|on                 switch the adapter off/on (Powered)
@@ -59,6 +60,17 @@ def main(argv):
                 "port": dbus.Int32(port),
             }, signature="sv"),
         )
+        return 0
+    if cmd == "device":
+        # A device that is not a KeyBridge key: it advertises another service (a FIDO
+        # security key's 0xFFFD, a heart-rate sensor's 0x180D) and has no GATT objects.
+        address, name, service = argv[2], argv[3], argv[4]
+        path = mock().AddDevice("hci0", address, name)
+        dev = dbus.Interface(bus().get_object("org.bluez", path), "org.freedesktop.DBus.Mock")
+        dev.UpdateProperties("org.bluez.Device1", {
+            "UUIDs": dbus.Array([service], signature="s"),
+            "RSSI": dbus.Int16(-61),
+        })
         return 0
     path = None
     if cmd in ("drop-on", "raw"):

@@ -229,6 +229,11 @@ export type BleKeyView = {
 	inRange: boolean,
 	/**  Its medium id once KeyBridge connected to it (the home screen lists it under it). */
 	device: string | null,
+	/**
+	 *  A key the media registry knows but KeyBridge cannot drive (a FIDO security key):
+	 *  what it needs, shown instead of 连接.
+	 */
+	needs: string | null,
 };
 
 /**  Event `ble-status`, and what every BLE command answers: the whole 蓝牙设备 page. */

@@ -133,6 +133,23 @@ describe("BleView", () => {
     expect(tid(wrapper, "ble-unavailable").exists()).toBe(true);
   });
 
+  it("a key the registry knows but KeyBridge cannot drive shows what it needs instead of 连接", async () => {
+    const { wrapper } = mountWith(BleView, {
+      mock: (f) => {
+        f.ble.notConnected = [
+          bleKey({ address: "C0:FF:EE:00:0F:1D", name: "Security Key", needs: "FIDO security key (CTAP over BLE) · any vendor: a WebAuthn login" }),
+          bleKey({ address: B, name: "蓝牙Key 备用" }),
+        ];
+      },
+    });
+    await settle();
+    const rows = tid(wrapper, "ble-not-connected").findAll('[data-testid="ble-key"]');
+    expect(rows[0].find('[data-testid="ble-connect"]').exists()).toBe(false);
+    expect(rows[0].find('[data-testid="ble-needs"]').text()).toContain("KeyBridge 无法使用此设备，需要：FIDO security key");
+    expect(rows[1].find('[data-testid="ble-connect"]').exists()).toBe(true);
+    expect(rows[1].find('[data-testid="ble-needs"]').exists()).toBe(false);
+  });
+
   it("is the 蓝牙设备 entry of the navigation (Bluetooth keys in English)", async () => {
     const { wrapper, backend } = mountWith(App);
     await settle();

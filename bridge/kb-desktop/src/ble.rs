@@ -44,6 +44,9 @@ pub struct BleKeyView {
     pub in_range: bool,
     /// Its medium id once KeyBridge connected to it (the home screen lists it under it).
     pub device: Option<String>,
+    /// A key the media registry knows but KeyBridge cannot drive (a FIDO security key):
+    /// what it needs, shown instead of 连接.
+    pub needs: Option<String>,
 }
 
 /// Event `ble-status`, and what every BLE command answers: the whole 蓝牙设备 page.
@@ -128,6 +131,7 @@ fn view(k: BleKeyListing) -> BleKeyView {
         auto_reconnect: k.auto_reconnect,
         in_range: k.in_range,
         device: k.device_id,
+        needs: k.advertisement.needs,
     }
 }
 

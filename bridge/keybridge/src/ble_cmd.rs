@@ -132,6 +132,9 @@ fn scan(app: &App, t: &BleTransport, seconds: f64) -> CliResult {
                 if ad.paired { o.t("，已配对", ", paired") } else { "" },
                 if k.remembered { o.t("，已记住", ", remembered") } else { "" },
             ));
+            if let Some(n) = &ad.needs {
+                s.push_str(&format!("    {} {n}\n", o.t("KeyBridge 无法使用，需要：", "KeyBridge cannot use it; needs:")));
+            }
         }
         s.trim_end().to_string()
     });

@@ -253,14 +253,13 @@ impl BleCentral for BtleCentral {
         self.scanning.store(true, Ordering::SeqCst);
         let found = self.run(async {
             let scanned = async {
-                a.start_scan(ScanFilter { services: vec![SERVICE_UUID] }).await.map_err(failed)?;
+                a.start_scan(ScanFilter { services: crate::link::scan_services() }).await.map_err(failed)?;
                 tokio::time::sleep(window).await;
                 let mut out = Vec::new();
                 for p in a.peripherals().await.map_err(failed)? {
                     let Ok(Some(props)) = p.properties().await else { continue };
-                    if !props.services.contains(&SERVICE_UUID) {
-                        continue;
-                    }
+                    // Ours, or one the registry knows (listed with what it needs); else not a key.
+                    let Some(needs) = crate::link::needs_of(&props.services) else { continue };
                     let connected = p.is_connected().await.unwrap_or(false);
                     out.push((
                         p.id(),
@@ -270,6 +269,7 @@ impl BleCentral for BtleCentral {
                             rssi: props.rssi,
                             paired: false,
                             connected,
+                            needs,
                         },
                     ));
                 }

@@ -44,6 +44,31 @@ pub struct Advertisement {
     pub paired: bool,
     /// Connected now (by anyone on this PC).
     pub connected: bool,
+    /// A key the media registry knows but KeyBridge cannot drive (it advertises another
+    /// service, e.g. a FIDO security key's): what it needs, to show instead of 连接.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs: Option<String>,
+}
+
+/// The services a scan looks for: KeyBridge's own, then those of the registry's `[[ble]]`
+/// entries (keys seen but not driven, reported with what they need).
+pub(crate) fn scan_services() -> Vec<Uuid> {
+    let (registry, _) = kb_registry::Registry::builtin_or_empty();
+    std::iter::once(SERVICE_UUID).chain(registry.ble().iter().filter_map(|b| Uuid::parse_str(&b.service).ok())).collect()
+}
+
+/// What a key advertising `services` needs: `None` for a key KeyBridge drives (it
+/// advertises [`SERVICE_UUID`]) or one the registry does not know; else the registry's
+/// vendor, model and `needs`.
+pub(crate) fn needs_of(services: &[Uuid]) -> Option<Option<String>> {
+    if services.contains(&SERVICE_UUID) {
+        return Some(None);
+    }
+    let (registry, _) = kb_registry::Registry::builtin_or_empty();
+    let wanted: Vec<String> = services.iter().map(Uuid::to_string).collect();
+    let entry = registry.match_ble(&wanted)?;
+    let kb_registry::Served::Needs(n) = &entry.served else { return None };
+    Some(Some(format!("{} · {}: {n}", entry.model, entry.vendor)))
 }
 
 /// Errors of the BLE layer.

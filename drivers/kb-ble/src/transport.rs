@@ -286,6 +286,7 @@ fn listing(st: &State) -> Vec<BleKeyListing> {
                 rssi: None,
                 paired: false,
                 connected: c.is_some_and(|c| c.online),
+                needs: None,
             },
             device_id: Some(r.device_id.clone()),
             online: c.is_some_and(|c| c.online),
@@ -344,6 +345,12 @@ impl Shared {
     /// Connect; `reconnect` = a remembered key coming back (same slot, `Online`).
     fn connect(self: &Arc<Self>, address: &str, reconnect: bool) -> std::result::Result<DeviceInfo, TokenError> {
         let key = addr_key(address);
+        // A key the registry knows but KeyBridge cannot drive: say what it needs, and
+        // never open a link to it.
+        let needs = self.lock().last_scan.iter().find(|a| addr_key(&a.address) == key).and_then(|a| a.needs.clone());
+        if let Some(n) = needs {
+            return Err(TokenError::NotSupported(format!("{address}: {n}")));
+        }
         if let Some(c) = self.lock().connected.get(&key)
             && c.online
         {

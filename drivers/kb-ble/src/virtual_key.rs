@@ -30,6 +30,8 @@ pub struct Faults {
 
 struct KeyState {
     ad: Advertisement,
+    /// The GATT services it advertises (KeyBridge's own for a key it drives).
+    services: Vec<uuid::Uuid>,
     /// The control-point length characteristic's raw value.
     control_point_length: Vec<u8>,
     in_range: bool,
@@ -66,7 +68,9 @@ impl VirtualKey {
                     rssi: Some(-60),
                     paired: false,
                     connected: false,
+                    needs: None,
                 },
+                services: vec![crate::link::SERVICE_UUID],
                 control_point_length: control_point_length.to_be_bytes().to_vec(),
                 in_range: true,
                 handler: Box::new(handler),
@@ -74,6 +78,14 @@ impl VirtualKey {
                 link: None,
             })),
         }
+    }
+
+    /// A key advertising `service` instead of KeyBridge's (a FIDO security key, another
+    /// vendor's key): listed only when the registry knows the service, never driven.
+    pub fn advertising(address: &str, name: &str, service: uuid::Uuid) -> Self {
+        let key = VirtualKey::new(address, name, 20, |_| vec![0x6D, 0x00]);
+        lock(&key.state).services = vec![service];
+        key
     }
 
     /// Change the faults.
@@ -195,6 +207,8 @@ impl BleCentral for VirtualCentral {
                 let s = lock(&k.state);
                 let mut ad = s.ad.clone();
                 ad.connected = s.link.as_ref().is_some_and(|l| l.up());
+                // As BlueZ's filtered scan: ours, or a service the registry knows.
+                ad.needs = crate::link::needs_of(&s.services)?;
                 s.in_range.then_some(ad)
             })
             .collect())

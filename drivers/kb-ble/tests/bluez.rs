@@ -317,3 +317,29 @@ fn no_system_bus_is_the_unavailable_state_at_once() {
     t.close();
     assert_eq!(threads_named("kb-ble-btleplug"), 0);
 }
+
+#[test]
+fn a_fido_key_is_listed_with_what_it_needs_and_never_connected() {
+    const FIDO: &str = "C0:FF:EE:00:0F:1D";
+    if !in_child("a_fido_key_is_listed_with_what_it_needs_and_never_connected", true, &[(KEY20, "KB BLE 20", 20, "0000B021")]) {
+        return;
+    }
+    // A FIDO security key (service 0xFFFD, in the registry) and a heart-rate sensor
+    // (0x180D, known to nobody) next to one of ours.
+    ctl(None, &["device", FIDO, "Security Key", "0000fffd-0000-1000-8000-00805f9b34fb"]);
+    ctl(None, &["device", "C0:FF:EE:00:18:0D", "Heart rate", "0000180d-0000-1000-8000-00805f9b34fb"]);
+    let (_central, t, rx) = transport();
+    assert_eq!(next(&rx), TransportEvent::EnumerationComplete);
+    let listed = t.scan(Duration::from_millis(300)).unwrap();
+    let mut addresses: Vec<&str> = listed.iter().map(|k| k.advertisement.address.as_str()).collect();
+    addresses.sort();
+    assert_eq!(addresses, [KEY20, FIDO], "{listed:?}");
+    let fido = listed.iter().find(|k| k.advertisement.address == FIDO).unwrap();
+    assert!(fido.advertisement.needs.as_deref().is_some_and(|n| n.contains("WebAuthn")), "{fido:?}");
+    assert!(listed.iter().find(|k| k.advertisement.address == KEY20).unwrap().advertisement.needs.is_none());
+    let e = t.connect(FIDO).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::NotSupported, "{e}");
+    assert!(!t.scan(Duration::from_millis(50)).unwrap().iter().any(|k| k.advertisement.connected), "no link opened");
+    connect(&t, &rx, KEY20);
+    t.close();
+}

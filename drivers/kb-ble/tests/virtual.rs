@@ -330,3 +330,34 @@ fn cancelling_the_operation_context_stops_a_waiting_exchange() {
     assert_eq!(tok.info().id, info.id);
     assert_eq!(tok.containers().unwrap()[0].name, "openpgp");
 }
+
+#[test]
+fn a_key_the_registry_knows_but_keybridge_cannot_drive_is_listed_with_what_it_needs() {
+    // A FIDO security key (the registry's [[ble]] entry for the FIDO service 0xFFFD), one
+    // of ours, and a device with a service nobody knows.
+    let central = Arc::new(VirtualCentral::new());
+    let fido = uuid::Uuid::from_u128(0x0000_fffd_0000_1000_8000_0080_5f9b_34fb);
+    central.add_key(VirtualKey::advertising("AA:00:00:00:0F:1D", "Security Key", fido));
+    central.add_key(VirtualKey::advertising(
+        "AA:00:00:00:00:99",
+        "Heart rate",
+        uuid::Uuid::from_u128(0x180d_0000_1000_8000_0080_5f9b_34fb),
+    ));
+    central.add_key(VirtualKey::new("AA:00:00:00:00:0A", "Key A", 20, openpgp_table()));
+    let t = BleTransport::new(central);
+    let listed = t.scan(Duration::from_millis(10)).unwrap();
+    assert_eq!(listed.len(), 2, "ours and the known FIDO key, not a heart-rate sensor: {listed:?}");
+    let key = listed.iter().find(|k| k.advertisement.address == "AA:00:00:00:0F:1D").unwrap();
+    let needs = key.advertisement.needs.as_deref().unwrap();
+    assert!(needs.contains("FIDO") && needs.contains("WebAuthn"), "{needs}");
+    let ours = listed.iter().find(|k| k.advertisement.address == "AA:00:00:00:00:0A").unwrap();
+    assert_eq!(ours.advertisement.needs, None);
+    // The JSON the CLI and the page see names it too.
+    assert!(serde_json::to_string(key).unwrap().contains("\"needs\":"));
+    // Connecting is refused with what it needs, and no link is opened.
+    let e = t.connect("AA:00:00:00:0F:1D").unwrap_err();
+    assert_eq!(e.code(), ErrorCode::NotSupported);
+    assert!(e.to_string().contains("WebAuthn"), "{e}");
+    assert!(t.scan(Duration::from_millis(10)).unwrap().iter().all(|k| !k.advertisement.connected));
+    t.connect("AA:00:00:00:00:0A").unwrap();
+}

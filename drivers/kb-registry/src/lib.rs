@@ -102,11 +102,28 @@ pub struct UsbEntry {
     pub source: String,
 }
 
+/// One `[[ble]]` entry: a BLE key recognised by a GATT service it advertises.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BleEntry {
+    /// The advertised service UUID, lower case with dashes.
+    pub service: String,
+    /// Vendor.
+    pub vendor: String,
+    /// Model.
+    pub model: String,
+    /// What serves it (BLE keys KeyBridge drives advertise KeyBridge's own service, so an
+    /// entry here is always `needs`).
+    pub served: Served,
+    /// Where the entry comes from.
+    pub source: String,
+}
+
 /// The parsed registry.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Registry {
     cards: Vec<CardEntry>,
     usb: Vec<UsbEntry>,
+    ble: Vec<BleEntry>,
 }
 
 #[derive(Deserialize)]
@@ -116,6 +133,31 @@ struct File {
     card: Vec<RawCard>,
     #[serde(default)]
     usb: Vec<RawUsb>,
+    #[serde(default)]
+    ble: Vec<RawBle>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBle {
+    service: String,
+    vendor: String,
+    model: String,
+    needs: String,
+    source: String,
+}
+
+/// `0000fffd-0000-1000-8000-00805f9b34fb`, or a 16-bit `fffd` expanded with the
+/// Bluetooth base UUID; `None` when it is neither.
+fn ble_uuid(s: &str) -> Option<String> {
+    let s = s.trim().to_ascii_lowercase();
+    let hex = |t: &str| t.chars().all(|c| c.is_ascii_hexdigit());
+    if s.len() == 4 && hex(&s) {
+        return Some(format!("0000{s}-0000-1000-8000-00805f9b34fb"));
+    }
+    let parts: Vec<&str> = s.split('-').collect();
+    let ok = parts.len() == 5 && parts.iter().zip([8, 4, 4, 4, 12]).all(|(p, n)| p.len() == n && hex(p));
+    ok.then_some(s)
 }
 
 #[derive(Deserialize)]
@@ -219,12 +261,33 @@ impl Registry {
             let served = served(u.app, u.needs, &at, apps)?;
             usb.push(UsbEntry { vid, pid, vendor: u.vendor, model: u.model, interface, served, source: u.source });
         }
-        Ok(Registry { cards, usb })
+        let mut ble: Vec<BleEntry> = Vec::new();
+        for (i, b) in file.ble.into_iter().enumerate() {
+            let at = format!("ble #{} ({} {})", i + 1, b.vendor, b.model);
+            let service = ble_uuid(&b.service).ok_or_else(|| RegistryError(format!("{at}: \"{}\" is not a UUID", b.service)))?;
+            if ble.iter().any(|e| e.service == service) {
+                return Err(RegistryError(format!("{at}: service {service} listed twice")));
+            }
+            let served = served(None, Some(b.needs), &at, &[])?;
+            ble.push(BleEntry { service, vendor: b.vendor, model: b.model, served, source: b.source });
+        }
+        Ok(Registry { cards, usb, ble })
     }
 
     /// The first card entry whose ATR pattern matches.
     pub fn match_atr(&self, atr: &[u8]) -> Option<&CardEntry> {
         self.cards.iter().find(|c| c.matches(atr))
+    }
+
+    /// The entry for a BLE key advertising one of `services` (UUIDs, any case).
+    pub fn match_ble(&self, services: &[String]) -> Option<&BleEntry> {
+        let wanted: Vec<String> = services.iter().filter_map(|s| ble_uuid(s)).collect();
+        self.ble.iter().find(|b| wanted.contains(&b.service))
+    }
+
+    /// Every BLE entry.
+    pub fn ble(&self) -> &[BleEntry] {
+        &self.ble
     }
 
     /// The entry for a USB device.
@@ -259,6 +322,26 @@ mod tests {
 
     fn h(s: &str) -> Vec<u8> {
         hex_bytes(s).unwrap()
+    }
+
+    #[test]
+    fn ble_entries_match_by_advertised_service_in_any_form() {
+        let r = Registry::builtin().unwrap();
+        let fido = r.match_ble(&["0000FFFD-0000-1000-8000-00805F9B34FB".into()]).unwrap();
+        assert!(matches!(&fido.served, Served::Needs(n) if n.contains("WebAuthn")), "{fido:?}");
+        assert_eq!(r.match_ble(&["fffd".into()]), Some(fido));
+        // KeyBridge's own service is not "needs": those keys are driven.
+        assert!(r.match_ble(&["6b62a5d0-7e3c-4d0b-9a43-2f1c0b5e0001".into()]).is_none());
+        assert!(r.match_ble(&[]).is_none());
+        for bad in ["service = \"not-a-uuid\"", "service = \"fffd\"\nservice2 = 1"] {
+            let text = format!("[[ble]]\n{bad}\nvendor = \"v\"\nmodel = \"m\"\nneeds = \"x\"\nsource = \"s\"\n");
+            assert!(Registry::parse(&text).is_err(), "{text}");
+        }
+        let twice = "[[ble]]\nservice = \"fffd\"\nvendor = \"a\"\nmodel = \"m\"\nneeds = \"x\"\nsource = \"s\"\n\
+                     [[ble]]\nservice = \"0000fffd-0000-1000-8000-00805f9b34fb\"\nvendor = \"b\"\nmodel = \"m\"\nneeds = \"x\"\nsource = \"s\"\n";
+        assert!(Registry::parse(twice).unwrap_err().to_string().contains("listed twice"));
+        let empty_needs = "[[ble]]\nservice = \"fffd\"\nvendor = \"a\"\nmodel = \"m\"\nneeds = \" \"\nsource = \"s\"\n";
+        assert!(Registry::parse(empty_needs).is_err());
     }
 
     #[test]

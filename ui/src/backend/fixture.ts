@@ -225,7 +225,7 @@ export function demoMedium(now = Date.now()): Medium {
 
 /** A BLE key as the page lists it; whatever is not given: in range, not paired or remembered. */
 export function bleKey(k: Partial<BleKeyView> & Pick<BleKeyView, "address">): BleKeyView {
-  return { name: null, rssi: -60, paired: false, remembered: false, autoReconnect: false, inRange: true, device: null, ...k };
+  return { name: null, rssi: -60, paired: false, remembered: false, autoReconnect: false, inRange: true, device: null, needs: null, ...k };
 }
 
 /** The 蓝牙设备 page before any scan: Bluetooth on, nothing listed. */

@@ -414,6 +414,7 @@ const en: MessageSchema = {
     unavailableHint: "Check that the computer has a Bluetooth adapter, Bluetooth is switched on and the Bluetooth service (bluetoothd) is running, then click Retry.",
     unavailableReason: "System: {reason}",
     forgotten: "Forgot {name}",
+    needs: "KeyBridge cannot use this key. It needs: {needs}",
   },
   renewal: {
     title: "Renewal",

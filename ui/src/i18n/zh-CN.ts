@@ -415,6 +415,7 @@ const zhCN = {
     unavailableHint: "请确认电脑有蓝牙适配器、蓝牙已打开、蓝牙服务（bluetoothd）正在运行，然后点击“重试”。",
     unavailableReason: "系统信息：{reason}",
     forgotten: "已忘记 {name}",
+    needs: "KeyBridge 无法使用此设备，需要：{needs}",
   },
   renewal: {
     title: "证书续期",
