@@ -82,35 +82,12 @@ impl HttpCaClient {
     /// For a base URL such as `https://ca.example.cn` or `http://127.0.0.1:8443/prefix`.
     pub fn new(base_url: &str) -> Result<Self> {
         let bad = || CaError::BadConfig(format!("not an http(s) URL: {base_url}"));
-        let (tls, rest) = if let Some(r) = base_url.strip_prefix("https://") {
-            (true, r)
-        } else if let Some(r) = base_url.strip_prefix("http://") {
-            (false, r)
-        } else {
-            return Err(bad());
-        };
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
-            None => (rest, ""),
-        };
-        let (host, port) = if let Some(h) = authority.strip_prefix('[') {
-            let end = h.find(']').ok_or_else(bad)?;
-            let port = h[end + 1..].strip_prefix(':').map(str::parse).transpose().map_err(|_| bad())?;
-            (&h[..end], port)
-        } else {
-            match authority.rsplit_once(':') {
-                Some((h, p)) => (h, Some(p.parse().map_err(|_| bad())?)),
-                None => (authority, None),
-            }
-        };
-        if host.is_empty() || host.contains(['@', ' ']) {
-            return Err(bad());
-        }
+        let u = crate::http::parse_http_url(base_url).ok_or_else(bad)?;
         Ok(HttpCaClient {
-            tls,
-            host: host.to_string(),
-            port: port.unwrap_or(if tls { 443 } else { 80 }),
-            base: path.to_string(),
+            tls: u.tls,
+            host: u.host.to_string(),
+            port: u.port,
+            base: u.path.trim_end_matches('/').to_string(),
             limits: Limits::default(),
             tls_options: TlsOptions::default(),
         })

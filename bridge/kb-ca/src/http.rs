@@ -241,14 +241,24 @@ pub fn form_decode(data: &[u8]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Percent-decode (`+` is a space), lossy UTF-8.
+/// Percent-decode form data (`+` is a space), lossy UTF-8.
 pub fn percent_decode(s: &[u8]) -> String {
+    percent_decode_with(s, true)
+}
+
+/// Percent-decode a path segment (RFC 3986: `+` stays `+`, as in URL-encoded base64),
+/// lossy UTF-8.
+pub fn percent_decode_path(s: &[u8]) -> String {
+    percent_decode_with(s, false)
+}
+
+fn percent_decode_with(s: &[u8], plus_is_space: bool) -> String {
     let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
     while i < s.len() {
         match (s[i], s.get(i + 1).copied().and_then(hex), s.get(i + 2).copied().and_then(hex)) {
-            (b'+', _, _) => out.push(b' '),
+            (b'+', _, _) if plus_is_space => out.push(b' '),
             (b'%', Some(h), Some(l)) => {
                 out.push(h << 4 | l);
                 i += 2;
@@ -258,6 +268,43 @@ pub fn percent_decode(s: &[u8]) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An `http://` or `https://` URL taken apart (no user info, no query handling).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpUrl<'a> {
+    /// `https`.
+    pub tls: bool,
+    /// Host name or address (IPv6 without its brackets).
+    pub host: &'a str,
+    /// The port, or 443 / 80.
+    pub port: u16,
+    /// Everything from the first `/` after the authority, as given (`""` when none).
+    pub path: &'a str,
+}
+
+/// Take an http(s) URL apart; `None` when it is not one (another scheme, a bad port, an
+/// empty host, user info).
+pub fn parse_http_url(url: &str) -> Option<HttpUrl<'_>> {
+    let (tls, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+        (Some(r), _) => (true, r),
+        (None, Some(r)) => (false, r),
+        (None, None) => return None,
+    };
+    let (authority, path) = rest.find('/').map_or((rest, ""), |i| (&rest[..i], &rest[i..]));
+    let (host, port) = if let Some(h) = authority.strip_prefix('[') {
+        let end = h.find(']')?;
+        (&h[..end], h[end + 1..].strip_prefix(':').map(str::parse).transpose().ok()?)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p.parse().ok()?)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() || host.contains(['@', ' ']) {
+        return None;
+    }
+    Some(HttpUrl { tls, host, port: port.unwrap_or(if tls { 443 } else { 80 }), path })
 }
 
 /// Percent-encode everything but unreserved characters (RFC 3986).
@@ -273,6 +320,23 @@ pub fn percent_encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_keep_plus_forms_make_it_a_space() {
+        assert_eq!(percent_decode_path(b"MEU%2Bab+c%3D"), "MEU+ab+c=");
+        assert_eq!(percent_decode(b"a+b%2B"), "a b+");
+    }
+
+    #[test]
+    fn http_urls_taken_apart() {
+        let u = parse_http_url("https://ca.example.cn/est/").unwrap();
+        assert_eq!((u.tls, u.host, u.port, u.path), (true, "ca.example.cn", 443, "/est/"));
+        let u = parse_http_url("http://[::1]:8443").unwrap();
+        assert_eq!((u.tls, u.host, u.port, u.path), (false, "::1", 8443, ""));
+        for bad in ["ftp://x", "http://", "http://a:b", "http://u@h/", "http://[::1", "https://h:99999"] {
+            assert!(parse_http_url(bad).is_none(), "{bad}");
+        }
+    }
 
     #[test]
     fn requests_round_trip_and_limits_hold() {

@@ -139,40 +139,9 @@ impl std::fmt::Display for UpdateError {
 
 impl std::error::Error for UpdateError {}
 
-struct Url<'a> {
-    tls: bool,
-    host: &'a str,
-    port: u16,
-    path: &'a str,
-}
-
-fn parse_url(url: &str) -> Result<Url<'_>, UpdateError> {
-    let bad = || UpdateError::BadUrl(format!("not an http(s) URL: {url}"));
-    let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
-        (true, r)
-    } else if let Some(r) = url.strip_prefix("http://") {
-        (false, r)
-    } else {
-        return Err(bad());
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let (host, port) = if let Some(h) = authority.strip_prefix('[') {
-        let end = h.find(']').ok_or_else(bad)?;
-        let port = h[end + 1..].strip_prefix(':').map(str::parse).transpose().map_err(|_| bad())?;
-        (&h[..end], port)
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p.parse().map_err(|_| bad())?)),
-            None => (authority, None),
-        }
-    };
-    if host.is_empty() || host.contains(['@', ' ']) {
-        return Err(bad());
-    }
-    Ok(Url { tls, host, port: port.unwrap_or(if tls { 443 } else { 80 }), path })
+fn parse_url(url: &str) -> Result<kb_ca::http::HttpUrl<'_>, UpdateError> {
+    let u = kb_ca::http::parse_http_url(url).ok_or_else(|| UpdateError::BadUrl(format!("not an http(s) URL: {url}")))?;
+    Ok(kb_ca::http::HttpUrl { path: if u.path.is_empty() { "/" } else { u.path }, ..u })
 }
 
 /// Fetch the signed manifest at `url` and open it with the `trusted` keys.

@@ -207,34 +207,13 @@ fn revocation_route(ca: &DevCa, req: &Request, path: &str) -> Result<Response, R
             Ok(Response::new(200, "application/ocsp-response", ca.ocsp(&req.body)?))
         }
         ("GET", p) if p.starts_with("/ocsp/") => {
-            let b64 = percent_decode(&p["/ocsp/".len()..]);
+            let b64 = kb_ca::http::percent_decode_path(&p.as_bytes()["/ocsp/".len()..]);
             let der = base64ct::Base64::decode_vec(&b64).map_err(|_| Refusal::new(ErrorCode::CaRefused, 400, "not base64"))?;
             Ok(Response::new(200, "application/ocsp-response", ca.ocsp(&der)?))
         }
         ("GET" | "POST", "/crl" | "/ocsp") => Ok(method_not_allowed()),
         _ => Err(Refusal::new(ErrorCode::CaNotFound, 404, "no such path")),
     }
-}
-
-/// `%2B` → `+` and the like (a GET OCSP request is URL-encoded base64). Works on bytes:
-/// a `%` before a multi-byte character is kept as it is.
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let hex = |c: u8| (c as char).to_digit(16);
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if let (b'%', Some(&h), Some(&l)) = (b[i], b.get(i + 1), b.get(i + 2))
-            && let (Some(h), Some(l)) = (hex(h), hex(l))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn operator_route(ca: &DevCa, req: &Request, path: &str) -> Result<Response, Refusal> {
