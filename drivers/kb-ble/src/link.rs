@@ -53,8 +53,13 @@ pub struct Advertisement {
 /// The services a scan looks for: KeyBridge's own, then those of the registry's `[[ble]]`
 /// entries (keys seen but not driven, reported with what they need).
 pub(crate) fn scan_services() -> Vec<Uuid> {
-    let (registry, _) = kb_registry::Registry::builtin_or_empty();
-    std::iter::once(SERVICE_UUID).chain(registry.ble().iter().filter_map(|b| Uuid::parse_str(&b.service).ok())).collect()
+    std::iter::once(SERVICE_UUID).chain(registry().ble().iter().filter_map(|b| Uuid::parse_str(&b.service).ok())).collect()
+}
+
+/// The built-in media registry, parsed once (scans ask it for every device they see).
+fn registry() -> &'static kb_registry::Registry {
+    static REGISTRY: std::sync::OnceLock<kb_registry::Registry> = std::sync::OnceLock::new();
+    REGISTRY.get_or_init(|| kb_registry::Registry::builtin_or_empty().0)
 }
 
 /// What a key advertising `services` needs: `None` for a key KeyBridge drives (it
@@ -64,9 +69,8 @@ pub(crate) fn needs_of(services: &[Uuid]) -> Option<Option<String>> {
     if services.contains(&SERVICE_UUID) {
         return Some(None);
     }
-    let (registry, _) = kb_registry::Registry::builtin_or_empty();
     let wanted: Vec<String> = services.iter().map(Uuid::to_string).collect();
-    let entry = registry.match_ble(&wanted)?;
+    let entry = registry().match_ble(&wanted)?;
     let kb_registry::Served::Needs(n) = &entry.served else { return None };
     Some(Some(format!("{} · {}: {n}", entry.model, entry.vendor)))
 }

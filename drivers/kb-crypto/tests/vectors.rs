@@ -497,9 +497,9 @@ fn fast_and_reference_verification_agree_on_good_and_bad_signatures() {
         let mut e2 = e;
         e2[i as usize % 32] ^= 1 << (i % 8);
         let cases: Vec<(Sm2Signature, [u8; 32], &kb_crypto::sm2::Sm2PublicKey, bool)> = vec![
-            (sig.clone(), e, pk, true),
-            (sig.clone(), e2, pk, false),
-            (sig.clone(), e, other.public_key(), false),
+            (sig, e, pk, true),
+            (sig, e2, pk, false),
+            (sig, e, other.public_key(), false),
             (Sm2Signature { r: add_mod_n(&sig.r, &one()), s: sig.s }, e, pk, false),
             (Sm2Signature { r: sig.r, s: sub(&sig.s, &one()) }, e, pk, false),
             (Sm2Signature { r: [0; 32], s: sig.s }, e, pk, false),
