@@ -33,7 +33,7 @@ pub mod methods;
 pub mod secret;
 pub mod server;
 pub mod streams;
-pub mod trust;
+pub use kb_service::trust;
 
 pub use config::BridgeConfig;
 pub use error::{error_object, service_error_object};

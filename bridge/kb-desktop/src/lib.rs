@@ -783,24 +783,10 @@ impl Desktop {
     }
 }
 
-/// The trust anchors for chain status, in the window and the bridge: the demo CA's root
-/// (when there is one) and every certificate in `<config>/trust/`. A file that cannot
-/// be used is logged and skipped: the window still shows every certificate, with the
-/// chain status saying what is not trusted.
+/// The trust anchors for chain status, in the window and the bridge
+/// ([`kb_service::trust::user_store`]).
 pub fn trust_store(paths: &Paths) -> TrustStore {
-    let demo_root = kb_service::demo::demo_ca_dir(paths).join("root.pem");
-    let mut files = kb_bridge::trust::anchor_files(&paths.config_dir);
-    if demo_root.is_file() {
-        files.insert(0, demo_root);
-    }
-    let mut anchors = Vec::new();
-    for f in files {
-        match kb_bridge::trust::certificates_in(&f) {
-            Ok(c) => anchors.extend(c),
-            Err(e) => tracing::warn!("trust anchor skipped: {e}"),
-        }
-    }
-    TrustStore::from_certs(anchors)
+    kb_service::trust::user_store(paths)
 }
 
 /// A key operation started from the window (see [`Desktop::operation`]).

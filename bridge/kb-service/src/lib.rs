@@ -11,7 +11,10 @@
 //! - [`demo`]: the built-in demo key and its local demo CA.
 //! - [`renewal`]: renewing certificates with a CA — status, the binding QR, 安装证书
 //!   with checks before writing and rollback.
+//! - [`revocation`]: is a certificate revoked — CRL folder, CRLs in signatures, a cache,
+//!   OCSP and CRL distribution points within a network budget.
 //! - [`media`]: which transports every front end watches.
+//! - [`trust`]: the trust anchors chain checks use.
 //! - [`settings`] and [`logs`]: the config file, daily-rotated logs, encrypted export.
 
 #![cfg_attr(test, allow(clippy::panic, clippy::unwrap_used, clippy::expect_used))]
@@ -25,6 +28,8 @@ pub mod media;
 pub mod pin_cache;
 pub mod prompter;
 pub mod renewal;
+pub mod revocation;
 pub mod settings;
+pub mod trust;
 
 pub use error::{Result, ServiceError};

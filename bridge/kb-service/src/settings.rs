@@ -17,6 +17,9 @@
 //! phone_listen = ["192.168.1.20:17211"]   # optional: the phone link's direct (LAN) listener
 //! phone_relay_url = "wss://relay.example.cn" # optional: the phone link's relay (NATS WebSocket)
 //! ca_url = "https://ca.example.cn"  # optional: the CA renewal talks to (docs/ca-api.md); empty: none configured
+//! revocation_check = "online"        # online (default) | offline (CRL folder and cache only) | off
+//! ocsp_responder = "http://ocsp.example.cn" # optional: ask this OCSP responder instead of the certificates' own
+//! crl_dir = "/srv/crl"               # optional: CRLs (DER or PEM) to use; default <data dir>/crl
 //! ```
 //!
 //! Loading is strict: an unknown key (a typo) or a value out of range is a
@@ -126,6 +129,32 @@ impl UpdateCheck {
     }
 }
 
+/// Whether and how certificates' revocation status is checked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RevocationCheck {
+    /// CRLs in the CRL folder and carried in signatures, the cache, and the
+    /// certificates' own CRL distribution points and OCSP responders (default).
+    #[default]
+    Online,
+    /// Only the CRL folder, CRLs carried in signatures and what is cached: nothing is
+    /// fetched. Without such data the status is "unknown (offline)", never "good".
+    Offline,
+    /// Not checked at all: every status is "unknown (not checked)".
+    Off,
+}
+
+impl RevocationCheck {
+    /// Stable lower-case name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Online => "online",
+            Self::Offline => "offline",
+            Self::Off => "off",
+        }
+    }
+}
+
 /// The bridge's consent policy for web origins without a grant.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub enum BridgeConsent {
@@ -194,6 +223,15 @@ pub struct Settings {
     /// local dev CA and the desktop app runs one in-process.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub ca_url: String,
+    /// Revocation checking: online (default), offline or off.
+    pub revocation_check: RevocationCheck,
+    /// An OCSP responder asked instead of the ones certificates name (`http://` or
+    /// `https://`; OCSP answers are signed); empty (default): the certificates' own.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub ocsp_responder: String,
+    /// Where CRLs to use are kept; `None` = `<data dir>/crl` ([`Settings::crl_dir`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crl_dir: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -215,6 +253,9 @@ impl Default for Settings {
             phone_listen: Vec::new(),
             phone_relay_url: String::new(),
             ca_url: String::new(),
+            revocation_check: RevocationCheck::default(),
+            ocsp_responder: String::new(),
+            crl_dir: None,
         }
     }
 }
@@ -331,6 +372,9 @@ impl Settings {
         "phone_listen",
         "phone_relay_url",
         "ca_url",
+        "revocation_check",
+        "ocsp_responder",
+        "crl_dir",
     ];
 
     /// Set one key from a TOML value. The error text does not name the key; callers add it.
@@ -402,6 +446,28 @@ impl Settings {
                 self.phone_relay_url = url.to_string();
             }
             "ca_url" => self.ca_url = https_or_loopback(v)?,
+            "revocation_check" => {
+                self.revocation_check = match expect_str(v)? {
+                    "online" => RevocationCheck::Online,
+                    "offline" => RevocationCheck::Offline,
+                    "off" => RevocationCheck::Off,
+                    other => return Err(format!("must be online, offline or off (got \"{other}\")")),
+                }
+            }
+            "ocsp_responder" => {
+                let url = expect_str(v)?.trim();
+                if !url.is_empty() && (kb_ca::http::parse_http_url(url).is_none() || url.contains(char::is_whitespace)) {
+                    return Err(format!("must be empty or an http:// or https:// URL (got \"{url}\")"));
+                }
+                self.ocsp_responder = url.to_string();
+            }
+            "crl_dir" => {
+                let p = PathBuf::from(expect_str(v)?);
+                if !p.is_absolute() {
+                    return Err(format!("must be an absolute path (got \"{}\")", p.display()));
+                }
+                self.crl_dir = Some(p);
+            }
             _ => return Err("unknown key".into()),
         }
         Ok(())
@@ -527,6 +593,11 @@ impl Settings {
             toml::Value::String(s) => Some(s.clone()),
             other => Some(other.to_string()),
         }
+    }
+
+    /// The CRL folder: the configured one, or `<data dir>/crl`.
+    pub fn crl_dir(&self, paths: &Paths) -> PathBuf {
+        self.crl_dir.clone().unwrap_or_else(|| paths.data_dir.join("crl"))
     }
 
     /// The file-key directory: the configured one, or `<data dir>/keys`.
@@ -698,6 +769,31 @@ mod tests {
         s.set("pkcs11_modules", "[\"/x/y.so\"]").unwrap();
         assert_eq!(s.pkcs11_modules, [PathBuf::from("/x/y.so")]);
         assert!(s.set("pkcs11_modules", "[\"y.so\"]").is_err());
+    }
+
+    #[test]
+    fn revocation_settings() {
+        let d = Settings::default();
+        assert_eq!(d.revocation_check, RevocationCheck::Online);
+        assert!(d.ocsp_responder.is_empty() && d.crl_dir.is_none());
+        let s = Settings::parse(
+            "revocation_check = \"offline\"\nocsp_responder = \"http://ocsp.example.cn/\"\ncrl_dir = \"/srv/crl\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.revocation_check, RevocationCheck::Offline);
+        assert_eq!(s.ocsp_responder, "http://ocsp.example.cn/");
+        assert_eq!(s.crl_dir, Some(PathBuf::from("/srv/crl")));
+        assert_eq!(Settings::parse(&s.to_toml().unwrap()).unwrap(), s);
+        let paths = Paths::under(std::path::Path::new("/h"));
+        assert_eq!(d.crl_dir(&paths), PathBuf::from("/h/data/crl"));
+        for (bad, says) in [
+            ("revocation_check = \"sometimes\"", "online, offline or off"),
+            ("ocsp_responder = \"ftp://x\"", "http:// or https://"),
+            ("crl_dir = \"relative/crl\"", "absolute"),
+        ] {
+            let e = Settings::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(says) && e.contains(bad.split(' ').next().unwrap()), "{bad}: {e}");
+        }
     }
 
     #[test]

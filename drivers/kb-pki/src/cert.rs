@@ -10,9 +10,27 @@ use kb_crypto::{HashAlgorithm, PublicKey, SignatureScheme};
 use kb_types::{Algorithm, KeyUsage};
 use serde::Serialize;
 use x509_cert::ext::pkix::{
-    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage as X509KeyUsage, KeyUsages, SubjectAltName,
-    SubjectKeyIdentifier, name::GeneralName,
+    AuthorityInfoAccessSyntax, AuthorityKeyIdentifier, BasicConstraints, CrlDistributionPoints, ExtendedKeyUsage,
+    KeyUsage as X509KeyUsage, KeyUsages, SubjectAltName, SubjectKeyIdentifier,
+    crl::dp::DistributionPoint,
+    name::{DistributionPointName, GeneralName},
 };
+
+/// id-ad-ocsp (RFC 5280 §4.2.2.1): an AIA entry naming an OCSP responder.
+const ID_AD_OCSP: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.48.1");
+/// id-ad-caIssuers: an AIA entry naming where the issuer's certificate is published.
+const ID_AD_CA_ISSUERS: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.48.2");
+
+fn http_uri(name: &GeneralName) -> Option<String> {
+    match name {
+        GeneralName::UniformResourceIdentifier(u) => {
+            let s = u.as_str();
+            let lower = s.to_ascii_lowercase();
+            (lower.starts_with("http://") || lower.starts_with("https://")).then(|| s.to_string())
+        }
+        _ => None,
+    }
+}
 
 /// A parsed certificate that keeps its exact DER (thumbprints and signatures are
 /// computed over the bytes as received, never a re-encoding).
@@ -377,6 +395,39 @@ impl Certificate {
     /// authorityKeyIdentifier keyIdentifier.
     pub fn authority_key_id(&self) -> Option<Vec<u8>> {
         self.ext::<AuthorityKeyIdentifier>().and_then(|(_, a)| a.key_identifier).map(|k| k.as_bytes().to_vec())
+    }
+
+    /// The http(s) URLs of the certificate's CRL distribution points (RFC 5280
+    /// §4.2.1.13) that cover every reason and are published by the issuer itself: a
+    /// point limited to some reasons or naming another CRL issuer cannot say "good".
+    /// LDAP and other schemes are left out.
+    pub fn crl_urls(&self) -> Vec<String> {
+        let Some((_, points)) = self.ext::<CrlDistributionPoints>() else { return Vec::new() };
+        points
+            .0
+            .iter()
+            .filter(|p: &&DistributionPoint| p.reasons.is_none() && p.crl_issuer.is_none())
+            .filter_map(|p| match &p.distribution_point {
+                Some(DistributionPointName::FullName(names)) => Some(names.iter().filter_map(http_uri).collect::<Vec<_>>()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    /// The http(s) URLs of the OCSP responders named in authorityInfoAccess.
+    pub fn ocsp_urls(&self) -> Vec<String> {
+        self.aia_urls(&ID_AD_OCSP)
+    }
+
+    /// The http(s) URLs where the issuer's certificate is published (AIA caIssuers).
+    pub fn ca_issuer_urls(&self) -> Vec<String> {
+        self.aia_urls(&ID_AD_CA_ISSUERS)
+    }
+
+    fn aia_urls(&self, method: &Oid) -> Vec<String> {
+        let Some((_, aia)) = self.ext::<AuthorityInfoAccessSyntax>() else { return Vec::new() };
+        aia.0.iter().filter(|a| a.access_method == *method).filter_map(|a| http_uri(&a.access_location)).collect()
     }
 
     /// Whether subject and issuer are the same name.

@@ -12,10 +12,12 @@ use kb_crypto::{HashAlgorithm, PublicKey};
 use kb_types::KeyUsage;
 use spki::AlgorithmIdentifierOwned;
 use x509_cert::ext::Extension;
+use x509_cert::ext::pkix::crl::dp::DistributionPoint;
+use x509_cert::ext::pkix::name::DistributionPointName;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{
-    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage as X509KeyUsage, KeyUsages, SubjectAltName,
-    SubjectKeyIdentifier,
+    AccessDescription, AuthorityInfoAccessSyntax, AuthorityKeyIdentifier, BasicConstraints, CrlDistributionPoints,
+    ExtendedKeyUsage, KeyUsage as X509KeyUsage, KeyUsages, SubjectAltName, SubjectKeyIdentifier,
 };
 use x509_cert::time::Validity;
 
@@ -122,6 +124,27 @@ pub fn signature_algorithm(signer: &dyn Signer) -> Result<AlgorithmIdentifierOwn
 
 fn extension<T: Encode + der::oid::AssociatedOid>(critical: bool, value: &T) -> Result<Extension> {
     Ok(Extension { extn_id: T::OID, critical, extn_value: OctetString::new(value.to_der().map_err(enc)?).map_err(enc)? })
+}
+
+/// Where relying parties ask about revocation: a cRLDistributionPoints extension naming
+/// `crl_url` and an authorityInfoAccess naming the OCSP responder `ocsp_url` (each
+/// left out when `None`). For [`CertificateParams::extra_extensions`].
+pub fn revocation_pointers(crl_url: Option<&str>, ocsp_url: Option<&str>) -> Result<Vec<Extension>> {
+    let uri = |u: &str| Ia5String::new(u).map(GeneralName::UniformResourceIdentifier).map_err(enc);
+    let mut out = Vec::new();
+    if let Some(u) = crl_url {
+        let point = DistributionPoint {
+            distribution_point: Some(DistributionPointName::FullName(vec![uri(u)?])),
+            reasons: None,
+            crl_issuer: None,
+        };
+        out.push(extension(false, &CrlDistributionPoints(vec![point]))?);
+    }
+    if let Some(u) = ocsp_url {
+        let ocsp = AccessDescription { access_method: Oid::new_unwrap("1.3.6.1.5.5.7.48.1"), access_location: uri(u)? };
+        out.push(extension(false, &AuthorityInfoAccessSyntax(vec![ocsp]))?);
+    }
+    Ok(out)
 }
 
 /// subjectKeyIdentifier per RFC 5280 §4.2.1.2 method 1: SHA-1 of the key bits.
@@ -371,6 +394,25 @@ mod tests {
             .unwrap();
             assert_eq!((c.usage(), c.role().to_string()), (usage, word.to_string()));
         }
+    }
+
+    #[test]
+    fn revocation_pointers_are_read_back() {
+        let now = UnixTime::now();
+        let s = signer(Algorithm::Sm2);
+        let mut p = CertificateParams::leaf("CN=leaf", KeyUsage::Sign, now, 30);
+        p.extra_extensions = revocation_pointers(Some("http://127.0.0.1:8480/crl"), Some("http://127.0.0.1:8480/ocsp"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let c = issue(&p, s.public_key(), None, &s).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.crl_urls(), vec!["http://127.0.0.1:8480/crl".to_string()]);
+        assert_eq!(c.ocsp_urls(), vec!["http://127.0.0.1:8480/ocsp".to_string()]);
+        assert!(c.ca_issuer_urls().is_empty());
+        let names: Vec<_> = c.extensions().into_iter().filter_map(|e| e.name).collect();
+        assert!(names.contains(&"cRLDistributionPoints".to_string()) && names.contains(&"authorityInfoAccess".to_string()));
+        // Only one of them; an LDAP point is not an http URL.
+        p.extra_extensions = revocation_pointers(Some("ldap://dir.example.cn/cn=CRL"), None).unwrap_or_else(|e| panic!("{e}"));
+        let c = issue(&p, s.public_key(), None, &s).unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.crl_urls().is_empty() && c.ocsp_urls().is_empty());
     }
 
     #[test]

@@ -28,11 +28,21 @@ pub struct SignOptions {
     pub include_certificate: bool,
     /// Further certificates to include (intermediates).
     pub extra_certificates: Vec<Certificate>,
+    /// CRLs to carry in the message (RFC 5652 `crls`), so a verifier offline can tell
+    /// the signer's certificate was not revoked when it signed.
+    pub crls: Vec<crate::revocation::Crl>,
 }
 
 impl Default for SignOptions {
     fn default() -> Self {
-        Self { profile: None, detached: false, signing_time: None, include_certificate: true, extra_certificates: Vec::new() }
+        Self {
+            profile: None,
+            detached: false,
+            signing_time: None,
+            include_certificate: true,
+            extra_certificates: Vec::new(),
+            crls: Vec::new(),
+        }
     }
 }
 
@@ -117,6 +127,11 @@ fn build(digest: &[u8], content: Option<&[u8]>, signer: &dyn Signer, cert: &Cert
         set[0] = tag::CTX0_C;
         parts.push(set);
     }
+    if !opts.crls.is_empty() {
+        let mut set = ber::set_of(opts.crls.iter().map(|c| c.der().to_vec()).collect());
+        set[0] = tag::CTX1_C;
+        parts.push(set);
+    }
     parts.push(ber::set_of(vec![signer_info]));
     let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
     let signed_data = ber::seq(&refs);
@@ -153,6 +168,9 @@ pub struct SignedMessage {
     /// The encapsulated ContentInfo as received (only for diagnosing non-standard signatures).
     encap: Vec<u8>,
     certificates: Vec<Certificate>,
+    /// The `crls` field's CertificateList entries as received (other revocation info
+    /// choices, such as OCSP, are tagged and left out).
+    crls: Vec<Vec<u8>>,
     signers: Vec<SignerInfo>,
 }
 
@@ -270,12 +288,14 @@ impl SignedMessage {
             }
             i += 1;
         }
-        if s.get(i).is_some_and(|c| c.tag == tag::CTX1_C) {
-            i += 1; // CRLs: not used for verification here
+        let mut crls = Vec::new();
+        if let Some(c) = s.get(i).filter(|c| c.tag == tag::CTX1_C) {
+            crls = c.children()?.iter().filter(|c| c.tag == tag::SEQUENCE).map(|c| c.raw.to_vec()).collect();
+            i += 1;
         }
         let infos = s.get(i).ok_or_else(|| ber::err("SignedData without signerInfos"))?.expect(tag::SET)?;
         let signers = infos.children()?.iter().map(parse_signer_info).collect::<Result<Vec<_>>>()?;
-        Ok(Self { profile, content_type, content, encap: encap.raw.to_vec(), certificates, signers })
+        Ok(Self { profile, content_type, content, encap: encap.raw.to_vec(), certificates, crls, signers })
     }
 
     /// GM/T 0010 or RFC 5652 OIDs.
@@ -296,6 +316,12 @@ impl SignedMessage {
     /// Certificates carried in the message.
     pub fn certificates(&self) -> &[Certificate] {
         &self.certificates
+    }
+
+    /// CRLs carried in the message that parse (one that does not is left out: it is
+    /// evidence for nothing, and the signature does not depend on it).
+    pub fn crls(&self) -> Vec<crate::revocation::Crl> {
+        self.crls.iter().filter_map(|d| crate::revocation::Crl::from_der(d).ok()).collect()
     }
 
     /// Number of SignerInfos.

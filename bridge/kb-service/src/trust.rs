@@ -1,9 +1,32 @@
 //! Trust anchors for chain checks: `<config>/trust/` (PEM bundles or DER certificates,
 //! `.pem .cer .crt .der`) — what `keybridge serve` and the desktop app trust.
 
+use crate::settings::Paths;
 use kb_pki::Certificate;
+use kb_pki::chain::TrustStore;
 use kb_types::{ErrorCode, HasErrorCode};
 use std::path::{Path, PathBuf};
+
+/// The trust anchors for what the user sees (the window, `keybridge certs`, the
+/// bridge in the app): the demo CA's root — which the local dev CA issues from — when
+/// there is one, and every certificate in `<config>/trust/`. A file that cannot be used
+/// is logged and skipped: every certificate is still shown, with the chain status
+/// saying what is not trusted.
+pub fn user_store(paths: &Paths) -> TrustStore {
+    let demo_root = crate::demo::demo_ca_dir(paths).join("root.pem");
+    let mut files = anchor_files(&paths.config_dir);
+    if demo_root.is_file() {
+        files.insert(0, demo_root);
+    }
+    let mut anchors = Vec::new();
+    for f in files {
+        match certificates_in(&f) {
+            Ok(c) => anchors.extend(c),
+            Err(e) => tracing::warn!("trust anchor skipped: {e}"),
+        }
+    }
+    TrustStore::from_certs(anchors)
+}
 
 /// The anchor directory under a config directory.
 pub fn anchor_dir(config_dir: &Path) -> PathBuf {
