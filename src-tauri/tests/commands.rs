@@ -155,6 +155,34 @@ fn certificate_details_thumbprints_and_export() {
     let d: CertDetails = ok(&r.win, "cert_details", json!({"cert": sign_ref()}));
     assert_eq!(d.device_label, "KeyBridge 演示介质 (DEMO)");
     assert!(d.chain.trusted, "the demo certificate chains to the demo root: {:?}", d.chain);
+    // The demo CA names no CRL or OCSP responder: unknown, never good.
+    assert_eq!((d.revocation.state, d.revocation.code), (RevocationState::Unknown, Some(3031)), "{:?}", d.revocation);
+    // Its CRL dropped into the CRL folder revokes the certificate: the line says when and why.
+    {
+        let demo_ca = r.home.path().join("data/demo-ca");
+        let root = kb_pki::Certificate::from_pem(&std::fs::read_to_string(demo_ca.join("root.pem")).unwrap()).unwrap();
+        let key = kb_crypto::PrivateKey::from_pkcs8_pem(&std::fs::read_to_string(demo_ca.join("root.key")).unwrap()).unwrap();
+        let hex = d.summary.serial.replace(':', "");
+        let serial: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+        let now = kb_pki::time::UnixTime::now();
+        let entry =
+            kb_pki::revocation::CrlEntry { serial, at: now, reason: Some(kb_pki::revocation::RevocationReason::KeyCompromise) };
+        let crl = kb_pki::revocation::issue_crl(
+            &root,
+            &kb_pki::LocalSigner::new(key),
+            &[entry],
+            now,
+            kb_pki::time::UnixTime(now.0 + 86_400),
+            1,
+        )
+        .unwrap();
+        std::fs::create_dir_all(r.home.path().join("data/crl")).unwrap();
+        std::fs::write(r.home.path().join("data/crl/demo.crl"), crl.der()).unwrap();
+        let revoked: CertDetails = ok(&r.win, "cert_details", json!({"cert": sign_ref()}));
+        assert_eq!((revoked.revocation.state, revoked.revocation.code), (RevocationState::Revoked, Some(3030)));
+        assert!(revoked.revocation.text.contains("已吊销") && revoked.revocation.text.contains("keyCompromise"));
+        std::fs::remove_file(r.home.path().join("data/crl/demo.crl")).unwrap();
+    }
     assert_eq!(d.chain.path.len(), 2);
     assert_eq!(d.cert_type, CertType::Sign);
     assert!(d.public_key_algorithm.starts_with("SM2"), "{}", d.public_key_algorithm);

@@ -5,8 +5,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { mkdirSync, readFileSync, existsSync, copyFileSync, unlinkSync } from 'node:fs';
-import { spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, existsSync, copyFileSync, unlinkSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { spawn, execFileSync } from 'node:child_process';
 import { Session, sleep } from './webdriver.mjs';
 
 const base = process.env.KB_WEBDRIVER;
@@ -61,6 +62,51 @@ test('certificate details: the demo signing certificate, chained to the demo roo
   const chain = await s.text(await s.find('[data-testid=chain-status]'));
   assert.doesNotMatch(chain, /失败|不受信任|untrusted/i, chain);
   await shot('details.png');
+  await s.click('[data-testid=back]');
+  await s.waitFor('[data-testid=medium]');
+});
+
+// An OpenSSL-made CRL (`openssl ca -gencrl`, SM2 with the GM/T default ID) from the demo
+// CA, revoking the certificate with this serial, dropped into the home's CRL folder.
+function opensslCrl(serialHex) {
+  const dir = mkdtempSync(join(tmpdir(), 'kb-crl-'));
+  const ca = join(home, 'data', 'demo-ca');
+  const utc = (d) => d.toISOString().replace(/[-:T]/g, '').slice(2, 14) + 'Z';
+  const now = new Date();
+  const revoked = utc(new Date(now.getTime() - 60_000));
+  const expiry = utc(new Date(now.getTime() + 86_400_000));
+  writeFileSync(join(dir, 'index.txt'), `R\t${expiry}\t${revoked},keyCompromise\t${serialHex}\tunknown\t/CN=demo\n`);
+  writeFileSync(join(dir, 'crlnumber'), '1000\n');
+  writeFileSync(
+    join(dir, 'ca.cnf'),
+    `[ca]\ndefault_ca = kb\n[kb]\ndatabase = ${dir}/index.txt\ncertificate = ${ca}/root.pem\n` +
+      `private_key = ${ca}/root.key\ncrlnumber = ${dir}/crlnumber\ndefault_md = sm3\ndefault_crl_days = 7\n`,
+  );
+  const out = join(home, 'data', 'crl', 'openssl.crl');
+  mkdirSync(join(home, 'data', 'crl'), { recursive: true });
+  execFileSync('openssl', ['ca', '-config', join(dir, 'ca.cnf'), '-gencrl', '-out', out, '-sigopt', 'distid:1234567812345678']);
+  return out;
+}
+
+test('revocation: unknown without a source; an OpenSSL CRL in the CRL folder shows it revoked', async () => {
+  await s.click('[data-testid=cert-row][data-usage=sign]');
+  await s.waitFor('[data-testid=cert-details]');
+  const line = await s.waitFor('[data-testid=revocation-status]');
+  assert.equal(await s.attr(line, 'data-state'), 'unknown', 'the demo CA names no CRL or OCSP responder: unknown, never good');
+  const serial = (await s.text(await s.find('[data-testid=field-serial]'))).replace(/[\s:]/g, '');
+  await s.click('[data-testid=back]');
+  await s.waitFor('[data-testid=medium]');
+  const crl = opensslCrl(serial.length % 2 ? `0${serial}` : serial);
+  try {
+    await s.click('[data-testid=cert-row][data-usage=sign]');
+    await s.waitFor('[data-testid=cert-details]');
+    const text = await s.waitText('[data-testid=revocation-status]', (t) => /已吊销/.test(t));
+    assert.match(text, /keyCompromise/);
+    assert.match(text, /3030/);
+    await shot('revoked.png');
+  } finally {
+    unlinkSync(crl);
+  }
   await s.click('[data-testid=back]');
   await s.waitFor('[data-testid=medium]');
 });

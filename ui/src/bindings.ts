@@ -283,6 +283,8 @@ export type CertDetails = {
 	thumbprintSha1: string,
 	/**  Chain status against the trusted roots (system + KeyBridge's). */
 	chain: ChainState,
+	/**  Revocation (CRL / OCSP). */
+	revocation: RevocationView,
 };
 
 /**  One certificate slot: medium, container, usage. */
@@ -928,6 +930,30 @@ export type RenewalProgress =
 "issued" | 
 /**  The CA could not be asked (see `caError`). */
 "unknown";
+
+/**  Whether a certificate is revoked, as far as KeyBridge can tell. */
+export type RevocationState = 
+/**  Not revoked, by current data verified against the issuer. */
+"good" | 
+/**  Revoked. */
+"revoked" | 
+/**  Not known (offline, no source, stale data) — never shown as good. */
+"unknown" | 
+/**  Not checked (the chain is not trusted, or it is a root). */
+"notChecked";
+
+/**  The certificate details' revocation line. */
+export type RevocationView = {
+	/**  Good, revoked, unknown or not checked. */
+	state: RevocationState,
+	/**  `3030` (revoked) or `3031` (unknown). */
+	code: number | null,
+	/**
+	 *  The whole line in the UI language: when and why it was revoked and by what
+	 *  source, or why the status is not known.
+	 */
+	text: string,
+};
 
 /**  A seal image's bytes. */
 export type SealImage = {

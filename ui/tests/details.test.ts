@@ -127,6 +127,30 @@ describe("CertDetailsView", () => {
     expect(tid(wrapper, "details-message").text()).toContain("9001");
   });
 
+  it("shows a revoked certificate with when, why and its code", async () => {
+    const { wrapper } = mountWith(CertDetailsView, {
+      props: { cert: { device: "x", container: "default", usage: "sign" } },
+      mock: (f) => {
+        const x = medium({ id: "x", label: "X", certificates: [certificate("x", { usage: "sign", cn: "吊销", daysLeft: 100 })] });
+        const [c] = x.certificates;
+        f.media = [x];
+        // The service's line, stated as it sends it.
+        f.details[certKey(c.ref)] = {
+          ...certDetailsOf(x, c),
+          revocation: { state: "revoked", code: ErrorCode.certificate_revoked, text: "已吊销 2026-11-30T08:00:00Z, keyCompromise (OCSP (CN=CA))" },
+        };
+      },
+    });
+    await settle();
+    const line = tid(wrapper, "revocation-status");
+    expect(line.attributes("data-state")).toBe("revoked");
+    expect(line.classes()).toContain("error-text");
+    expect(line.text()).toContain("✗");
+    expect(line.text()).toContain("keyCompromise");
+    expect(line.text()).toContain("3030");
+    expect(wrapper.text()).toContain("吊销状态");
+  });
+
   it("shows why a chain is not trusted", async () => {
     const { wrapper } = mountWith(CertDetailsView, {
       props: { cert: { device: "x", container: "default", usage: "sign" } },

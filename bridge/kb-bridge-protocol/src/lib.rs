@@ -25,8 +25,8 @@ pub use envelope::{
 pub use error::{ErrorData, ErrorObject, Messages, ProtocolError, RpcCode};
 pub use methods::*;
 pub use types::{
-    Base64, CertificateRef, CertificateSource, CmsProfile, EventKind, Input, Output, OutputMode, SignInput, Sm2Layout,
-    StreamDirection, StreamId, Thumbprint, ValidityStatus,
+    Base64, CertificateRef, CertificateSource, CmsProfile, EventKind, Input, Output, OutputMode, Revocation, RevocationState,
+    SignInput, Sm2Layout, StreamDirection, StreamId, Thumbprint, ValidityStatus,
 };
 
 /// The schema version this crate describes. Bumped when a change is not

@@ -7,8 +7,8 @@
 
 use crate::envelope::Id;
 use crate::types::{
-    Base64, CertificateRef, CertificateSource, CmsProfile, EventKind, Input, Output, OutputMode, SignInput, Sm2Layout,
-    StreamDirection, StreamId, Thumbprint, ValidityStatus,
+    Base64, CertificateRef, CertificateSource, CmsProfile, EventKind, Input, Output, OutputMode, Revocation, SignInput,
+    Sm2Layout, StreamDirection, StreamId, Thumbprint, ValidityStatus,
 };
 use kb_types::{Algorithm, DeviceId, DeviceInfo, HashAlgorithm, KeyUsage};
 use serde::{Deserialize, Serialize};
@@ -222,6 +222,10 @@ pub struct CertificatesListParams {
     /// Only certificates valid at this time (Unix seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valid_at: Option<i64>,
+    /// `false`: leave out revoked certificates (what a page offering a choice should
+    /// ask for); `true`: only revoked ones; absent: all, each with its `revocation`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<bool>,
 }
 
 /// A certificate as listed.
@@ -249,6 +253,8 @@ pub struct CertificateSummary {
     pub not_after: i64,
     /// Validity now.
     pub status: ValidityStatus,
+    /// Revocation (checked against the CA when the chain reaches a trusted root).
+    pub revocation: Revocation,
 }
 
 /// `certificates.list` result.
@@ -384,6 +390,12 @@ pub struct VerifyParams {
     /// Time to check validity at, Unix seconds (default: the CMS signing time, or now).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<i64>,
+    /// Check whether the signer's certificate is revoked, when its chain is trusted
+    /// (default true). A revoked signer makes the signature invalid
+    /// (`3030 certificate_revoked`): no signing time inside a signature proves it was
+    /// made before the revocation.
+    #[serde(default = "yes")]
+    pub check_revocation: bool,
 }
 
 fn yes() -> bool {
@@ -435,6 +447,9 @@ pub struct VerifyResult {
     /// The CMS signing time, Unix seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_time: Option<i64>,
+    /// The signer certificate's revocation (absent when the signer is not known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<Revocation>,
 }
 
 // ---- encrypt / decrypt ----
@@ -498,6 +513,11 @@ pub struct DecryptParams {
     /// SM2 ciphertext layout for `sm2_raw` (default: detected).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sm2_layout: Option<Sm2Layout>,
+    /// Decrypt with a certificate known to be revoked (to open old data). Without it a
+    /// revoked certificate is never chosen and naming one is refused with
+    /// `3030 certificate_revoked`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_revoked: bool,
 }
 
 /// `decrypt` result.

@@ -193,7 +193,7 @@ pub enum CmsProfile {
     Rfc5652,
 }
 
-pub use kb_types::ValidityStatus;
+pub use kb_types::{Revocation, RevocationState, ValidityStatus};
 
 /// Events a connection can subscribe to. (`progress` needs no subscription.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

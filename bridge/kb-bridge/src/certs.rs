@@ -31,7 +31,7 @@ pub struct CertEntry {
 
 impl CertEntry {
     /// What `certificates.list` shows.
-    pub fn summary(&self, now: UnixTime, warn_days: i64) -> CertificateSummary {
+    pub fn summary(&self, now: UnixTime, warn_days: i64, revocation: kb_bridge_protocol::Revocation) -> CertificateSummary {
         let c = &self.certificate;
         CertificateSummary {
             thumbprint: self.thumbprint.clone(),
@@ -45,6 +45,7 @@ impl CertEntry {
             not_before: c.not_before().0,
             not_after: c.not_after().0,
             status: c.validity_status(now, warn_days),
+            revocation,
         }
     }
 

@@ -16,16 +16,18 @@ use crate::streams::{DownloadWriter, OutTx, Progress, StreamIo, failure_of, stop
 use kb_bridge_protocol::{
     Base64, CertificateDetails, CertificateSource, CertificatesGetParams, CertificatesListParams, CertificatesListResult,
     ChainStatus, CmsProfile, DecryptParams, DecryptResult, DevicesListResult, EncryptFormat, EncryptParams, EncryptResult,
-    ErrorObject, ExtensionDetails, Id, Input, Output, OutputMode, SignFormat, SignInput, SignParams, SignResult, SignerSummary,
-    Sm2Layout, VerifyParams, VerifyResult,
+    ErrorObject, ExtensionDetails, Id, Input, Output, OutputMode, Revocation, RevocationState, SignFormat, SignInput, SignParams,
+    SignResult, SignerSummary, Sm2Layout, VerifyParams, VerifyResult,
 };
 use kb_crypto::sm2::CiphertextLayout;
 use kb_crypto::{Hasher, PublicKey, SignatureScheme};
 use kb_pki::chain::{TrustStore, verify_chain};
 use kb_pki::cms::{EnvelopeOptions, KeyDecrypter, Profile, SignOptions, SignedMessage, envelope};
+use kb_pki::revocation::Crl;
 use kb_pki::time::UnixTime;
 use kb_pki::{Certificate, PkiError};
 use kb_service::devices::{Caller, DeviceDecrypter, DeviceManager};
+use kb_service::revocation::RevocationChecker;
 use kb_types::{Algorithm, ErrorCode, HasErrorCode, HashAlgorithm, KeyUsage};
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
@@ -47,6 +49,8 @@ pub struct Service {
     pub certs: CertIndex,
     /// Trust anchors for `verify`'s chain status.
     pub trust: TrustStore,
+    /// Revocation checks (list, verify, the choice of a decryption key).
+    pub revocation: Arc<RevocationChecker>,
     /// Consent for web origins.
     pub consent: Consent,
     /// Limits and policy.
@@ -257,6 +261,18 @@ fn io_err(e: std::io::Error) -> ErrorObject {
     fail(ErrorCode::Io, e.to_string())
 }
 
+fn revoked_error(c: &Certificate, r: &Revocation) -> ErrorObject {
+    let at = r.revoked_at.map(|t| UnixTime(t).to_rfc3339()).unwrap_or_default();
+    let reason = r.reason.as_deref().map(|x| format!(" ({x})")).unwrap_or_default();
+    fail(
+        ErrorCode::CertificateRevoked,
+        format!(
+            "{} was revoked on {at}{reason}; it is not used to decrypt unless asked to open old data (allow_revoked)",
+            c.subject()
+        ),
+    )
+}
+
 fn summary_of(c: &Certificate) -> SignerSummary {
     SignerSummary { subject: c.subject(), issuer: c.issuer(), serial: c.serial_hex(), thumbprint: crate::certs::thumbprint_of(c) }
 }
@@ -264,7 +280,33 @@ fn summary_of(c: &Certificate) -> SignerSummary {
 impl Service {
     /// A service over a device manager.
     pub fn new(manager: DeviceManager, trust: TrustStore, consent: Consent, config: BridgeConfig) -> Self {
-        Service { certs: CertIndex::new(manager.clone()), manager, trust, consent, config }
+        let revocation = Arc::new(RevocationChecker::without_sources());
+        Service { certs: CertIndex::new(manager.clone()), manager, trust, consent, config, revocation }
+    }
+
+    /// Check revocation with this checker (the default has no sources: every status
+    /// is unknown).
+    pub fn with_revocation(mut self, checker: Arc<RevocationChecker>) -> Self {
+        self.revocation = checker;
+        self
+    }
+
+    /// `cert`'s revocation, its chain built against the trust store at `now`.
+    fn revocation_of(&self, cert: &Certificate, intermediates: &[Certificate], carried: &[Crl], now: UnixTime) -> Revocation {
+        self.revocation.summary(cert, intermediates, &self.trust, carried, now)
+    }
+
+    /// Refuse a revoked certificate for decryption unless the caller asked to open old
+    /// data with it.
+    fn check_not_revoked(&self, e: &CertEntry, allow_revoked: bool) -> R<()> {
+        if allow_revoked {
+            return Ok(());
+        }
+        let r = self.revocation_of(&e.certificate, &[], &[], self.now());
+        if r.status == RevocationState::Revoked {
+            return Err(revoked_error(&e.certificate, &r));
+        }
+        Ok(())
     }
 
     fn consent(&self, ctx: &CallCtx<'_>, operation: &str, certificate: Option<String>) -> R<()> {
@@ -330,7 +372,8 @@ impl Service {
                     && subject.as_ref().is_none_or(|s| c.subject().to_lowercase().contains(s))
                     && p.valid_at.is_none_or(|t| c.check_validity(UnixTime(t)).is_ok())
             })
-            .map(|e| e.summary(now, self.config.near_expiry_days))
+            .map(|e| e.summary(now, self.config.near_expiry_days, self.revocation_of(&e.certificate, &[], &[], now)))
+            .filter(|s| p.revoked.is_none_or(|want| want == (s.revocation.status == RevocationState::Revoked)))
             .collect();
         Ok(CertificatesListResult { certificates })
     }
@@ -343,7 +386,7 @@ impl Service {
         let c = &e.certificate;
         let info = c.info(now, self.config.near_expiry_days);
         Ok(CertificateDetails {
-            summary: e.summary(now, self.config.near_expiry_days),
+            summary: e.summary(now, self.config.near_expiry_days, self.revocation_of(c, &[], &[], now)),
             der: Base64(c.der().to_vec()),
             pem: c.to_pem(),
             version: info.version,
@@ -462,6 +505,26 @@ impl Service {
         }
     }
 
+    /// The signer's revocation for `verify`: checked when asked and the chain is
+    /// trusted (the chain built at `at`, the status asked now).
+    fn signer_revocation(
+        &self,
+        check: bool,
+        chain: ChainStatus,
+        cert: &Certificate,
+        intermediates: &[Certificate],
+        carried: &[Crl],
+        at: UnixTime,
+    ) -> Revocation {
+        match (check, chain) {
+            (false, _) => Revocation::not_checked("not asked (check_revocation: false)"),
+            (true, ChainStatus::Trusted) => {
+                self.revocation.summary_for_chain_at(cert, intermediates, &self.trust, carried, at, UnixTime::now())
+            }
+            (true, _) => Revocation::not_checked("the signer's chain does not reach a trusted root"),
+        }
+    }
+
     /// `verify`.
     pub fn verify(&self, ctx: &CallCtx<'_>, p: VerifyParams) -> R<VerifyResult> {
         self.consent(ctx, "verify", None)?;
@@ -482,16 +545,22 @@ impl Service {
                 }
             };
             let outcome = public.verify_digest(&scheme, &digest, &p.signature.0);
-            let (chain, chain_error) = self.chain(p.check_chain, &cert, &[], p.at.map(UnixTime).unwrap_or_else(UnixTime::now));
+            let at = p.at.map(UnixTime).unwrap_or_else(UnixTime::now);
+            let (chain, chain_error) = self.chain(p.check_chain, &cert, &[], at);
             return match outcome {
-                Ok(()) => Ok(VerifyResult {
-                    valid: true,
-                    error: None,
-                    signer: Some(summary_of(&cert)),
-                    chain,
-                    chain_error,
-                    signing_time: None,
-                }),
+                Ok(()) => {
+                    let revocation = self.signer_revocation(p.check_revocation, chain, &cert, &[], &[], at);
+                    let revoked = revocation.status == RevocationState::Revoked;
+                    Ok(VerifyResult {
+                        valid: !revoked,
+                        error: revoked.then(|| ErrorCode::CertificateRevoked.number()),
+                        signer: Some(summary_of(&cert)),
+                        chain,
+                        chain_error,
+                        signing_time: None,
+                        revocation: Some(revocation),
+                    })
+                }
                 Err(e) if invalid(e.code()) => Ok(VerifyResult {
                     valid: false,
                     error: Some(e.code().number()),
@@ -499,6 +568,7 @@ impl Service {
                     chain,
                     chain_error,
                     signing_time: None,
+                    revocation: None,
                 }),
                 Err(e) => Err(ctx.svc(e.into())),
             };
@@ -535,13 +605,19 @@ impl Service {
                 let r = reports.first().ok_or_else(|| fail(ErrorCode::CmsMalformed, "no signer"))?;
                 let at = p.at.map(UnixTime).or(r.signing_time).unwrap_or_else(UnixTime::now);
                 let (chain, chain_error) = self.chain(p.check_chain, &r.signer, msg.certificates(), at);
+                // CRLs the signature carries count; its signing time proves nothing
+                // about when it was made, so a revoked signer fails whatever it says.
+                let revocation =
+                    self.signer_revocation(p.check_revocation, chain, &r.signer, msg.certificates(), &msg.crls(), at);
+                let revoked = revocation.status == RevocationState::Revoked;
                 Ok(VerifyResult {
-                    valid: true,
-                    error: None,
+                    valid: !revoked,
+                    error: revoked.then(|| ErrorCode::CertificateRevoked.number()),
                     signer: Some(summary_of(&r.signer)),
                     chain,
                     chain_error,
                     signing_time: r.signing_time.map(|t| t.0),
+                    revocation: Some(revocation),
                 })
             }
             Err(e) if invalid(e.code()) => {
@@ -560,6 +636,7 @@ impl Service {
                     chain,
                     chain_error,
                     signing_time: None,
+                    revocation: None,
                 })
             }
             Err(e) => Err(ctx.pki(e)),
@@ -678,6 +755,7 @@ impl Service {
                     return Err(fail(ErrorCode::UnsupportedAlgorithm, "sm2_raw needs an SM2 certificate"));
                 }
                 Self::check_decrypts(&e)?;
+                self.check_not_revoked(&e, p.allow_revoked)?;
                 let ct = match p.sm2_layout {
                     None | Some(Sm2Layout::Asn1) => data.0.clone(),
                     Some(l) => {
@@ -700,16 +778,40 @@ impl Service {
                 let chosen = std::cell::OnceCell::new();
                 let used = std::cell::OnceCell::new();
                 let outcome = envelope::decrypt_choosing(r, &mut sink, |recipients| {
+                    let revoked = |e: &CertEntry| match self.check_not_revoked(e, p.allow_revoked) {
+                        Ok(()) => Ok(e.clone()),
+                        Err(o) => Err(PkiError::Device { code: ErrorCode::CertificateRevoked, message: o.data.detail.clone() }),
+                    };
                     let entry = match named.clone() {
-                        Some(e) => e,
-                        None => self
-                            .certs
-                            .all()
-                            .into_iter()
-                            .find(|e| {
-                                e.certificate.usage() != KeyUsage::Sign && recipients.iter().any(|r| r.matches(&e.certificate))
-                            })
-                            .ok_or(PkiError::CmsNoRecipient)?,
+                        Some(e) => revoked(&e)?,
+                        None => {
+                            let candidates: Vec<CertEntry> = self
+                                .certs
+                                .all()
+                                .into_iter()
+                                .filter(|e| {
+                                    e.certificate.usage() != KeyUsage::Sign
+                                        && recipients.iter().any(|r| r.matches(&e.certificate))
+                                })
+                                .collect();
+                            // The first that is not revoked; if all are, say so.
+                            let mut refusal = None;
+                            let mut chosen_entry = None;
+                            for c in &candidates {
+                                match revoked(c) {
+                                    Ok(e) => {
+                                        chosen_entry = Some(e);
+                                        break;
+                                    }
+                                    Err(r) => refusal = refusal.or(Some(r)),
+                                }
+                            }
+                            match (chosen_entry, refusal) {
+                                (Some(e), _) => e,
+                                (None, Some(r)) => return Err(r),
+                                (None, None) => return Err(PkiError::CmsNoRecipient),
+                            }
+                        }
                     };
                     let d = self.decrypter(ctx, &entry).map_err(|o| PkiError::Device {
                         code: kb_types::ErrorCode::from_number(o.code as u32).unwrap_or(ErrorCode::Internal),

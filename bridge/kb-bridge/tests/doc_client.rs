@@ -77,7 +77,8 @@ impl Examples {
 }
 
 /// Fields the document shows that an answer carries only in some cases.
-const OPTIONAL: [&str; 6] = ["chain_error", "error", "signing_time", "detail", "retries_left", "sdk_version"];
+const OPTIONAL: [&str; 8] =
+    ["chain_error", "error", "signing_time", "detail", "retries_left", "sdk_version", "revoked_at", "reason"];
 
 /// `live` has the shape of the document's `example`: every member the example shows
 /// (but the optional ones), with values of the same JSON type.

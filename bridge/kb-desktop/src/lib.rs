@@ -151,6 +151,8 @@ pub struct Desktop {
     renewal: renewal::RenewalDesk,
     /// The phone host (the phone keys page).
     phones: phone::Phones,
+    /// Revocation checks for the window and the bridge (one cache).
+    revocation: Arc<kb_service::revocation::RevocationChecker>,
     _log: Option<LogGuard>,
 }
 
@@ -219,11 +221,15 @@ impl Desktop {
                 None
             }
         };
+        let revocation = Arc::new(kb_service::revocation::RevocationChecker::new(
+            kb_service::revocation::RevocationConfig::from_settings(&settings, &paths),
+        ));
         let bridge = match (opts.bridge, &grants) {
             (None, _) | (_, None) => None,
             (Some(port), Some(grants)) => {
                 let port = port.unwrap_or(settings.bridge_port);
-                match local_bridge::LocalBridge::start(&manager, &paths, &settings, port, grants.clone(), watched, watch) {
+                let shared = (grants.clone(), Arc::clone(&revocation));
+                match local_bridge::LocalBridge::start(&manager, &paths, &settings, port, shared, watched, watch) {
                     Ok(b) => Some(b),
                     Err(e) => {
                         startup_problems.push(AppError::new(ErrorCode::BridgeUnavailable, lang, e));
@@ -256,6 +262,7 @@ impl Desktop {
             ble,
             renewal: renewal::RenewalDesk::default(),
             phones,
+            revocation,
             _log: log,
         });
         // Media events → the window. The expiry check (it reads every medium) runs off
@@ -461,7 +468,9 @@ impl Desktop {
         let cert = self.certificate(r)?;
         let warn = i64::from(self.read_settings().near_expiry_warning_days);
         let label = self.manager.device(&DeviceId(r.device.clone())).map(|d| d.label).unwrap_or_default();
-        Ok(views::details(r.clone(), &cert, label, &trust_store(&self.paths), UnixTime::now(), warn, self.lang()))
+        let (trust, now) = (trust_store(&self.paths), UnixTime::now());
+        let revocation = views::revocation(&self.revocation.summary(&cert, &[], &trust, &[], now), self.lang());
+        Ok(views::details(r.clone(), &cert, label, &trust, revocation, now, warn, self.lang()))
     }
 
     /// A thumbprint on request.

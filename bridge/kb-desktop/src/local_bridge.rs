@@ -27,7 +27,7 @@ impl LocalBridge {
         paths: &Paths,
         settings: &Settings,
         port: u16,
-        grants: Arc<GrantStore>,
+        (grants, revocation): (Arc<GrantStore>, Arc<kb_service::revocation::RevocationChecker>),
         prompter: Arc<WatchedPrompter>,
         watch: Arc<PromptWatch>,
     ) -> Result<Self, String> {
@@ -40,7 +40,8 @@ impl LocalBridge {
             ..BridgeConfig::default()
         };
         let consent = Consent::new(grants, settings.bridge_consent, prompter);
-        let service = Arc::new(Service::new(manager.clone(), crate::trust_store(paths), consent, config));
+        let service =
+            Arc::new(Service::new(manager.clone(), crate::trust_store(paths), consent, config).with_revocation(revocation));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

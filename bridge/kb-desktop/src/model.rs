@@ -177,6 +177,33 @@ pub struct ChainState {
     pub path: Vec<String>,
 }
 
+/// Whether a certificate is revoked, as far as KeyBridge can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub enum RevocationState {
+    /// Not revoked, by current data verified against the issuer.
+    Good,
+    /// Revoked.
+    Revoked,
+    /// Not known (offline, no source, stale data) — never shown as good.
+    Unknown,
+    /// Not checked (the chain is not trusted, or it is a root).
+    NotChecked,
+}
+
+/// The certificate details' revocation line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub struct RevocationView {
+    /// Good, revoked, unknown or not checked.
+    pub state: RevocationState,
+    /// `3030` (revoked) or `3031` (unknown).
+    pub code: Option<u32>,
+    /// The whole line in the UI language: when and why it was revoked and by what
+    /// source, or why the status is not known.
+    pub text: String,
+}
+
 /// What a certificate is for, from its keyUsage (签名 / 加密 / 签名加密), or a CA certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
 #[serde(rename_all = "camelCase")]
@@ -223,6 +250,8 @@ pub struct CertDetails {
     pub thumbprint_sha1: String,
     /// Chain status against the trusted roots (system + KeyBridge's).
     pub chain: ChainState,
+    /// Revocation (CRL / OCSP).
+    pub revocation: RevocationView,
 }
 
 /// Thumbprint algorithms offered on request.

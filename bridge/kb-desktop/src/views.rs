@@ -157,11 +157,25 @@ pub(crate) fn chain(cert: &Certificate, trust: &TrustStore, now: UnixTime, lang:
     }
 }
 
+/// The revocation line from the service's summary.
+pub(crate) fn revocation(s: &kb_service::revocation::RevocationSummary, lang: Lang) -> RevocationView {
+    use kb_service::revocation::RevocationState as S;
+    let state = match s.status {
+        S::Good => RevocationState::Good,
+        S::Revoked => RevocationState::Revoked,
+        S::Unknown => RevocationState::Unknown,
+        S::NotChecked => RevocationState::NotChecked,
+    };
+    RevocationView { state, code: s.code, text: kb_service::revocation::text(s, lang) }
+}
+
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn details(
     r: CertRef,
     cert: &Certificate,
     device_label: String,
     trust: &TrustStore,
+    revocation_line: RevocationView,
     now: UnixTime,
     warn_days: i64,
     lang: Lang,
@@ -191,6 +205,7 @@ pub(crate) fn details(
             .collect(),
         thumbprint_sha1: info.thumbprint_sha1.clone(),
         chain: chain(cert, trust, now, lang),
+        revocation: revocation_line,
     }
 }
 

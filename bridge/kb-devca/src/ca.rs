@@ -737,6 +737,12 @@ impl DevCa {
         let mut params = CertificateParams::leaf(&csr.subject_dn(), old.usage(), now, 1);
         params.not_after = UnixTime(start.0 + i64::from(rec.application.years) * 365 * kb_pki::time::DAY);
         let key = csr.public_key().map_err(|e| enrol_refused(e.to_string()))?;
+        // Relying parties ask this CA about revocation: its /crl and /ocsp.
+        let base = self.config().public_url;
+        if !base.is_empty() {
+            let (crl, ocsp) = (format!("{base}/crl"), format!("{base}/ocsp"));
+            params.extra_extensions = kb_pki::issue::revocation_pointers(Some(&crl), Some(&ocsp)).map_err(internal)?;
+        }
         let cert = issue(&params, &key, Some(&self.root), &self.signer).map_err(internal)?;
         self.remember(conn, &cert, medium.as_deref(), Some(&rec.application.id))?;
         conn.execute(

@@ -261,6 +261,10 @@ fn renew_applied_paid_approved_and_reenrolled_with_the_same_key() {
     let certs = r.client.est_simplereenroll(&csr).unwrap();
     let new = &certs[0];
     assert_eq!(new.public_key().unwrap(), *key.public_key());
+    // It says where to ask about its revocation: this CA's /crl and /ocsp.
+    let base = r.ca.config().public_url;
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+    assert_eq!((new.crl_urls(), new.ocsp_urls()), (vec![format!("{base}/crl")], vec![format!("{base}/ocsp")]));
     assert_eq!(new.subject(), cert.subject());
     assert_eq!(new.not_after(), UnixTime(cert.not_after().0 + 2 * 365 * 86400));
     let trust = kb_pki::chain::TrustStore::from_certs(r.client.est_cacerts().unwrap());

@@ -387,98 +387,40 @@ fn read_crl(path: &Path) -> Option<Crl> {
     }
 }
 
-/// What users are told about a certificate's revocation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RevocationState {
-    /// Not revoked, by current verified data.
-    Good,
-    /// Revoked.
-    Revoked,
-    /// Not known (offline, no source, stale, …).
-    Unknown,
-    /// Not checked: the certificate's chain does not reach a trusted root (so nobody
-    /// trusted says where to ask), or it is a trust anchor itself.
-    NotChecked,
+/// What users are told (the shared vocabulary type).
+pub use kb_types::{Revocation as RevocationSummary, RevocationState};
+
+/// The summary of a status.
+pub fn summary_of(status: &RevocationStatus) -> RevocationSummary {
+    let code = status.error_code().map(|c| c.number());
+    let source = |s: &kb_pki::revocation::RevocationSource| match s {
+        kb_pki::revocation::RevocationSource::Crl { number } => {
+            format!("CRL{}", number.as_ref().map(|n| format!(" #{n}")).unwrap_or_default())
+        }
+        kb_pki::revocation::RevocationSource::Ocsp { responder, .. } => format!("OCSP ({responder})"),
+    };
+    let (status, revoked_at, reason, detail) = match status {
+        RevocationStatus::Good { source: s, .. } => (RevocationState::Good, None, None, source(s)),
+        RevocationStatus::Revoked { at, reason, source: s } => {
+            (RevocationState::Revoked, Some(at.0), reason.map(|r| r.rfc_name().to_string()), source(s))
+        }
+        RevocationStatus::Unknown { why } => (RevocationState::Unknown, None, None, why_text(why)),
+    };
+    RevocationSummary { status, code, revoked_at, reason, detail }
 }
 
-/// A certificate's revocation status as shown: in certificate details, `keybridge
-/// certs`, `verify` and the bridge.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct RevocationSummary {
-    /// Good, revoked, unknown or not checked.
-    pub state: RevocationState,
-    /// `3030 certificate_revoked` or `3031 revocation_unknown`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub code: Option<u32>,
-    /// When it was revoked, Unix seconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub revoked_at: Option<i64>,
-    /// Why, as RFC 5280 names it (`keyCompromise`, …), when the CA said.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Where the answer came from, or why there is none (English).
-    pub detail: String,
-}
-
-impl RevocationSummary {
-    /// Not checked, and why.
-    pub fn not_checked(detail: impl Into<String>) -> Self {
-        RevocationSummary {
-            state: RevocationState::NotChecked,
-            code: None,
-            revoked_at: None,
-            reason: None,
-            detail: detail.into(),
+/// One line for people, in `lang`.
+pub fn text(r: &RevocationSummary, lang: kb_types::Lang) -> String {
+    let zh = lang == kb_types::Lang::ZhCn;
+    match r.status {
+        RevocationState::Good => format!("{} ({})", if zh { "未吊销" } else { "not revoked" }, r.detail),
+        RevocationState::Revoked => {
+            let at = r.revoked_at.map(|t| UnixTime(t).to_rfc3339()).unwrap_or_default();
+            let reason = r.reason.as_deref().map(|x| format!(", {x}")).unwrap_or_default();
+            format!("{} {at}{reason} ({})", if zh { "已吊销" } else { "revoked" }, r.detail)
         }
-    }
-
-    /// From a status.
-    pub fn of(status: &RevocationStatus) -> Self {
-        let code = status.error_code().map(|c| c.number());
-        let source = |s: &kb_pki::revocation::RevocationSource| match s {
-            kb_pki::revocation::RevocationSource::Crl { number } => {
-                format!("CRL{}", number.as_ref().map(|n| format!(" #{n}")).unwrap_or_default())
-            }
-            kb_pki::revocation::RevocationSource::Ocsp { responder, .. } => format!("OCSP ({responder})"),
-        };
-        match status {
-            RevocationStatus::Good { source: s, .. } => {
-                RevocationSummary { state: RevocationState::Good, code, revoked_at: None, reason: None, detail: source(s) }
-            }
-            RevocationStatus::Revoked { at, reason, source: s } => RevocationSummary {
-                state: RevocationState::Revoked,
-                code,
-                revoked_at: Some(at.0),
-                reason: reason.map(|r| r.rfc_name().to_string()),
-                detail: source(s),
-            },
-            RevocationStatus::Unknown { why } => {
-                RevocationSummary { state: RevocationState::Unknown, code, revoked_at: None, reason: None, detail: why_text(why) }
-            }
-        }
-    }
-
-    /// Whether it is revoked.
-    pub fn is_revoked(&self) -> bool {
-        self.state == RevocationState::Revoked
-    }
-
-    /// One line for people, in `lang`.
-    pub fn text(&self, lang: kb_types::Lang) -> String {
-        let zh = lang == kb_types::Lang::ZhCn;
-        match self.state {
-            RevocationState::Good => {
-                format!("{} ({})", if zh { "未吊销" } else { "not revoked" }, self.detail)
-            }
-            RevocationState::Revoked => {
-                let at = self.revoked_at.map(|t| UnixTime(t).to_rfc3339()).unwrap_or_default();
-                let reason = self.reason.as_deref().map(|r| format!(", {r}")).unwrap_or_default();
-                format!("{} {at}{reason} ({})", if zh { "已吊销" } else { "revoked" }, self.detail)
-            }
-            RevocationState::Unknown => format!("{}: {}", if zh { "未知" } else { "unknown" }, self.detail),
-            RevocationState::NotChecked => format!("{}: {}", if zh { "未检查" } else { "not checked" }, self.detail),
-        }
+        RevocationState::Unknown => format!("{}: {}", if zh { "未知" } else { "unknown" }, r.detail),
+        RevocationState::NotChecked => format!("{}: {}", if zh { "未检查" } else { "not checked" }, r.detail),
     }
 }
 
@@ -500,8 +442,8 @@ fn why_text(why: &UnknownReason) -> String {
 }
 
 impl RevocationChecker {
-    /// The summary for `cert`: its chain is built against `trust` (with these
-    /// intermediates) at `now`, and the issuer from that chain is used to check it.
+    /// The summary for `cert` now: its chain is built against `trust` (with these
+    /// intermediates), and the issuer from that chain is used to check it.
     pub fn summary(
         &self,
         cert: &Certificate,
@@ -510,9 +452,23 @@ impl RevocationChecker {
         carried: &[Crl],
         now: UnixTime,
     ) -> RevocationSummary {
-        match kb_pki::chain::verify_chain(cert, intermediates, trust, now) {
+        self.summary_for_chain_at(cert, intermediates, trust, carried, now, now)
+    }
+
+    /// [`RevocationChecker::summary`] with the chain built at `chain_at` (a signature's
+    /// time: the signer's certificate may have expired since), the status asked now.
+    pub fn summary_for_chain_at(
+        &self,
+        cert: &Certificate,
+        intermediates: &[Certificate],
+        trust: &kb_pki::chain::TrustStore,
+        carried: &[Crl],
+        chain_at: UnixTime,
+        now: UnixTime,
+    ) -> RevocationSummary {
+        match kb_pki::chain::verify_chain(cert, intermediates, trust, chain_at) {
             Ok(chain) => match chain.certificates.get(1) {
-                Some(issuer) => RevocationSummary::of(&self.check(cert, issuer, carried, now)),
+                Some(issuer) => summary_of(&self.check(cert, issuer, carried, now)),
                 None => RevocationSummary::not_checked("a trust anchor"),
             },
             Err(e) => RevocationSummary::not_checked(format!("the chain does not verify: {e}")),

@@ -316,6 +316,19 @@ fn https_or_loopback(v: &toml::Value) -> std::result::Result<String, String> {
     Ok(url.to_string())
 }
 
+/// An optional directory: empty = not set (the default), else an absolute path.
+fn optional_dir(v: &toml::Value) -> std::result::Result<Option<PathBuf>, String> {
+    let s = expect_str(v)?;
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let p = PathBuf::from(s);
+    if !p.is_absolute() {
+        return Err(format!("must be an absolute path (got \"{s}\")"));
+    }
+    Ok(Some(p))
+}
+
 /// A list of driver module paths: absolute, no duplicates.
 fn module_paths(v: &toml::Value) -> std::result::Result<Vec<PathBuf>, String> {
     let toml::Value::Array(items) = v else {
@@ -418,18 +431,7 @@ impl Settings {
                     other => return Err(format!("must be \"zh-CN\" or \"en\" (got \"{other}\")")),
                 }
             }
-            "file_key_dir" => {
-                let s = expect_str(v)?;
-                self.file_key_dir = if s.is_empty() {
-                    None
-                } else {
-                    let p = PathBuf::from(s);
-                    if !p.is_absolute() {
-                        return Err(format!("must be an absolute path (got \"{s}\")"));
-                    }
-                    Some(p)
-                };
-            }
+            "file_key_dir" => self.file_key_dir = optional_dir(v)?,
             "pkcs11_modules" => self.pkcs11_modules = module_paths(v)?,
             "skf_modules" => self.skf_modules = module_paths(v)?,
             "phone_listen" => self.phone_listen = socket_addrs(v)?,
@@ -461,13 +463,7 @@ impl Settings {
                 }
                 self.ocsp_responder = url.to_string();
             }
-            "crl_dir" => {
-                let p = PathBuf::from(expect_str(v)?);
-                if !p.is_absolute() {
-                    return Err(format!("must be an absolute path (got \"{}\")", p.display()));
-                }
-                self.crl_dir = Some(p);
-            }
+            "crl_dir" => self.crl_dir = optional_dir(v)?,
             _ => return Err("unknown key".into()),
         }
         Ok(())

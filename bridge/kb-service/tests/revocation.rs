@@ -10,7 +10,7 @@ use kb_pki::ocsp::CertStatus;
 use kb_pki::revocation::{CrlEntry, RevocationReason, RevocationStatus, UnknownReason, issue_crl};
 use kb_pki::time::UnixTime;
 use kb_pki::{Certificate, LocalSigner, Signer};
-use kb_service::revocation::{RevocationChecker, RevocationConfig, RevocationState, RevocationSummary};
+use kb_service::revocation::{RevocationChecker, RevocationConfig, RevocationState, summary_of, text};
 use kb_service::settings::RevocationCheck;
 use kb_types::{Algorithm, ErrorCode, KeyUsage};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -192,10 +192,11 @@ fn ocsp_from_the_certificate_says_good_then_revoked_with_date_and_reason() {
         let s = checker(RevocationCheck::Online, None, None).check(&leaf, &peer.ca.root, &[], now);
         let RevocationStatus::Revoked { reason, .. } = &s else { panic!("{alg:?}: {s:?}") };
         assert_eq!(*reason, Some(RevocationReason::KeyCompromise));
-        let summary = RevocationSummary::of(&s);
-        assert_eq!((summary.state, summary.code), (RevocationState::Revoked, Some(ErrorCode::CertificateRevoked.number())));
+        let summary = summary_of(&s);
+        assert_eq!((summary.status, summary.code), (RevocationState::Revoked, Some(ErrorCode::CertificateRevoked.number())));
         assert!(
-            summary.text(kb_types::Lang::ZhCn).contains("已吊销") && summary.text(kb_types::Lang::En).contains("keyCompromise")
+            text(&summary, kb_types::Lang::ZhCn).contains("已吊销")
+                && text(&summary, kb_types::Lang::En).contains("keyCompromise")
         );
     }
 }
@@ -338,10 +339,10 @@ fn the_summary_is_not_checked_without_a_trusted_chain() {
     let now = UnixTime::now();
     let nobody = kb_pki::chain::TrustStore::new();
     let s = c.summary(&leaf, &[], &nobody, &[], now);
-    assert_eq!(s.state, RevocationState::NotChecked);
+    assert_eq!(s.status, RevocationState::NotChecked);
     assert_eq!(peer.requests(), 0, "an untrusted certificate's URLs are never fetched");
     let trusted = kb_pki::chain::TrustStore::from_certs([peer.ca.root.clone()]);
-    assert_eq!(c.summary(&leaf, &[], &trusted, &[], now).state, RevocationState::Good);
-    assert_eq!(c.summary(&peer.ca.root, &[], &trusted, &[], now).state, RevocationState::NotChecked);
+    assert_eq!(c.summary(&leaf, &[], &trusted, &[], now).status, RevocationState::Good);
+    assert_eq!(c.summary(&peer.ca.root, &[], &trusted, &[], now).status, RevocationState::NotChecked);
     let _ = CertKind::Root { path_len: None };
 }

@@ -195,7 +195,16 @@ fn set_and_get_by_key() {
     assert_eq!(s.get("file_key_dir"), None);
     for k in Settings::KEYS {
         // Optional keys with nothing set read as absent.
-        let optional = ["file_key_dir", "pkcs11_modules", "skf_modules", "phone_listen", "phone_relay_url", "ca_url"];
+        let optional = [
+            "file_key_dir",
+            "pkcs11_modules",
+            "skf_modules",
+            "phone_listen",
+            "phone_relay_url",
+            "ca_url",
+            "ocsp_responder",
+            "crl_dir",
+        ];
         assert!(optional.contains(k) || Settings::default().get(k).is_some(), "{k}");
     }
 }

@@ -11,6 +11,7 @@ use kb_pki::cms::SignedMessage;
 use kb_pki::cms::envelope::{self, EnvelopeOptions};
 use kb_pki::time::UnixTime;
 use kb_pki::{Certificate, cert::DEFAULT_WARN_DAYS};
+use kb_service::revocation::RevocationSummary;
 use kb_types::HashAlgorithm;
 use serde::Serialize;
 use std::fs::File;
@@ -272,6 +273,13 @@ fn verify_raw(app: &App, args: VerifyArgs) -> CliResult {
         Some(c) => chain_status(c, &args.ca, &None, app.out.lang())?,
         None => None,
     };
+    let revocation = match (&cert, &chain) {
+        (Some(c), Some(ChainStatus { ok: true, .. })) => {
+            let trust = TrustStore::from_certs(load_bundle(&args.ca)?);
+            Some(app.home()?.revocation().summary(c, &[], &trust, &[], UnixTime::now()))
+        }
+        _ => None,
+    };
     #[derive(Serialize)]
     struct RawVerified {
         ok: bool,
@@ -281,21 +289,26 @@ fn verify_raw(app: &App, args: VerifyArgs) -> CliResult {
         subject: Option<String>,
         serial: Option<String>,
         chain: Option<ChainStatus>,
+        revocation: Option<RevocationSummary>,
     }
     let chain_failed = chain.as_ref().is_some_and(|c| !c.ok);
+    let revoked = revocation.as_ref().is_some_and(RevocationSummary::is_revoked);
     let v = RawVerified {
-        ok: !chain_failed,
+        ok: !chain_failed && !revoked,
         raw: true,
         algorithm: public.algorithm(),
         sm2_id: args.id.clone(),
         subject: cert.as_ref().map(Certificate::subject),
         serial: cert.as_ref().map(Certificate::serial_hex),
         chain,
+        revocation,
     };
     let out = &app.out;
     out.show(&v, || {
         let mut s = String::from(if v.ok {
             "签名有效 signature OK"
+        } else if revoked {
+            "签名无效：签名者证书已吊销 signature INVALID: the signer's certificate is revoked"
         } else {
             "签名有效，但证书链验证失败 signature OK, chain FAILED"
         });
@@ -305,8 +318,14 @@ fn verify_raw(app: &App, args: VerifyArgs) -> CliResult {
         if let Some(c) = &v.chain {
             s.push_str(&format!("\n  chain {}", if c.ok { "OK".to_string() } else { c.reason.clone().unwrap_or_default() }));
         }
+        if let Some(r) = &v.revocation {
+            s.push_str(&format!("\n  {} {}", out.t("吊销状态", "revocation"), kb_service::revocation::text(r, out.lang())));
+        }
         s
     });
+    if let (Some(c), Some(r)) = (&cert, v.revocation.as_ref().filter(|r| r.is_revoked())) {
+        return Err(revoked_signer(c, r, out.lang()));
+    }
     match v.chain {
         Some(ChainStatus { ok: false, code: Some(n), reason, .. }) => Err(CliError::new(
             kb_types::ErrorCode::from_number(n).unwrap_or(kb_types::ErrorCode::Internal),
@@ -330,6 +349,17 @@ struct VerifiedSigner {
     signing_time: Option<String>,
     digest: String,
     chain: Option<ChainStatus>,
+    /// Checked when the chain is (`--ca`) and verifies.
+    revocation: Option<RevocationSummary>,
+}
+
+/// A revoked signer fails verification: nothing inside a signature (its signing time is
+/// the signer's own claim) proves it was made before the revocation.
+fn revoked_signer(cert: &Certificate, r: &RevocationSummary, lang: kb_types::Lang) -> CliError {
+    CliError::new(
+        kb_types::ErrorCode::CertificateRevoked,
+        format!("{}: {}", cert.subject(), kb_service::revocation::text(r, lang)),
+    )
 }
 
 pub(crate) fn verify(app: &App, args: VerifyArgs) -> CliResult {
@@ -355,12 +385,24 @@ pub(crate) fn verify(app: &App, args: VerifyArgs) -> CliResult {
     };
     let mut signers = Vec::new();
     let mut chain_failed = None;
+    let checker = app.home()?.revocation();
+    let carried = msg.crls();
     for r in &reports {
+        let mut revocation = None;
         let chain = match &args.ca {
             Some(_) => {
                 let trust = TrustStore::from_certs(load_bundle(&args.ca)?);
-                Some(match verify_chain(&r.signer, msg.certificates(), &trust, r.signing_time.unwrap_or_else(UnixTime::now)) {
-                    Ok(c) => ChainStatus { ok: true, code: None, reason: None, length: c.certificates.len() },
+                let at = r.signing_time.unwrap_or_else(UnixTime::now);
+                Some(match verify_chain(&r.signer, msg.certificates(), &trust, at) {
+                    Ok(c) => {
+                        let rev =
+                            checker.summary_for_chain_at(&r.signer, msg.certificates(), &trust, &carried, at, UnixTime::now());
+                        if rev.is_revoked() {
+                            chain_failed.get_or_insert(revoked_signer(&r.signer, &rev, out.lang()));
+                        }
+                        revocation = Some(rev);
+                        ChainStatus { ok: true, code: None, reason: None, length: c.certificates.len() }
+                    }
                     Err(e) => {
                         use kb_types::HasErrorCode;
                         let s = ChainStatus { ok: false, code: Some(e.code().number()), reason: Some(e.to_string()), length: 0 };
@@ -377,12 +419,16 @@ pub(crate) fn verify(app: &App, args: VerifyArgs) -> CliResult {
             signing_time: r.signing_time.map(|t| t.to_rfc3339()),
             digest: r.digest_algorithm.name().to_string(),
             chain,
+            revocation,
         });
     }
     let v = Verified { ok: chain_failed.is_none(), signers, detached: msg.is_detached() };
+    let any_revoked = v.signers.iter().any(|g| g.revocation.as_ref().is_some_and(RevocationSummary::is_revoked));
     out.show(&v, || {
         let mut s = String::from(if v.ok {
             "签名有效 signature OK\n"
+        } else if any_revoked {
+            "签名无效：签名者证书已吊销 signature INVALID: the signer's certificate is revoked\n"
         } else {
             "签名有效，但证书链验证失败 signature OK, chain FAILED\n"
         });
@@ -396,6 +442,9 @@ pub(crate) fn verify(app: &App, args: VerifyArgs) -> CliResult {
             ));
             if let Some(c) = &g.chain {
                 s.push_str(&format!("  chain {}\n", if c.ok { "OK".to_string() } else { c.reason.clone().unwrap_or_default() }));
+            }
+            if let Some(r) = &g.revocation {
+                s.push_str(&format!("  {} {}\n", out.t("吊销状态", "revocation"), kb_service::revocation::text(r, out.lang())));
             }
         }
         s.trim_end().to_string()

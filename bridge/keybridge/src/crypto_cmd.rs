@@ -148,6 +148,10 @@ pub(crate) struct DecryptArgs {
     /// the envelope: the certificate it is addressed to, on any medium present.
     #[command(flatten)]
     sel: DeviceSel,
+    /// Open it even with a certificate known to be revoked (old data). Without it a
+    /// revoked certificate is refused (3030).
+    #[arg(long)]
+    allow_revoked: bool,
 }
 
 /// A recipient as people read it.
@@ -162,7 +166,14 @@ fn recipient_text(r: &RecipientId) -> String {
 /// before anything asks for a PIN: a certificate on the medium the envelope is
 /// addressed to, whose key pair is one for decryption and whose algorithm the medium
 /// supports. `--device`, `--container` and `--usage` narrow the search.
-fn recipient_slot(d: &Devices, sel: &DeviceSel, recipients: &[RecipientId]) -> CliResult<(DeviceInfo, String, KeyUsage)> {
+fn recipient_slot(
+    d: &Devices,
+    sel: &DeviceSel,
+    recipients: &[RecipientId],
+    allow_revoked: bool,
+) -> CliResult<(DeviceInfo, String, KeyUsage)> {
+    let (trust, checker) = (kb_service::trust::user_store(&d.home.paths), d.home.revocation());
+    let mut revoked = None;
     let media = d.candidates(sel.device.as_deref())?;
     if let Some(name) = &sel.container
         && let [one] = &media[..]
@@ -199,9 +210,24 @@ fn recipient_slot(d: &Devices, sel: &DeviceSel, recipients: &[RecipientId]) -> C
                         format!("{} cannot decrypt with {alg} keys ({at})", describe_medium(dev)),
                     ));
                 }
+                let r = checker.summary(&cert, &[], &trust, &[], kb_pki::time::UnixTime::now());
+                if r.is_revoked() && !allow_revoked {
+                    revoked.get_or_insert(CliError::new(
+                        ErrorCode::CertificateRevoked,
+                        format!(
+                            "{} ({at}) {}; to open old data with it, add --allow-revoked",
+                            cert.subject(),
+                            kb_service::revocation::text(&r, d.home.settings.language)
+                        ),
+                    ));
+                    continue;
+                }
                 return Ok((d.choose(dev.clone()), c.name, slot.usage));
             }
         }
+    }
+    if let Some(e) = revoked {
+        return Err(e);
     }
     let media_text = media.iter().map(describe_medium).collect::<Vec<_>>().join(", ");
     Err(CliError::new(
@@ -228,7 +254,7 @@ pub(crate) fn decrypt(app: &App, a: DecryptArgs) -> CliResult {
         header.map_err(|e| r.take_error().unwrap_or_else(|| e.into()))?.recipients
     };
     let d = app.devices()?;
-    let (dev, container, usage) = recipient_slot(&d, &a.sel, &recipients)?;
+    let (dev, container, usage) = recipient_slot(&d, &a.sel, &recipients, a.allow_revoked)?;
     let decrypter = d.manager.decrypter(&dev.id, &container, usage, CLIENT)?;
     let (mut reader, len) = open_der(&a.input, &CMS)?;
     let bar = app.term.progress(len, app.out.json(), app.out.t("解密", "decrypting"));

@@ -143,6 +143,14 @@ pub(crate) struct Home {
 }
 
 impl Home {
+    /// A revocation checker from the settings (CRL folder, cache, online or not).
+    pub(crate) fn revocation(&self) -> kb_service::revocation::RevocationChecker {
+        kb_service::revocation::RevocationChecker::new(kb_service::revocation::RevocationConfig::from_settings(
+            &self.settings,
+            &self.paths,
+        ))
+    }
+
     fn open(g: &GlobalOpts) -> CliResult<Self> {
         let paths = match &g.home {
             Some(h) => kb_service::settings::paths_for(Some(h.clone()))?,

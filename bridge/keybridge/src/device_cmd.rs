@@ -141,6 +141,7 @@ struct CertRow {
     days_left: i64,
     public_key: String,
     thumbprint_sha1: String,
+    revocation: kb_service::revocation::RevocationSummary,
 }
 
 #[derive(Args)]
@@ -161,6 +162,7 @@ pub(crate) fn certs(app: &App, a: CertsArgs) -> CliResult {
     };
     let mut rows = Vec::new();
     let mut unreadable = Vec::new();
+    let (trust, revocation) = (kb_service::trust::user_store(&d.home.paths), d.home.revocation());
     for dev in &devices {
         for c in d.manager.containers(&dev.id, CLIENT)? {
             for slot in [&c.sign, &c.encrypt].into_iter().flatten() {
@@ -188,6 +190,7 @@ pub(crate) fn certs(app: &App, a: CertsArgs) -> CliResult {
                     days_left: info.days_left,
                     public_key: info.public_key_description,
                     thumbprint_sha1: info.thumbprint_sha1,
+                    revocation: revocation.summary(&cert, &[], &trust, &[], now),
                 });
             }
         }
@@ -213,7 +216,8 @@ pub(crate) fn certs(app: &App, a: CertsArgs) -> CliResult {
                 (_, Lang::En) => "signing",
                 (_, _) => "签名证书",
             };
-            s.push_str(&format!("{} / {} / {}  [{}]\n", r.device, r.container, usage, r.status_text));
+            let revoked = if r.revocation.is_revoked() { o.t(" [已吊销]", " [REVOKED]") } else { "" };
+            s.push_str(&format!("{} / {} / {}  [{}]{revoked}\n", r.device, r.container, usage, r.status_text));
             s.push_str(&format!("  {}{}\n", pad(o.t("主题", "subject"), 16), r.subject));
             s.push_str(&format!("  {}{}\n", pad(o.t("颁发者", "issuer"), 16), r.issuer));
             s.push_str(&format!("  {}{}\n", pad(o.t("序列号", "serial"), 16), r.serial));
@@ -226,6 +230,11 @@ pub(crate) fn certs(app: &App, a: CertsArgs) -> CliResult {
                 o.t("天", "days left")
             ));
             s.push_str(&format!("  {}{}\n", pad(o.t("SHA-1 指纹", "SHA-1"), 16), r.thumbprint_sha1));
+            s.push_str(&format!(
+                "  {}{}\n",
+                pad(o.t("吊销状态", "revocation"), 16),
+                kb_service::revocation::text(&r.revocation, o.lang())
+            ));
         }
         for p in unreadable.iter().chain(&d.problems) {
             s.push_str(&format!("{} {p}\n", o.t("问题：", "problem:")));

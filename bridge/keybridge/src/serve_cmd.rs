@@ -247,7 +247,10 @@ fn serve_bridge(
     };
     let (secret, secret_path) = secret(&paths)?;
     let consent = Consent::new(Arc::clone(&store), policy, prompter);
-    let service = Arc::new(Service::new(d.manager.clone(), trust, consent, config));
+    let revocation = kb_service::revocation::RevocationChecker::new(kb_service::revocation::RevocationConfig::from_settings(
+        &settings, &paths,
+    ));
+    let service = Arc::new(Service::new(d.manager.clone(), trust, consent, config).with_revocation(Arc::new(revocation)));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("kb-bridge")

@@ -360,3 +360,49 @@ fn the_settings_ca_url_names_the_ca() {
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(said.contains("7014") || said.contains("ca_not_configured"), "{said}");
 }
+
+#[test]
+fn a_certificate_revoked_on_the_dev_ca_shows_revoked_and_its_signatures_fail() {
+    let r = Rig::new();
+    let old = r.fresh_key("KBF-CLI-REVOKED");
+    let app = r.bind_and_apply(&old, "renew");
+    r.approve(&app);
+    let report = json(&r.renew(&["--json", "renew", "install"], &format!("{PIN}\n")));
+    let serial = report["new_serial"].as_str().unwrap().to_string();
+    let (_, new, _) = r.on_the_key().remove(0);
+    // The dev CA names itself as where to ask.
+    assert_eq!(new.ocsp_urls(), vec![format!("{}/ocsp", r.url)]);
+
+    // Good (the dev CA's OCSP answer, checked against the demo root the home trusts).
+    let certs = json(&run(&r.home, &["--json", "certs"], ""));
+    let row = &certs["certificates"][0];
+    assert_eq!(row["serial"].as_str().map(str::to_uppercase), Some(new.serial_hex().to_uppercase()));
+    assert_eq!(row["revocation"]["status"], "good", "{row}");
+    let files = r.home.parent().unwrap();
+    let (bid, sig) = (files.join("bid.txt"), files.join("bid.p7s"));
+    std::fs::write(&bid, "投标文件").unwrap();
+    let signed = run(
+        &r.home,
+        &["sign", "--in", bid.to_str().unwrap(), "--out", sig.to_str().unwrap(), "--format", "cms-attached"],
+        &format!("{PIN}\n"),
+    );
+    assert!(signed.status.success(), "{}", String::from_utf8_lossy(&signed.stderr));
+    let verify = ["--json", "verify", "--sig", sig.to_str().unwrap(), "--ca", r.root_pem.as_str()];
+    let v = json(&run(&r.home, &verify, ""));
+    assert_eq!((v["ok"].as_bool(), v["signers"][0]["revocation"]["status"].as_str()), (Some(true), Some("good")), "{v}");
+
+    // Revoked on the dev CA: every new look says so, with the reason.
+    let done = json(&run(&r.home, &["--json", "devca", "revoke", &serial, "--reason", "keyCompromise"], ""));
+    assert_eq!(done["revoked"], true);
+    let certs = json(&run(&r.home, &["--json", "certs"], ""));
+    let rev = &certs["certificates"][0]["revocation"];
+    assert_eq!((rev["status"].as_str(), rev["reason"].as_str()), (Some("revoked"), Some("keyCompromise")), "{rev}");
+    assert_eq!(rev["code"], kb_types::ErrorCode::CertificateRevoked.number());
+    let text = String::from_utf8(run(&r.home, &["certs"], "").stdout).unwrap();
+    assert!(text.contains("[已吊销]") && text.contains("keyCompromise"), "{text}");
+    // The signature made before now fails, with the code and the reason.
+    let out = run(&r.home, &verify, "");
+    assert!(!out.status.success());
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("3030") && said.contains("keyCompromise"), "{said}");
+}

@@ -146,6 +146,24 @@ export interface CertificatesListParams {
   device?: DeviceId;
   /** Only certificates valid at this time. */
   valid_at?: UnixTime;
+  /** `false`: leave out revoked certificates (for a choice offered to the user); `true`: only revoked ones. */
+  revoked?: boolean;
+}
+
+/** Good, revoked, unknown (offline, no source, stale: never read it as good) or not checked. */
+export type RevocationState = "good" | "revoked" | "unknown" | "not_checked";
+
+/** What KeyBridge knows about a certificate's revocation. */
+export interface Revocation {
+  status: RevocationState;
+  /** 3030 certificate_revoked or 3031 revocation_unknown. */
+  code?: number;
+  /** When it was revoked. */
+  revoked_at?: UnixTime;
+  /** RFC 5280's name for why (`keyCompromise`, …). */
+  reason?: string;
+  /** Where the answer came from, or why there is none. */
+  detail: string;
 }
 
 /** A certificate as listed. */
@@ -162,6 +180,7 @@ export interface CertificateSummary {
   not_before: UnixTime;
   not_after: UnixTime;
   status: ValidityStatus;
+  revocation: Revocation;
 }
 
 export interface CertificatesListResult {
@@ -231,6 +250,8 @@ export interface VerifyParams {
   check_chain?: boolean;
   /** Check validity at this time (default: the CMS signing time, else now). */
   at?: UnixTime;
+  /** Check the signer's revocation when the chain is trusted (default true); a revoked signer fails with 3030. */
+  check_revocation?: boolean;
 }
 
 /** Who signed. */
@@ -252,6 +273,8 @@ export interface VerifyResult {
   chain: ChainStatus;
   chain_error?: number;
   signing_time?: UnixTime;
+  /** The signer certificate's revocation. */
+  revocation?: Revocation;
 }
 
 // ---- encrypt / decrypt ----
@@ -279,6 +302,8 @@ export interface DecryptParams {
   input: Input;
   output?: OutputMode;
   sm2_layout?: Sm2Layout;
+  /** Open old data with a certificate known to be revoked (otherwise refused with 3030). */
+  allow_revoked?: boolean;
 }
 
 export interface DecryptResult {

@@ -208,6 +208,53 @@ pub enum ValidityStatus {
     NotYetValid,
 }
 
+/// Whether a certificate is revoked, as far as KeyBridge can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevocationState {
+    /// Not revoked, by current data verified against the issuer (a CRL or OCSP).
+    Good,
+    /// Revoked (`revoked_at`, `reason`).
+    Revoked,
+    /// Not known: offline, no source, stale or unverifiable data (`detail` says which).
+    /// Never to be read as good.
+    Unknown,
+    /// Not checked: the chain does not reach a trusted root, the certificate is a trust
+    /// anchor, or nobody asked.
+    NotChecked,
+}
+
+/// What KeyBridge knows about a certificate's revocation, as every screen, the CLI and
+/// the bridge show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    /// Good, revoked, unknown or not checked.
+    pub status: RevocationState,
+    /// `3030 certificate_revoked` or `3031 revocation_unknown`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<u32>,
+    /// When it was revoked, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<i64>,
+    /// Why, as RFC 5280 names it (`keyCompromise`, `superseded`, …), when the CA said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Where the answer came from (`OCSP (…)`, `CRL #…`), or why there is none (English).
+    pub detail: String,
+}
+
+impl Revocation {
+    /// Not checked, and why.
+    pub fn not_checked(detail: impl Into<String>) -> Self {
+        Revocation { status: RevocationState::NotChecked, code: None, revoked_at: None, reason: None, detail: detail.into() }
+    }
+
+    /// Whether it is revoked.
+    pub fn is_revoked(&self) -> bool {
+        self.status == RevocationState::Revoked
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,8 +15,8 @@ mod pin;
 
 pub use algorithm::{Algorithm, HashAlgorithm, KeyUsage};
 pub use device::{
-    Capabilities, ContainerInfo, DeviceId, DeviceInfo, KeySlot, PinInfo, PinKind, SealInfo, TransportKind, UserVerification,
-    ValidityStatus,
+    Capabilities, ContainerInfo, DeviceId, DeviceInfo, KeySlot, PinInfo, PinKind, Revocation, RevocationState, SealInfo,
+    TransportKind, UserVerification, ValidityStatus,
 };
 pub use error_code::{Category, ErrorCode, HasErrorCode, Lang, markdown_table};
 pub use pin::Pin;

@@ -200,6 +200,7 @@ export function certDetailsOf(m: Medium, s: CertSummary, chain?: CertDetails["ch
     ],
     thumbprintSha1: thumbprintOf(s, "sha1"),
     chain: chain ?? { trusted: true, code: null, reason: null, path: [s.subject, issuer] },
+    revocation: { state: "unknown", code: 3031, text: "未知: no CRL or OCSP responder is known for it" },
   };
 }
 

@@ -140,6 +140,7 @@ const en: MessageSchema = {
     chainTrusted: "Chain trusted",
     chainUntrusted: "Chain not trusted: {reason}",
     chainUnknownReason: "reason unknown",
+    revocation: "Revocation",
     delete: "Delete certificate",
     deleteConfirm: "Delete the certificate “{cn}” ({usage})? This cannot be undone; you will be asked for the medium's PIN.",
     deleted: "Certificate deleted",

@@ -141,6 +141,7 @@ const zhCN = {
     chainTrusted: "证书链可信",
     chainUntrusted: "证书链不可信：{reason}",
     chainUnknownReason: "原因未知",
+    revocation: "吊销状态",
     delete: "删除证书",
     deleteConfirm: "确定要删除证书“{cn}”（{usage}）吗？删除后无法恢复，随后需要输入介质口令。",
     deleted: "证书已删除",

@@ -109,6 +109,16 @@ pub async fn rig_with(tweak: impl FnOnce(&mut BridgeConfig), wrap: Option<Wrap>)
 
 /// A rig over the given grant store (e.g. one backed by a file).
 pub async fn rig_full(tweak: impl FnOnce(&mut BridgeConfig), wrap: Option<Wrap>, grants: Arc<GrantStore>) -> Rig {
+    rig_checking(tweak, wrap, grants, None).await
+}
+
+/// A rig whose service checks revocation with this checker.
+pub async fn rig_checking(
+    tweak: impl FnOnce(&mut BridgeConfig),
+    wrap: Option<Wrap>,
+    grants: Arc<GrantStore>,
+    revocation: Option<Arc<kb_service::revocation::RevocationChecker>>,
+) -> Rig {
     let prompter = Arc::new(ScriptedPrompter::new());
     let inner: Arc<dyn Prompter> = match wrap {
         Some(w) => w(Arc::clone(&prompter)),
@@ -129,7 +139,11 @@ pub async fn rig_full(tweak: impl FnOnce(&mut BridgeConfig), wrap: Option<Wrap>,
     tweak(&mut config);
     let consent = Consent::new(Arc::clone(&grants), config.consent, watched);
     let trust = TrustStore::from_certs([ca.cert().clone()]);
-    let service = Arc::new(Service::new(manager.clone(), trust, consent, config));
+    let mut service = Service::new(manager.clone(), trust, consent, config);
+    if let Some(checker) = revocation {
+        service = service.with_revocation(checker);
+    }
+    let service = Arc::new(service);
     let secret = ClientSecret::generate().unwrap();
     let bridge = Bridge::new(service, secret.clone(), watch).start().await.unwrap();
     Rig { bridge, prompter, manager, transport, events, ca, key, secret, audit, grants }

@@ -443,6 +443,16 @@ impl DeviceManager {
         self.shared.lock().devices.get(device).is_some_and(|d| d.online)
     }
 
+    /// Whether a medium can be asked now: `Removed` when it is no longer known (pulled
+    /// out while the caller waited), `Offline` when it is known but its link is down.
+    pub(crate) fn reachable(&self, device: &DeviceId) -> std::result::Result<(), TokenError> {
+        match self.shared.lock().devices.get(device) {
+            None => Err(TokenError::Removed),
+            Some(d) if !d.online => Err(TokenError::Offline),
+            Some(_) => Ok(()),
+        }
+    }
+
     /// One present medium.
     pub fn device(&self, device: &DeviceId) -> Result<DeviceInfo> {
         self.shared.lock().devices.get(device).map(|d| d.info.clone()).ok_or_else(|| unknown(device))

@@ -223,8 +223,8 @@ impl DeviceManager {
             if let Err(e) = ctx.check() {
                 return Err(audit_here("", e.into(), auth));
             }
-            if !self.is_online(device) {
-                return Err(audit_here("", TokenError::Offline.into(), auth));
+            if let Err(e) = self.reachable(device) {
+                return Err(audit_here("", e.into(), auth));
             }
             let (op2, client2, ctx2) = (Arc::clone(&op), client.clone(), ctx.clone());
             return self.call_in(device, &ctx, move |a| a.run_private(&op2, None, auth, &client2, &ctx2, None));
@@ -252,8 +252,8 @@ impl DeviceManager {
             if let Err(e) = ctx.check() {
                 return Err(audit_here(&description, e.into(), none));
             }
-            if !self.is_online(device) {
-                return Err(audit_here(&description, TokenError::Offline.into(), none));
+            if let Err(e) = self.reachable(device) {
+                return Err(audit_here(&description, e.into(), none));
             }
             let pin = match cached {
                 Some(p) => p,
