@@ -449,10 +449,15 @@ fn renew_installs_a_later_certificate_for_the_same_key() {
 /// Makes a certificate for a CSR.
 type Issuer = Box<dyn Fn(&[u8]) -> Certificate + Send + Sync>;
 
-/// A CA client that hands out a crafted certificate instead of the real one.
+/// Changes what the CA delivers.
+type DeliveryChange = Box<dyn Fn(api::Delivery) -> api::Delivery + Send + Sync>;
+
+/// A CA client that hands out a crafted certificate instead of the real one, or changes
+/// the delivery (the encryption pair of dual certificates).
 struct Tampering {
     real: Arc<HttpCaClient>,
-    issue: Issuer,
+    issue: Option<Issuer>,
+    delivery: Option<DeliveryChange>,
 }
 
 impl CaClient for Tampering {
@@ -472,16 +477,26 @@ impl CaClient for Tampering {
         self.real.renewal_status(s)
     }
     fn delivery(&self, id: &str) -> kb_ca::Result<api::Delivery> {
-        self.real.delivery(id)
+        let d = self.real.delivery(id)?;
+        Ok(match &self.delivery {
+            Some(change) => change(d),
+            None => d,
+        })
     }
     fn est_cacerts(&self) -> kb_ca::Result<Vec<Certificate>> {
         self.real.est_cacerts()
     }
-    fn est_simpleenroll(&self, csr: &[u8], _: Option<(&str, &str)>) -> kb_ca::Result<Vec<Certificate>> {
-        Ok(vec![(self.issue)(csr)])
+    fn est_simpleenroll(&self, csr: &[u8], auth: Option<(&str, &str)>) -> kb_ca::Result<Vec<Certificate>> {
+        match &self.issue {
+            Some(issue) => Ok(vec![issue(csr)]),
+            None => self.real.est_simpleenroll(csr, auth),
+        }
     }
     fn est_simplereenroll(&self, csr: &[u8]) -> kb_ca::Result<Vec<Certificate>> {
-        Ok(vec![(self.issue)(csr)])
+        match &self.issue {
+            Some(issue) => Ok(vec![issue(csr)]),
+            None => self.real.est_simplereenroll(csr),
+        }
     }
 }
 
@@ -524,7 +539,7 @@ fn a_new_certificate_that_fails_a_check_is_never_written() {
         }),
     ];
     for (what, issue) in cases {
-        let tampering = Arc::new(Tampering { real: r.client.clone(), issue });
+        let tampering = Arc::new(Tampering { real: r.client.clone(), issue: Some(issue), delivery: None });
         let renewal = Renewal::new(r.mgr.clone(), tampering, TrustStore::from_certs([r.root.clone()]), r.dir.path().join("j2"));
         let e = renewal.install(&r.device(), C, KeyUsage::Sign, "test").unwrap_err();
         assert_eq!(e.code(), ErrorCode::NewCertificateInvalid, "{what}: {e}");
@@ -715,4 +730,96 @@ fn dual_rekey_survives_a_failure_at_every_step() {
         eprintln!("dual rekey: failing {when:?} (pull={pull}) each of {steps} calls");
         assert!(steps >= 10, "only {steps} calls were swept");
     }
+}
+
+/// Dual certificates: an encryption pair that fails a check (or a delivery that is not
+/// one) is never imported, and the signing certificate is not written either.
+#[test]
+fn a_dual_delivery_that_fails_a_check_changes_nothing() {
+    let r = rig_with(20, true);
+    r.approve(RenewalKind::Renew);
+    let (root, rs) = (r.root.clone(), r.root_signer.clone());
+    let now = UnixTime::now();
+    let stranger = kb_crypto::sm2::Sm2PrivateKey::generate().unwrap();
+    let stranger_pub = PublicKey::Sm2(*stranger.public_key());
+    let envelope_of = |d: &api::Delivery| {
+        kb_token::Sm2EnvelopedKey::from_der(&api::unb64(d.encryption_key.as_deref().unwrap()).unwrap()).unwrap()
+    };
+    let enc_cert = move |subject: &str, key: &PublicKey, usage: KeyUsage, days: i64| {
+        api::b64(issue(&CertificateParams::leaf(subject, usage, now, days), key, Some(&root), &rs).unwrap().der())
+    };
+    let cases: Vec<(&str, ErrorCode, DeliveryChange)> = vec![
+        (
+            "no envelope",
+            ErrorCode::CaResponseInvalid,
+            Box::new(|mut d| {
+                d.encryption_key = None;
+                d
+            }),
+        ),
+        (
+            "no encryption certificate",
+            ErrorCode::CaResponseInvalid,
+            Box::new(|mut d| {
+                d.certificates.truncate(1);
+                d
+            }),
+        ),
+        (
+            "an envelope that is not DER",
+            ErrorCode::CaResponseInvalid,
+            Box::new(|mut d| {
+                d.encryption_key = Some(api::b64(b"not an envelope"));
+                d
+            }),
+        ),
+        ("a certificate for another key", ErrorCode::NewCertificateInvalid, {
+            let c = enc_cert.clone();
+            let k = stranger_pub.clone();
+            Box::new(move |mut d| {
+                d.certificates[1] = c(SUBJECT, &k, KeyUsage::Encrypt, 800);
+                d
+            })
+        }),
+        ("a certificate for another subject", ErrorCode::NewCertificateInvalid, {
+            let c = enc_cert.clone();
+            Box::new(move |mut d| {
+                let k = PublicKey::Sm2(envelope_of(&d).public_key);
+                d.certificates[1] = c("C=CN,CN=李四", &k, KeyUsage::Encrypt, 800);
+                d
+            })
+        }),
+        ("a signing certificate", ErrorCode::NewCertificateInvalid, {
+            let c = enc_cert.clone();
+            Box::new(move |mut d| {
+                let k = PublicKey::Sm2(envelope_of(&d).public_key);
+                d.certificates[1] = c(SUBJECT, &k, KeyUsage::Sign, 800);
+                d
+            })
+        }),
+        ("an envelope sealed to another key", ErrorCode::EnvelopedKeyInvalid, {
+            let c = enc_cert.clone();
+            Box::new(move |mut d| {
+                let pair = kb_crypto::sm2::Sm2PrivateKey::generate().unwrap();
+                let k = PublicKey::Sm2(*pair.public_key());
+                let env = kb_token::Sm2EnvelopedKey::seal(&pair, stranger.public_key()).unwrap();
+                d.encryption_key = Some(api::b64(&env.to_der().unwrap()));
+                d.certificates[1] = c(SUBJECT, &k, KeyUsage::Encrypt, 800);
+                d
+            })
+        }),
+    ];
+    let before_enc = r.encryption_on_the_key();
+    for (what, code, change) in cases {
+        let tampering = Arc::new(Tampering { real: r.client.clone(), issue: None, delivery: Some(change) });
+        let renewal = Renewal::new(r.mgr.clone(), tampering, TrustStore::from_certs([r.root.clone()]), r.dir.path().join("j2"));
+        let e = renewal.install(&r.device(), C, KeyUsage::Sign, "test").unwrap_err();
+        assert_eq!(e.code(), code, "{what}: {e}");
+        assert_eq!(r.on_the_key()[0].1, r.old, "{what}: the old signing certificate must stay");
+        assert_eq!(r.encryption_on_the_key(), before_enc, "{what}: the encryption slot changed");
+    }
+    // The real delivery then goes through.
+    r.renewal.install(&r.device(), C, KeyUsage::Sign, "test").unwrap();
+    let new = r.assert_working("after the real delivery");
+    r.assert_new_encryption_pair(&new, "after the real delivery");
 }
