@@ -158,6 +158,11 @@ pub struct Application {
     pub years: u32,
     /// 过期: applied for after the certificate expired (with attachments).
     pub expired: bool,
+    /// SM2 dual certificates: besides the signing certificate the CA's key-management
+    /// centre issues an encryption key pair, delivered as an enveloped key with its
+    /// certificate ([`Delivery::encryption_key`]). Absent = `false`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dual: bool,
 }
 
 /// `GET /api/v1/certificates/{serial}/renewal`.
@@ -189,6 +194,11 @@ pub struct Delivery {
     pub certificates: Vec<String>,
     /// The issuing chain up to the root, base64 DER, issuer first.
     pub chain: Vec<String>,
+    /// SM2 dual certificates ([`Application::dual`]): the encryption key pair as a GM/T
+    /// 0009 `SM2EnvelopedKey`, base64 DER, sealed to the public key of the **signing**
+    /// certificate issued (`certificates[0]`); its certificate is `certificates[1]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_key: Option<String>,
 }
 
 /// An error answer.

@@ -14,7 +14,7 @@ use kb_pki::csr::CertificationRequest;
 use kb_pki::issue::{CertificateParams, issue};
 use kb_pki::time::UnixTime;
 use kb_pki::{Certificate, LocalSigner, Signer};
-use kb_types::ErrorCode;
+use kb_types::{ErrorCode, KeyUsage};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -71,7 +71,15 @@ CREATE TABLE IF NOT EXISTS applications (
     id TEXT PRIMARY KEY, serial TEXT NOT NULL, kind TEXT NOT NULL, years INTEGER NOT NULL,
     expired INTEGER NOT NULL, state TEXT NOT NULL, reason TEXT, attachment_name TEXT,
     attachment BLOB, created_at INTEGER NOT NULL, issued_serial TEXT);
+CREATE TABLE IF NOT EXISTS encryption_pairs (
+    application_id TEXT PRIMARY KEY, certificate_serial TEXT, envelope BLOB);
 ";
+
+/// How long `SQLite` waits for another connection's lock (the desktop's embedded CA and
+/// `keybridge devca serve` may share one database file) before `SQLITE_BUSY`. Set
+/// explicitly rather than relying on rusqlite's default (5 s, `sqlite3_busy_timeout` in
+/// `Connection::open`), so it is part of the dev CA's documented behaviour.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How the dev CA is set up.
 #[derive(Clone, Debug)]
@@ -93,6 +101,8 @@ pub struct DevCa {
     config: Mutex<Config>,
     /// Bumped on every binding change; long-polls wait on it.
     changes: (Mutex<u64>, Condvar),
+    /// Issue SM2 dual certificates (see [`DevCa::set_dual_certificates`]).
+    dual: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for DevCa {
@@ -172,9 +182,18 @@ impl DevCa {
             return Err(internal("the root key does not match the root certificate"));
         }
         let conn = Connection::open(db).map_err(internal)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(internal)?;
         conn.execute_batch(SCHEMA).map_err(internal)?;
         conn.execute_batch(revoke::SCHEMA).map_err(internal)?;
-        Ok(DevCa { db: Mutex::new(conn), root, signer, clock, config: Mutex::new(config), changes: Default::default() })
+        Ok(DevCa {
+            db: Mutex::new(conn),
+            root,
+            signer,
+            clock,
+            config: Mutex::new(config),
+            changes: Default::default(),
+            dual: Default::default(),
+        })
     }
 
     fn db(&self) -> MutexGuard<'_, Connection> {
@@ -189,6 +208,14 @@ impl DevCa {
     /// Set the URL phones reach the CA at (once the listener's port is known).
     pub fn set_public_url(&self, url: &str) {
         self.config.lock().unwrap_or_else(|e| e.into_inner()).public_url = url.trim_end_matches('/').to_string();
+    }
+
+    /// Issue SM2 dual certificates from now on: applications made for an SM2 signing
+    /// certificate are `dual`, and enrolling one also issues an encryption key pair (made
+    /// here, standing in for the CA's key-management centre), delivered sealed to the new
+    /// signing key (GM/T 0009 `SM2EnvelopedKey`) with its certificate. Off by default.
+    pub fn set_dual_certificates(&self, on: bool) {
+        self.dual.store(on, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The root certificate.
@@ -500,6 +527,10 @@ impl DevCa {
                 params![id, serial, kind_name(kind), years, expired, name, bytes, self.now()],
             )
             .map_err(internal)?;
+        let sm2_signing = matches!(cert.public_key(), Ok(kb_crypto::PublicKey::Sm2(_))) && cert.usage() != KeyUsage::Encrypt;
+        if self.dual.load(std::sync::atomic::Ordering::SeqCst) && sm2_signing {
+            self.db().execute("INSERT INTO encryption_pairs (application_id) VALUES (?1)", [&id]).map_err(internal)?;
+        }
         Ok(id)
     }
 
@@ -549,6 +580,7 @@ impl DevCa {
                 kind: if kind == "rekey" { RenewalKind::Rekey } else { RenewalKind::Renew },
                 years: r.get(3)?,
                 expired: r.get(4)?,
+                dual: r.get(8)?,
             },
             serial: r.get(1)?,
             state: r.get(5)?,
@@ -557,7 +589,8 @@ impl DevCa {
         })
     }
 
-    const APP_COLUMNS: &str = "id, serial, kind, years, expired, state, reason, attachment_name";
+    const APP_COLUMNS: &str = "id, serial, kind, years, expired, state, reason, attachment_name,
+        EXISTS(SELECT 1 FROM encryption_pairs e WHERE e.application_id = applications.id)";
 
     /// One application.
     pub fn application(&self, id: &str) -> Result<ApplicationRecord> {
@@ -638,11 +671,20 @@ impl DevCa {
             Refusal::new(ErrorCode::RenewalNotApproved, 404, format!("application {id} has no certificate issued yet"))
         })?;
         let (cert, _) = self.certificate(&conn, &serial)?.ok_or_else(|| internal("issued certificate missing"))?;
-        Ok(Delivery {
-            application_id: id.into(),
-            certificates: vec![api::b64(cert.der())],
-            chain: vec![api::b64(self.root.der())],
-        })
+        let mut certificates = vec![api::b64(cert.der())];
+        let pair: Option<(Option<String>, Option<Vec<u8>>)> = conn
+            .query_row("SELECT certificate_serial, envelope FROM encryption_pairs WHERE application_id = ?1", [id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(internal)?;
+        let mut encryption_key = None;
+        if let Some((Some(enc_serial), Some(envelope))) = pair {
+            let (enc, _) = self.certificate(&conn, &enc_serial)?.ok_or_else(|| internal("encryption certificate missing"))?;
+            certificates.push(api::b64(enc.der()));
+            encryption_key = Some(api::b64(&envelope));
+        }
+        Ok(Delivery { application_id: id.into(), certificates, chain: vec![api::b64(self.root.der())], encryption_key })
     }
 
     /// EST `/cacerts`.
@@ -658,9 +700,9 @@ impl DevCa {
         let conn = self.db();
         let mut stmt = conn
             .prepare(&format!(
-                "SELECT {} FROM applications a WHERE a.kind = 'renew' AND a.serial IN
-                 (SELECT serial FROM certificates WHERE spki_sha256 = ?1) ORDER BY a.created_at DESC, a.rowid DESC",
-                Self::APP_COLUMNS.split(", ").map(|c| format!("a.{c}")).collect::<Vec<_>>().join(", ")
+                "SELECT {} FROM applications WHERE kind = 'renew' AND serial IN
+                 (SELECT serial FROM certificates WHERE spki_sha256 = ?1) ORDER BY created_at DESC, rowid DESC",
+                Self::APP_COLUMNS
             ))
             .map_err(internal)?;
         let apps = stmt
@@ -745,6 +787,9 @@ impl DevCa {
         }
         let cert = issue(&params, &key, Some(&self.root), &self.signer).map_err(internal)?;
         self.remember(conn, &cert, medium.as_deref(), Some(&rec.application.id))?;
+        if rec.application.dual {
+            self.issue_encryption_pair(conn, rec, &params, &key, medium.as_deref())?;
+        }
         conn.execute(
             "UPDATE applications SET state = 'issued', issued_serial = ?1 WHERE id = ?2 AND state = 'approved'",
             params![api::serial_of(&cert), rec.application.id],
@@ -752,6 +797,39 @@ impl DevCa {
         .map_err(internal)?;
         tracing::info!(application = %rec.application.id, serial = %api::serial_of(&cert), "dev CA issued a certificate");
         Ok(cert)
+    }
+}
+
+impl DevCa {
+    /// The key-management centre's part of a dual enrolment: a fresh SM2 encryption pair,
+    /// its certificate (the signing certificate's subject and validity), and the pair
+    /// sealed to the new signing key. Only the envelope is kept: the private key is gone
+    /// when this returns (a real KMC would escrow it).
+    fn issue_encryption_pair(
+        &self,
+        conn: &Connection,
+        rec: &ApplicationRecord,
+        signing: &CertificateParams,
+        signing_key: &kb_crypto::PublicKey,
+        medium: Option<&str>,
+    ) -> Result<()> {
+        let kb_crypto::PublicKey::Sm2(protection) = signing_key else {
+            return Err(enrol_refused("dual certificates need an SM2 signing key"));
+        };
+        let pair = kb_crypto::sm2::Sm2PrivateKey::generate().map_err(internal)?;
+        let envelope = kb_token::Sm2EnvelopedKey::seal(&pair, protection).and_then(|e| e.to_der()).map_err(internal)?;
+        let mut params = signing.clone();
+        params.kind = kb_pki::issue::CertKind::Leaf { usage: KeyUsage::Encrypt };
+        let cert =
+            issue(&params, &kb_crypto::PublicKey::Sm2(*pair.public_key()), Some(&self.root), &self.signer).map_err(internal)?;
+        drop(pair);
+        self.remember(conn, &cert, medium, Some(&rec.application.id))?;
+        conn.execute(
+            "UPDATE encryption_pairs SET certificate_serial = ?1, envelope = ?2 WHERE application_id = ?3",
+            params![api::serial_of(&cert), envelope, rec.application.id],
+        )
+        .map_err(internal)?;
+        Ok(())
     }
 }
 

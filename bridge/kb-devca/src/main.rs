@@ -1,10 +1,13 @@
 //! `kb-devca`: run the development CA (or decide an application) from a directory.
 //!
 //! ```text
-//! kb-devca serve [--dir DIR] [--port 8443]
+//! kb-devca serve [--dir DIR] [--port 8443] [--dual]
 //! kb-devca approve --dir DIR APPLICATION
 //! kb-devca reject --dir DIR APPLICATION REASON
 //! ```
+//!
+//! `--dual`: issue SM2 dual certificates (an encryption pair delivered as a GM/T 0009
+//! enveloped key with every SM2 signing certificate renewed; [`DevCa::set_dual_certificates`]).
 #![allow(clippy::print_stdout)]
 
 use kb_devca::{Config, DevCa, Server, SystemClock};
@@ -22,12 +25,14 @@ fn main() {
 fn run(args: Vec<String>) -> Result<(), String> {
     let mut dir = PathBuf::from("devca");
     let mut port = 8443u16;
+    let mut dual = false;
     let mut rest = Vec::new();
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--dir" => dir = it.next().ok_or("--dir needs a value")?.into(),
             "--port" => port = it.next().ok_or("--port needs a value")?.parse().map_err(|_| "bad --port")?,
+            "--dual" => dual = true,
             _ => rest.push(a),
         }
     }
@@ -36,6 +41,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
         Config { name: kb_devca::SERVICE_NAME.into(), public_url: String::new(), operator_key: kb_devca::new_operator_key() };
     let ca =
         Arc::new(DevCa::open(&dir.join("devca.sqlite"), root, signer, Arc::new(SystemClock), config).map_err(|e| e.to_string())?);
+    ca.set_dual_certificates(dual);
     match rest.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["serve"] | [] => {
             let server =
@@ -48,6 +54,6 @@ fn run(args: Vec<String>) -> Result<(), String> {
         }
         ["approve", id] => ca.decide(id, true, "").map_err(|e| e.to_string()),
         ["reject", id, reason] => ca.decide(id, false, reason).map_err(|e| e.to_string()),
-        _ => Err("usage: kb-devca [serve|approve ID|reject ID REASON] [--dir DIR] [--port N]".into()),
+        _ => Err("usage: kb-devca [serve|approve ID|reject ID REASON] [--dir DIR] [--port N] [--dual]".into()),
     }
 }

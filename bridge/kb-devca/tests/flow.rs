@@ -455,3 +455,25 @@ fn revoked_on_the_operator_page_then_published_by_crl_and_ocsp() {
     r.clock.advance(kb_devca::ca::CRL_VALIDITY_SECS + 60);
     assert!(matches!(check_crl(&other, &r.root, &crl, UnixTime(r.clock_now())), RevocationStatus::Unknown { .. }));
 }
+
+/// The desktop's embedded CA and `keybridge devca serve` may share one database file: a
+/// write while the other process holds the lock waits for it (SQLite busy timeout)
+/// instead of failing at once with "database is locked".
+#[test]
+fn a_locked_database_is_waited_for() {
+    let r = rig();
+    let other = rusqlite::Connection::open(r._dir.path().join("ca.sqlite")).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let (started, wait_started) = std::sync::mpsc::channel();
+    let ca = Arc::clone(&r.ca);
+    let writer = std::thread::spawn(move || {
+        started.send(()).unwrap();
+        ca.challenge().map(|_| ()).map_err(|e| e.to_string())
+    });
+    wait_started.recv().unwrap();
+    // Give the write time to hit the lock (if it is not there yet, the test proves less,
+    // but cannot fail wrongly).
+    std::thread::sleep(Duration::from_millis(300));
+    other.execute_batch("COMMIT").unwrap();
+    writer.join().unwrap().unwrap_or_else(|e| panic!("the write did not wait for the lock: {e}"));
+}

@@ -139,6 +139,8 @@ struct Target<'a> {
     usage: KeyUsage,
     old: &'a Certificate,
     caller: &'a Caller,
+    /// The approved application.
+    application: &'a api::Application,
 }
 
 impl Target<'_> {
@@ -419,7 +421,7 @@ impl Renewal {
                 ));
             }
         };
-        let t = Target { device, container, usage, old: &old, caller: &caller };
+        let t = Target { device, container, usage, old: &old, caller: &caller, application: &app };
         match app.kind {
             RenewalKind::Renew => self.install_renewal(&t),
             RenewalKind::Rekey if status.state == RenewalState::Issued => self.resume_rekey(&t, &app.id),
@@ -484,6 +486,7 @@ impl Renewal {
         let csr = kb_pki::csr::build(&subject_dn(t.old), &signer, vec![]).map_err(|e| signer.service_error(e))?;
         let new = Self::first_issued(self.ca.est_simplereenroll(&csr)?)?;
         self.check_new(&new, t.old, signer.public_key())?;
+        self.put_encryption_pair(t, t.container, &new)?;
         self.write_and_read_back(t, &t.journal(RenewalKind::Renew, Some(&new), None), &new, t.container)?;
         self.remove_journal(t.device)?;
         Ok(t.report(RenewalKind::Renew, &new, t.container))
@@ -561,6 +564,8 @@ impl Renewal {
         };
         let new = Self::first_issued(issued).map_err(drop_new)?;
         self.check_new(&new, t.old, &key).map_err(drop_new)?;
+        // The CA has issued: from here on the new pair stays for the next install.
+        self.put_encryption_pair(t, &new_container, &new)?;
         self.put_rekeyed(t, &new, &new_container)
     }
 
@@ -590,7 +595,65 @@ impl Renewal {
                 )
             })?;
         self.check_new(&new, t.old, &key)?;
+        self.put_encryption_pair(t, &holder, &new)?;
         self.put_rekeyed(t, &new, &holder)
+    }
+
+    /// SM2 dual certificates ([`api::Application::dual`]): the encryption key pair the CA
+    /// issued with the signing certificate `new`, delivered in an envelope sealed to
+    /// `new`'s key, checked (its certificate holds the delivered key, chains to a trusted
+    /// root, names `new`'s subject, is for encryption and valid now) and imported by the
+    /// medium into `container` next to the signing key, then read back. The medium swaps
+    /// the slot in one step (the file key: one atomic write), so it holds the old pair or
+    /// the new one, each with its certificate. Runs before the signing certificate is
+    /// written, and again harmlessly on a repeated install (a slot that already holds the
+    /// delivered certificate is left alone). Nothing to do for other applications.
+    fn put_encryption_pair(&self, t: &Target<'_>, container: &str, new: &Certificate) -> Result<()> {
+        if !t.application.dual || t.usage == KeyUsage::Encrypt {
+            return Ok(());
+        }
+        let delivery = self.ca.delivery(&t.application.id)?;
+        let garbage = |why: &str| renewal_error(ErrorCode::CaResponseInvalid, format!("the CA's encryption key pair: {why}"));
+        let enc = delivery
+            .certificates
+            .get(1)
+            .map(|b| api::unb64(b).ok_or_else(|| garbage("the certificate is not base64")))
+            .transpose()?
+            .map(|der| Certificate::from_der(&der))
+            .transpose()?
+            .ok_or_else(|| garbage("no encryption certificate was delivered"))?;
+        let envelope = delivery
+            .encryption_key
+            .as_deref()
+            .and_then(api::unb64)
+            .ok_or_else(|| garbage("no enveloped key was delivered"))
+            .and_then(|der| kb_token::Sm2EnvelopedKey::from_der(&der).map_err(|e| garbage(&e.to_string())))?;
+        let invalid = |why: String| renewal_error(ErrorCode::NewCertificateInvalid, format!("the encryption certificate: {why}"));
+        if enc.public_key()? != kb_crypto::PublicKey::Sm2(envelope.public_key) {
+            return Err(invalid("it is not for the delivered key pair".into()));
+        }
+        let now = UnixTime::now();
+        verify_chain(&enc, &[], &self.trust, now).map_err(|e| invalid(format!("it does not chain to a trusted root: {e}")))?;
+        if enc.subject_der() != new.subject_der() {
+            return Err(invalid(format!("it names '{}', not '{}'", enc.subject(), new.subject())));
+        }
+        if enc.usage() != KeyUsage::Encrypt {
+            return Err(invalid("it is not an encryption certificate".into()));
+        }
+        if enc.not_before().0 > now.0 + CLOCK_SKEW_SECS || enc.not_after() <= now {
+            return Err(invalid("it is not valid now".into()));
+        }
+        if self.read_back(t.device, container, KeyUsage::Encrypt, t.client())?.as_deref() == Some(enc.der()) {
+            return Ok(());
+        }
+        self.manager.import_enveloped_key(t.device, container, envelope, enc.der(), t.caller.clone())?;
+        if self.read_back(t.device, container, KeyUsage::Encrypt, t.client())?.as_deref() != Some(enc.der()) {
+            return Err(renewal_error(
+                ErrorCode::InstallIncomplete,
+                "the encryption certificate did not read back; install again",
+            ));
+        }
+        Ok(())
     }
 
     /// Write the new certificate into `new_container`, read it back, then remove the old

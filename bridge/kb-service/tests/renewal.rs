@@ -180,6 +180,10 @@ impl Session for FaultySession<'_> {
         let s = &mut self.inner;
         self.faults.call(|| s.delete_certificate(c, u))
     }
+    fn import_enveloped_key(&mut self, c: &str, e: &kb_token::Sm2EnvelopedKey, der: Option<&[u8]>) -> kb_token::Result<()> {
+        let s = &mut self.inner;
+        self.faults.call(|| s.import_enveloped_key(c, e, der))
+    }
     fn sign_digest(&mut self, c: &str, u: KeyUsage, sch: &kb_crypto::SignatureScheme, d: &[u8]) -> kb_token::Result<Vec<u8>> {
         let s = &mut self.inner;
         self.faults.call(|| s.sign_digest(c, u, sch, d))
@@ -248,6 +252,12 @@ struct Rig {
 }
 
 fn rig(days_left: i64) -> Rig {
+    rig_with(days_left, false)
+}
+
+/// With `dual`: SM2 dual certificates — the key's container also holds an encryption pair
+/// with its certificate, and the dev CA issues dual certificates.
+fn rig_with(days_left: i64, dual: bool) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let root_signer = LocalSigner::new(kb_crypto::PrivateKey::generate(Algorithm::Sm2).unwrap());
     let root = self_signed(
@@ -264,6 +274,7 @@ fn rig(days_left: i64) -> Rig {
     let ca = Arc::new(
         DevCa::open(&dir.path().join("ca.sqlite"), root.clone(), root_signer.clone(), Arc::new(SystemClock), config).unwrap(),
     );
+    ca.set_dual_certificates(dual);
     let server = Server::start(Arc::clone(&ca), "127.0.0.1:0".parse().unwrap(), false).unwrap();
     let client = Arc::new(HttpCaClient::new(&server.url()).unwrap());
 
@@ -281,6 +292,11 @@ fn rig(days_left: i64) -> Rig {
         p.not_after = now.plus_days(days_left);
         let cert = issue(&p, &public, Some(&root), &root_signer).unwrap();
         s.import_certificate(C, KeyUsage::Sign, cert.der()).unwrap();
+        if dual {
+            let enc = s.generate_key_pair(C, KeyUsage::Encrypt, Algorithm::Sm2).unwrap();
+            p.kind = CertKind::Leaf { usage: KeyUsage::Encrypt };
+            s.import_certificate(C, KeyUsage::Encrypt, issue(&p, &enc, Some(&root), &root_signer).unwrap().der()).unwrap();
+        }
         cert
     };
     drop(t);
@@ -311,18 +327,63 @@ impl Rig {
         app
     }
 
-    /// The slots with certificates, read straight from the key file (not through the
-    /// service): (container, certificate, the slot's public key).
+    /// The signing slots with certificates, read straight from the key file (not through
+    /// the service): (container, certificate, the slot's public key).
     fn on_the_key(&self) -> Vec<(String, Certificate, PublicKey)> {
+        self.slots_on_the_key(KeyUsage::Sign)
+    }
+
+    /// The encryption slots with certificates, likewise.
+    fn encryption_on_the_key(&self) -> Vec<(String, Certificate, PublicKey)> {
+        self.slots_on_the_key(KeyUsage::Encrypt)
+    }
+
+    fn slots_on_the_key(&self, usage: KeyUsage) -> Vec<(String, Certificate, PublicKey)> {
         let mut t = FileToken::open(&self.transport.path).unwrap();
         let mut out = Vec::new();
         for c in t.containers().unwrap() {
-            if let Some(der) = c.sign.as_ref().and_then(|s| s.certificate.clone()) {
-                let key = t.public_key(&c.name, KeyUsage::Sign).unwrap();
+            if let Some(der) = c.slot(usage).and_then(|s| s.certificate.clone()) {
+                let key = t.public_key(&c.name, usage).unwrap();
                 out.push((c.name.clone(), Certificate::from_der(&der).unwrap(), key));
             }
         }
         out
+    }
+
+    /// The dual invariant: every encryption certificate on the key is for its slot's key
+    /// pair, and at least one chains to the root and is valid now.
+    fn assert_encryption_working(&self, when: &str) {
+        let certs = self.encryption_on_the_key();
+        let trust = TrustStore::from_certs([self.root.clone()]);
+        for (name, c, k) in &certs {
+            assert_eq!(
+                c.public_key().ok().as_ref(),
+                Some(k),
+                "{when}: container {name}'s encryption certificate is not for its key"
+            );
+        }
+        assert!(
+            certs.iter().any(|(_, c, _)| kb_pki::chain::verify_chain(c, &[], &trust, UnixTime::now()).is_ok()),
+            "{when}: no working encryption certificate: {certs:?}"
+        );
+    }
+
+    /// After a dual install: the container holding the new signing certificate `new`
+    /// holds the CA's new encryption pair, and the key decrypts with it.
+    fn assert_new_encryption_pair(&self, new: &Certificate, when: &str) {
+        let (name, _, _) = self.on_the_key().into_iter().find(|(_, c, _)| c == new).unwrap();
+        let (_, enc, key) = self
+            .encryption_on_the_key()
+            .into_iter()
+            .find(|(n, _, _)| *n == name)
+            .unwrap_or_else(|| panic!("{when}: no encryption pair next to the new signing certificate"));
+        assert!(enc.not_after() > self.old.not_after(), "{when}: the encryption certificate is not the new one");
+        assert_eq!(enc.subject(), new.subject());
+        let PublicKey::Sm2(k) = &key else { panic!() };
+        let ct = k.encrypt(b"0123456789abcdef").unwrap().to_der().unwrap();
+        let mut t = FileToken::open(&self.transport.path).unwrap();
+        let mut s = t.login(&Pin::new(PIN)).unwrap();
+        assert_eq!(&s.decrypt(&name, KeyUsage::Encrypt, &ct, RsaPadding::Pkcs1v15).unwrap()[..], b"0123456789abcdef");
     }
 
     /// The invariant: a working certificate (its key on the key, chaining to the root,
@@ -388,10 +449,15 @@ fn renew_installs_a_later_certificate_for_the_same_key() {
 /// Makes a certificate for a CSR.
 type Issuer = Box<dyn Fn(&[u8]) -> Certificate + Send + Sync>;
 
-/// A CA client that hands out a crafted certificate instead of the real one.
+/// Changes what the CA delivers.
+type DeliveryChange = Box<dyn Fn(api::Delivery) -> api::Delivery + Send + Sync>;
+
+/// A CA client that hands out a crafted certificate instead of the real one, or changes
+/// the delivery (the encryption pair of dual certificates).
 struct Tampering {
     real: Arc<HttpCaClient>,
-    issue: Issuer,
+    issue: Option<Issuer>,
+    delivery: Option<DeliveryChange>,
 }
 
 impl CaClient for Tampering {
@@ -411,16 +477,26 @@ impl CaClient for Tampering {
         self.real.renewal_status(s)
     }
     fn delivery(&self, id: &str) -> kb_ca::Result<api::Delivery> {
-        self.real.delivery(id)
+        let d = self.real.delivery(id)?;
+        Ok(match &self.delivery {
+            Some(change) => change(d),
+            None => d,
+        })
     }
     fn est_cacerts(&self) -> kb_ca::Result<Vec<Certificate>> {
         self.real.est_cacerts()
     }
-    fn est_simpleenroll(&self, csr: &[u8], _: Option<(&str, &str)>) -> kb_ca::Result<Vec<Certificate>> {
-        Ok(vec![(self.issue)(csr)])
+    fn est_simpleenroll(&self, csr: &[u8], auth: Option<(&str, &str)>) -> kb_ca::Result<Vec<Certificate>> {
+        match &self.issue {
+            Some(issue) => Ok(vec![issue(csr)]),
+            None => self.real.est_simpleenroll(csr, auth),
+        }
     }
     fn est_simplereenroll(&self, csr: &[u8]) -> kb_ca::Result<Vec<Certificate>> {
-        Ok(vec![(self.issue)(csr)])
+        match &self.issue {
+            Some(issue) => Ok(vec![issue(csr)]),
+            None => self.real.est_simplereenroll(csr),
+        }
     }
 }
 
@@ -463,7 +539,7 @@ fn a_new_certificate_that_fails_a_check_is_never_written() {
         }),
     ];
     for (what, issue) in cases {
-        let tampering = Arc::new(Tampering { real: r.client.clone(), issue });
+        let tampering = Arc::new(Tampering { real: r.client.clone(), issue: Some(issue), delivery: None });
         let renewal = Renewal::new(r.mgr.clone(), tampering, TrustStore::from_certs([r.root.clone()]), r.dir.path().join("j2"));
         let e = renewal.install(&r.device(), C, KeyUsage::Sign, "test").unwrap_err();
         assert_eq!(e.code(), ErrorCode::NewCertificateInvalid, "{what}: {e}");
@@ -477,9 +553,13 @@ fn a_new_certificate_that_fails_a_check_is_never_written() {
 /// without reaching the failure; after each, the key holds a working certificate, and
 /// after re-plugging and recovery, the latest certificate is in and no journal is left.
 fn fault_sweep(kind: RenewalKind, when: When, pull: bool) -> usize {
+    fault_sweep_with(kind, when, pull, false)
+}
+
+fn fault_sweep_with(kind: RenewalKind, when: When, pull: bool, dual: bool) -> usize {
     let mut n = 1;
     loop {
-        let r = rig(20);
+        let r = rig_with(20, dual);
         r.approve(kind);
         r.faults.arm(n, when, pull);
         let result = r.renewal.install(&r.device(), C, KeyUsage::Sign, "test");
@@ -487,10 +567,16 @@ fn fault_sweep(kind: RenewalKind, when: When, pull: bool) -> usize {
         r.faults.disarm();
         let ctx = format!("{kind:?}, failing {when:?} call {n}, pull={pull}");
         let before = r.assert_working(&format!("{ctx}, right after"));
+        if dual {
+            r.assert_encryption_working(&format!("{ctx}, right after"));
+        }
         if !fired {
             let report = result.unwrap_or_else(|e| panic!("{ctx}: {e}"));
             assert!(before.not_after() > r.old.not_after());
             assert_eq!(before.der(), report.certificate.as_slice());
+            if dual {
+                r.assert_new_encryption_pair(&before, &ctx);
+            }
             return n as usize - 1;
         }
         if let Err(e) = &result {
@@ -512,6 +598,9 @@ fn fault_sweep(kind: RenewalKind, when: When, pull: bool) -> usize {
         }
         let recovered = r.renewal.recover(&r.device(), "test").unwrap_or_else(|e| panic!("{ctx}: recovery: {e}"));
         let after = r.assert_working(&format!("{ctx}, after recovery ({recovered:?})"));
+        if dual {
+            r.assert_encryption_working(&format!("{ctx}, after recovery"));
+        }
         assert!(!journal_left(r.renewal.journal_dir()), "{ctx}: journal left after recovery");
         // A rekey that went through leaves one pair; a rolled-back one keeps the old.
         if kind == RenewalKind::Rekey {
@@ -526,6 +615,16 @@ fn fault_sweep(kind: RenewalKind, when: When, pull: bool) -> usize {
         if after == r.old {
             r.renewal.install(&r.device(), C, KeyUsage::Sign, "test").unwrap_or_else(|e| panic!("{ctx}: retry: {e}"));
             assert!(r.assert_working(&format!("{ctx}, after retry")).not_after() > r.old.not_after());
+        } else if dual && r.encryption_on_the_key().iter().all(|(_, c, _)| c.not_after() <= r.old.not_after()) {
+            // The signing certificate went in but the encryption pair not yet: the next
+            // install brings it.
+            r.renewal.install(&r.device(), C, KeyUsage::Sign, "test").unwrap_or_else(|e| panic!("{ctx}: retry: {e}"));
+        }
+        if dual {
+            let new = r.assert_working(&format!("{ctx}, finished"));
+            if new != r.old {
+                r.assert_new_encryption_pair(&new, &format!("{ctx}, finished"));
+            }
         }
         n += 1;
         assert!(n < 80, "{ctx}: the sweep does not end");
@@ -583,4 +682,144 @@ fn renewal_needs_exactly_one_key_plugged_in() {
         let _ = r.events.recv_timeout(Duration::from_millis(50));
     }
     assert_eq!(r.renewal.single_medium().unwrap_err().code(), ErrorCode::MultipleMediaPresent);
+}
+
+#[test]
+fn dual_renew_and_rekey_deliver_the_encryption_pair_enveloped() {
+    for kind in [RenewalKind::Renew, RenewalKind::Rekey] {
+        let r = rig_with(20, true);
+        let old_enc = r.encryption_on_the_key();
+        r.approve(kind);
+        let status = r.client.renewal_status(&api::serial_of(&r.old)).unwrap();
+        assert!(status.application.as_ref().is_some_and(|a| a.dual), "{kind:?}: the application is not dual");
+        let report = r.renewal.install(&r.device(), C, KeyUsage::Sign, "test").unwrap();
+        let new = r.assert_working(&format!("{kind:?}"));
+        assert_eq!(new.der(), report.certificate.as_slice());
+        r.assert_new_encryption_pair(&new, &format!("{kind:?}"));
+        let app = status.application.unwrap();
+        let delivery = r.client.delivery(&app.id).unwrap();
+        assert_eq!(delivery.certificates.len(), 2);
+        assert!(delivery.encryption_key.is_some());
+        if kind == RenewalKind::Rekey {
+            // The old container keeps its encryption pair (old documents still open);
+            // only its signing certificate went.
+            let encs = r.encryption_on_the_key();
+            assert!(encs.iter().any(|e| e == &old_enc[0]), "the old encryption pair was removed");
+            assert!(!r.on_the_key().iter().any(|(n, _, _)| n == C));
+        }
+        // Installing again changes nothing (the slot already holds the delivered pair).
+        let before = r.encryption_on_the_key();
+        r.renewal.install(&r.device(), C, KeyUsage::Sign, "test").unwrap_err();
+        assert_eq!(r.encryption_on_the_key(), before);
+    }
+}
+
+#[test]
+fn dual_renew_survives_a_failure_at_every_step() {
+    for (when, pull) in [(When::Before, false), (When::After, false), (When::Before, true), (When::After, true)] {
+        let steps = fault_sweep_with(RenewalKind::Renew, when, pull, true);
+        eprintln!("dual renew: failing {when:?} (pull={pull}) each of {steps} calls");
+        assert!(steps >= 7, "only {steps} calls were swept");
+    }
+}
+
+#[test]
+fn dual_rekey_survives_a_failure_at_every_step() {
+    for (when, pull) in [(When::Before, false), (When::After, false), (When::Before, true), (When::After, true)] {
+        let steps = fault_sweep_with(RenewalKind::Rekey, when, pull, true);
+        eprintln!("dual rekey: failing {when:?} (pull={pull}) each of {steps} calls");
+        assert!(steps >= 10, "only {steps} calls were swept");
+    }
+}
+
+/// Dual certificates: an encryption pair that fails a check (or a delivery that is not
+/// one) is never imported, and the signing certificate is not written either.
+#[test]
+fn a_dual_delivery_that_fails_a_check_changes_nothing() {
+    let r = rig_with(20, true);
+    r.approve(RenewalKind::Renew);
+    let (root, rs) = (r.root.clone(), r.root_signer.clone());
+    let now = UnixTime::now();
+    let stranger = kb_crypto::sm2::Sm2PrivateKey::generate().unwrap();
+    let stranger_pub = PublicKey::Sm2(*stranger.public_key());
+    let envelope_of = |d: &api::Delivery| {
+        kb_token::Sm2EnvelopedKey::from_der(&api::unb64(d.encryption_key.as_deref().unwrap()).unwrap()).unwrap()
+    };
+    let enc_cert = move |subject: &str, key: &PublicKey, usage: KeyUsage, days: i64| {
+        api::b64(issue(&CertificateParams::leaf(subject, usage, now, days), key, Some(&root), &rs).unwrap().der())
+    };
+    let cases: Vec<(&str, ErrorCode, DeliveryChange)> = vec![
+        (
+            "no envelope",
+            ErrorCode::CaResponseInvalid,
+            Box::new(|mut d| {
+                d.encryption_key = None;
+                d
+            }),
+        ),
+        (
+            "no encryption certificate",
+            ErrorCode::CaResponseInvalid,
+            Box::new(|mut d| {
+                d.certificates.truncate(1);
+                d
+            }),
+        ),
+        (
+            "an envelope that is not DER",
+            ErrorCode::CaResponseInvalid,
+            Box::new(|mut d| {
+                d.encryption_key = Some(api::b64(b"not an envelope"));
+                d
+            }),
+        ),
+        ("a certificate for another key", ErrorCode::NewCertificateInvalid, {
+            let c = enc_cert.clone();
+            let k = stranger_pub.clone();
+            Box::new(move |mut d| {
+                d.certificates[1] = c(SUBJECT, &k, KeyUsage::Encrypt, 800);
+                d
+            })
+        }),
+        ("a certificate for another subject", ErrorCode::NewCertificateInvalid, {
+            let c = enc_cert.clone();
+            Box::new(move |mut d| {
+                let k = PublicKey::Sm2(envelope_of(&d).public_key);
+                d.certificates[1] = c("C=CN,CN=李四", &k, KeyUsage::Encrypt, 800);
+                d
+            })
+        }),
+        ("a signing certificate", ErrorCode::NewCertificateInvalid, {
+            let c = enc_cert.clone();
+            Box::new(move |mut d| {
+                let k = PublicKey::Sm2(envelope_of(&d).public_key);
+                d.certificates[1] = c(SUBJECT, &k, KeyUsage::Sign, 800);
+                d
+            })
+        }),
+        ("an envelope sealed to another key", ErrorCode::EnvelopedKeyInvalid, {
+            let c = enc_cert.clone();
+            Box::new(move |mut d| {
+                let pair = kb_crypto::sm2::Sm2PrivateKey::generate().unwrap();
+                let k = PublicKey::Sm2(*pair.public_key());
+                let env = kb_token::Sm2EnvelopedKey::seal(&pair, stranger.public_key()).unwrap();
+                d.encryption_key = Some(api::b64(&env.to_der().unwrap()));
+                d.certificates[1] = c(SUBJECT, &k, KeyUsage::Encrypt, 800);
+                d
+            })
+        }),
+    ];
+    let before_enc = r.encryption_on_the_key();
+    for (what, code, change) in cases {
+        let tampering = Arc::new(Tampering { real: r.client.clone(), issue: None, delivery: Some(change) });
+        let renewal = Renewal::new(r.mgr.clone(), tampering, TrustStore::from_certs([r.root.clone()]), r.dir.path().join("j2"));
+        let e = renewal.install(&r.device(), C, KeyUsage::Sign, "test").unwrap_err();
+        assert_eq!(e.code(), code, "{what}: {e}");
+        assert_eq!(r.on_the_key()[0].1, r.old, "{what}: the old signing certificate must stay");
+        assert_eq!(r.encryption_on_the_key(), before_enc, "{what}: the encryption slot changed");
+    }
+    // The real delivery then goes through.
+    r.renewal.install(&r.device(), C, KeyUsage::Sign, "test").unwrap();
+    let new = r.assert_working("after the real delivery");
+    r.assert_new_encryption_pair(&new, "after the real delivery");
 }

@@ -152,6 +152,7 @@ export const ERROR_CODES = {
   ble_key_error: { code: 4031, category: "token", messages: { "zh-CN": "蓝牙Key报告错误", en: "the BLE key reported an error" } },
   bluetooth_unavailable: { code: 4032, category: "token", messages: { "zh-CN": "蓝牙不可用", en: "Bluetooth is unavailable (no adapter, switched off, or the Bluetooth service is not running)" } },
   ble_service_invalid: { code: 4033, category: "token", messages: { "zh-CN": "该蓝牙设备不是受支持的蓝牙Key（服务不符合要求）", en: "the Bluetooth device is not a supported BLE key (its service is missing or not as documented)" } },
+  enveloped_key_invalid: { code: 4040, category: "token", messages: { "zh-CN": "加密密钥信封无效（格式错误或不是发给本容器签名密钥的），未导入介质", en: "the enveloped encryption key is invalid (malformed, or not sealed to this container's signing key); nothing was imported" } },
   host_rejected: { code: 5001, category: "bridge", messages: { "zh-CN": "拒绝连接：Host 不是本机地址", en: "connection refused: Host is not a loopback address" } },
   origin_rejected: { code: 5002, category: "bridge", messages: { "zh-CN": "拒绝连接：该网页来源未获授权", en: "connection refused: this web origin is not allowed" } },
   client_unauthenticated: { code: 5003, category: "bridge", messages: { "zh-CN": "客户端未认证：缺少有效的客户端密钥", en: "client not authenticated: missing or wrong client secret" } },

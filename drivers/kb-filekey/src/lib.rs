@@ -28,7 +28,7 @@ pub use transport::{DEFAULT_POLL, FileTransport};
 use format::{Body, ContainerRecord, DATA_KEY_LEN, KeyRecord, SealRecord};
 use kb_crypto::rsa::RsaPadding;
 use kb_crypto::{CryptoError, PrivateKey, PublicKey, SignatureScheme};
-use kb_token::{OpContext, Result, Session, Token, TokenError, UserAuth};
+use kb_token::{OpContext, Result, Session, Sm2EnvelopedKey, Token, TokenError, UserAuth};
 use kb_types::{
     Algorithm, Capabilities, ContainerInfo, DeviceId, DeviceInfo, KeySlot, KeyUsage, Pin, PinInfo, PinKind, SealInfo,
     TransportKind, UserVerification,
@@ -481,7 +481,10 @@ impl std::fmt::Debug for FileSession<'_> {
 
 impl FileSession<'_> {
     fn private_key(&self, container: &str, usage: KeyUsage) -> Result<PrivateKey> {
-        let body = self.token.load()?;
+        self.private_key_in(&self.token.load()?, container, usage)
+    }
+
+    fn private_key_in(&self, body: &Body, container: &str, usage: KeyUsage) -> Result<PrivateKey> {
         let usage = slot_usage(usage);
         let rec = body.slot(container, usage)?;
         let aad = format::key_aad(container, usage, &rec.public_key);
@@ -547,6 +550,37 @@ impl Session for FileSession<'_> {
                 return Err(TokenError::CertificateKeyMismatch);
             }
             slot.certificate = Some(cert.der().to_vec());
+            Ok(())
+        })
+    }
+
+    /// One locked read-modify-write: the signing key is decrypted from the file, opens the
+    /// envelope, and the encryption pair (sealed under the data key like every private
+    /// key) and its certificate replace the slot's in a single atomic file write.
+    fn import_enveloped_key(&mut self, container: &str, envelope: &Sm2EnvelopedKey, certificate: Option<&[u8]>) -> Result<()> {
+        let cert = certificate.map(kb_pki::Certificate::from_der).transpose()?;
+        if let Some(cert) = &cert
+            && cert.public_key()? != PublicKey::Sm2(envelope.public_key)
+        {
+            return Err(TokenError::CertificateKeyMismatch);
+        }
+        let public = PublicKey::Sm2(envelope.public_key);
+        let spki = public.to_spki_der()?;
+        self.token.update(|b| {
+            let PrivateKey::Sm2(protection) = self.private_key_in(b, container, KeyUsage::Sign)? else {
+                return Err(TokenError::NotSupported("an enveloped key for a container whose signing key is not SM2".into()));
+            };
+            let key = PrivateKey::Sm2(envelope.open(&protection)?);
+            drop(protection);
+            let pkcs8 = key.to_pkcs8_der()?;
+            drop(key);
+            let sealed = format::seal_secret(&self.data_key, &format::key_aad(container, KeyUsage::Encrypt, &spki), &pkcs8)?;
+            *b.container_mut(container)?.slot_mut(KeyUsage::Encrypt) = Some(KeyRecord {
+                algorithm: Algorithm::Sm2,
+                public_key: spki.clone(),
+                private_key: sealed,
+                certificate: cert.as_ref().map(|c| c.der().to_vec()),
+            });
             Ok(())
         })
     }

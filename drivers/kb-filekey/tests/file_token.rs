@@ -790,3 +790,52 @@ fn default_kdf_timing() {
         KdfParams::DEFAULT
     );
 }
+
+/// SM2 dual certificates: an encryption pair delivered in a GM/T 0009 envelope sealed to
+/// the container's signing key is opened inside the file key and lands in the
+/// encryption slot with its certificate; a bad envelope or certificate changes nothing.
+#[test]
+fn enveloped_encryption_pair_is_imported_inside_the_key() {
+    use kb_crypto::sm2::Sm2PrivateKey;
+    use kb_pki::issue::TestCa;
+    use kb_token::Sm2EnvelopedKey;
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = make(dir.path(), "dual");
+    let ca = TestCa::new(Algorithm::Sm2, "CN=KMC Test CA").unwrap();
+    let mut s = t.login(&pin(USER)).unwrap();
+    s.create_container("c").unwrap();
+    let PublicKey::Sm2(sign_pub) = s.generate_key_pair("c", KeyUsage::Sign, Algorithm::Sm2).unwrap() else { panic!() };
+    // The pair the key has in its encryption slot before: it must survive failed imports.
+    let old_pub = s.generate_key_pair("c", KeyUsage::Encrypt, Algorithm::Sm2).unwrap();
+
+    let enc = Sm2PrivateKey::generate().unwrap();
+    let enc_pub = PublicKey::Sm2(*enc.public_key());
+    let cert = ca.leaf("CN=张三", &enc_pub, KeyUsage::Encrypt).unwrap();
+    let env = Sm2EnvelopedKey::seal(&enc, &sign_pub).unwrap();
+
+    // Refusals first: sealed to another key, a certificate for another key.
+    let stranger = Sm2PrivateKey::generate().unwrap();
+    let wrong_env = Sm2EnvelopedKey::seal(&enc, stranger.public_key()).unwrap();
+    assert_eq!(code(s.import_enveloped_key("c", &wrong_env, Some(cert.der()))), ErrorCode::EnvelopedKeyInvalid);
+    let other_cert = ca.leaf("CN=张三", &PublicKey::Sm2(*stranger.public_key()), KeyUsage::Encrypt).unwrap();
+    assert_eq!(err(s.import_enveloped_key("c", &env, Some(other_cert.der()))), TokenError::CertificateKeyMismatch);
+    assert!(matches!(s.import_enveloped_key("nope", &env, Some(cert.der())), Err(TokenError::NotFound(_))));
+    drop(s);
+    assert_eq!(t.public_key("c", KeyUsage::Encrypt).unwrap(), old_pub, "a refused import changed the slot");
+
+    let mut s = t.login(&pin(USER)).unwrap();
+    s.import_enveloped_key("c", &env, Some(cert.der())).unwrap();
+    // The medium decrypts with the imported key what anyone encrypts to the certificate.
+    let ct = enc.public_key().encrypt(b"session key 16 b").unwrap().to_der().unwrap();
+    assert_eq!(&s.decrypt("c", KeyUsage::Encrypt, &ct, RsaPadding::Pkcs1v15).unwrap()[..], b"session key 16 b");
+    drop(s);
+    assert_eq!(t.public_key("c", KeyUsage::Encrypt).unwrap(), enc_pub);
+    let c = t.containers().unwrap().into_iter().find(|c| c.name == "c").unwrap();
+    assert_eq!(c.encrypt.unwrap().certificate.as_deref(), Some(cert.der()));
+    assert!(c.sign.is_some(), "the signing pair stays");
+    // The encryption private key is not in the file in the clear.
+    let file = std::fs::read(t.path()).unwrap();
+    let d = enc.to_bytes();
+    let d_hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(!file.windows(32).any(|w| w == &d[..]) && !String::from_utf8_lossy(&file).to_lowercase().contains(&d_hex));
+}

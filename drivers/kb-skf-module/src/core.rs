@@ -784,6 +784,15 @@ pub fn ecc_sign(h: usize, e: &[u8]) -> Res<EccSignatureBlob> {
     Ok(EccSignatureBlob { r: pad64(&sig.r), s: pad64(&sig.s) })
 }
 
+/// `SKF_ImportECCKeyPair`: an SM2 encryption key pair in an `ENVELOPEDKEYBLOB`, sealed
+/// to the container's signing key, opened inside the file key (needs the verified PIN).
+/// The slot gets the pair without a certificate (`SKF_ImportCertificate` adds it).
+pub fn import_ecc_key_pair(h: usize, blob: &[u8]) -> Res<()> {
+    let env = decode_enveloped_key_blob(blob)?;
+    let (token, pin, name) = table().container_token(h)?;
+    with_session(token, pin, |s| Ok(s.import_enveloped_key(&name, &env, None)?))
+}
+
 /// `SKF_ECCDecrypt` (vendor extension, GmSSL's signature): decrypt an `ECCCIPHERBLOB`
 /// with the container's encryption key.
 pub fn ecc_decrypt(h: usize, blob: &[u8]) -> Res<Zeroizing<Vec<u8>>> {

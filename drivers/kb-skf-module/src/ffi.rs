@@ -784,6 +784,27 @@ pub unsafe extern "C" fn SKF_ECCSignData(c: Handle, data: *const u8, len: Ulong,
     })
 }
 
+/// `ULONG SKF_ImportECCKeyPair(HCONTAINER hContainer, ENVELOPEDKEYBLOB *pEnvelopedKeyBlob)`:
+/// an SM2 encryption key pair sealed to the container's signing key.
+///
+/// # Safety
+/// GM/T 0016 pointer contract: the blob holds its header, the `ECCCIPHERBLOB` header and
+/// `CipherLen` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn SKF_ImportECCKeyPair(c: Handle, blob: *const u8) -> Ulong {
+    run(|| {
+        let head = ENVELOPED_KEY_HEADER_LEN + ECC_CIPHER_HEADER_LEN;
+        // SAFETY: the headers are readable per the contract; NULL is checked by `in_bytes`.
+        let header = unsafe { in_bytes(blob, head as Ulong) }?;
+        let n = cipher_blob_len(&header[ENVELOPED_KEY_HEADER_LEN..])
+            .filter(|n| *n > 0 && *n <= MAX_ECC_CIPHER_LEN)
+            .ok_or(Fail::Sar(SAR_INDATALENERR))?;
+        // SAFETY: the blob holds the headers and `CipherLen` bytes per the contract.
+        let whole = unsafe { in_bytes(blob, (head + n) as Ulong) }?;
+        core::import_ecc_key_pair(handle(c), whole)
+    })
+}
+
 /// `ULONG SKF_ECCDecrypt(HCONTAINER hContainer, ECCCIPHERBLOB *pCipherText, BYTE *pbPlainText, ULONG *pulPlainTextLen)`:
 /// the vendor extension (GmSSL's and several vendors' four-argument form) decrypting with
 /// the container's encryption key.

@@ -8,7 +8,7 @@
 //!   KeyBridge user's key directory (the `file_key_dir` setting or its default, read by
 //!   [`key_dir`] without the device service). Application = `KeyBridge`. Containers =
 //!   the file key's.
-//! - Exported (48 functions): devices — `SKF_WaitForDevEvent`,
+//! - Exported (49 functions): devices — `SKF_WaitForDevEvent`,
 //!   `SKF_CancelWaitForDevEvent`, `SKF_EnumDev`, `SKF_ConnectDev`, `SKF_DisConnectDev`,
 //!   `SKF_GetDevState`, `SKF_GetDevInfo`, `SKF_LockDev`, `SKF_UnlockDev`; access control —
 //!   `SKF_DevAuth`, `SKF_ChangeDevAuthKey` ([`dev_auth`]), `SKF_VerifyPIN`,
@@ -17,7 +17,8 @@
 //!   containers — `SKF_EnumContainer`, `SKF_CreateContainer`, `SKF_DeleteContainer`,
 //!   `SKF_OpenContainer`, `SKF_CloseContainer`, `SKF_GetContainerType`,
 //!   `SKF_ImportCertificate`, `SKF_ExportCertificate`; cryptography — `SKF_GenRandom`,
-//!   `SKF_ExportPublicKey`, `SKF_GenECCKeyPair`, `SKF_ECCSignData`, `SKF_ECCVerify`,
+//!   `SKF_ExportPublicKey`, `SKF_GenECCKeyPair`, `SKF_ImportECCKeyPair` (an SM2 encryption
+//!   pair in an `ENVELOPEDKEYBLOB`, opened inside with the signing key), `SKF_ECCSignData`, `SKF_ECCVerify`,
 //!   `SKF_ExtECCVerify`, `SKF_SetSymmKey`
 //!   (SM4 ECB/CBC), `SKF_EncryptInit`, `SKF_Encrypt`, `SKF_EncryptUpdate`,
 //!   `SKF_EncryptFinal`, `SKF_DecryptInit`, `SKF_Decrypt`, `SKF_DecryptUpdate`,

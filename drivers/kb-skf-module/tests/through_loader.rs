@@ -462,3 +462,147 @@ fn a_ca_control_authenticates_the_device_and_signs() {
     // The file key itself is unchanged and still opens with its PIN.
     drop(FileToken::open(dir.join("eta.kbkey")).unwrap().login(&Pin::new(USER)).unwrap());
 }
+
+/// Hex text (`ab:cd:…` lines as `openssl pkey -text` prints them) after `label:` up to
+/// the next label, as bytes.
+fn openssl_text_field(text: &str, label: &str) -> Vec<u8> {
+    let start = text.find(&format!("{label}:")).unwrap_or_else(|| panic!("no {label} in {text}")) + label.len() + 1;
+    let hex: String = text[start..]
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with(' '))
+        .flat_map(|l| l.trim().split(':').filter(|h| !h.is_empty()).map(String::from).collect::<Vec<_>>())
+        .collect();
+    hex::decode(hex).unwrap()
+}
+
+/// DER TLV, for assembling an SM2EnvelopedKey independently of `Sm2EnvelopedKey::to_der`.
+fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    match content.len() {
+        n if n < 0x80 => out.push(n as u8),
+        n if n < 0x100 => out.extend([0x81, n as u8]),
+        n => out.extend([0x82, (n >> 8) as u8, n as u8]),
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// SM2 dual certificates through `SKF_ImportECCKeyPair`: an envelope made entirely by
+/// independent tools — the encryption pair by `openssl genpkey`, its private key under
+/// SM4-ECB by `openssl enc`, the SM4 key SM2-encrypted to the on-device signing key by the
+/// GmSSL 3.1.1 CLI — is imported through dlopen, opened inside the module, and then the
+/// new key decrypts what GmSSL encrypts to it. Refused envelopes change nothing.
+#[test]
+fn enveloped_key_from_independent_tools_imports_through_dlopen() {
+    let Some(dir) = enter("enveloped_key_from_independent_tools_imports_through_dlopen") else { return };
+    let (Some(ossl), Some(gm)) = (kb_interop::openssl(), kb_interop::gmssl_cli()) else { return };
+    let ca = Ca::new();
+    let key = make_key(&dir, "dual", &ca);
+    let mut t = open(&key.serial);
+    let mut s = t.login(&Pin::new(USER)).unwrap();
+    // 变更/补发: a new signing pair on the device; the KMC seals the encryption pair to it.
+    let PublicKey::Sm2(sign_pub) = s.generate_key_pair("rekeyed", KeyUsage::Sign, Algorithm::Sm2).unwrap() else { panic!() };
+    let work = kb_interop::tempdir();
+    let w = work.path();
+    let sign_pem = kb_interop::write(w, "sign_pub.pem", PublicKey::Sm2(sign_pub).to_spki_pem().unwrap());
+    let enc_pem = kb_interop::path_in(w, "enc.pem");
+    ossl.ok(&["genpkey", "-algorithm", "SM2", "-out", &enc_pem]);
+    let text = String::from_utf8(ossl.ok(&["pkey", "-in", &enc_pem, "-text", "-noout"])).unwrap();
+    let mut d = openssl_text_field(&text, "priv");
+    while d.len() > 32 && d[0] == 0 {
+        d.remove(0);
+    }
+    let mut d32 = vec![0u8; 32 - d.len()];
+    d32.extend(d);
+    let point = openssl_text_field(&text, "pub");
+    assert_eq!(point.len(), 65);
+    let enc_pub_pem = kb_interop::path_in(w, "enc_pub.pem");
+    ossl.ok(&["pkey", "-in", &enc_pem, "-pubout", "-out", &enc_pub_pem]);
+    let sym = kb_interop::random16();
+    let sym_path = kb_interop::write(w, "sym.bin", sym);
+    let d_path = kb_interop::write(w, "d.bin", &d32);
+    let epk = ossl.ok(&["enc", "-sm4-ecb", "-nopad", "-K", &hex::encode(sym), "-in", &d_path]);
+    assert_eq!(epk.len(), 32);
+    let cipher = gm.ok(&["sm2encrypt", "-pubkey", &sign_pem, "-in", &sym_path]);
+    let bit = |b: &[u8]| tlv(0x03, &[&[0u8][..], b].concat());
+    let sm4_ecb_oid = [0x06, 0x08, 0x2A, 0x81, 0x1C, 0xCF, 0x55, 0x01, 0x68, 0x01];
+    let env_der = tlv(0x30, &[tlv(0x30, &sm4_ecb_oid), cipher, bit(&point), bit(&epk)].concat());
+    let env = kb_token::Sm2EnvelopedKey::from_der(&env_der).unwrap();
+    assert_eq!(env.to_der().unwrap(), env_der, "our encoding matches the independently assembled one");
+
+    let enc_pub = PublicKey::from_spki_pem(&String::from_utf8(kb_interop::read(&enc_pub_pem)).unwrap()).unwrap();
+    let cert = ca.issue("dual enc", &enc_pub, KeyUsage::Encrypt);
+    // Sealed to the old signing key (another container's), it does not open here.
+    let wrong = kb_token::Sm2EnvelopedKey::seal(
+        &kb_crypto::sm2::Sm2PrivateKey::from_bytes(&d32).unwrap(),
+        match &key.sign {
+            PublicKey::Sm2(k) => k,
+            _ => panic!(),
+        },
+    )
+    .unwrap();
+    assert_eq!(code(s.import_enveloped_key("rekeyed", &wrong, Some(cert.der()))), ErrorCode::EnvelopedKeyInvalid);
+    assert!(t_containers_enc(&dir, "rekeyed").is_none(), "a refused envelope wrote something");
+    let other = ca.issue("dual enc", &key.encrypt, KeyUsage::Encrypt);
+    assert_eq!(code(s.import_enveloped_key("rekeyed", &env, Some(other.der()))), ErrorCode::CertificateKeyMismatch);
+
+    s.import_enveloped_key("rekeyed", &env, Some(cert.der())).unwrap();
+    // GmSSL encrypts to the new encryption key; the device (SKF_ECCDecrypt) decrypts.
+    let msg = kb_interop::random16();
+    let msg_path = kb_interop::write(w, "msg.bin", msg);
+    let ct = gm.ok(&["sm2encrypt", "-pubkey", &enc_pub_pem, "-in", &msg_path]);
+    assert_eq!(&s.decrypt("rekeyed", KeyUsage::Encrypt, &ct, RsaPadding::Pkcs1v15).unwrap()[..], &msg[..]);
+    drop(s);
+    assert_eq!(t_containers_enc(&dir, "rekeyed"), Some((enc_pub, cert.der().to_vec())));
+}
+
+/// The encryption slot of `container` in `dual.kbkey`, read from the file key directly.
+fn t_containers_enc(dir: &Path, container: &str) -> Option<(PublicKey, Vec<u8>)> {
+    let mut file = FileToken::open(dir.join("dual.kbkey")).unwrap();
+    let c = file.containers().unwrap().into_iter().find(|c| c.name == container)?;
+    let cert = c.encrypt?.certificate?;
+    Some((file.public_key(container, KeyUsage::Encrypt).unwrap(), cert))
+}
+
+/// The other direction: an envelope KeyBridge seals (the dev CA's side) opens with the
+/// independent tools — GmSSL decrypts the SM4 key with the signing key, OpenSSL's SM4-ECB
+/// the private key — to exactly the key sealed.
+#[test]
+fn keybridge_envelopes_open_with_independent_tools() {
+    let (Some(ossl), Some(gm)) = (kb_interop::openssl(), kb_interop::gmssl_cli()) else { return };
+    let work = kb_interop::tempdir();
+    let w = work.path();
+    let sign_pem = kb_interop::path_in(w, "sign.pem");
+    let sign_pub_pem = kb_interop::path_in(w, "sign_pub.pem");
+    gm.ok(&["sm2keygen", "-pass", "kb-test", "-out", &sign_pem, "-pubout", &sign_pub_pem]);
+    let PublicKey::Sm2(sign_pub) =
+        PublicKey::from_spki_pem(&String::from_utf8(kb_interop::read(&sign_pub_pem)).unwrap()).unwrap()
+    else {
+        panic!()
+    };
+    let enc = kb_crypto::sm2::Sm2PrivateKey::generate().unwrap();
+    let env = kb_token::Sm2EnvelopedKey::seal(&enc, &sign_pub).unwrap();
+    let der = env.to_der().unwrap();
+    // Take it apart with OpenSSL's ASN.1 parser, not ours.
+    let der_path = kb_interop::write(w, "env.der", &der);
+    let parsed = String::from_utf8(ossl.ok(&["asn1parse", "-inform", "DER", "-in", &der_path])).unwrap();
+    assert!(parsed.contains(":1.2.156.10197.1.104.1") || parsed.contains("sm4-ecb"), "{parsed}");
+    // The second SEQUENCE at depth 1 is symEncryptedKey (the first is symAlgID).
+    let line = parsed
+        .lines()
+        .filter(|l| l.contains("d=1") && l.contains("cons: SEQUENCE"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no SM2Cipher in {parsed}"));
+    let num = |key: &str| -> usize {
+        let at = line.find(key).unwrap() + key.len();
+        line[at..].trim_start().split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+    };
+    let off: usize = line.split(':').next().unwrap().trim().parse().unwrap();
+    let cipher_path = kb_interop::write(w, "cipher.der", &der[off..off + num("hl=") + num(" l=")]);
+    let sym = gm.ok(&["sm2decrypt", "-key", &sign_pem, "-pass", "kb-test", "-in", &cipher_path]);
+    assert_eq!(sym.len(), 16);
+    let epk_path = kb_interop::write(w, "epk.bin", env.encrypted_private_key);
+    let d = ossl.ok(&["enc", "-d", "-sm4-ecb", "-nopad", "-K", &hex::encode(&sym), "-in", &epk_path]);
+    assert_eq!(&d[..], &enc.to_bytes()[..]);
+}

@@ -260,6 +260,63 @@ pub fn decode_cipher_blob(b: &[u8]) -> Result<Sm2Ciphertext, TokenError> {
     Ok(Sm2Ciphertext { x, y, c3, c2: b[ECC_CIPHER_HEADER_LEN..].to_vec() })
 }
 
+/// `ENVELOPEDKEYBLOB` bytes before the `ECCCIPHERBLOB`: Version(4) ulSymmAlgID(4)
+/// ulBits(4) cbEncryptedPriKey(64) PubKey(132) — 4-aligned, the same packed or not.
+pub const ENVELOPED_KEY_HEADER_LEN: usize = 12 + 64 + 132;
+
+/// `ENVELOPEDKEYBLOB.Version`.
+pub const ENVELOPED_KEY_VERSION: Ulong = 1;
+
+/// An SM2 enveloped key as the `ENVELOPEDKEYBLOB` of `SKF_ImportECCKeyPair` (GM/T 0016
+/// §6.4.8): version 1, `SGD_SM4_ECB`, 256 bits; `cbEncryptedPriKey` holds the 32 bytes of
+/// SM4-ECB(d) right-aligned like every 256-bit value in a 64-byte field; the
+/// `ECCCIPHERBLOB` carries the SM4 key sealed to the container's signing key. The SM4 key
+/// stays wrapped: converting needs no secret.
+pub fn encode_enveloped_key_blob(env: &kb_token::Sm2EnvelopedKey) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ENVELOPED_KEY_HEADER_LEN + ECC_CIPHER_HEADER_LEN + 16);
+    out.extend_from_slice(&ENVELOPED_KEY_VERSION.to_ne_bytes());
+    out.extend_from_slice(&SGD_SM4_ECB.to_ne_bytes());
+    out.extend_from_slice(&256u32.to_ne_bytes());
+    out.extend_from_slice(&pad64(&env.encrypted_private_key));
+    let pk = EccPublicKeyBlob::from_sm2(&env.public_key);
+    out.extend_from_slice(&pk.bit_len.to_ne_bytes());
+    out.extend_from_slice(&pk.x);
+    out.extend_from_slice(&pk.y);
+    out.extend_from_slice(&encode_cipher_blob(&env.encrypted_key));
+    out
+}
+
+/// Read an `ENVELOPEDKEYBLOB` (header, `ECCCIPHERBLOB` header and `CipherLen` bytes):
+/// version 1, `SGD_SM4_ECB`, 256 bits and a 16-byte wrapped SM4 key only.
+pub fn decode_enveloped_key_blob(b: &[u8]) -> Result<kb_token::Sm2EnvelopedKey, TokenError> {
+    let bad = |why: &str| TokenError::EnvelopedKey(format!("ENVELOPEDKEYBLOB: {why}"));
+    let word = |at: usize| -> Result<Ulong, TokenError> {
+        let w: [u8; 4] = b.get(at..at + 4).and_then(|s| s.try_into().ok()).ok_or_else(|| bad("too short"))?;
+        Ok(Ulong::from_ne_bytes(w))
+    };
+    if word(0)? != ENVELOPED_KEY_VERSION {
+        return Err(bad("version is not 1"));
+    }
+    if word(4)? != SGD_SM4_ECB {
+        return Err(bad("the symmetric algorithm is not SGD_SM4_ECB"));
+    }
+    if word(8)? != 256 {
+        return Err(bad("not a 256-bit SM2 key"));
+    }
+    let cipher = b.get(ENVELOPED_KEY_HEADER_LEN..).ok_or_else(|| bad("too short"))?;
+    let encrypted_key = decode_cipher_blob(cipher).map_err(|_| bad("malformed ECCCIPHERBLOB"))?;
+    if encrypted_key.c2.len() != 16 {
+        return Err(bad("the wrapped key is not a 16-byte SM4 key"));
+    }
+    let field: [u8; 64] = b[12..76].try_into().map_err(|_| bad("too short"))?;
+    let encrypted_private_key = unpad64(&field).map_err(|_| bad("cbEncryptedPriKey is not 32 bytes right-aligned"))?;
+    let mut pk = EccPublicKeyBlob { bit_len: word(76)?, x: [0; 64], y: [0; 64] };
+    pk.x.copy_from_slice(&b[80..144]);
+    pk.y.copy_from_slice(&b[144..208]);
+    let public_key = pk.to_sm2().map_err(|_| bad("PubKey is not an SM2 point"))?;
+    Ok(kb_token::Sm2EnvelopedKey { encrypted_key, public_key, encrypted_private_key })
+}
+
 /// Parse an SKF multi-string (`a\0b\0\0`): names until the empty one.
 pub fn parse_multi_string(b: &[u8]) -> Vec<String> {
     b.split(|c| *c == 0).take_while(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect()
@@ -401,6 +458,7 @@ pub fn sar_of(e: &TokenError) -> Ulong {
         TokenError::Crypto(CryptoError::Malformed { .. } | CryptoError::InvalidParameter(_)) => SAR_INDATAERR,
         TokenError::Pki(_) => SAR_INDATAERR,
         TokenError::Io(_) | TokenError::Corrupt(_) => SAR_FILEERR,
+        TokenError::EnvelopedKey(_) => SAR_INDATAERR,
         _ => SAR_FAIL,
     }
 }
@@ -461,6 +519,19 @@ mod tests {
         assert_eq!(b.len(), ECC_CIPHER_HEADER_LEN + 16);
         assert_eq!(decode_cipher_blob(&b).unwrap(), ct);
         assert!(decode_cipher_blob(&b[..b.len() - 1]).is_err());
+        let enc = kb_crypto::sm2::Sm2PrivateKey::generate().unwrap();
+        let env = kb_token::Sm2EnvelopedKey::seal(&enc, key.public_key()).unwrap();
+        let eb = encode_enveloped_key_blob(&env);
+        assert_eq!(eb.len(), ENVELOPED_KEY_HEADER_LEN + ECC_CIPHER_HEADER_LEN + 16);
+        assert_eq!(eb[12..44], [0u8; 32], "cbEncryptedPriKey is right-aligned");
+        assert_eq!(decode_enveloped_key_blob(&eb).unwrap(), env);
+        assert_eq!(decode_enveloped_key_blob(&eb).unwrap().open(&key).unwrap().to_bytes(), enc.to_bytes());
+        for (at, v) in [(0usize, 2u8), (4, 0x02), (9, 0)] {
+            let mut bad = eb.clone();
+            bad[at] = v;
+            assert!(matches!(decode_enveloped_key_blob(&bad), Err(TokenError::EnvelopedKey(_))), "byte {at}");
+        }
+        assert!(decode_enveloped_key_blob(&eb[..eb.len() - 1]).is_err());
         let names = ["a", "容器"];
         assert_eq!(parse_multi_string(&multi_string(&names)), names);
         assert!(parse_multi_string(&[0]).is_empty());

@@ -138,6 +138,7 @@ functions! {
     }
     optional {
         ecc_decrypt = "SKF_ECCDecrypt": fn(Handle, *const u8, *mut u8, *mut Ulong);
+        import_ecc_key_pair = "SKF_ImportECCKeyPair": fn(Handle, *const u8);
         wait_for_dev_event = "SKF_WaitForDevEvent": fn(*mut c_char, *mut Ulong, *mut Ulong);
         cancel_wait_for_dev_event = "SKF_CancelWaitForDevEvent": fn();
     }
@@ -383,13 +384,7 @@ impl Api {
             .f
             .ecc_decrypt
             .ok_or_else(|| TokenError::NotSupported("SM2 decryption: the SKF module has no SKF_ECCDecrypt".into()))?;
-        // The blob is a C structure with a 32-bit field: give it 4-byte aligned storage.
-        let mut words = vec![0u32; blob.len().div_ceil(4)];
-        for (w, chunk) in words.iter_mut().zip(blob.chunks(4)) {
-            let mut b = [0u8; 4];
-            b[..chunk.len()].copy_from_slice(chunk);
-            *w = u32::from_ne_bytes(b);
-        }
+        let words = aligned(blob);
         let input = words.as_ptr().cast::<u8>();
         let mut len: Ulong = 0;
         // SAFETY: `input` points to the whole blob (header + CipherLen bytes), live for the
@@ -401,6 +396,23 @@ impl Api {
         check(unsafe { f(h(c), input, out.as_mut_ptr(), &mut got) }, "SKF_ECCDecrypt")?;
         out.truncate((got as usize).min(len as usize));
         Ok(out)
+    }
+
+    /// `SKF_ImportECCKeyPair` of an `ENVELOPEDKEYBLOB` (whole: headers and `CipherLen`
+    /// bytes). A module refusing the blob's content is [`TokenError::EnvelopedKey`].
+    pub(crate) fn import_ecc_key_pair(&self, c: usize, blob: &[u8]) -> Result<()> {
+        let f = self.f.import_ecc_key_pair.ok_or_else(|| {
+            TokenError::NotSupported("importing an enveloped key: the SKF module has no SKF_ImportECCKeyPair".into())
+        })?;
+        let words = aligned(blob);
+        // SAFETY: `words` holds the whole blob, 4-aligned, live for the call.
+        let rv = unsafe { f(h(c), words.as_ptr().cast::<u8>()) };
+        match rv {
+            abi::SAR_INDATAERR | abi::SAR_INDATALENERR | abi::SAR_HASHNOTEQUALERR | abi::SAR_DECRYPTPADERR => {
+                Err(TokenError::EnvelopedKey(format!("the SKF module refused it ({})", abi::sar_name(rv))))
+            }
+            _ => check(rv, "SKF_ImportECCKeyPair"),
+        }
     }
 
     /// Block until the module reports a device event: `(device name, event)`.
@@ -421,6 +433,17 @@ impl Api {
             let _ = unsafe { f() };
         }
     }
+}
+
+/// A blob that is a C structure with 32-bit fields, copied into 4-byte aligned storage.
+fn aligned(blob: &[u8]) -> Vec<u32> {
+    let mut words = vec![0u32; blob.len().div_ceil(4)];
+    for (w, chunk) in words.iter_mut().zip(blob.chunks(4)) {
+        let mut b = [0u8; 4];
+        b[..chunk.len()].copy_from_slice(chunk);
+        *w = u32::from_ne_bytes(b);
+    }
+    words
 }
 
 /// An `ECCPUBLICKEYBLOB` from the bytes a module wrote.

@@ -239,6 +239,32 @@ impl Session for SkfSession<'_> {
         self.app.module.api().import_certificate(c.handle, sign_flag(usage), cert.der())
     }
 
+    /// `SKF_ImportECCKeyPair` with the envelope as an `ENVELOPEDKEYBLOB` (the module opens
+    /// it with the container's signing key), then `SKF_ImportCertificate`. The certificate
+    /// is checked against the envelope before the first call; the two calls are not one
+    /// atomic step on an SKF key, so a failure between them leaves the new pair without a
+    /// certificate (the caller installs it again).
+    fn import_enveloped_key(
+        &mut self,
+        container: &str,
+        envelope: &kb_token::Sm2EnvelopedKey,
+        certificate: Option<&[u8]>,
+    ) -> Result<()> {
+        let cert = certificate.map(Certificate::from_der).transpose()?;
+        if let Some(cert) = &cert
+            && cert.public_key()? != PublicKey::Sm2(envelope.public_key)
+        {
+            return Err(TokenError::CertificateKeyMismatch);
+        }
+        let c = self.app.container(container)?;
+        let api = self.app.module.api();
+        api.import_ecc_key_pair(c.handle, &abi::encode_enveloped_key_blob(envelope))?;
+        match cert {
+            Some(cert) => api.import_certificate(c.handle, sign_flag(KeyUsage::Encrypt), cert.der()),
+            None => Ok(()),
+        }
+    }
+
     fn delete_certificate(&mut self, _container: &str, _usage: KeyUsage) -> Result<()> {
         Err(TokenError::NotSupported("deleting a certificate: GM/T 0016 has no such function".into()))
     }

@@ -109,6 +109,10 @@ pub enum TokenError {
     /// I/O failed (message only: never a path with user data beyond the medium's own).
     #[error("I/O: {0}")]
     Io(String),
+    /// An SM2 enveloped key the medium could not open (malformed, sealed to another key,
+    /// or its private key does not match its public key); nothing was imported.
+    #[error("enveloped key: {0}")]
+    EnvelopedKey(String),
 }
 
 fn note_suffix(note: &str) -> String {
@@ -151,6 +155,7 @@ impl HasErrorCode for TokenError {
             TokenError::Pki(p) => p.code(),
             TokenError::Link { code, .. } => *code,
             TokenError::Io(_) => ErrorCode::Io,
+            TokenError::EnvelopedKey(_) => ErrorCode::EnvelopedKeyInvalid,
         }
     }
 }

@@ -21,11 +21,13 @@
 
 pub mod apdu;
 mod context;
+pub mod enveloped;
 mod error;
 #[cfg(any(test, feature = "test-support"))]
 pub mod memory;
 
 pub use context::{OpContext, OpStatus, Purpose, StopReason, WakerGuard};
+pub use enveloped::Sm2EnvelopedKey;
 pub use error::{Result, TokenError};
 
 use kb_crypto::rsa::RsaPadding;
@@ -153,6 +155,20 @@ pub trait Session {
 
     /// Remove a slot's certificate (the key pair stays).
     fn delete_certificate(&mut self, container: &str, usage: KeyUsage) -> Result<()>;
+
+    /// Import an SM2 encryption key pair a CA's key-management centre delivered in an
+    /// envelope (GM/T 0009 `SM2EnvelopedKey`, [`enveloped`]) into `container`'s
+    /// encryption slot, replacing the pair (and certificate) there, with `certificate`
+    /// (DER) when given. The medium opens the envelope itself with the container's
+    /// **signing** private key — the encryption private key is in the clear nowhere else —
+    /// and checks, before anything is written, that the certificate holds the envelope's
+    /// public key ([`TokenError::CertificateKeyMismatch`]) and that the envelope opens to a
+    /// private key matching it ([`TokenError::EnvelopedKey`]); on a failure the slot keeps
+    /// what it held. Media that cannot import keys answer [`TokenError::NotSupported`].
+    fn import_enveloped_key(&mut self, container: &str, envelope: &Sm2EnvelopedKey, certificate: Option<&[u8]>) -> Result<()> {
+        let _ = (container, envelope, certificate);
+        Err(TokenError::NotSupported("importing an enveloped SM2 encryption key pair".into()))
+    }
 
     /// Sign a digest made with `PublicKey::hasher(scheme)` (for SM2 `e = SM3(ZA ‖ M)`).
     fn sign_digest(&mut self, container: &str, usage: KeyUsage, scheme: &SignatureScheme, digest: &[u8]) -> Result<Vec<u8>>;

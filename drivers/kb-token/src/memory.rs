@@ -641,6 +641,27 @@ impl Session for MemorySession<'_> {
         Ok(())
     }
 
+    /// Opens the envelope with the container's SM2 signing key; the slot is replaced only
+    /// when everything checks.
+    fn import_enveloped_key(
+        &mut self,
+        container: &str,
+        envelope: &crate::Sm2EnvelopedKey,
+        certificate: Option<&[u8]>,
+    ) -> Result<()> {
+        let _g = self.token.enter("import_enveloped_key")?;
+        let mut s = self.token.state();
+        let PrivateKey::Sm2(protection) = &s.slot(container, KeyUsage::Sign)?.key else {
+            return Err(TokenError::NotSupported("an enveloped key for a container whose signing key is not SM2".into()));
+        };
+        let key = PrivateKey::Sm2(envelope.open(protection)?);
+        if let Some(der) = certificate {
+            check_certificate(&key, der)?;
+        }
+        *s.container(container)?.slot(KeyUsage::Encrypt) = Some(Slot { key, certificate: certificate.map(<[u8]>::to_vec) });
+        Ok(())
+    }
+
     fn delete_certificate(&mut self, container: &str, usage: KeyUsage) -> Result<()> {
         let _g = self.token.enter("delete_certificate")?;
         let mut s = self.token.state();
@@ -856,6 +877,28 @@ mod tests {
 
     fn token() -> MemoryToken {
         MemoryToken::new(TransportKind::Pcsc, "T1", USER, SO).with_label("Test key").with_max_retries(3)
+    }
+
+    #[test]
+    fn enveloped_encryption_pairs_open_with_the_signing_key() {
+        let t = token();
+        t.put_key("c", KeyUsage::Sign, PrivateKey::generate(Algorithm::Sm2).unwrap());
+        let mut t = t;
+        let PublicKey::Sm2(sign_pub) = t.public_key("c", KeyUsage::Sign).unwrap() else { panic!() };
+        let pair = kb_crypto::sm2::Sm2PrivateKey::generate().unwrap();
+        let public = PublicKey::Sm2(*pair.public_key());
+        let env = crate::Sm2EnvelopedKey::seal(&pair, &sign_pub).unwrap();
+        let other = crate::Sm2EnvelopedKey::seal(&pair, kb_crypto::sm2::Sm2PrivateKey::generate().unwrap().public_key()).unwrap();
+        let cert = cert_for(&public, KeyUsage::Encrypt);
+        let wrong_cert = cert_for(&PrivateKey::generate(Algorithm::Sm2).unwrap().public_key(), KeyUsage::Encrypt);
+        let mut s = t.login(&Pin::new(USER)).unwrap();
+        assert!(matches!(s.import_enveloped_key("c", &other, Some(&cert)), Err(TokenError::EnvelopedKey(_))));
+        assert_eq!(s.import_enveloped_key("c", &env, Some(&wrong_cert)), Err(TokenError::CertificateKeyMismatch));
+        s.import_enveloped_key("c", &env, Some(&cert)).unwrap();
+        drop(s);
+        assert_eq!(t.public_key("c", KeyUsage::Encrypt).unwrap(), public);
+        let c = t.containers().unwrap().into_iter().find(|c| c.name == "c").unwrap();
+        assert_eq!(c.encrypt.unwrap().certificate, Some(cert));
     }
 
     fn cert_for(public: &PublicKey, usage: KeyUsage) -> Vec<u8> {

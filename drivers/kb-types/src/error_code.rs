@@ -207,6 +207,8 @@ error_codes! {
     BluetoothUnavailable = 4032, "bluetooth_unavailable", Token, "蓝牙不可用", "Bluetooth is unavailable (no adapter, switched off, or the Bluetooth service is not running)";
     /// The BLE device does not offer the APDU service of docs/ble-keys.md as documented (a characteristic missing, an invalid control-point length).
     BleServiceInvalid = 4033, "ble_service_invalid", Token, "该蓝牙设备不是受支持的蓝牙Key（服务不符合要求）", "the Bluetooth device is not a supported BLE key (its service is missing or not as documented)";
+    /// An SM2 enveloped key (GM/T 0009 SM2EnvelopedKey, SKF ENVELOPEDKEYBLOB) could not be opened by the medium: malformed, not sealed to the container's signing key, or its private key does not match its public key. Nothing was imported.
+    EnvelopedKeyInvalid = 4040, "enveloped_key_invalid", Token, "加密密钥信封无效（格式错误或不是发给本容器签名密钥的），未导入介质", "the enveloped encryption key is invalid (malformed, or not sealed to this container's signing key); nothing was imported";
 
     // 5xxx: the local bridge (WebSocket JSON-RPC); see docs/bridge-protocol.md
     /// The handshake's Host header is not a loopback name (DNS rebinding).

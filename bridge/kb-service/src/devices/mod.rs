@@ -770,6 +770,24 @@ impl DeviceManager {
         })
     }
 
+    /// Import an SM2 encryption key pair delivered in an envelope (GM/T 0009) into
+    /// `container`'s encryption slot with its certificate; the medium opens it with the
+    /// container's signing key ([`kb_token::Session::import_enveloped_key`]).
+    pub fn import_enveloped_key(
+        &self,
+        device: &DeviceId,
+        container: &str,
+        envelope: kb_token::Sm2EnvelopedKey,
+        certificate: &[u8],
+        caller: impl Into<Caller>,
+    ) -> Result<()> {
+        let (container, der) = (container.to_string(), certificate.to_vec());
+        let described = Certificate::from_der(&der).map(|c| actor::describe(&c)).unwrap_or_default();
+        self.write(device, "import_enveloped_key", Describe::Given(described), true, caller.into(), move |s| {
+            s.import_enveloped_key(&container, &envelope, Some(&der))
+        })
+    }
+
     /// Remove a slot's certificate (the key pair stays).
     pub fn delete_certificate(
         &self,
