@@ -1,0 +1,197 @@
+// Native messaging: a public trading-platform page that the browser keeps from loopback
+// (Local Network Access, as in local-network.test.mjs) signs through the KeyBridge
+// extension and its native host instead — no port is open to the page. The extension is
+// loaded unpacked into headless Chromium; the host manifest is written into the
+// browser's profile by `keybridge browser install-host --user-data-dir`; the host finds
+// `keybridge serve` through the home's `bridge_port` setting, as it finds the desktop
+// app's bridge on a user's machine.
+//
+// The origin the bridge sees is the page's real one (the audit log names it), and a page
+// that claims another origin in its messages still gets its own: the bridge
+// (grants-only) refuses it.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+import { CHROMIUM, CHROMIUM_ARGS, ROOT, SDK_DIR, demoHome, kb, openssl, opensslChecksSm2, serve, staticServer } from "./rig.mjs";
+
+const EXTENSION = join(ROOT, "browser/extension");
+const PLATFORM = "bid.platform.test";
+const STRANGER = "evil.platform.test";
+const TEXT = "投标报价：经浏览器扩展签名（原生消息）";
+
+/** One self-signed certificate for both test host names (the browser is told to accept it). */
+function tls(dir) {
+  const [key, cert] = [join(dir, "sites.key"), join(dir, "sites.crt")];
+  const r = openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
+    "-subj", `/CN=${PLATFORM}`, "-addext", `subjectAltName=DNS:${PLATFORM},DNS:${STRANGER}`, "-keyout", key, "-out", cert]);
+  assert.ok(r.ok, r.out);
+  return { key: readFileSync(key), cert: readFileSync(cert) };
+}
+
+/** A free port on 127.0.0.1 for the bridge (the home's bridge_port). */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** In the page: what the SDK finds, then connect (auto: the extension) and sign. */
+function signInPage(page, bridgePort) {
+  return page.evaluate(async ({ text, bridgePort }) => {
+    const sdk = await import("/dist/index.js");
+    const extension = sdk.extensionVersion();
+    const chosen = sdk.useExtension({});
+    // The direct way is closed to this public page: the browser blocks loopback.
+    let direct;
+    try {
+      const ws = await sdk.connect({ transport: "websocket", port: bridgePort, connectTimeoutMs: 20_000 });
+      await ws.close();
+      direct = "connected";
+    } catch (e) {
+      direct = e.name;
+    }
+    try {
+      const c = await sdk.connect({ sdk: "e2e-native-messaging", connectTimeoutMs: 20_000 });
+      const [cert] = await c.certificates({ usage: "sign" });
+      const r = await c.sign({ certificate: { thumbprint: cert.thumbprint }, input: { data: sdk.toBase64(text) }, format: "raw" });
+      const d = await c.certificate(cert.thumbprint);
+      await c.close();
+      return { ok: true, extension, chosen, direct, signature: r.signature, pem: d.pem };
+    } catch (e) {
+      return { ok: false, extension, chosen, direct, name: e.name, code: e.code, message: String(e) };
+    }
+  }, { text: TEXT, bridgePort });
+}
+
+test("a public page signs through the extension's native host with its real origin", async (t) => {
+  const { dir, home, rootPem } = demoHome(t);
+  const certs = tls(dir);
+  const platform = await staticServer(t, SDK_DIR, { tls: { ...certs, host: PLATFORM } });
+  const stranger = await staticServer(t, SDK_DIR, { tls: { ...certs, host: STRANGER } });
+
+  // The bridge on the home's bridge_port, where the native host looks for it; only the
+  // platform has a grant and nobody is asked.
+  const port = await freePort();
+  mkdirSync(join(home, "config"), { recursive: true });
+  writeFileSync(join(home, "config/settings.toml"), `bridge_port = ${port}\n`);
+  const bridge = await serve(t, home, ["--allow-origin", platform.origin, "--consent", "grants-only", "--trust", rootPem], { port: null });
+  assert.equal(bridge.port, port);
+
+  // The host manifest in the browser profile, naming this keybridge binary.
+  const profile = join(dir, "profile");
+  const [installed] = kb(home, ["browser", "install-host", "--user-data-dir", profile]);
+  assert.equal(installed.state, "installed");
+  const manifest = JSON.parse(readFileSync(installed.file, "utf8"));
+  assert.deepEqual(manifest.allowed_origins, ["chrome-extension://aomgeigggnonmephipbmolmfcaagmdme/"]);
+
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    // Playwright turns extensions off by default.
+    ignoreDefaultArgs: ["--disable-extensions"],
+    args: [
+      ...CHROMIUM_ARGS,
+      "--ignore-certificate-errors",
+      `--host-resolver-rules=MAP ${PLATFORM} 127.0.0.1, MAP ${STRANGER} 127.0.0.1`,
+      `--ip-address-space-overrides=127.0.0.1:${platform.port}=public,127.0.0.1:${stranger.port}=public`,
+      `--disable-extensions-except=${EXTENSION}`,
+      `--load-extension=${EXTENSION}`,
+    ],
+    // The host inherits the browser's environment: it finds this home.
+    env: { ...process.env, KEYBRIDGE_HOME: home },
+  });
+  t.after(() => context.close());
+
+  const page = await context.newPage();
+  await page.goto(`${platform.origin}/examples/web/index.html`);
+  const signed = await signInPage(page, port);
+  assert.equal(signed.extension, "0.1.0", JSON.stringify(signed));
+  assert.equal(signed.chosen, true);
+  assert.match(signed.direct, /^local_network_access_(denied|required)$/, "the page cannot reach the port itself");
+  assert.equal(signed.ok, true, JSON.stringify(signed));
+  opensslChecksSm2(dir, { pem: signed.pem, text: TEXT, signature: signed.signature, rootPem });
+
+  // The bridge saw the page's real origin: the audit log names it for the signature.
+  const { records } = kb(home, ["audit", "--days", "1"]);
+  const signing = records.filter((r) => r.operation === "sign" && r.result === "ok");
+  assert.ok(signing.some((r) => r.client.includes(platform.origin)), JSON.stringify(signing));
+
+  // A page elsewhere claims to be the platform: through the SDK (an origin field has no
+  // effect) and by talking to the content script itself with an `origin` in every
+  // message. Either way the host is given its real origin, which has no grant.
+  const evil = await context.newPage();
+  await evil.goto(`${stranger.origin}/examples/web/index.html`);
+  const forged = await evil.evaluate(async (claimed) => {
+    const sdk = await import("/dist/index.js");
+    let viaSdk;
+    try {
+      const c = await sdk.connect({ sdk: "e2e-forger", origin: claimed, connectTimeoutMs: 20_000 });
+      await c.close();
+      viaSdk = { ok: true };
+    } catch (e) {
+      viaSdk = { ok: false, name: e.name, code: e.code };
+    }
+    const raw = await new Promise((resolve) => {
+      const conn = "forged-1";
+      const timer = setTimeout(() => resolve({ timeout: true }), 20_000);
+      window.addEventListener("message", (ev) => {
+        const m = ev.data;
+        if (m?.keybridge !== "extension" || m.conn !== conn || m.type === "pong") return;
+        clearTimeout(timer);
+        resolve(m);
+      });
+      window.postMessage({ keybridge: "page", conn, type: "open", origin: claimed, sender: { origin: claimed } }, "*");
+      window.postMessage({ keybridge: "page", conn, type: "text", origin: claimed, data: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "hello", params: { schema_version: 1, sdk: "forger" } }) }, "*");
+    });
+    return { viaSdk, raw };
+  }, platform.origin);
+  assert.deepEqual(forged.viaSdk, { ok: false, name: "origin_rejected", code: 5002 }, JSON.stringify(forged));
+  assert.equal(forged.raw.type, "error", JSON.stringify(forged.raw));
+  assert.equal(forged.raw.error.code, 5002);
+  const { records: after } = kb(home, ["audit", "--days", "1"]);
+  assert.ok(!after.some((r) => r.client.includes(stranger.origin) && r.result === "ok"), "the stranger used a key");
+  // Closed here rather than in the after hooks, which close the page servers first: a
+  // server waits for the browser's kept-alive connections.
+  await context.close();
+});
+
+test("without the host installed the SDK says so with a stable code", async (t) => {
+  const { dir } = demoHome(t);
+  const certs = tls(dir);
+  const platform = await staticServer(t, SDK_DIR, { tls: { ...certs, host: PLATFORM } });
+  const context = await chromium.launchPersistentContext(join(dir, "profile"), {
+    executablePath: CHROMIUM,
+    ignoreDefaultArgs: ["--disable-extensions"],
+    args: [
+      ...CHROMIUM_ARGS,
+      "--ignore-certificate-errors",
+      `--host-resolver-rules=MAP ${PLATFORM} 127.0.0.1`,
+      `--disable-extensions-except=${EXTENSION}`,
+      `--load-extension=${EXTENSION}`,
+    ],
+  });
+  t.after(() => context.close());
+  const page = await context.newPage();
+  await page.goto(`${platform.origin}/examples/web/index.html`);
+  const r = await page.evaluate(async () => {
+    const sdk = await import("/dist/index.js");
+    try {
+      await sdk.connect({ connectTimeoutMs: 20_000 });
+      return { ok: true };
+    } catch (e) {
+      return { ok: false, name: e.name, code: e.code, zh: e.messageFor?.("zh-CN") };
+    }
+  });
+  assert.equal(r.name, "extension_host_not_installed", JSON.stringify(r));
+  assert.equal(r.code, 5020);
+  assert.match(r.zh, /install-host/);
+  await context.close();
+});
