@@ -473,6 +473,13 @@ mod tests {
         assert_eq!(m["allowed_origins"], serde_json::json!([format!("chrome-extension://{EXTENSION_ID}/")]));
     }
 
+    #[test]
+    fn the_packaged_manifest_is_the_generated_one() {
+        let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../installer/browser/com.keybridge.host.json");
+        let packaged = std::fs::read_to_string(file).unwrap();
+        assert_eq!(packaged, host_manifest(Path::new("/usr/bin/keybridge")), "regenerate {file}");
+    }
+
     /// The extension's id is fixed by the public key in its manifest: the first 128 bits
     /// of SHA-256(key), each hex digit written as a letter a–p.
     #[test]

@@ -8,7 +8,7 @@
 //! Windows), which `main` recognizes. One binary means one thing to install and the same
 //! home and settings resolution as every other command (the host reads `bridge_port`).
 
-use crate::ctx::{App, write_atomic};
+use crate::ctx::{App, write_atomic_with};
 use crate::output::{CliError, CliResult};
 use clap::{Args, Subcommand};
 use kb_bridge::browser_policy::Browser;
@@ -113,7 +113,7 @@ pub(crate) fn browser(app: &App, a: BrowserArgs) -> CliResult {
                     None => std::env::current_exe().map_err(|e| CliError::io("the keybridge executable", e))?,
                 };
                 std::fs::create_dir_all(&dir).map_err(|e| CliError::io(&dir.display().to_string(), e))?;
-                write_atomic(&file, native::host_manifest(&path).as_bytes())?;
+                write_manifest(&file, &native::host_manifest(&path))?;
                 "installed"
             }
             BrowserCommand::RemoveHost => match std::fs::remove_file(&file) {
@@ -170,4 +170,19 @@ fn user_config_home() -> CliResult<PathBuf> {
         .filter(|h| !h.is_empty())
         .map(|h| PathBuf::from(h).join(".config"))
         .ok_or_else(|| CliError::input("no HOME: pass --user-data-dir or --system"))
+}
+
+/// Writes a manifest atomically, readable by everyone (the browser runs as the user; a
+/// system-wide file is root's).
+fn write_manifest(file: &Path, text: &str) -> CliResult {
+    let name = file.display().to_string();
+    write_atomic_with(file, |f| {
+        use std::io::Write;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(|e| CliError::io(&name, e))?;
+        }
+        f.write_all(text.as_bytes()).map_err(|e| CliError::io(&name, e))
+    })
 }

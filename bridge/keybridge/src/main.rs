@@ -139,6 +139,7 @@ fn browser_call(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
