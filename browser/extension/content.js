@@ -60,7 +60,8 @@
     const port = ports.get(m.conn);
     if (!port) return;
     if (m.type === "text" && typeof m.data === "string") port.postMessage({ type: "text", data: m.data });
-    else if (m.type === "binary" && m.data instanceof Uint8Array) port.postMessage({ type: "binary", data: bytesToBase64(m.data) });
+    // (The page's Uint8Array is not this world's: `instanceof` would be false.)
+    else if (m.type === "binary" && ArrayBuffer.isView(m.data)) port.postMessage({ type: "binary", data: bytesToBase64(new Uint8Array(m.data.buffer, m.data.byteOffset, m.data.byteLength)) });
     else if (m.type === "close") {
       port.postMessage({ type: "close" });
       ports.delete(m.conn);

@@ -181,6 +181,12 @@ pub enum ToBrowser {
         /// The frame.
         data: String,
     },
+    /// A binary frame from the browser was handed to the bridge's socket: the page's
+    /// upload back-pressure (its `bufferedAmount` goes down by `bytes`).
+    Sent {
+        /// The frame's length.
+        bytes: usize,
+    },
     /// The bridge closed the connection.
     Close {
         /// The WebSocket close code (1006 when the connection dropped without one).
@@ -298,6 +304,7 @@ async fn session(incoming: &mut Incoming, out: &mpsc::Sender<ToBrowser>, port: u
     loop {
         tokio::select! {
             m = incoming.recv() => {
+                let mut sent = None;
                 let frame = match m {
                     None | Some(Ok(FromBrowser::Close {})) => {
                         let _ = sink.close().await;
@@ -305,13 +312,20 @@ async fn session(incoming: &mut Incoming, out: &mpsc::Sender<ToBrowser>, port: u
                     }
                     Some(Err(e)) => return Err(e),
                     Some(Ok(FromBrowser::Text { data })) => Message::Text(data.into()),
-                    Some(Ok(FromBrowser::Binary { data })) => Message::Binary(
-                        Base64::decode_vec(&data).map_err(|_| NativeError::Invalid("binary data is not base64".into()))?.into(),
-                    ),
+                    Some(Ok(FromBrowser::Binary { data })) => {
+                        let bytes = Base64::decode_vec(&data).map_err(|_| NativeError::Invalid("binary data is not base64".into()))?;
+                        sent = Some(bytes.len());
+                        Message::Binary(bytes.into())
+                    }
                     Some(Ok(FromBrowser::Open { .. })) => return Err(NativeError::Invalid("a second open".into())),
                 };
                 if sink.send(frame).await.is_err() {
                     let _ = out.send(ToBrowser::Close { code: 1006, reason: "the bridge connection dropped".into() }).await;
+                    return Ok(());
+                }
+                if let Some(bytes) = sent
+                    && out.send(ToBrowser::Sent { bytes }).await.is_err()
+                {
                     return Ok(());
                 }
             }

@@ -84,6 +84,7 @@ async fn a_granted_origin_reaches_the_bridge_through_the_host() {
     let chunk = Frame { stream: StreamId(up as u32), sequence: 0, flags: FLAG_FIN, payload: plain }.encode();
     b.send(FromBrowser::Binary { data: Base64::encode_string(&chunk) }).await;
     let mut envelope = Vec::new();
+    let mut acked = 0;
     let response = loop {
         match b.recv().await {
             ToBrowser::Binary { data } => {
@@ -93,10 +94,15 @@ async fn a_granted_origin_reaches_the_bridge_through_the_host() {
                 envelope.extend_from_slice(f.payload);
             }
             ToBrowser::Text { data } => break serde_json::from_str::<Value>(&data).unwrap(),
+            ToBrowser::Sent { bytes } => {
+                assert_eq!(bytes, chunk.len(), "the upload frame is acknowledged once the bridge's socket took it");
+                acked += 1;
+            }
             other => panic!("{other:?}"),
         }
     };
     assert_eq!(response["result"]["output"]["length"], envelope.len(), "{response}");
+    assert_eq!(acked, 1);
     let local = kb_pki::cms::LocalDecrypter::new(r.key.enc_key.clone(), r.key.enc_cert.clone()).unwrap();
     assert_eq!(&kb_pki::cms::envelope::decrypt_bytes(&envelope, &local).unwrap()[..], plain);
     b.send(FromBrowser::Close {}).await;

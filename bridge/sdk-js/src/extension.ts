@@ -51,8 +51,9 @@ export function useExtension(options: { transport?: Transport; secret?: string; 
 interface FromExtension {
   keybridge: "extension";
   conn: string;
-  type: "open" | "text" | "binary" | "close" | "error" | "disconnect";
+  type: "open" | "text" | "binary" | "sent" | "close" | "error" | "disconnect";
   data?: unknown;
+  bytes?: number;
   code?: number;
   reason?: string;
   detail?: string;
@@ -66,7 +67,6 @@ let connections = 0;
 /** A WebSocket-shaped connection through the extension (see the module comment). */
 export class ExtensionSocket {
   readyState = 0;
-  readonly bufferedAmount = 0;
   binaryType = "arraybuffer";
   onopen: ((ev: unknown) => void) | null = null;
   onmessage: ((ev: { data: unknown }) => void) | null = null;
@@ -77,6 +77,7 @@ export class ExtensionSocket {
   readonly #window: WindowLike;
   readonly #conn: string;
   readonly #listener: (ev: { source: unknown; data: unknown }) => void;
+  #buffered = 0;
 
   constructor() {
     const w = pageWindow();
@@ -90,6 +91,15 @@ export class ExtensionSocket {
     };
     w.addEventListener("message", this.#listener);
     this.#post({ type: "open" });
+  }
+
+  /**
+   * Upload bytes sent and not yet handed to KeyBridge's socket by the host (it
+   * acknowledges each binary frame with `sent`): the same back-pressure signal as a
+   * WebSocket's, so a 1 GB upload never piles up in the browser.
+   */
+  get bufferedAmount(): number {
+    return this.#buffered;
   }
 
   #post(m: Record<string, unknown>): void {
@@ -108,6 +118,9 @@ export class ExtensionSocket {
         return;
       case "binary":
         this.onmessage?.({ data: m.data });
+        return;
+      case "sent":
+        this.#buffered = Math.max(0, this.#buffered - (m.bytes ?? 0));
         return;
       case "close":
         this.#end(m.code ?? 1005, m.reason ?? "");
@@ -139,7 +152,10 @@ export class ExtensionSocket {
   send(data: string | Uint8Array): void {
     if (this.readyState !== 1) throw new Error("the connection is not open");
     if (typeof data === "string") this.#post({ type: "text", data });
-    else this.#post({ type: "binary", data: data.slice() });
+    else {
+      this.#buffered += data.length;
+      this.#post({ type: "binary", data: data.slice() });
+    }
   }
 
   close(): void {

@@ -4,7 +4,7 @@
 // tests/e2e/test/native-messaging.test.mjs.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { ConnectionError, EXTENSION_ATTRIBUTE, KeyBridgeError, connect, extensionVersion, useExtension } from "../dist/index.js";
+import { ConnectionError, EXTENSION_ATTRIBUTE, ExtensionSocket, KeyBridgeError, connect, extensionVersion, useExtension } from "../dist/index.js";
 
 /**
  * A page window whose content script is `script(message, reply)` (omit for a page
@@ -153,5 +153,35 @@ test("messages from another window or another connection are ignored", async () 
     const c = await connect();
     assert.deepEqual(await c.call("devices.list"), { devices: [] });
     await c.close();
+  });
+});
+
+test("upload back-pressure: bufferedAmount counts binary frames until the host says they were sent", async () => {
+  const acks = [];
+  const page = fakePage({
+    version: "0.1.0",
+    script: (m, reply) => {
+      if (m.type === "open") reply({ type: "open", origin: "https://bid.example.cn" });
+      if (m.type === "binary") acks.push(() => reply({ type: "sent", bytes: m.data.length }));
+    },
+  });
+  await asPage(page, async () => {
+    const s = new ExtensionSocket();
+    await new Promise((r) => (s.onopen = r));
+    s.send(new Uint8Array(1000));
+    s.send(new Uint8Array(24).subarray(4));
+    s.send("{}");
+    assert.equal(s.bufferedAmount, 1020, "text frames are not counted");
+    await new Promise((r) => setTimeout(r, 0));
+    assert.equal(acks.length, 2);
+    const sent = page.sent.filter((m) => m.type === "binary");
+    assert.equal(sent[1].data.length, 20, "only the view's bytes are sent");
+    acks.shift()();
+    await new Promise((r) => setTimeout(r, 0));
+    assert.equal(s.bufferedAmount, 20);
+    acks.shift()();
+    await new Promise((r) => setTimeout(r, 0));
+    assert.equal(s.bufferedAmount, 0);
+    s.close();
   });
 });

@@ -64,8 +64,24 @@ function signInPage(page, bridgePort) {
       const [cert] = await c.certificates({ usage: "sign" });
       const r = await c.sign({ certificate: { thumbprint: cert.thumbprint }, input: { data: sdk.toBase64(text) }, format: "raw" });
       const d = await c.certificate(cert.thumbprint);
+      // A bid file through streams: binary frames both ways (base64 through the
+      // extension), several chunks each way, with the host's upload acknowledgements.
+      const [enc] = await c.certificates({ usage: "encrypt" });
+      const file = new Uint8Array(1536 * 1024).map((_, i) => (i * 31) % 251);
+      const concat = (parts) => {
+        const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+        let at = 0;
+        for (const p of parts) all.set(p, (at += p.length) - p.length);
+        return all;
+      };
+      const sealed = [];
+      await c.encryptStream({ recipients: [{ thumbprint: enc.thumbprint }], source: file, sink: (x) => void sealed.push(x.slice()) });
+      const opened = [];
+      await c.decryptStream({ source: concat(sealed), sink: (x) => void opened.push(x.slice()) });
+      const back = concat(opened);
+      const roundTrip = back.length === file.length && back.every((b, i) => b === file[i]);
       await c.close();
-      return { ok: true, extension, chosen, direct, signature: r.signature, pem: d.pem };
+      return { ok: true, extension, chosen, direct, signature: r.signature, pem: d.pem, roundTrip, envelopeChunks: sealed.length };
     } catch (e) {
       return { ok: false, extension, chosen, direct, name: e.name, code: e.code, message: String(e) };
     }
@@ -118,6 +134,8 @@ test("a public page signs through the extension's native host with its real orig
   assert.match(signed.direct, /^local_network_access_(denied|required)$/, "the page cannot reach the port itself");
   assert.equal(signed.ok, true, JSON.stringify(signed));
   opensslChecksSm2(dir, { pem: signed.pem, text: TEXT, signature: signed.signature, rootPem });
+  assert.equal(signed.roundTrip, true, "1.5 MiB through encryptStream and decryptStream");
+  assert.ok(signed.envelopeChunks > 1, JSON.stringify(signed.envelopeChunks));
 
   // The bridge saw the page's real origin: the audit log names it for the signature.
   const { records } = kb(home, ["audit", "--days", "1"]);
