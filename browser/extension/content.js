@@ -9,6 +9,8 @@
 
 (() => {
   const VERSION = chrome.runtime.getManifest().version;
+  /** Each connection starts a host process: a page (frame) gets at most this many at once. */
+  const MAX_CONNECTIONS = 8;
   const ports = new Map();
 
   const toPage = (conn, m) => window.postMessage({ ...m, keybridge: "extension", conn }, "*");
@@ -54,7 +56,13 @@
       return;
     }
     if (m.type === "open") {
-      if (!ports.has(m.conn)) open(m.conn);
+      if (ports.has(m.conn)) return;
+      if (ports.size >= MAX_CONNECTIONS) {
+        const detail = `at most ${MAX_CONNECTIONS} connections per page through the extension`;
+        toPage(m.conn, { type: "error", error: { code: 5007, message: "too many requests; try again later", data: { name: "too_many_requests", detail } } });
+        return;
+      }
+      open(m.conn);
       return;
     }
     const port = ports.get(m.conn);

@@ -301,54 +301,64 @@ async fn session(incoming: &mut Incoming, out: &mpsc::Sender<ToBrowser>, port: u
     };
     let _ = out.send(ToBrowser::Open { origin }).await;
     let (mut sink, mut stream) = ws.split();
-    loop {
-        tokio::select! {
-            m = incoming.recv() => {
-                let mut sent = None;
-                let frame = match m {
-                    None | Some(Ok(FromBrowser::Close {})) => {
-                        let _ = sink.close().await;
-                        return Ok(());
-                    }
-                    Some(Err(e)) => return Err(e),
-                    Some(Ok(FromBrowser::Text { data })) => Message::Text(data.into()),
-                    Some(Ok(FromBrowser::Binary { data })) => {
-                        let bytes = Base64::decode_vec(&data).map_err(|_| NativeError::Invalid("binary data is not base64".into()))?;
-                        sent = Some(bytes.len());
-                        Message::Binary(bytes.into())
-                    }
-                    Some(Ok(FromBrowser::Open { .. })) => return Err(NativeError::Invalid("a second open".into())),
-                };
-                if sink.send(frame).await.is_err() {
-                    let _ = out.send(ToBrowser::Close { code: 1006, reason: "the bridge connection dropped".into() }).await;
+    let dropped = || ToBrowser::Close { code: 1006, reason: "the bridge connection dropped".into() };
+    // The two directions run side by side: an upload frame waiting for the bridge to read
+    // (TCP back-pressure) never holds up the bridge's answers and download frames.
+    let upstream = async {
+        loop {
+            let mut sent = None;
+            let frame = match incoming.recv().await {
+                None | Some(Ok(FromBrowser::Close {})) => {
+                    let _ = sink.close().await;
                     return Ok(());
                 }
-                if let Some(bytes) = sent
-                    && out.send(ToBrowser::Sent { bytes }).await.is_err()
-                {
-                    return Ok(());
+                Some(Err(e)) => return Err(e),
+                Some(Ok(FromBrowser::Text { data })) => Message::Text(data.into()),
+                Some(Ok(FromBrowser::Binary { data })) => {
+                    let bytes =
+                        Base64::decode_vec(&data).map_err(|_| NativeError::Invalid("binary data is not base64".into()))?;
+                    sent = Some(bytes.len());
+                    Message::Binary(bytes.into())
                 }
+                Some(Ok(FromBrowser::Open { .. })) => return Err(NativeError::Invalid("a second open".into())),
+            };
+            if sink.send(frame).await.is_err() {
+                let _ = out.send(dropped()).await;
+                return Ok(());
             }
-            m = stream.next() => {
-                let m = match m {
-                    Some(Ok(Message::Text(t))) => ToBrowser::Text { data: t.as_str().to_owned() },
-                    Some(Ok(Message::Binary(b))) => ToBrowser::Binary { data: Base64::encode_string(&b) },
-                    Some(Ok(Message::Close(frame))) => {
-                        let (code, reason) = frame.map(|f: CloseFrame| (u16::from(f.code), f.reason.as_str().to_owned())).unwrap_or((1005, String::new()));
-                        let _ = out.send(ToBrowser::Close { code, reason }).await;
-                        return Ok(());
-                    }
-                    Some(Ok(_)) => continue,
-                    Some(Err(_)) | None => {
-                        let _ = out.send(ToBrowser::Close { code: 1006, reason: "the bridge connection dropped".into() }).await;
-                        return Ok(());
-                    }
-                };
-                if out.send(m).await.is_err() {
-                    return Ok(());
-                }
+            if let Some(bytes) = sent
+                && out.send(ToBrowser::Sent { bytes }).await.is_err()
+            {
+                return Ok(());
             }
         }
+    };
+    let downstream = async {
+        loop {
+            let m = match stream.next().await {
+                Some(Ok(Message::Text(t))) => ToBrowser::Text { data: t.as_str().to_owned() },
+                Some(Ok(Message::Binary(b))) => ToBrowser::Binary { data: Base64::encode_string(&b) },
+                Some(Ok(Message::Close(frame))) => {
+                    let (code, reason) = frame
+                        .map(|f: CloseFrame| (u16::from(f.code), f.reason.as_str().to_owned()))
+                        .unwrap_or((1005, String::new()));
+                    let _ = out.send(ToBrowser::Close { code, reason }).await;
+                    return Ok(());
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => {
+                    let _ = out.send(dropped()).await;
+                    return Ok(());
+                }
+            };
+            if out.send(m).await.is_err() {
+                return Ok(());
+            }
+        }
+    };
+    tokio::select! {
+        r = upstream => r,
+        r = downstream => r,
     }
 }
 

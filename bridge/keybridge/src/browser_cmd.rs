@@ -83,6 +83,9 @@ pub(crate) fn native_host(app: &App, a: NativeHostArgs) -> CliResult {
             }
         }
     });
+    // The stdin reader may still be blocked in a read the browser will never complete
+    // (it waits for the host to exit): do not wait for it.
+    runtime.shutdown_background();
     if let Err(e) = result {
         eprintln!("keybridge native-host: {e}");
         std::process::exit(1);

@@ -175,9 +175,10 @@ fn native_frame(v: &Value) -> Vec<u8> {
 
 /// Starts the host as a browser does (the extension's origin its only argument), sends
 /// `open` for `origin` and `texts`, reads `want` messages, then closes the pipe as the
-/// browser does when the page goes away; the host must then end cleanly, having written
-/// nothing else.
-fn native_host(home: &Path, origin: &str, texts: &[Value], want: usize) -> Vec<Value> {
+/// browser does when the page goes away (unless `ends_itself`: a refused connection's
+/// host must exit with the pipe still open — the browser waits for it); the host must
+/// then end cleanly, having written nothing else.
+fn native_host(home: &Path, origin: &str, texts: &[Value], want: usize, ends_itself: bool) -> Vec<Value> {
     use std::io::Read;
     let mut child = Command::new(env!("CARGO_BIN_EXE_keybridge"))
         .arg("chrome-extension://aomgeigggnonmephipbmolmfcaagmdme/")
@@ -201,6 +202,13 @@ fn native_host(home: &Path, origin: &str, texts: &[Value], want: usize) -> Vec<V
         stdout.read_exact(&mut body).unwrap();
         msgs.push(serde_json::from_slice(&body).unwrap());
     }
+    if ends_itself {
+        let t0 = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            assert!(t0.elapsed() < Duration::from_secs(30), "the host waits for the browser to close the pipe");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     drop(stdin);
     let mut rest = Vec::new();
     stdout.read_to_end(&mut rest).unwrap();
@@ -220,14 +228,14 @@ fn a_browser_starts_the_host_which_reaches_the_bridge_with_the_page_origin() {
     let hello = json!({"jsonrpc": "2.0", "id": 1, "method": "hello", "params": {"schema_version": 1, "sdk": "page"}});
     let list = json!({"jsonrpc": "2.0", "id": 2, "method": "certificates.list", "params": {"usage": "sign"}});
 
-    let msgs = native_host(&home, "https://bid.example.cn", &[hello.clone(), list], 3);
+    let msgs = native_host(&home, "https://bid.example.cn", &[hello.clone(), list], 3, false);
     assert_eq!(msgs[0], json!({"type": "open", "origin": "https://bid.example.cn"}), "{msgs:?}");
     let texts: Vec<Value> = msgs[1..].iter().map(|m| serde_json::from_str(m["data"].as_str().unwrap()).unwrap()).collect();
     assert_eq!(texts[0]["result"]["schema_version"], 1, "{msgs:?}");
     assert_eq!(texts[1]["result"]["certificates"].as_array().unwrap().len(), 1, "{}", texts[1]);
 
     // Another origin is refused by the bridge (grants-only), with its code.
-    let msgs = native_host(&home, "https://evil.example", &[hello], 1);
+    let msgs = native_host(&home, "https://evil.example", &[hello], 1, true);
     assert_eq!(msgs[0]["type"], "error", "{msgs:?}");
     assert_eq!(msgs[0]["error"]["code"], 5002);
 }

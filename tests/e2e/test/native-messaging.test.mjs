@@ -137,6 +137,19 @@ test("a public page signs through the extension's native host with its real orig
   assert.equal(signed.roundTrip, true, "1.5 MiB through encryptStream and decryptStream");
   assert.ok(signed.envelopeChunks > 1, JSON.stringify(signed.envelopeChunks));
 
+  // Every connection starts a host process: a page gets at most 8 at once.
+  const crowd = await page.evaluate(async () => {
+    const sdk = await import("/dist/index.js");
+    const open = [];
+    for (let i = 0; i < 8; i++) open.push(await sdk.connect({ sdk: `crowd-${i}`, connectTimeoutMs: 20_000 }));
+    const ninth = await sdk.connect({ connectTimeoutMs: 20_000 }).then(() => "connected", (e) => e.name);
+    await open.pop().close();
+    const again = await sdk.connect({ connectTimeoutMs: 20_000 }).then((c) => (open.push(c), "connected"), (e) => e.name);
+    for (const c of open) await c.close();
+    return { ninth, again };
+  });
+  assert.deepEqual(crowd, { ninth: "too_many_requests", again: "connected" });
+
   // The bridge saw the page's real origin: the audit log names it for the signature.
   const { records } = kb(home, ["audit", "--days", "1"]);
   const signing = records.filter((r) => r.operation === "sign" && r.result === "ok");
