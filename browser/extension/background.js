@@ -27,11 +27,16 @@ function senderOrigin(sender) {
   return origin && origin !== "null" ? origin : undefined;
 }
 
-/** Why the host went away, as a stable name the SDK knows (docs/bridge-protocol.md). */
+/**
+ * Why the host went away, as a stable name the SDK knows (docs/bridge-protocol.md). Chrome
+ * says "Specified native messaging host not found." or "Access to the specified native
+ * messaging host is forbidden." when it cannot start it; anything else ("Native host has
+ * exited.", "Error when communicating with the native messaging host.") means it ended
+ * without closing. (Our host never sends a message over Chrome's cap: it sends error 5022
+ * in its place.)
+ */
 function disconnectReason(message) {
-  if (!message) return "extension_host_exited";
-  if (/not found|forbidden|Invalid native messaging host/i.test(message)) return "extension_host_not_installed";
-  if (/communicating with the native messaging host/i.test(message)) return "extension_message_too_large";
+  if (message && /not found|forbidden|Invalid native messaging host/i.test(message)) return "extension_host_not_installed";
   return "extension_host_exited";
 }
 

@@ -12,7 +12,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
@@ -42,6 +42,21 @@ function freePort() {
       s.close(() => resolve(port));
     });
   });
+}
+
+/** The pids of the native hosts the browser started for `home` (found by their command line and environment). */
+function hostPids(home) {
+  const pids = [];
+  for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+      const env = readFileSync(`/proc/${pid}/environ`, "utf8").split("\0");
+      if (cmd.includes("chrome-extension://") && env.includes(`KEYBRIDGE_HOME=${home}`)) pids.push(Number(pid));
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return pids;
 }
 
 /** In the page: what the SDK finds, then connect (auto: the extension) and sign. */
@@ -149,6 +164,56 @@ test("a public page signs through the extension's native host with its real orig
     return { ninth, again };
   });
   assert.deepEqual(crowd, { ninth: "too_many_requests", again: "connected" });
+
+  // A request too large for the host is answered with 5022 for that request only; the
+  // connection (and its host) stays.
+  const oversized = await page.evaluate(async () => {
+    const conn = "oversized-1";
+    const seen = [];
+    const next = (pred) =>
+      new Promise((resolve) => {
+        const on = (ev) => {
+          const m = ev.data;
+          if (m?.keybridge !== "extension" || m.conn !== conn) return;
+          seen.push(m.type);
+          if (pred(m)) {
+            window.removeEventListener("message", on);
+            resolve(m);
+          }
+        };
+        window.addEventListener("message", on);
+      });
+    const send = (m) => window.postMessage({ keybridge: "page", conn, ...m }, "*");
+    const opened = next((m) => m.type === "open");
+    send({ type: "open" });
+    await opened;
+    const answers = next((m) => m.type === "text" && JSON.parse(m.data).id !== undefined);
+    const params = { schema_version: 1, sdk: "x".repeat(3 << 20) };
+    send({ type: "text", data: JSON.stringify({ jsonrpc: "2.0", id: "big", method: "hello", params }) });
+    const big = JSON.parse((await answers).data);
+    const helloAnswer = next((m) => m.type === "text" && JSON.parse(m.data).id === 1);
+    send({ type: "text", data: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "hello", params: { schema_version: 1, sdk: "after" } }) });
+    const hello = JSON.parse((await helloAnswer).data);
+    send({ type: "close" });
+    return { big, hello, seen };
+  });
+  assert.equal(oversized.big.id, "big");
+  assert.equal(oversized.big.error.code, 5022, JSON.stringify(oversized));
+  assert.equal(oversized.hello.result.schema_version, 1, JSON.stringify(oversized));
+
+  // A host that dies (killed here) fails the page's connection with 5021 as the cause.
+  await page.evaluate(async () => {
+    const sdk = await import("/dist/index.js");
+    window.__kb = await sdk.connect({ sdk: "doomed", connectTimeoutMs: 20_000 });
+    window.__kbClosed = new Promise((resolve) => window.__kb.onClose((e) => resolve({ kind: e.kind, cause: e.cause?.name, code: e.cause?.code })));
+  });
+  // Hosts of connections closed before exit by themselves; the one left is the open one's.
+  let pids = hostPids(home);
+  for (const t0 = Date.now(); pids.length !== 1 && Date.now() - t0 < 30_000; pids = hostPids(home)) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(pids.length, 1, `one host for the open connection: ${pids}`);
+  process.kill(pids[0], "SIGKILL");
+  const crashed = await page.evaluate(() => window.__kbClosed);
+  assert.deepEqual(crashed, { kind: "connection_closed", cause: "extension_host_exited", code: 5021 });
 
   // The bridge saw the page's real origin: the audit log names it for the signature.
   const { records } = kb(home, ["audit", "--days", "1"]);
