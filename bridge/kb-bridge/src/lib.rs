@@ -30,6 +30,7 @@ pub mod consent;
 mod error;
 pub mod handshake;
 pub mod methods;
+pub mod native;
 pub mod secret;
 pub mod server;
 pub mod streams;

@@ -11,6 +11,7 @@
 
 mod audit_cmd;
 mod ble_cmd;
+mod browser_cmd;
 mod cert_cmd;
 mod crypto_cmd;
 mod ctx;
@@ -81,6 +82,11 @@ enum Command {
     Devca(renew_cmd::DevcaArgs),
     /// Phones as this PC's keys (移动电子密钥): pair (QR), list, rename, revoke.
     Phone(phone_cmd::PhoneArgs),
+    /// The browser extension's native messaging host manifests (Chromium, Chrome, Edge).
+    Browser(browser_cmd::BrowserArgs),
+    /// The native messaging host the KeyBridge browser extension starts (stdin/stdout
+    /// carry the browser's messages); browsers run it as `keybridge chrome-extension://…/`.
+    NativeHost(browser_cmd::NativeHostArgs),
     /// Create (once) a labelled demo file key with an SM2 sign+encrypt certificate pair
     /// from a local demo CA, and say what to try next.
     Demo,
@@ -106,17 +112,48 @@ fn run(app: &App, command: Command) -> output::CliResult {
         Command::Renew(a) => renew_cmd::renew(app, a),
         Command::Devca(a) => renew_cmd::devca(app, a),
         Command::Phone(a) => phone_cmd::phone(app, a),
+        Command::Browser(a) => browser_cmd::browser(app, a),
+        Command::NativeHost(a) => browser_cmd::native_host(app, a),
         Command::Demo => filekey_cmd::demo(app),
     }
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(browser_call(std::env::args_os().collect()));
     let app = App::new(cli.global);
     // Everything the command opened (device service, audit log, log writer) is dropped
     // inside `run`, so logs are flushed before the process exits.
     let result = run(&app, cli.command).and_then(|()| app.out.write_error().map_or(Ok(()), Err));
     if let Err(e) = result {
         std::process::exit(app.out.error(&app.explain(e)));
+    }
+}
+
+/// A browser starts the native messaging host as `keybridge chrome-extension://<id>/ …`
+/// (the manifest can name only an executable, no arguments): that is `keybridge native-host …`.
+fn browser_call(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    if args.get(1).and_then(|a| a.to_str()).is_some_and(|a| a.starts_with(browser_cmd::CALLER_PREFIX)) {
+        args.insert(1, "native-host".into());
+    }
+    args
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_browser_starting_the_host_is_the_native_host_command() {
+        let args = |v: &[&str]| v.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        let called = browser_call(args(&[
+            "/usr/bin/keybridge",
+            "chrome-extension://aomgeigggnonmephipbmolmfcaagmdme/",
+            "--parent-window=0",
+        ]));
+        let cli = Cli::try_parse_from(called).unwrap();
+        assert!(matches!(cli.command, Command::NativeHost(_)));
+        // Any other first argument is left alone.
+        assert_eq!(browser_call(args(&["keybridge", "devices"])), args(&["keybridge", "devices"]));
     }
 }

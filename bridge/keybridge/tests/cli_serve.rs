@@ -166,3 +166,104 @@ fn grants_are_managed_and_enforced() {
     let list = json_of(kb(&home).args(["bridge", "grants"]));
     assert!(!list.to_string().contains("127.0.0.1"));
 }
+
+/// Native messaging: length-prefixed JSON (native byte order).
+fn native_frame(v: &Value) -> Vec<u8> {
+    let body = serde_json::to_vec(v).unwrap();
+    [(body.len() as u32).to_ne_bytes().to_vec(), body].concat()
+}
+
+/// Starts the host as a browser does (the extension's origin its only argument), sends
+/// `open` for `origin` and `texts`, reads `want` messages, then closes the pipe as the
+/// browser does when the page goes away (unless `ends_itself`: a refused connection's
+/// host must exit with the pipe still open — the browser waits for it); the host must
+/// then end cleanly, having written nothing else.
+fn native_host(home: &Path, origin: &str, texts: &[Value], want: usize, ends_itself: bool) -> Vec<Value> {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keybridge"))
+        .arg("chrome-extension://aomgeigggnonmephipbmolmfcaagmdme/")
+        .env("KEYBRIDGE_HOME", home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&native_frame(&json!({"type": "open", "origin": origin}))).unwrap();
+    for t in texts {
+        stdin.write_all(&native_frame(&json!({"type": "text", "data": t.to_string()}))).unwrap();
+    }
+    let mut stdout = child.stdout.take().unwrap();
+    let mut msgs = Vec::new();
+    while msgs.len() < want {
+        let mut len = [0u8; 4];
+        stdout.read_exact(&mut len).unwrap();
+        let mut body = vec![0u8; u32::from_ne_bytes(len) as usize];
+        stdout.read_exact(&mut body).unwrap();
+        msgs.push(serde_json::from_slice(&body).unwrap());
+    }
+    if ends_itself {
+        let t0 = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            assert!(t0.elapsed() < Duration::from_secs(30), "the host waits for the browser to close the pipe");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    drop(stdin);
+    let mut rest = Vec::new();
+    stdout.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "more on the host's stdout: {}", String::from_utf8_lossy(&rest));
+    assert!(child.wait().unwrap().success());
+    msgs
+}
+
+#[test]
+fn a_browser_starts_the_host_which_reaches_the_bridge_with_the_page_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    json_of(kb(&home).arg("demo"));
+    let (_server, ready) = serve(&home, &["--consent", "grants-only", "--allow-origin", "https://bid.example.cn"]);
+    // The host finds the bridge where the settings say it is.
+    std::fs::write(home.join("config/settings.toml"), format!("bridge_port = {}\n", ready["port"])).unwrap();
+    let hello = json!({"jsonrpc": "2.0", "id": 1, "method": "hello", "params": {"schema_version": 1, "sdk": "page"}});
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "certificates.list", "params": {"usage": "sign"}});
+
+    let msgs = native_host(&home, "https://bid.example.cn", &[hello.clone(), list], 3, false);
+    assert_eq!(msgs[0], json!({"type": "open", "origin": "https://bid.example.cn"}), "{msgs:?}");
+    let texts: Vec<Value> = msgs[1..].iter().map(|m| serde_json::from_str(m["data"].as_str().unwrap()).unwrap()).collect();
+    assert_eq!(texts[0]["result"]["schema_version"], 1, "{msgs:?}");
+    assert_eq!(texts[1]["result"]["certificates"].as_array().unwrap().len(), 1, "{}", texts[1]);
+
+    // Another origin is refused by the bridge (grants-only), with its code.
+    let msgs = native_host(&home, "https://evil.example", &[hello], 1, true);
+    assert_eq!(msgs[0]["type"], "error", "{msgs:?}");
+    assert_eq!(msgs[0]["error"]["code"], 5002);
+}
+
+#[test]
+fn host_manifests_are_installed_and_removed_for_the_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let config = dir.path().join("config");
+    let run = |args: &[&str]| json_of(kb(&home).env("XDG_CONFIG_HOME", &config).args(["browser"]).args(args));
+    let installed = run(&["install-host"]);
+    let files: Vec<PathBuf> = installed.as_array().unwrap().iter().map(|m| PathBuf::from(m["file"].as_str().unwrap())).collect();
+    let expect: Vec<PathBuf> = ["chromium", "google-chrome", "microsoft-edge"]
+        .iter()
+        .map(|b| config.join(b).join("NativeMessagingHosts/com.keybridge.host.json"))
+        .collect();
+    assert_eq!(files, expect);
+    for f in &files {
+        let m: Value = serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap();
+        assert_eq!(PathBuf::from(m["path"].as_str().unwrap()), PathBuf::from(env!("CARGO_BIN_EXE_keybridge")));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(f).unwrap().permissions().mode() & 0o777, 0o644, "the browser must read it");
+        }
+    }
+    let removed = run(&["remove-host", "--browser", "edge"]);
+    assert_eq!(removed[0]["state"], "removed");
+    assert!(!files[2].exists() && files[0].exists());
+    assert_eq!(run(&["remove-host", "--browser", "edge"])[0]["state"], "absent");
+}

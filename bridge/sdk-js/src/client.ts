@@ -9,6 +9,7 @@
 // download's sink fails, the request is aborted and the call rejects with that failure.
 
 import { explainConnectFailure } from "./lna.js";
+import { ExtensionSocket, useExtension, type Transport } from "./extension.js";
 import {
   DEFAULT_MAX_MESSAGE_BYTES,
   DEFAULT_PORT,
@@ -78,6 +79,13 @@ export type WebSocketConstructor = new (
 ) => object;
 
 export interface ConnectOptions {
+  /**
+   * How to reach KeyBridge: `auto` (default) goes through the KeyBridge browser extension
+   * when its content script runs in this page, else the WebSocket; `extension` or
+   * `websocket` insists on one. Options only a WebSocket has (`url`, `secret`,
+   * `WebSocket`) make `auto` pick the WebSocket.
+   */
+  transport?: Transport;
   /** Default `ws://127.0.0.1:17210` (or `port`). */
   url?: string;
   /** Port on 127.0.0.1 when `url` is not given (KeyBridge's `bridge_port` setting). */
@@ -469,7 +477,9 @@ export class KeyBridgeClient {
     this.#closedPromise = new Promise<void>((resolve) => (markClosed = resolve));
     ws.onmessage = (ev) => this.#onMessage(ev.data);
     ws.onclose = (ev) => {
-      this.#shutdown(new ConnectionError("connection_closed", { closeCode: ev.code, closeReason: ev.reason }));
+      // Through the extension, a host that crashed says so with a stable code: kept as the cause.
+      const cause = (ws as { error?: unknown }).error;
+      this.#shutdown(new ConnectionError("connection_closed", { closeCode: ev.code, closeReason: ev.reason, cause }));
       markClosed();
     };
   }
@@ -481,7 +491,9 @@ export class KeyBridgeClient {
    * a browser sees only `connect_failed`) or a `hello` failure (`schema_version_unsupported`).
    */
   static async connect(options: ConnectOptions = {}): Promise<KeyBridgeClient> {
-    const Ctor = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+    const Ctor = useExtension(options)
+      ? (ExtensionSocket as unknown as WebSocketConstructor)
+      : (options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket);
     if (!Ctor) {
       throw new TypeError("no WebSocket class: in Node, pass the ws package's WebSocket as connect({ WebSocket })");
     }
@@ -555,7 +567,11 @@ export class KeyBridgeClient {
       const onAbort = () => settle(signal.reason);
       signal.addEventListener("abort", onAbort, { once: true });
       ws.onopen = () => settle();
-      ws.onerror = (ev) => settle(new ConnectionError("connect_failed", { cause: (ev as { error?: unknown })?.error ?? ev }));
+      ws.onerror = (ev) => {
+        // The extension's failures carry a stable code (host not installed, KeyBridge not running, origin refused).
+        const error = (ev as { error?: unknown })?.error;
+        settle(error instanceof KeyBridgeError ? error : new ConnectionError("connect_failed", { cause: error ?? ev }));
+      };
       const onclose = ws.onclose;
       ws.onclose = (ev) => {
         settle(new ConnectionError("connect_failed", { closeCode: ev.code, closeReason: ev.reason }));

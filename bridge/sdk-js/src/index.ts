@@ -4,6 +4,7 @@
 export * from "./generated.js";
 export * from "./protocol.js";
 export { ConnectionError, KeyBridgeError, errorInfo, type ConnectionErrorKind, type ErrorInfo } from "./errors.js";
+export { EXTENSION_ATTRIBUTE, ExtensionSocket, extensionVersion, useExtension, type Transport } from "./extension.js";
 export { explainConnectFailure, isLocalHost, localNetworkAccess, type LocalNetworkAccess } from "./lna.js";
 export { FrameError, Sequencer, decodeFrame, encodeFrame, isAbort, isFin, writeHeader, type Frame } from "./frame.js";
 export {

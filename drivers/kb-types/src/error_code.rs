@@ -239,6 +239,14 @@ error_codes! {
     LocalNetworkAccessRequired = 5013, "local_network_access_required", Bridge, "浏览器阻止了网页连接本机安全客户端：请在地址栏的网站权限中允许“本地网络访问”，或请管理员将本网站加入浏览器策略", "the browser blocked this page from reaching KeyBridge on this computer: allow \"local network access\" in the site's permissions, or ask your administrator to add this site to the browser policy";
     /// The user or the browser's policy denied this page the "local network access" permission, so it cannot reach KeyBridge. Reported by the SDK.
     LocalNetworkAccessDenied = 5014, "local_network_access_denied", Bridge, "已拒绝本网站的“本地网络访问”权限，网页无法连接本机安全客户端：请在网站权限中重新允许", "this site was denied \"local network access\", so the page cannot reach KeyBridge: allow it again in the site's permissions";
+    /// The KeyBridge browser extension is installed but its native messaging host is not (or the browser may not start it: the host manifest is missing, names another path, or does not allow the extension). Reported by the SDK.
+    ExtensionHostNotInstalled = 5020, "extension_host_not_installed", Bridge, "浏览器扩展无法启动本机安全客户端：请重新安装安全客户端，或运行 keybridge browser install-host", "the browser extension cannot start KeyBridge on this computer: reinstall KeyBridge, or run keybridge browser install-host";
+    /// The native messaging host started by the KeyBridge browser extension exited without closing the connection (it crashed or was killed). Reported by the SDK.
+    ExtensionHostExited = 5021, "extension_host_exited", Bridge, "浏览器扩展与本机安全客户端的连接意外中断", "the browser extension's connection to KeyBridge ended unexpectedly (the native host exited)";
+    /// A message between the page and KeyBridge through the browser extension exceeds the native messaging size cap (1 MiB from KeyBridge to the browser, 2 MiB from the browser to KeyBridge); large data goes through streams.
+    ExtensionMessageTooLarge = 5022, "extension_message_too_large", Bridge, "经浏览器扩展传递的消息过大", "a message through the browser extension is larger than native messaging allows";
+    /// The native messaging host could not reach KeyBridge's bridge on this computer (the desktop app or `keybridge serve` is not running).
+    NativeHostBridgeUnreachable = 5023, "native_host_bridge_unreachable", Bridge, "安全客户端未运行：请启动 KeyBridge 后重试", "KeyBridge is not running: start it and try again";
 
     // 6xxx: the phone link; see docs/phone-link.md
     /// An application message on the phone link is malformed or exceeds a limit (see

@@ -38,10 +38,11 @@ export function demoHome(t) {
   return { dir, home, rootPem: join(home, "data/demo-ca/root.pem") };
 }
 
-/** `keybridge serve` on a free port; resolves once it listens. */
-export async function serve(t, home, args = [], { pins = 3 } = {}) {
+/** `keybridge serve` on a free port (or `port`: `null` for the home's `bridge_port`); resolves once it listens. */
+export async function serve(t, home, args = [], { pins = 3, port = 0 } = {}) {
   const ready = join(home, `ready-${process.hrtime.bigint()}.json`);
-  const proc = spawn(KEYBRIDGE, ["--home", home, "--pin-stdin", "serve", "--port", "0", "--ready-file", ready, ...args], {
+  const portArgs = port === null ? [] : ["--port", String(port)];
+  const proc = spawn(KEYBRIDGE, ["--home", home, "--pin-stdin", "serve", ...portArgs, "--ready-file", ready, ...args], {
     env: { ...process.env, KEYBRIDGE_HOME: "" },
     stdio: ["pipe", "ignore", "pipe"],
   });
