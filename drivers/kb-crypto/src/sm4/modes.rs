@@ -20,7 +20,7 @@ trait Blocks: Send {
 
 struct EcbE(Sm4);
 struct EcbD(Sm4);
-struct CbcE(Sm4, [u32; 4]);
+struct CbcE(Sm4, [u8; BLOCK]);
 struct CbcD(Sm4, [u8; BLOCK]);
 
 impl Blocks for EcbE {
@@ -35,14 +35,7 @@ impl Blocks for EcbD {
 }
 impl Blocks for CbcE {
     fn process(&mut self, b: &mut [[u8; BLOCK]]) {
-        // The chaining value stays in registers as words (no store→load per block).
-        let mut chain = self.1;
-        for blk in b {
-            let p = super::core::load(blk);
-            chain = self.0.encrypt_words([p[0] ^ chain[0], p[1] ^ chain[1], p[2] ^ chain[2], p[3] ^ chain[3]]);
-            super::core::store(blk, chain[0], chain[1], chain[2], chain[3]);
-        }
-        self.1 = chain;
+        self.0.cbc_encrypt_blocks(&mut self.1, b);
     }
 }
 impl Blocks for CbcD {
@@ -197,7 +190,7 @@ block_mode!(
 );
 block_mode!(
     /// SM4-CBC encryption.
-    CbcEncryptor, CbcE, false, (iv: &[u8; 16]), |c| CbcE(c, super::core::load(iv))
+    CbcEncryptor, CbcE, false, (iv: &[u8; 16]), |c| CbcE(c, *iv)
 );
 block_mode!(
     /// SM4-CBC decryption.
