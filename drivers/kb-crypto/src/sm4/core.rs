@@ -4,7 +4,7 @@
 //! and `τ` the S-box on each byte. No implementation looks anything up by secret data:
 //!
 //! - [`Sm4Backend::Vaes`] and [`Sm4Backend::AesNi`] ([`super::x86`]): the S-box through
-//!   AES-NI, 16 or 8 blocks at a time; one block at a time (CBC encryption) through a
+//!   AES-NI, 32 or 16 blocks at a time; one block at a time (CBC encryption) through a
 //!   latency-tuned AES-NI round.
 //! - [`Sm4Backend::Portable`] ([`super::bitslice`]): a bitsliced S-box in plain Rust, for
 //!   every other CPU, and the key schedule everywhere.
@@ -32,9 +32,9 @@ const fn ck(i: usize) -> u32 {
 pub enum Sm4Backend {
     /// Bitsliced S-box in portable Rust: any CPU.
     Portable,
-    /// x86-64 AES-NI with SSSE3 shuffles: 8 blocks at a time in 128-bit vectors.
+    /// x86-64 AES-NI with SSSE3 shuffles: 16 blocks at a time in 128-bit vectors.
     AesNi,
-    /// x86-64 VAES with AVX2: 16 blocks at a time in 256-bit vectors (one block at a
+    /// x86-64 VAES with AVX2: 32 blocks at a time in 256-bit vectors (one block at a
     /// time as [`Sm4Backend::AesNi`]).
     Vaes,
 }

@@ -164,7 +164,11 @@ macro_rules! block_mode {
         impl $name {
             /// A new streaming transform.
             pub fn new(key: &[u8; 16], $($arg: $ty,)* padding: Padding) -> Self {
-                let $c = Sm4::new(key);
+                Self::with_cipher(Sm4::new(key), $($arg,)* padding)
+            }
+
+            /// A new streaming transform on a given key schedule (and so backend).
+            pub fn with_cipher($c: Sm4, $($arg: $ty,)* padding: Padding) -> Self {
                 Self(Buffered::new($build, padding, $decrypt))
             }
         }
@@ -228,10 +232,15 @@ const KS_BLOCKS: usize = 32;
 impl Ctr {
     /// CTR with a full 128-bit big-endian counter starting at `iv`.
     pub fn new(key: &[u8; 16], iv: &[u8; 16]) -> Self {
-        Self::with_cipher(Sm4::new(key), *iv, CounterWidth::Full)
+        Self::with_cipher(Sm4::new(key), iv)
     }
 
-    pub(super) fn with_cipher(cipher: Sm4, counter: [u8; BLOCK], width: CounterWidth) -> Self {
+    /// CTR on a given key schedule (and so backend).
+    pub fn with_cipher(cipher: Sm4, iv: &[u8; 16]) -> Self {
+        Self::with_counter(cipher, *iv, CounterWidth::Full)
+    }
+
+    pub(super) fn with_counter(cipher: Sm4, counter: [u8; BLOCK], width: CounterWidth) -> Self {
         Self { cipher, counter, width, ks: vec![[0; BLOCK]; KS_BLOCKS], pos: KS_BLOCKS * BLOCK }
     }
 
@@ -286,7 +295,7 @@ impl Transform for Ctr {
 
 #[cfg(test)]
 mod tests {
-    use super::super::transform_all;
+    use super::super::{Sm4Backend, transform_all};
     use super::*;
     use cipher::{BlockModeDecrypt, BlockModeEncrypt, KeyInit, KeyIvInit, StreamCipher};
 
@@ -307,17 +316,26 @@ mod tests {
         Ok(out)
     }
 
+    /// A key schedule for every backend this CPU runs.
+    fn schedules() -> Vec<Sm4> {
+        Sm4Backend::ALL.into_iter().filter_map(|b| Sm4::with_backend(&KEY, b)).collect()
+    }
+
     #[test]
     fn cbc_matches_rustcrypto_and_round_trips() {
         for len in [0usize, 1, 15, 16, 17, 31, 32, 100, 1000, 4099] {
             let pt = data(len);
             let theirs =
                 cbc::Encryptor::<sm4::Sm4>::new(&KEY.into(), &IV.into()).encrypt_padded_vec::<cipher::block_padding::Pkcs7>(&pt);
-            for step in [1, 7, 16, 33, 4096] {
-                let ct = chunked(&mut CbcEncryptor::new(&KEY, &IV, Padding::Pkcs7), &pt, step).unwrap_or_default();
-                assert_eq!(ct, theirs, "len {len} step {step}");
-                let back = chunked(&mut CbcDecryptor::new(&KEY, &IV, Padding::Pkcs7), &ct, step).unwrap_or_default();
-                assert_eq!(back, pt);
+            for c in schedules() {
+                for step in [1, 7, 16, 33, 4096] {
+                    let ct =
+                        chunked(&mut CbcEncryptor::with_cipher(c.clone(), &IV, Padding::Pkcs7), &pt, step).unwrap_or_default();
+                    assert_eq!(ct, theirs, "len {len} step {step} {c:?}");
+                    let back =
+                        chunked(&mut CbcDecryptor::with_cipher(c.clone(), &IV, Padding::Pkcs7), &ct, step).unwrap_or_default();
+                    assert_eq!(back, pt, "{c:?}");
+                }
             }
             let dec = cbc::Decryptor::<sm4::Sm4>::new(&KEY.into(), &IV.into())
                 .decrypt_padded_vec::<cipher::block_padding::Pkcs7>(&theirs)
@@ -330,9 +348,11 @@ mod tests {
     fn ecb_matches_rustcrypto() {
         let pt = data(77);
         let theirs = ecb::Encryptor::<sm4::Sm4>::new(&KEY.into()).encrypt_padded_vec::<cipher::block_padding::Pkcs7>(&pt);
-        let ours = transform_all(&mut EcbEncryptor::new(&KEY, Padding::Pkcs7), &pt).unwrap_or_default();
-        assert_eq!(ours, theirs);
-        assert_eq!(transform_all(&mut EcbDecryptor::new(&KEY, Padding::Pkcs7), &ours).unwrap_or_default(), pt);
+        for c in schedules() {
+            let ours = transform_all(&mut EcbEncryptor::with_cipher(c.clone(), Padding::Pkcs7), &pt).unwrap_or_default();
+            assert_eq!(ours, theirs, "{c:?}");
+            assert_eq!(transform_all(&mut EcbDecryptor::with_cipher(c, Padding::Pkcs7), &ours).unwrap_or_default(), pt);
+        }
     }
 
     #[test]
@@ -341,9 +361,11 @@ mod tests {
             let pt = data(len);
             let mut theirs = pt.clone();
             ctr::Ctr128BE::<sm4::Sm4>::new(&KEY.into(), &IV.into()).apply_keystream(&mut theirs);
-            for step in [1, 13, 512, 9999] {
-                let ours = chunked(&mut Ctr::new(&KEY, &IV), &pt, step).unwrap_or_default();
-                assert_eq!(ours, theirs);
+            for c in schedules() {
+                for step in [1, 13, 512, 9999] {
+                    let ours = chunked(&mut Ctr::with_cipher(c.clone(), &IV), &pt, step).unwrap_or_default();
+                    assert_eq!(ours, theirs, "{c:?}");
+                }
             }
         }
         // Counter wrap across 2^128.

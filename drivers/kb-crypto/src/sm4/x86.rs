@@ -10,7 +10,7 @@
 //!
 //! - **Many blocks** ([`crypt_blocks`]): blocks are transposed so that a vector holds
 //!   the same word of 4 blocks (SSE, 128-bit `aesenclast`) or 8 blocks (AVX2 with
-//!   VAES, 256-bit `vaesenclast`); two such groups are interleaved so the CPU overlaps
+//!   VAES, 256-bit `vaesenclast`); four such groups are interleaved so the CPU overlaps
 //!   their rounds. ShiftRows is undone inside the shuffles that rotate for `L`.
 //! - **One block after another** ([`cbc_encrypt`]): a chain of 32 dependent S-box
 //!   layers, bound by latency. The round input is kept broadcast to all four AES
@@ -350,6 +350,35 @@ unsafe fn transpose<V: Lanes>(r: [V; 4]) -> [V; 4] {
     }
 }
 
+/// The kernel's shuffle tables, loaded once.
+struct Consts<V> {
+    m0f: V,
+    a1lo: V,
+    a1hi: V,
+    a2lo: V,
+    a2hi: V,
+    rot: [V; 4],
+}
+
+/// `X[i0] ^= T(X[i1] ^ X[i2] ^ X[i3] ^ k)` in every group. The indices are constants
+/// at every call, so the state stays in registers.
+#[inline(always)]
+unsafe fn round<V: Lanes, const G: usize>(c: &Consts<V>, x: &mut [[V; 4]; G], [i0, i1, i2, i3]: [usize; 4], k: u32) {
+    // SAFETY: the caller has the features `V` needs.
+    unsafe {
+        let k = V::splat32(k);
+        for s in x.iter_mut() {
+            let t = s[i1].xor(s[i2]).xor(s[i3]).xor(k);
+            let a = c.a1lo.shuf(t.and(c.m0f)).xor(c.a1hi.shuf(t.shr4().and(c.m0f)));
+            let z = a.aes_last0();
+            let p = c.a2lo.shuf(z.and(c.m0f)).xor(c.a2hi.shuf(z.shr4().and(c.m0f)));
+            let (s0, r8, r16, r24) = (p.shuf(c.rot[0]), p.shuf(c.rot[1]), p.shuf(c.rot[2]), p.shuf(c.rot[3]));
+            let u = s0.xor(r8).xor(r16);
+            s[i0] = s[i0].xor(s0.xor(r24).xor(u.rol2_parts()));
+        }
+    }
+}
+
 /// `G` groups of `4 * V::PER` blocks through all 32 rounds together.
 #[inline(always)]
 unsafe fn crypt_groups<V: Lanes, const G: usize>(rk: &[u32; 32], blocks: &mut [[u8; 16]]) {
@@ -366,18 +395,12 @@ unsafe fn crypt_groups<V: Lanes, const G: usize>(rk: &[u32; 32], blocks: &mut [[
             let b = &blocks[g * per_group..];
             transpose(std::array::from_fn(|i| V::load(&b[i * V::PER..]).shuf(bswap)))
         });
-        for (r, &k) in rk.iter().enumerate() {
-            let k = V::splat32(k);
-            let (i0, i1, i2, i3) = (r % 4, (r + 1) % 4, (r + 2) % 4, (r + 3) % 4);
-            for s in x.iter_mut() {
-                let t = s[i1].xor(s[i2]).xor(s[i3]).xor(k);
-                let a = a1lo.shuf(t.and(m0f)).xor(a1hi.shuf(t.shr4().and(m0f)));
-                let z = a.aes_last0();
-                let p = a2lo.shuf(z.and(m0f)).xor(a2hi.shuf(z.shr4().and(m0f)));
-                let (s0, r8, r16, r24) = (p.shuf(rot[0]), p.shuf(rot[1]), p.shuf(rot[2]), p.shuf(rot[3]));
-                let u = s0.xor(r8).xor(r16);
-                s[i0] = s[i0].xor(s0.xor(r24).xor(u.rol2_parts()));
-            }
+        let c = Consts { m0f, a1lo, a1hi, a2lo, a2hi, rot };
+        for k in rk.chunks_exact(4) {
+            round(&c, &mut x, [0, 1, 2, 3], k[0]);
+            round(&c, &mut x, [1, 2, 3, 0], k[1]);
+            round(&c, &mut x, [2, 3, 0, 1], k[2]);
+            round(&c, &mut x, [3, 0, 1, 2], k[3]);
         }
         for (g, s) in x.iter().enumerate() {
             let out = transpose([s[3], s[2], s[1], s[0]]);
@@ -400,7 +423,7 @@ unsafe fn crypt_all<V: Lanes, const G: usize>(rk: &[u32; 32], blocks: &mut [[u8;
     }
     let rest = chunks.into_remainder();
     if !rest.is_empty() {
-        let mut tmp = [[0u8; 16]; 32];
+        let mut tmp = [[0u8; 16]; 64];
         let tmp = &mut tmp[..n];
         tmp[..rest.len()].copy_from_slice(rest);
         // SAFETY: forwarded from the caller.
@@ -413,21 +436,21 @@ unsafe fn crypt_all<V: Lanes, const G: usize>(rk: &[u32; 32], blocks: &mut [[u8;
 #[target_feature(enable = "aes,ssse3")]
 fn crypt_sse(rk: &[u32; 32], blocks: &mut [[u8; 16]]) {
     // SAFETY: this function is compiled with the features `X128` needs.
-    unsafe { crypt_all::<X128, 2>(rk, blocks) }
+    unsafe { crypt_all::<X128, 4>(rk, blocks) }
 }
 
 #[target_feature(enable = "aes,avx2,vaes")]
 fn crypt_vaes(rk: &[u32; 32], blocks: &mut [[u8; 16]]) {
     // SAFETY: this function is compiled with the features `Y256` needs.
-    unsafe { crypt_all::<Y256, 2>(rk, blocks) }
+    unsafe { crypt_all::<Y256, 4>(rk, blocks) }
 }
 
 /// Which many-block kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Width {
-    /// 128-bit AES-NI, 8 blocks at a time.
+    /// 128-bit AES-NI, 16 blocks at a time.
     Sse,
-    /// 256-bit VAES, 16 blocks at a time.
+    /// 256-bit VAES, 32 blocks at a time.
     Vaes,
 }
 
@@ -459,6 +482,15 @@ macro_rules! lane {
     };
 }
 
+/// `v`, hidden from the optimiser so that it does not re-associate a XOR tree into a
+/// longer chain (LLVM merged `pre`'s terms into the chain after `z`, +3 cycles a round).
+#[inline(always)]
+fn opaque(mut v: __m128i) -> __m128i {
+    // SAFETY: an empty assembly block that only claims to modify a register.
+    unsafe { std::arch::asm!("/* {0} */", inout(xmm_reg) v, options(pure, nomem, nostack, preserves_flags)) };
+    v
+}
+
 #[target_feature(enable = "aes,ssse3")]
 fn cbc_encrypt_sse(rk: &[u32; 32], chain: &mut [u8; 16], blocks: &mut [[u8; 16]]) {
     let c = |t: &[u8; 16]| {
@@ -473,7 +505,9 @@ fn cbc_encrypt_sse(rk: &[u32; 32], chain: &mut [u8; 16], blocks: &mut [[u8; 16]]
         )
     };
     let bswap = c(&BSWAP32);
-    let (r8, r16, r24) = (c(&rol_bytes(1)), c(&rol_bytes(2)), c(&rol_bytes(3)));
+    // Opaque, so LLVM keeps each rotation one `pshufb` (it would split the 16-bit one
+    // into `pshuflw` + `pshufhw`: one more cycle on the chain).
+    let (r8, r16, r24) = std::hint::black_box((c(&rol_bytes(1)), c(&rol_bytes(2)), c(&rol_bytes(3))));
     let zero = _mm_setzero_si128();
     // A1(rk[i]) = A(rk[i]) ^ c1; `kt` is the constant part of A∘L∘A2, so that
     // A(T(y)) = G(z) ^ kt.
@@ -494,17 +528,31 @@ fn cbc_encrypt_sse(rk: &[u32; 32], chain: &mut [u8; 16], blocks: &mut [[u8; 16]]
             _mm_xor_si128(lane!(p, 2), prev[2]),
             _mm_xor_si128(lane!(p, 3), prev[3]),
         ];
-        for (i, k) in ak.iter().enumerate() {
-            let a = _mm_xor_si128(_mm_xor_si128(ax[(i + 1) % 4], ax[(i + 2) % 4]), _mm_xor_si128(ax[(i + 3) % 4], *k));
+        // `a` is the next `aesenclast` input, A1(X[i+1] ^ X[i+2] ^ X[i+3] ^ rk[i]).
+        let mut a = _mm_xor_si128(_mm_xor_si128(ax[1], ax[2]), _mm_xor_si128(ax[3], ak[0]));
+        // Round i: z = S_aes(a); A(X[i+4]) = A(X[i]) ^ kt ^ G(z), and the next input
+        // A1(X[i+2] ^ X[i+3] ^ X[i+4] ^ rk[i+1]) = pre ^ G(z) with `pre` known before
+        // `z`: the chain is aesenclast, the nibble split, one shuffle, a rotation and
+        // a short XOR tree. Constant indices, so the state stays in registers.
+        let mut round = |ax: &mut [__m128i; 4], [i0, i2, i3]: [usize; 3], next_k: __m128i| {
+            let base = _mm_xor_si128(ax[i0], kt);
+            let pre = opaque(_mm_xor_si128(_mm_xor_si128(base, ax[i2]), _mm_xor_si128(ax[i3], next_k)));
             let z = _mm_aesenclast_si128(a, zero);
             let f0 = nib(z, &G_T[0]);
             let f1 = nib(z, &G_T[1]);
             let f3 = nib(z, &G_T[2]);
-            let g = _mm_xor_si128(
-                _mm_xor_si128(f0, _mm_shuffle_epi8(f3, r24)),
-                _mm_xor_si128(_mm_shuffle_epi8(f1, r8), _mm_shuffle_epi8(f1, r16)),
-            );
-            ax[i % 4] = _mm_xor_si128(_mm_xor_si128(ax[i % 4], kt), g);
+            let rots = _mm_xor_si128(_mm_shuffle_epi8(f1, r8), _mm_shuffle_epi8(f1, r16));
+            let g_head = _mm_xor_si128(f0, _mm_shuffle_epi8(f3, r24));
+            a = _mm_xor_si128(_mm_xor_si128(pre, g_head), rots);
+            ax[i0] = _mm_xor_si128(_mm_xor_si128(base, g_head), rots);
+        };
+        for j in (0..32).step_by(4) {
+            // After the last round `a` is not used: any key will do.
+            let after = ak.get(j + 4).copied().unwrap_or(zero);
+            round(&mut ax, [0, 2, 3], ak[j + 1]);
+            round(&mut ax, [1, 3, 0], ak[j + 2]);
+            round(&mut ax, [2, 0, 1], ak[j + 3]);
+            round(&mut ax, [3, 1, 2], after);
         }
         // Output words X35, X34, X33, X32 (as A(X)); they are also the next chaining value.
         prev = [ax[3], ax[2], ax[1], ax[0]];
