@@ -60,9 +60,7 @@ impl Blocks for CbcD {
 }
 
 pub(super) fn xor16(a: &mut [u8; BLOCK], b: &[u8; BLOCK]) {
-    for (x, y) in a.iter_mut().zip(b) {
-        *x ^= *y;
-    }
+    *a = (u128::from_ne_bytes(*a) ^ u128::from_ne_bytes(*b)).to_ne_bytes();
 }
 
 /// Shared buffering for the block modes; `decrypt` holds back the final block so its
@@ -227,7 +225,8 @@ impl Drop for Ctr {
     }
 }
 
-const KS_BLOCKS: usize = 32;
+/// Keystream blocks per refill: a multiple of every SIMD batch (32 blocks).
+const KS_BLOCKS: usize = 64;
 
 impl Ctr {
     /// CTR with a full 128-bit big-endian counter starting at `iv`.
@@ -245,19 +244,25 @@ impl Ctr {
     }
 
     fn refill(&mut self) {
-        for b in self.ks.iter_mut() {
-            *b = self.counter;
-            match self.width {
-                CounterWidth::Full => {
-                    let c = u128::from_be_bytes(self.counter).wrapping_add(1);
-                    self.counter = c.to_be_bytes();
+        // Counters are built as integers (one add and one byte swap per block), not
+        // byte by byte.
+        match self.width {
+            CounterWidth::Full => {
+                let mut c = u128::from_be_bytes(self.counter);
+                for b in self.ks.iter_mut() {
+                    *b = c.to_be_bytes();
+                    c = c.wrapping_add(1);
                 }
-                CounterWidth::Low32 => {
-                    let mut w = [0u8; 4];
-                    w.copy_from_slice(&self.counter[12..]);
-                    let c = u32::from_be_bytes(w).wrapping_add(1);
-                    self.counter[12..].copy_from_slice(&c.to_be_bytes());
+                self.counter = c.to_be_bytes();
+            }
+            CounterWidth::Low32 => {
+                let mut c = u32::from_be_bytes([self.counter[12], self.counter[13], self.counter[14], self.counter[15]]);
+                for b in self.ks.iter_mut() {
+                    b[..12].copy_from_slice(&self.counter[..12]);
+                    b[12..].copy_from_slice(&c.to_be_bytes());
+                    c = c.wrapping_add(1);
                 }
+                self.counter[12..].copy_from_slice(&c.to_be_bytes());
             }
         }
         self.cipher.encrypt_blocks(&mut self.ks);
@@ -265,20 +270,30 @@ impl Ctr {
     }
 
     /// XOR the keystream into `data` in place.
-    pub fn apply_keystream(&mut self, data: &mut [u8]) {
-        let mut i = 0;
-        while i < data.len() {
+    pub fn apply_keystream(&mut self, mut data: &mut [u8]) {
+        while !data.is_empty() {
             if self.pos == KS_BLOCKS * BLOCK {
                 self.refill();
             }
-            let (ks, _) = self.ks.as_flattened().split_at(KS_BLOCKS * BLOCK);
-            let n = (KS_BLOCKS * BLOCK - self.pos).min(data.len() - i);
-            for (d, k) in data[i..i + n].iter_mut().zip(&ks[self.pos..self.pos + n]) {
-                *d ^= *k;
-            }
+            let ks = &self.ks.as_flattened()[self.pos..];
+            let n = ks.len().min(data.len());
+            let (head, rest) = data.split_at_mut(n);
+            xor_into(head, &ks[..n]);
             self.pos += n;
-            i += n;
+            data = rest;
         }
+    }
+}
+
+/// `a ^= b` (equal lengths), sixteen bytes at a time.
+fn xor_into(a: &mut [u8], b: &[u8]) {
+    let (a16, a_tail) = a.as_chunks_mut::<BLOCK>();
+    let (b16, b_tail) = b.as_chunks::<BLOCK>();
+    for (x, y) in a16.iter_mut().zip(b16) {
+        *x = (u128::from_ne_bytes(*x) ^ u128::from_ne_bytes(*y)).to_ne_bytes();
+    }
+    for (x, y) in a_tail.iter_mut().zip(b_tail) {
+        *x ^= *y;
     }
 }
 
