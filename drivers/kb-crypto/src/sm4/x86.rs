@@ -77,9 +77,6 @@ const fn rol_bytes(m: usize) -> [u8; 16] {
 /// Reverse the bytes of each 32-bit lane (SM4 words are big-endian).
 const BSWAP32: [u8; 16] = [3, 2, 1, 0, 7, 6, 5, 4, 11, 10, 9, 8, 15, 14, 13, 12];
 
-const A1_T: ([u8; 16], [u8; 16]) = nibble_tables(&A1_COLS, A1_C);
-const A2_T: ([u8; 16], [u8; 16]) = nibble_tables(&A2_COLS, A2_C);
-
 /// `P(b) = A(b << 2)` and `Q(b) = A(b >> 6)`, by columns: the parts of `A ∘ rol2`
 /// that stay in a byte and that cross into the next one.
 const fn p_q_cols() -> ([u8; 8], [u8; 8]) {
@@ -107,33 +104,36 @@ const fn xor_cols(a: &[u8; 8], b: &[u8; 8]) -> [u8; 8] {
     c
 }
 
-/// `G = A ∘ L ∘ A2lin` (the one-block path's round map, `A` the linear part of `A1`)
-/// as byte maps and rotations: with `L(s) = s ⊕ rol24(s) ⊕ rol2(s ⊕ rol8 s ⊕ rol16 s)`
-/// and `A(rol2 v) = P(v) ⊕ rol8(Q(v))` bytewise,
-/// `G(z) = F0(z) ⊕ rol8(F1(z)) ⊕ rol16(F1(z)) ⊕ rol24(F3(z))` with
-/// `F0 = (A ⊕ P)∘A2`, `F1 = (P ⊕ Q)∘A2`, `F3 = (A ⊕ Q)∘A2` (linear parts).
-/// Returns the nibble tables of `F0`, `F1`, `F3`.
-const fn g_tables() -> [([u8; 16], [u8; 16]); 3] {
-    let (p, q) = p_q_cols();
-    let f0 = compose(&xor_cols(&A1_COLS, &p), &A2_COLS);
-    let f1 = compose(&xor_cols(&p, &q), &A2_COLS);
-    let f3 = compose(&xor_cols(&A1_COLS, &q), &A2_COLS);
-    [nibble_tables(&f0, 0), nibble_tables(&f1, 0), nibble_tables(&f3, 0)]
-}
-
-const G_T: [([u8; 16], [u8; 16]); 3] = g_tables();
-
 /// `A` (linear part of `A1`) on each byte of a word.
 const fn a_word(w: u32) -> u32 {
     let b = w.to_le_bytes();
     u32::from_le_bytes([lin(&A1_COLS, b[0]), lin(&A1_COLS, b[1]), lin(&A1_COLS, b[2]), lin(&A1_COLS, b[3])])
 }
 
-/// `A(L(c2 c2 c2 c2))`: the constant part of `A ∘ L ∘ A2`.
+/// `A(L(c2 c2 c2 c2))`: the constant part of `A ∘ L ∘ A2`. Its four bytes are equal
+/// (`L` of a word of equal bytes has equal bytes), so it folds into a byte table.
 const KT: u32 = {
     let c = u32::from_le_bytes([A2_C; 4]);
-    a_word(c ^ c.rotate_left(2) ^ c.rotate_left(10) ^ c.rotate_left(18) ^ c.rotate_left(24))
+    let k = a_word(c ^ c.rotate_left(2) ^ c.rotate_left(10) ^ c.rotate_left(18) ^ c.rotate_left(24));
+    assert!(k == u32::from_le_bytes([k as u8; 4]));
+    k
 };
+
+/// `G(z) = A(L(A2(z)))` — the round map in the `A` domain, `A` the linear part of `A1` —
+/// as byte maps and rotations: with `L(s) = s ⊕ rol24(s) ⊕ rol2(s ⊕ rol8 s ⊕ rol16 s)`
+/// and `A(rol2 v) = P(v) ⊕ rol8(Q(v))` bytewise,
+/// `G(z) = F0(z) ⊕ rol8(F1(z)) ⊕ rol16(F1(z)) ⊕ rol24(F3(z))` with
+/// `F0 = (A ⊕ P)∘A2 ⊕ KT`, `F1 = (P ⊕ Q)∘A2`, `F3 = (A ⊕ Q)∘A2` (`A2`'s linear part;
+/// its constant is `KT`). Returns the nibble tables of `F0`, `F1`, `F3`.
+const fn g_tables() -> [([u8; 16], [u8; 16]); 3] {
+    let (p, q) = p_q_cols();
+    let f0 = compose(&xor_cols(&A1_COLS, &p), &A2_COLS);
+    let f1 = compose(&xor_cols(&p, &q), &A2_COLS);
+    let f3 = compose(&xor_cols(&A1_COLS, &q), &A2_COLS);
+    [nibble_tables(&f0, KT as u8), nibble_tables(&f1, 0), nibble_tables(&f3, 0)]
+}
+
+const G_T: [([u8; 16], [u8; 16]); 3] = g_tables();
 
 /// The inverse of `A`, by columns (found by search at compile time).
 const A_INV_COLS: [u8; 8] = {
@@ -175,7 +175,6 @@ trait Lanes: Copy {
     /// `pshufb`: byte `i` of the result is byte `idx[i] & 15` of `self` in the same lane.
     unsafe fn shuf(self, idx: Self) -> Self;
     unsafe fn shr4(self) -> Self;
-    unsafe fn rol2_parts(self) -> Self;
     unsafe fn aes_last0(self) -> Self;
     unsafe fn unpack_lo32(self, o: Self) -> Self;
     unsafe fn unpack_hi32(self, o: Self) -> Self;
@@ -227,11 +226,6 @@ impl Lanes for X128 {
     unsafe fn shr4(self) -> Self {
         // SAFETY: SSE2 is part of x86-64.
         Self(unsafe { _mm_srli_epi32::<4>(self.0) })
-    }
-    #[inline(always)]
-    unsafe fn rol2_parts(self) -> Self {
-        // SAFETY: SSE2 is part of x86-64.
-        Self(unsafe { _mm_or_si128(_mm_slli_epi32::<2>(self.0), _mm_srli_epi32::<30>(self.0)) })
     }
     #[inline(always)]
     unsafe fn aes_last0(self) -> Self {
@@ -306,11 +300,6 @@ impl Lanes for Y256 {
         Self(unsafe { _mm256_srli_epi32::<4>(self.0) })
     }
     #[inline(always)]
-    unsafe fn rol2_parts(self) -> Self {
-        // SAFETY: the caller runs with AVX2 (see the trait).
-        Self(unsafe { _mm256_or_si256(_mm256_slli_epi32::<2>(self.0), _mm256_srli_epi32::<30>(self.0)) })
-    }
-    #[inline(always)]
     unsafe fn aes_last0(self) -> Self {
         // SAFETY: the caller runs with VAES and AVX2 (see the trait).
         Self(unsafe { _mm256_aesenclast_epi128(self.0, _mm256_setzero_si256()) })
@@ -353,57 +342,79 @@ unsafe fn transpose<V: Lanes>(r: [V; 4]) -> [V; 4] {
 /// The kernel's shuffle tables, loaded once.
 struct Consts<V> {
     m0f: V,
-    a1lo: V,
-    a1hi: V,
-    a2lo: V,
-    a2hi: V,
+    g: [(V, V); 3],
     rot: [V; 4],
 }
 
-/// `X[i0] ^= T(X[i1] ^ X[i2] ^ X[i3] ^ k)` in every group. The indices are constants
-/// at every call, so the state stays in registers.
+/// `A(X[i0]) ^= G(S_aes(A(X[i1]) ^ A(X[i2]) ^ A(X[i3]) ^ A1(k)))` in every group: one
+/// round on words kept in the `A` domain (see [`g_tables`]), so the S-box input needs
+/// no affine map; `ak` is `A1(k)`. The indices are constants at every call, so the
+/// state stays in registers.
 #[inline(always)]
-unsafe fn round<V: Lanes, const G: usize>(c: &Consts<V>, x: &mut [[V; 4]; G], [i0, i1, i2, i3]: [usize; 4], k: u32) {
+unsafe fn round<V: Lanes, const G: usize>(c: &Consts<V>, x: &mut [[V; 4]; G], [i0, i1, i2, i3]: [usize; 4], ak: V) {
     // SAFETY: the caller has the features `V` needs.
     unsafe {
-        let k = V::splat32(k);
         for s in x.iter_mut() {
-            let t = s[i1].xor(s[i2]).xor(s[i3]).xor(k);
-            let a = c.a1lo.shuf(t.and(c.m0f)).xor(c.a1hi.shuf(t.shr4().and(c.m0f)));
-            let z = a.aes_last0();
-            let p = c.a2lo.shuf(z.and(c.m0f)).xor(c.a2hi.shuf(z.shr4().and(c.m0f)));
-            let (s0, r8, r16, r24) = (p.shuf(c.rot[0]), p.shuf(c.rot[1]), p.shuf(c.rot[2]), p.shuf(c.rot[3]));
-            let u = s0.xor(r8).xor(r16);
-            s[i0] = s[i0].xor(s0.xor(r24).xor(u.rol2_parts()));
+            let z = s[i1].xor(s[i2]).xor(s[i3]).xor(ak).aes_last0();
+            let (lo, hi) = (z.and(c.m0f), z.shr4().and(c.m0f));
+            let f0 = c.g[0].0.shuf(lo).xor(c.g[0].1.shuf(hi));
+            let f1 = c.g[1].0.shuf(lo).xor(c.g[1].1.shuf(hi));
+            let f3 = c.g[2].0.shuf(lo).xor(c.g[2].1.shuf(hi));
+            // The rotation shuffles also undo ShiftRows.
+            let g = f0.shuf(c.rot[0]).xor(f3.shuf(c.rot[3])).xor(f1.shuf(c.rot[1]).xor(f1.shuf(c.rot[2])));
+            s[i0] = s[i0].xor(g);
         }
     }
 }
 
-/// `G` groups of `4 * V::PER` blocks through all 32 rounds together.
+/// An affine byte map (nibble tables) on every byte.
 #[inline(always)]
-unsafe fn crypt_groups<V: Lanes, const G: usize>(rk: &[u32; 32], blocks: &mut [[u8; 16]]) {
+unsafe fn byte_map<V: Lanes>(v: V, t: &([u8; 16], [u8; 16]), m0f: V) -> V {
+    // SAFETY: the caller has the features `V` needs.
+    unsafe { V::splat(&t.0).shuf(v.and(m0f)).xor(V::splat(&t.1).shuf(v.shr4().and(m0f))) }
+}
+
+/// `G` groups of `4 * V::PER` blocks through all 32 rounds together; `ak[i] = A1(rk[i])`.
+#[inline(always)]
+unsafe fn crypt_groups<V: Lanes, const G: usize>(ak: &[V; 32], blocks: &mut [[u8; 16]]) {
     let per_group = 4 * V::PER;
     // SAFETY: the caller has the features `V` needs; loads and stores are bounds-checked
     // by slicing (`blocks` holds `G * per_group` blocks).
     unsafe {
         let bswap = V::splat(&BSWAP32);
         let m0f = V::splat(&[0x0f; 16]);
-        let (a1lo, a1hi) = (V::splat(&A1_T.0), V::splat(&A1_T.1));
-        let (a2lo, a2hi) = (V::splat(&A2_T.0), V::splat(&A2_T.1));
+        // No closures in here: a closure does not inherit the caller's target features,
+        // so the intrinsics in it would become calls.
+        let g = [
+            (V::splat(&G_T[0].0), V::splat(&G_T[0].1)),
+            (V::splat(&G_T[1].0), V::splat(&G_T[1].1)),
+            (V::splat(&G_T[2].0), V::splat(&G_T[2].1)),
+        ];
         let rot = [V::splat(&isr_rol(0)), V::splat(&isr_rol(1)), V::splat(&isr_rol(2)), V::splat(&isr_rol(3))];
-        let mut x: [[V; 4]; G] = std::array::from_fn(|g| {
-            let b = &blocks[g * per_group..];
-            transpose(std::array::from_fn(|i| V::load(&b[i * V::PER..]).shuf(bswap)))
-        });
-        let c = Consts { m0f, a1lo, a1hi, a2lo, a2hi, rot };
-        for k in rk.chunks_exact(4) {
+        let mut x = [[m0f; 4]; G];
+        for (gi, s) in x.iter_mut().enumerate() {
+            let b = &blocks[gi * per_group..];
+            let mut r = [m0f; 4];
+            for (i, ri) in r.iter_mut().enumerate() {
+                *ri = V::load(&b[i * V::PER..]).shuf(bswap);
+            }
+            for (si, w) in s.iter_mut().zip(transpose(r)) {
+                *si = byte_map(w, &A_T, m0f);
+            }
+        }
+        let c = Consts { m0f, g, rot };
+        for k in ak.chunks_exact(4) {
             round(&c, &mut x, [0, 1, 2, 3], k[0]);
             round(&c, &mut x, [1, 2, 3, 0], k[1]);
             round(&c, &mut x, [2, 3, 0, 1], k[2]);
             round(&c, &mut x, [3, 0, 1, 2], k[3]);
         }
         for (g, s) in x.iter().enumerate() {
-            let out = transpose([s[3], s[2], s[1], s[0]]);
+            let mut words = [s[3], s[2], s[1], s[0]];
+            for w in words.iter_mut() {
+                *w = byte_map(*w, &A_INV_T, m0f);
+            }
+            let out = transpose(words);
             let b = &mut blocks[g * per_group..];
             for (i, v) in out.iter().enumerate() {
                 v.shuf(bswap).store(&mut b[i * V::PER..]);
@@ -415,21 +426,29 @@ unsafe fn crypt_groups<V: Lanes, const G: usize>(rk: &[u32; 32], blocks: &mut [[
 /// All of `blocks`, `G` groups at a time; a short tail goes through a zero-padded copy.
 #[inline(always)]
 unsafe fn crypt_all<V: Lanes, const G: usize>(rk: &[u32; 32], blocks: &mut [[u8; 16]]) {
-    let n = 4 * V::PER * G;
-    let mut chunks = blocks.chunks_exact_mut(n);
-    for c in &mut chunks {
-        // SAFETY: forwarded from the caller.
-        unsafe { crypt_groups::<V, G>(rk, c) };
-    }
-    let rest = chunks.into_remainder();
-    if !rest.is_empty() {
-        let mut tmp = [[0u8; 16]; 64];
-        let tmp = &mut tmp[..n];
-        tmp[..rest.len()].copy_from_slice(rest);
-        // SAFETY: forwarded from the caller.
-        unsafe { crypt_groups::<V, G>(rk, tmp) };
-        rest.copy_from_slice(&tmp[..rest.len()]);
-        tmp.fill([0; 16]);
+    // SAFETY: forwarded from the caller (every use below).
+    unsafe {
+        // A1 of each round key, computed with shuffles (no secret-dependent branch).
+        let m0f = V::splat(&[0x0f; 16]);
+        let c1 = V::splat(&[A1_C; 16]);
+        let mut ak = [c1; 32];
+        for (a, &k) in ak.iter_mut().zip(rk) {
+            *a = byte_map(V::splat32(k), &A_T, m0f).xor(c1);
+        }
+        let n = 4 * V::PER * G;
+        let mut chunks = blocks.chunks_exact_mut(n);
+        for c in &mut chunks {
+            crypt_groups::<V, G>(&ak, c);
+        }
+        let rest = chunks.into_remainder();
+        if !rest.is_empty() {
+            let mut tmp = [[0u8; 16]; 64];
+            let tmp = &mut tmp[..n];
+            tmp[..rest.len()].copy_from_slice(rest);
+            crypt_groups::<V, G>(&ak, tmp);
+            rest.copy_from_slice(&tmp[..rest.len()]);
+            tmp.fill([0; 16]);
+        }
     }
 }
 
@@ -509,9 +528,7 @@ fn cbc_encrypt_sse(rk: &[u32; 32], chain: &mut [u8; 16], blocks: &mut [[u8; 16]]
     // into `pshuflw` + `pshufhw`: one more cycle on the chain).
     let (r8, r16, r24) = std::hint::black_box((c(&rol_bytes(1)), c(&rol_bytes(2)), c(&rol_bytes(3))));
     let zero = _mm_setzero_si128();
-    // A1(rk[i]) = A(rk[i]) ^ c1; `kt` is the constant part of A∘L∘A2, so that
-    // A(T(y)) = G(z) ^ kt.
-    let kt = _mm_set1_epi32(KT as i32);
+    // A1(rk[i]) = A(rk[i]) ^ c1.
     let c1 = _mm_set1_epi8(A1_C as i8);
     let ak: [__m128i; 32] = std::array::from_fn(|i| {
         let k = nib(_mm_set1_epi32(rk[i] as i32), &A_T);
@@ -530,12 +547,12 @@ fn cbc_encrypt_sse(rk: &[u32; 32], chain: &mut [u8; 16], blocks: &mut [[u8; 16]]
         ];
         // `a` is the next `aesenclast` input, A1(X[i+1] ^ X[i+2] ^ X[i+3] ^ rk[i]).
         let mut a = _mm_xor_si128(_mm_xor_si128(ax[1], ax[2]), _mm_xor_si128(ax[3], ak[0]));
-        // Round i: z = S_aes(a); A(X[i+4]) = A(X[i]) ^ kt ^ G(z), and the next input
+        // Round i: z = S_aes(a); A(X[i+4]) = A(X[i]) ^ G(z), and the next input
         // A1(X[i+2] ^ X[i+3] ^ X[i+4] ^ rk[i+1]) = pre ^ G(z) with `pre` known before
         // `z`: the chain is aesenclast, the nibble split, one shuffle, a rotation and
         // a short XOR tree. Constant indices, so the state stays in registers.
         let mut round = |ax: &mut [__m128i; 4], [i0, i2, i3]: [usize; 3], next_k: __m128i| {
-            let base = _mm_xor_si128(ax[i0], kt);
+            let base = ax[i0];
             let pre = opaque(_mm_xor_si128(_mm_xor_si128(base, ax[i2]), _mm_xor_si128(ax[i3], next_k)));
             let z = _mm_aesenclast_si128(a, zero);
             let f0 = nib(z, &G_T[0]);
