@@ -27,8 +27,10 @@ pub(super) const SBOX: [u8; 256] = [
 // `SBOX`. Byte maps are given by their columns: `cols[j]` is the image of bit `j`.
 
 /// Reduction polynomial of SM4's field, without the x^8 term.
+#[cfg(test)]
 pub(super) const POLY: u8 = 0xf5;
 /// `M`, by columns.
+#[cfg(test)]
 pub(super) const M_COLS: [u8; 8] = [0xcb, 0x97, 0x2f, 0x5e, 0xbc, 0x79, 0xf2, 0xe5];
 /// `C`.
 pub(super) const C: u8 = 0xd3;
@@ -62,7 +64,8 @@ pub(super) const fn lin(cols: &[u8; 8], x: u8) -> u8 {
     y
 }
 
-/// Multiplication in SM4's field (compile time and tests only: it branches on its inputs).
+/// Multiplication in SM4's field (tests only: it branches on its inputs).
+#[cfg(test)]
 pub(super) const fn gf_mul(mut a: u8, mut b: u8) -> u8 {
     let mut r = 0u8;
     while b != 0 {
@@ -79,15 +82,53 @@ pub(super) const fn gf_mul(mut a: u8, mut b: u8) -> u8 {
     r
 }
 
-/// The columns of squaring in SM4's field (squaring is linear in characteristic 2).
-pub(super) const fn columns_of_square() -> [u8; 8] {
-    let mut c = [0u8; 8];
+// The same S-box in a tower field, for the bitsliced core: GF(2^8) as GF(16)[y]/(y^2 + y + ν)
+// with GF(16) = GF(2)[w]/(w^4 + w + 1) and ν = w^3 (trace 1, so the quadratic is
+// irreducible). A byte `a1 << 4 | a0` is `a1·y + a0`. `S(x) = OUT·inv(IN·x ⊕ IN_C) ⊕ C`,
+// where `IN = Φ·M`, `IN_C = Φ·C`, `OUT = M·Φ⁻¹` and `Φ` the isomorphism from SM4's field
+// sending x to 0x83 (a root of SM4's polynomial in the tower field). Checked for all 256
+// inputs by `tower_form_matches_the_table`.
+
+/// `ν`, in GF(16).
+pub(super) const NU: u8 = 0x8;
+/// `IN`, by columns.
+pub(super) const IN_COLS: [u8; 8] = [0x9a, 0x9c, 0xc6, 0x85, 0x95, 0x8e, 0xeb, 0x5d];
+/// `IN_C`.
+pub(super) const IN_C: u8 = 0xac;
+/// `OUT`, by columns.
+pub(super) const OUT_COLS: [u8; 8] = [0xcb, 0x71, 0x4e, 0xb0, 0xf9, 0x24, 0x46, 0x2d];
+
+/// Multiplication in GF(16) = GF(2)[w]/(w^4 + w + 1) (compile time and tests only).
+pub(super) const fn gf16_mul(a: u8, b: u8) -> u8 {
+    let mut r = 0u8;
+    let mut i = 0;
+    while i < 4 {
+        if (b >> i) & 1 == 1 {
+            r ^= a << i;
+        }
+        i += 1;
+    }
+    let mut k = 6;
+    while k >= 4 {
+        if (r >> k) & 1 == 1 {
+            r ^= (1 << k) | (0b11 << (k - 4));
+        }
+        k -= 1;
+    }
+    r
+}
+
+/// The columns of a linear GF(16) map `a -> c·a^e` for `e` 1 or 2.
+pub(super) const fn gf16_cols(c: u8, square: bool) -> [u8; 4] {
+    let mut cols = [0u8; 4];
     let mut j = 0;
-    while j < 8 {
-        c[j] = gf_mul(1 << j, 1 << j);
+    while j < 4 {
+        let b = 1u8 << j;
+        let b = if square { gf16_mul(b, b) } else { b };
+        cols[j] = gf16_mul(c, b);
         j += 1;
     }
-    c
+    cols
 }
 
 /// Nibble tables of an affine byte map `x -> lin(cols, x) ^ c`, for a 16-entry shuffle:
@@ -144,6 +185,20 @@ mod tests {
     fn field_form_matches_the_table() {
         for x in 0..=255u8 {
             assert_eq!(lin(&M_COLS, inv(lin(&M_COLS, x) ^ C)) ^ C, SBOX[x as usize], "x = {x:#04x}");
+        }
+    }
+
+    #[test]
+    fn tower_form_matches_the_table() {
+        let mul = |a: u8, b: u8| {
+            let (a1, a0, b1, b0) = (a >> 4, a & 15, b >> 4, b & 15);
+            let hh = gf16_mul(a1, b1);
+            ((gf16_mul(a1, b0) ^ gf16_mul(a0, b1) ^ hh) << 4) | (gf16_mul(a0, b0) ^ gf16_mul(hh, NU))
+        };
+        for x in 0..=255u8 {
+            let t = lin(&IN_COLS, x) ^ IN_C;
+            let i = (1..=255u8).find(|&y| mul(t, y) == 1).unwrap_or(0);
+            assert_eq!(lin(&OUT_COLS, i) ^ C, SBOX[x as usize], "x = {x:#04x}");
         }
     }
 
