@@ -11,7 +11,9 @@
 //! - **Many blocks** ([`crypt_blocks`]): blocks are transposed so that a vector holds
 //!   the same word of 4 blocks (SSE, 128-bit `aesenclast`) or 8 blocks (AVX2 with
 //!   VAES, 256-bit `vaesenclast`); four such groups are interleaved so the CPU overlaps
-//!   their rounds. ShiftRows is undone inside the shuffles that rotate for `L`.
+//!   their rounds. The words are kept as `A(X)` like the one-block path's (below), so
+//!   no affine map precedes `aesenclast`; ShiftRows is undone inside the shuffles that
+//!   rotate for `L`.
 //! - **One block after another** ([`cbc_encrypt`]): a chain of 32 dependent S-box
 //!   layers, bound by latency. The round input is kept broadcast to all four AES
 //!   columns (so ShiftRows is a no-op) and in the `A1` domain: the state words are
