@@ -115,24 +115,36 @@ fn add_const(x: &mut Planes, c: u8) {
     }
 }
 
-/// The SM4 S-box on all 64 bytes of `w`, in place.
+/// The S-box on bit-planes (plane `j` holds bit `j` of every input).
 #[inline(always)]
-fn sbox64(w: &mut Planes) {
-    transpose(w);
+fn sbox_planes(w: &Planes) -> Planes {
     let mut y = linear(&IN_COLS, w);
     add_const(&mut y, IN_C);
     let mut z = linear(&OUT_COLS, &inverse(&y));
     add_const(&mut z, C);
-    *w = z;
+    z
+}
+
+/// The SM4 S-box on all 64 bytes of `w`, in place.
+#[inline(always)]
+fn sbox64(w: &mut Planes) {
+    transpose(w);
+    *w = sbox_planes(w);
     transpose(w);
 }
 
-/// `τ`: the S-box on each byte of one word.
+/// `τ`: the S-box on each byte of one word. The four inputs sit at bits 0, 8, 16 and
+/// 24 of each plane (two operations per plane instead of a full transposition); the
+/// other bits carry junk that the final mask drops.
 pub(super) fn tau(x: u32) -> u32 {
-    let mut w = [0u64; 8];
-    w[0] = u64::from(x);
-    sbox64(&mut w);
-    w[0] as u32
+    const LOW: u64 = 0x0101_0101;
+    let w: Planes = std::array::from_fn(|j| (u64::from(x) >> j) & LOW);
+    let z = sbox_planes(&w);
+    let mut out = 0u64;
+    for (j, zj) in z.iter().enumerate() {
+        out |= (zj & LOW) << j;
+    }
+    out as u32
 }
 
 /// `τ` on sixteen words at once.
