@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use kb_crypto::sm2::{CiphertextLayout, Sm2Ciphertext, Sm2PrivateKey, Sm2PublicKey, Sm2Signature};
-use kb_crypto::sm4::{self, EcbDecryptor, EcbEncryptor, GcmDecryptor, GcmEncryptor, Padding, Sm4, Transform};
+use kb_crypto::sm4::{self, EcbDecryptor, EcbEncryptor, GcmDecryptor, GcmEncryptor, Padding, Sm4, Sm4Backend, Transform};
 use kb_crypto::{CryptoError, HashAlgorithm, PublicKey, SignatureScheme};
 use serde::Deserialize;
 
@@ -354,42 +354,63 @@ struct Sm4Case {
     ciphertext: String,
 }
 
+/// Every SM4 implementation this CPU can run ([`Sm4Backend`]): each is tested on its
+/// own, not only the one `Sm4::new` picks.
+fn sm4_backends() -> Vec<Sm4Backend> {
+    let b: Vec<_> = Sm4Backend::ALL.into_iter().filter(|b| b.is_available()).collect();
+    assert!(b.contains(&Sm4Backend::Portable));
+    eprintln!("SM4 backends tested: {b:?}");
+    b
+}
+
 #[test]
 fn sm4_published_vectors() {
     let f: Sm4File = serde_json::from_str(SM4_JSON).unwrap();
     assert!(f.source.contains("GB/T 32907"));
     assert_eq!(f.cases.len(), 2);
     assert!(f.cases.iter().any(|c| c.iterations == 1_000_000));
-    for c in &f.cases {
-        let key = unhex16(&c.key);
-        let pt = unhex16(&c.plaintext);
-        let cipher = Sm4::new(&key);
+    for backend in sm4_backends() {
+        for c in &f.cases {
+            let key = unhex16(&c.key);
+            let pt = unhex16(&c.plaintext);
+            let cipher = Sm4::with_backend(&key, backend).unwrap();
+            assert_eq!(cipher.backend(), backend);
+            let name = format!("{} [{backend:?}]", c.name);
 
-        // Single-block path.
-        let mut b = pt;
-        for _ in 0..c.iterations {
-            cipher.encrypt_block(&mut b);
-        }
-        assert_eq!(hex::encode(b), c.ciphertext, "{} (encrypt_block)", c.name);
-        for _ in 0..c.iterations {
-            cipher.decrypt_block(&mut b);
-        }
-        assert_eq!(b, pt, "{} (decrypt_block back)", c.name);
-
-        // Interleaved multi-block path: 37 independent copies, all must agree.
-        let mut blocks = vec![pt; 37];
-        for _ in 0..c.iterations.min(1000) {
-            cipher.encrypt_blocks(&mut blocks);
-        }
-        if c.iterations <= 1000 {
-            for blk in &blocks {
-                assert_eq!(hex::encode(blk), c.ciphertext, "{} (encrypt_blocks)", c.name);
+            // Single-block path.
+            let mut b = pt;
+            for _ in 0..c.iterations {
+                cipher.encrypt_block(&mut b);
             }
+            assert_eq!(hex::encode(b), c.ciphertext, "{name} (encrypt_block)");
+            for _ in 0..c.iterations {
+                cipher.decrypt_block(&mut b);
+            }
+            assert_eq!(b, pt, "{name} (decrypt_block back)");
+
+            // The CBC chain with a zero IV and zero plaintext after the first block is
+            // the same repeated encryption: the CBC-encryption path.
+            let mut blocks = vec![[0u8; 16]; c.iterations];
+            blocks[0] = pt;
+            let mut chain = [0u8; 16];
+            cipher.cbc_encrypt_blocks(&mut chain, &mut blocks);
+            assert_eq!(hex::encode(chain), c.ciphertext, "{name} (cbc_encrypt_blocks)");
+
+            // Parallel path: 37 independent copies (every width's tail), all must agree.
+            let mut blocks = vec![pt; 37];
+            for _ in 0..c.iterations.min(1000) {
+                cipher.encrypt_blocks(&mut blocks);
+            }
+            if c.iterations <= 1000 {
+                for blk in &blocks {
+                    assert_eq!(hex::encode(blk), c.ciphertext, "{name} (encrypt_blocks)");
+                }
+            }
+            for _ in 0..c.iterations.min(1000) {
+                cipher.decrypt_blocks(&mut blocks);
+            }
+            assert!(blocks.iter().all(|blk| *blk == pt), "{name} (decrypt_blocks back)");
         }
-        for _ in 0..c.iterations.min(1000) {
-            cipher.decrypt_blocks(&mut blocks);
-        }
-        assert!(blocks.iter().all(|blk| *blk == pt), "{} (decrypt_blocks back)", c.name);
     }
 }
 
@@ -399,10 +420,13 @@ fn sm4_published_block_through_ecb_mode() {
     let c = &f.cases[0];
     assert_eq!(c.iterations, 1);
     let key = unhex16(&c.key);
-    let ct = sm4::transform_all(&mut EcbEncryptor::new(&key, Padding::None), &unhex(&c.plaintext)).unwrap();
-    assert_eq!(hex::encode(&ct), c.ciphertext);
-    let pt = sm4::transform_all(&mut EcbDecryptor::new(&key, Padding::None), &ct).unwrap();
-    assert_eq!(hex::encode(pt), c.plaintext);
+    for backend in sm4_backends() {
+        let sched = || Sm4::with_backend(&key, backend).unwrap();
+        let ct = sm4::transform_all(&mut EcbEncryptor::with_cipher(sched(), Padding::None), &unhex(&c.plaintext)).unwrap();
+        assert_eq!(hex::encode(&ct), c.ciphertext, "{backend:?}");
+        let pt = sm4::transform_all(&mut EcbDecryptor::with_cipher(sched(), Padding::None), &ct).unwrap();
+        assert_eq!(hex::encode(pt), c.plaintext, "{backend:?}");
+    }
 }
 
 // ---------------------------------------------------------------- SM4-GCM
@@ -426,24 +450,27 @@ fn sm4_gcm_rfc8998_vector() {
     let (iv, aad, pt, ct, tag) = (unhex(&v.iv), unhex(&v.aad), unhex(&v.plaintext), unhex(&v.ciphertext), unhex(&v.tag));
     let expected = [&ct[..], &tag].concat();
 
-    // Seal == C ‖ T, one-shot and in awkward chunks.
+    // Seal == C ‖ T, one-shot and in awkward chunks, on every backend.
     assert_eq!(hex::encode_upper(sm4::gcm_seal(&key, &iv, &aad, &pt).unwrap()), hex::encode_upper(&expected));
-    for step in [1usize, 7, 16, 33] {
-        let mut e = GcmEncryptor::new(&key, &iv, &aad).unwrap();
-        let mut out = Vec::new();
-        for c in pt.chunks(step) {
-            e.update(c, &mut out);
-        }
-        e.finish(&mut out).unwrap();
-        assert_eq!(out, expected, "step {step}");
+    for backend in sm4_backends() {
+        let sched = || Sm4::with_backend(&key, backend).unwrap();
+        for step in [1usize, 7, 16, 33] {
+            let mut e = GcmEncryptor::with_cipher(sched(), &iv, &aad).unwrap();
+            let mut out = Vec::new();
+            for c in pt.chunks(step) {
+                e.update(c, &mut out);
+            }
+            e.finish(&mut out).unwrap();
+            assert_eq!(out, expected, "step {step} [{backend:?}]");
 
-        let mut d = GcmDecryptor::new(&key, &iv, &aad).unwrap();
-        let mut back = Vec::new();
-        for c in expected.chunks(step) {
-            d.update(c, &mut back);
+            let mut d = GcmDecryptor::with_cipher(sched(), &iv, &aad).unwrap();
+            let mut back = Vec::new();
+            for c in expected.chunks(step) {
+                d.update(c, &mut back);
+            }
+            d.finish(&mut back).unwrap();
+            assert_eq!(back, pt, "step {step} [{backend:?}]");
         }
-        d.finish(&mut back).unwrap();
-        assert_eq!(back, pt, "step {step}");
     }
 
     // Open works.

@@ -24,11 +24,10 @@ struct GcmCore {
 }
 
 impl GcmCore {
-    fn new(key: &[u8; 16], iv: &[u8], aad: &[u8]) -> Result<Self> {
+    fn new(cipher: Sm4, iv: &[u8], aad: &[u8]) -> Result<Self> {
         if iv.is_empty() {
             return Err(CryptoError::InvalidParameter("GCM IV must not be empty"));
         }
-        let cipher = Sm4::new(key);
         let mut h = [0u8; BLOCK];
         cipher.encrypt_block(&mut h);
         let mut ghash = GHash::new(&h.into());
@@ -52,7 +51,7 @@ impl GcmCore {
         ctr0[12..].copy_from_slice(&c.to_be_bytes());
         ghash.update_padded(aad);
         Ok(Self {
-            ctr: Ctr::with_cipher(cipher, ctr0, CounterWidth::Low32),
+            ctr: Ctr::with_counter(cipher, ctr0, CounterWidth::Low32),
             ghash,
             ek_j0,
             pending: [0; BLOCK],
@@ -105,7 +104,12 @@ pub struct GcmEncryptor(GcmCore);
 impl GcmEncryptor {
     /// A new encryptor. `iv` is normally 12 bytes; other lengths are hashed as in SP 800-38D.
     pub fn new(key: &[u8; 16], iv: &[u8], aad: &[u8]) -> Result<Self> {
-        GcmCore::new(key, iv, aad).map(Self)
+        Self::with_cipher(Sm4::new(key), iv, aad)
+    }
+
+    /// A new encryptor on a given key schedule (and so backend).
+    pub fn with_cipher(cipher: Sm4, iv: &[u8], aad: &[u8]) -> Result<Self> {
+        GcmCore::new(cipher, iv, aad).map(Self)
     }
 }
 
@@ -135,7 +139,12 @@ pub struct GcmDecryptor {
 impl GcmDecryptor {
     /// A new decryptor.
     pub fn new(key: &[u8; 16], iv: &[u8], aad: &[u8]) -> Result<Self> {
-        Ok(Self { core: GcmCore::new(key, iv, aad)?, tail: Vec::with_capacity(2 * TAG_LEN) })
+        Self::with_cipher(Sm4::new(key), iv, aad)
+    }
+
+    /// A new decryptor on a given key schedule (and so backend).
+    pub fn with_cipher(cipher: Sm4, iv: &[u8], aad: &[u8]) -> Result<Self> {
+        Ok(Self { core: GcmCore::new(cipher, iv, aad)?, tail: Vec::with_capacity(2 * TAG_LEN) })
     }
 }
 

@@ -1,20 +1,24 @@
 //! SM4 (GB/T 32907-2016) and its modes, all streaming in constant memory.
 //!
-//! [`Sm4`] is KeyBridge's own block core (see [`core`](self) docs): RustCrypto's
-//! `sm4` processes one block at a time and measured ~0.8× OpenSSL 3.0 here, so the
-//! bulk modes use an interleaved T-table core instead. RustCrypto's core stays as the
-//! independent reference the tests compare against.
+//! [`Sm4`] is KeyBridge's own block core, constant-time on every path: the S-box
+//! through AES-NI (VAES/AVX2 or SSE widths, chosen at run time) or, on other CPUs, a
+//! bitsliced S-box; see [`Sm4Backend`]. RustCrypto's `sm4` (table-based, one block at
+//! a time) stays as the independent reference the tests compare against.
 //!
 //! Every mode implements [`Transform`]: feed any number of bytes with
 //! [`Transform::update`], then [`Transform::finish`]. [`transform_stream`] pumps a
 //! reader into a writer through one.
 
+mod bitslice;
 mod core;
 mod gcm;
 mod modes;
 mod sbox;
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod x86;
 
-pub use self::core::Sm4;
+pub use self::core::{Sm4, Sm4Backend};
 pub use gcm::{GcmDecryptor, GcmEncryptor, TAG_LEN, gcm_open, gcm_seal};
 pub use modes::{CbcDecryptor, CbcEncryptor, Ctr, EcbDecryptor, EcbEncryptor, Padding};
 

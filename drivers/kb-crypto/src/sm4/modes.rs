@@ -20,7 +20,7 @@ trait Blocks: Send {
 
 struct EcbE(Sm4);
 struct EcbD(Sm4);
-struct CbcE(Sm4, [u32; 4]);
+struct CbcE(Sm4, [u8; BLOCK]);
 struct CbcD(Sm4, [u8; BLOCK]);
 
 impl Blocks for EcbE {
@@ -35,14 +35,7 @@ impl Blocks for EcbD {
 }
 impl Blocks for CbcE {
     fn process(&mut self, b: &mut [[u8; BLOCK]]) {
-        // The chaining value stays in registers as words (no store→load per block).
-        let mut chain = self.1;
-        for blk in b {
-            let p = super::core::load(blk);
-            chain = self.0.encrypt_words([p[0] ^ chain[0], p[1] ^ chain[1], p[2] ^ chain[2], p[3] ^ chain[3]]);
-            super::core::store(blk, chain[0], chain[1], chain[2], chain[3]);
-        }
-        self.1 = chain;
+        self.0.cbc_encrypt_blocks(&mut self.1, b);
     }
 }
 impl Blocks for CbcD {
@@ -67,9 +60,7 @@ impl Blocks for CbcD {
 }
 
 pub(super) fn xor16(a: &mut [u8; BLOCK], b: &[u8; BLOCK]) {
-    for (x, y) in a.iter_mut().zip(b) {
-        *x ^= *y;
-    }
+    *a = (u128::from_ne_bytes(*a) ^ u128::from_ne_bytes(*b)).to_ne_bytes();
 }
 
 /// Shared buffering for the block modes; `decrypt` holds back the final block so its
@@ -171,7 +162,11 @@ macro_rules! block_mode {
         impl $name {
             /// A new streaming transform.
             pub fn new(key: &[u8; 16], $($arg: $ty,)* padding: Padding) -> Self {
-                let $c = Sm4::new(key);
+                Self::with_cipher(Sm4::new(key), $($arg,)* padding)
+            }
+
+            /// A new streaming transform on a given key schedule (and so backend).
+            pub fn with_cipher($c: Sm4, $($arg: $ty,)* padding: Padding) -> Self {
                 Self(Buffered::new($build, padding, $decrypt))
             }
         }
@@ -197,7 +192,7 @@ block_mode!(
 );
 block_mode!(
     /// SM4-CBC encryption.
-    CbcEncryptor, CbcE, false, (iv: &[u8; 16]), |c| CbcE(c, super::core::load(iv))
+    CbcEncryptor, CbcE, false, (iv: &[u8; 16]), |c| CbcE(c, *iv)
 );
 block_mode!(
     /// SM4-CBC decryption.
@@ -230,32 +225,44 @@ impl Drop for Ctr {
     }
 }
 
-const KS_BLOCKS: usize = 32;
+/// Keystream blocks per refill: a multiple of every SIMD batch (32 blocks).
+const KS_BLOCKS: usize = 64;
 
 impl Ctr {
     /// CTR with a full 128-bit big-endian counter starting at `iv`.
     pub fn new(key: &[u8; 16], iv: &[u8; 16]) -> Self {
-        Self::with_cipher(Sm4::new(key), *iv, CounterWidth::Full)
+        Self::with_cipher(Sm4::new(key), iv)
     }
 
-    pub(super) fn with_cipher(cipher: Sm4, counter: [u8; BLOCK], width: CounterWidth) -> Self {
+    /// CTR on a given key schedule (and so backend).
+    pub fn with_cipher(cipher: Sm4, iv: &[u8; 16]) -> Self {
+        Self::with_counter(cipher, *iv, CounterWidth::Full)
+    }
+
+    pub(super) fn with_counter(cipher: Sm4, counter: [u8; BLOCK], width: CounterWidth) -> Self {
         Self { cipher, counter, width, ks: vec![[0; BLOCK]; KS_BLOCKS], pos: KS_BLOCKS * BLOCK }
     }
 
     fn refill(&mut self) {
-        for b in self.ks.iter_mut() {
-            *b = self.counter;
-            match self.width {
-                CounterWidth::Full => {
-                    let c = u128::from_be_bytes(self.counter).wrapping_add(1);
-                    self.counter = c.to_be_bytes();
+        // Counters are built as integers (one add and one byte swap per block), not
+        // byte by byte.
+        match self.width {
+            CounterWidth::Full => {
+                let mut c = u128::from_be_bytes(self.counter);
+                for b in self.ks.iter_mut() {
+                    *b = c.to_be_bytes();
+                    c = c.wrapping_add(1);
                 }
-                CounterWidth::Low32 => {
-                    let mut w = [0u8; 4];
-                    w.copy_from_slice(&self.counter[12..]);
-                    let c = u32::from_be_bytes(w).wrapping_add(1);
-                    self.counter[12..].copy_from_slice(&c.to_be_bytes());
+                self.counter = c.to_be_bytes();
+            }
+            CounterWidth::Low32 => {
+                let mut c = u32::from_be_bytes([self.counter[12], self.counter[13], self.counter[14], self.counter[15]]);
+                for b in self.ks.iter_mut() {
+                    b[..12].copy_from_slice(&self.counter[..12]);
+                    b[12..].copy_from_slice(&c.to_be_bytes());
+                    c = c.wrapping_add(1);
                 }
+                self.counter[12..].copy_from_slice(&c.to_be_bytes());
             }
         }
         self.cipher.encrypt_blocks(&mut self.ks);
@@ -263,20 +270,30 @@ impl Ctr {
     }
 
     /// XOR the keystream into `data` in place.
-    pub fn apply_keystream(&mut self, data: &mut [u8]) {
-        let mut i = 0;
-        while i < data.len() {
+    pub fn apply_keystream(&mut self, mut data: &mut [u8]) {
+        while !data.is_empty() {
             if self.pos == KS_BLOCKS * BLOCK {
                 self.refill();
             }
-            let (ks, _) = self.ks.as_flattened().split_at(KS_BLOCKS * BLOCK);
-            let n = (KS_BLOCKS * BLOCK - self.pos).min(data.len() - i);
-            for (d, k) in data[i..i + n].iter_mut().zip(&ks[self.pos..self.pos + n]) {
-                *d ^= *k;
-            }
+            let ks = &self.ks.as_flattened()[self.pos..];
+            let n = ks.len().min(data.len());
+            let (head, rest) = data.split_at_mut(n);
+            xor_into(head, &ks[..n]);
             self.pos += n;
-            i += n;
+            data = rest;
         }
+    }
+}
+
+/// `a ^= b` (equal lengths), sixteen bytes at a time.
+fn xor_into(a: &mut [u8], b: &[u8]) {
+    let (a16, a_tail) = a.as_chunks_mut::<BLOCK>();
+    let (b16, b_tail) = b.as_chunks::<BLOCK>();
+    for (x, y) in a16.iter_mut().zip(b16) {
+        *x = (u128::from_ne_bytes(*x) ^ u128::from_ne_bytes(*y)).to_ne_bytes();
+    }
+    for (x, y) in a_tail.iter_mut().zip(b_tail) {
+        *x ^= *y;
     }
 }
 
@@ -293,7 +310,7 @@ impl Transform for Ctr {
 
 #[cfg(test)]
 mod tests {
-    use super::super::transform_all;
+    use super::super::{Sm4Backend, transform_all};
     use super::*;
     use cipher::{BlockModeDecrypt, BlockModeEncrypt, KeyInit, KeyIvInit, StreamCipher};
 
@@ -314,17 +331,26 @@ mod tests {
         Ok(out)
     }
 
+    /// A key schedule for every backend this CPU runs.
+    fn schedules() -> Vec<Sm4> {
+        Sm4Backend::ALL.into_iter().filter_map(|b| Sm4::with_backend(&KEY, b)).collect()
+    }
+
     #[test]
     fn cbc_matches_rustcrypto_and_round_trips() {
         for len in [0usize, 1, 15, 16, 17, 31, 32, 100, 1000, 4099] {
             let pt = data(len);
             let theirs =
                 cbc::Encryptor::<sm4::Sm4>::new(&KEY.into(), &IV.into()).encrypt_padded_vec::<cipher::block_padding::Pkcs7>(&pt);
-            for step in [1, 7, 16, 33, 4096] {
-                let ct = chunked(&mut CbcEncryptor::new(&KEY, &IV, Padding::Pkcs7), &pt, step).unwrap_or_default();
-                assert_eq!(ct, theirs, "len {len} step {step}");
-                let back = chunked(&mut CbcDecryptor::new(&KEY, &IV, Padding::Pkcs7), &ct, step).unwrap_or_default();
-                assert_eq!(back, pt);
+            for c in schedules() {
+                for step in [1, 7, 16, 33, 4096] {
+                    let ct =
+                        chunked(&mut CbcEncryptor::with_cipher(c.clone(), &IV, Padding::Pkcs7), &pt, step).unwrap_or_default();
+                    assert_eq!(ct, theirs, "len {len} step {step} {c:?}");
+                    let back =
+                        chunked(&mut CbcDecryptor::with_cipher(c.clone(), &IV, Padding::Pkcs7), &ct, step).unwrap_or_default();
+                    assert_eq!(back, pt, "{c:?}");
+                }
             }
             let dec = cbc::Decryptor::<sm4::Sm4>::new(&KEY.into(), &IV.into())
                 .decrypt_padded_vec::<cipher::block_padding::Pkcs7>(&theirs)
@@ -337,9 +363,11 @@ mod tests {
     fn ecb_matches_rustcrypto() {
         let pt = data(77);
         let theirs = ecb::Encryptor::<sm4::Sm4>::new(&KEY.into()).encrypt_padded_vec::<cipher::block_padding::Pkcs7>(&pt);
-        let ours = transform_all(&mut EcbEncryptor::new(&KEY, Padding::Pkcs7), &pt).unwrap_or_default();
-        assert_eq!(ours, theirs);
-        assert_eq!(transform_all(&mut EcbDecryptor::new(&KEY, Padding::Pkcs7), &ours).unwrap_or_default(), pt);
+        for c in schedules() {
+            let ours = transform_all(&mut EcbEncryptor::with_cipher(c.clone(), Padding::Pkcs7), &pt).unwrap_or_default();
+            assert_eq!(ours, theirs, "{c:?}");
+            assert_eq!(transform_all(&mut EcbDecryptor::with_cipher(c, Padding::Pkcs7), &ours).unwrap_or_default(), pt);
+        }
     }
 
     #[test]
@@ -348,9 +376,11 @@ mod tests {
             let pt = data(len);
             let mut theirs = pt.clone();
             ctr::Ctr128BE::<sm4::Sm4>::new(&KEY.into(), &IV.into()).apply_keystream(&mut theirs);
-            for step in [1, 13, 512, 9999] {
-                let ours = chunked(&mut Ctr::new(&KEY, &IV), &pt, step).unwrap_or_default();
-                assert_eq!(ours, theirs);
+            for c in schedules() {
+                for step in [1, 13, 512, 9999] {
+                    let ours = chunked(&mut Ctr::with_cipher(c.clone(), &IV), &pt, step).unwrap_or_default();
+                    assert_eq!(ours, theirs, "{c:?}");
+                }
             }
         }
         // Counter wrap across 2^128.

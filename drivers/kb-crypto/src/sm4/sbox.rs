@@ -1,4 +1,9 @@
-// The SM4 S-box, GB/T 32907-2016 §6.2 (standard data).
+// On other CPUs only the field form is used: the AES form feeds the x86 SIMD paths.
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+
+// The SM4 S-box, GB/T 32907-2016 §6.2 (standard data): the reference the tests check
+// every constant-time S-box against.
+#[cfg(test)]
 pub(super) const SBOX: [u8; 256] = [
     0xd6, 0x90, 0xe9, 0xfe, 0xcc, 0xe1, 0x3d, 0xb7, 0x16, 0xb6, 0x14, 0xc2, 0x28, 0xfb, 0x2c, 0x05, 0x2b, 0x67, 0x9a, 0x76, 0x2a,
     0xbe, 0x04, 0xc3, 0xaa, 0x44, 0x13, 0x26, 0x49, 0x86, 0x06, 0x99, 0x9c, 0x42, 0x50, 0xf4, 0x91, 0xef, 0x98, 0x7a, 0x33, 0x54,
@@ -14,3 +19,197 @@ pub(super) const SBOX: [u8; 256] = [
     0x7e, 0x65, 0xb9, 0xf1, 0x09, 0xc5, 0x6e, 0xc6, 0x84, 0x18, 0xf0, 0x7d, 0xec, 0x3a, 0xdc, 0x4d, 0x20, 0x79, 0xee, 0x5f, 0x3e,
     0xd7, 0xcb, 0x39, 0x48,
 ];
+
+// The S-box as field arithmetic. GB/T 32907's S-box is `S(x) = M·inv(M·x ⊕ C) ⊕ C`,
+// with `inv` the inverse in GF(2^8) modulo x^8+x^7+x^6+x^5+x^4+x^2+1 (0 maps to 0) and
+// `M` the circulant matrix below (Liu, Wei, Lin et al. 2008, "Structure of the SM4
+// S-box"). The test `field_form_matches_the_table` checks all 256 inputs against
+// `SBOX`. Byte maps are given by their columns: `cols[j]` is the image of bit `j`.
+
+/// Reduction polynomial of SM4's field, without the x^8 term.
+#[cfg(test)]
+pub(super) const POLY: u8 = 0xf5;
+/// `M`, by columns.
+#[cfg(test)]
+pub(super) const M_COLS: [u8; 8] = [0xcb, 0x97, 0x2f, 0x5e, 0xbc, 0x79, 0xf2, 0xe5];
+/// `C`.
+pub(super) const C: u8 = 0xd3;
+
+// The same S-box through AES's: `S(x) = A2(S_aes(A1(x)))`, where `A1` and `A2` are affine
+// byte maps. Derived from the field form above: `A1 = Φ·M·x ⊕ Φ·C` and
+// `A2(w) = M·Φ⁻¹·A_aes⁻¹·(w ⊕ 0x63) ⊕ C`, with `Φ` the isomorphism from SM4's field to
+// AES's sending x to 0x23 (a root of SM4's polynomial in AES's field) and `A_aes` the
+// linear part of AES's affine map. Checked for all 256 inputs by
+// `aes_form_matches_the_table`.
+
+/// Linear part of `A1`, by columns.
+pub(super) const A1_COLS: [u8; 8] = [0x8c, 0x30, 0x85, 0x9f, 0xdc, 0x2e, 0xc5, 0x08];
+/// Constant of `A1`.
+pub(super) const A1_C: u8 = 0x3e;
+/// Linear part of `A2`, by columns.
+pub(super) const A2_COLS: [u8; 8] = [0xb8, 0xca, 0x3e, 0x67, 0xe0, 0x50, 0x9d, 0xc0];
+/// Constant of `A2`.
+pub(super) const A2_C: u8 = 0x6c;
+
+/// A linear byte map given by its columns, applied to `x`.
+pub(super) const fn lin(cols: &[u8; 8], x: u8) -> u8 {
+    let mut y = 0;
+    let mut j = 0;
+    while j < 8 {
+        if (x >> j) & 1 == 1 {
+            y ^= cols[j];
+        }
+        j += 1;
+    }
+    y
+}
+
+/// Multiplication in SM4's field (tests only: it branches on its inputs).
+#[cfg(test)]
+pub(super) const fn gf_mul(mut a: u8, mut b: u8) -> u8 {
+    let mut r = 0u8;
+    while b != 0 {
+        if b & 1 == 1 {
+            r ^= a;
+        }
+        b >>= 1;
+        let carry = a & 0x80 != 0;
+        a <<= 1;
+        if carry {
+            a ^= POLY;
+        }
+    }
+    r
+}
+
+// The same S-box in a tower field, for the bitsliced core: GF(2^8) as GF(16)[y]/(y^2 + y + ν)
+// with GF(16) = GF(2)[w]/(w^4 + w + 1) and ν = w^3 (trace 1, so the quadratic is
+// irreducible). A byte `a1 << 4 | a0` is `a1·y + a0`. `S(x) = OUT·inv(IN·x ⊕ IN_C) ⊕ C`,
+// where `IN = Φ·M`, `IN_C = Φ·C`, `OUT = M·Φ⁻¹` and `Φ` the isomorphism from SM4's field
+// sending x to 0x83 (a root of SM4's polynomial in the tower field). Checked for all 256
+// inputs by `tower_form_matches_the_table`.
+
+/// `ν`, in GF(16).
+pub(super) const NU: u8 = 0x8;
+/// `IN`, by columns.
+pub(super) const IN_COLS: [u8; 8] = [0x9a, 0x9c, 0xc6, 0x85, 0x95, 0x8e, 0xeb, 0x5d];
+/// `IN_C`.
+pub(super) const IN_C: u8 = 0xac;
+/// `OUT`, by columns.
+pub(super) const OUT_COLS: [u8; 8] = [0xcb, 0x71, 0x4e, 0xb0, 0xf9, 0x24, 0x46, 0x2d];
+
+/// Multiplication in GF(16) = GF(2)[w]/(w^4 + w + 1) (compile time and tests only).
+pub(super) const fn gf16_mul(a: u8, b: u8) -> u8 {
+    let mut r = 0u8;
+    let mut i = 0;
+    while i < 4 {
+        if (b >> i) & 1 == 1 {
+            r ^= a << i;
+        }
+        i += 1;
+    }
+    let mut k = 6;
+    while k >= 4 {
+        if (r >> k) & 1 == 1 {
+            r ^= (1 << k) | (0b11 << (k - 4));
+        }
+        k -= 1;
+    }
+    r
+}
+
+/// The columns of a linear GF(16) map `a -> c·a^e` for `e` 1 or 2.
+pub(super) const fn gf16_cols(c: u8, square: bool) -> [u8; 4] {
+    let mut cols = [0u8; 4];
+    let mut j = 0;
+    while j < 4 {
+        let b = 1u8 << j;
+        let b = if square { gf16_mul(b, b) } else { b };
+        cols[j] = gf16_mul(c, b);
+        j += 1;
+    }
+    cols
+}
+
+/// Nibble tables of an affine byte map `x -> lin(cols, x) ^ c`, for a 16-entry shuffle:
+/// `lo[i] = lin(i) ^ c`, `hi[i] = lin(i << 4)`, so `f(x) = lo[x & 15] ^ hi[x >> 4]`.
+pub(super) const fn nibble_tables(cols: &[u8; 8], c: u8) -> ([u8; 16], [u8; 16]) {
+    let mut lo = [0u8; 16];
+    let mut hi = [0u8; 16];
+    let mut i = 0;
+    while i < 16 {
+        lo[i] = lin(cols, i as u8) ^ c;
+        hi[i] = lin(cols, (i as u8) << 4);
+        i += 1;
+    }
+    (lo, hi)
+}
+
+/// The columns of `g ∘ f` for linear maps given by columns.
+pub(super) const fn compose(g: &[u8; 8], f: &[u8; 8]) -> [u8; 8] {
+    let mut c = [0u8; 8];
+    let mut j = 0;
+    while j < 8 {
+        c[j] = lin(g, f[j]);
+        j += 1;
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inv(x: u8) -> u8 {
+        (1..=255u8).find(|&y| gf_mul(x, y) == 1).unwrap_or(0)
+    }
+
+    fn aes_sbox(x: u8) -> u8 {
+        // AES's field: reduction 0x11b.
+        let mul = |mut a: u8, mut b: u8| {
+            let mut r = 0u8;
+            while b != 0 {
+                if b & 1 == 1 {
+                    r ^= a;
+                }
+                b >>= 1;
+                a = (a << 1) ^ if a & 0x80 != 0 { 0x1b } else { 0 };
+            }
+            r
+        };
+        let i = (1..=255u8).find(|&y| mul(x, y) == 1).unwrap_or(0);
+        i ^ i.rotate_left(1) ^ i.rotate_left(2) ^ i.rotate_left(3) ^ i.rotate_left(4) ^ 0x63
+    }
+
+    #[test]
+    fn field_form_matches_the_table() {
+        for x in 0..=255u8 {
+            assert_eq!(lin(&M_COLS, inv(lin(&M_COLS, x) ^ C)) ^ C, SBOX[x as usize], "x = {x:#04x}");
+        }
+    }
+
+    #[test]
+    fn tower_form_matches_the_table() {
+        let mul = |a: u8, b: u8| {
+            let (a1, a0, b1, b0) = (a >> 4, a & 15, b >> 4, b & 15);
+            let hh = gf16_mul(a1, b1);
+            ((gf16_mul(a1, b0) ^ gf16_mul(a0, b1) ^ hh) << 4) | (gf16_mul(a0, b0) ^ gf16_mul(hh, NU))
+        };
+        for x in 0..=255u8 {
+            let t = lin(&IN_COLS, x) ^ IN_C;
+            let i = (1..=255u8).find(|&y| mul(t, y) == 1).unwrap_or(0);
+            assert_eq!(lin(&OUT_COLS, i) ^ C, SBOX[x as usize], "x = {x:#04x}");
+        }
+    }
+
+    #[test]
+    fn aes_form_matches_the_table() {
+        assert_eq!(aes_sbox(0x53), 0xed);
+        for x in 0..=255u8 {
+            let a = lin(&A1_COLS, x) ^ A1_C;
+            assert_eq!(lin(&A2_COLS, aes_sbox(a)) ^ A2_C, SBOX[x as usize], "x = {x:#04x}");
+            let (lo, hi) = nibble_tables(&A1_COLS, A1_C);
+            assert_eq!(lo[(x & 15) as usize] ^ hi[(x >> 4) as usize], a);
+        }
+    }
+}
