@@ -469,7 +469,8 @@ impl Desktop {
         let warn = i64::from(self.read_settings().near_expiry_warning_days);
         let label = self.manager.device(&DeviceId(r.device.clone())).map(|d| d.label).unwrap_or_default();
         let (trust, now) = (trust_store(&self.paths), UnixTime::now());
-        let revocation = views::revocation(&self.revocation.summary(&cert, &[], &trust, &[], now), self.lang());
+        // Opening a certificate's details asks the CA again (a revocation minutes ago shows).
+        let revocation = views::revocation(&self.revocation.summary_fresh(&cert, &[], &trust, now), self.lang());
         Ok(views::details(r.clone(), &cert, label, &trust, revocation, now, warn, self.lang()))
     }
 

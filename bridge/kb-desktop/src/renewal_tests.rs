@@ -244,6 +244,15 @@ fn bind_apply_approve_and_install_from_the_window() {
     // The page now lists the new certificate, not yet up for renewal.
     let c = r.only_cert();
     assert_eq!((c.serial.as_str(), c.status), (done.new_serial.as_str(), CertStatus::Valid));
+
+    // Issue 19: the details ask the dev CA (OCSP, named in the certificate): good; revoked
+    // there, the next look at the details says so, with the reason.
+    let details = d.cert_details(&done.cert_ref).unwrap();
+    assert_eq!(details.revocation.state, crate::model::RevocationState::Good, "{:?}", details.revocation);
+    dev.revoke(&done.new_serial, kb_pki::revocation::RevocationReason::KeyCompromise).unwrap();
+    let details = d.cert_details(&done.cert_ref).unwrap();
+    assert_eq!((details.revocation.state, details.revocation.code), (crate::model::RevocationState::Revoked, Some(3030)));
+    assert!(details.revocation.text.contains("keyCompromise"), "{}", details.revocation.text);
 }
 
 #[test]

@@ -177,6 +177,24 @@ impl RevocationChecker {
     /// The status of `cert`, issued by `issuer` (from a verified chain), at `now`;
     /// `carried` are CRLs that came with the data (a CMS signature's).
     pub fn check(&self, cert: &Certificate, issuer: &Certificate, carried: &[Crl], now: UnixTime) -> RevocationStatus {
+        self.check_with(cert, issuer, carried, now, false)
+    }
+
+    /// [`RevocationChecker::check`] asking the sources again: cached answers and
+    /// remembered failures are not used (but are refreshed). For a person opening a
+    /// certificate's details, who expects what the CA says now.
+    pub fn check_fresh(&self, cert: &Certificate, issuer: &Certificate, carried: &[Crl], now: UnixTime) -> RevocationStatus {
+        self.check_with(cert, issuer, carried, now, true)
+    }
+
+    fn check_with(
+        &self,
+        cert: &Certificate,
+        issuer: &Certificate,
+        carried: &[Crl],
+        now: UnixTime,
+        fresh: bool,
+    ) -> RevocationStatus {
         if self.config.mode == RevocationCheck::Off {
             return RevocationStatus::Unknown { why: UnknownReason::Unsupported { detail: "revocation checking is off".into() } };
         }
@@ -204,7 +222,7 @@ impl RevocationChecker {
         }
         // 2. The cache.
         let key = key_of(cert, issuer);
-        let cached = self.state().statuses.get(&key).cloned();
+        let cached = if fresh { None } else { self.state().statuses.get(&key).cloned() };
         if let Some(c) = cached
             && c.until.is_none_or(|u| u > now.0)
         {
@@ -223,7 +241,7 @@ impl RevocationChecker {
                 None => cert.ocsp_urls(),
             };
             for url in responders {
-                let o = self.ask_ocsp(&url, cert, issuer, now, deadline);
+                let o = self.ask_ocsp(&url, cert, issuer, now, deadline, fresh);
                 if let Outcome::Final(s) = &o {
                     self.remember(key.clone(), s.clone());
                 }
@@ -235,7 +253,7 @@ impl RevocationChecker {
                 }
             }
             for url in cert.crl_urls() {
-                let o = match self.fetch_crl(&url, issuer, now, deadline) {
+                let o = match self.fetch_crl(&url, issuer, now, deadline, fresh) {
                     Ok(crl) => definitive(check_crl(cert, issuer, &crl, now)),
                     Err(why) => Outcome::Failed(why),
                 };
@@ -291,8 +309,16 @@ impl RevocationChecker {
         Ok(resp.body)
     }
 
-    fn ask_ocsp(&self, url: &str, cert: &Certificate, issuer: &Certificate, now: UnixTime, deadline: Instant) -> Outcome {
-        if let Some(why) = self.recent_failure(url) {
+    fn ask_ocsp(
+        &self,
+        url: &str,
+        cert: &Certificate,
+        issuer: &Certificate,
+        now: UnixTime,
+        deadline: Instant,
+        fresh: bool,
+    ) -> Outcome {
+        if let Some(why) = self.recent_failure(url).filter(|_| !fresh) {
             return Outcome::Failed(why);
         }
         let mut nonce = [0u8; 16];
@@ -318,17 +344,30 @@ impl RevocationChecker {
 
     /// A current CRL from `url` verified against `issuer`: from memory, the disk cache
     /// or the network.
-    fn fetch_crl(&self, url: &str, issuer: &Certificate, now: UnixTime, deadline: Instant) -> Result<Crl, UnknownReason> {
+    fn fetch_crl(
+        &self,
+        url: &str,
+        issuer: &Certificate,
+        now: UnixTime,
+        deadline: Instant,
+        fresh: bool,
+    ) -> Result<Crl, UnknownReason> {
         let usable = |c: &Crl| c.next_update().is_some_and(|n| n.0 >= now.0) && c.verify_signature(issuer).is_ok();
-        if let Some(c) = self.state().crls.get(url).filter(|c| usable(c)).cloned() {
+        if let Some(c) = self.state().crls.get(url).filter(|c| !fresh && usable(c)).cloned() {
             return Ok(c);
         }
         let disk = self.cache_file(url);
-        if let Some(c) = disk.as_ref().and_then(|p| std::fs::read(p).ok()).and_then(|b| Crl::from_der(&b).ok()).filter(usable) {
+        if let Some(c) = disk
+            .as_ref()
+            .filter(|_| !fresh)
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| Crl::from_der(&b).ok())
+            .filter(usable)
+        {
             self.state().crls.insert(url.to_string(), c.clone());
             return Ok(c);
         }
-        if let Some(why) = self.recent_failure(url) {
+        if let Some(why) = self.recent_failure(url).filter(|_| !fresh) {
             return Err(why);
         }
         let req = Request { method: "GET".into(), target: String::new(), ..Default::default() };
@@ -452,7 +491,18 @@ impl RevocationChecker {
         carried: &[Crl],
         now: UnixTime,
     ) -> RevocationSummary {
-        self.summary_for_chain_at(cert, intermediates, trust, carried, now, now)
+        self.summarise(cert, intermediates, trust, carried, now, now, false)
+    }
+
+    /// [`RevocationChecker::summary`] asking the sources again ([`RevocationChecker::check_fresh`]).
+    pub fn summary_fresh(
+        &self,
+        cert: &Certificate,
+        intermediates: &[Certificate],
+        trust: &kb_pki::chain::TrustStore,
+        now: UnixTime,
+    ) -> RevocationSummary {
+        self.summarise(cert, intermediates, trust, &[], now, now, true)
     }
 
     /// [`RevocationChecker::summary`] with the chain built at `chain_at` (a signature's
@@ -466,9 +516,23 @@ impl RevocationChecker {
         chain_at: UnixTime,
         now: UnixTime,
     ) -> RevocationSummary {
+        self.summarise(cert, intermediates, trust, carried, chain_at, now, false)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn summarise(
+        &self,
+        cert: &Certificate,
+        intermediates: &[Certificate],
+        trust: &kb_pki::chain::TrustStore,
+        carried: &[Crl],
+        chain_at: UnixTime,
+        now: UnixTime,
+        fresh: bool,
+    ) -> RevocationSummary {
         match kb_pki::chain::verify_chain(cert, intermediates, trust, chain_at) {
             Ok(chain) => match chain.certificates.get(1) {
-                Some(issuer) => summary_of(&self.check(cert, issuer, carried, now)),
+                Some(issuer) => summary_of(&self.check_with(cert, issuer, carried, now, fresh)),
                 None => RevocationSummary::not_checked("a trust anchor"),
             },
             Err(e) => RevocationSummary::not_checked(format!("the chain does not verify: {e}")),

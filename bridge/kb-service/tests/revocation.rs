@@ -222,6 +222,20 @@ fn a_good_answer_is_cached_until_its_next_update_and_revoked_is_final() {
 }
 
 #[test]
+fn a_fresh_check_asks_again_past_the_cache() {
+    let peer = Peer::start(Algorithm::Sm2);
+    let leaf = peer.leaf(true, false);
+    let c = checker(RevocationCheck::Online, None, None);
+    let now = UnixTime::now();
+    assert!(c.check(&leaf, &peer.ca.root, &[], now).is_good());
+    peer.revoke(&leaf, RevocationReason::KeyCompromise);
+    assert!(c.check(&leaf, &peer.ca.root, &[], now).is_good(), "the cached answer, until its nextUpdate");
+    assert!(matches!(c.check_fresh(&leaf, &peer.ca.root, &[], now), RevocationStatus::Revoked { .. }));
+    // The fresh answer is cached for everyone.
+    assert!(matches!(c.check(&leaf, &peer.ca.root, &[], now), RevocationStatus::Revoked { .. }));
+}
+
+#[test]
 fn the_crl_distribution_point_is_used_when_ocsp_is_down_and_cached_on_disk() {
     let peer = Peer::start(Algorithm::Sm2);
     let leaf = peer.leaf(true, true);

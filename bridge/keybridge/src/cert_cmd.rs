@@ -162,14 +162,22 @@ pub(crate) fn cert(app: &App, args: CertArgs) -> CliResult {
             let thumbs: Vec<(String, String)> =
                 thumbprint.iter().map(|t| (t.alg().name().to_string(), cert.thumbprint(t.alg()))).collect();
             let chain = chain_status(&cert, &ca, &intermediates, out.lang())?;
+            // Revocation: against the chain given (--ca), else the home's trust anchors.
+            let trust = match &ca {
+                Some(_) => TrustStore::from_certs(load_bundle(&ca)?),
+                None => kb_service::trust::user_store(&app.home()?.paths),
+            };
+            let mids = load_bundle(&intermediates)?;
+            let revocation = app.home()?.revocation().summary(&cert, &mids, &trust, &[], UnixTime::now());
             #[derive(Serialize)]
             struct Shown<'a> {
                 #[serde(flatten)]
                 info: &'a kb_pki::cert::CertificateInfo,
                 thumbprints: std::collections::BTreeMap<String, String>,
                 chain: Option<ChainStatus>,
+                revocation: RevocationSummary,
             }
-            let shown = Shown { info: &info, thumbprints: thumbs.iter().cloned().collect(), chain };
+            let shown = Shown { info: &info, thumbprints: thumbs.iter().cloned().collect(), chain, revocation };
             out.show(&shown, || {
                 let mut s = String::new();
                 let mut line = |k: &str, v: &str| s.push_str(&format!("{}{v}\n", crate::output::pad(k, 22)));
@@ -205,6 +213,7 @@ pub(crate) fn cert(app: &App, args: CertArgs) -> CliResult {
                         Some(r) => line("证书链 chain", &format!("FAILED: {r}")),
                     }
                 }
+                line("吊销状态 revocation", &kb_service::revocation::text(&shown.revocation, out.lang()));
                 s.trim_end().to_string()
             });
             match shown.chain {
