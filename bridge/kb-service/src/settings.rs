@@ -17,6 +17,7 @@
 //! phone_listen = ["192.168.1.20:17211"]   # optional: the phone link's direct (LAN) listener
 //! phone_relay_url = "wss://relay.example.cn" # optional: the phone link's relay (NATS WebSocket)
 //! ca_url = "https://ca.example.cn"  # optional: the CA renewal talks to (docs/ca-api.md); empty: none configured
+//! autostart = false               # start the desktop app in the tray at login
 //! ```
 //!
 //! Loading is strict: an unknown key (a typo) or a value out of range is a
@@ -194,6 +195,9 @@ pub struct Settings {
     /// local dev CA and the desktop app runs one in-process.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub ca_url: String,
+    /// Start the desktop app (in the tray) at login; default false. The desktop app keeps
+    /// its login entry (XDG autostart on Linux) in step when the setting is saved.
+    pub autostart: bool,
 }
 
 impl Default for Settings {
@@ -215,6 +219,7 @@ impl Default for Settings {
             phone_listen: Vec::new(),
             phone_relay_url: String::new(),
             ca_url: String::new(),
+            autostart: false,
         }
     }
 }
@@ -331,6 +336,7 @@ impl Settings {
         "phone_listen",
         "phone_relay_url",
         "ca_url",
+        "autostart",
     ];
 
     /// Set one key from a TOML value. The error text does not name the key; callers add it.
@@ -351,6 +357,7 @@ impl Settings {
             "bridge_port" => self.bridge_port = expect_int(v, 1024, 65535)? as u16,
             "logs_enabled" => self.logs_enabled = expect_bool(v)?,
             "pin_cache_shared" => self.pin_cache_shared = expect_bool(v)?,
+            "autostart" => self.autostart = expect_bool(v)?,
             "update_check" => {
                 self.update_check = match expect_str(v)? {
                     "never" => UpdateCheck::Never,
@@ -639,6 +646,16 @@ pub fn paths_for(home: Option<PathBuf>) -> Result<Paths> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn autostart_is_off_by_default_and_round_trips() {
+        assert!(!Settings::default().autostart);
+        let s = Settings::parse("autostart = true\n").unwrap();
+        assert!(s.autostart);
+        assert_eq!(Settings::parse(&s.to_toml().unwrap()).unwrap(), s);
+        let e = Settings::parse("autostart = \"yes\"").unwrap_err().to_string();
+        assert!(e.contains("`autostart`") && e.contains("true or false"), "{e}");
+    }
 
     #[test]
     fn bridge_consent() {
