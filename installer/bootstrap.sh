@@ -5,6 +5,9 @@
 #   installer/bootstrap.sh            system packages + test peers
 #   installer/bootstrap.sh --system   system packages only
 #   installer/bootstrap.sh --app      system packages + the desktop app's UI (ui/dist)
+#   installer/bootstrap.sh --package  system packages + the UI + what building and testing the
+#                                     packages needs (packaging/build.sh, tests/package/run.sh):
+#                                     debootstrap, lintian, rpm, and the prebuilt Tauri bundler
 #   installer/bootstrap.sh --udev     only the udev rules for USB keys (installer/README.md);
 #                                     never part of the default run: they need a udev daemon
 #
@@ -41,6 +44,12 @@ if [ "$MODE" = "--udev" ]; then
   exit 0
 fi
 
+# --package adds the package tools (packaging/, tests/package/): debootstrap makes the clean
+# Debian 12 root the .deb is installed into, lintian checks the .deb, rpm inspects the .rpm
+# (the bundler writes it without rpm), python3-jsonschema validates tauri.conf.json
+# (packaging/check-config.py); strip and dpkg-shlibdeps come with build-essential.
+PACKAGE_APT_PACKAGES=(debootstrap lintian rpm python3-jsonschema)
+
 # Debian packages: build tools, OpenSSL 3 (CLI peer + libssl for the benchmark's
 # in-process OpenSSL comparison), Python and Node for the gmssl / sm-crypto peers,
 # SoftHSM2 (a real PKCS#11 module) and OpenSC's pkcs11-tool for the PKCS#11 tests.
@@ -74,6 +83,7 @@ APT_PACKAGES=(
 # nats-server: the phone link's relay, which drivers/kb-phonelink's tests and benchmark
 # start on loopback with installer/relay/*.conf.)
 
+[ "$MODE" = "--package" ] && APT_PACKAGES+=("${PACKAGE_APT_PACKAGES[@]}")
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -110,6 +120,11 @@ npm_install() { # DIR PACKAGE-THAT-MUST-EXIST
 npm_install "$ROOT/ui" vue
 (cd "$ROOT/ui" && npm run --silent build)
 [ "$MODE" = "--app" ] && exit 0
+# The prebuilt Tauri CLI whose bundler packaging/build.sh runs (pinned by its lock file).
+if [ "$MODE" = "--package" ]; then
+  npm_install "$ROOT/packaging" @tauri-apps/cli
+  exit 0
+fi
 
 # PyPI peers in a private venv. Reinstalled whenever requirements.txt changes (a stamp
 # holds its hash), so bumping a pin takes effect; the interop tests refuse a peer whose

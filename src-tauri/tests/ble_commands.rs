@@ -40,6 +40,7 @@ fn ble_commands_and_events_through_ipc() {
         hardware: false,
         bridge: None,
         ble: Some(central.clone()),
+        autostart_dir: None,
         ..DesktopOptions::default()
     };
     let (builder, specta) = with_commands(mock_builder());

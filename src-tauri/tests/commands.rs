@@ -49,6 +49,7 @@ fn rig_in(home: tempfile::TempDir, bridge: Option<Option<u16>>) -> Rig {
         update_keys: vec![update_key().public_key()],
         ble: None,
         phone_secrets: kb_desktop::phone::BackendChoice::File,
+        autostart_dir: Some(home.path().join("xdg/autostart")),
     };
     let (builder, specta) = with_commands(mock_builder());
     let app = builder.build(mock_context(noop_assets())).unwrap();
@@ -254,7 +255,7 @@ fn delete_certificate_asks_for_the_pin_in_the_dialog() {
         "save_settings",
         json!({"settings": {
         "pinCacheMinutes": 0, "nearExpiryWarningDays": 90, "logsEnabled": true, "logRetentionDays": 30,
-        "updateCheck": "weekly", "updateUrl": "", "language": "zh-CN"}}),
+        "updateCheck": "weekly", "updateUrl": "", "language": "zh-CN", "autostart": false}}),
     );
     let enc = json!({"device": "file:demo", "container": "demo", "usage": "encrypt"});
     // Cancel → nothing deleted.
@@ -321,6 +322,32 @@ fn seals_from_an_image() {
     let (res, _) = with_prompts(&r, "delete_seal", json!({"device": "file:demo", "id": seal.id}), &[]);
     res.unwrap();
     assert!(ok::<Vec<SealView>>(&r.win, "list_seals", json!({"device": "file:demo"})).is_empty());
+}
+
+#[test]
+fn the_autostart_setting_writes_and_removes_the_login_entry() {
+    let r = rig();
+    let entry = r.home.path().join("xdg/autostart").join(kb_desktop::autostart::ENTRY_FILE_NAME);
+    let mut s: AppSettings = ok(&r.win, "get_settings", json!({}));
+    assert!(!s.autostart, "off by default");
+    s.autostart = true;
+    let saved: AppSettings = ok(&r.win, "save_settings", json!({"settings": s}));
+    assert!(saved.autostart);
+    let text = std::fs::read_to_string(&entry).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    assert!(text.contains(&format!("\nExec=\"{}\" --hidden\n", exe.display())), "{text}");
+    let settings = std::fs::read_to_string(r.home.path().join("config/settings.toml")).unwrap();
+    assert!(settings.contains("autostart = true"), "{settings}");
+    s.autostart = false;
+    assert!(!ok::<AppSettings>(&r.win, "save_settings", json!({"settings": s})).autostart);
+    assert!(!entry.exists());
+    // An entry that cannot be written: the setting stays off and the code says why.
+    std::fs::write(r.home.path().join("xdg/autostart-blocker"), "").unwrap();
+    std::fs::remove_dir(r.home.path().join("xdg/autostart")).unwrap();
+    std::os::unix::fs::symlink(r.home.path().join("xdg/autostart-blocker"), r.home.path().join("xdg/autostart")).unwrap();
+    s.autostart = true;
+    assert_eq!(err(&r.win, "save_settings", json!({"settings": s})).name, "autostart_unavailable");
+    assert!(!ok::<AppSettings>(&r.win, "get_settings", json!({})).autostart);
 }
 
 #[test]

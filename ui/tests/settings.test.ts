@@ -37,6 +37,20 @@ describe("SettingsView", () => {
     expect(backend.fixture.settings.logsEnabled).toBe(false);
   });
 
+  it("turns starting at login on and off (off by default)", async () => {
+    const { wrapper, backend } = mountWith(SettingsView);
+    await settle();
+    const box = tid(wrapper, "settings-autostart");
+    expect((box.element as HTMLInputElement).checked).toBe(false);
+    expect(wrapper.text()).toContain("登录时自动启动");
+    await box.setValue(true);
+    await settle();
+    expect(backend.fixture.settings.autostart).toBe(true);
+    await box.setValue(false);
+    await settle();
+    expect(backend.fixture.settings.autostart).toBe(false);
+  });
+
   it("shows the backend's refusal of a setting and keeps the old value", async () => {
     const { wrapper, backend } = mountWith(SettingsView);
     await settle();

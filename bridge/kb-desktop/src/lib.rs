@@ -11,9 +11,11 @@
 //! - [`renewal`]: the 证书续期 page (binding QR, 安装证书, approval notices) and the
 //!   embedded development CA.
 //! - [`phone`]: the phone keys page (phones acting as this PC's keys).
+//! - [`autostart`]: the start-at-login entry the `autostart` setting keeps.
 
 #![cfg_attr(test, allow(clippy::panic, clippy::unwrap_used, clippy::expect_used))]
 
+pub mod autostart;
 pub mod ble;
 mod error;
 mod local_bridge;
@@ -106,6 +108,9 @@ pub struct DesktopOptions {
     pub ble: Option<Arc<dyn kb_ble::BleCentral>>,
     /// Where paired phones' secrets go ([`phone::secrets_from_env`]; tests: the file).
     pub phone_secrets: phone::BackendChoice,
+    /// Where the `autostart` setting writes its login entry ([`autostart::default_dir`];
+    /// tests: a temporary directory); `None`: not supported here.
+    pub autostart_dir: Option<PathBuf>,
 }
 
 impl Default for DesktopOptions {
@@ -120,6 +125,7 @@ impl Default for DesktopOptions {
             update_keys: update::pinned_keys(),
             ble: None,
             phone_secrets: phone::secrets_from_env(),
+            autostart_dir: autostart::default_dir(),
         }
     }
 }
@@ -153,6 +159,8 @@ pub struct Desktop {
     phones: phone::Phones,
     /// Revocation checks for the window and the bridge (one cache).
     revocation: Arc<kb_service::revocation::RevocationChecker>,
+    /// Where the login entry goes (`DesktopOptions::autostart_dir`).
+    autostart_dir: Option<PathBuf>,
     _log: Option<LogGuard>,
 }
 
@@ -263,6 +271,7 @@ impl Desktop {
             renewal: renewal::RenewalDesk::default(),
             phones,
             revocation,
+            autostart_dir: opts.autostart_dir.clone(),
             _log: log,
         });
         // Media events → the window. The expiry check (it reads every medium) runs off
@@ -607,7 +616,24 @@ impl Desktop {
         next.pin_cache_minutes = PinCacheMinutes::from_minutes(s.pin_cache_minutes)
             .ok_or_else(|| AppError::input(lang, format!("PIN cache {} minutes is not offered", s.pin_cache_minutes)))?;
         views::apply_settings(&mut next, s);
-        next.save(self.paths.settings_file()).map_err(self.svc())?;
+        // The login entry follows the setting; it is touched only when the setting
+        // changes, and a failure leaves both as they were.
+        let login_entry = |enabled: bool| -> Result<(), AppError> {
+            let program =
+                autostart::current_program().map_err(|e| AppError::new(ErrorCode::AutostartUnavailable, lang, e.to_string()))?;
+            autostart::apply(self.autostart_dir.as_deref(), enabled, &program)
+                .map_err(|(code, detail)| AppError::new(code, lang, detail))
+        };
+        let autostart_changed = next.autostart != self.read_settings().autostart;
+        if autostart_changed {
+            login_entry(next.autostart)?;
+        }
+        if let Err(e) = next.save(self.paths.settings_file()) {
+            if autostart_changed {
+                let _ = login_entry(!next.autostart);
+            }
+            return Err(self.svc()(e));
+        }
         let policy = PinCachePolicy::from_minutes(next.pin_cache_minutes.minutes()).unwrap_or_default();
         self.manager.pin_cache().set_policy(policy);
         self.manager.pin_cache().set_shared(next.pin_cache_shared);

@@ -390,6 +390,8 @@ pub struct AppSettings {
     pub update_url: String,
     /// UI language.
     pub language: Language,
+    /// Start in the tray at login (an XDG autostart entry on Linux); default off.
+    pub autostart: bool,
 }
 
 /// Facts for the about page and the first-run screen.

@@ -119,6 +119,7 @@ fn rig(keys: &[(&str, &str)]) -> (Rig, Vec<Certificate>) {
         update_keys: Vec::new(),
         ble: None,
         phone_secrets: crate::phone::BackendChoice::File,
+        autostart_dir: None,
     };
     let desktop = Desktop::open(opts, Arc::new(Prompts(Mutex::new(tx))), events.clone()).unwrap();
     let clock = Arc::new(kb_devca::ManualClock::new(UnixTime::now().0));

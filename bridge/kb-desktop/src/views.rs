@@ -280,6 +280,7 @@ pub(crate) fn app_settings(s: &Settings) -> AppSettings {
             Lang::En => Language::En,
             _ => Language::ZhCn,
         },
+        autostart: s.autostart,
     }
 }
 
@@ -298,4 +299,5 @@ pub(crate) fn apply_settings(s: &mut Settings, a: &AppSettings) {
         Language::En => Lang::En,
         Language::ZhCn => Lang::ZhCn,
     };
+    s.autostart = a.autostart;
 }

@@ -69,6 +69,7 @@ fn open_with(central: Option<Arc<dyn BleCentral>>) -> App {
         hardware: false,
         bridge: None,
         ble: central,
+        autostart_dir: None,
         ..DesktopOptions::default()
     };
     let desktop = Desktop::open(opts, sink.clone(), sink).unwrap();

@@ -60,6 +60,7 @@ fn open(home: &Path, settings: &str) -> (Arc<Desktop>, Receiver<PhoneEvent>) {
         update_keys: Vec::new(),
         phone_secrets: BackendChoice::File,
         ble: None,
+        autostart_dir: None,
     };
     let d = Desktop::open(opts, window.clone(), window).unwrap();
     assert!(d.startup_problems().is_empty(), "{:?}", d.startup_problems());

@@ -20,6 +20,7 @@
 //! revocation_check = "online"        # online (default) | offline (CRL folder and cache only) | off
 //! ocsp_responder = "http://ocsp.example.cn" # optional: ask this OCSP responder instead of the certificates' own
 //! crl_dir = "/srv/crl"               # optional: CRLs (DER or PEM) to use; default <data dir>/crl
+//! autostart = false               # start the desktop app in the tray at login
 //! ```
 //!
 //! Loading is strict: an unknown key (a typo) or a value out of range is a
@@ -232,6 +233,9 @@ pub struct Settings {
     /// Where CRLs to use are kept; `None` = `<data dir>/crl` ([`Settings::crl_dir`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub crl_dir: Option<PathBuf>,
+    /// Start the desktop app (in the tray) at login; default false. The desktop app keeps
+    /// its login entry (XDG autostart on Linux) in step when the setting is saved.
+    pub autostart: bool,
 }
 
 impl Default for Settings {
@@ -256,6 +260,7 @@ impl Default for Settings {
             revocation_check: RevocationCheck::default(),
             ocsp_responder: String::new(),
             crl_dir: None,
+            autostart: false,
         }
     }
 }
@@ -388,6 +393,7 @@ impl Settings {
         "revocation_check",
         "ocsp_responder",
         "crl_dir",
+        "autostart",
     ];
 
     /// Set one key from a TOML value. The error text does not name the key; callers add it.
@@ -408,6 +414,7 @@ impl Settings {
             "bridge_port" => self.bridge_port = expect_int(v, 1024, 65535)? as u16,
             "logs_enabled" => self.logs_enabled = expect_bool(v)?,
             "pin_cache_shared" => self.pin_cache_shared = expect_bool(v)?,
+            "autostart" => self.autostart = expect_bool(v)?,
             "update_check" => {
                 self.update_check = match expect_str(v)? {
                     "never" => UpdateCheck::Never,
@@ -706,6 +713,16 @@ pub fn paths_for(home: Option<PathBuf>) -> Result<Paths> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn autostart_is_off_by_default_and_round_trips() {
+        assert!(!Settings::default().autostart);
+        let s = Settings::parse("autostart = true\n").unwrap();
+        assert!(s.autostart);
+        assert_eq!(Settings::parse(&s.to_toml().unwrap()).unwrap(), s);
+        let e = Settings::parse("autostart = \"yes\"").unwrap_err().to_string();
+        assert!(e.contains("`autostart`") && e.contains("true or false"), "{e}");
+    }
 
     #[test]
     fn bridge_consent() {

@@ -227,6 +227,7 @@ export const ERROR_CODES = {
   update_manifest_invalid: { code: 9004, category: "system", messages: { "zh-CN": "更新服务器返回的信息无效", en: "the update server's answer is not a valid update manifest" } },
   update_url_missing: { code: 9005, category: "system", messages: { "zh-CN": "未配置更新地址", en: "no update URL is configured" } },
   update_signature_invalid: { code: 9006, category: "system", messages: { "zh-CN": "更新信息的签名无效，已拒绝（可能被篡改）", en: "the update manifest's signature is missing or invalid: refused (it may have been tampered with)" } },
+  autostart_unavailable: { code: 9010, category: "system", messages: { "zh-CN": "无法设置登录时自动启动", en: "starting KeyBridge at login could not be set up" } },
   internal: { code: 9999, category: "system", messages: { "zh-CN": "内部错误", en: "internal error" } },
 } as const;
 

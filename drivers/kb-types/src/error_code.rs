@@ -366,6 +366,9 @@ error_codes! {
     UpdateUrlMissing = 9005, "update_url_missing", System, "未配置更新地址", "no update URL is configured";
     /// The update manifest is unsigned, signed by a key the app does not pin, or was altered: refused.
     UpdateSignatureInvalid = 9006, "update_signature_invalid", System, "更新信息的签名无效，已拒绝（可能被篡改）", "the update manifest's signature is missing or invalid: refused (it may have been tampered with)";
+    /// Starting at login could not be turned on or off (no XDG autostart on this system,
+    /// or its entry could not be written or removed).
+    AutostartUnavailable = 9010, "autostart_unavailable", System, "无法设置登录时自动启动", "starting KeyBridge at login could not be set up";
     /// A bug: an invariant did not hold.
     Internal = 9999, "internal", System, "内部错误", "internal error";
 }

@@ -377,6 +377,7 @@ export function demoFixture(now = Date.now()): Fixture {
       nearExpiryWarningDays: 90,
       logsEnabled: true,
       logRetentionDays: 30,
+      autostart: false,
       updateCheck: "weekly",
       updateUrl: "https://update.keybridge.example/manifest.json",
       language: "zh-CN",

@@ -324,6 +324,11 @@ const en: MessageSchema = {
       days: "Warn this many days ahead",
       invalid: "Enter a number of days from 1 to 3650",
     },
+    startup: {
+      title: "Start-up",
+      autostart: "Start at login (in the tray)",
+      hint: "When on, KeyBridge starts in the tray when you log in, so web pages and bid tools can sign at any time.",
+    },
     logs: {
       title: "Logs",
       enabled: "Write log files",

@@ -325,6 +325,11 @@ const zhCN = {
       days: "提前提醒天数",
       invalid: "请输入 1–3650 之间的天数",
     },
+    startup: {
+      title: "启动",
+      autostart: "登录时自动启动（在托盘中运行）",
+      hint: "开启后，登录系统时 KeyBridge 在托盘中启动，网页与投标工具可随时签名。",
+    },
     logs: {
       title: "日志",
       enabled: "记录运行日志",
