@@ -78,6 +78,7 @@ fn show_main_now<R: Runtime>(app: &AppHandle<R>) {
     if let Some(mut l) = life(app)
         && l.closing
     {
+        tracing::info!("the window is closing: built again once it is gone");
         l.reopen = true;
         return;
     }
@@ -87,6 +88,7 @@ fn show_main_now<R: Runtime>(app: &AppHandle<R>) {
         let _ = w.set_focus();
         return;
     }
+    tracing::info!("building the window again");
     match build_main(app) {
         Ok(w) => {
             let _ = w.set_focus();
@@ -112,10 +114,12 @@ fn build_main<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<tauri::WebviewWin
             if h.tray_by_id(TRAY).is_some()
                 && let Some(mut l) = life(&h)
             {
+                tracing::info!("window closed to the tray: releasing the webview");
                 l.closing = true;
             }
         }
         WindowEvent::Destroyed => {
+            tracing::info!("window destroyed");
             let reopen = life(&h).is_some_and(|mut l| {
                 l.closing = false;
                 std::mem::take(&mut l.reopen)

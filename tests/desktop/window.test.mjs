@@ -237,9 +237,12 @@ async function closeToTray(app) {
   return web;
 }
 
-/** Point the WebDriver session at the window KeyBridge built again. */
-async function followNewWindow() {
+/** Point the WebDriver session at the window KeyBridge built again. `failed()` may
+ *  return an error that means no window will come (it is thrown at once). */
+async function followNewWindow(failed = () => null) {
   const handle = await until('the new window is known to WebDriver', async () => {
+    const err = failed();
+    if (err) throw err;
     const handles = await s.cmd('GET', '/window/handles').catch(() => []);
     return handles[0];
   });
@@ -290,9 +293,10 @@ test('in the tray, a bridge client asking to sign brings the window back with th
       input: { data: Buffer.from('投标文件').toString('base64') },
       format: 'raw',
     });
-    signing.catch(() => undefined); // awaited below
+    let signFailed = null;
+    signing.catch((e) => (signFailed = e)); // awaited below
     // No window was open: the question builds it, with the dialog naming the client.
-    await followNewWindow();
+    await followNewWindow(() => signFailed);
     await s.waitFor('[data-testid=prompt-dialog][data-kind=pin]');
     assert.match(await s.text(await s.find('[data-testid=prompt-dialog]')), /tray-test/);
     assert.equal(windowsOf(app), 1);
