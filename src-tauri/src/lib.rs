@@ -40,20 +40,35 @@ async fn app_info(d: Shared<'_>) -> Res<AppInfo> {
     Ok(d.info())
 }
 
-/// The window painted its first screen. With `--exit-after-paint` (the start-up
-/// measurement, `tests/desktop/measure.sh`) this prints `painted` and quits.
+/// The window painted its first screen (each time a window is built: at start and when
+/// it is opened again from the tray). For the measurements (`tests/desktop/measure.sh`)
+/// `--exit-after-paint` prints `painted` and quits, `--report-paints` prints `painted`.
 #[tauri::command]
 #[specta::specta]
 async fn app_ready(control: State<'_, AppControl>) -> Res<()> {
     tracing::info!("window painted");
-    if control.exit_after_paint {
-        #[allow(clippy::print_stdout)]
-        {
-            println!("painted");
-        }
+    if control.paints != PaintReport::Off {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "painted");
+        let _ = out.flush();
+    }
+    if control.paints == PaintReport::PrintAndExit {
         (control.exit)(0);
     }
     Ok(())
+}
+
+/// What the app says when a window has painted (the measurements read it on stdout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PaintReport {
+    /// Nothing (the app as users run it).
+    #[default]
+    Off,
+    /// Print `painted` on every paint (`--report-paints`).
+    Print,
+    /// Print `painted` on the first paint and quit (`--exit-after-paint`).
+    PrintAndExit,
 }
 
 /// Accept the privacy policy and user agreement.
@@ -76,8 +91,8 @@ async fn quit_app(control: State<'_, AppControl>) -> Res<()> {
 pub struct AppControl {
     /// Quit with this exit code.
     pub exit: Box<dyn Fn(i32) + Send + Sync>,
-    /// `--exit-after-paint`: quit once the window has painted (start-up measurement).
-    pub exit_after_paint: bool,
+    /// What to say when a window has painted.
+    pub paints: PaintReport,
 }
 
 /// Every medium with its certificates.
@@ -482,11 +497,10 @@ impl<R: Runtime> WindowEvents<R> {
 
 impl<R: Runtime> PromptSink for WindowEvents<R> {
     fn open(&self, request: &PromptRequest) {
-        // A key operation from the bridge may come while the window is hidden in the tray.
-        if let Some(w) = self.app.get_webview_window(shell::MAIN) {
-            let _ = w.show();
-            let _ = w.set_focus();
-        }
+        // A key operation from the bridge may come while KeyBridge is in the tray with no
+        // window: this builds it again, and the new page lists the waiting prompt itself
+        // (`pending_prompts`), so the event below may reach no page without loss.
+        shell::show_main(&self.app);
         self.emit(request);
     }
     fn close(&self, id: u32) {
@@ -561,7 +575,7 @@ pub fn install<R: Runtime>(
     app: &tauri::App<R>,
     specta: &tauri_specta::Builder<R>,
     opts: DesktopOptions,
-    exit_after_paint: bool,
+    paints: PaintReport,
     events: impl FnOnce(AppHandle<R>) -> WindowEvents<R>,
 ) -> Result<(), AppError> {
     specta.mount_events(app);
@@ -572,7 +586,7 @@ pub fn install<R: Runtime>(
     }
     app.manage(desktop);
     let handle = app.handle().clone();
-    app.manage(AppControl { exit: Box::new(move |code| handle.exit(code)), exit_after_paint });
+    app.manage(AppControl { exit: Box::new(move |code| handle.exit(code)), paints });
     Ok(())
 }
 
@@ -581,13 +595,11 @@ pub fn install<R: Runtime>(
 pub fn setup<R: Runtime>(
     builder: tauri::Builder<R>,
     opts: DesktopOptions,
-    exit_after_paint: bool,
+    paints: PaintReport,
     events: impl FnOnce(AppHandle<R>) -> WindowEvents<R> + Send + 'static,
 ) -> tauri::Builder<R> {
     let (builder, specta) = with_commands(builder);
-    builder.setup(move |app| {
-        install(app, &specta, opts, exit_after_paint, events).map_err(|e| Box::new(e) as Box<dyn std::error::Error>)
-    })
+    builder.setup(move |app| install(app, &specta, opts, paints, events).map_err(|e| Box::new(e) as Box<dyn std::error::Error>))
 }
 
 #[cfg(test)]

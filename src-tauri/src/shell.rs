@@ -2,10 +2,10 @@
 //! count and quick actions, one instance only, desktop notifications, and closing to
 //! the tray.
 
-use crate::{WindowEvents, install, with_commands};
+use crate::{PaintReport, WindowEvents, install, with_commands};
 use kb_desktop::{Desktop, DesktopOptions};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{MouseButton, MouseButtonState, TrayIconBuilder, TrayIconEvent};
 use tauri::{AppHandle, Manager, Runtime, WebviewUrl, WebviewWindowBuilder, WindowEvent};
@@ -22,8 +22,9 @@ pub struct Args {
     pub home: Option<PathBuf>,
     /// `--hidden`: start in the tray (login auto-start).
     pub hidden: bool,
-    /// `--exit-after-paint`: quit once the window has painted (start-up measurement).
-    pub exit_after_paint: bool,
+    /// `--exit-after-paint` (quit once the window has painted: start-up measurement) or
+    /// `--report-paints` (print `painted` whenever a window has painted: reopening).
+    pub paints: PaintReport,
 }
 
 impl Args {
@@ -35,7 +36,8 @@ impl Args {
             match arg.as_str() {
                 "--home" => a.home = Some(it.next().ok_or("--home needs a directory")?.into()),
                 "--hidden" => a.hidden = true,
-                "--exit-after-paint" => a.exit_after_paint = true,
+                "--exit-after-paint" => a.paints = PaintReport::PrintAndExit,
+                "--report-paints" => a.paints = PaintReport::Print,
                 "--version" => {
                     return Err(format!("keybridge-desktop {}", env!("CARGO_PKG_VERSION")));
                 }
@@ -48,12 +50,87 @@ impl Args {
     }
 }
 
-fn show_main<R: Runtime>(app: &AppHandle<R>) {
+/// Where the main window is in its life. A window closed to the tray is destroyed, not
+/// hidden, so WebKit's web process goes and the tray idles small; `closing` runs from the
+/// close request to the window's destruction, and a request to show it in between
+/// (a bridge prompt, the tray, a second start) reopens it once it is gone.
+#[derive(Debug, Default)]
+struct MainWindowLife {
+    closing: bool,
+    reopen: bool,
+}
+
+fn life<R: Runtime>(app: &AppHandle<R>) -> Option<std::sync::MutexGuard<'_, MainWindowLife>> {
+    app.try_state::<Mutex<MainWindowLife>>().map(|s| s.inner().lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+}
+
+/// Bring the main window forward, building it again when it was released to the tray
+/// (or never built: `--hidden`). Callable from any thread: the work runs on the main
+/// thread, where windows are made and destroyed, so two callers never build two windows.
+pub fn show_main<R: Runtime>(app: &AppHandle<R>) {
+    let h = app.clone();
+    if let Err(e) = app.run_on_main_thread(move || show_main_now(&h)) {
+        tracing::warn!("the window could not be shown: {e}");
+    }
+}
+
+fn show_main_now<R: Runtime>(app: &AppHandle<R>) {
+    if let Some(mut l) = life(app)
+        && l.closing
+    {
+        tracing::info!("the window is closing: built again once it is gone");
+        l.reopen = true;
+        return;
+    }
     if let Some(w) = app.get_webview_window(MAIN) {
         let _ = w.unminimize();
         let _ = w.show();
         let _ = w.set_focus();
+        return;
     }
+    tracing::info!("building the window again");
+    match build_main(app) {
+        Ok(w) => {
+            let _ = w.set_focus();
+        }
+        Err(e) => tracing::warn!("the window could not be built: {e}"),
+    }
+}
+
+/// The main window: the UI page, software rendering, and closing to the tray.
+fn build_main<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<tauri::WebviewWindow<R>> {
+    let w = WebviewWindowBuilder::new(app, MAIN, WebviewUrl::App("index.html".into()))
+        .title("KeyBridge 安全客户端")
+        .inner_size(1040.0, 700.0)
+        .min_inner_size(860.0, 560.0)
+        .build()?;
+    software_rendering(&w);
+    // Closing the window keeps KeyBridge in the tray (the bridge runs; its PIN and consent
+    // questions build the window again) and releases the webview; Quit is in the tray
+    // menu. Without a tray host, closing the window quits.
+    let h = app.clone();
+    w.on_window_event(move |e| match e {
+        WindowEvent::CloseRequested { .. } => {
+            if h.tray_by_id(TRAY).is_some()
+                && let Some(mut l) = life(&h)
+            {
+                tracing::info!("window closed to the tray: releasing the webview");
+                l.closing = true;
+            }
+        }
+        WindowEvent::Destroyed => {
+            tracing::info!("window destroyed");
+            let reopen = life(&h).is_some_and(|mut l| {
+                l.closing = false;
+                std::mem::take(&mut l.reopen)
+            });
+            if reopen {
+                show_main(&h);
+            }
+        }
+        _ => {}
+    });
+    Ok(w)
 }
 
 fn count_text<R: Runtime>(app: &AppHandle<R>) -> String {
@@ -138,11 +215,11 @@ pub fn run() -> Result<(), String> {
         .plugin(tauri_plugin_notification::init())
         .plugin(tauri_plugin_dialog::init());
     let (builder, specta) = with_commands(builder);
-    let exit_after_paint = args.exit_after_paint;
+    let paints = args.paints;
     let hidden = args.hidden;
     let app = builder
         .setup(move |app| {
-            install(app, &specta, opts, exit_after_paint, |app| {
+            install(app, &specta, opts, paints, |app| {
                 let mut ev = WindowEvents::new(app);
                 ev.notify = Some(Box::new(|app: &AppHandle, title: &str, body: &str| {
                     use tauri_plugin_notification::NotificationExt;
@@ -153,26 +230,12 @@ pub fn run() -> Result<(), String> {
                 ev
             })?;
             let handle = app.handle().clone();
-            let w = WebviewWindowBuilder::new(&handle, MAIN, WebviewUrl::App("index.html".into()))
-                .title("KeyBridge 安全客户端")
-                .inner_size(1040.0, 700.0)
-                .min_inner_size(860.0, 560.0)
-                .visible(!hidden)
-                .build()?;
-            software_rendering(&w);
-            // Closing the window keeps KeyBridge in the tray (the bridge and PIN dialogs
-            // still work); Quit is in the tray menu.
-            let h = handle.clone();
-            w.on_window_event(move |e| {
-                if let WindowEvent::CloseRequested { api, .. } = e
-                    && h.tray_by_id(TRAY).is_some()
-                {
-                    api.prevent_close();
-                    if let Some(w) = h.get_webview_window(MAIN) {
-                        let _ = w.hide();
-                    }
-                }
-            });
+            app.manage(Mutex::new(MainWindowLife::default()));
+            // `--hidden` (login auto-start) builds no window: the tray holds KeyBridge
+            // until the user, a prompt or a second start opens it.
+            if !hidden {
+                build_main(&handle)?;
+            }
             if let Err(e) = tray(&handle) {
                 // No tray host (a bare X server): the window still works; closing it quits.
                 tracing::warn!("no tray icon: {e}");
@@ -181,13 +244,16 @@ pub fn run() -> Result<(), String> {
         })
         .build(tauri::generate_context!())
         .map_err(|e| format!("KeyBridge could not start: {e}"))?;
-    app.run(|app, e| {
+    app.run(|app, e| match e {
+        // The last window closed (to the tray): KeyBridge stays; Quit asks with a code.
+        tauri::RunEvent::ExitRequested { code: None, api, .. } if app.tray_by_id(TRAY).is_some() => api.prevent_exit(),
         // Scans stop and BLE links close on the way out (btleplug does not do it itself).
-        if let tauri::RunEvent::Exit = e
-            && let Some(d) = app.try_state::<Arc<Desktop>>()
-        {
-            d.shutdown();
+        tauri::RunEvent::Exit => {
+            if let Some(d) = app.try_state::<Arc<Desktop>>() {
+                d.shutdown();
+            }
         }
+        _ => {}
     });
     Ok(())
 }

@@ -10,7 +10,8 @@ mod ipc;
 use kb_desktop::DesktopOptions;
 use kb_desktop::model::*;
 use kb_filekey::KdfParams;
-use keybridge_desktop::{WindowEvents, install, with_commands};
+use keybridge_desktop::shell::MAIN;
+use keybridge_desktop::{PaintReport, WindowEvents, install, with_commands};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -18,7 +19,7 @@ use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tauri::test::{MockRuntime, mock_builder, mock_context, noop_assets};
-use tauri::{App, WebviewWindow, WebviewWindowBuilder};
+use tauri::{App, Manager, WebviewWindow, WebviewWindowBuilder};
 use tauri_specta::Event;
 
 struct Rig {
@@ -38,9 +39,9 @@ fn rig_with(bridge: Option<Option<u16>>) -> Rig {
     rig_in(tempfile::tempdir().unwrap(), bridge)
 }
 
-fn rig_in(home: tempfile::TempDir, bridge: Option<Option<u16>>) -> Rig {
-    let opts = DesktopOptions {
-        home: Some(home.path().to_path_buf()),
+fn options(home: &Path, bridge: Option<Option<u16>>) -> DesktopOptions {
+    DesktopOptions {
+        home: Some(home.to_path_buf()),
         create_demo: true,
         kdf: KdfParams::weak_for_tests(),
         file_logging: false,
@@ -49,11 +50,20 @@ fn rig_in(home: tempfile::TempDir, bridge: Option<Option<u16>>) -> Rig {
         update_keys: vec![update_key().public_key()],
         ble: None,
         phone_secrets: kb_desktop::phone::BackendChoice::File,
-        autostart_dir: Some(home.path().join("xdg/autostart")),
-    };
+        autostart_dir: Some(home.join("xdg/autostart")),
+    }
+}
+
+/// The app with the core installed and no window yet.
+fn app_without_window(home: &Path, bridge: Option<Option<u16>>) -> App<MockRuntime> {
     let (builder, specta) = with_commands(mock_builder());
     let app = builder.build(mock_context(noop_assets())).unwrap();
-    install(&app, &specta, opts, false, WindowEvents::new).unwrap();
+    install(&app, &specta, options(home, bridge), PaintReport::Off, WindowEvents::new).unwrap();
+    app
+}
+
+fn rig_in(home: tempfile::TempDir, bridge: Option<Option<u16>>) -> Rig {
+    let app = app_without_window(home.path(), bridge);
     let win = WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
     let (tx, prompts) = channel();
     let tx = Mutex::new(tx);
@@ -245,6 +255,41 @@ fn pins_change_wrong_lock_and_unblock() {
     let pin = demo(&r).user_pin.unwrap();
     assert!(!pin.locked && pin.tries_left == max);
     change("13572468", "24681357").unwrap();
+}
+
+/// Closed to the tray, KeyBridge has no window (it is destroyed to release the webview):
+/// a key operation's PIN question builds the window again, and the new page finds the
+/// question waiting (`pending_prompts`) although the event went out before the page was
+/// there to hear it.
+#[test]
+fn a_pin_question_with_no_window_builds_the_window_again() {
+    let home = tempfile::tempdir().unwrap();
+    let app = app_without_window(home.path(), None);
+    assert!(app.get_webview_window(MAIN).is_none());
+    let desktop = app.state::<Arc<kb_desktop::Desktop>>().inner().clone();
+    let enc: CertRef = serde_json::from_value(json!({"device": "file:demo", "container": "demo", "usage": "encrypt"})).unwrap();
+    let worker = std::thread::spawn(move || desktop.delete_certificate(&enc));
+    let win = wait_until("the window is built again", || app.get_webview_window(MAIN));
+    let prompt = wait_until("the new page lists the PIN question", || {
+        let pending: Vec<PromptRequest> = ok(&win, "pending_prompts", json!({}));
+        pending.into_iter().find(|p| matches!(p.body, PromptBody::Pin { .. }))
+    });
+    ok::<Value>(&win, "answer_prompt", json!({"id": prompt.id, "answer": {"kind": "cancel"}}));
+    assert_eq!(worker.join().unwrap().unwrap_err().name, "cancelled");
+    let media: Vec<Medium> = ok(&win, "list_media", json!({}));
+    assert_eq!(media[0].certificates.len(), 2, "nothing deleted");
+}
+
+/// Poll `f` until it gives a value (a generous limit only catches a hang).
+fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < until, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
@@ -541,7 +586,6 @@ fn serve_body_once(body: String) -> (String, std::thread::JoinHandle<String>) {
 /// window about a newer version, and is not repeated within the period.
 #[test]
 fn scheduled_update_checks_follow_the_frequency() {
-    use tauri::Manager;
     let r = rig();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s2 = seen.clone();

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start-up time and idle memory of the desktop app (release build), under Xvfb.
+# Start-up time, idle memory and the tray of the desktop app (release build), under Xvfb.
 #
 #   cargo build --release -p keybridge-desktop && tests/desktop/measure.sh [BIN] [RUNS]
 #
@@ -7,8 +7,14 @@
 # calls `app_ready` after its first frame; `--exit-after-paint` prints `painted` then and
 # quits), the home screen of an existing demo key, RUNS times (default 7); median and
 # worst. The first start of a new home (which creates the demo key) is reported apart.
-# Idle memory: the app left alone for 10 s after painting; RSS and PSS of the app and
+# Idle memory: the app left alone for 12 s after painting; RSS and PSS of the app and
 # every process it started (WebKit's web and network processes), summed.
+# The tray, same app process: its window closed as a user closes it (the WM_DELETE_WINDOW
+# message, tests/desktop/xwin.py), then, once WebKit's web process has exited, 12 s
+# alone: idle memory in the tray. Reopening: from the tray menu's 打开 KeyBridge item,
+# clicked as a tray host clicks it (com.canonical.dbusmenu Event on the session bus), to
+# the new window's first painted screen (`--report-paints` prints `painted` on each),
+# RUNS times, closing it to the tray in between; median and worst.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -35,6 +41,10 @@ start_once() {
   echo $((t1 - t0))
 }
 
+# The local bridge on a free loopback port (another KeyBridge may hold the default).
+mkdir -p "$home/config"
+echo "bridge_port = $(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')" \
+  > "$home/config/settings.toml"
 first=$(start_once)
 # Accept the agreement as a user would, so later starts show the home screen.
 cat "$home/config/agreement-accepted" > /dev/null 2>&1 || {
@@ -62,12 +72,63 @@ tree_memory() {
   echo "$rss $pss $own ${procs[*]}"
 }
 
-"$BIN" --home "$home" > /dev/null 2> "$work/idle.log" &
+# One app process for the rest: window open, then in the tray, then reopened. Its
+# stdout comes through a FIFO, so each `painted` is read the moment it is written.
+mkfifo "$work/paints"
+"$BIN" --home "$home" --report-paints > "$work/paints" 2> "$work/idle.log" &
 app=$!
 track "$app"
+exec 3< "$work/paints"
+# Wait for the next `painted` line of the app (60 s only catch a hang).
+painted() {
+  local line
+  while IFS= read -r -t 60 line <&3; do [ "$line" = painted ] && return 0; done
+  cat "$work/idle.log" >&2
+  echo "measure.sh: the app did not report a painted window" >&2
+  exit 1
+}
+web_processes() { for c in $(pgrep -P "$app"); do [ "$(cat "/proc/$c/comm" 2>/dev/null)" = WebKitWebProces ] && echo "$c"; done; true; }
+# Close the window as a user does; wait until its web process has exited.
+close_to_tray() {
+  local gone=0 before
+  before="$(web_processes)"
+  [ -n "$before" ] || { echo "measure.sh: no web process before closing" >&2; exit 1; }
+  python3 "$HERE/xwin.py" close "$app"
+  for _ in $(seq 600); do
+    gone=1
+    for p in $before; do [ -e "/proc/$p" ] && gone=0; done
+    [ "$gone" = 1 ] && break
+    sleep 0.05
+  done
+  [ "$gone" = 1 ] || { echo "measure.sh: the web process did not exit after the window closed" >&2; exit 1; }
+}
+painted
 sleep 12
 read -r rss pss app_rss procs <<< "$(tree_memory "$app")"
+
+close_to_tray
+sleep 12
+read -r tray_rss tray_pss tray_app_rss tray_procs <<< "$(tree_memory "$app")"
+
+# The tray menu's 打开 KeyBridge item, found once; each click is one `gdbus call`.
+read -r tray_bus tray_menu open_item <<< "$(/usr/bin/python3 "$HERE/tray.py" find "$app" "打开 KeyBridge")"
+reopens=()
+for _ in $(seq "$RUNS"); do
+  t0=$(now_ms)
+  gdbus call --session --dest "$tray_bus" --object-path "$tray_menu" \
+    --method com.canonical.dbusmenu.Event "$open_item" clicked '<0>' 0 > /dev/null
+  painted
+  t1=$(now_ms)
+  reopens+=($((t1 - t0)))
+  sleep 2
+  close_to_tray
+  sleep 1
+done
+sorted=($(printf '%s\n' "${reopens[@]}" | sort -n))
+reopen_median=${sorted[$(( ${#sorted[@]} / 2 ))]}
+reopen_worst=${sorted[$(( ${#sorted[@]} - 1 ))]}
 kill "$app"
+exec 3<&-
 
 # The peer, same run: the same UI (ui/dist, on its in-memory mock backend) in WebKitGTK's
 # own MiniBrowser — the same engine and page without KeyBridge's core — served from
@@ -92,6 +153,10 @@ echo "  median ${median}  worst ${worst}  (goal <= 1500)"
 echo "  first start of a new home (creates the demo key): ${first}"
 echo "idle memory after 12 s, all processes (${procs}):"
 echo "  RSS $((rss / 1024)) MiB  PSS $((pss / 1024)) MiB  (goal <= 150 MB); the app process alone: RSS $((app_rss / 1024)) MiB"
+echo "in the tray, window closed (its webview released), idle after 12 s (${tray_procs}):"
+echo "  RSS $((tray_rss / 1024)) MiB  PSS $((tray_pss / 1024)) MiB  (goal <= 60 MiB RSS); the app process alone: RSS $((tray_app_rss / 1024)) MiB"
+echo "reopen from the tray menu to the painted window, ms (runs: ${reopens[*]}):"
+echo "  median ${reopen_median}  worst ${reopen_worst}  (goal <= 700)"
 echo "peer, same run — the same UI in WebKitGTK's MiniBrowser (${peer_procs}):"
 echo "  RSS $((peer_rss / 1024)) MiB  PSS $((peer_pss / 1024)) MiB"
 if [ "$peer_pss" -gt 0 ]; then

@@ -33,10 +33,13 @@ export KB_NOTIFY_LOG="$work/notify.log"
 
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 TAURI_WEBVIEW_AUTOMATION=true WebKitWebDriver --host=127.0.0.1 --port="$port" > "$work/webdriver.log" 2>&1 &
-track $!
+webdriver=$!
+track "$webdriver"
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/status" > /dev/null && break; sleep 0.1; done
 
-export KB_WEBDRIVER="http://127.0.0.1:$port" KB_DESKTOP_BIN="$BIN" KB_DESKTOP_HOME="$work/home"
+# The app is the child of WebKitWebDriver that runs $BIN: the tray tests find it (and
+# WebKit's processes under it) by process id.
+export KB_WEBDRIVER="http://127.0.0.1:$port" KB_WEBDRIVER_PID="$webdriver" KB_DESKTOP_BIN="$BIN" KB_DESKTOP_HOME="$work/home"
 status=0
 node --test --test-concurrency=1 "$HERE/window.test.mjs" || status=$?
 if [ "$status" -ne 0 ]; then

@@ -1,14 +1,19 @@
 // The real KeyBridge window (keybridge-desktop under Xvfb, driven by WebKitWebDriver):
 // first run, home with the demo key, certificate details, the PIN change form, a wrong PIN
-// dropping the tries left, and the one PIN dialog a key operation opens. Screenshots in
-// zh-CN go to $KB_SCREENSHOTS when set (docs/screenshots/ for the README).
+// dropping the tries left, and the one PIN dialog a key operation opens; closing to the
+// tray (the webview released, WebKit's web process gone) and opening again from the tray
+// menu, a second start, and a bridge client's PIN question, each with no window. Screenshots
+// in zh-CN go to $KB_SCREENSHOTS when set (docs/screenshots/ for the README).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { mkdirSync, readFileSync, existsSync, copyFileSync, unlinkSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { mkdirSync, readFileSync, existsSync, copyFileSync, unlinkSync, writeFileSync, readdirSync, realpathSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { spawn, execFileSync } from 'node:child_process';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { Session, sleep } from './webdriver.mjs';
+import { BridgeClient } from './bridge-client.mjs';
 
 const base = process.env.KB_WEBDRIVER;
 const bin = process.env.KB_DESKTOP_BIN;
@@ -21,8 +26,21 @@ const shot = async (name) => {
 };
 const tries = (text) => Number((text.match(/\d+/) || [NaN])[0]);
 
+// The local bridge on a free loopback port of this run (not the default 17210, which
+// another KeyBridge on the machine may hold).
+let bridgePort;
+const freePort = () =>
+  new Promise((resolve) => {
+    const srv = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+
 before(async () => {
-  mkdirSync(home, { recursive: true });
+  mkdirSync(join(home, 'config'), { recursive: true });
+  bridgePort = await freePort();
+  writeFileSync(join(home, 'config', 'settings.toml'), `bridge_port = ${bridgePort}\n`);
   s = await Session.start(base, {
     'webkitgtk:browserOptions': { binary: bin, args: ['--home', home] },
   });
@@ -203,4 +221,159 @@ test('home follows media live: a key file appearing and disappearing', async () 
   unlinkSync(second); // "pulling it out"
   await s.waitGone('[data-testid=medium][data-device-id="file:second"]', 15000);
   assert.equal((await s.findAll('[data-testid=medium]')).length, 1);
+});
+
+// --- The tray: the window released and built again ---------------------------------
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const binPath = realpathSync(bin);
+
+/** Processes whose parent is `pid`: [{ pid, comm, exe }]. */
+function children(pid) {
+  const out = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid !== pid) continue;
+      let exe = '';
+      try {
+        exe = realpathSync(`/proc/${d}/exe`);
+      } catch {
+        // a process of another user, or gone
+      }
+      out.push({ pid: Number(d), comm: readFileSync(`/proc/${d}/comm`, 'utf8').trim(), exe });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+const alive = (pid) => existsSync(`/proc/${pid}`);
+/** The running app: WebKitWebDriver's child that runs $KB_DESKTOP_BIN. */
+function appPid() {
+  const app = children(Number(process.env.KB_WEBDRIVER_PID)).find((c) => c.exe === binPath);
+  assert.ok(app, 'the app runs under WebKitWebDriver');
+  return app.pid;
+}
+const webProcesses = (app) => children(app).filter((c) => c.comm.startsWith('WebKitWebProces')).map((c) => c.pid);
+const windowsOf = (app) => Number(execFileSync('python3', [join(here, 'xwin.py'), 'count', String(app)], { encoding: 'utf8' }).trim());
+
+/** Wait until `f()` is truthy; returns it (the limit only catches a hang). */
+async function until(what, f, timeoutMs = 30000) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out: ${what}`);
+    await sleep(100);
+  }
+}
+
+/** Close the window as a user does (its close button: WM_DELETE_WINDOW); wait until
+ *  it and the web process that drew it are gone. Returns that web process's pids. */
+async function closeToTray(app) {
+  const web = webProcesses(app);
+  assert.ok(web.length >= 1, 'a web process draws the open window');
+  execFileSync('python3', [join(here, 'xwin.py'), 'close', String(app)]);
+  await until('the window is destroyed', () => windowsOf(app) === 0);
+  await until(`the web process exits (${web.join(', ')})`, () => web.every((p) => !alive(p)));
+  assert.ok(alive(app), 'KeyBridge stays in the tray');
+  return web;
+}
+
+/** Point the WebDriver session at the window KeyBridge built again. `failed()` may
+ *  return an error that means no window will come (it is thrown at once). */
+async function followNewWindow(failed = () => null) {
+  const handle = await until('the new window is known to WebDriver', async () => {
+    const err = failed();
+    if (err) throw err;
+    const handles = await s.cmd('GET', '/window/handles').catch(() => []);
+    return handles[0];
+  });
+  await s.cmd('POST', '/window', { handle });
+}
+
+test('closed to the tray, the webview is released; the tray menu opens it again, painted and usable', async () => {
+  const app = appPid();
+  const before = await closeToTray(app);
+  assert.deepEqual(webProcesses(app), [], 'no web process while in the tray');
+  // The tray menu's 打开 KeyBridge, clicked as a tray host does (dbusmenu on the session bus).
+  execFileSync('/usr/bin/python3', [join(here, 'tray.py'), 'click', String(app), '打开 KeyBridge']);
+  await followNewWindow();
+  const medium = await s.waitFor('[data-testid=medium]');
+  assert.equal(await s.attr(medium, 'data-device-id'), 'file:demo');
+  const now = webProcesses(app);
+  assert.ok(now.length >= 1 && now.every((p) => !before.includes(p)), `a new web process draws it: ${now} (before: ${before})`);
+  assert.equal(windowsOf(app), 1, 'one window');
+  // Usable: another screen answers from the core.
+  await s.click('[data-testid=nav-pin]');
+  await s.waitText('[data-testid=pin-user-tries]', (t) => /\d/.test(t));
+  await s.click('[data-testid=nav-home]');
+  await s.waitFor('[data-testid=medium]');
+});
+
+test('in the tray, a second start opens the window again', async () => {
+  const app = appPid();
+  await closeToTray(app);
+  const second = spawn(bin, ['--home', home], { stdio: 'ignore' });
+  const code = await new Promise((resolve) => second.on('exit', resolve));
+  assert.equal(code, 0, 'the second instance hands over to the first and exits');
+  await followNewWindow();
+  await s.waitFor('[data-testid=medium]');
+  assert.equal(windowsOf(app), 1);
+});
+
+test('in the tray, a bridge client asking to sign brings the window back with the PIN dialog', async () => {
+  const app = appPid();
+  await closeToTray(app);
+  const secret = readFileSync(join(home, 'config', 'bridge-secret'), 'utf8').trim();
+  const c = await BridgeClient.connect(bridgePort, secret);
+  try {
+    await c.call('hello', { schema_version: 1, sdk: 'tray-test' });
+    const { certificates } = await c.call('certificates.list', { usage: 'sign' });
+    assert.ok(certificates.length >= 1, 'the demo signing certificate is listed with no window');
+    const signing = c.call('sign', {
+      certificate: { thumbprint: certificates[0].thumbprint },
+      input: { data: Buffer.from('投标文件').toString('base64') },
+      format: 'raw',
+    });
+    let signFailed = null;
+    signing.catch((e) => (signFailed = e)); // awaited below
+    // No window was open: the question builds it, with the dialog naming the client.
+    await followNewWindow(() => signFailed);
+    await s.waitFor('[data-testid=prompt-dialog][data-kind=pin]');
+    assert.match(await s.text(await s.find('[data-testid=prompt-dialog]')), /tray-test/);
+    assert.equal(windowsOf(app), 1);
+    await s.type('[data-testid=prompt-pin-input]', '11223344'); // changed by the PIN test above
+    await s.click('[data-testid=prompt-ok]');
+    const res = await signing;
+    assert.equal(res.format, 'raw');
+    assert.ok(Buffer.from(res.signature, 'base64').length > 64, 'a DER SM2 signature');
+    await s.waitGone('[data-testid=prompt-dialog]');
+  } finally {
+    c.close();
+  }
+});
+
+test('in the tray, a key with certificates in the near-expiry window still notifies, with no window', async () => {
+  const app = appPid();
+  await closeToTray(app);
+  const log = process.env.KB_NOTIFY_LOG;
+  const notifies = () => (existsSync(log) ? readFileSync(log, 'utf8').match(/Notify /g) || [] : []).length;
+  const before = notifies();
+  // The near-expiry window is 400 days since the test above; the notices remembered so
+  // far are forgotten, so the certificates of the key "inserted" now count as new.
+  unlinkSync(join(home, 'data', 'expiry-notified.json'));
+  const third = join(home, 'data', 'keys', 'third.kbkey');
+  copyFileSync(join(home, 'data', 'keys', 'demo.kbkey'), third);
+  try {
+    await until('a desktop notification', () => notifies() > before);
+    assert.match(readFileSync(log, 'utf8').split('\n').filter((l) => /Notify /.test(l)).pop(), /即将过期/);
+    assert.equal(windowsOf(app), 0, 'a notification builds no window');
+    assert.deepEqual(webProcesses(app), []);
+  } finally {
+    unlinkSync(third);
+  }
 });

@@ -9,8 +9,9 @@ export const commands = {
 	/**  Version, agreement state, paths. */
 	appInfo: () => typedError<AppInfo, AppError>(__TAURI_INVOKE("app_info")),
 	/**
-	 *  The window painted its first screen. With `--exit-after-paint` (the start-up
-	 *  measurement, `tests/desktop/measure.sh`) this prints `painted` and quits.
+	 *  The window painted its first screen (each time a window is built: at start and when
+	 *  it is opened again from the tray). For the measurements (`tests/desktop/measure.sh`)
+	 *  `--exit-after-paint` prints `painted` and quits, `--report-paints` prints `painted`.
 	 */
 	appReady: () => typedError<null, AppError>(__TAURI_INVOKE("app_ready")),
 	/**  Accept the privacy policy and user agreement. */

@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""The window's close button, as a user presses it, for the tests under Xvfb (no window
+manager runs there): the WM_DELETE_WINDOW message a window manager sends to a top-level
+window (ICCCM 4.1.2.7), by libX11 through ctypes (no Python package needed).
+
+  xwin.py close PID    ask every KeyBridge window of process PID to close; exit 1 if none
+  xwin.py count PID    print how many KeyBridge windows process PID has
+"""
+import ctypes
+import ctypes.util
+import os
+import sys
+
+x11 = ctypes.CDLL(ctypes.util.find_library("X11") or "libX11.so.6")
+Window = Atom = ctypes.c_ulong
+x11.XOpenDisplay.restype = ctypes.c_void_p
+x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
+x11.XDefaultRootWindow.restype = Window
+x11.XDefaultRootWindow.argtypes = [ctypes.c_void_p]
+x11.XInternAtom.restype = Atom
+x11.XInternAtom.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
+x11.XQueryTree.argtypes = [ctypes.c_void_p, Window, ctypes.POINTER(Window), ctypes.POINTER(Window),
+                           ctypes.POINTER(ctypes.POINTER(Window)), ctypes.POINTER(ctypes.c_uint)]
+x11.XGetWindowProperty.argtypes = [ctypes.c_void_p, Window, Atom, ctypes.c_long, ctypes.c_long, ctypes.c_int, Atom,
+                                   ctypes.POINTER(Atom), ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_ulong),
+                                   ctypes.POINTER(ctypes.c_ulong), ctypes.POINTER(ctypes.c_void_p)]
+x11.XFree.argtypes = [ctypes.c_void_p]
+x11.XSendEvent.argtypes = [ctypes.c_void_p, Window, ctypes.c_int, ctypes.c_long, ctypes.c_void_p]
+x11.XFlush.argtypes = [ctypes.c_void_p]
+x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+
+
+class ClientMessage(ctypes.Structure):
+    _fields_ = [("type", ctypes.c_int), ("serial", ctypes.c_ulong), ("send_event", ctypes.c_int),
+                ("display", ctypes.c_void_p), ("window", Window), ("message_type", Atom),
+                ("format", ctypes.c_int), ("l", ctypes.c_long * 5)]
+
+
+class XEvent(ctypes.Union):
+    _fields_ = [("xclient", ClientMessage), ("pad", ctypes.c_long * 24)]
+
+
+CLIENT_MESSAGE = 33
+
+
+def prop(dpy, win, name, kind):
+    """A property's bytes (format 8) or longs (format 32), or None."""
+    atype, afmt, n, after, data = Atom(), ctypes.c_int(), ctypes.c_ulong(), ctypes.c_ulong(), ctypes.c_void_p()
+    if x11.XGetWindowProperty(dpy, win, x11.XInternAtom(dpy, name, 0), 0, 1024, 0, x11.XInternAtom(dpy, kind, 0),
+                              ctypes.byref(atype), ctypes.byref(afmt), ctypes.byref(n), ctypes.byref(after),
+                              ctypes.byref(data)) != 0 or not data.value:
+        return None
+    try:
+        if afmt.value == 8:
+            return ctypes.string_at(data.value, n.value)
+        if afmt.value == 32:
+            return list((ctypes.c_long * n.value).from_address(data.value))
+        return None
+    finally:
+        x11.XFree(data)
+
+
+def keybridge_windows(dpy, pid):
+    root = x11.XDefaultRootWindow(dpy)
+    r, parent, children, n = Window(), Window(), ctypes.POINTER(Window)(), ctypes.c_uint()
+    if not x11.XQueryTree(dpy, root, ctypes.byref(r), ctypes.byref(parent), ctypes.byref(children), ctypes.byref(n)):
+        return []
+    wins = [children[i] for i in range(n.value)]
+    if children:
+        x11.XFree(children)
+    found = []
+    for w in wins:
+        if prop(dpy, w, b"_NET_WM_PID", b"CARDINAL") != [pid]:
+            continue
+        name = prop(dpy, w, b"_NET_WM_NAME", b"UTF8_STRING") or b""
+        if b"KeyBridge" in name:
+            found.append(w)
+    return found
+
+
+def main():
+    if len(sys.argv) != 3 or sys.argv[1] not in ("close", "count"):
+        sys.exit(__doc__)
+    pid = int(sys.argv[2])
+    dpy = x11.XOpenDisplay(os.environ.get("DISPLAY", "").encode() or None)
+    if not dpy:
+        sys.exit("xwin.py: cannot open the display")
+    wins = keybridge_windows(dpy, pid)
+    if sys.argv[1] == "count":
+        print(len(wins))
+    else:
+        protocols = x11.XInternAtom(dpy, b"WM_PROTOCOLS", 0)
+        delete = x11.XInternAtom(dpy, b"WM_DELETE_WINDOW", 0)
+        for w in wins:
+            ev = XEvent()
+            ev.xclient.type = CLIENT_MESSAGE
+            ev.xclient.window = w
+            ev.xclient.message_type = protocols
+            ev.xclient.format = 32
+            ev.xclient.l[0] = delete
+            ev.xclient.l[1] = 0  # CurrentTime
+            x11.XSendEvent(dpy, w, 0, 0, ctypes.byref(ev))
+        x11.XFlush(dpy)
+    x11.XCloseDisplay(dpy)
+    if sys.argv[1] == "close" and not wins:
+        sys.exit(f"xwin.py: process {pid} has no KeyBridge window")
+
+
+if __name__ == "__main__":
+    main()
