@@ -88,6 +88,10 @@ fn enumerates_the_reader_and_reports_insert_and_removal() {
     removed(&rx, &info.id, Duration::from_secs(2));
     println!("PC/SC card pulled -> Removed latency: {} ms", pulled.elapsed().as_millis());
     assert_eq!(token.containers().unwrap_err().code(), ErrorCode::DeviceRemoved);
+    // The same card back in the reader: reported again.
+    let _again = rig.insert("enum", "00000001", None);
+    let back = added(&rx, Duration::from_secs(10));
+    assert_eq!(back.id, info.id);
 }
 
 #[test]
