@@ -14,7 +14,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join, dirname, resolve } from 'node:path';
-import { mkdtempSync, readFileSync, writeFileSync, existsSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
@@ -71,6 +71,7 @@ function kb(args, input) {
   return out.toString();
 }
 const openssl = (args) => execFileSync('openssl', args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
+/** A serial as hex digits to compare (views differ in case, separators and leading zeros). */
 const norm = (serial) => serial.replace(/[\s:]/g, '').replace(/^0+/, '').toLowerCase();
 const signRow = () => JSON.parse(kb(['--json', 'certs'])).certificates.find((c) => c.device === 'file:demo' && c.usage === 'sign');
 const exportSign = (path) => kb(['cert', 'export', '--device', 'file:demo', '--container', 'demo', '--usage', 'sign', '--out', path, '--pem']);
@@ -261,6 +262,12 @@ test('安装证书 with the PIN: a new certificate, same key, later expiry, chai
   assert.match(verified, /new\.pem: OK/);
   assert.equal(publicKey(file('new.pem')), publicKey(file('old.pem')), '续期 keeps the key pair');
   assert.ok(notAfter(file('new.pem')) > notAfter(file('old.pem')), 'the new certificate expires later');
+  // The install finished: its journal (the old certificate, kept for rollback until the new
+  // one read back) is gone.
+  const journals = join(home, 'data', 'renewal');
+  assert.ok(existsSync(journals), `the journal folder ${journals}`);
+  const left = readdirSync(journals).filter((n) => n.startsWith('install-'));
+  assert.deepEqual(left, [], 'no install journal left behind');
   // The window shows the new certificate, nothing left to install.
-  await s.waitFor(`[data-testid=renewal-cert][data-serial="${norm(newSerial)}"]`, HANG);
+  await s.waitFor(`[data-testid=renewal-cert][data-serial="${newSerial}"]`, HANG);
 });
