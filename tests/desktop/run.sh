@@ -7,11 +7,23 @@
 #
 #   tests/desktop/run.sh [BIN]      BIN defaults to target/debug/keybridge-desktop
 #   KB_SCREENSHOTS=docs/screenshots tests/desktop/run.sh   also refresh the README's screenshots
+#   KB_DESKTOP_TESTS="renewal" tests/desktop/run.sh        only these test files
+#
+# Each test file gets a session of its own (display, bus, driver, app, home): the app is
+# single-instance per session bus. renewal.test.mjs also needs the keybridge CLI (beside
+# BIN, or $KEYBRIDGE_BIN) and tests/e2e's npm packages (Playwright, jsQR, pngjs).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 BIN="${1:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/keybridge-desktop}"
 [ -x "$BIN" ] || { echo "run.sh: $BIN not built (cargo build -p keybridge-desktop)" >&2; exit 1; }
+if [ -z "${KB_DESKTOP_TEST:-}" ]; then
+  status=0
+  for t in ${KB_DESKTOP_TESTS:-window renewal}; do
+    KB_DESKTOP_TEST="$t" "$0" "$@" || status=$?
+  done
+  exit "$status"
+fi
 if [ -n "${KB_SCREENSHOTS:-}" ]; then
   mkdir -p "$KB_SCREENSHOTS"
   KB_SCREENSHOTS="$(cd "$KB_SCREENSHOTS" && pwd)"
@@ -40,8 +52,9 @@ for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/status" > /dev/null && 
 # The app is the child of WebKitWebDriver that runs $BIN: the tray tests find it (and
 # WebKit's processes under it) by process id.
 export KB_WEBDRIVER="http://127.0.0.1:$port" KB_WEBDRIVER_PID="$webdriver" KB_DESKTOP_BIN="$BIN" KB_DESKTOP_HOME="$work/home"
+export KEYBRIDGE_BIN="${KEYBRIDGE_BIN:-$(dirname "$BIN")/keybridge}"
 status=0
-node --test --test-concurrency=1 "$HERE/window.test.mjs" || status=$?
+node --test --test-concurrency=1 "$HERE/$KB_DESKTOP_TEST.test.mjs" || status=$?
 if [ "$status" -ne 0 ]; then
   echo "--- WebKitWebDriver log ---" >&2
   tail -40 "$work/webdriver.log" >&2 || true

@@ -141,6 +141,47 @@ describe("RenewalView", () => {
     expect(tids(wrapper, "renewal-cert")[0].attributes("data-serial")).not.toBe(oldSerial);
   });
 
+  it("while a bound certificate waits, asks the CA every few seconds: the phone's application, then the approval", async () => {
+    vi.useFakeTimers({ toFake: ["setInterval", "clearInterval", "Date"] });
+    const backend = mockWith((f) => {
+      f.renewal = devCaRenewal();
+      f.renewal.certificates[certKey(SIGN)] = { bound: true, renewal: "none", kind: null, reason: null };
+    });
+    const check = vi.spyOn(backend, "renewalCheck");
+    const { wrapper, toast } = mountWith(Harness, { backend });
+    await settle();
+    const progress = () => tids(wrapper, "renewal-progress")[0].attributes("data-progress");
+    expect(progress()).toBe("none");
+    // Applied for and paid on the phone: nothing is pushed to the PC, the page asks.
+    backend.fixture.renewal!.certificates[certKey(SIGN)].renewal = "applied";
+    vi.advanceTimersByTime(10_000);
+    await settle();
+    expect(check).toHaveBeenCalledTimes(1);
+    expect(progress()).toBe("applied");
+    // Approved by the operator: the next look tells it (an event, a notice) and offers 安装证书.
+    backend.fixture.renewal!.certificates[certKey(SIGN)].renewal = "approved";
+    vi.advanceTimersByTime(10_000);
+    await settle();
+    expect(progress()).toBe("approved");
+    expect(tids(wrapper, "renewal-install")).toHaveLength(1);
+    expect(toast.items.map((t) => t.text).join()).toContain("续期申请已审核通过：演示用户");
+    // Nothing left to wait for: the CA is no longer asked.
+    vi.advanceTimersByTime(60_000);
+    await settle();
+    expect(check).toHaveBeenCalledTimes(2);
+  });
+
+  it("does not ask the CA while nothing is bound", async () => {
+    vi.useFakeTimers({ toFake: ["setInterval", "clearInterval", "Date"] });
+    const { wrapper, backend } = mountWith(Harness);
+    const check = vi.spyOn(backend, "renewalCheck");
+    await settle();
+    expect(tids(wrapper, "renewal-cert")).toHaveLength(2);
+    vi.advanceTimersByTime(60_000);
+    await settle();
+    expect(check).not.toHaveBeenCalled();
+  });
+
   it("shows an install failure with its code", async () => {
     const backend = mockWith((f) => {
       f.renewal = devCaRenewal();

@@ -3,7 +3,7 @@
 // with that state; several media plugged in block it with the service's error, as the
 // service does.
 
-import type { CertRef, RenewalCa, RenewalCert, RenewalPage } from "../bindings";
+import type { CertRef, RenewalCa, RenewalCert, RenewalEvent, RenewalPage } from "../bindings";
 import type { CommandName } from "./index";
 import type { Handler, MockBackend } from "./mock";
 import { DAY, certKey } from "./fixture";
@@ -17,6 +17,8 @@ export interface RenewalFixture {
   certificates: Record<string, RenewalSpec>;
   /** How many years an installed renewal adds to notAfter. */
   years: number;
+  /** Decisions `renewalCheck` already told (`serial:state`), as the service remembers them. */
+  told?: string[];
 }
 
 /** The embedded development CA on loopback, nothing bound or applied for. */
@@ -124,6 +126,20 @@ export const RENEWAL_ANSWERS: { [K in CommandName]?: Handler<K> } = {
     m.emit("mediaChanged", { change: "changed", device: medium.id });
     return { kind: spec.kind ?? "renew", oldSerial, newSerial: cert.serial.toLowerCase(), newNotAfter: cert.notAfter, ref };
   },
-  // Decisions reach the window as `renewalEvent`s a test emits; nothing new on demand.
-  renewalCheck: () => [],
+  // Decisions not told yet, as the service tells them (events, returned too).
+  renewalCheck: (m) => {
+    const r = renewalOf(m);
+    const told = (r.told ??= []);
+    const out: RenewalEvent[] = [];
+    for (const c of singleMedium(m).certificates) {
+      const spec = renewalSpec(m, c.ref);
+      if (spec.renewal !== "approved" && spec.renewal !== "rejected") continue;
+      const key = `${c.serial}:${spec.renewal}`;
+      if (told.includes(key)) continue;
+      told.push(key);
+      out.push({ kind: spec.renewal, bindingId: null, serials: [c.serial.toLowerCase()], subjects: [c.subjectCn] });
+    }
+    for (const e of out) m.emit("renewalEvent", e);
+    return out;
+  },
 };
