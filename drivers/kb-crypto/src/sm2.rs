@@ -74,9 +74,12 @@ pub const MAX_ID_LEN: usize = 8191;
 /// An SM2 private key. Zeroized on drop; `Debug` never prints it.
 #[derive(Clone)]
 pub struct Sm2PrivateKey {
-    signing: sm2::dsa::SigningKey,
+    /// Boxed to keep `keys::PrivateKey`'s variants of similar size.
+    signing: Box<sm2::dsa::SigningKey>,
     /// `(1 + d)^−1 mod n`, computed once per key (constant-time inversion) for signing.
     d_plus_1_inv: Zeroizing<sm2::Scalar>,
+    /// `ZA` for [`DEFAULT_ID`] (public), so [`Self::sign`] with the usual ID skips it.
+    za_default: [u8; 32],
     public: Sm2PublicKey,
 }
 
@@ -114,7 +117,8 @@ impl Sm2PrivateKey {
         // 1 + d ≠ 0 since d ≠ n − 1 (checked above); `invert` is constant-time (safegcd).
         let d_plus_1_inv = Option::<sm2::Scalar>::from((*signing.as_nonzero_scalar().as_ref() + sm2::Scalar::ONE).invert())
             .ok_or(CryptoError::InvalidKey("SM2 private key out of range"))?;
-        Ok(Self { signing, d_plus_1_inv: Zeroizing::new(d_plus_1_inv), public })
+        let za_default = public.za(DEFAULT_ID)?;
+        Ok(Self { signing: Box::new(signing), d_plus_1_inv: Zeroizing::new(d_plus_1_inv), za_default, public })
     }
 
     /// The 32-byte scalar, in a buffer zeroized on drop.
@@ -144,7 +148,14 @@ impl Sm2PrivateKey {
 
     /// Sign `msg` as GM/T 0003.2: `e = SM3(ZA ‖ msg)` with `ZA` from `id`.
     pub fn sign(&self, id: &[u8], msg: &[u8]) -> Result<Sm2Signature> {
-        let e = self.public.digest(id, msg)?;
+        let e = if id == DEFAULT_ID {
+            let mut h = Sm3::new();
+            h.update(self.za_default);
+            h.update(msg);
+            h.finalize().into()
+        } else {
+            self.public.digest(id, msg)?
+        };
         self.sign_digest(&e)
     }
 

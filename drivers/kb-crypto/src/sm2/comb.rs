@@ -114,7 +114,6 @@ pub(crate) fn mul_base_affine(k: &Scalar) -> AffinePoint {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sm2::elliptic_curve::Field;
     use sm2::elliptic_curve::ops::Reduce;
 
     fn random_scalar() -> Scalar {
