@@ -17,6 +17,8 @@ use sm3::{Digest, Sm3};
 use std::fmt;
 use zeroize::Zeroizing;
 
+mod comb;
+
 /// Raw SM2 Diffie-Hellman for the phone link's Noise suite (`kb-phonelink`): private keys
 /// are 32-byte big-endian scalars in `[1, n−1]` (DH has no `n−2` limit), public keys are
 /// 33-byte SEC1 *compressed* points, and `DH(d, P)` is the x-coordinate of `[d]P`. It
@@ -72,7 +74,12 @@ pub const MAX_ID_LEN: usize = 8191;
 /// An SM2 private key. Zeroized on drop; `Debug` never prints it.
 #[derive(Clone)]
 pub struct Sm2PrivateKey {
-    signing: sm2::dsa::SigningKey,
+    /// Boxed to keep `keys::PrivateKey`'s variants of similar size.
+    signing: Box<sm2::dsa::SigningKey>,
+    /// `(1 + d)^−1 mod n`, computed once per key (constant-time inversion) for signing.
+    d_plus_1_inv: Zeroizing<sm2::Scalar>,
+    /// `ZA` for [`DEFAULT_ID`] (public), so [`Self::sign`] with the usual ID skips it.
+    za_default: [u8; 32],
     public: Sm2PublicKey,
 }
 
@@ -107,7 +114,11 @@ impl Sm2PrivateKey {
         let signing =
             sm2::dsa::SigningKey::from_slice("", d).map_err(|_| CryptoError::InvalidKey("SM2 private key out of range"))?;
         let public = Sm2PublicKey { point: *signing.verifying_key().as_affine() };
-        Ok(Self { signing, public })
+        // 1 + d ≠ 0 since d ≠ n − 1 (checked above); `invert` is constant-time (safegcd).
+        let d_plus_1_inv = Option::<sm2::Scalar>::from((*signing.as_nonzero_scalar().as_ref() + sm2::Scalar::ONE).invert())
+            .ok_or(CryptoError::InvalidKey("SM2 private key out of range"))?;
+        let za_default = public.za(DEFAULT_ID)?;
+        Ok(Self { signing: Box::new(signing), d_plus_1_inv: Zeroizing::new(d_plus_1_inv), za_default, public })
     }
 
     /// The 32-byte scalar, in a buffer zeroized on drop.
@@ -137,15 +148,90 @@ impl Sm2PrivateKey {
 
     /// Sign `msg` as GM/T 0003.2: `e = SM3(ZA ‖ msg)` with `ZA` from `id`.
     pub fn sign(&self, id: &[u8], msg: &[u8]) -> Result<Sm2Signature> {
-        let e = self.public.digest(id, msg)?;
+        let e = if id == DEFAULT_ID {
+            let mut h = Sm3::new();
+            h.update(self.za_default);
+            h.update(msg);
+            h.finalize().into()
+        } else {
+            self.public.digest(id, msg)?
+        };
         self.sign_digest(&e)
     }
 
-    /// Sign a precomputed `e = SM3(ZA ‖ M)` (32 bytes). The nonce is RFC 6979-style
-    /// deterministic hedged with fresh OS randomness.
+    /// Sign a precomputed `e = SM3(ZA ‖ M)` (32 bytes), GM/T 0003.2 §6.1 A3–A7.
+    ///
+    /// The nonce `k` is hedged: derived from the key, `e` and 32 fresh bytes of OS
+    /// randomness (see [`Self::nonce`]), so neither a weak RNG nor a repeated `e` alone
+    /// repeats it. `[k]G` is the constant-time fixed-base comb of `sm2::comb`, and
+    /// `(1 + d)^−1` was computed when the key was loaded. Nothing here branches on or
+    /// indexes memory by `k` or `d`; the retry conditions (`r = 0`, `r + k = n`, `s = 0`)
+    /// have probability about 2^−256. `sign_digest_reference` keeps RustCrypto's
+    /// `sign_prehash` path; the tests hold the two to the same curve and the vectors.
     pub fn sign_digest(&self, e: &[u8; 32]) -> Result<Sm2Signature> {
+        use sm2::elliptic_curve::ops::Reduce;
+        let e_scalar = <sm2::Scalar as Reduce<sm2::FieldBytes>>::reduce(&(*e).into());
+        let hedge = Zeroizing::new(rng::random_array::<32>()?);
+        for attempt in 0u32.. {
+            let k = self.nonce(e, &hedge, attempt);
+            if let Some(sig) = self.sign_with_nonce(&e_scalar, &k) {
+                return Ok(sig);
+            }
+        }
+        Err(CryptoError::Rng)
+    }
+
+    /// The same signature through RustCrypto's `sign_prehash_with_rng` (RFC 6979 nonce
+    /// hedged with OS randomness, its own `[k]G` and a per-signature inversion): for
+    /// tests and the benchmark's comparison.
+    #[doc(hidden)]
+    pub fn sign_digest_reference(&self, e: &[u8; 32]) -> Result<Sm2Signature> {
         let sig: sm2::dsa::Signature = self.signing.sign_prehash_with_rng(&mut rng::os_rng(), e).map_err(|_| CryptoError::Rng)?;
         Ok(Sm2Signature { r: sig.r_bytes().into(), s: sig.s_bytes().into() })
+    }
+
+    /// The nonce for `e`: `k = (H0 ‖ H1) mod n` read as a 512-bit big-endian integer,
+    /// `Hi = SM3("KeyBridge SM2 nonce" ‖ d ‖ hedge ‖ e ‖ attempt ‖ i)`. Reducing 512
+    /// bits keeps the bias below 2^−250 (as BoringSSL's hedged ECDSA nonces do); `k = 0`
+    /// has the same negligible chance and `sign_with_nonce` refuses it (another attempt).
+    fn nonce(&self, e: &[u8; 32], hedge: &[u8; 32], attempt: u32) -> Zeroizing<sm2::Scalar> {
+        use sm2::elliptic_curve::ops::Reduce;
+        let d = Zeroizing::new(self.signing.to_bytes());
+        let mut h = Sm3::new();
+        h.update(b"KeyBridge SM2 nonce");
+        h.update(&d[..]);
+        h.update(hedge);
+        h.update(e);
+        h.update(attempt.to_be_bytes());
+        let half = |i: u8| -> Zeroizing<sm2::Scalar> {
+            let mut hi = h.clone();
+            hi.update([i]);
+            let bytes = Zeroizing::new(hi.finalize());
+            Zeroizing::new(<sm2::Scalar as Reduce<sm2::FieldBytes>>::reduce(&bytes))
+        };
+        // 2^256 mod n = ((2^256 − 1) mod n) + 1.
+        let r256 = <sm2::Scalar as Reduce<sm2::FieldBytes>>::reduce(&[0xFFu8; 32].into()) + sm2::Scalar::ONE;
+        Zeroizing::new(*half(0) * r256 + *half(1))
+    }
+
+    /// A3–A7 with a given nonce; `None` when the standard says to pick another `k`.
+    fn sign_with_nonce(&self, e: &sm2::Scalar, k: &sm2::Scalar) -> Option<Sm2Signature> {
+        use sm2::elliptic_curve::ops::Reduce;
+        use sm2::elliptic_curve::point::AffineCoordinates;
+        // A4: (x1, y1) = [k]G.
+        let x1 = comb::mul_base_affine(k).x();
+        // A5: r = e + x1 mod n; retry when r = 0 or r + k = n.
+        let r = *e + <sm2::Scalar as Reduce<sm2::FieldBytes>>::reduce(&x1);
+        if bool::from(r.is_zero() | (r + k).is_zero() | k.is_zero()) {
+            return None;
+        }
+        // A6: s = (1 + d)^−1 · (k − r·d) mod n; retry when s = 0.
+        let d = self.signing.as_nonzero_scalar().as_ref();
+        let s = *self.d_plus_1_inv * (*k - r * d);
+        if bool::from(s.is_zero()) {
+            return None;
+        }
+        Some(Sm2Signature { r: r.to_bytes().into(), s: s.to_bytes().into() })
     }
 
     /// Decrypt a ciphertext in any supported layout (ASN.1, C1C3C2, C1C2C3, with or
@@ -182,6 +268,19 @@ impl Sm2PrivateKey {
         let c1 = ct.point()?;
         let p = (sm2::ProjectivePoint::from(c1) * *self.signing.as_nonzero_scalar().as_ref()).to_affine();
         affine_xy(&p).ok_or(CryptoError::DecryptFailed)
+    }
+}
+
+/// A uniformly random scalar in `[1, n − 1]` from the OS CSPRNG (rejection sampling).
+fn random_scalar() -> Result<Zeroizing<sm2::Scalar>> {
+    use sm2::elliptic_curve::PrimeField;
+    loop {
+        let bytes = Zeroizing::new(rng::random_array::<32>()?);
+        if let Some(k) = Option::<sm2::Scalar>::from(sm2::Scalar::from_repr((*bytes).into()))
+            && !bool::from(k.is_zero())
+        {
+            return Ok(Zeroizing::new(k));
+        }
     }
 }
 
@@ -364,12 +463,12 @@ impl Sm2PublicKey {
             return Err(CryptoError::InvalidParameter("SM2 cannot encrypt an empty message"));
         }
         loop {
-            // A1–A2: random k and C1 = [k]G (a fresh key pair is exactly that).
-            let k = Sm2PrivateKey::generate()?;
-            let c1 = k.public.to_xy();
+            // A1–A2: random k in [1, n − 1] and C1 = [k]G (the constant-time comb).
+            let k = random_scalar()?;
+            let c1 = affine_xy(&comb::mul_base_affine(&k)).ok_or(CryptoError::Rng)?;
             // A3: the cofactor is 1 and P_B is a valid non-identity point by construction.
             // A4: [k]P_B = (x2, y2).
-            let p = (sm2::ProjectivePoint::from(self.point) * *k.signing.as_nonzero_scalar().as_ref()).to_affine();
+            let p = (sm2::ProjectivePoint::from(self.point) * *k).to_affine();
             let x2y2 = affine_xy(&p).ok_or(CryptoError::InvalidKey("SM2 public key"))?;
             // A5–A6: C2 = M ⊕ KDF(x2 ‖ y2); an all-zero key stream means pick another k.
             let mut c2 = msg.to_vec();
@@ -657,6 +756,51 @@ mod tests {
 
     fn key() -> Sm2PrivateKey {
         Sm2PrivateKey::generate().unwrap_or_else(|_| unreachable!())
+    }
+
+    /// The fast signing path with the published nonce gives the published signature
+    /// (GM/T 0003.5 / GB/T 32918.5 example), and a zero nonce is refused.
+    #[test]
+    fn sign_with_published_nonce_gives_published_signature() {
+        use sm2::elliptic_curve::PrimeField;
+        let v: serde_json::Value =
+            serde_json::from_str(include_str!("../../../tests/vectors/sm2.json")).unwrap_or_else(|_| unreachable!());
+        let hex32 = |s: &serde_json::Value| -> [u8; 32] {
+            hex::decode(s.as_str().unwrap_or_default()).unwrap_or_default().try_into().unwrap_or_else(|_| unreachable!())
+        };
+        let key = Sm2PrivateKey::from_bytes(&hex32(&v["private_key"])).unwrap_or_else(|_| unreachable!());
+        let sig = &v["signature"];
+        let e = hex32(&sig["e"]);
+        let scalar =
+            |b: [u8; 32]| Option::<sm2::Scalar>::from(sm2::Scalar::from_repr(b.into())).unwrap_or_else(|| unreachable!());
+        let e_scalar = scalar(e);
+        let k = scalar(hex32(&sig["k"]));
+        let got = key.sign_with_nonce(&e_scalar, &k).unwrap_or_else(|| unreachable!());
+        assert_eq!(got, Sm2Signature { r: hex32(&sig["r"]), s: hex32(&sig["s"]) });
+        // k = 0 must be refused ([0]G is the identity, whose "x" would read as 0).
+        assert_eq!(key.sign_with_nonce(&e_scalar, &sm2::Scalar::ZERO), None);
+        // The reference path verifies what the fast path signs with this key.
+        let fast = key.sign_digest(&e).unwrap_or_else(|_| unreachable!());
+        assert!(key.public_key().verify_digest_reference(&e, &fast).is_ok());
+        assert_ne!(fast, got, "the nonce is not the published one");
+    }
+
+    /// Hedged nonces: the same digest signed twice gives two signatures (fresh OS
+    /// randomness), and the derivation depends on every input.
+    #[test]
+    fn nonces_are_hedged_and_depend_on_every_input() {
+        let k = key();
+        let e = [7u8; 32];
+        let a = k.sign_digest(&e).unwrap_or_else(|_| unreachable!());
+        let b = k.sign_digest(&e).unwrap_or_else(|_| unreachable!());
+        assert_ne!(a, b);
+        let h = [1u8; 32];
+        let base = *k.nonce(&e, &h, 0);
+        assert_eq!(*k.nonce(&e, &h, 0), base);
+        assert_ne!(*k.nonce(&[8u8; 32], &h, 0), base);
+        assert_ne!(*k.nonce(&e, &[2u8; 32], 0), base);
+        assert_ne!(*k.nonce(&e, &h, 1), base);
+        assert_ne!(*key().nonce(&e, &h, 0), base);
     }
 
     #[test]

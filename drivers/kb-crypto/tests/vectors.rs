@@ -547,3 +547,32 @@ fn fast_and_reference_verification_agree_on_good_and_bad_signatures() {
     }
     assert_eq!(checked, 40 * 11);
 }
+
+/// Fast signing (comb `[k]G`, precomputed `(1 + d)^−1`, hedged SM3 nonce) and RustCrypto's
+/// `sign_prehash` (the reference) are held to each other: each one's signatures verify
+/// under both verifiers, and not under another key or digest. Includes the published key.
+#[test]
+fn fast_and_reference_signing_cross_verify() {
+    let f = sm2_file();
+    let mut keys = vec![sm2_key(&f)];
+    keys.extend((0..24).map(|_| Sm2PrivateKey::generate().unwrap()));
+    let other = Sm2PrivateKey::generate().unwrap();
+    for (i, key) in keys.iter().enumerate() {
+        let pk = key.public_key();
+        let e = kb_crypto::rng::random_array::<32>().unwrap();
+        let mut e2 = e;
+        e2[i % 32] ^= 0x80;
+        for (which, sig) in [("fast", key.sign_digest(&e).unwrap()), ("reference", key.sign_digest_reference(&e).unwrap())] {
+            assert!(pk.verify_digest(&e, &sig).is_ok(), "key {i}: {which} signature, fast verify");
+            assert!(pk.verify_digest_reference(&e, &sig).is_ok(), "key {i}: {which} signature, reference verify");
+            assert!(pk.verify_digest_reference(&e2, &sig).is_err(), "key {i}: {which}, other digest");
+            assert!(other.public_key().verify_digest_reference(&e, &sig).is_err(), "key {i}: {which}, other key");
+        }
+    }
+    // The published message signed by the fast path verifies through the whole-message API.
+    let v = &f.signature;
+    let key = sm2_key(&f);
+    let sig = key.sign(v.id.as_bytes(), v.message.as_bytes()).unwrap();
+    assert!(key.public_key().verify(v.id.as_bytes(), v.message.as_bytes(), &sig).is_ok());
+    assert!(key.public_key().verify_digest_reference(&unhex32(&v.e), &sig).is_ok());
+}
