@@ -79,7 +79,8 @@ declare -A files=(
 # The browser integration (issue 17 §2): the native-messaging
 # host manifest installer/browser/com.keybridge.host.json (generated and checked by
 # `cargo test -p kb-bridge --lib native`; see installer/browser/README.md). It goes to
-# the system-wide directories of Chromium, Google Chrome and Microsoft Edge. Firefox
+# /usr/share/keybridge/native-messaging-hosts/; postinst links it into the system-wide
+# directories of Chromium, Google Chrome and Microsoft Edge, postrm removes the links. Firefox
 # needs its own manifest ("allowed_extensions") and extension, which do not exist yet.
 stage_browser_integration() {
   local m="$ROOT/installer/browser/com.keybridge.host.json"
@@ -87,10 +88,10 @@ stage_browser_integration() {
     log "no installer/browser/com.keybridge.host.json: packages without the browser native-messaging manifest"
     return
   fi
-  files["/etc/chromium/native-messaging-hosts/$(basename "$m")"]="$m"
-  files["/etc/opt/chrome/native-messaging-hosts/$(basename "$m")"]="$m"
-  files["/etc/opt/edge/native-messaging-hosts/$(basename "$m")"]="$m"
-  log "browser native-messaging manifest: Chromium, Chrome, Edge"
+  # Shipped under /usr/share (Debian policy: no package files in /etc/opt, and files in
+  # /etc are conffiles); the maintainer scripts link it into each browser's directory.
+  files["/usr/share/keybridge/native-messaging-hosts/$(basename "$m")"]="$m"
+  log "browser native-messaging manifest: /usr/share/keybridge, linked for Chromium, Chrome, Edge by postinst"
 }
 stage_browser_integration
 

@@ -177,11 +177,13 @@ grep -E '^(Setting up keybridge|The following NEW packages)' "$run/tmp/apt.log" 
 new_pkgs="$(grep -c '^Setting up ' "$run/tmp/apt.log" || true)"
 phase "apt install ./$(basename "$deb") ($new_pkgs packages set up, no udev here)"
 for d in /etc/chromium /etc/opt/chrome /etc/opt/edge; do
-  m="$run$d/native-messaging-hosts/com.keybridge.host.json"
-  grep -q '"path": "/usr/bin/keybridge"' "$m" 2> /dev/null || { echo "run.sh: no native messaging manifest at $d" >&2; exit 1; }
-  [ "$(stat -c %a "$m")" = 644 ] || { echo "run.sh: $m is not readable by the browser (mode $(stat -c %a "$m"))" >&2; exit 1; }
+  # Read inside the root: the link is absolute.
+  m="$d/native-messaging-hosts/com.keybridge.host.json"
+  in_root grep -q '"path": "/usr/bin/keybridge"' "$m" 2> /dev/null || { echo "run.sh: no native messaging manifest at $d" >&2; exit 1; }
+  mode="$(in_root stat -L -c %a "$m")"
+  [ "$mode" = 644 ] || { echo "run.sh: $m is not readable by the browser (mode $mode)" >&2; exit 1; }
 done
-phase "the native messaging host manifest for Chromium, Chrome and Edge"
+phase "the native messaging host manifest linked for Chromium, Chrome and Edge"
 
 install -m 0755 "$HERE/inside.sh" "$run/tmp/inside.sh"
 as_user /tmp/inside.sh libs
@@ -201,6 +203,9 @@ in_root apt-get remove -y -q keybridge > "$run/tmp/remove.log" 2>&1 || { cat "$r
   exit 1
 }
 [ -d "$run$user_data/keys" ] || { echo "run.sh: remove deleted the user's keys" >&2; exit 1; }
+for d in /etc/chromium /etc/opt/chrome /etc/opt/edge; do
+  [ ! -L "$run$d/native-messaging-hosts/com.keybridge.host.json" ] || { echo "run.sh: remove left the manifest link in $d" >&2; exit 1; }
+done
 in_root apt-get purge -y -q keybridge > "$run/tmp/purge.log" 2>&1 || { cat "$run/tmp/purge.log" >&2; exit 1; }
 grep -A6 '^keybridge: purge' "$run/tmp/purge.log"
 grep -q '^keybridge: purge' "$run/tmp/purge.log" || { echo "run.sh: purge did not say what it removes" >&2; exit 1; }
