@@ -118,7 +118,13 @@ npm_install() { # DIR PACKAGE-THAT-MUST-EXIST
 }
 # The desktop app's UI (ui/): Vue 3 + Vite, built into ui/dist, which the app embeds.
 npm_install "$ROOT/ui" vue
-(cd "$ROOT/ui" && npm run --silent build)
+# Built again only when a source is newer than the build: the desktop app embeds ui/dist,
+# so a needless rebuild makes cargo rebuild the app (minutes, e.g. between run-all phases).
+ui_built="$ROOT/ui/dist/index.html"
+if [ ! -f "$ui_built" ] || [ -n "$(find "$ROOT/ui/src" "$ROOT/ui/index.html" "$ROOT/ui/package.json" \
+  "$ROOT/ui/package-lock.json" "$ROOT/ui/vite.config.ts" -newer "$ui_built" -print -quit 2> /dev/null)" ]; then
+  (cd "$ROOT/ui" && npm run --silent build)
+fi
 [ "$MODE" = "--app" ] && exit 0
 # The prebuilt Tauri CLI whose bundler packaging/build.sh runs (pinned by its lock file).
 if [ "$MODE" = "--package" ]; then
