@@ -163,12 +163,13 @@ pub(crate) fn cert(app: &App, args: CertArgs) -> CliResult {
                 thumbprint.iter().map(|t| (t.alg().name().to_string(), cert.thumbprint(t.alg()))).collect();
             let chain = chain_status(&cert, &ca, &intermediates, out.lang())?;
             // Revocation: against the chain given (--ca), else the home's trust anchors.
+            let home = app.home()?;
             let trust = match &ca {
                 Some(_) => TrustStore::from_certs(load_bundle(&ca)?),
-                None => kb_service::trust::user_store(&app.home()?.paths),
+                None => kb_service::trust::user_store(&home.paths),
             };
             let mids = load_bundle(&intermediates)?;
-            let revocation = app.home()?.revocation().summary(&cert, &mids, &trust, &[], UnixTime::now());
+            let revocation = home.revocation().summary(&cert, &mids, &trust, &[], UnixTime::now());
             #[derive(Serialize)]
             struct Shown<'a> {
                 #[serde(flatten)]
