@@ -24,13 +24,30 @@ phase() {
 
 "$ROOT/installer/bootstrap.sh"
 
+# The package test's Debian 12 root (debootstrap: mostly download and unpacking) is made in
+# the background while the workspace compiles; the package phase waits for it. Its own
+# process group, so an early exit can stop it.
+pkg_root_pid=""
+bench_pid=""
+logs="$(mktemp -d)"
+stop_background() {
+  local pid
+  for pid in $pkg_root_pid $bench_pid; do kill -- "-$pid" 2> /dev/null || true; done
+  rm -rf "$logs"
+}
+trap stop_background EXIT
+if [ "${KB_SKIP_PACKAGE:-0}" != "1" ]; then
+  setsid -w "$ROOT/tests/package/run.sh" --root > "$logs/package-root.log" 2>&1 &
+  pkg_root_pid=$!
+fi
+
 export KB_INTEROP_REQUIRED=1
 # CI builds from a fresh clone: incremental compilation only writes caches nobody reads.
 if [ "${CI:-}" = "true" ]; then export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"; fi
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-phase "cargo test (workspace)"
-cargo test --workspace --locked --no-fail-fast
+phase "cargo test (workspace): built once, the test binaries run two at a time (tests/run-tests.py)"
+python3 "$ROOT/tests/run-tests.py" --jobs 2
 
 phase "TypeScript SDK (bridge/sdk-js): npm test"
 (cd "$ROOT/bridge/sdk-js" && npm test)
@@ -46,17 +63,8 @@ phase "bridge end to end (tests/e2e): a web page in headless Chromium, a bid too
 cargo build --locked -q -p keybridge -p keybridge-phone
 (cd "$ROOT/tests/e2e" && KEYBRIDGE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/keybridge" npm test)
 
-# The package install test needs root (debootstrap, chroot, mounts) and Debian's archive the
-# first time; CI has both. KB_SKIP_PACKAGE=1 leaves it out on a developer machine.
-if [ "${KB_SKIP_PACKAGE:-0}" != "1" ]; then
-  phase "packages: the .deb (debug bundle), lintian, apt install into a fresh Debian 12 root, used there (tests/package)"
-  "$ROOT/installer/bootstrap.sh" --package > /dev/null
-  "$ROOT/tests/package/run.sh"
-fi
-
 phase "main job smoke run: the README's run command (keybridge demo), then sign and verify with the demo key"
-demo="$(mktemp -d)"
-trap 'rm -rf "$demo"' EXIT
+demo="$logs/demo"; mkdir "$demo"
 kb=(cargo run --locked -q -p keybridge -- --home "$demo")
 "${kb[@]}" demo > "$demo/demo.log"
 "${kb[@]}" demo > /dev/null   # idempotent: a second run only reports the existing key
@@ -69,14 +77,45 @@ echo 12345678 | "${kb[@]}" --pin-stdin sign --in "$demo/bid.txt" --out "$demo/bi
 openssl verify -CAfile "$demo/data/demo-ca/root.pem" -vfyopt distid:1234567812345678 "$demo/sign.pem"
 cargo run --locked -q -p kb-pki --example walkthrough -- "$demo/walkthrough" > /dev/null
 
-if [ "${KB_SKIP_BENCH:-0}" != "1" ]; then
-  # Built with the dev profile the tests already built (the crypto crates are optimised
-  # there too): the smoke keeps the benchmark binaries from rotting without a cold release
-  # build. Figures come from release builds: see docs/benchmarks.md.
-  phase "benchmark smoke run (dev profile; figures are not checked here; see docs/benchmarks.md)"
+# The benchmark smoke, built with the dev profile the tests already built (the crypto crates
+# are optimised there too): it keeps the benchmark binaries from rotting without a cold
+# release build; figures come from release builds (docs/benchmarks.md), none are checked here.
+# With the package test it runs in the background beside it: the install test mostly waits on
+# dpkg and the disk, and cargo's lock orders the two builds.
+bench_smoke() {
   cargo run --locked -q -p kb-bench -- --quick
   cargo bench --profile dev --locked -q -p kb-bridge --bench bridge_load -- --quick
   cargo bench --profile dev --locked -q -p kb-phonelink --bench relay -- --quick
+}
+run_bench=1
+[ "${KB_SKIP_BENCH:-0}" != "1" ] || run_bench=0
+
+# The package install test needs root (debootstrap, chroot, mounts) and Debian's archive the
+# first time; CI has both. KB_SKIP_PACKAGE=1 leaves it out on a developer machine.
+if [ "${KB_SKIP_PACKAGE:-0}" != "1" ]; then
+  phase "packages: the .deb (debug bundle), lintian, apt install into a fresh Debian 12 root, used there (tests/package)$([ $run_bench = 1 ] && echo '; the benchmark smoke beside it')"
+  if [ $run_bench = 1 ]; then
+    setsid -w bash -c "$(declare -f bench_smoke); bench_smoke" > "$logs/bench.log" 2>&1 &
+    bench_pid=$!
+  fi
+  wait "$pkg_root_pid" || { cat "$logs/package-root.log"; echo "run-all: making the package test's Debian root failed" >&2; exit 1; }
+  pkg_root_pid=""
+  sed 's/^/   (background) /' "$logs/package-root.log"
+  "$ROOT/tests/package/run.sh"
+  if [ $run_bench = 1 ]; then
+    bench_status=0
+    wait "$bench_pid" || bench_status=$?
+    bench_pid=""
+    echo "-- benchmark smoke (dev profile; figures are not checked here; see docs/benchmarks.md) --"
+    cat "$logs/bench.log"
+    [ "$bench_status" = 0 ] || { echo "run-all: the benchmark smoke failed ($bench_status)" >&2; exit 1; }
+    run_bench=0
+  fi
+fi
+
+if [ $run_bench = 1 ]; then
+  phase "benchmark smoke run (dev profile; figures are not checked here; see docs/benchmarks.md)"
+  bench_smoke
 fi
 echo "   (phase took $((SECONDS - PHASE_START)) s)"
 echo "run-all: ok in $((SECONDS - START)) s"

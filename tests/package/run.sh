@@ -6,6 +6,7 @@
 #
 #   tests/package/run.sh                build (debug profile) and test
 #   KB_PACKAGE_DEB=path/to.deb tests/package/run.sh   test a .deb built elsewhere
+#   tests/package/run.sh --root         only make the cached Debian 12 root (step 3) and stop
 #
 # Steps (each timed):
 #   1. packaging/check-config.py (every platform's bundle configuration), then
@@ -47,6 +48,10 @@ MIRROR="${KB_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SECURITY_MIRROR="${KB_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
 BASE_DAYS="${KB_PACKAGE_BASE_DAYS:-7}"
 TEST_TOOLS=(xvfb dbus-daemon)
+# What `apt install ./keybridge_*.deb` pulls in (src-tauri/tauri.conf.json's depends and
+# recommends, and the WebKitGTK, GTK and tray libraries the bundler adds): --root downloads
+# them ahead.
+PREFETCH=(pcscd libpcsclite1 libdbus-1-3 libssl3 libwebkit2gtk-4.1-0 libgtk-3-0 libayatana-appindicator3-1 fonts-noto-cjk)
 USER_NAME=kbtester
 mkdir -p "$CACHE/archives/partial"
 
@@ -57,6 +62,62 @@ phase() { # NAME: time since the previous phase
   echo "run.sh: [$((now - t_phase)) s] $1"
   t_phase=$now
 }
+
+# ---- 3. the cached Debian 12 root -----------------------------------------------------
+make_root() {
+  recipe="suite=$SUITE mirror=$MIRROR security=$SECURITY_MIRROR variant=minbase user=$USER_NAME recipe=1"
+  key="$(printf '%s' "$recipe" | sha256sum | cut -c1-16)"
+  base="$CACHE/base-$key"
+  if [ -e "$base/.kb-complete" ] && [ -n "$(find "$base/.kb-complete" -mtime "-$BASE_DAYS")" ]; then
+    phase "reusing the Debian 12 root $base"
+  else
+    rm -rf --one-file-system "$base" "$base.new"
+    echo "run.sh: debootstrap $SUITE into $base (once; about 2–4 minutes)"
+    nice debootstrap --variant=minbase "$SUITE" "$base.new" "$MIRROR" > "$CACHE/debootstrap.log" 2>&1 || {
+      tail -20 "$CACHE/debootstrap.log" >&2
+      echo "run.sh: debootstrap failed (log: $CACHE/debootstrap.log)" >&2
+      exit 1
+    }
+    printf 'deb %s %s main\ndeb %s %s-updates main\ndeb %s %s-security main\n' \
+      "$MIRROR" "$SUITE" "$MIRROR" "$SUITE" "$SECURITY_MIRROR" "$SUITE" > "$base.new/etc/apt/sources.list"
+    # Keep what `apt` downloads (it deletes it by default) so the archive cache fills.
+    echo 'Binary::apt::APT::Keep-Downloaded-Packages "true";' > "$base.new/etc/apt/apt.conf.d/01keybridge-keep"
+    # A chroot starts no services (pcscd is a dependency).
+    printf '#!/bin/sh\nexit 101\n' > "$base.new/usr/sbin/policy-rc.d"
+    chmod 0755 "$base.new/usr/sbin/policy-rc.d"
+    cp /etc/resolv.conf "$base.new/etc/resolv.conf"
+    chroot "$base.new" apt-get update -qq
+    chroot "$base.new" env DEBIAN_FRONTEND=noninteractive apt-get -qq -y upgrade > /dev/null
+    chroot "$base.new" apt-get clean
+    chroot "$base.new" useradd --create-home --shell /bin/bash "$USER_NAME"
+    touch "$base.new/.kb-complete"
+    mv "$base.new" "$base"
+    phase "made the Debian 12 root $base"
+  fi
+  # Older roots (another recipe) and runs a killed script left behind.
+  for old in "$CACHE"/base-* "$CACHE"/run.*; do
+    if [ -e "$old" ] && [ "$old" != "$base" ]; then rm -rf --one-file-system "$old"; fi
+  done
+}
+
+# --root: only make (or check) the cached root, then stop. run-all starts this in the
+# background at its beginning, so the download and unpacking overlap the compiling.
+if [ "${1:-}" = "--root" ]; then
+  "$ROOT/installer/bootstrap.sh" --package > "$CACHE/bootstrap-root.log" 2>&1 || { cat "$CACHE/bootstrap-root.log" >&2; exit 1; }
+  make_root
+  # Download what the install below will need into the package cache, from the root's own
+  # package lists (apt run from outside with Dir= pointing at the root; the root itself is
+  # not changed): the package's dependencies as the bundler declares them, WebKitGTK's that
+  # it adds, the recommended CJK font and the test's own tools. Only a warm-up: the install
+  # still resolves everything itself, and whatever is missing is downloaded then.
+  apt-get -qq -o Dir="$base" -o Dir::Cache::archives="$CACHE/archives" \
+    -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= -o Debug::NoLocking=1 -o APT::Sandbox::User=root \
+    --download-only -y install "${PREFETCH[@]}" "${TEST_TOOLS[@]}" > "$CACHE/prefetch.log" 2>&1 \
+    && phase "prefetched the install's packages ($(find "$CACHE/archives" -maxdepth 1 -name '*.deb' | wc -l) in the cache)" \
+    || phase "prefetch failed (the install will download instead): $(tail -1 "$CACHE/prefetch.log")"
+  echo "run.sh: the root is ready in $(($(date +%s) - t_start)) s"
+  exit 0
+fi
 
 # ---- 1. the package -------------------------------------------------------------------
 # debootstrap, lintian, the bundler and the UI (idempotent; quick when all is there).
@@ -85,43 +146,8 @@ lint="$(lintian --fail-on error --display-info "$deb" 2> /dev/null)" || {
 [ -z "$lint" ] || echo "$lint"
 phase "lintian: no errors"
 
-# ---- 3. the cached Debian 12 root -----------------------------------------------------
-recipe="suite=$SUITE mirror=$MIRROR security=$SECURITY_MIRROR variant=minbase user=$USER_NAME recipe=1"
-key="$(printf '%s' "$recipe" | sha256sum | cut -c1-16)"
-base="$CACHE/base-$key"
-if [ -e "$base/.kb-complete" ] && [ -n "$(find "$base/.kb-complete" -mtime "-$BASE_DAYS")" ]; then
-  phase "reusing the Debian 12 root $base"
-else
-  rm -rf --one-file-system "$base" "$base.new"
-  echo "run.sh: debootstrap $SUITE into $base (once; about 2–4 minutes)"
-  nice debootstrap --variant=minbase "$SUITE" "$base.new" "$MIRROR" > "$CACHE/debootstrap.log" 2>&1 || {
-    tail -20 "$CACHE/debootstrap.log" >&2
-    echo "run.sh: debootstrap failed (log: $CACHE/debootstrap.log)" >&2
-    exit 1
-  }
-  cat > "$base.new/etc/apt/sources.list" <<EOF
-deb $MIRROR $SUITE main
-deb $MIRROR $SUITE-updates main
-deb $SECURITY_MIRROR $SUITE-security main
-EOF
-  # Keep what `apt` downloads (it deletes it by default) so the archive cache fills.
-  echo 'Binary::apt::APT::Keep-Downloaded-Packages "true";' > "$base.new/etc/apt/apt.conf.d/01keybridge-keep"
-  # A chroot starts no services (pcscd is a dependency).
-  printf '#!/bin/sh\nexit 101\n' > "$base.new/usr/sbin/policy-rc.d"
-  chmod 0755 "$base.new/usr/sbin/policy-rc.d"
-  cp /etc/resolv.conf "$base.new/etc/resolv.conf"
-  chroot "$base.new" apt-get update -qq
-  chroot "$base.new" env DEBIAN_FRONTEND=noninteractive apt-get -qq -y upgrade > /dev/null
-  chroot "$base.new" apt-get clean
-  chroot "$base.new" useradd --create-home --shell /bin/bash "$USER_NAME"
-  touch "$base.new/.kb-complete"
-  mv "$base.new" "$base"
-  phase "made the Debian 12 root $base"
-fi
-# Older roots (another recipe) and runs a killed script left behind.
-for old in "$CACHE"/base-* "$CACHE"/run.*; do
-  if [ -e "$old" ] && [ "$old" != "$base" ]; then rm -rf --one-file-system "$old"; fi
-done
+# ---- 3. the cached Debian 12 root (made now, or by --root beforehand) ------------------
+make_root
 
 # ---- 4. install and use ---------------------------------------------------------------
 run="$(mktemp -d "$CACHE/run.XXXXXX")"

@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Runs the workspace's test binaries two at a time (run-all's first phase).
+
+`cargo test --workspace` runs its test binaries one after another. Many of ours mostly wait
+on peers (pcscd, D-Bus, Chromium, nats-server, the network stand-ins), so on CI's two cores
+one core idled while they did. Cargo cannot run two `cargo test -p …` selections side by
+side without building twice (it resolves features per selection), so this builds the
+workspace once, exactly as `cargo test --workspace` would, then runs the executables it
+produced itself, the way cargo runs them: from the package's directory, with the CARGO_*
+variables cargo sets, no arguments (the test harness's defaults). Doc tests run after,
+through cargo. PC/SC tests still run one at a time: the rig takes a file lock.
+
+    tests/run-tests.py [--jobs N]        (N = 2 by default; 1 = cargo test's order)
+
+The slowest binaries (by the previous run's times, kept in target/kb-test-times.json)
+start first, so the two queues end together. Each binary's output is printed whole when it
+ends; a summary of the failures comes last, and the exit status is non-zero if any failed.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CARGO = os.environ.get("CARGO", "cargo")
+
+
+def build():
+    """Builds every test target once; returns what to run."""
+    cmd = [CARGO, "test", "--workspace", "--locked", "--no-run", "--message-format=json-render-diagnostics"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    found = []
+    for line in proc.stdout:
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        if msg.get("reason") != "compiler-artifact" or not msg.get("executable"):
+            continue
+        if not msg.get("profile", {}).get("test"):
+            continue  # a binary built for an integration test to start, not a test itself
+        target = msg["target"]
+        manifest = msg["manifest_path"]
+        pkg_id = msg["package_id"]
+        found.append({
+            "exe": msg["executable"],
+            "dir": os.path.dirname(manifest),
+            "manifest": manifest,
+            "package": package_name(pkg_id, manifest),
+            "name": f"{target['kind'][0]} {target['name']}",
+        })
+    if proc.wait() != 0:
+        sys.exit("run-tests: the build failed")
+    return found
+
+
+def package_name(pkg_id, manifest):
+    # "path+file:///…/drivers/kb-types#0.1.0" or "…#kb-types@0.1.0"
+    frag = pkg_id.rsplit("#", 1)[-1]
+    if "@" in frag:
+        return frag.split("@", 1)[0]
+    return os.path.basename(os.path.dirname(manifest))
+
+
+def cargo_env(t):
+    env = dict(os.environ)
+    env["CARGO_MANIFEST_DIR"] = t["dir"]
+    env["CARGO_MANIFEST_PATH"] = t["manifest"]
+    env["CARGO_PKG_NAME"] = t["package"]
+    env.setdefault("CARGO", CARGO)
+    # As cargo does: the build's own library directories first on the library path.
+    deps = os.path.dirname(t["exe"])
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(
+        [deps, os.path.dirname(deps)] + [p for p in env.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p])
+    return env
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--jobs", type=int, default=2)
+    args = ap.parse_args()
+
+    tests = build()
+    target_dir = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    times_file = os.path.join(target_dir, "kb-test-times.json")
+    try:
+        with open(times_file) as f:
+            past = json.load(f)
+    except (OSError, ValueError):
+        past = {}
+    key = lambda t: f"{t['package']}/{t['name']}"
+    # Slowest first; unknown ones in cargo's order after them.
+    order = sorted(range(len(tests)), key=lambda i: (-past.get(key(tests[i]), 0.0), i))
+    queue = [tests[i] for i in order]
+    lock = threading.Lock()
+    failed, times = [], {}
+
+    def worker():
+        while True:
+            with lock:
+                if not queue:
+                    return
+                t = queue.pop(0)
+            start = time.monotonic()
+            p = subprocess.run([t["exe"]], cwd=t["dir"], env=cargo_env(t), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, errors="replace")
+            took = time.monotonic() - start
+            with lock:
+                times[key(t)] = round(took, 2)
+                rel = os.path.relpath(t["exe"], ROOT)
+                print(f"     Running {t['name']} ({t['package']}, {rel}) [{took:.1f} s]")
+                sys.stdout.write(p.stdout)
+                sys.stdout.flush()
+                if p.returncode != 0:
+                    failed.append(f"{t['package']} {t['name']} (exit {p.returncode})")
+
+    workers = [threading.Thread(target=worker) for _ in range(max(1, args.jobs))]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    try:
+        with open(times_file, "w") as f:
+            json.dump(times, f, indent=1, sort_keys=True)
+    except OSError:
+        pass
+
+    print("   Doc-tests (cargo test --workspace --doc)", flush=True)
+    if subprocess.run([CARGO, "test", "--workspace", "--locked", "--doc"], cwd=ROOT).returncode != 0:
+        failed.append("doc tests")
+
+    if failed:
+        print(f"run-tests: {len(failed)} failed:", file=sys.stderr)
+        for f in failed:
+            print(f"  {f}", file=sys.stderr)
+        sys.exit(1)
+    print(f"run-tests: {len(tests)} test binaries and the doc tests passed")
+
+
+if __name__ == "__main__":
+    main()
