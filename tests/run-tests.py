@@ -12,8 +12,8 @@ through cargo. PC/SC tests still run one at a time: the rig takes a file lock.
 
     tests/run-tests.py [--jobs N]        (N = 2 by default; 1 = cargo test's order)
 
-The slowest binaries (by the previous run's times, kept in target/kb-test-times.json)
-start first, so the two queues end together. Each binary's output is printed whole when it
+The slowest binaries (by the previous run's times, kept in target/kb-test-times.json, or on a
+fresh clone by tests/test-times.json) start first, so the two queues end together. Each binary's output is printed whole when it
 ends; a summary of the failures comes last, and the exit status is non-zero if any failed.
 """
 
@@ -87,11 +87,15 @@ def main():
     tests = build()
     target_dir = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
     times_file = os.path.join(target_dir, "kb-test-times.json")
-    try:
-        with open(times_file) as f:
-            past = json.load(f)
-    except (OSError, ValueError):
-        past = {}
+    past = {}
+    # The previous run's times, else the ones kept in the repository (a fresh clone).
+    for f in (times_file, os.path.join(ROOT, "tests", "test-times.json")):
+        try:
+            with open(f) as fh:
+                past = json.load(fh)
+            break
+        except (OSError, ValueError):
+            continue
     key = lambda t: f"{t['package']}/{t['name']}"
     # Slowest first; unknown ones in cargo's order after them.
     order = sorted(range(len(tests)), key=lambda i: (-past.get(key(tests[i]), 0.0), i))
