@@ -84,6 +84,7 @@ cargo run --locked -q -p kb-pki --example walkthrough -- "$demo/walkthrough" > /
 # dpkg and the disk, and cargo's lock orders the two builds.
 bench_smoke() {
   cargo run --locked -q -p kb-bench -- --quick
+  cargo run --locked -q -p kb-bench --bin kb-dudect -- --quick
   cargo bench --profile dev --locked -q -p kb-bridge --bench bridge_load -- --quick
   cargo bench --profile dev --locked -q -p kb-phonelink --bench relay -- --quick
 }
