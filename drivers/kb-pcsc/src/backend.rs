@@ -21,9 +21,14 @@ pub fn map_error(e: pcsc::Error) -> ApduError {
         | E::InvalidHandle
         | E::UnpoweredCard
         | E::UnresponsiveCard
-        | E::CommError => ApduError::Removed,
-        // The transaction vanished under us: the card was reset (or swapped) meanwhile.
-        E::ResetCard | E::NotTransacted => ApduError::Reset,
+        | E::CommError
+        // pcsc-lite's answer to `SCardTransmit` when the reader driver could not exchange
+        // the command with the card (IFD communication error): vpcd says this when the card
+        // process died. A reset is `ResetCard`; reading this as one retried the command on
+        // a card that was gone and reported "the card was reset" (an I/O error) instead of
+        // the removal.
+        | E::NotTransacted => ApduError::Removed,
+        E::ResetCard => ApduError::Reset,
         E::SharingViolation => ApduError::Busy,
         other => ApduError::Transport(format!("PC/SC: {other}")),
     }

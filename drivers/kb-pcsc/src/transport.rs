@@ -297,6 +297,7 @@ impl Watcher {
         let events = rs.event_count();
         let name = rs.name().to_owned();
         let (was_present, old_events) = self.slots.get(&name).map_or((false, u32::MAX), |s| (s.present, s.events));
+        tracing::debug!(reader = ?name, state = ?st, events, was_present, old_events, "PC/SC reader state");
         if was_present == present && (old_events == events || !present) {
             return Ok(());
         }

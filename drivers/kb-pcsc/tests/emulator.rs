@@ -286,3 +286,29 @@ fn pcscd_restart_brings_the_reader_back() {
     let mut token = t.open(&again.id).unwrap();
     assert_eq!(token.pin_info(PinKind::User).unwrap().retries_left, 3);
 }
+
+/// The card process killed between two commands of one transaction (vpcd then fails the
+/// exchange: pcsc-lite answers `SCARD_E_NOT_TRANSACTED`): the next command fails with
+/// `Removed`, not `Reset` (which made kb-openpgp retry on a card that was gone and report
+/// an I/O error "the card was reset").
+#[test]
+fn card_killed_mid_transaction_is_removed_not_reset() {
+    use kb_apdu::{ApduError, CardBackend};
+    let Some(rig) = Rig::start() else { return };
+    let mut card = rig.insert("killed-mid-tx", "00000006", None);
+    let ctx = pcsc::Context::establish(pcsc::Scope::User).unwrap();
+    let reader = std::ffi::CString::new(rig.reader.clone()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut backend = loop {
+        match kb_pcsc::PcscCard::connect(ctx.clone(), &reader) {
+            Ok(b) => break b,
+            Err(e) => assert!(Instant::now() < deadline, "connect: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut tx = backend.transaction().unwrap();
+    let select = [0x00, 0xA4, 0x04, 0x00, 0x06, 0xD2, 0x76, 0x00, 0x01, 0x24, 0x01, 0x00];
+    assert!(tx.transmit(&select, 256).unwrap().ends_with(&[0x90, 0x00]));
+    card.pull();
+    assert_eq!(tx.transmit(&[0x00, 0xCA, 0x00, 0x6E, 0x00], 256).unwrap_err(), ApduError::Removed);
+}

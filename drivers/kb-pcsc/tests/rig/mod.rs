@@ -135,16 +135,21 @@ impl Rig {
         self.pcscd.is_some()
     }
 
+    /// Where our pcscd logs: the rig's dir, or `$KB_PCSCD_LOG` (then with `--debug`, and
+    /// kept after the test: to see what PC/SC reports when a test fails).
+    fn pcscd_log_path(&self) -> PathBuf {
+        std::env::var_os("KB_PCSCD_LOG").map(PathBuf::from).unwrap_or_else(|| self.dir.path().join("pcscd.log"))
+    }
+
     /// Start our pcscd and wait for its socket.
     pub fn start_pcscd(&mut self) {
-        let log = File::create(self.dir.path().join("pcscd.log")).unwrap();
-        let child = Command::new(PCSCD)
-            .args(["--foreground", "--config"])
-            .arg(&self.conf_dir)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start pcscd");
+        let log = File::options().create(true).append(true).open(self.pcscd_log_path()).unwrap();
+        let mut cmd = Command::new(PCSCD);
+        cmd.args(["--foreground", "--config"]).arg(&self.conf_dir);
+        if std::env::var_os("KB_PCSCD_LOG").is_some() {
+            cmd.arg("--debug");
+        }
+        let child = cmd.stdout(log.try_clone().unwrap()).stderr(log).spawn().expect("start pcscd");
         std::fs::write(OWN_PID, child.id().to_string()).unwrap();
         self.pcscd = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -170,7 +175,7 @@ impl Rig {
     }
 
     pub fn pcscd_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("pcscd.log")).unwrap_or_default()
+        std::fs::read_to_string(self.pcscd_log_path()).unwrap_or_default()
     }
 
     fn wait_reader(&self, within: Duration) -> Option<String> {
