@@ -61,7 +61,8 @@ fn pid_alive(pid: u32) -> bool {
 }
 
 fn read_pid(path: &str) -> Option<u32> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    // pcscd writes its pid file with a terminating NUL ("1234\n\0").
+    std::fs::read_to_string(path).ok()?.trim_matches(|c: char| c.is_whitespace() || c == '\0').parse().ok()
 }
 
 fn signal(pid: u32, sig: &str) {
