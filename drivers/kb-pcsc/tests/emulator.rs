@@ -322,12 +322,8 @@ fn card_killed_mid_transaction_is_removed_not_reset() {
 #[test]
 fn card_killed_and_replaced_before_pcscd_looks_is_reported_again() {
     let Some(rig) = Rig::start() else { return };
-    {
-        let _c = rig.insert("swap", "00000007", None);
-        rig::personalize(&mut rig::open_direct(&rig));
-    }
-    // The same card back, stalling 3 s in every PSO:CDS so the kill lands mid-command.
-    let mut first = rig.insert("swap", "00000007", Some(3.0));
+    // A personalized card stalling 3 s in every PSO:CDS, so the kill lands mid-command.
+    let mut first = rig.insert_personalized_slow("swap", "00000007", 3.0);
     let t = PcscTransport::new();
     let rx = t.watch().unwrap();
     let info = added(&rx, Duration::from_secs(10));

@@ -224,6 +224,18 @@ impl Rig {
     }
 }
 
+impl Rig {
+    /// A personalized card (see [`personalize`]) that stalls `slow_sign` seconds in every
+    /// PSO:CDS, so a kill can land mid-command.
+    pub fn insert_personalized_slow(&self, name: &str, serial: &str, slow_sign: f64) -> VirtualCard {
+        {
+            let _c = self.insert(name, serial, None);
+            personalize(&mut open_direct(self));
+        }
+        self.insert(name, serial, Some(slow_sign))
+    }
+}
+
 impl Drop for Rig {
     fn drop(&mut self) {
         self.stop_pcscd();
