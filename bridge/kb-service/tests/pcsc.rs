@@ -46,12 +46,8 @@ fn wait_device(rx: &Receiver<DeviceEvent>, within: Duration, pred: impl Fn(&Devi
 #[test]
 fn card_pulled_mid_signature_fails_fast_and_the_service_keeps_serving() {
     let Some(rig) = Rig::start() else { return };
-    {
-        let _c = rig.insert("pulled", "00000004", None);
-        rig::personalize(&mut rig::open_direct(&rig));
-    }
-    // The same card back, now stalling 3 s in every PSO:CDS.
-    let mut card = rig.insert("pulled", "00000004", Some(3.0));
+    // A personalized card stalling 3 s in every PSO:CDS, so the kill lands mid-command.
+    let mut card = rig.insert_personalized_slow("pulled", "00000004", 3.0);
     let prompter = Arc::new(ScriptedPrompter::new());
     let manager = DeviceManager::new(prompter.clone(), Arc::new(NoAudit), PinCachePolicy::Off);
     let events = manager.subscribe();

@@ -1,7 +1,7 @@
 //! [`PcscTransport`]: readers and cards coming and going, seen through
 //! `SCardGetStatusChange` with the `\\?PnP?\Notification` pseudo-reader.
 
-use crate::backend::{PcscCard, map_error};
+use crate::backend::{LostCards, PcscCard, map_error};
 use crate::registry::{AtrDisplay, Registry, Served};
 use kb_apdu::ApduError;
 use kb_openpgp::OpenPgpCard;
@@ -32,13 +32,18 @@ const IDENTIFY_RETRY_DELAY: Duration = Duration::from_millis(150);
 /// cannot serve as one `Error` saying what it is and what it needs (from the
 /// [`Registry`]). Without a PC/SC service it reports `EnumerationComplete` at once and
 /// keeps retrying in the background; when the service stops, every card is reported
-/// `Removed` and the watcher re-establishes its context when the service is back.
+/// `Removed` and the watcher re-establishes its context when the service is back. A card
+/// that a token opened here finds gone is looked at again even if pcscd reports no change
+/// (pcscd polls; a card swapped between two polls never shows the reader empty): the old
+/// card is reported `Removed` and the one now in the reader, if any, `Added`.
 #[derive(Debug)]
 pub struct PcscTransport {
     registry: Arc<Registry>,
     registry_error: Option<String>,
     /// Device id → reader, for `open`.
     readers: Arc<Mutex<BTreeMap<DeviceId, CString>>>,
+    /// Readers whose card a token opened here found gone: the watchers look again.
+    lost: Arc<LostCards>,
     /// Watch threads hold a `Weak` to this and stop once the transport is dropped.
     alive: Arc<()>,
 }
@@ -62,7 +67,13 @@ impl PcscTransport {
     }
 
     fn with_registry_inner(registry: Registry, registry_error: Option<String>) -> Self {
-        PcscTransport { registry: Arc::new(registry), registry_error, readers: Arc::default(), alive: Arc::new(()) }
+        PcscTransport {
+            registry: Arc::new(registry),
+            registry_error,
+            readers: Arc::default(),
+            lost: Arc::default(),
+            alive: Arc::new(()),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<DeviceId, CString>> {
@@ -87,6 +98,8 @@ impl Transport for PcscTransport {
         let w = Watcher {
             registry: Arc::clone(&self.registry),
             readers: Arc::clone(&self.readers),
+            lost: Arc::clone(&self.lost),
+            lost_seen: BTreeMap::new(),
             alive: Arc::downgrade(&self.alive),
             tx,
             slots: BTreeMap::new(),
@@ -103,7 +116,8 @@ impl Transport for PcscTransport {
         let unknown = || TokenError::UnknownDevice(id.to_string());
         let reader = self.lock().get(id).cloned().ok_or_else(unknown)?;
         let ctx = establish().map_err(|e| TokenError::from(map_error(e)))?;
-        let card = OpenPgpCard::open(PcscCard::connect(ctx, &reader)?, TransportKind::Pcsc)?;
+        let backend = PcscCard::connect_reporting(ctx, &reader, Some(Arc::clone(&self.lost)))?;
+        let card = OpenPgpCard::open(backend, TransportKind::Pcsc)?;
         // Another card may have been inserted since the watcher saw this one.
         if card.info().id != *id {
             return Err(unknown());
@@ -120,6 +134,8 @@ struct Slot {
     present: bool,
     /// The device it was reported as, if KeyBridge serves it.
     id: Option<DeviceId>,
+    /// A token found this card gone although pcscd reported no change: look again.
+    lost: bool,
 }
 
 /// Why a watch session with one context ended.
@@ -133,6 +149,9 @@ enum End {
 struct Watcher {
     registry: Arc<Registry>,
     readers: Arc<Mutex<BTreeMap<DeviceId, CString>>>,
+    lost: Arc<LostCards>,
+    /// The counts of `lost` this watcher has acted on.
+    lost_seen: BTreeMap<CString, u64>,
     alive: Weak<()>,
     tx: Sender<TransportEvent>,
     slots: BTreeMap<CString, Slot>,
@@ -265,6 +284,16 @@ impl Watcher {
                     states.push(pcsc::ReaderState::new(n.clone(), pcsc::State::UNAWARE));
                 }
             }
+            // Readers whose card a token found gone are looked at afresh (UNAWARE), their
+            // card re-identified even when pcscd saw no change.
+            for name in self.newly_lost() {
+                if let Some(rs) = states.iter_mut().find(|rs| rs.name() == name.as_c_str()) {
+                    *rs = pcsc::ReaderState::new(name.clone(), pcsc::State::UNAWARE);
+                }
+                if let Some(slot) = self.slots.get_mut(&name) {
+                    slot.lost = true;
+                }
+            }
             for rs in &mut states {
                 rs.sync_current_state();
             }
@@ -290,14 +319,27 @@ impl Watcher {
         }
     }
 
+    /// Readers that lost their card (per [`LostCards`]) since this watcher last looked.
+    fn newly_lost(&mut self) -> Vec<CString> {
+        let mut out = Vec::new();
+        for (reader, count) in self.lost.counts() {
+            if self.lost_seen.insert(reader.clone(), count) != Some(count) {
+                out.push(reader);
+            }
+        }
+        out
+    }
+
     /// Look at one reader's new state: card inserted, removed, or replaced.
     fn reader_changed(&mut self, ctx: &pcsc::Context, rs: &pcsc::ReaderState) -> std::result::Result<(), End> {
         let st = rs.event_state();
         let present = st.contains(pcsc::State::PRESENT) && !st.contains(pcsc::State::MUTE);
         let events = rs.event_count();
         let name = rs.name().to_owned();
-        let (was_present, old_events) = self.slots.get(&name).map_or((false, u32::MAX), |s| (s.present, s.events));
-        if was_present == present && (old_events == events || !present) {
+        let (was_present, old_events, lost) =
+            self.slots.get(&name).map_or((false, u32::MAX, false), |s| (s.present, s.events, s.lost && s.id.is_some()));
+        tracing::debug!(reader = ?name, state = ?st, events, was_present, old_events, lost, "PC/SC reader state");
+        if !lost && was_present == present && (old_events == events || !present) {
             return Ok(());
         }
         // Removed, or replaced between two looks: the old card is gone.
@@ -306,7 +348,7 @@ impl Watcher {
             self.card_gone(old)?;
         }
         let id = if present { self.identify(ctx, &name, rs.atr())? } else { None };
-        self.slots.insert(name, Slot { events, present, id });
+        self.slots.insert(name, Slot { events, present, id, lost: false });
         Ok(())
     }
 

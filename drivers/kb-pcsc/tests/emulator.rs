@@ -286,3 +286,65 @@ fn pcscd_restart_brings_the_reader_back() {
     let mut token = t.open(&again.id).unwrap();
     assert_eq!(token.pin_info(PinKind::User).unwrap().retries_left, 3);
 }
+
+/// The card process killed between two commands of one transaction (vpcd then fails the
+/// exchange: pcsc-lite answers `SCARD_E_NOT_TRANSACTED`): the next command fails with
+/// `Removed`, not `Reset` (which made kb-openpgp retry on a card that was gone and report
+/// an I/O error "the card was reset").
+#[test]
+fn card_killed_mid_transaction_is_removed_not_reset() {
+    use kb_apdu::{ApduError, CardBackend};
+    let Some(rig) = Rig::start() else { return };
+    let mut card = rig.insert("killed-mid-tx", "00000006", None);
+    let ctx = pcsc::Context::establish(pcsc::Scope::User).unwrap();
+    let reader = std::ffi::CString::new(rig.reader.clone()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut backend = loop {
+        match kb_pcsc::PcscCard::connect(ctx.clone(), &reader) {
+            Ok(b) => break b,
+            Err(e) => assert!(Instant::now() < deadline, "connect: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut tx = backend.transaction().unwrap();
+    let select = [0x00, 0xA4, 0x04, 0x00, 0x06, 0xD2, 0x76, 0x00, 0x01, 0x24, 0x01, 0x00];
+    assert!(tx.transmit(&select, 256).unwrap().ends_with(&[0x90, 0x00]));
+    card.pull();
+    assert_eq!(tx.transmit(&[0x00, 0xCA, 0x00, 0x6E, 0x00], 256).unwrap_err(), ApduError::Removed);
+}
+
+/// The card process killed mid-command while the next card process is already waiting at
+/// vpcd (a card swapped faster than pcscd polls the reader): vpcd drops the dead card when
+/// the command fails and hands pcscd the waiting one at its next look, so pcscd never sees
+/// the reader empty and its event counter does not move. The handle that saw the card
+/// go must make the watcher look again: the old card is reported `Removed` and the card
+/// now in the reader `Added`.
+#[test]
+fn card_killed_and_replaced_before_pcscd_looks_is_reported_again() {
+    let Some(rig) = Rig::start() else { return };
+    // A personalized card stalling 3 s in every PSO:CDS, so the kill lands mid-command.
+    let mut first = rig.insert_personalized_slow("swap", "00000007", 3.0);
+    let t = PcscTransport::new();
+    let rx = t.watch().unwrap();
+    let info = added(&rx, Duration::from_secs(10));
+    let mut token = t.open(&info.id).unwrap();
+    let pk = token.public_key(CONTAINER, KeyUsage::Sign).unwrap();
+    // The same card's next life (same serial), connected to vpcd and queued behind the
+    // first until vpcd lets the first go.
+    let _second = rig.insert("swap-again", "00000007", None);
+    let scheme = SignatureScheme::Ecdsa(HashAlgorithm::Sha256);
+    let digest = pk.message_digest(&scheme, b"killed mid-signature").unwrap();
+    let signing = std::thread::spawn(move || {
+        let r = token.login(&Pin::new(USER_PIN)).and_then(|mut s| s.sign_digest(CONTAINER, KeyUsage::Sign, &scheme, &digest));
+        r.map(|_| ())
+    });
+    std::thread::sleep(Duration::from_millis(800)); // inside the card's 3 s PSO:CDS
+    first.pull();
+    let e = signing.join().unwrap().unwrap_err();
+    assert_eq!(e.code(), ErrorCode::DeviceRemoved, "{e}");
+    removed(&rx, &info.id, Duration::from_secs(10));
+    let again = added(&rx, Duration::from_secs(10));
+    assert_eq!(again.id, info.id);
+    let mut token = t.open(&again.id).unwrap();
+    assert_eq!(token.pin_info(PinKind::User).unwrap().retries_left, 3);
+}

@@ -61,7 +61,8 @@ fn pid_alive(pid: u32) -> bool {
 }
 
 fn read_pid(path: &str) -> Option<u32> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    // pcscd writes its pid file with a terminating NUL ("1234\n\0").
+    std::fs::read_to_string(path).ok()?.trim_matches(|c: char| c.is_whitespace() || c == '\0').parse().ok()
 }
 
 fn signal(pid: u32, sig: &str) {
@@ -135,16 +136,21 @@ impl Rig {
         self.pcscd.is_some()
     }
 
+    /// Where our pcscd logs: the rig's dir, or `$KB_PCSCD_LOG` (then with `--debug`, and
+    /// kept after the test: to see what PC/SC reports when a test fails).
+    fn pcscd_log_path(&self) -> PathBuf {
+        std::env::var_os("KB_PCSCD_LOG").map(PathBuf::from).unwrap_or_else(|| self.dir.path().join("pcscd.log"))
+    }
+
     /// Start our pcscd and wait for its socket.
     pub fn start_pcscd(&mut self) {
-        let log = File::create(self.dir.path().join("pcscd.log")).unwrap();
-        let child = Command::new(PCSCD)
-            .args(["--foreground", "--config"])
-            .arg(&self.conf_dir)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start pcscd");
+        let log = File::options().create(true).append(true).open(self.pcscd_log_path()).unwrap();
+        let mut cmd = Command::new(PCSCD);
+        cmd.args(["--foreground", "--config"]).arg(&self.conf_dir);
+        if std::env::var_os("KB_PCSCD_LOG").is_some() {
+            cmd.arg("--debug");
+        }
+        let child = cmd.stdout(log.try_clone().unwrap()).stderr(log).spawn().expect("start pcscd");
         std::fs::write(OWN_PID, child.id().to_string()).unwrap();
         self.pcscd = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -170,7 +176,7 @@ impl Rig {
     }
 
     pub fn pcscd_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("pcscd.log")).unwrap_or_default()
+        std::fs::read_to_string(self.pcscd_log_path()).unwrap_or_default()
     }
 
     fn wait_reader(&self, within: Duration) -> Option<String> {
@@ -215,6 +221,18 @@ impl Rig {
             std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
         );
         VirtualCard { child: Some(child) }
+    }
+}
+
+impl Rig {
+    /// A personalized card (see [`personalize`]) that stalls `slow_sign` seconds in every
+    /// PSO:CDS, so a kill can land mid-command.
+    pub fn insert_personalized_slow(&self, name: &str, serial: &str, slow_sign: f64) -> VirtualCard {
+        {
+            let _c = self.insert(name, serial, None);
+            personalize(&mut open_direct(self));
+        }
+        self.insert(name, serial, Some(slow_sign))
     }
 }
 
