@@ -12,6 +12,7 @@
 #   tests/desktop/run.sh [BIN]      BIN defaults to target/debug/keybridge-desktop
 #   KB_SCREENSHOTS=docs/screenshots tests/desktop/run.sh   also refresh the README's screenshots
 #   KB_DESKTOP_TESTS="renewal" tests/desktop/run.sh        only these test files
+#   KB_TEST_PATTERN="first run|one instance" tests/desktop/run.sh   only the tests named so
 #
 # Each test file gets a session of its own (display, bus, driver, app, home): the app is
 # single-instance per session bus. renewal.test.mjs also needs the keybridge CLI (beside
@@ -59,7 +60,7 @@ export KB_WEBDRIVER="http://127.0.0.1:$port" KB_INSPECTOR="$inspector" KB_DESKTO
 export KB_APP_LOG="$work/app.log"
 export KEYBRIDGE_BIN="${KEYBRIDGE_BIN:-$(dirname "$BIN")/keybridge}"
 status=0
-node --test --test-concurrency=1 "$HERE/$KB_DESKTOP_TEST.test.mjs" || status=$?
+node --test --test-concurrency=1 ${KB_TEST_PATTERN:+--test-name-pattern="$KB_TEST_PATTERN"} "$HERE/$KB_DESKTOP_TEST.test.mjs" || status=$?
 if [ "$status" -ne 0 ]; then
   echo "--- WebKitWebDriver log ---" >&2
   tail -40 "$work/webdriver.log" >&2 || true

@@ -200,9 +200,9 @@ test('one instance only: a second start exits and the first window stays', async
   const second = spawn(bin, ['--home', home], { stdio: 'ignore' });
   const code = await new Promise((resolve) => {
     const timer = setTimeout(() => resolve('still running'), 15000);
-    second.on('exit', (c) => {
+    second.on('exit', (c, signal) => {
       clearTimeout(timer);
-      resolve(c);
+      resolve(c ?? signal);
     });
   });
   if (code === 'still running') second.kill();
