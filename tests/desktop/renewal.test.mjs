@@ -57,7 +57,7 @@ const dir = mkdtempSync(join(tmpdir(), 'kb-renewal-'));
 const home = join(dir, 'home');
 const file = (name) => join(dir, name);
 let s;
-let kb;
+let app;
 let browser;
 let phone;
 /** What the steps learn and later steps use. */
@@ -106,15 +106,15 @@ function nearExpiryDemoKey() {
 before(async () => {
   assert.ok(existsSync(keybridge), `no keybridge CLI at ${keybridge} (cargo build -p keybridge, or set KEYBRIDGE_BIN)`);
   flow.old = nearExpiryDemoKey();
-  kb = KeyBridgeApp.start(bin, ['--home', home]);
-  s = await kb.attach(base);
+  app = KeyBridgeApp.start(bin, ['--home', home]);
+  s = await app.attach(base);
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
   phone = await browser.newContext(PHONE);
 });
 
 after(async () => {
   if (browser) await browser.close();
-  if (kb) await kb.stop();
+  if (app) await app.stop();
   rmSync(dir, { recursive: true, force: true });
 });
 
