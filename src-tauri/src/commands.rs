@@ -59,9 +59,6 @@ macro_rules! commands {
             tauri_specta::collect_commands![$($name),*]
         }
 
-        /// The names of every command, in the order the page's bindings list them.
-        pub const NAMES: &[&str] = &[$(stringify!($name)),*];
-
         /// Run the command `cmd` with its JSON arguments in the core.
         pub fn dispatch($d: &Desktop, $c: &AppControl, cmd: &str, args: Value) -> Res<Value> {
             let lang = $d.lang();
@@ -75,7 +72,7 @@ macro_rules! commands {
                         let Args { $($arg),* } = serde_json::from_value(if args.is_null() { Value::Object(Map::new()) } else { args }).map_err(bad_args)?;
                         #[allow(unused_variables)]
                         let ($d, $c) = ($d, $c);
-                        let r: Res<$ret> = (|| $body)();
+                        let r: Res<$ret> = $body;
                         answer(lang, r)
                     }
                 )*

@@ -314,7 +314,9 @@ pub fn install<R: Runtime>(
     let handle = app.handle().clone();
     let exit = handle.clone();
     let control = AppControl { exit: Box::new(move |code| exit.exit(code)), paints };
-    let core = start_core(opts, &std::env::temp_dir(), control, Arc::new(InProcess(handle.clone())), Arc::new(NoWatch))?;
+    // The channel's directory in the home (a test's temporary one), else the temporary directory.
+    let parent = opts.home.clone().filter(|h| h.is_dir()).unwrap_or_else(std::env::temp_dir);
+    let core = start_core(opts, &parent, control, Arc::new(InProcess(handle.clone())), Arc::new(NoWatch))?;
     let token =
         core.channel.new_token().map_err(|e| AppError::new(kb_types::ErrorCode::Io, core.desktop.lang(), e.to_string()))?;
     attach_window(&handle, specta, core.channel.path(), &token, |_| {}, |_| {})?;

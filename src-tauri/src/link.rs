@@ -32,6 +32,41 @@ pub const MAX_FRAME: usize = 32 * 1024 * 1024;
 /// How long a new peer has to present its token.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
+const DIR_PREFIX: &str = "keybridge-window-";
+const SOCKET: &str = "window.sock";
+
+/// Remove the channel directories of cores that are gone (killed, or ended without
+/// cleaning up): this user's `keybridge-window-*` directories under `parent` whose socket
+/// nobody listens on. `ours` (just made) tells the user.
+fn sweep_stale(parent: &Path, ours: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(uid) = std::fs::metadata(ours).map(|m| m.uid()) else { return };
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for e in entries.flatten() {
+        let dir = e.path();
+        if dir == ours || !e.file_name().to_string_lossy().starts_with(DIR_PREFIX) {
+            continue;
+        }
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() && m.uid() == uid => {}
+            _ => continue,
+        }
+        let sock = dir.join(SOCKET);
+        match UnixStream::connect(&sock) {
+            // A live core: leave it (it sees a peer that says nothing and drops it).
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound) => {
+                let _ = std::fs::remove_file(&sock);
+                // Only an empty directory goes.
+                if std::fs::remove_dir(&dir).is_ok() {
+                    tracing::info!("removed the channel directory of a core that is gone: {}", dir.display());
+                }
+            }
+            Err(_) => continue,
+        }
+    }
+}
+
 /// What the window sends.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
@@ -187,10 +222,11 @@ impl CoreChannel {
         lang: impl Fn() -> Lang + Send + Sync + 'static,
     ) -> std::io::Result<Arc<Self>> {
         let rnd = kb_crypto::rng::random_array::<8>().map_err(std::io::Error::other)?;
-        let dir = parent.join(format!("keybridge-{}", hex(&rnd)));
+        let dir = parent.join(format!("{DIR_PREFIX}{}", hex(&rnd)));
         // create (not create_all): fails if anything is already there.
         std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
-        let path = dir.join("window.sock");
+        sweep_stale(parent, &dir);
+        let path = dir.join(SOCKET);
         let listener = UnixListener::bind(&path)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
         let ch = Arc::new(CoreChannel {
@@ -270,8 +306,13 @@ impl CoreChannel {
         let mut reader = stream;
         let _ = reader.set_read_timeout(Some(HELLO_TIMEOUT));
         let first = read_frame::<ToCore>(&mut reader).ok().flatten();
+        let said_nothing = first.is_none();
         if !self.admit(first) {
-            tracing::warn!("window channel: a peer without the window's token was refused");
+            if said_nothing {
+                tracing::debug!("window channel: a peer left without a word");
+            } else {
+                tracing::warn!("window channel: a peer without the window's token was refused");
+            }
             let error = AppError::new(ErrorCode::WindowUnauthenticated, (self.lang)(), "");
             let _ = peer.send(&ToWindow::Refused { error });
             let _ = reader.shutdown(std::net::Shutdown::Both);
@@ -316,10 +357,17 @@ impl CoreChannel {
     }
 }
 
-impl Drop for CoreChannel {
-    fn drop(&mut self) {
+impl CoreChannel {
+    /// Remove the socket and its directory (the core is quitting).
+    pub fn remove_files(&self) {
         let _ = std::fs::remove_file(&self.path);
         let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+impl Drop for CoreChannel {
+    fn drop(&mut self) {
+        self.remove_files();
     }
 }
 
@@ -514,6 +562,23 @@ mod tests {
         let e = WindowLink::connect(ch.path(), &token, |_| {}).unwrap_err();
         assert_eq!(e.name, "window_unauthenticated");
         assert_eq!(*lock(&ran), ["list_media"], "only the admitted window ran a command");
+    }
+
+    /// A core that died leaves its directory: the next core removes it, and leaves a live
+    /// core's and anything not its own.
+    #[test]
+    fn stale_channel_directories_are_swept() {
+        let parent = tempfile::tempdir().unwrap();
+        let live = CoreChannel::listen(parent.path(), echo(), Arc::new(Counts(Mutex::default())), || Lang::En).unwrap();
+        let stale = parent.path().join(format!("{DIR_PREFIX}dead"));
+        std::fs::create_dir(&stale).unwrap();
+        drop(UnixListener::bind(stale.join(SOCKET)).unwrap()); // the socket file stays, no one listens
+        let other = parent.path().join("keybridge-something-else");
+        std::fs::create_dir(&other).unwrap();
+        let _next = CoreChannel::listen(parent.path(), echo(), Arc::new(Counts(Mutex::default())), || Lang::En).unwrap();
+        assert!(!stale.exists(), "the dead core's directory is gone");
+        assert!(live.path().exists(), "the live core's socket stays");
+        assert!(other.exists(), "not a channel directory: left alone");
     }
 
     #[test]

@@ -377,6 +377,9 @@ fn run_core(args: Args) -> Result<(), String> {
             if let Some(d) = app.try_state::<Arc<Desktop>>() {
                 d.shutdown();
             }
+            if let Some(core) = app.try_state::<crate::Core>() {
+                core.channel.remove_files();
+            }
         }
         _ => {}
     });
