@@ -11,7 +11,7 @@ use kb_desktop::DesktopOptions;
 use kb_desktop::ble::BleStatus;
 use kb_desktop::model::*;
 use kb_filekey::KdfParams;
-use keybridge_desktop::{PaintReport, WindowEvents, install, with_commands};
+use keybridge_desktop::{PaintReport, install, with_commands};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -45,7 +45,7 @@ fn ble_commands_and_events_through_ipc() {
     };
     let (builder, specta) = with_commands(mock_builder());
     let app = builder.build(mock_context(noop_assets())).unwrap();
-    install(&app, &specta, opts, PaintReport::Off, WindowEvents::new).unwrap();
+    install(&app, &specta, opts, PaintReport::Off).unwrap();
     let win = WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
     let events = Arc::new(Mutex::new(Vec::<BleStatus>::new()));
     let e = events.clone();

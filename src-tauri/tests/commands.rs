@@ -11,7 +11,7 @@ use kb_desktop::DesktopOptions;
 use kb_desktop::model::*;
 use kb_filekey::KdfParams;
 use keybridge_desktop::shell::MAIN;
-use keybridge_desktop::{PaintReport, WindowEvents, install, with_commands};
+use keybridge_desktop::{PaintReport, install, with_commands};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -58,7 +58,7 @@ fn options(home: &Path, bridge: Option<Option<u16>>) -> DesktopOptions {
 fn app_without_window(home: &Path, bridge: Option<Option<u16>>) -> App<MockRuntime> {
     let (builder, specta) = with_commands(mock_builder());
     let app = builder.build(mock_context(noop_assets())).unwrap();
-    install(&app, &specta, options(home, bridge), PaintReport::Off, WindowEvents::new).unwrap();
+    install(&app, &specta, options(home, bridge), PaintReport::Off).unwrap();
     app
 }
 

@@ -7,11 +7,12 @@
 # calls `app_ready` after its first frame; `--exit-after-paint` prints `painted` then and
 # quits), the home screen of an existing demo key, RUNS times (default 7); median and
 # worst. The first start of a new home (which creates the demo key) is reported apart.
-# Idle memory: the app left alone for 12 s after painting; RSS and PSS of the app and
-# every process it started (WebKit's web and network processes), summed.
-# The tray, same app process: its window closed as a user closes it (the WM_DELETE_WINDOW
-# message, tests/desktop/xwin.py), then, once WebKit's web process has exited, 12 s
-# alone: idle memory in the tray. Reopening: from the tray menu's 打开 KeyBridge item,
+# Idle memory: the app left alone for 12 s after painting; RSS and PSS of the app's core
+# and every process it started (the window process, WebKit's web and network
+# processes), summed.
+# The tray, same core process: its window closed as a user closes it (the WM_DELETE_WINDOW
+# message, tests/desktop/xwin.py), then, once the window process and WebKit's processes
+# have exited, 12 s alone: idle memory in the tray (the core alone). Reopening: from the tray menu's 打开 KeyBridge item,
 # clicked as a tray host clicks it (com.canonical.dbusmenu Event on the session bus), to
 # the new window's first painted screen (`--report-paints` prints `painted` on each),
 # RUNS times, closing it to the tray in between; median and worst.
@@ -87,12 +88,13 @@ painted() {
   echo "measure.sh: the app did not report a painted window" >&2
   exit 1
 }
-web_processes() { for c in $(pgrep -P "$app"); do [ "$(cat "/proc/$c/comm" 2>/dev/null)" = WebKitWebProces ] && echo "$c"; done; true; }
-# Close the window as a user does; wait until its web process has exited.
+web_processes() { for c in $(descendants "$app"); do [ "$(cat "/proc/$c/comm" 2>/dev/null)" = WebKitWebProces ] && echo "$c"; done; true; }
+# Close the window as a user does; wait until the window process and every process under
+# it (WebKit's) have exited.
 close_to_tray() {
   local gone=0 before
-  before="$(web_processes)"
-  [ -n "$before" ] || { echo "measure.sh: no web process before closing" >&2; exit 1; }
+  [ -n "$(web_processes)" ] || { echo "measure.sh: no web process before closing" >&2; exit 1; }
+  before="$(descendants "$app" | grep -vx "$app" || true)"
   python3 "$HERE/xwin.py" close "$app"
   for _ in $(seq 600); do
     gone=1
@@ -100,7 +102,7 @@ close_to_tray() {
     [ "$gone" = 1 ] && break
     sleep 0.05
   done
-  [ "$gone" = 1 ] || { echo "measure.sh: the web process did not exit after the window closed" >&2; exit 1; }
+  [ "$gone" = 1 ] || { echo "measure.sh: the window's processes did not exit after the window closed" >&2; exit 1; }
 }
 painted
 sleep 12
@@ -153,7 +155,7 @@ echo "  median ${median}  worst ${worst}  (goal <= 1500)"
 echo "  first start of a new home (creates the demo key): ${first}"
 echo "idle memory after 12 s, all processes (${procs}):"
 echo "  RSS $((rss / 1024)) MiB  PSS $((pss / 1024)) MiB  (goal <= 150 MB); the app process alone: RSS $((app_rss / 1024)) MiB"
-echo "in the tray, window closed (its webview released), idle after 12 s (${tray_procs}):"
+echo "in the tray, window closed (its process and WebKit's ended), idle after 12 s (${tray_procs}):"
 echo "  RSS $((tray_rss / 1024)) MiB  PSS $((tray_pss / 1024)) MiB  (goal <= 60 MiB RSS); the app process alone: RSS $((tray_app_rss / 1024)) MiB"
 echo "reopen from the tray menu to the painted window, ms (runs: ${reopens[*]}):"
 echo "  median ${reopen_median}  worst ${reopen_worst}  (goal <= 700)"

@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { Session, sleep } from './webdriver.mjs';
+import { KeyBridgeApp, sleep } from './webdriver.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 // The npm packages of tests/e2e (installer/bootstrap.sh installs them): Playwright (driving
@@ -57,6 +57,7 @@ const dir = mkdtempSync(join(tmpdir(), 'kb-renewal-'));
 const home = join(dir, 'home');
 const file = (name) => join(dir, name);
 let s;
+let app;
 let browser;
 let phone;
 /** What the steps learn and later steps use. */
@@ -105,16 +106,15 @@ function nearExpiryDemoKey() {
 before(async () => {
   assert.ok(existsSync(keybridge), `no keybridge CLI at ${keybridge} (cargo build -p keybridge, or set KEYBRIDGE_BIN)`);
   flow.old = nearExpiryDemoKey();
-  s = await Session.start(base, {
-    'webkitgtk:browserOptions': { binary: bin, args: ['--home', home] },
-  });
+  app = KeyBridgeApp.start(bin, ['--home', home]);
+  s = await app.attach(base);
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
   phone = await browser.newContext(PHONE);
 });
 
 after(async () => {
   if (browser) await browser.close();
-  if (s) await s.quit();
+  if (app) await app.stop();
   rmSync(dir, { recursive: true, force: true });
 });
 

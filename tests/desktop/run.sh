@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # The desktop app's real window, driven through WebDriver: Xvfb (a private display),
 # a private D-Bus session (dbus-run-session), WebKitWebDriver (Debian's webkit2gtk-driver,
-# the driver tauri-driver wraps) launching keybridge-desktop with automation enabled
-# (TAURI_WEBVIEW_AUTOMATION=true, as tauri-driver sets it). Every process is started here
-# and stopped here by process id; loopback only.
+# the driver tauri-driver wraps). The tests start keybridge-desktop themselves (its core;
+# the core starts the window as a process of its own, and again after each close) with
+# automation enabled (TAURI_WEBVIEW_AUTOMATION=true, as tauri-driver sets it) and WebKit's
+# inspector server on a loopback port (WEBKIT_INSPECTOR_SERVER), which each window
+# process inherits; WebKitWebDriver runs with `--target` that address and attaches a new
+# session to each window process. Every process is started here (or by the tests) and
+# stopped by process id; loopback only.
 #
 #   tests/desktop/run.sh [BIN]      BIN defaults to target/debug/keybridge-desktop
 #   KB_SCREENSHOTS=docs/screenshots tests/desktop/run.sh   also refresh the README's screenshots
 #   KB_DESKTOP_TESTS="renewal" tests/desktop/run.sh        only these test files
+#   KB_TEST_PATTERN="first run|one instance" tests/desktop/run.sh   only the tests named so
 #
 # Each test file gets a session of its own (display, bus, driver, app, home): the app is
 # single-instance per session bus. renewal.test.mjs also needs the keybridge CLI (beside
@@ -43,20 +48,23 @@ for _ in $(seq 100); do
 done
 export KB_NOTIFY_LOG="$work/notify.log"
 
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-TAURI_WEBVIEW_AUTOMATION=true WebKitWebDriver --host=127.0.0.1 --port="$port" > "$work/webdriver.log" 2>&1 &
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port="$(free_port)"
+inspector="127.0.0.1:$(free_port)"
+WebKitWebDriver --host=127.0.0.1 --port="$port" --target="$inspector" > "$work/webdriver.log" 2>&1 &
 webdriver=$!
 track "$webdriver"
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/status" > /dev/null && break; sleep 0.1; done
 
-# The app is the child of WebKitWebDriver that runs $BIN: the tray tests find it (and
-# WebKit's processes under it) by process id.
-export KB_WEBDRIVER="http://127.0.0.1:$port" KB_WEBDRIVER_PID="$webdriver" KB_DESKTOP_BIN="$BIN" KB_DESKTOP_HOME="$work/home"
+export KB_WEBDRIVER="http://127.0.0.1:$port" KB_INSPECTOR="$inspector" KB_DESKTOP_BIN="$BIN" KB_DESKTOP_HOME="$work/home"
+export KB_APP_LOG="$work/app.log"
 export KEYBRIDGE_BIN="${KEYBRIDGE_BIN:-$(dirname "$BIN")/keybridge}"
 status=0
-node --test --test-concurrency=1 "$HERE/$KB_DESKTOP_TEST.test.mjs" || status=$?
+node --test --test-concurrency=1 ${KB_TEST_PATTERN:+--test-name-pattern="$KB_TEST_PATTERN"} "$HERE/$KB_DESKTOP_TEST.test.mjs" || status=$?
 if [ "$status" -ne 0 ]; then
   echo "--- WebKitWebDriver log ---" >&2
   tail -40 "$work/webdriver.log" >&2 || true
+  echo "--- keybridge-desktop log ---" >&2
+  tail -40 "$work/app.log" >&2 || true
 fi
 exit "$status"

@@ -1,6 +1,7 @@
 // A minimal W3C WebDriver client over fetch (no dependencies): sessions, elements,
 // clicks, typing, text, screenshots, waits.
-import { writeFileSync } from 'node:fs';
+import { writeFileSync, openSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 
 const W3C_ELEMENT = 'element-6066-11e4-a52e-4f735466cecf';
 
@@ -147,3 +148,66 @@ async function request(base, method, path, body) {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * KeyBridge as the tests run it: the core (`keybridge-desktop`, started here) starts its
+ * window as a process of its own, and again after each close. WebKitWebDriver runs with
+ * `--target` (run.sh) and attaches to whichever window process listens on WebKit's
+ * inspector address, which each window inherits from the core's environment
+ * (WEBKIT_INSPECTOR_SERVER, with automation on: TAURI_WEBVIEW_AUTOMATION).
+ */
+export class KeyBridgeApp {
+  static start(bin, args) {
+    const env = {
+      ...process.env,
+      WEBKIT_INSPECTOR_SERVER: process.env.KB_INSPECTOR,
+      TAURI_WEBVIEW_AUTOMATION: 'true',
+    };
+    const log = process.env.KB_APP_LOG ? openSync(process.env.KB_APP_LOG, 'a') : 'ignore';
+    const proc = spawn(bin, args, { env, stdio: ['ignore', log, log] });
+    const app = new KeyBridgeApp(proc);
+    proc.on('exit', (code, signal) => (app.exited = { code, signal }));
+    return app;
+  }
+
+  constructor(proc) {
+    this.proc = proc;
+    this.pid = proc.pid;
+    this.exited = null;
+    this.session = null;
+  }
+
+  /** A WebDriver session on the window process that runs now (the previous session,
+   *  if any, is ended first: its process is gone). `failed()` may return an error that
+   *  means no window will come (it is thrown at once); the limit only catches a hang. */
+  async attach(base, failed = () => null, timeoutMs = 60000) {
+    if (this.session) {
+      await this.session.quit();
+      this.session = null;
+    }
+    const until = Date.now() + timeoutMs;
+    let last;
+    for (;;) {
+      const err = failed();
+      if (err) throw err;
+      if (this.exited) throw new Error(`KeyBridge exited: ${JSON.stringify(this.exited)}`);
+      try {
+        this.session = await Session.start(base, {});
+        return this.session;
+      } catch (e) {
+        last = e;
+      }
+      if (Date.now() > until) throw new Error(`no window to attach to: ${last && last.message}`);
+      await sleep(200);
+    }
+  }
+
+  async stop() {
+    if (this.session) await this.session.quit();
+    if (!this.exited) {
+      const gone = new Promise((r) => this.proc.on('exit', r));
+      this.proc.kill('SIGTERM');
+      await gone;
+    }
+  }
+}

@@ -3,7 +3,9 @@
 // dropping the tries left, and the one PIN dialog a key operation opens; closing to the
 // tray (the webview released, WebKit's web process gone) and opening again from the tray
 // menu, a second start, and a bridge client's PIN question, each with no window. Screenshots
-// in zh-CN go to $KB_SCREENSHOTS when set (docs/screenshots/ for the README).
+// in zh-CN go to $KB_SCREENSHOTS when set (docs/screenshots/ for the README). The window
+// is a process of its own, started by KeyBridge's core: closing it ends that process and
+// WebKit's; killing it leaves the core serving the bridge.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -12,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { spawn, execFileSync } from 'node:child_process';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { Session, sleep } from './webdriver.mjs';
+import { KeyBridgeApp, sleep } from './webdriver.mjs';
 import { BridgeClient } from './bridge-client.mjs';
 
 const base = process.env.KB_WEBDRIVER;
@@ -20,6 +22,7 @@ const bin = process.env.KB_DESKTOP_BIN;
 const home = process.env.KB_DESKTOP_HOME;
 const shots = process.env.KB_SCREENSHOTS || '';
 let s;
+let kb;
 
 const shot = async (name) => {
   if (shots) await s.screenshot(join(shots, name));
@@ -41,13 +44,12 @@ before(async () => {
   mkdirSync(join(home, 'config'), { recursive: true });
   bridgePort = await freePort();
   writeFileSync(join(home, 'config', 'settings.toml'), `bridge_port = ${bridgePort}\n`);
-  s = await Session.start(base, {
-    'webkitgtk:browserOptions': { binary: bin, args: ['--home', home] },
-  });
+  kb = KeyBridgeApp.start(bin, ['--home', home]);
+  s = await kb.attach(base);
 });
 
 after(async () => {
-  if (s) await s.quit();
+  if (kb) await kb.stop();
 });
 
 test('first run asks for the privacy policy and user agreement, then shows the demo key', async () => {
@@ -198,9 +200,9 @@ test('one instance only: a second start exits and the first window stays', async
   const second = spawn(bin, ['--home', home], { stdio: 'ignore' });
   const code = await new Promise((resolve) => {
     const timer = setTimeout(() => resolve('still running'), 15000);
-    second.on('exit', (c) => {
+    second.on('exit', (c, signal) => {
       clearTimeout(timer);
-      resolve(c);
+      resolve(c ?? signal);
     });
   });
   if (code === 'still running') second.kill();
@@ -250,14 +252,20 @@ function children(pid) {
   }
   return out;
 }
+/** Every process `pid` started, directly or not. */
+const descendants = (pid) => children(pid).flatMap((c) => [c, ...descendants(c.pid)]);
 const alive = (pid) => existsSync(`/proc/${pid}`);
-/** The running app: WebKitWebDriver's child that runs $KB_DESKTOP_BIN. */
+/** The running app: KeyBridge's core (the test started it). */
 function appPid() {
-  const app = children(Number(process.env.KB_WEBDRIVER_PID)).find((c) => c.exe === binPath);
-  assert.ok(app, 'the app runs under WebKitWebDriver');
-  return app.pid;
+  assert.ok(kb && !kb.exited && alive(kb.pid), 'the core runs');
+  return kb.pid;
 }
-const webProcesses = (app) => children(app).filter((c) => c.comm.startsWith('WebKitWebProces')).map((c) => c.pid);
+/** The core's window processes (the same binary, `--window`). */
+const windowProcesses = (app) => children(app).filter((c) => c.exe === binPath).map((c) => c.pid);
+/** WebKit's web processes, under the window process. */
+const webProcesses = (app) => descendants(app).filter((c) => c.comm.startsWith('WebKitWebProces')).map((c) => c.pid);
+/** Every WebKit process (web and network) under the core. */
+const webkitProcesses = (app) => descendants(app).filter((c) => c.comm.startsWith('WebKit')).map((c) => c.pid);
 const windowsOf = (app) => Number(execFileSync('python3', [join(here, 'xwin.py'), 'count', String(app)], { encoding: 'utf8' }).trim());
 
 /** Wait until `f()` is truthy; returns it (the limit only catches a hang). */
@@ -272,30 +280,29 @@ async function until(what, f, timeoutMs = 30000) {
 }
 
 /** Close the window as a user does (its close button: WM_DELETE_WINDOW); wait until
- *  it and the web process that drew it are gone. Returns that web process's pids. */
+ *  it, its process and WebKit's processes are gone. Returns the web process's pids. */
 async function closeToTray(app) {
   const web = webProcesses(app);
   assert.ok(web.length >= 1, 'a web process draws the open window');
+  const windows = windowProcesses(app);
+  assert.equal(windows.length, 1, 'one window process');
+  const webkit = webkitProcesses(app);
   execFileSync('python3', [join(here, 'xwin.py'), 'close', String(app)]);
   await until('the window is destroyed', () => windowsOf(app) === 0);
-  await until(`the web process exits (${web.join(', ')})`, () => web.every((p) => !alive(p)));
+  await until(`the window process exits (${windows})`, () => windows.every((p) => !alive(p)));
+  await until(`WebKit's processes exit (${webkit.join(', ')})`, () => webkit.every((p) => !alive(p)));
   assert.ok(alive(app), 'KeyBridge stays in the tray');
+  assert.deepEqual(descendants(app), [], 'the core alone: no window, no WebKit process');
   return web;
 }
 
-/** Point the WebDriver session at the window KeyBridge built again. `failed()` may
+/** Attach the WebDriver session to the window KeyBridge started again. `failed()` may
  *  return an error that means no window will come (it is thrown at once). */
 async function followNewWindow(failed = () => null) {
-  const handle = await until('the new window is known to WebDriver', async () => {
-    const err = failed();
-    if (err) throw err;
-    const handles = await s.cmd('GET', '/window/handles').catch(() => []);
-    return handles[0];
-  });
-  await s.cmd('POST', '/window', { handle });
+  s = await kb.attach(base, failed);
 }
 
-test('closed to the tray, the webview is released; the tray menu opens it again, painted and usable', async () => {
+test('closed to the tray, the window process and WebKit end; the tray menu opens it again, painted and usable', async () => {
   const app = appPid();
   const before = await closeToTray(app);
   assert.deepEqual(webProcesses(app), [], 'no web process while in the tray');
@@ -350,6 +357,50 @@ test('in the tray, a bridge client asking to sign brings the window back with th
     await s.click('[data-testid=prompt-ok]');
     const res = await signing;
     assert.equal(res.format, 'raw');
+    assert.ok(Buffer.from(res.signature, 'base64').length > 64, 'a DER SM2 signature');
+    await s.waitGone('[data-testid=prompt-dialog]');
+  } finally {
+    c.close();
+  }
+});
+
+test('the window process killed: the core keeps serving the bridge and opens a window on the next PIN question', async () => {
+  const app = appPid();
+  // The signature below must ask for the PIN: forget the one cached by the test above.
+  await s.click('[data-testid=nav-settings]');
+  await s.click('[data-testid=clear-pin-cache]');
+  await s.waitText('[data-testid=settings-message]', (t) => /已清除缓存的 PIN/.test(t));
+  const windows = windowProcesses(app);
+  assert.equal(windows.length, 1, 'a window process runs');
+  const webkit = webkitProcesses(app);
+  assert.ok(webkit.length >= 1, 'with WebKit under it');
+  process.kill(windows[0], 'SIGKILL');
+  await until('the window process is gone', () => !alive(windows[0]));
+  await until(`WebKit's processes end with it (${webkit})`, () => webkit.every((p) => !alive(p)));
+  assert.ok(alive(app), 'the core lives on');
+  assert.equal(windowsOf(app), 0, 'no window');
+  const secret = readFileSync(join(home, 'config', 'bridge-secret'), 'utf8').trim();
+  const c = await BridgeClient.connect(bridgePort, secret);
+  try {
+    await c.call('hello', { schema_version: 1, sdk: 'crash-test' });
+    const { certificates } = await c.call('certificates.list', { usage: 'sign' });
+    assert.ok(certificates.length >= 1, 'the bridge answers with no window');
+    assert.equal(windowsOf(app), 0, 'listing needs no window');
+    const signing = c.call('sign', {
+      certificate: { thumbprint: certificates[0].thumbprint },
+      input: { data: Buffer.from('崩溃之后').toString('base64') },
+      format: 'raw',
+    });
+    let signFailed = null;
+    signing.catch((e) => (signFailed = e)); // awaited below
+    await followNewWindow(() => signFailed);
+    await s.waitFor('[data-testid=prompt-dialog][data-kind=pin]');
+    assert.match(await s.text(await s.find('[data-testid=prompt-dialog]')), /crash-test/);
+    const now = windowProcesses(app);
+    assert.ok(now.length === 1 && now[0] !== windows[0], `a new window process: ${now} (killed: ${windows})`);
+    await s.type('[data-testid=prompt-pin-input]', '11223344');
+    await s.click('[data-testid=prompt-ok]');
+    const res = await signing;
     assert.ok(Buffer.from(res.signature, 'base64').length > 64, 'a DER SM2 signature');
     await s.waitGone('[data-testid=prompt-dialog]');
   } finally {

@@ -3,8 +3,9 @@
 manager runs there): the WM_DELETE_WINDOW message a window manager sends to a top-level
 window (ICCCM 4.1.2.7), by libX11 through ctypes (no Python package needed).
 
-  xwin.py close PID    ask every KeyBridge window of process PID to close; exit 1 if none
-  xwin.py count PID    print how many KeyBridge windows process PID has
+  xwin.py close PID    ask every KeyBridge window of process PID, or of a process it
+                       started (the window process), to close; exit 1 if none
+  xwin.py count PID    print how many KeyBridge windows process PID and its descendants have
 """
 import ctypes
 import ctypes.util
@@ -60,6 +61,27 @@ def prop(dpy, win, name, kind):
         x11.XFree(data)
 
 
+def tree(pid):
+    """PID and every process it started, directly or not."""
+    kids = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        kids.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
 def keybridge_windows(dpy, pid):
     root = x11.XDefaultRootWindow(dpy)
     r, parent, children, n = Window(), Window(), ctypes.POINTER(Window)(), ctypes.c_uint()
@@ -69,8 +91,10 @@ def keybridge_windows(dpy, pid):
     if children:
         x11.XFree(children)
     found = []
+    pids = set(tree(pid))
     for w in wins:
-        if prop(dpy, w, b"_NET_WM_PID", b"CARDINAL") != [pid]:
+        owner = prop(dpy, w, b"_NET_WM_PID", b"CARDINAL")
+        if not owner or owner[0] not in pids:
             continue
         name = prop(dpy, w, b"_NET_WM_NAME", b"UTF8_STRING") or b""
         if b"KeyBridge" in name:

@@ -369,6 +369,11 @@ error_codes! {
     /// Starting at login could not be turned on or off (no XDG autostart on this system,
     /// or its entry could not be written or removed).
     AutostartUnavailable = 9010, "autostart_unavailable", System, "无法设置登录时自动启动", "starting KeyBridge at login could not be set up";
+    /// A process that is not KeyBridge's own window tried to drive the core over its
+    /// private window channel (no or a wrong one-time token): refused.
+    WindowUnauthenticated = 9020, "window_unauthenticated", System, "拒绝了未经认证的窗口连接", "a window connection without KeyBridge's token was refused";
+    /// The window lost its link to KeyBridge's core (the core quit or the channel broke).
+    WindowLinkLost = 9021, "window_link_lost", System, "窗口与 KeyBridge 后台服务的连接已断开", "the window lost its link to KeyBridge's background service";
     /// A bug: an invariant did not hold.
     Internal = 9999, "internal", System, "内部错误", "internal error";
 }
