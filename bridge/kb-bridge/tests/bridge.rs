@@ -804,3 +804,33 @@ async fn offline_media_are_listed_and_refused() {
     r.prompter.push_pin(PIN);
     c.request(c.next_id(), "sign", sign).await.unwrap();
 }
+
+/// `operation.status` `working` ends a wait (for the PIN, for the medium): after the
+/// PIN dialog the client hears it; a signature with the PIN cached waited for nothing
+/// and is simply answered, without a status message per request (issue 18: one
+/// message, not two, per signature).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn working_is_sent_only_after_a_wait() {
+    let r = rig().await;
+    r.prompter.push_pin(PIN);
+    let c = r.native().await;
+    let mut events = c.events();
+    let sign = json!({"certificate": {"thumbprint": r.key.sign_thumb()}, "input": {"data": "AA=="}, "format": "raw"});
+    let statuses = |events: &mut tokio::sync::broadcast::Receiver<kb_bridge_protocol::Notification>| {
+        let mut v = Vec::new();
+        while let Ok(n) = events.try_recv() {
+            if let kb_bridge_protocol::Event::OperationStatus { request, status, .. } = n.event {
+                v.push((request, status));
+            }
+        }
+        v
+    };
+    // Statuses are queued before the response on the same connection, and the client
+    // reads in order: they have all arrived once the response has.
+    let first = c.next_id();
+    c.request(first.clone(), "sign", sign.clone()).await.unwrap();
+    use kb_bridge_protocol::OperationState::{WaitingForPin, Working};
+    assert_eq!(statuses(&mut events), vec![(first.clone(), WaitingForPin), (first, Working)]);
+    c.request(c.next_id(), "sign", sign).await.unwrap();
+    assert_eq!(statuses(&mut events), vec![], "a signature with the PIN cached waited for nothing");
+}
