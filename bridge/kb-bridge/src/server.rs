@@ -886,9 +886,13 @@ impl Conn {
         // by the connection instead (`answer_stopped`), and the worker's result dropped.
         let conn = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
+            // `ErrorObject` is what every method returns (see `run`).
+            #[allow(clippy::result_large_err)]
             let outcome =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| conn.run(id.clone(), Arc::clone(&state), call)))
-                    .unwrap_or_else(|_| Err(fail(ErrorCode::Internal, "request worker failed")));
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| conn.run(id.clone(), Arc::clone(&state), call))) {
+                    Ok(r) => r,
+                    Err(_) => Err(fail(ErrorCode::Internal, "request worker failed")),
+                };
             if !conn.settle(&id, &state, &streams) {
                 return;
             }

@@ -771,25 +771,24 @@ async fn offline_media_are_listed_and_refused() {
     // The bridge knows the medium's certificates from before it went out of reach.
     let before = c.request(c.next_id(), "certificates.list", json!({})).await.unwrap();
     r.transport.go_offline(&r.key.id);
-    let next = |events: &mut tokio::sync::broadcast::Receiver<kb_bridge_protocol::Notification>| {
-        let mut events = events.resubscribe();
-        async move {
-            tokio::time::timeout(Duration::from_secs(30), async move {
-                loop {
-                    if let Ok(n) = events.recv().await
-                        && matches!(
-                            n.event,
-                            kb_bridge_protocol::Event::DeviceOffline { .. } | kb_bridge_protocol::Event::DeviceOnline { .. }
-                        )
-                    {
-                        return n.event;
-                    }
+    // Read from the receiver subscribed before the change (a fresh `resubscribe()` here
+    // would miss an event that had already arrived).
+    async fn next(events: &mut tokio::sync::broadcast::Receiver<kb_bridge_protocol::Notification>) -> kb_bridge_protocol::Event {
+        tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if let Ok(n) = events.recv().await
+                    && matches!(
+                        n.event,
+                        kb_bridge_protocol::Event::DeviceOffline { .. } | kb_bridge_protocol::Event::DeviceOnline { .. }
+                    )
+                {
+                    return n.event;
                 }
-            })
-            .await
-            .unwrap()
-        }
-    };
+            }
+        })
+        .await
+        .unwrap()
+    }
     let ev = next(&mut events).await;
     assert_eq!(ev, kb_bridge_protocol::Event::DeviceOffline { device: r.key.id.clone() });
     let list = c.request(c.next_id(), "devices.list", json!({})).await.unwrap();
