@@ -3,7 +3,11 @@
 //! 1. SM2 signatures per second and p50/p99 latency at 1, 16 and 64 concurrent clients
 //!    (each its own WebSocket connection, one request at a time, as a bid tool does; and
 //!    one connection with 16 requests in flight), against the in-process rate of the device service signing the same precomputed
-//!    digests with the same key (`DeviceManager::sign_digest`, PIN cached).
+//!    digests with the same key (`DeviceManager::sign_digest`, PIN cached). Each point
+//!    alternates slices through the bridge with in-process slices (medians of each, so
+//!    both see the same bursts of load on a shared machine), and prints the process's
+//!    CPU time and its threads' voluntary context switches per signature: the thread
+//!    hand-offs a request costs, a figure the machine's load hardly moves.
 //! 2. A CMS envelope streamed through the bridge (upload → SM4-CBC envelope → download)
 //!    against raw SM4-CBC encryption speed in-process, and the process's memory while it
 //!    streams (client and server share this process: the figure is an upper bound on the
@@ -94,6 +98,98 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[i] as f64 / 1000.0
 }
 
+/// Slices per point: the bridge and the in-process peer alternate, so both see the
+/// same bursts of load on a shared machine.
+const SLICES: usize = 6;
+
+/// One timed slice: signatures, wall time, the process's CPU ticks, the threads'
+/// voluntary context switches (each a thread going to sleep to wait for another: the
+/// hand-offs), latencies (µs).
+struct Slice {
+    n: u64,
+    secs: f64,
+    ticks: u64,
+    switches: u64,
+    lat: Vec<u64>,
+}
+
+impl Slice {
+    fn rate(&self) -> f64 {
+        self.n as f64 / self.secs
+    }
+
+    fn cpu_us(&self) -> f64 {
+        self.ticks as f64 * 1e6 / ticks_per_second() / self.n as f64
+    }
+
+    fn switches_each(&self) -> f64 {
+        self.switches as f64 / self.n as f64
+    }
+}
+
+fn median(v: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = v.collect();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The process's user + system CPU time in clock ticks (`/proc/self/stat`).
+fn cpu_ticks() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command (which may hold spaces), from field 3 on.
+    let rest = s.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0) + f.get(12).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+}
+
+/// Voluntary context switches of every thread of this process so far.
+fn voluntary_switches() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .filter_map(|s| {
+            s.lines().find_map(|l| l.strip_prefix("voluntary_ctxt_switches:").and_then(|v| v.trim().parse::<u64>().ok()))
+        })
+        .sum()
+}
+
+/// `getconf CLK_TCK`: 100 on Linux.
+fn ticks_per_second() -> f64 {
+    100.0
+}
+
+/// Every connection signing for `d`, each waiting for its answer before the next.
+async fn through_bridge(conns: &[Arc<BridgeClient>], params: &serde_json::Value, d: Duration) -> Slice {
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let (start, cpu0, sw0) = (Instant::now(), cpu_ticks(), voluntary_switches());
+    let mut tasks = Vec::new();
+    for c in conns {
+        let (c, stop, count, params) = (Arc::clone(c), Arc::clone(&stop), Arc::clone(&count), params.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(1 << 14);
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                c.request(c.next_id(), "sign", params.clone()).await.unwrap();
+                lat.push(t.elapsed().as_micros() as u64);
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+            lat
+        }));
+    }
+    tokio::time::sleep(d).await;
+    stop.store(true, Ordering::Relaxed);
+    let n = count.load(Ordering::Relaxed);
+    let secs = start.elapsed().as_secs_f64();
+    let (ticks, switches) = (cpu_ticks() - cpu0, voluntary_switches() - sw0);
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    Slice { n, secs, ticks, switches, lat }
+}
+
 fn main() {
     let a = args();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -147,14 +243,23 @@ fn main() {
     println!("# bridge load, {} s per point, in-memory SM2 key, PIN cached", a.seconds);
     // In-process: the device service itself, one caller at a time (the medium's actor
     // serialises signatures anyway).
-    let t0 = Instant::now();
-    let mut n = 0u64;
-    while t0.elapsed() < round {
-        manager.sign_digest(&id, "c", KeyUsage::Sign, &scheme, &digest, "bench").unwrap();
-        n += 1;
-    }
-    let inproc = n as f64 / t0.elapsed().as_secs_f64();
-    println!("in-process sign_digest: {inproc:.0}/s");
+    let in_process = |d: Duration| -> Slice {
+        let (t0, cpu0, sw0) = (Instant::now(), cpu_ticks(), voluntary_switches());
+        let mut n = 0u64;
+        while t0.elapsed() < d {
+            manager.sign_digest(&id, "c", KeyUsage::Sign, &scheme, &digest, "bench").unwrap();
+            n += 1;
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        Slice { n, secs, ticks: cpu_ticks() - cpu0, switches: voluntary_switches() - sw0, lat: Vec::new() }
+    };
+    let whole = in_process(round);
+    println!(
+        "in-process sign_digest: {:.0}/s ({:.0} µs CPU, {:.1} thread switches each)",
+        whole.rate(),
+        whole.cpu_us(),
+        whole.switches_each()
+    );
     // The bridge's own round trip, no medium involved: devices.list from one client.
     let rt_us = rt.block_on(async {
         let o = ClientOptions { url: url.clone(), origin: None, secret: Some(secret.clone()), sdk: "bench-rtt".into() };
@@ -168,11 +273,18 @@ fn main() {
         t.elapsed().as_secs_f64() * 1e6 / f64::from(n)
     });
     println!("bridge round trip without the medium (devices.list, 1 client): {rt_us:.0} µs");
-    println!("| clients | signs/s | vs in-process | p50 ms | p99 ms |");
-    println!("|--:|--:|--:|--:|--:|");
+    println!(
+        "Each point: {SLICES} slices through the bridge alternating with {SLICES} in-process, the same length each; rates are the medians, the ratio theirs."
+    );
+    println!(
+        "| clients | signs/s | in-process signs/s | vs in-process | p50 ms | p99 ms | CPU µs/sign (bridge / in-process) | thread switches/sign (bridge / in-process) |"
+    );
+    println!("|--:|--:|--:|--:|--:|--:|--:|--:|");
+    let params = json!({"certificate": {"thumbprint": thumb}, "input": {"digest": digest_b64}, "format": "raw"});
+    let slice = round / SLICES as u32;
     // (connections, requests in flight per connection)
     for (clients, depth) in [(1usize, 1usize), (16, 1), (64, 1), (1, 16)] {
-        let (rate, p50, p99) = rt.block_on(async {
+        let conns = rt.block_on(async {
             let mut conns = Vec::new();
             for i in 0..clients {
                 let o = ClientOptions { url: url.clone(), origin: None, secret: Some(secret.clone()), sdk: format!("bench-{i}") };
@@ -181,40 +293,37 @@ fn main() {
                     conns.push(Arc::clone(&c));
                 }
             }
-            let stop = Arc::new(AtomicBool::new(false));
-            let count = Arc::new(AtomicU64::new(0));
-            let mut tasks = Vec::new();
-            let params = json!({"certificate": {"thumbprint": thumb}, "input": {"digest": digest_b64}, "format": "raw"});
             // Warm up each connection once.
             for c in &conns {
                 c.request(c.next_id(), "sign", params.clone()).await.unwrap();
             }
-            let start = Instant::now();
-            for c in conns {
-                let (stop, count, params) = (Arc::clone(&stop), Arc::clone(&count), params.clone());
-                tasks.push(tokio::spawn(async move {
-                    let mut lat = Vec::with_capacity(1 << 16);
-                    while !stop.load(Ordering::Relaxed) {
-                        let t = Instant::now();
-                        c.request(c.next_id(), "sign", params.clone()).await.unwrap();
-                        lat.push(t.elapsed().as_micros() as u64);
-                        count.fetch_add(1, Ordering::Relaxed);
-                    }
-                    lat
-                }));
-            }
-            tokio::time::sleep(round).await;
-            stop.store(true, Ordering::Relaxed);
-            let elapsed = start.elapsed().as_secs_f64();
-            let mut all = Vec::new();
-            for t in tasks {
-                all.extend(t.await.unwrap());
-            }
-            all.sort_unstable();
-            (count.load(Ordering::Relaxed) as f64 / elapsed, percentile(&all, 0.5), percentile(&all, 0.99))
+            conns
         });
+        let (mut bridge, mut local) = (Vec::new(), Vec::new());
+        for _ in 0..SLICES {
+            bridge.push(rt.block_on(through_bridge(&conns, &params, slice)));
+            local.push(in_process(slice));
+        }
+        let mut lat: Vec<u64> = bridge.iter().flat_map(|s| s.lat.iter().copied()).collect();
+        lat.sort_unstable();
+        let (rate, local_rate) = (median(bridge.iter().map(Slice::rate)), median(local.iter().map(Slice::rate)));
+        let total = |v: &[Slice]| {
+            let (ticks, switches, n) = v.iter().fold((0, 0, 0), |(t, w, n), s| (t + s.ticks, w + s.switches, n + s.n));
+            Slice { n, secs: 0.0, ticks, switches, lat: Vec::new() }
+        };
+        let (b, l) = (total(&bridge), total(&local));
         let who = if depth == 1 { clients.to_string() } else { format!("{clients} ({depth} in flight)") };
-        println!("| {who} | {rate:.0} | {:.0}% | {p50:.2} | {p99:.2} |", 100.0 * rate / inproc);
+        println!(
+            "| {who} | {rate:.0} | {local_rate:.0} | {:.0}% | {:.2} | {:.2} | {:.0} / {:.0} | {:.1} / {:.1} |",
+            100.0 * rate / local_rate,
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99),
+            b.cpu_us(),
+            l.cpu_us(),
+            b.switches_each(),
+            l.switches_each()
+        );
+        drop(conns);
     }
 
     // Raw SM4-CBC in-process over 64 MiB, best of 3.

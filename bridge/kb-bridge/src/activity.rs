@@ -11,7 +11,7 @@ use kb_service::prompter::{ConfirmRequest, ConsentAnswer, ConsentRequest, PinReq
 use kb_token::{OpContext, OpStatus, StopReason};
 use kb_types::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Counts dialogs open right now.
@@ -98,6 +98,9 @@ pub struct RequestState {
     start: Instant,
     last_progress_ms: AtomicU64,
     stop: AtomicU8,
+    /// Set by whoever answers the request: its worker, or the connection when the
+    /// request was stopped (the worker's later result is then dropped).
+    answered: AtomicBool,
     ctx: OpContext,
     operation_timeout: Duration,
 }
@@ -108,6 +111,7 @@ impl Default for RequestState {
             start: Instant::now(),
             last_progress_ms: AtomicU64::new(0),
             stop: AtomicU8::new(0),
+            answered: AtomicBool::new(false),
             ctx: OpContext::new(),
             operation_timeout: kb_service::devices::DEFAULT_OPERATION_TIMEOUT,
         }
@@ -164,6 +168,11 @@ impl RequestState {
         });
     }
 
+    /// Take the right to answer the request: true exactly once, for the first caller.
+    pub fn claim_answer(&self) -> bool {
+        !self.answered.swap(true, Ordering::AcqRel)
+    }
+
     /// Whether and why the request was stopped.
     pub fn stopped(&self) -> Option<Stop> {
         match self.stop.load(Ordering::Acquire) {
@@ -211,5 +220,13 @@ mod tests {
         s.stop(Stop::TimedOut);
         s.stop(Stop::Cancelled);
         assert_eq!(s.stopped(), Some(Stop::TimedOut));
+    }
+
+    #[test]
+    fn a_request_is_answered_once() {
+        let s = RequestState::new();
+        assert!(s.claim_answer());
+        assert!(!s.claim_answer());
+        assert!(!s.claim_answer());
     }
 }

@@ -88,6 +88,10 @@ impl ClientOptions {
 }
 
 type Pending = Arc<Mutex<HashMap<Id, oneshot::Sender<Response>>>>;
+type WsSink = futures_util::stream::SplitSink<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    Message,
+>;
 type Downloads = Arc<Mutex<HashMap<StreamId, mpsc::Sender<OwnedFrame>>>>;
 
 /// A received binary frame with its payload owned.
@@ -101,7 +105,9 @@ struct OwnedFrame {
 /// A connected client. Cheap to share behind an `Arc`; calls may run concurrently.
 #[derive(Debug)]
 pub struct BridgeClient {
-    out: mpsc::Sender<Message>,
+    /// The socket's sending half: each call writes its own message (no writer task to
+    /// hand it to; the lock keeps messages whole and in order).
+    sink: Arc<tokio::sync::Mutex<WsSink>>,
     pending: Pending,
     downloads: Downloads,
     events: broadcast::Sender<Notification>,
@@ -151,16 +157,8 @@ impl BridgeClient {
             }
             Err(e) => return Err(ClientError::Connect(e.to_string())),
         };
-        let (mut sink, mut stream) = ws.split();
-        let (out, mut out_rx) = mpsc::channel::<Message>(16);
-        tokio::spawn(async move {
-            while let Some(m) = out_rx.recv().await {
-                if sink.send(m).await.is_err() {
-                    break;
-                }
-            }
-            let _ = sink.close().await;
-        });
+        let (sink, mut stream) = ws.split();
+        let sink = Arc::new(tokio::sync::Mutex::new(sink));
         let pending: Pending = Arc::default();
         let downloads: Downloads = Arc::default();
         let (events, _) = broadcast::channel(1024);
@@ -172,16 +170,15 @@ impl BridgeClient {
                 while let Some(Ok(m)) = stream.next().await {
                     match m {
                         Message::Text(t) => {
-                            let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else { continue };
-                            if v.get("id").is_some() {
-                                if let Ok(r) = serde_json::from_value::<Response>(v) {
-                                    let tx =
-                                        r.id.as_ref().and_then(|id| pending.lock().unwrap_or_else(|e| e.into_inner()).remove(id));
-                                    if let Some(tx) = tx {
-                                        let _ = tx.send(r);
-                                    }
+                            // Responses, the common case, parse once; anything else is
+                            // tried as a notification.
+                            if let Ok(r) = serde_json::from_str::<Response>(t.as_str()) {
+                                let tx =
+                                    r.id.as_ref().and_then(|id| pending.lock().unwrap_or_else(|e| e.into_inner()).remove(id));
+                                if let Some(tx) = tx {
+                                    let _ = tx.send(r);
                                 }
-                            } else if let Ok(n) = serde_json::from_value::<Notification>(v) {
+                            } else if let Ok(n) = serde_json::from_str::<Notification>(t.as_str()) {
                                 let _ = events.send(n);
                             }
                         }
@@ -205,7 +202,7 @@ impl BridgeClient {
             });
         }
         let mut c = BridgeClient {
-            out,
+            sink,
             pending,
             downloads,
             events,
@@ -273,7 +270,11 @@ impl BridgeClient {
 
     /// Send raw text (tests of malformed input).
     pub async fn send_text(&self, text: String) -> Result<(), ClientError> {
-        self.out.send(Message::Text(text.into())).await.map_err(|_| ClientError::Closed)
+        self.write(Message::Text(text.into())).await
+    }
+
+    async fn write(&self, m: Message) -> Result<(), ClientError> {
+        self.sink.lock().await.send(m).await.map_err(|_| ClientError::Closed)
     }
 
     /// A typed call.
@@ -327,7 +328,7 @@ impl BridgeClient {
             }
             let fin = n == 0;
             let frame = Frame { stream, sequence: seq, flags: if fin { FLAG_FIN } else { 0 }, payload: &buf[..filled] }.encode();
-            self.out.send(Message::Binary(frame.into())).await.map_err(|_| ClientError::Closed)?;
+            self.write(Message::Binary(frame.into())).await?;
             total += filled as u64;
             filled = 0;
             seq += 1;
@@ -339,6 +340,18 @@ impl BridgeClient {
 
     /// Send a raw binary message (tests of malformed frames).
     pub async fn send_binary(&self, bytes: Vec<u8>) -> Result<(), ClientError> {
-        self.out.send(Message::Binary(bytes.into())).await.map_err(|_| ClientError::Closed)
+        self.write(Message::Binary(bytes.into())).await
+    }
+}
+
+impl Drop for BridgeClient {
+    /// Close the connection (the reader half alone would keep the socket open).
+    fn drop(&mut self) {
+        let sink = Arc::clone(&self.sink);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = sink.lock().await.close().await;
+            });
+        }
     }
 }

@@ -565,8 +565,14 @@ async fn serve_connection(
     let mut events = shared.events.subscribe();
     let mut grants = shared.service.consent.store().subscribe();
     let mut housekeeping = tokio::time::interval(conn.housekeeping_tick());
+    let mut watchdog = tokio::time::interval(WATCHDOG_TICK);
+    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // Requests start only from this loop, so the watchdog wakes it only while some
+        // are in flight.
+        let busy = !conn.lock_inflight().is_empty();
         tokio::select! {
+            _ = watchdog.tick(), if busy => conn.watchdog().await,
             msg = stream.next() => {
                 conn.touch();
                 match msg {
@@ -618,8 +624,8 @@ async fn serve_connection(
         }
     }
     // Whatever is still running for this connection stops.
-    for state in conn.lock_inflight().values() {
-        state.stop(Stop::Cancelled);
+    for r in conn.lock_inflight().values() {
+        r.state.stop(Stop::Cancelled);
     }
     drop(conn);
     drop(out_tx);
@@ -639,11 +645,23 @@ struct Conn {
     /// When the client last sent something.
     last_active: Mutex<Instant>,
     table: StreamTable,
-    inflight: Mutex<HashMap<Id, Arc<RequestState>>>,
+    inflight: Mutex<HashMap<Id, InFlight>>,
     subscriptions: Mutex<BTreeSet<EventKind>>,
     failures: Mutex<VecDeque<Instant>>,
     out: OutTx,
     shared: Arc<Shared>,
+}
+
+/// A request in flight: its liveness and the streams it names (freed when it ends).
+#[derive(Clone)]
+struct InFlight {
+    state: Arc<RequestState>,
+    streams: Vec<StreamId>,
+}
+
+/// A response as the text frame that carries it.
+fn text(r: &Response) -> Option<Outgoing> {
+    r.to_json().ok().map(Outgoing::Text)
 }
 
 fn notification(ev: Event) -> Outgoing {
@@ -674,7 +692,7 @@ fn streams_of(call: &Call) -> Vec<StreamId> {
 }
 
 impl Conn {
-    fn lock_inflight(&self) -> MutexGuard<'_, HashMap<Id, Arc<RequestState>>> {
+    fn lock_inflight(&self) -> MutexGuard<'_, HashMap<Id, InFlight>> {
         self.inflight.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -726,8 +744,8 @@ impl Conn {
     }
 
     async fn send(&self, r: Response) {
-        if let Ok(t) = r.to_json() {
-            let _ = self.out.send(Outgoing::Text(t)).await;
+        if let Some(m) = text(&r) {
+            let _ = self.out.send(m).await;
         }
     }
 
@@ -743,15 +761,24 @@ impl Conn {
         f.len() > cfg.max_failures as usize
     }
 
-    /// Answer with an error, counting it; close the connection on a burst of failures.
-    async fn send_failure(&self, id: Option<Id>, e: ErrorObject) {
+    /// What answers a failure, counting it: the error, or on a burst of failures the
+    /// flood error and the close.
+    fn failure(&self, id: Option<Id>, e: ErrorObject) -> Vec<Outgoing> {
         if self.failed() {
             let flood = fail(ErrorCode::TooManyRequests, "too many failed requests; closing the connection");
-            self.send(Response::err(id, flood)).await;
-            let _ = self.out.send(Outgoing::Close(1008, "too many failed requests".into())).await;
-            return;
+            return text(&Response::err(id, flood))
+                .into_iter()
+                .chain([Outgoing::Close(1008, "too many failed requests".into())])
+                .collect();
         }
-        self.send(Response::err(id, e)).await;
+        text(&Response::err(id, e)).into_iter().collect()
+    }
+
+    /// Answer with an error, counting it; close the connection on a burst of failures.
+    async fn send_failure(&self, id: Option<Id>, e: ErrorObject) {
+        for m in self.failure(id, e) {
+            let _ = self.out.send(m).await;
+        }
     }
 
     async fn on_text(self: &Arc<Self>, bytes: &[u8]) {
@@ -789,11 +816,15 @@ impl Conn {
                 }
             },
             Call::Cancel(p) => {
-                let state = self.lock_inflight().get(&p.id).cloned();
-                if let Some(s) = &state {
-                    s.stop(Stop::Cancelled);
+                let found = self.lock_inflight().get(&p.id).cloned();
+                if let Some(r) = &found {
+                    r.state.stop(Stop::Cancelled);
                 }
-                self.send(Response::ok(id, &CancelResult { cancelled: state.is_some() })).await
+                self.send(Response::ok(id, &CancelResult { cancelled: found.is_some() })).await;
+                // The cancelled request is answered now, not when its worker notices.
+                if let Some(r) = found {
+                    self.answer_stopped(p.id, &r).await;
+                }
             }
             // Without consent a stream would hold buffered bytes for a page the user has
             // not allowed: opening one asks for consent first, like any method.
@@ -814,6 +845,7 @@ impl Conn {
     }
 
     async fn spawn_request(self: &Arc<Self>, id: Id, call: Call) {
+        let streams = streams_of(&call);
         let admitted = {
             // Without consent, one request at a time: a page the user has not allowed
             // cannot park many threads waiting for the consent dialog.
@@ -824,19 +856,22 @@ impl Conn {
             } else if inflight.len() >= limit {
                 Err(fail(ErrorCode::TooManyRequests, format!("at most {limit} requests in flight")))
             } else {
-                // What the request waits for reaches the client as `operation.status`.
-                let (out, request) = (self.out.clone(), id.clone());
+                // What the request waits for reaches the client as `operation.status`;
+                // `working` only ends such a wait (a request that waited for nothing
+                // is simply answered: no extra message per signature).
+                let (out, request, waited) = (self.out.clone(), id.clone(), AtomicBool::new(false));
                 let s = RequestState::with_status(self.config().operation_deadline, move |st| {
                     let (status, medium) = match st {
                         OpStatus::WaitingForPin => (OperationState::WaitingForPin, None),
                         OpStatus::WaitingForMedium { what } => (OperationState::WaitingForMedium, Some(what.clone())),
-                        OpStatus::Working => (OperationState::Working, None),
+                        OpStatus::Working if waited.load(Ordering::Acquire) => (OperationState::Working, None),
                         _ => return,
                     };
+                    waited.store(true, Ordering::Release);
                     let _ = out.try_send(notification(Event::OperationStatus { request: request.clone(), status, medium }));
                 });
                 s.progress();
-                inflight.insert(id.clone(), Arc::clone(&s));
+                inflight.insert(id.clone(), InFlight { state: Arc::clone(&s), streams: streams.clone() });
                 Ok(s)
             }
         };
@@ -844,68 +879,86 @@ impl Conn {
             Ok(s) => s,
             Err(e) => return self.send_failure(Some(id), e).await,
         };
-        let streams = streams_of(&call);
         self.table.reserve(&streams);
+        // The worker answers the request itself, straight into the connection's
+        // outgoing queue: one hand-off to the blocking pool and one back to the writer.
+        // A request stopped meanwhile (cancel, timeout, closed connection) is answered
+        // by the connection instead (`answer_stopped`), and the worker's result dropped.
         let conn = Arc::clone(self);
-        tokio::spawn(async move {
-            let worker = {
-                let conn = Arc::clone(&conn);
-                let state = Arc::clone(&state);
-                let id = id.clone();
-                tokio::task::spawn_blocking(move || conn.run(id, state, call))
-            };
-            let outcome = conn.watch(worker, &state).await;
-            conn.lock_inflight().remove(&id);
-            conn.release_unconsented_slot();
-            for s in streams {
-                let _ = conn.table.close(s);
+        tokio::task::spawn_blocking(move || {
+            // `ErrorObject` is what every method returns (see `run`).
+            #[allow(clippy::result_large_err)]
+            let outcome =
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| conn.run(id.clone(), Arc::clone(&state), call))) {
+                    Ok(r) => r,
+                    Err(_) => Err(fail(ErrorCode::Internal, "request worker failed")),
+                };
+            if !conn.settle(&id, &state, &streams) {
+                return;
             }
-            match outcome {
+            let messages = match outcome {
                 Ok((reply, extra)) => {
                     let r = match reply.to_value() {
                         Ok(v) => Response::ok(id, &v),
                         Err(e) => Response::err(Some(id), fail(ErrorCode::Internal, e.to_string())),
                     };
-                    conn.send(r).await;
-                    for m in extra {
-                        let _ = conn.out.send(m).await;
-                    }
+                    text(&r).into_iter().chain(extra).collect()
                 }
-                Err(e) => conn.send_failure(Some(id), e).await,
+                Err(e) => conn.failure(Some(id), e),
+            };
+            for m in messages {
+                // A blocking-pool thread, never a runtime worker: it may wait for room.
+                if conn.out.blocking_send(m).is_err() {
+                    break;
+                }
             }
         });
     }
 
-    /// Wait for a worker, stopping it when cancelled or idle for too long.
-    async fn watch(
-        &self,
-        mut worker: tokio::task::JoinHandle<Result<(Reply, Vec<Outgoing>), ErrorObject>>,
-        state: &RequestState,
-    ) -> Result<(Reply, Vec<Outgoing>), ErrorObject> {
-        let timeout_ms = u64::try_from(self.config().request_timeout.as_millis()).unwrap_or(u64::MAX);
-        let mut tick = tokio::time::interval(WATCHDOG_TICK);
-        loop {
-            tokio::select! {
-                r = &mut worker => {
-                    return match r {
-                        Ok(r) => r,
-                        Err(e) => Err(fail(ErrorCode::Internal, format!("request worker failed: {e}"))),
-                    };
-                }
-                _ = tick.tick() => {
-                    if self.shared.prompts.any_open() {
-                        state.progress();
-                    }
-                    if state.stopped().is_none() && state.idle_ms() > timeout_ms {
-                        state.stop(Stop::TimedOut);
-                    }
-                    if let Some(s) = state.stopped() {
-                        // Answer now; the worker notices the stop at its next read or
-                        // write, or its result is dropped when the medium answers.
-                        return Err(stop_error(s));
-                    }
-                }
+    /// Take the right to answer a request that ended or was stopped: true once, for
+    /// whoever comes first. Its slot, its streams and its id are freed then.
+    fn settle(&self, id: &Id, state: &Arc<RequestState>, streams: &[StreamId]) -> bool {
+        if !state.claim_answer() {
+            return false;
+        }
+        {
+            // The id may already name a newer request (the client may reuse an id once
+            // it has its answer).
+            let mut inflight = self.lock_inflight();
+            if inflight.get(id).is_some_and(|r| Arc::ptr_eq(&r.state, state)) {
+                inflight.remove(id);
             }
+        }
+        self.release_unconsented_slot();
+        for s in streams {
+            let _ = self.table.close(*s);
+        }
+        true
+    }
+
+    /// Answer a stopped request now; the worker notices the stop at its next read or
+    /// write, or its result is dropped when the medium answers.
+    async fn answer_stopped(&self, id: Id, r: &InFlight) {
+        let Some(why) = r.state.stopped() else { return };
+        if self.settle(&id, &r.state, &r.streams) {
+            self.send_failure(Some(id), stop_error(why)).await;
+        }
+    }
+
+    /// The requests in flight, looked at every [`WATCHDOG_TICK`]: progress while a
+    /// dialog is open, the idle timeout, and an answer for those stopped.
+    async fn watchdog(&self) {
+        let timeout_ms = u64::try_from(self.config().request_timeout.as_millis()).unwrap_or(u64::MAX);
+        let requests: Vec<(Id, InFlight)> = self.lock_inflight().iter().map(|(id, r)| (id.clone(), r.clone())).collect();
+        let dialog = self.shared.prompts.any_open();
+        for (id, r) in requests {
+            if dialog {
+                r.state.progress();
+            }
+            if r.state.stopped().is_none() && r.state.idle_ms() > timeout_ms {
+                r.state.stop(Stop::TimedOut);
+            }
+            self.answer_stopped(id, &r).await;
         }
     }
 

@@ -771,25 +771,24 @@ async fn offline_media_are_listed_and_refused() {
     // The bridge knows the medium's certificates from before it went out of reach.
     let before = c.request(c.next_id(), "certificates.list", json!({})).await.unwrap();
     r.transport.go_offline(&r.key.id);
-    let next = |events: &mut tokio::sync::broadcast::Receiver<kb_bridge_protocol::Notification>| {
-        let mut events = events.resubscribe();
-        async move {
-            tokio::time::timeout(Duration::from_secs(30), async move {
-                loop {
-                    if let Ok(n) = events.recv().await
-                        && matches!(
-                            n.event,
-                            kb_bridge_protocol::Event::DeviceOffline { .. } | kb_bridge_protocol::Event::DeviceOnline { .. }
-                        )
-                    {
-                        return n.event;
-                    }
+    // Read from the receiver subscribed before the change (a fresh `resubscribe()` here
+    // would miss an event that had already arrived).
+    async fn next(events: &mut tokio::sync::broadcast::Receiver<kb_bridge_protocol::Notification>) -> kb_bridge_protocol::Event {
+        tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if let Ok(n) = events.recv().await
+                    && matches!(
+                        n.event,
+                        kb_bridge_protocol::Event::DeviceOffline { .. } | kb_bridge_protocol::Event::DeviceOnline { .. }
+                    )
+                {
+                    return n.event;
                 }
-            })
-            .await
-            .unwrap()
-        }
-    };
+            }
+        })
+        .await
+        .unwrap()
+    }
     let ev = next(&mut events).await;
     assert_eq!(ev, kb_bridge_protocol::Event::DeviceOffline { device: r.key.id.clone() });
     let list = c.request(c.next_id(), "devices.list", json!({})).await.unwrap();
@@ -803,4 +802,34 @@ async fn offline_media_are_listed_and_refused() {
     assert_eq!(next(&mut events).await, kb_bridge_protocol::Event::DeviceOnline { device: r.key.id.clone() });
     r.prompter.push_pin(PIN);
     c.request(c.next_id(), "sign", sign).await.unwrap();
+}
+
+/// `operation.status` `working` ends a wait (for the PIN, for the medium): after the
+/// PIN dialog the client hears it; a signature with the PIN cached waited for nothing
+/// and is simply answered, without a status message per request (issue 18: one
+/// message, not two, per signature).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn working_is_sent_only_after_a_wait() {
+    let r = rig().await;
+    r.prompter.push_pin(PIN);
+    let c = r.native().await;
+    let mut events = c.events();
+    let sign = json!({"certificate": {"thumbprint": r.key.sign_thumb()}, "input": {"data": "AA=="}, "format": "raw"});
+    let statuses = |events: &mut tokio::sync::broadcast::Receiver<kb_bridge_protocol::Notification>| {
+        let mut v = Vec::new();
+        while let Ok(n) = events.try_recv() {
+            if let kb_bridge_protocol::Event::OperationStatus { request, status, .. } = n.event {
+                v.push((request, status));
+            }
+        }
+        v
+    };
+    // Statuses are queued before the response on the same connection, and the client
+    // reads in order: they have all arrived once the response has.
+    let first = c.next_id();
+    c.request(first.clone(), "sign", sign.clone()).await.unwrap();
+    use kb_bridge_protocol::OperationState::{WaitingForPin, Working};
+    assert_eq!(statuses(&mut events), vec![(first.clone(), WaitingForPin), (first, Working)]);
+    c.request(c.next_id(), "sign", sign).await.unwrap();
+    assert_eq!(statuses(&mut events), vec![], "a signature with the PIN cached waited for nothing");
 }
