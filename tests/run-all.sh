@@ -76,6 +76,7 @@ if [ "${KB_SKIP_BENCH:-0}" != "1" ]; then
   phase "benchmark smoke run (dev profile; figures are not checked here; see docs/benchmarks.md)"
   cargo run --locked -q -p kb-bench -- --quick
   cargo bench --profile dev --locked -q -p kb-bridge --bench bridge_load -- --quick
+  cargo bench --profile dev --locked -q -p kb-bridge --bench envelope -- --quick
   cargo bench --profile dev --locked -q -p kb-phonelink --bench relay -- --quick
 fi
 echo "   (phase took $((SECONDS - PHASE_START)) s)"

@@ -698,7 +698,7 @@ impl Service {
                 let scheme = scheme_for(alg, None, None, true)?;
                 let signer = self
                     .manager
-                    .signer(&e.device, &e.container, e.slot, &ctx.caller())
+                    .signer(&e.device, &e.container, e.slot, ctx.caller())
                     .map_err(|x| ctx.svc(x))?
                     .with_scheme(scheme);
                 Some((e, signer))
@@ -742,14 +742,19 @@ impl Service {
                     // One pass: the content digest on a second core while SM4-CBC encrypts.
                     Some((e, signer)) => {
                         let mut hasher = Hasher::new(kb_pki::Signer::scheme(signer).hash());
-                        envelope::encrypt_hashing(r, &mut sink, len, &recipients, &opts, &mut hasher)
-                            .map_err(|x| ctx.pki(x))
-                            .and_then(|_| {
+                        match envelope::encrypt_hashing(r, &mut sink, len, &recipients, &opts, &mut hasher) {
+                            Err(x) => Err(ctx.pki(x)),
+                            Ok(_) => {
                                 let opts = SignOptions { profile: profile(p.profile), detached: true, ..SignOptions::default() };
-                                kb_pki::cms::sign_detached_digest(&hasher.finish(), signer, &e.certificate, &opts)
-                                    .map_err(|x| ctx.svc(signer.service_error(x)))
-                            })
-                            .map(|sig| signature = Some(Base64(sig)))
+                                match kb_pki::cms::sign_detached_digest(&hasher.finish(), signer, &e.certificate, &opts) {
+                                    Ok(sig) => {
+                                        signature = Some(Base64(sig));
+                                        Ok(())
+                                    }
+                                    Err(x) => Err(ctx.svc(signer.service_error(x))),
+                                }
+                            }
+                        }
                     }
                 }
             }
