@@ -2,8 +2,8 @@
 //!
 //! - [`CbcOpener`]: SM4-CBC decryption in parallel batches. CBC decryption is
 //!   parallel — each plaintext block needs its own ciphertext block and the one
-//!   before it — so a batch is split at block boundaries and each part decrypted on
-//!   its own thread, with the previous part's last ciphertext block as its IV. The
+//!   before it — so a batch is split into 64 KiB pieces, each decrypted by whichever
+//!   thread takes it next, with the previous piece's last ciphertext block as its IV. The
 //!   final block (and any ragged tail) goes through the ordinary streaming
 //!   [`CbcDecryptor`], so padding checks and their errors are exactly the sequential
 //!   ones. Memory: one batch of ciphertext and one of plaintext.
@@ -23,7 +23,9 @@ use zeroize::Zeroizing;
 pub(crate) const BATCH: usize = 1 << 20;
 /// Below this, a batch is not worth a second thread.
 const MIN_PARALLEL: usize = 64 * 1024;
-/// Each thread decrypts its part in slices of this size (copy, decrypt, xor stay in cache).
+/// A batch is decrypted in pieces of this size, taken by whichever thread is free.
+const PIECE: usize = 64 * 1024;
+/// Each piece is decrypted in slices of this size (copy, decrypt, xor stay in cache).
 const SLICE: usize = 32 * 1024;
 /// Buffers in flight between the reader and the tap thread.
 const TAP_POOL: usize = 4;
@@ -97,29 +99,29 @@ impl CbcOpener {
         }
         self.out.resize(n, 0);
         let ct = &self.pending[..n];
-        let parts = if n >= MIN_PARALLEL { self.threads } else { 1 };
-        // Part boundaries, in whole blocks.
-        let per = n / BLOCK / parts * BLOCK;
         let cipher = &self.cipher;
+        // Pieces of PIECE bytes, each with the ciphertext block before it as its IV; the
+        // threads take the next piece until none is left, so a thread the OS does not
+        // run for a while holds nothing up (this machine is shared).
         let prev = self.prev;
-        let mut jobs = Vec::with_capacity(parts);
-        let mut out_rest: &mut [u8] = &mut self.out[..];
-        let mut start = 0;
-        for i in 0..parts {
-            let end = if i + 1 == parts { n } else { start + per };
-            let iv = if start == 0 { prev } else { block_at(ct, start - BLOCK) };
-            let (o, rest) = out_rest.split_at_mut(end - start);
-            out_rest = rest;
-            jobs.push((iv, &ct[start..end], o));
-            start = end;
-        }
-        std::thread::scope(|s| {
-            let mut jobs = jobs.into_iter();
-            let mine = jobs.next();
-            let handles: Vec<_> = jobs.map(|(iv, c, o)| s.spawn(move || cbc_decrypt_part(cipher, &iv, c, o))).collect();
-            if let Some((iv, c, o)) = mine {
+        let pieces: Vec<([u8; BLOCK], &[u8], &mut [u8])> = ct
+            .chunks(PIECE)
+            .zip(self.out[..n].chunks_mut(PIECE))
+            .enumerate()
+            .map(|(i, (c, o))| (if i == 0 { prev } else { block_at(ct, i * PIECE - BLOCK) }, c, o))
+            .collect();
+        let helpers = if n >= MIN_PARALLEL { (self.threads - 1).min(pieces.len() - 1) } else { 0 };
+        let queue = std::sync::Mutex::new(pieces.into_iter());
+        let work = || {
+            loop {
+                // A poisoned lock means a helper panicked: its join below re-raises it.
+                let Some((iv, c, o)) = queue.lock().map_or(None, |mut q| q.next()) else { return };
                 cbc_decrypt_part(cipher, &iv, c, o);
             }
+        };
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..helpers).map(|_| s.spawn(work)).collect();
+            work();
             for h in handles {
                 h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
             }
