@@ -86,6 +86,7 @@ bench_smoke() {
   cargo run --locked -q -p kb-bench -- --quick
   cargo run --locked -q -p kb-bench --bin kb-dudect -- --quick
   cargo bench --profile dev --locked -q -p kb-bridge --bench bridge_load -- --quick
+  cargo bench --profile dev --locked -q -p kb-bridge --bench envelope -- --quick
   cargo bench --profile dev --locked -q -p kb-phonelink --bench relay -- --quick
 }
 run_bench=1

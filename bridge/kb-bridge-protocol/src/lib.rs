@@ -74,10 +74,12 @@ pub mod capability {
     pub const SM2_RAW: &str = "encrypt.sm2_raw";
     /// `encrypt`/`decrypt` with `cms_envelope`.
     pub const CMS_ENVELOPE: &str = "encrypt.cms_envelope";
+    /// `encrypt` with `cms_envelope` and a `signer`: envelope and detached signature in one pass.
+    pub const CMS_ENVELOPE_SIGNED: &str = "encrypt.cms_envelope.signer";
     /// `stream.open` and binary frames.
     pub const STREAMS: &str = "streams";
     /// `subscribe` / `unsubscribe`.
     pub const EVENTS: &str = "events";
     /// Every capability of schema version 1.
-    pub const ALL: [&str; 7] = [SIGN_RAW, SIGN_CMS, VERIFY, SM2_RAW, CMS_ENVELOPE, STREAMS, EVENTS];
+    pub const ALL: [&str; 8] = [SIGN_RAW, SIGN_CMS, VERIFY, SM2_RAW, CMS_ENVELOPE, CMS_ENVELOPE_SIGNED, STREAMS, EVENTS];
 }

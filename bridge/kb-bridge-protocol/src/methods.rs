@@ -484,6 +484,11 @@ pub struct EncryptParams {
     /// CMS OID profile (default by recipients).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<CmsProfile>,
+    /// `cms_envelope` only: also sign the same content with this signing certificate —
+    /// a detached CMS signature, made in the same pass (the content is read once, and
+    /// hashed on a second core while it is encrypted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<CertificateRef>,
 }
 
 /// `encrypt` result.
@@ -493,6 +498,9 @@ pub struct EncryptResult {
     pub format: EncryptFormat,
     /// The ciphertext or envelope.
     pub output: Output,
+    /// With `signer`: the detached CMS SignedData (DER) over the content, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<Base64>,
 }
 
 /// `decrypt` params.

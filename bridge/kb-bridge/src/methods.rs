@@ -404,17 +404,23 @@ impl Service {
         })
     }
 
-    /// `sign`.
-    pub fn sign(&self, ctx: &CallCtx<'_>, p: SignParams) -> R<SignResult> {
-        self.consent_naming(ctx, "sign", &p.certificate)?;
-        let e = self.find(ctx, &p.certificate)?;
-        let cert = &e.certificate;
-        if e.slot == KeyUsage::Encrypt || cert.usage() == KeyUsage::Encrypt {
+    /// The signing certificate `r` names, once the caller may use it for signing.
+    fn signing_entry(&self, ctx: &CallCtx<'_>, r: &kb_bridge_protocol::CertificateRef) -> R<CertEntry> {
+        self.consent_naming(ctx, "sign", r)?;
+        let e = self.find(ctx, r)?;
+        if e.slot == KeyUsage::Encrypt || e.certificate.usage() == KeyUsage::Encrypt {
             return Err(fail(
                 ErrorCode::CertificateUsageMismatch,
                 "this is an encryption certificate; sign with the signing certificate",
             ));
         }
+        Ok(e)
+    }
+
+    /// `sign`.
+    pub fn sign(&self, ctx: &CallCtx<'_>, p: SignParams) -> R<SignResult> {
+        let e = self.signing_entry(ctx, &p.certificate)?;
+        let cert = &e.certificate;
         let public = cert.public_key().map_err(|e| ctx.pki(e))?;
         let scheme = scheme_for(public.algorithm(), p.hash, p.sm2_id.as_deref(), p.format != SignFormat::Raw)?;
         let hash_len = scheme.hash().output_len();
@@ -679,6 +685,26 @@ impl Service {
                 ));
             }
         }
+        // The signer of a signed envelope: found, and its consent asked, before any
+        // content is read.
+        let signing = match &p.signer {
+            None => None,
+            Some(_) if p.format != EncryptFormat::CmsEnvelope => {
+                return Err(fail(ErrorCode::InvalidParameter, "signer applies to cms_envelope"));
+            }
+            Some(r) => {
+                let e = self.signing_entry(ctx, r)?;
+                let alg = e.certificate.public_key().map_err(|x| ctx.pki(x))?.algorithm();
+                let scheme = scheme_for(alg, None, None, true)?;
+                let signer = self
+                    .manager
+                    .signer(&e.device, &e.container, e.slot, ctx.caller())
+                    .map_err(|x| ctx.svc(x))?
+                    .with_scheme(scheme);
+                Some((e, signer))
+            }
+        };
+        let mut signature = None;
         let mut sink = ctx.output(&p.output, self.inline_cap(), &p.input)?;
         let result = match p.format {
             EncryptFormat::Sm2Raw => {
@@ -711,11 +737,30 @@ impl Service {
                 }
                 let (r, len) = ctx.reader(&p.input)?;
                 let opts = EnvelopeOptions { profile: profile(p.profile), ..EnvelopeOptions::default() };
-                envelope::encrypt(r, &mut sink, len, &recipients, &opts).map(|_| ()).map_err(|e| ctx.pki(e))
+                match &signing {
+                    None => envelope::encrypt(r, &mut sink, len, &recipients, &opts).map(|_| ()).map_err(|e| ctx.pki(e)),
+                    // One pass: the content digest on a second core while SM4-CBC encrypts.
+                    Some((e, signer)) => {
+                        let mut hasher = Hasher::new(kb_pki::Signer::scheme(signer).hash());
+                        match envelope::encrypt_hashing(r, &mut sink, len, &recipients, &opts, &mut hasher) {
+                            Err(x) => Err(ctx.pki(x)),
+                            Ok(_) => {
+                                let opts = SignOptions { profile: profile(p.profile), detached: true, ..SignOptions::default() };
+                                match kb_pki::cms::sign_detached_digest(&hasher.finish(), signer, &e.certificate, &opts) {
+                                    Ok(sig) => {
+                                        signature = Some(Base64(sig));
+                                        Ok(())
+                                    }
+                                    Err(x) => Err(ctx.svc(signer.service_error(x))),
+                                }
+                            }
+                        }
+                    }
+                }
             }
         };
         let output = self.finish_output(ctx, sink, result)?;
-        Ok(EncryptResult { format: p.format, output })
+        Ok(EncryptResult { format: p.format, output, signature })
     }
 
     /// Only an encryption (or dual-use) key decrypts.

@@ -386,6 +386,75 @@ async fn streamed_envelope_round_trip_with_progress() {
     assert_eq!(code(c.request(c.next_id(), "stream.close", json!({"stream": up.0})).await), 5010);
 }
 
+/// `encrypt` with a `signer`: the envelope and a detached signature over the same
+/// content in one pass (the content is uploaded once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_envelope_in_one_pass() {
+    let r = rig().await;
+    r.prompter.push_pin(PIN);
+    let c = Arc::new(r.native().await);
+    let local = kb_pki::cms::LocalDecrypter::new(r.key.enc_key.clone(), r.key.enc_cert.clone()).unwrap();
+    let signer = json!({"thumbprint": r.key.sign_thumb()});
+    let enc = json!({"thumbprint": r.key.enc_thumb()});
+    // Streamed, an odd size past several read chunks; no length announced (BER).
+    let data: Vec<u8> = (0..(2 * 1024 * 1024 + 5u32)).map(|i| (i % 241) as u8).collect();
+    let up = c.open_upload(None).await.unwrap();
+    let (down, mut rx) = c.open_download().await.unwrap();
+    let call = c
+        .begin(
+            c.next_id(),
+            "encrypt",
+            json!({"format": "cms_envelope", "recipients": [enc], "input": {"stream": up.0}, "output": {"stream": down.0}, "signer": signer}),
+        )
+        .await
+        .unwrap();
+    let call = tokio::spawn(call.response());
+    let sender = {
+        let (c, data) = (Arc::clone(&c), data.clone());
+        tokio::spawn(async move { c.upload(up, &data[..]).await })
+    };
+    let mut env = Vec::new();
+    while let Some(chunk) = rx.recv().await {
+        env.extend_from_slice(&chunk);
+    }
+    sender.await.unwrap().unwrap();
+    let res = call.await.unwrap().unwrap();
+    assert_eq!(res["output"]["length"].as_u64(), Some(env.len() as u64));
+    assert_eq!(&kb_pki::cms::envelope::decrypt_bytes(&env, &local).unwrap()[..], &data[..]);
+    let sig = SignedMessage::from_der(&unb64(&res["signature"])).unwrap();
+    assert!(sig.is_detached());
+    let reports = sig.verify(Some(&data), &[]).unwrap();
+    assert_eq!(reports[0].signer.der(), r.key.sign_cert.der());
+    assert!(sig.verify(Some(&data[1..]), &[]).is_err(), "the signature covers exactly the content");
+
+    // Inline, and without a signer there is no signature.
+    let bid = b"price 100".to_vec();
+    let e = c
+        .request(
+            c.next_id(),
+            "encrypt",
+            json!({"format": "cms_envelope", "recipients": [enc], "input": {"data": b64(&bid)}, "signer": signer}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(&kb_pki::cms::envelope::decrypt_bytes(&unb64(&e["output"]["data"]), &local).unwrap()[..], &bid[..]);
+    SignedMessage::from_der(&unb64(&e["signature"])).unwrap().verify(Some(&bid), &[]).unwrap();
+    let e = c
+        .request(c.next_id(), "encrypt", json!({"format": "cms_envelope", "recipients": [enc], "input": {"data": b64(&bid)}}))
+        .await
+        .unwrap();
+    assert!(e.get("signature").is_none(), "{e}");
+
+    // Refusals: a signer for sm2_raw; an encryption certificate as the signer.
+    let cases = [
+        (json!({"format": "sm2_raw", "recipients": [enc], "input": {"data": "AA=="}, "signer": signer}), 1004),
+        (json!({"format": "cms_envelope", "recipients": [enc], "input": {"data": "AA=="}, "signer": enc}), 3008),
+    ];
+    for (p, want) in cases {
+        assert_eq!(code(c.request(c.next_id(), "encrypt", p.clone()).await), want, "{p}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_rules() {
     let r = rig().await;

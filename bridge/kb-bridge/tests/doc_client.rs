@@ -319,6 +319,19 @@ async fn a_client_written_from_the_document_does_everything() {
     assert_eq!(dec["result"]["certificate"], r.key.enc_thumb());
     assert_eq!(plain, bid);
 
+    // The same bid signed and enveloped in one request: the signature covers it and the
+    // envelope opens to it.
+    let (both, envelope) = c
+        .streamed("encrypt", json!("bid-1"), &bid, |q| {
+            q["params"]["recipients"] = json!([{"thumbprint": r.key.enc_thumb()}]);
+            q["params"]["signer"] = json!({"thumbprint": r.key.sign_thumb()});
+        })
+        .await;
+    let sig = Base64::decode_vec(both["result"]["signature"].as_str().unwrap()).unwrap();
+    kb_pki::cms::SignedMessage::from_der(&sig).unwrap().verify(Some(&bid), &[]).unwrap();
+    let local = kb_pki::cms::LocalDecrypter::new(r.key.enc_key.clone(), r.key.enc_cert.clone()).unwrap();
+    assert!(kb_pki::cms::envelope::decrypt_bytes(&envelope, &local).unwrap()[..] == bid[..]);
+
     // stream.close on a stream of our own.
     let id = c.run("stream.open", None, |q| q["params"]["length"] = json!(3)).await["result"]["stream"].clone();
     let f = frame(id.as_u64().unwrap() as u32, 0, 0, b"abc");

@@ -50,6 +50,7 @@ export const CAPABILITIES = [
   "verify",
   "encrypt.sm2_raw",
   "encrypt.cms_envelope",
+  "encrypt.cms_envelope.signer",
   "streams",
   "events",
 ] as const;

@@ -288,11 +288,15 @@ export interface EncryptParams {
   output?: OutputMode;
   sm2_layout?: Sm2Layout;
   profile?: CmsProfile;
+  /** `cms_envelope` only: also sign the content with this signing certificate, in the same pass (capability `encrypt.cms_envelope.signer`). */
+  signer?: CertificateRef;
 }
 
 export interface EncryptResult {
   format: EncryptFormat;
   output: Output;
+  /** With `signer`: the detached CMS SignedData over the content (DER, base64). */
+  signature?: string;
 }
 
 export interface DecryptParams {

@@ -7,10 +7,13 @@
 //!   the digest. [`SignedMessage::verify`] and friends check every signer.
 //! - [`envelope::encrypt`] / [`envelope::decrypt`] stream EnvelopedData of any size
 //!   in constant memory: SM4-CBC content, the content key wrapped to each recipient
-//!   with SM2 (GM/T 0010) or RSA.
+//!   with SM2 (GM/T 0010) or RSA. Opening decrypts in parallel batches on every core;
+//!   [`envelope::encrypt_hashing`] hashes the content for a signature on a second
+//!   thread while it is encrypted.
 
 mod ber;
 pub mod envelope;
+mod pipeline;
 mod signed;
 
 pub use envelope::{EnvelopeHeader, EnvelopeOptions, KeyDecrypter, LocalDecrypter, RecipientId, Sm2KeyTransport};
