@@ -231,7 +231,7 @@ impl HttpCaClient {
         if let Some(csr) = body {
             req.headers.push(("Content-Type".into(), est::PKCS10.into()));
             req.headers.push((est::TRANSFER_ENCODING.0.into(), est::TRANSFER_ENCODING.1.into()));
-            req.body = est::encode_body(csr);
+            req.body = est::encode_request_body(csr);
         }
         if let Some((user, password)) = auth {
             req.headers.push(("Authorization".into(), format!("Basic {}", api::b64(format!("{user}:{password}").as_bytes()))));

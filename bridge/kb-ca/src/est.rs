@@ -1,10 +1,12 @@
 //! EST (RFC 7030) bodies, no I/O.
 //!
 //! - Requests (`/simpleenroll`, `/simplereenroll`): `Content-Type: application/pkcs10`,
-//!   the DER PKCS#10 in base64 (`Content-Transfer-Encoding: base64`, RFC 7030 §4.2.1).
+//!   the DER PKCS#10 in base64 (`Content-Transfer-Encoding: base64`, RFC 7030 §4.2.1) on
+//!   one line ([`encode_request_body`]).
 //! - Answers (`/cacerts`, enrolment): `Content-Type: application/pkcs7-mime`
 //!   (`; smime-type=certs-only` for enrolment), a base64 DER CMS SignedData with
-//!   certificates and no signers (RFC 7030 §4.1.3, §4.2.3).
+//!   certificates and no signers (RFC 7030 §4.1.3, §4.2.3), in 64-character lines
+//!   ([`encode_body`]); read with any whitespace ([`decode_body`]).
 
 use kb_pki::cms::SignedMessage;
 use kb_pki::cms::content_type::{DATA, SIGNED_DATA};
@@ -66,7 +68,15 @@ pub fn parse_certs_only(der: &[u8]) -> kb_pki::Result<Vec<Certificate>> {
     Ok(m.certificates().to_vec())
 }
 
-/// Base64 with CRLF line breaks every 64 characters (RFC 2045 allows at most 76).
+/// A request body: base64 without any line break. RFC 8951 §3.2.1 asks receivers to
+/// tolerate whitespace and requires none from senders; servers that decode strictly
+/// (est-ca 0.2.0 reads a wrapped body as raw DER and refuses it, 400) need it this way.
+pub fn encode_request_body(der: &[u8]) -> Vec<u8> {
+    crate::api::b64(der).into_bytes()
+}
+
+/// An answer body: base64 with CRLF line breaks every 64 characters (RFC 2045 allows at
+/// most 76; MIME tools such as `openssl base64 -d` read such lines).
 pub fn encode_body(der: &[u8]) -> Vec<u8> {
     let text = crate::api::b64(der);
     let mut out = Vec::with_capacity(text.len() + text.len() / 32 + 2);
@@ -110,5 +120,24 @@ mod tests {
         assert!(parse_certs_only(&certs_only(&[])).is_err());
         assert!(parse_certs_only(b"garbage").is_err());
         assert_eq!(media_type("Application/PKCS7-mime; smime-type=certs-only"), "application/pkcs7-mime");
+    }
+
+    #[test]
+    fn requests_are_one_line_of_base64_for_strict_receivers() {
+        use base64ct::Encoding;
+        for alg in [Algorithm::Sm2, Algorithm::EcdsaP256, Algorithm::Rsa { bits: 2048 }] {
+            let k = LocalSigner::new(PrivateKey::generate(alg).unwrap());
+            let csr = kb_pki::csr::build("C=CN,CN=张三", &k, vec![]).unwrap();
+            let body = encode_request_body(&csr);
+            assert!(body.len() > 76, "long enough that a MIME encoder would wrap it");
+            assert!(!body.iter().any(u8::is_ascii_whitespace), "{alg}: no line breaks");
+            // A strict decoder (base64ct rejects whitespace) reads it; ours too.
+            assert_eq!(base64ct::Base64::decode_vec(std::str::from_utf8(&body).unwrap()).unwrap(), csr);
+            assert_eq!(decode_body(&body).unwrap(), csr);
+        }
+        // Answers keep their lines, and either form decodes.
+        let wrapped = encode_body(&[7u8; 100]);
+        assert!(wrapped.windows(2).any(|w| w == b"\r\n"));
+        assert_eq!(decode_body(&wrapped).unwrap(), vec![7u8; 100]);
     }
 }
