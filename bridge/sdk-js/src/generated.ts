@@ -229,6 +229,8 @@ export const ERROR_CODES = {
   update_url_missing: { code: 9005, category: "system", messages: { "zh-CN": "未配置更新地址", en: "no update URL is configured" } },
   update_signature_invalid: { code: 9006, category: "system", messages: { "zh-CN": "更新信息的签名无效，已拒绝（可能被篡改）", en: "the update manifest's signature is missing or invalid: refused (it may have been tampered with)" } },
   autostart_unavailable: { code: 9010, category: "system", messages: { "zh-CN": "无法设置登录时自动启动", en: "starting KeyBridge at login could not be set up" } },
+  window_unauthenticated: { code: 9020, category: "system", messages: { "zh-CN": "拒绝了未经认证的窗口连接", en: "a window connection without KeyBridge's token was refused" } },
+  window_link_lost: { code: 9021, category: "system", messages: { "zh-CN": "窗口与 KeyBridge 后台服务的连接已断开", en: "the window lost its link to KeyBridge's background service" } },
   internal: { code: 9999, category: "system", messages: { "zh-CN": "内部错误", en: "internal error" } },
 } as const;
 
