@@ -96,8 +96,11 @@ fn api_route(ca: &DevCa, req: &Request, rest: &str) -> Result<Response, Refusal>
     })
 }
 
+/// A certs-only answer: base64 on one line. RFC 8951 made EST's base64 that of RFC 4648,
+/// which adds no line breaks (§3.1; RFC 7030 erratum 5904: HTTP base64 has no CRLFs), and
+/// strict clients (est-ca 0.2.0) refuse a body with any. `openssl base64 -d` needs `-A`.
 fn pkcs7(status: u16, content_type: &str, der: &[u8]) -> Response {
-    Response::new(status, content_type, est::encode_body(der)).with_header(est::TRANSFER_ENCODING.0, est::TRANSFER_ENCODING.1)
+    Response::new(status, content_type, api::b64(der)).with_header(est::TRANSFER_ENCODING.0, est::TRANSFER_ENCODING.1)
 }
 
 fn est_route(ca: &DevCa, req: &Request, op: &str) -> Result<Response, Refusal> {

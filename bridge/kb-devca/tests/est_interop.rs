@@ -7,6 +7,8 @@
 //! Missing `openssl` or `curl` skips the test, unless `KB_INTEROP_REQUIRED=1`.
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
 
+mod common;
+
 use kb_ca::api::{self, RenewalKind};
 use kb_crypto::PrivateKey;
 use kb_devca::{Config, DevCa, Server, SystemClock};
@@ -88,7 +90,7 @@ fn curl_enroll(dir: &Path, url: &str, tls_root: &str, body: &str, auth: Option<&
 
 fn certs_from_answer(dir: &Path, b64: &Path) -> Vec<Certificate> {
     let der = dir.join("answer.p7");
-    run(Command::new("openssl").args(["base64", "-d", "-in", b64.to_str().unwrap(), "-out", der.to_str().unwrap()]));
+    run(Command::new("openssl").args(["base64", "-d", "-A", "-in", b64.to_str().unwrap(), "-out", der.to_str().unwrap()]));
     let pem = run(Command::new("openssl").args(["pkcs7", "-inform", "DER", "-in", der.to_str().unwrap(), "-print_certs"]));
     Certificate::load_pem_chain(&String::from_utf8(pem).unwrap()).unwrap()
 }
@@ -115,15 +117,10 @@ fn curl_and_openssl_enrol_and_reenrol_with_the_dev_ca() {
     let ca =
         Arc::new(DevCa::open(&d.join("ca.sqlite"), root.clone(), root_signer.clone(), Arc::new(SystemClock), config).unwrap());
     // HTTPS, as EST clients expect, with a P-256 server certificate for localhost.
-    let tls_key = PrivateKey::generate(Algorithm::EcdsaP256).unwrap();
-    let mut p = CertificateParams::new("CN=localhost", CertKind::Root { path_len: Some(0) }, UnixTime::now().plus_days(-1), 30);
-    p.subject_alt_names = vec!["localhost".into()];
-    let tls_cert = self_signed(&p, &LocalSigner::new(tls_key.clone())).unwrap();
+    let (tls_cert, tls_key) = common::tls_identity();
     let tls_root = d.join("tls-root.pem");
     std::fs::write(&tls_root, tls_cert.to_pem()).unwrap();
-    let server =
-        Server::start_tls(Arc::clone(&ca), "127.0.0.1:0".parse().unwrap(), &tls_cert.to_pem(), &tls_key.to_pkcs8_pem().unwrap())
-            .unwrap();
+    let server = Server::start_tls(Arc::clone(&ca), "127.0.0.1:0".parse().unwrap(), &tls_cert.to_pem(), &tls_key).unwrap();
     let est = format!("https://localhost:{}/.well-known/est", server.addr().port());
     let tls_root = tls_root.to_str().unwrap();
 
@@ -147,25 +144,9 @@ fn curl_and_openssl_enrol_and_reenrol_with_the_dev_ca() {
     let mut lp = CertificateParams::leaf(SUBJECT, KeyUsage::Sign, now.plus_days(-300), 1);
     lp.not_after = now.plus_days(20);
     let old = issue(&lp, key.public_key(), Some(&root), &root_signer).unwrap();
-    let approve = |kind: RenewalKind| -> String {
-        let ch = ca.challenge().unwrap().challenge;
-        let sig = key.sign_message(&kb_ca::proof::binding_message(&ch, "M-1", old.der())).unwrap();
-        let b = ca
-            .request_binding(&api::BindingRequest {
-                challenge: ch,
-                medium_serial: "M-1".into(),
-                certificates: vec![api::ProvenCertificate { certificate: api::b64(old.der()), signature: api::b64(&sig) }],
-            })
-            .unwrap();
-        let phone = ca.answer_binding(&b.token, true).unwrap().unwrap();
-        let app = ca.apply(&phone, &api::serial_of(&old), kind, 1, None).unwrap();
-        ca.pay(&phone, &app).unwrap();
-        ca.decide(&app, true, "").unwrap();
-        app
-    };
 
     // simplereenroll: OpenSSL's CSR with the same key.
-    approve(RenewalKind::Renew);
+    common::approved(&ca, &key, &old, RenewalKind::Renew);
     let csr = openssl_csr(d, &key_path, "renew");
     let renewed = curl_enroll(d, &format!("{est}/simplereenroll"), tls_root, &csr, None);
     assert_eq!(renewed.len(), 1);
@@ -185,7 +166,7 @@ fn curl_and_openssl_enrol_and_reenrol_with_the_dev_ca() {
     ]));
 
     // simpleenroll: a new OpenSSL key, authorised (HTTP Basic) by the old key.
-    let app = approve(RenewalKind::Rekey);
+    let app = common::approved(&ca, &key, &old, RenewalKind::Rekey);
     let (new_key_path, new_key) = openssl_sm2_key(d, "new");
     let csr = openssl_csr(d, &new_key_path, "rekey");
     let auth =

@@ -3,6 +3,8 @@
 //! someone else's key), renewal applications, approval and EST enrolment.
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
 
+mod common;
+
 use kb_ca::api::{self, BindingRequest, BindingState, ProvenCertificate, RenewalKind, RenewalState};
 use kb_ca::http::{Request, Response};
 use kb_ca::{CaClient, CaError, HttpCaClient};
@@ -342,22 +344,16 @@ fn est_requests_must_be_base64_pkcs10() {
     let cacerts = r.get("/.well-known/est/cacerts");
     assert_eq!(cacerts.header("Content-Type"), Some("application/pkcs7-mime"));
     assert_eq!(cacerts.header("Content-Transfer-Encoding"), Some("base64"));
-}
-
-/// A TLS server identity for `localhost`: a self-signed ECDSA P-256 certificate and key (PEM).
-fn tls_identity() -> (String, String) {
-    let key = PrivateKey::generate(Algorithm::EcdsaP256).unwrap();
-    let signer = LocalSigner::new(key.clone());
-    let mut p = CertificateParams::new("CN=localhost", CertKind::Root { path_len: Some(0) }, UnixTime::now().plus_days(-1), 30);
-    p.subject_alt_names = vec!["localhost".into()];
-    let cert = self_signed(&p, &signer).unwrap();
-    (cert.to_pem(), key.to_pkcs8_pem().unwrap().to_string())
+    // One line of RFC 4648 base64, which a strict decoder (base64ct refuses whitespace) reads.
+    let der = <base64ct::Base64 as base64ct::Encoding>::decode_vec(std::str::from_utf8(&cacerts.body).unwrap()).unwrap();
+    assert_eq!(kb_ca::est::parse_certs_only(&der).unwrap(), vec![r.root.clone()]);
 }
 
 #[test]
 fn the_dev_ca_speaks_https_too() {
     let r = rig();
-    let (cert, key) = tls_identity();
+    let (cert, key) = common::tls_identity();
+    let cert = cert.to_pem();
     let tls = Server::start_tls(Arc::clone(&r.ca), "127.0.0.1:0".parse().unwrap(), &cert, &key).unwrap();
     let url = format!("https://localhost:{}", tls.addr().port());
     assert!(tls.url().starts_with("https://127.0.0.1:"));
