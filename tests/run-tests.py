@@ -8,7 +8,9 @@ side without building twice (it resolves features per selection), so this builds
 workspace once, exactly as `cargo test --workspace` would, then runs the executables it
 produced itself, the way cargo runs them: from the package's directory, with the CARGO_*
 variables cargo sets, no arguments (the test harness's defaults). Doc tests run after,
-through cargo. PC/SC tests still run one at a time: the rig takes a file lock.
+through cargo. PC/SC tests still run one at a time: the rig takes a file lock. Binaries that
+do not include the PC/SC rig are pointed at no pcscd (PCSCLITE_CSOCK_NAME), so the virtual
+cards the rig inserts into the machine's one pcscd never appear in their media lists.
 
     tests/run-tests.py [--jobs N]        (N = 2 by default; 1 = cargo test's order)
 
@@ -22,6 +24,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -46,11 +49,13 @@ def build():
         target = msg["target"]
         manifest = msg["manifest_path"]
         pkg_id = msg["package_id"]
+        package = package_name(pkg_id, manifest)
         found.append({
+            "pcsc": package == "kb-pcsc" or uses_pcsc_rig(target.get("src_path", "")),
             "exe": msg["executable"],
             "dir": os.path.dirname(manifest),
             "manifest": manifest,
-            "package": package_name(pkg_id, manifest),
+            "package": package,
             "name": f"{target['kind'][0]} {target['name']}",
         })
     if proc.wait() != 0:
@@ -66,8 +71,25 @@ def package_name(pkg_id, manifest):
     return os.path.basename(os.path.dirname(manifest))
 
 
+def uses_pcsc_rig(src_path):
+    """Whether a test target includes the PC/SC rig (drivers/kb-pcsc/tests/rig)."""
+    try:
+        with open(src_path, encoding="utf-8", errors="replace") as f:
+            return "kb-pcsc/tests/rig" in f.read()
+    except OSError:
+        return False
+
+
+# Where the binaries that do not use the PC/SC rig look for pcscd: nowhere. There is one
+# pcscd per machine; a virtual card the rig puts into it (or a real key on a developer's
+# machine) must not show up in another binary's media list while the two run side by side.
+NO_PCSCD = os.path.join(tempfile.gettempdir(), f"kb-run-tests-{os.getpid()}", "no-pcscd.comm")
+
+
 def cargo_env(t):
     env = dict(os.environ)
+    if not t["pcsc"]:
+        env["PCSCLITE_CSOCK_NAME"] = NO_PCSCD
     env["CARGO_MANIFEST_DIR"] = t["dir"]
     env["CARGO_MANIFEST_PATH"] = t["manifest"]
     env["CARGO_PKG_NAME"] = t["package"]
