@@ -136,6 +136,10 @@ struct Slot {
     id: Option<DeviceId>,
     /// A token found this card gone although pcscd reported no change: look again.
     lost: bool,
+    /// pcscd says a card is present but it could not be reached (the one found gone, or
+    /// its successor not yet connected): looked at again after each quiet wait, since
+    /// pcscd may report no change when the swap happened between two of its polls.
+    settling: bool,
 }
 
 /// Why a watch session with one context ended.
@@ -301,6 +305,11 @@ impl Watcher {
             match ctx.get_status_change(STATUS_WAIT, &mut states) {
                 Ok(()) => {}
                 Err(pcsc::Error::Timeout) => {
+                    for (name, _) in self.slots.iter().filter(|(_, s)| s.settling) {
+                        if let Some(rs) = states.iter_mut().find(|rs| rs.name() == name.as_c_str()) {
+                            *rs = pcsc::ReaderState::new(name.clone(), pcsc::State::UNAWARE);
+                        }
+                    }
                     self.complete_enumeration()?;
                     continue;
                 }
@@ -336,8 +345,10 @@ impl Watcher {
         let present = st.contains(pcsc::State::PRESENT) && !st.contains(pcsc::State::MUTE);
         let events = rs.event_count();
         let name = rs.name().to_owned();
-        let (was_present, old_events, lost) =
-            self.slots.get(&name).map_or((false, u32::MAX, false), |s| (s.present, s.events, s.lost && s.id.is_some()));
+        let (was_present, old_events, lost) = self
+            .slots
+            .get(&name)
+            .map_or((false, u32::MAX, false), |s| (s.present, s.events, (s.lost && s.id.is_some()) || s.settling));
         tracing::debug!(reader = ?name, state = ?st, events, was_present, old_events, lost, "PC/SC reader state");
         if !lost && was_present == present && (old_events == events || !present) {
             return Ok(());
@@ -347,13 +358,21 @@ impl Watcher {
             let old = self.slots.get_mut(&name).and_then(|s| s.id.take());
             self.card_gone(old)?;
         }
-        let id = if present { self.identify(ctx, &name, rs.atr())? } else { None };
-        self.slots.insert(name, Slot { events, present, id, lost: false });
+        let (id, settling) = if present {
+            match self.identify(ctx, &name, rs.atr())? {
+                Identified::Served(id) => (Some(id), false),
+                Identified::NotServed => (None, false),
+                Identified::Unreachable => (None, true),
+            }
+        } else {
+            (None, false)
+        };
+        self.slots.insert(name, Slot { events, present, id, lost: false, settling });
         Ok(())
     }
 
     /// A card appeared: open it if KeyBridge serves it, else say what it is.
-    fn identify(&mut self, ctx: &pcsc::Context, reader: &CStr, atr: &[u8]) -> std::result::Result<Option<DeviceId>, End> {
+    fn identify(&mut self, ctx: &pcsc::Context, reader: &CStr, atr: &[u8]) -> std::result::Result<Identified, End> {
         let reader_name = reader.to_string_lossy().into_owned();
         let entry = self.registry.match_atr(atr);
         if let Some(e) = entry
@@ -363,7 +382,7 @@ impl Watcher {
                 "reader \"{reader_name}\": {} {} card present, needs {needs}",
                 e.vendor, e.name
             )))?;
-            return Ok(None);
+            return Ok(Identified::NotServed);
         }
         // Known OpenPGP cards, and unknown cards probed for the application. A card just
         // inserted may still be settling (pcscd powering it, a swap noticed late): a
@@ -390,10 +409,11 @@ impl Watcher {
                 self.readers.lock().unwrap_or_else(|e| e.into_inner()).insert(info.id.clone(), reader.to_owned());
                 let id = info.id.clone();
                 self.send(TransportEvent::Added(info))?;
-                Ok(Some(id))
+                Ok(Identified::Served(id))
             }
-            // Pulled out while we looked: its removal comes as the next change.
-            Err(TokenError::Removed) => Ok(None),
+            // Pulled out while we looked (its removal comes as the next change), or swapped
+            // and the new card not connected yet (no change may come): looked at again.
+            Err(TokenError::Removed) => Ok(Identified::Unreachable),
             Err(e) => {
                 let what = match (entry, &e) {
                     (Some(en), _) => format!("{} {} card present but not usable: {e}", en.vendor, en.name),
@@ -403,10 +423,20 @@ impl Watcher {
                     (None, _) => format!("card (ATR {}) could not be read: {e}", AtrDisplay(atr)),
                 };
                 self.send(TransportEvent::Error(format!("reader \"{reader_name}\": {what}")))?;
-                Ok(None)
+                Ok(Identified::NotServed)
             }
         }
     }
+}
+
+/// What [`Watcher::identify`] found in a reader pcscd says holds a card.
+enum Identified {
+    /// A card KeyBridge serves, reported `Added`.
+    Served(DeviceId),
+    /// A card KeyBridge does not serve (said so with an `Error` event).
+    NotServed,
+    /// No card could be reached: looked at again after the next quiet wait.
+    Unreachable,
 }
 
 impl From<ApduError> for End {

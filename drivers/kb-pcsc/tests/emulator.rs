@@ -326,7 +326,7 @@ fn card_killed_and_replaced_before_pcscd_looks_is_reported_again() {
     let mut first = rig.insert_personalized_slow("swap", "00000007", 3.0);
     let t = PcscTransport::new();
     let rx = t.watch().unwrap();
-    let info = added(&rx, Duration::from_secs(10));
+    let info = added(&rx, Duration::from_secs(30));
     let mut token = t.open(&info.id).unwrap();
     let pk = token.public_key(CONTAINER, KeyUsage::Sign).unwrap();
     // The same card's next life (same serial), connected to vpcd and queued behind the
@@ -342,8 +342,8 @@ fn card_killed_and_replaced_before_pcscd_looks_is_reported_again() {
     first.pull();
     let e = signing.join().unwrap().unwrap_err();
     assert_eq!(e.code(), ErrorCode::DeviceRemoved, "{e}");
-    removed(&rx, &info.id, Duration::from_secs(10));
-    let again = added(&rx, Duration::from_secs(10));
+    removed(&rx, &info.id, Duration::from_secs(30));
+    let again = added(&rx, Duration::from_secs(30));
     assert_eq!(again.id, info.id);
     let mut token = t.open(&again.id).unwrap();
     assert_eq!(token.pin_info(PinKind::User).unwrap().retries_left, 3);
