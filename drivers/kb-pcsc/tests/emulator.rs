@@ -298,7 +298,7 @@ fn card_killed_mid_transaction_is_removed_not_reset() {
     let mut card = rig.insert("killed-mid-tx", "00000006", None);
     let ctx = pcsc::Context::establish(pcsc::Scope::User).unwrap();
     let reader = std::ffi::CString::new(rig.reader.clone()).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let mut backend = loop {
         match kb_pcsc::PcscCard::connect(ctx.clone(), &reader) {
             Ok(b) => break b,
