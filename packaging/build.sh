@@ -2,8 +2,12 @@
 # Builds KeyBridge's Linux packages with Tauri's bundler (the prebuilt npm @tauri-apps/cli,
 # pinned in packaging/package-lock.json).
 #
-#   packaging/build.sh [--release] [--bundles deb,rpm,appimage]
+#   packaging/build.sh [--release] [--bundles deb,rpm,appimage] [--prebuilt]
 #
+# --prebuilt: package the binaries already in <target>/<profile>/ without running cargo
+# (tests/run-all.sh builds every binary once, with the test build's features, and packages
+# those: a second `cargo build -p …` selection would resolve features differently and
+# compile much of the tree again).
 # Default: a debug-profile build (the warm test cache; what tests/package/run.sh installs),
 # bundles deb and rpm. --release builds what users get. The packages land in
 # $CARGO_TARGET_DIR/package/<profile>/bundle/{deb,rpm,appimage}/ and their paths are
@@ -28,12 +32,14 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 PROFILE=debug
 BUNDLES=deb,rpm
+PREBUILT=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --release) PROFILE=release ;;
     --bundles) BUNDLES="$2"; shift ;;
     --bundles=*) BUNDLES="${1#--bundles=}" ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    --prebuilt) PREBUILT=1 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "build.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -53,8 +59,16 @@ fi
 
 cargo_flags=()
 [ "$PROFILE" = release ] && cargo_flags+=(--release)
-log "cargo build ($PROFILE): keybridge-desktop, keybridge, kb-skf-module"
-CARGO_TARGET_DIR="$TARGET" cargo build "${cargo_flags[@]}" -p keybridge-desktop -p keybridge -p kb-skf-module >&2
+built=("$TARGET/$PROFILE/keybridge-desktop" "$TARGET/$PROFILE/keybridge" "$TARGET/$PROFILE/libkb_skf_module.so")
+if [ $PREBUILT = 1 ]; then
+  for f in "${built[@]}"; do
+    [ -f "$f" ] || { log "--prebuilt: $f is not built"; exit 1; }
+  done
+  log "prebuilt ($PROFILE): ${built[*]}"
+else
+  log "cargo build ($PROFILE): keybridge-desktop, keybridge, kb-skf-module"
+  CARGO_TARGET_DIR="$TARGET" cargo build "${cargo_flags[@]}" -p keybridge-desktop -p keybridge -p kb-skf-module >&2
+fi
 
 STAGE="$TARGET/package"
 BIN="$STAGE/$PROFILE"

@@ -46,8 +46,15 @@ export KB_INTEROP_REQUIRED=1
 if [ "${CI:-}" = "true" ]; then export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"; fi
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
+# Every later phase runs what this phase builds: the test build, then the workspace's binaries,
+# examples and benchmarks with the same features (tests/run-tests.py --build-all-targets).
+# A `cargo build -p …`/`cargo run -p …` of its own would resolve features for its selection
+# and compile much of the tree again.
 phase "cargo test (workspace): built once, the test binaries run two at a time (tests/run-tests.py)"
-python3 "$ROOT/tests/run-tests.py" --jobs 2
+python3 "$ROOT/tests/run-tests.py" --jobs 2 --build-all-targets
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
+export ROOT
+run_built() { python3 "$ROOT/tests/run-tests.py" --run "$@"; }
 
 phase "TypeScript SDK (bridge/sdk-js): npm test"
 (cd "$ROOT/bridge/sdk-js" && npm test)
@@ -56,16 +63,14 @@ phase "desktop app UI (ui/): type check and component tests (Vitest)"
 (cd "$ROOT/ui" && npm run --silent typecheck && npm test)
 
 phase "desktop app: the real window under Xvfb, driven by WebKitWebDriver (tests/desktop)"
-cargo build --locked -q -p keybridge-desktop -p keybridge
-"$ROOT/tests/desktop/run.sh" "${CARGO_TARGET_DIR:-$ROOT/target}/debug/keybridge-desktop"
+"$ROOT/tests/desktop/run.sh" "$BIN/keybridge-desktop"
 
 phase "bridge end to end (tests/e2e): a web page in headless Chromium, a bid tool sealing a 64 MiB bid, a phone as the key"
-cargo build --locked -q -p keybridge -p keybridge-phone
-(cd "$ROOT/tests/e2e" && KEYBRIDGE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/keybridge" npm test)
+(cd "$ROOT/tests/e2e" && KEYBRIDGE_BIN="$BIN/keybridge" npm test)
 
 phase "main job smoke run: the README's run command (keybridge demo), then sign and verify with the demo key"
 demo="$logs/demo"; mkdir "$demo"
-kb=(cargo run --locked -q -p keybridge -- --home "$demo")
+kb=("$BIN/keybridge" --home "$demo")
 "${kb[@]}" demo > "$demo/demo.log"
 "${kb[@]}" demo > /dev/null   # idempotent: a second run only reports the existing key
 "${kb[@]}" --json certs > "$demo/certs.json"
@@ -75,19 +80,19 @@ echo 12345678 | "${kb[@]}" --pin-stdin sign --in "$demo/bid.txt" --out "$demo/bi
 # The demo chain checked by OpenSSL too (SM2 needs the GM/T default ID).
 "${kb[@]}" cert export --out "$demo/sign.pem" --pem > /dev/null
 openssl verify -CAfile "$demo/data/demo-ca/root.pem" -vfyopt distid:1234567812345678 "$demo/sign.pem"
-cargo run --locked -q -p kb-pki --example walkthrough -- "$demo/walkthrough" > /dev/null
+run_built example:walkthrough -- "$demo/walkthrough" > /dev/null
 
-# The benchmark smoke, built with the dev profile the tests already built (the crypto crates
-# are optimised there too): it keeps the benchmark binaries from rotting without a cold
-# release build; figures come from release builds (docs/benchmarks.md), none are checked here.
-# With the package test it runs in the background beside it: the install test mostly waits on
-# dpkg and the disk, and cargo's lock orders the two builds.
+# The benchmark smoke, the dev-profile builds of the first phase (the crypto crates are
+# optimised there too): it keeps the benchmark binaries from rotting without a cold release
+# build; figures come from release builds (docs/benchmarks.md), none are checked here. With
+# the package test it runs in the background beside it: the install test mostly waits on
+# dpkg and the disk.
 bench_smoke() {
-  cargo run --locked -q -p kb-bench -- --quick
-  cargo run --locked -q -p kb-bench --bin kb-dudect -- --quick
-  cargo bench --profile dev --locked -q -p kb-bridge --bench bridge_load -- --quick
-  cargo bench --profile dev --locked -q -p kb-bridge --bench envelope -- --quick
-  cargo bench --profile dev --locked -q -p kb-phonelink --bench relay -- --quick
+  run_built bin:kb-bench -- --quick
+  run_built bin:kb-dudect -- --quick
+  run_built bench:bridge_load -- --quick
+  run_built bench:envelope -- --quick
+  run_built bench:relay -- --quick
 }
 run_bench=1
 [ "${KB_SKIP_BENCH:-0}" != "1" ] || run_bench=0
@@ -97,13 +102,13 @@ run_bench=1
 if [ "${KB_SKIP_PACKAGE:-0}" != "1" ]; then
   phase "packages: the .deb (debug bundle), lintian, apt install into a fresh Debian 12 root, used there (tests/package)$([ $run_bench = 1 ] && echo '; the benchmark smoke beside it')"
   if [ $run_bench = 1 ]; then
-    setsid -w bash -c "$(declare -f bench_smoke); bench_smoke" > "$logs/bench.log" 2>&1 &
+    setsid -w bash -c "$(declare -f run_built bench_smoke); bench_smoke" > "$logs/bench.log" 2>&1 &
     bench_pid=$!
   fi
   wait "$pkg_root_pid" || { cat "$logs/package-root.log"; echo "run-all: making the package test's Debian root failed" >&2; exit 1; }
   pkg_root_pid=""
   sed 's/^/   (background) /' "$logs/package-root.log"
-  "$ROOT/tests/package/run.sh"
+  KB_PACKAGE_PREBUILT=1 "$ROOT/tests/package/run.sh"
   if [ $run_bench = 1 ]; then
     bench_status=0
     wait "$bench_pid" || bench_status=$?

@@ -12,7 +12,19 @@ through cargo. PC/SC tests still run one at a time: the rig takes a file lock. B
 do not include the PC/SC rig are pointed at no pcscd (PCSCLITE_CSOCK_NAME), so the virtual
 cards the rig inserts into the machine's one pcscd never appear in their media lists.
 
-    tests/run-tests.py [--jobs N]        (N = 2 by default; 1 = cargo test's order)
+    tests/run-tests.py [--jobs N] [--build-all-targets]
+                                         (N = 2 by default; 1 = cargo test's order)
+    tests/run-tests.py --run KIND:NAME [-- ARGS…]   run one binary built by --build-all-targets
+
+--build-all-targets also builds, after the tests, every other target of the workspace (the
+binaries, examples, benchmarks, the SKF module) in one `cargo build --workspace
+--all-targets`: it resolves features exactly as the test build did, so it only compiles
+those leaf targets. The later phases of tests/run-all.sh run what it built (through --run,
+or from target/debug) instead of their own `cargo run -p …`/`cargo build -p …`, each of
+which would resolve features for its own selection and compile much of the tree again.
+The built targets are listed in target/kb-artifacts.json ("bin:keybridge",
+"bench:bridge_load", "example:walkthrough", …). --run starts one as cargo would: a
+benchmark from its package's directory, a binary or example from the current one.
 
 The slowest binaries (by the previous run's times, kept in target/kb-test-times.json, or on a
 fresh clone by tests/test-times.json) start first, so the two queues end together. Each binary's output is printed whole when it
@@ -32,35 +44,71 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CARGO = os.environ.get("CARGO", "cargo")
 
 
-def build():
-    """Builds every test target once; returns what to run."""
-    cmd = [CARGO, "test", "--workspace", "--locked", "--no-run", "--message-format=json-render-diagnostics"]
+def artifacts(cmd):
+    """Runs a cargo build with JSON messages; yields each artifact built (or fresh)."""
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    found = []
     for line in proc.stdout:
         try:
             msg = json.loads(line)
         except ValueError:
             continue
-        if msg.get("reason") != "compiler-artifact" or not msg.get("executable"):
-            continue
-        if not msg.get("profile", {}).get("test"):
-            continue  # a binary built for an integration test to start, not a test itself
-        target = msg["target"]
-        manifest = msg["manifest_path"]
-        pkg_id = msg["package_id"]
-        package = package_name(pkg_id, manifest)
-        found.append({
-            "pcsc": package == "kb-pcsc" or uses_pcsc_rig(target.get("src_path", "")),
-            "exe": msg["executable"],
-            "dir": os.path.dirname(manifest),
-            "manifest": manifest,
-            "package": package,
-            "name": f"{target['kind'][0]} {target['name']}",
-        })
+        if msg.get("reason") == "compiler-artifact":
+            yield msg
     if proc.wait() != 0:
-        sys.exit("run-tests: the build failed")
-    return found
+        sys.exit(f"run-tests: the build failed ({' '.join(cmd[1:3])})")
+
+
+def describe(msg):
+    target = msg["target"]
+    manifest = msg["manifest_path"]
+    package = package_name(msg["package_id"], manifest)
+    return {
+        "pcsc": package == "kb-pcsc" or uses_pcsc_rig(target.get("src_path", "")),
+        "exe": msg["executable"],
+        "dir": os.path.dirname(manifest),
+        "manifest": manifest,
+        "package": package,
+        "kind": target["kind"][0],
+        "name": f"{target['kind'][0]} {target['name']}",
+    }
+
+
+def build():
+    """Builds every test target once; returns what to run."""
+    cmd = [CARGO, "test", "--workspace", "--locked", "--no-run", "--message-format=json-render-diagnostics"]
+    # Binaries without profile.test were built for an integration test to start; not tests.
+    return [describe(m) for m in artifacts(cmd) if m.get("executable") and m.get("profile", {}).get("test")]
+
+
+def artifacts_file():
+    return os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "kb-artifacts.json")
+
+
+def build_all_targets():
+    """Builds the workspace's other targets with the test build's features; lists them."""
+    cmd = [CARGO, "build", "--workspace", "--all-targets", "--locked", "--message-format=json-render-diagnostics"]
+    built = {}
+    for m in artifacts(cmd):
+        # Benchmarks come with profile.test set (cargo builds them like tests); the other
+        # test-profile executables are the test phase's unit and integration tests.
+        kind = m["target"]["kind"][0]
+        if m.get("executable") and (kind == "bench" or not m.get("profile", {}).get("test")):
+            t = describe(m)
+            built[f"{t['kind']}:{m['target']['name']}"] = t
+    with open(artifacts_file(), "w") as f:
+        json.dump(built, f, indent=1, sort_keys=True)
+    print(f"run-tests: built {len(built)} binaries, examples and benchmarks with the test build's features")
+
+
+def run_built(name, args):
+    """Runs one target listed by build_all_targets, as cargo run / cargo bench would."""
+    try:
+        with open(artifacts_file()) as f:
+            t = json.load(f)[name]
+    except (OSError, ValueError, KeyError):
+        sys.exit(f"run-tests: {name} is not in {artifacts_file()} (run with --build-all-targets first)")
+    cwd = t["dir"] if t["kind"] == "bench" else os.getcwd()
+    sys.exit(subprocess.run([t["exe"]] + args, cwd=cwd, env=cargo_env(t)).returncode)
 
 
 def package_name(pkg_id, manifest):
@@ -104,9 +152,16 @@ def cargo_env(t):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--build-all-targets", action="store_true")
+    ap.add_argument("--run", metavar="KIND:NAME")
+    ap.add_argument("args", nargs=argparse.REMAINDER)
     args = ap.parse_args()
+    if args.run:
+        run_built(args.run, args.args[1:] if args.args[:1] == ["--"] else args.args)
 
     tests = build()
+    if args.build_all_targets:
+        build_all_targets()
     target_dir = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
     times_file = os.path.join(target_dir, "kb-test-times.json")
     past = {}

@@ -6,6 +6,8 @@
 #
 #   tests/package/run.sh                build (debug profile) and test
 #   KB_PACKAGE_DEB=path/to.deb tests/package/run.sh   test a .deb built elsewhere
+#   KB_PACKAGE_PREBUILT=1 tests/package/run.sh     package the debug binaries already built
+#                                       (packaging/build.sh --prebuilt; tests/run-all.sh)
 #   tests/package/run.sh --root         only make the cached Debian 12 root (step 3) and stop
 #
 # Steps (each timed):
@@ -131,7 +133,7 @@ python3 "$ROOT/packaging/check-config.py"
 if [ -n "${KB_PACKAGE_DEB:-}" ]; then
   deb="$(realpath "$KB_PACKAGE_DEB")"
 else
-  deb="$(nice "$ROOT/packaging/build.sh" --bundles deb | grep '\.deb$')"
+  deb="$(nice "$ROOT/packaging/build.sh" --bundles deb ${KB_PACKAGE_PREBUILT:+--prebuilt} | grep '\.deb$')"
 fi
 [ -f "$deb" ] || { echo "run.sh: no .deb ($deb)" >&2; exit 1; }
 phase "built $(basename "$deb")"

@@ -81,6 +81,8 @@ def serve(sock, card, slow_sign):
                 send_frame(sock, bytes(card.getATR()))
             continue
         if slow_sign and len(payload) >= 4 and payload[1] == PSO and payload[2:4] == b"\x9e\x9a":
+            # Said before the stall, so a fault test can wait for it instead of guessing.
+            print("stalling PSO:CDS", file=sys.stderr, flush=True)
             time.sleep(slow_sign)
         send_frame(sock, bytes(card.runAPDU(bytearray(payload))))
 

@@ -41,13 +41,15 @@ fn wait_device(rx: &Receiver<DeviceEvent>, within: Duration, pred: impl Fn(&Devi
 }
 
 /// The card process is killed in the middle of a signature: the signature fails with
-/// device_removed within 1 s, the device manager reports Removed, and another medium
-/// keeps working.
+/// device_removed at once (not when the card's stall would have ended), the device manager
+/// reports Removed, and another medium keeps working.
 #[test]
 fn card_pulled_mid_signature_fails_fast_and_the_service_keeps_serving() {
     let Some(rig) = Rig::start() else { return };
-    // A personalized card stalling 3 s in every PSO:CDS, so the kill lands mid-command.
-    let mut card = rig.insert_personalized_slow("pulled", "00000004", 3.0);
+    // A personalized card stalling 30 s in every PSO:CDS, so the kill lands mid-command and
+    // an error that waited for the stall to end is told apart from one caused by the kill
+    // however busy the machine is.
+    let mut card = rig.insert_personalized_slow("pulled", "00000004", 30.0);
     let prompter = Arc::new(ScriptedPrompter::new());
     let manager = DeviceManager::new(prompter.clone(), Arc::new(NoAudit), PinCachePolicy::Off);
     let events = manager.subscribe();
@@ -74,7 +76,7 @@ fn card_pulled_mid_signature_fails_fast_and_the_service_keeps_serving() {
         let r = m2.sign_digest(&id2, CONTAINER, KeyUsage::Sign, &scheme2, &digest2, "test");
         (r, Instant::now())
     });
-    std::thread::sleep(Duration::from_millis(800)); // inside the card's 3 s PSO:CDS
+    card.wait_for_log("stalling PSO:CDS", Duration::from_secs(60));
     let pulled = Instant::now();
     card.pull();
     let (r, done) = signing.join().unwrap();
@@ -82,9 +84,10 @@ fn card_pulled_mid_signature_fails_fast_and_the_service_keeps_serving() {
     let took = done.saturating_duration_since(pulled);
     println!("card pulled mid-signature -> error {} ({}) after {} ms", err.code().number(), err.code().name(), took.as_millis());
     assert_eq!(err.code(), ErrorCode::DeviceRemoved, "{err}");
-    assert!(took < Duration::from_secs(1), "the error took {took:?}");
-    wait_device(&events, Duration::from_secs(1), |e| e == &DeviceEvent::Removed(id.clone()));
-    assert!(pulled.elapsed() < Duration::from_secs(2));
+    // Not a timing check: the card would have answered after 30 s; an error within 20 s of
+    // the kill came from the kill, not from the end of the stall.
+    assert!(took < Duration::from_secs(20), "the error waited for the card's stall ({took:?})");
+    wait_device(&events, Duration::from_secs(30), |e| e == &DeviceEvent::Removed(id.clone()));
     // The other medium is still served.
     prompter.push_pin("87654321");
     let mpk = manager.public_key(&mem_id, "c", KeyUsage::Sign, "test").unwrap();

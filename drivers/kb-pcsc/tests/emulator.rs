@@ -322,8 +322,8 @@ fn card_killed_mid_transaction_is_removed_not_reset() {
 #[test]
 fn card_killed_and_replaced_before_pcscd_looks_is_reported_again() {
     let Some(rig) = Rig::start() else { return };
-    // A personalized card stalling 3 s in every PSO:CDS, so the kill lands mid-command.
-    let mut first = rig.insert_personalized_slow("swap", "00000007", 3.0);
+    // A personalized card stalling 10 s in every PSO:CDS, so the kill lands mid-command.
+    let mut first = rig.insert_personalized_slow("swap", "00000007", 10.0);
     let t = PcscTransport::new();
     let rx = t.watch().unwrap();
     let info = added(&rx, Duration::from_secs(30));
@@ -338,7 +338,8 @@ fn card_killed_and_replaced_before_pcscd_looks_is_reported_again() {
         let r = token.login(&Pin::new(USER_PIN)).and_then(|mut s| s.sign_digest(CONTAINER, KeyUsage::Sign, &scheme, &digest));
         r.map(|_| ())
     });
-    std::thread::sleep(Duration::from_millis(800)); // inside the card's 3 s PSO:CDS
+    // The kill lands inside the card's PSO:CDS stall (10 s: room for a busy machine).
+    first.wait_for_log("stalling PSO:CDS", Duration::from_secs(60));
     first.pull();
     let e = signing.join().unwrap().unwrap_err();
     assert_eq!(e.code(), ErrorCode::DeviceRemoved, "{e}");

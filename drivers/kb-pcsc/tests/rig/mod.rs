@@ -200,13 +200,14 @@ impl Rig {
     /// Insert a card: start the emulator with its state in `name` under the rig's dir.
     pub fn insert(&self, name: &str, serial: &str, slow_sign: Option<f64>) -> VirtualCard {
         let state = self.dir.path().join(name);
+        let log = self.dir.path().join(format!("{name}.log"));
         let mut cmd = Command::new(python());
         cmd.arg(bridge_script())
             .args(["--port", &self.port.to_string(), "--state"])
             .arg(&state)
             .args(["--serial", serial])
             .stdout(Stdio::piped())
-            .stderr(File::create(self.dir.path().join(format!("{name}.log"))).unwrap());
+            .stderr(File::create(&log).unwrap());
         if let Some(s) = slow_sign {
             cmd.args(["--slow-sign", &s.to_string()]);
         }
@@ -218,9 +219,9 @@ impl Rig {
             line.trim(),
             "inserted",
             "emulator log: {}",
-            std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
+            std::fs::read_to_string(&log).unwrap_or_default()
         );
-        VirtualCard { child: Some(child) }
+        VirtualCard { child: Some(child), log }
     }
 }
 
@@ -246,9 +247,26 @@ impl Drop for Rig {
 /// kills it: the card leaves the reader.
 pub struct VirtualCard {
     child: Option<Child>,
+    /// The emulator's stderr.
+    log: PathBuf,
 }
 
 impl VirtualCard {
+    /// Wait until the emulator's log holds `line` (e.g. "stalling PSO:CDS", which a card
+    /// inserted with `slow_sign` says when a signature command starts its stall). The
+    /// timeout only catches a hang.
+    pub fn wait_for_log(&self, line: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if log.lines().any(|l| l.trim() == line) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no {line:?} in the emulator's log within {timeout:?}: {log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL the card process: the card is pulled out.
     pub fn pull(&mut self) {
         if let Some(mut c) = self.child.take() {
