@@ -13,7 +13,8 @@ import { fileURLToPath } from "node:url";
 import { toBase64 } from "../dist/index.js";
 import { errorObject, fakeServer } from "./fake-server.mjs";
 
-const test = (name, fn) => nodeTest(name, { timeout: 60_000 }, fn);
+// Timeouts only catch hangs: generous, for a busy machine (a type check takes ~45 s there).
+const test = (name, fn) => nodeTest(name, { timeout: 300_000 }, fn);
 const pkg = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 const TOOL = path.join(pkg, "examples", "bid-tool.mjs");
 const SECRET = "ab".repeat(32);
