@@ -285,8 +285,14 @@ fn the_phone_signs_for_the_pc(h: &Homes) {
         phone.kill();
         let e = tokio::time::timeout(WAIT, call.response()).await.expect("the request ends within the bound").unwrap_err();
         let code = code_of(&e).expect("a stable code");
+        // Behind a relay the PC learns that the phone vanished only from the link's
+        // keep-alive bound (25 s), which the request's own 30 s timeout can still beat on a
+        // busy machine: request_timeout is then the clean end; the medium going offline is
+        // checked next either way.
         assert!(
-            [ErrorCode::OutcomeUnknown, ErrorCode::MediumOffline, ErrorCode::Cancelled].iter().any(|c| c.number() as i32 == code),
+            [ErrorCode::OutcomeUnknown, ErrorCode::MediumOffline, ErrorCode::Cancelled, ErrorCode::RequestTimeout]
+                .iter()
+                .any(|c| c.number() as i32 == code),
             "{e:?}"
         );
         phone_medium(&c, false).await;

@@ -43,7 +43,11 @@ impl Default for LinkConfig {
             max_frame: MAX_FRAME,
             max_message: 1 << 20,
             keepalive_interval: Duration::from_secs(10),
-            peer_timeout: Duration::from_secs(30),
+            // 2.5 keep-alives, and below the bridge's 30 s request timeout: behind a relay
+            // the PC learns that a phone vanished (killed, out of coverage) only from this
+            // bound, and a request waiting on that phone should end as the medium going
+            // offline, not as the request's own timeout.
+            peer_timeout: Duration::from_secs(25),
             handshake_timeout: Duration::from_secs(10),
             confirm_timeout: Duration::from_secs(120),
         }
