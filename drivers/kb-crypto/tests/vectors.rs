@@ -551,6 +551,7 @@ fn fast_and_reference_verification_agree_on_good_and_bad_signatures() {
             let reference = pk.verify_digest_reference(&e, &s).is_ok();
             assert_eq!(fast, reference, "round {i} case {k}: fast {fast}, reference {reference}");
             assert_eq!(fast, good, "round {i} case {k}");
+            assert_eq!(pk.verify_digest_rustcrypto_vartime(&e, &s).is_ok(), good, "round {i} case {k}: previous path");
             checked += 1;
         }
     }
