@@ -153,6 +153,7 @@ impl Fe {
         Fe::ZERO.sub(self)
     }
 
+    #[inline(always)]
     pub(crate) fn mul(&self, b: &Fe) -> Fe {
         let (a, b) = (&self.0, &b.0);
         let mut t = [0u64; 8];
@@ -168,6 +169,7 @@ impl Fe {
         Fe(montgomery_reduce(t))
     }
 
+    #[inline(always)]
     pub(crate) fn square(&self) -> Fe {
         let a = &self.0;
         let mut t = [0u64; 8];
