@@ -1,5 +1,7 @@
 //! SM2 (GM/T 0003 / GB/T 32918): signatures with a distinguishing ID and public-key
-//! encryption, over RustCrypto's `sm2` curve arithmetic.
+//! encryption, over RustCrypto's `sm2` curve arithmetic — except verification, which
+//! runs on our own variable-time field and point arithmetic (`sm2/field.rs`,
+//! `sm2/verify.rs`), and signing's constant-time `[k]G` comb (`sm2/comb.rs`).
 //!
 //! What this module adds on top of RustCrypto:
 //! - `ZA` for *any* byte-string ID (RustCrypto only takes UTF-8 `&str`), and signing or
