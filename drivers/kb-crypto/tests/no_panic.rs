@@ -14,6 +14,8 @@ mod harness;
 #[path = "../../../tests/fuzz/src/mutator.rs"]
 mod mutator;
 
+mod common;
+
 use kb_crypto::sm2::Sm2Signature;
 
 const ITERATIONS: usize = 5_000;
@@ -49,6 +51,39 @@ fn sm2_signature_parsers_never_panic() {
         let sig = Sm2Signature::from_any(&sig).unwrap();
         assert!(harness::fixed_key().public_key().verify_digest(&harness::FIXED_E, &sig).is_ok(), "seed {name}");
     }
+}
+
+#[test]
+fn sm2_verify_agrees_with_the_reference_and_never_panics() {
+    // Each input is verified four times (two keys, two verifiers).
+    run("sm2_verify", harness::sm2_verify, 2_000);
+}
+
+/// Writes `tests/fuzz/seeds/sm2_verify/`: `e ‖ r ‖ s ‖ 04 x y`, good signatures by fresh
+/// keys, the published GM/T 0003.5 one (with the fixed key implied: no key bytes), and the
+/// crafted rare cases of `tests/common` that verify (`x1 ≥ n`, small `x1`).
+/// `cargo test -p kb-crypto --test no_panic -- --ignored generate_sm2_verify_seeds`.
+#[test]
+#[ignore]
+fn generate_sm2_verify_seeds() {
+    use kb_crypto::sm2::{Sm2PrivateKey, Sm2PublicKey};
+    let dir = seed_dir("sm2_verify");
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, pk: Option<&Sm2PublicKey>, e: &[u8; 32], sig: &Sm2Signature| {
+        let key = pk.map(|k| k.to_uncompressed().to_vec()).unwrap_or_default();
+        std::fs::write(dir.join(name), [&e[..], &sig.to_raw(), &key].concat()).unwrap();
+    };
+    for i in 0..3 {
+        let key = Sm2PrivateKey::generate().unwrap();
+        let e = kb_crypto::rng::random_array::<32>().unwrap();
+        write(&format!("fresh_{i}.bin"), Some(key.public_key()), &e, &key.sign_digest(&e).unwrap());
+    }
+    let gmt = std::fs::read(seed_dir("sm2_signature").join("gmt_raw.bin")).unwrap();
+    write("gmt.bin", None, &harness::FIXED_E, &Sm2Signature::from_raw(&gmt).unwrap());
+    let (pk, e, sig) = common::signature_with_large_x1();
+    write("x1_at_least_n.bin", Some(&pk), &e, &sig);
+    let (pk, e, sig) = common::signature_with_small_x1();
+    write("x1_small.bin", Some(&pk), &e, &sig);
 }
 
 #[test]

@@ -12,6 +12,8 @@ use kb_crypto::sm4::{self, EcbDecryptor, EcbEncryptor, GcmDecryptor, GcmEncrypto
 use kb_crypto::{CryptoError, HashAlgorithm, PublicKey, SignatureScheme};
 use serde::Deserialize;
 
+mod common;
+
 const SM2_JSON: &str = include_str!("../../../tests/vectors/sm2.json");
 const SM3_JSON: &str = include_str!("../../../tests/vectors/sm3.json");
 const SM4_JSON: &str = include_str!("../../../tests/vectors/sm4.json");
@@ -86,11 +88,7 @@ fn sm2_key(f: &Sm2File) -> Sm2PrivateKey {
     Sm2PrivateKey::from_bytes(&unhex(&f.private_key)).unwrap()
 }
 
-/// The SM2 group order n.
-const N: [u8; 32] = [
-    0xFF, 0xFF, 0xFF, 0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x72, 0x03, 0xDF, 0x6B, 0x21,
-    0xC6, 0x05, 0x2B, 0x53, 0xBB, 0xF4, 0x09, 0x39, 0xD5, 0x41, 0x23,
-];
+use common::N;
 
 /// `(a + b) mod n` for any 256-bit `a`, `b` (schoolbook add, then subtract n until below it).
 fn add_mod_n(a: &[u8; 32], b: &[u8; 32]) -> [u8; 32] {
@@ -508,44 +506,98 @@ fn one() -> [u8; 32] {
     o
 }
 
-/// The fast SM2 verification (variable-time joint multiplication over public data) gives
-/// exactly the answers of RustCrypto's constant-time `verify_prehash` on good signatures
-/// and on every kind of bad one (other digest, other key, r or s off by one, zero, n, or
-/// r + s = n). Speed is the benchmark's business (`cargo run --release -p kb-bench`).
+/// The fast SM2 verification (our variable-time joint multiplication, `sm2/verify.rs`)
+/// gives exactly the answers of RustCrypto's constant-time `verify_prehash` on good
+/// signatures and on every kind of bad one: other digest, other key, r or s off by one,
+/// zero, n, above n, all ones, r + s = n, a flipped bit anywhere in r, s or e; for many
+/// random keys. Speed is the benchmark's business (`cargo run --release -p kb-bench`).
 #[test]
 fn fast_and_reference_verification_agree_on_good_and_bad_signatures() {
     let mut checked = 0;
-    for i in 0..40u8 {
+    let rounds = 200usize;
+    for i in 0..rounds {
         let key = Sm2PrivateKey::generate().unwrap();
         let other = Sm2PrivateKey::generate().unwrap();
         let pk = key.public_key();
         let e = kb_crypto::rng::random_array::<32>().unwrap();
         let sig = key.sign_digest(&e).unwrap();
-        let mut e2 = e;
-        e2[i as usize % 32] ^= 1 << (i % 8);
-        let cases: Vec<(Sm2Signature, [u8; 32], &kb_crypto::sm2::Sm2PublicKey, bool)> = vec![
+        let bit = |v: &[u8; 32], k: usize| -> [u8; 32] { flip(v, (i * 7 + k) % 32, ((i + k) % 8) as u8).try_into().unwrap() };
+        let mut above_n = N;
+        above_n[31] += 1;
+        let cases: Vec<(Sm2Signature, [u8; 32], &Sm2PublicKey, bool)> = vec![
             (sig, e, pk, true),
-            (sig, e2, pk, false),
+            (sig, bit(&e, 0), pk, false),
             (sig, e, other.public_key(), false),
             (Sm2Signature { r: add_mod_n(&sig.r, &one()), s: sig.s }, e, pk, false),
             (Sm2Signature { r: sig.r, s: sub(&sig.s, &one()) }, e, pk, false),
+            (Sm2Signature { r: bit(&sig.r, 1), s: sig.s }, e, pk, false),
+            (Sm2Signature { r: sig.r, s: bit(&sig.s, 2) }, e, pk, false),
             (Sm2Signature { r: [0; 32], s: sig.s }, e, pk, false),
             (Sm2Signature { r: sig.r, s: [0; 32] }, e, pk, false),
             (Sm2Signature { r: N, s: sig.s }, e, pk, false),
             (Sm2Signature { r: sig.r, s: N }, e, pk, false),
+            (Sm2Signature { r: above_n, s: sig.s }, e, pk, false),
+            (Sm2Signature { r: sig.r, s: above_n }, e, pk, false),
+            // s + n: the same residue as s, but not below n.
+            (Sm2Signature { r: sig.r, s: add_n_if_fits(&sig.s).unwrap_or(above_n) }, e, pk, false),
             // r + s = n: t = 0 must be refused, not computed with.
             (Sm2Signature { r: sig.r, s: sub(&N, &sig.r) }, e, pk, false),
-            ([0xff; 64].as_slice().try_into().map(|b: [u8; 64]| Sm2Signature::from_raw(&b).unwrap()).unwrap(), e, pk, false),
+            (Sm2Signature::from_raw(&[0xff; 64]).unwrap(), e, pk, false),
+            // The signature's own r and s swapped.
+            (Sm2Signature { r: sig.s, s: sig.r }, e, pk, false),
         ];
         for (k, (s, e, pk, good)) in cases.into_iter().enumerate() {
             let fast = pk.verify_digest(&e, &s).is_ok();
             let reference = pk.verify_digest_reference(&e, &s).is_ok();
             assert_eq!(fast, reference, "round {i} case {k}: fast {fast}, reference {reference}");
             assert_eq!(fast, good, "round {i} case {k}");
+            assert_eq!(pk.verify_digest_rustcrypto_vartime(&e, &s).is_ok(), good, "round {i} case {k}: previous path");
             checked += 1;
         }
     }
-    assert_eq!(checked, 40 * 11);
+    assert_eq!(checked, rounds * 17);
+}
+
+/// `s + n` when it still fits in 256 bits (the same residue as `s`, but not below n).
+fn add_n_if_fits(s: &[u8; 32]) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    let mut carry = 0u16;
+    for i in (0..32).rev() {
+        let t = u16::from(s[i]) + u16::from(N[i]) + carry;
+        out[i] = t as u8;
+        carry = t >> 8;
+    }
+    (carry == 0).then_some(out)
+}
+
+/// Crafted signatures for the rare paths of the final check and the point at infinity
+/// (`tests/common`): `x1 ≥ n` (accepted only through `x1 = v + n`), a small `x1` (where
+/// `v + n < p` as well), and `[s]G + [t]P = O` (rejected). Each verifies the same way on
+/// both paths; r or e off by one and a flipped s bit are rejected by both.
+#[test]
+fn fast_and_reference_verification_agree_on_crafted_edge_cases() {
+    for round in 0..10 {
+        let cases = [
+            ("x1 >= n", common::signature_with_large_x1(), true),
+            ("small x1", common::signature_with_small_x1(), true),
+            ("infinity", common::signature_at_infinity(), false),
+        ];
+        for (what, (pk, e, sig), good) in cases {
+            let e_plus_1 = add_mod_n(&e, &one());
+            let variants = [
+                (sig, e, good),
+                (Sm2Signature { r: add_mod_n(&sig.r, &one()), s: sig.s }, e, false),
+                (sig, e_plus_1, false),
+                (Sm2Signature { r: sig.r, s: flip(&sig.s, 31, 0).try_into().unwrap() }, e, false),
+            ];
+            for (k, (s, e, want)) in variants.into_iter().enumerate() {
+                let fast = pk.verify_digest(&e, &s).is_ok();
+                let reference = pk.verify_digest_reference(&e, &s).is_ok();
+                assert_eq!(fast, reference, "round {round}, {what}, variant {k}: fast {fast}, reference {reference}");
+                assert_eq!(fast, want, "round {round}, {what}, variant {k}");
+            }
+        }
+    }
 }
 
 /// Fast signing (comb `[k]G`, precomputed `(1 + d)^−1`, hedged SM3 nonce) and RustCrypto's

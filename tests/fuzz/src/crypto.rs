@@ -124,3 +124,26 @@ pub fn sm4_modes(data: &[u8]) -> bool {
     }
     matches!(reference, Some((Ok(_), ..)))
 }
+
+/// SM2 verification, differential (not a parser): input `e (32) ‖ r (32) ‖ s (32) ‖ key`,
+/// where `key` is a public key in any form `Sm2PublicKey::from_sec1` reads; when it does
+/// not parse (or is absent) the fixed key is used. `verify_digest` (our variable-time
+/// joint multiplication) must give the same answer as `verify_digest_reference`
+/// (RustCrypto's constant-time `verify_prehash`), for the key and for the fixed key.
+/// Returns whether the signature verified.
+pub fn sm2_verify(data: &[u8]) -> bool {
+    use kb_crypto::sm2::Sm2PublicKey;
+    let (Some(e), Some(sig), Some(key)) = (data.get(..32), data.get(32..96), data.get(96..)) else { return false };
+    let Ok(e) = <[u8; 32]>::try_from(e) else { return false };
+    let Ok(sig) = Sm2Signature::from_raw(sig) else { return false };
+    let fixed = *fixed_key().public_key();
+    let parsed = Sm2PublicKey::from_sec1(key).ok();
+    let mut verified = false;
+    for pk in parsed.iter().chain([&fixed]) {
+        let fast = pk.verify_digest(&e, &sig);
+        let reference = pk.verify_digest_reference(&e, &sig);
+        assert!(fast == reference, "fast verification says {fast:?}, the reference {reference:?}");
+        verified |= fast.is_ok();
+    }
+    verified
+}
