@@ -23,7 +23,8 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// A command: a closure run on the actor thread with the actor.
+/// A command: a closure run with the actor, on its thread (or, for an idle medium in
+/// this process, on the caller's; see [`ActorCell::run_here_if_idle`]).
 pub(crate) type Job = Box<dyn FnOnce(&mut Actor) + Send>;
 
 /// What the actor remembers about a key slot (public data only), so a signature does not
