@@ -13,9 +13,12 @@
 //!    streams (client and server share this process: the figure is an upper bound on the
 //!    server's).
 //!
-//! `cargo bench -p kb-bridge --bench bridge_load -- [--seconds S] [--mb N] [--quick]`
+//! `cargo bench -p kb-bridge --bench bridge_load -- [--seconds S] [--mb N] [--quick] [--card]`
 //! (defaults 3 s per point, 1024 MiB; `--quick`: 0.5 s, 64 MiB). Media: an in-memory
-//! software token, so the figures are the bridge's own cost, not a card's.
+//! software token, so the figures are the bridge's own cost, not a card's. It says it is
+//! software in this process, as a file key does, so the device service runs its commands
+//! on the caller's thread while it is idle; `--card`: it says it is not, and every
+//! command goes through the medium's actor thread, as a card's does.
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
@@ -56,10 +59,11 @@ impl AuditSink for NoopAudit {
 struct Args {
     seconds: f64,
     mb: u64,
+    card: bool,
 }
 
 fn args() -> Args {
-    let mut a = Args { seconds: 3.0, mb: 1024 };
+    let mut a = Args { seconds: 3.0, mb: 1024, card: false };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < v.len() {
@@ -72,6 +76,7 @@ fn args() -> Args {
                 a.mb = v[i + 1].parse().expect("--mb N");
                 i += 1;
             }
+            "--card" => a.card = true,
             "--quick" => {
                 a.seconds = 0.5;
                 a.mb = 64;
@@ -207,6 +212,7 @@ fn main() {
     };
     let tr = MemoryTransport::new(TransportKind::Pcsc);
     let token = tr.new_token("BENCH", PIN, "87654321");
+    let token = if a.card { token } else { token.with_in_process() };
     let (sk, ek) = (PrivateKey::generate(Algorithm::Sm2).unwrap(), PrivateKey::generate(Algorithm::Sm2).unwrap());
     let (sc, ec) = (leaf(&sk, KeyUsage::Sign), leaf(&ek, KeyUsage::Encrypt));
     token.put_key("c", KeyUsage::Sign, sk.clone());
@@ -240,7 +246,8 @@ fn main() {
     let digest_b64: String = <base64ct::Base64 as base64ct::Encoding>::encode_string(&digest);
     let round = Duration::from_secs_f64(a.seconds);
 
-    println!("# bridge load, {} s per point, in-memory SM2 key, PIN cached", a.seconds);
+    let medium = if a.card { "a card (through its actor thread)" } else { "software in this process, like a file key" };
+    println!("# bridge load, {} s per point, in-memory SM2 key ({medium}), PIN cached", a.seconds);
     // In-process: the device service itself, one caller at a time (the medium's actor
     // serialises signatures anyway).
     let in_process = |d: Duration| -> Slice {

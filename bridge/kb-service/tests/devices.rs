@@ -394,34 +394,41 @@ fn cancel_is_reported_and_audited() {
     assert_eq!((rec.ok, rec.error, rec.auth), (false, Some(ErrorCode::Cancelled), AuthType::None));
 }
 
+/// One medium never sees two commands at once: a card, whose commands all go through
+/// its actor, and (issue 18) a medium in this process, whose commands run on the
+/// callers' threads while it is idle. Every signature is audited; the PIN cache serves
+/// every signature after the first.
 #[test]
 fn one_medium_never_sees_two_commands_at_once() {
-    let rig = Rig::new(PinCachePolicy::default());
-    let (id, p) = rig.plug("A", PIN);
-    p.token.set_op_delay(Duration::from_millis(1));
-    rig.prompter.push_pin(PIN);
-    rig.sign(&id, "cli").unwrap();
-    let threads: Vec<_> = (0..4)
-        .map(|t| {
-            let mgr = rig.mgr.clone();
-            let id = id.clone();
-            std::thread::spawn(move || {
-                for i in 0..15 {
-                    if (i + t) % 3 == 0 {
-                        mgr.pin_info(&id, PinKind::User, "cli").unwrap();
-                    } else {
-                        mgr.sign_message(&id, C, KeyUsage::Sign, &SignatureScheme::sm2_default(), b"x", "cli").unwrap();
+    for in_process in [false, true] {
+        let rig = Rig::new(PinCachePolicy::default());
+        let (id, p) = rig.plug_with("A", |t| if in_process { t.with_in_process() } else { t });
+        p.token.set_op_delay(Duration::from_millis(1));
+        rig.prompter.push_pin(PIN);
+        rig.sign(&id, "cli").unwrap();
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let mgr = rig.mgr.clone();
+                let id = id.clone();
+                std::thread::spawn(move || {
+                    for i in 0..15 {
+                        if (i + t) % 3 == 0 {
+                            mgr.pin_info(&id, PinKind::User, "cli").unwrap();
+                        } else {
+                            mgr.sign_message(&id, C, KeyUsage::Sign, &SignatureScheme::sm2_default(), b"x", "cli").unwrap();
+                        }
                     }
-                }
+                })
             })
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(p.token.reentries(), 0, "in process: {in_process}");
+        assert!(p.token.calls("sign_digest") >= 40);
+        assert_eq!(rig.audit.records().len() as u64, p.token.calls("sign_digest"));
+        assert_eq!(rig.prompter.pin_requests().len(), 1);
     }
-    assert_eq!(p.token.reentries(), 0);
-    assert!(p.token.calls("sign_digest") >= 40);
-    assert_eq!(rig.audit.records().len() as u64, p.token.calls("sign_digest"));
 }
 
 #[test]
@@ -628,12 +635,16 @@ fn dropping_the_manager_stops_watching() {
     assert_eq!(p.token.reentries(), 0);
 }
 
-/// A medium whose driver panics on `pin_info`.
-struct Panicky(DeviceInfo);
+/// A medium whose driver panics on `pin_info` (in this process or not, as the medium
+/// it stands for says).
+struct Panicky(DeviceInfo, bool);
 
 impl Token for Panicky {
     fn info(&self) -> DeviceInfo {
         self.0.clone()
+    }
+    fn in_process(&self) -> bool {
+        self.1
     }
     fn pin_info(&mut self, _: PinKind) -> kb_token::Result<PinInfo> {
         panic!("driver bug")
@@ -672,7 +683,7 @@ impl Transport for PanickyTransport {
     }
     fn open(&self, id: &DeviceId) -> kb_token::Result<Box<dyn Token>> {
         let t = self.0.open(id)?;
-        Ok(Box::new(Panicky(t.info())))
+        Ok(Box::new(Panicky(t.info(), t.in_process())))
     }
 }
 
@@ -1089,4 +1100,140 @@ fn the_operation_timeout_starts_with_the_operation() {
     rig.prompter.push(Answer::Hold);
     let held = Caller::new("https://late.example", kb_token::OpContext::new()).with_timeout(Duration::from_millis(300));
     assert_eq!(rig.sign_as(&id, held).unwrap_err().code(), ErrorCode::OperationTimedOut);
+}
+
+/// A medium that records the name of the thread each session is opened on, and says
+/// whether it is software in this process.
+struct OnThread {
+    inner: Box<dyn Token>,
+    in_process: bool,
+    threads: Arc<Mutex<Vec<String>>>,
+}
+
+impl Token for OnThread {
+    fn info(&self) -> DeviceInfo {
+        self.inner.info()
+    }
+    fn in_process(&self) -> bool {
+        self.in_process
+    }
+    fn pin_info(&mut self, kind: PinKind) -> kb_token::Result<PinInfo> {
+        self.inner.pin_info(kind)
+    }
+    fn change_pin(&mut self, kind: PinKind, old: &Pin, new: &Pin) -> kb_token::Result<()> {
+        self.inner.change_pin(kind, old, new)
+    }
+    fn unblock_pin(&mut self, so: &Pin, new: &Pin) -> kb_token::Result<()> {
+        self.inner.unblock_pin(so, new)
+    }
+    fn containers(&mut self) -> kb_token::Result<Vec<ContainerInfo>> {
+        self.inner.containers()
+    }
+    fn public_key(&mut self, c: &str, u: KeyUsage) -> kb_token::Result<PublicKey> {
+        self.inner.public_key(c, u)
+    }
+    fn seals(&mut self) -> kb_token::Result<Vec<SealInfo>> {
+        self.inner.seals()
+    }
+    fn read_seal(&mut self, id: &str) -> kb_token::Result<Vec<u8>> {
+        self.inner.read_seal(id)
+    }
+    fn open_session<'a>(&'a mut self, auth: UserAuth<'_>, ctx: &OpContext) -> kb_token::Result<Box<dyn Session + 'a>> {
+        let name = std::thread::current().name().unwrap_or("").to_string();
+        self.threads.lock().unwrap().push(name);
+        self.inner.open_session(auth, ctx)
+    }
+}
+
+struct OnThreadTransport {
+    inner: MemoryTransport,
+    in_process: bool,
+    threads: Arc<Mutex<Vec<String>>>,
+}
+
+impl Transport for OnThreadTransport {
+    fn kind(&self) -> TransportKind {
+        self.inner.kind()
+    }
+    fn watch(&self) -> kb_token::Result<Receiver<TransportEvent>> {
+        self.inner.watch()
+    }
+    fn open(&self, id: &DeviceId) -> kb_token::Result<Box<dyn Token>> {
+        let inner = self.inner.open(id)?;
+        Ok(Box::new(OnThread { inner, in_process: self.in_process, threads: Arc::clone(&self.threads) }))
+    }
+}
+
+/// Issue 18: an idle medium that is software in this process (a file key) runs a
+/// signature on the caller's own thread, with no round trip to its actor's thread; a
+/// card still goes through its actor.
+#[test]
+fn an_idle_medium_in_this_process_signs_on_the_callers_thread() {
+    let rig = Rig::new(PinCachePolicy::default());
+    let here = std::thread::current().name().unwrap_or("").to_string();
+    for (kind, in_process) in [(TransportKind::File, true), (TransportKind::Hid, false)] {
+        let tr = MemoryTransport::new(kind);
+        let threads = Arc::new(Mutex::new(Vec::new()));
+        let p = provision(&tr, &rig.ca, "T", PIN);
+        let id = tr.insert(p.token.clone());
+        let wrapped = OnThreadTransport { inner: tr, in_process, threads: Arc::clone(&threads) };
+        rig.mgr.add_transport(Arc::new(wrapped)).unwrap();
+        rig.expect(|e| matches!(e, DeviceEvent::Added(i) if i.id == id));
+        rig.prompter.push_pin(PIN);
+        let sig = rig.sign(&id, "cli").unwrap();
+        rig.sign(&id, "cli").unwrap();
+        let digest = p.sign_key.public_key().message_digest(&SignatureScheme::sm2_default(), b"bid file").unwrap();
+        p.sign_key.public_key().verify_digest(&SignatureScheme::sm2_default(), &digest, &sig).unwrap();
+        let seen = threads.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        for name in seen {
+            if in_process {
+                assert_eq!(name, here, "{kind:?}: the caller's thread");
+            } else {
+                assert!(name.starts_with("kb-device "), "{kind:?}: the actor's thread, not {name:?}");
+            }
+        }
+        assert_eq!(rig.audit.for_device(&id).len(), 2);
+        assert_eq!(p.token.reentries(), 0);
+    }
+}
+
+/// Issue 18: a caller that finds a medium in this process busy waits in its actor's
+/// queue, where its deadline still applies: it is answered `operation_timed_out` while
+/// the other command runs, and the medium is never entered twice.
+#[test]
+fn a_busy_medium_in_this_process_queues_and_keeps_the_deadline() {
+    let rig = Rig::new(PinCachePolicy::default());
+    let (id, p) = rig.plug_with("A", MemoryToken::with_in_process);
+    rig.prompter.push_pin(PIN);
+    rig.sign(&id, "cli").unwrap();
+    let pause = p.token.pause_next("sign_digest");
+    let first = {
+        let mgr = rig.mgr.clone();
+        let id = id.clone();
+        std::thread::spawn(move || mgr.sign_message(&id, C, KeyUsage::Sign, &SignatureScheme::sm2_default(), b"x", "cli"))
+    };
+    assert!(pause.wait_reached(WAIT));
+    let late = Caller::new("cli", kb_token::OpContext::with_timeout(Duration::from_millis(200)));
+    assert_eq!(rig.sign_as(&id, late).unwrap_err().code(), ErrorCode::OperationTimedOut);
+    pause.release();
+    first.join().unwrap().unwrap();
+    rig.sign(&id, "cli").unwrap();
+    assert_eq!(p.token.reentries(), 0);
+    assert_eq!(p.token.calls("sign_digest"), 3, "the timed-out request never reached the medium");
+}
+
+/// A driver of a medium in this process that panics on the caller's thread: the caller
+/// gets `internal`, the medium is dropped, the others keep working.
+#[test]
+fn a_panicking_driver_in_this_process_is_reported_and_isolated() {
+    let rig = Rig::new(PinCachePolicy::default());
+    let (good, _) = rig.plug("A", PIN);
+    let file = MemoryTransport::new(TransportKind::File);
+    let bad = file.insert(file.new_token("X", PIN, SO).with_in_process());
+    rig.mgr.add_transport(Arc::new(PanickyTransport(file))).unwrap();
+    rig.expect(|e| matches!(e, DeviceEvent::Added(i) if i.id == bad));
+    assert_eq!(code(rig.mgr.pin_info(&bad, PinKind::User, "cli")), ErrorCode::Internal);
+    rig.expect(|e| *e == DeviceEvent::Removed(bad.clone()));
+    assert_eq!(rig.mgr.pin_info(&good, PinKind::User, "cli").unwrap().retries_left, 6);
 }

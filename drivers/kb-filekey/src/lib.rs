@@ -387,6 +387,13 @@ impl Token for FileToken {
         self.info.clone()
     }
 
+    /// A file key is software in this process: reading and writing its file, the KDF
+    /// and the key operation are bounded work that waits for no device or user (at
+    /// most [`DEFAULT_LOCK_TIMEOUT`] for another process's lock on the file).
+    fn in_process(&self) -> bool {
+        true
+    }
+
     fn pin_info(&mut self, kind: PinKind) -> Result<PinInfo> {
         let body = self.load()?;
         let rec = body.pin(kind);

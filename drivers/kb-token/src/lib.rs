@@ -106,6 +106,15 @@ pub trait Token: Send {
     fn login<'a>(&'a mut self, pin: &Pin) -> Result<Box<dyn Session + 'a>> {
         self.open_session(UserAuth::Pin(pin), &OpContext::new())
     }
+
+    /// Whether the medium is software in this process (a file key): its calls are
+    /// bounded work on this machine's CPU and disk, and never wait for a device, a link
+    /// or the user. The device service may then run a command on the caller's thread
+    /// while the medium is idle, instead of handing it to the medium's own thread.
+    /// Default: `false` (a card, a module, a remote medium).
+    fn in_process(&self) -> bool {
+        false
+    }
 }
 
 /// How the user is verified for a session.

@@ -214,6 +214,7 @@ struct Inner {
     pause: Mutex<Option<Pause>>,
     offline: AtomicBool,
     faulty_signatures: AtomicBool,
+    in_process: AtomicBool,
     medium_pins: Mutex<std::collections::VecDeque<Pin>>,
     medium_pin_typed: std::sync::Condvar,
 }
@@ -294,6 +295,7 @@ impl MemoryToken {
                 pause: Mutex::new(None),
                 offline: AtomicBool::new(false),
                 faulty_signatures: AtomicBool::new(false),
+                in_process: AtomicBool::new(false),
                 medium_pins: Mutex::new(std::collections::VecDeque::new()),
                 medium_pin_typed: std::sync::Condvar::new(),
             }),
@@ -342,6 +344,14 @@ impl MemoryToken {
     /// module that hashes the digest again.
     pub fn set_faulty_signatures(&self, faulty: bool) {
         self.inner.faulty_signatures.store(faulty, Ordering::SeqCst);
+    }
+
+    /// Builder: the medium says it is software in this process ([`Token::in_process`]),
+    /// like a file key, so the device service may run its commands on the caller's
+    /// thread. By default a memory token stands in for a card and says no.
+    pub fn with_in_process(self) -> Self {
+        self.inner.in_process.store(true, Ordering::SeqCst);
+        self
     }
 
     /// Whether the medium's link is down (see [`MemoryTransport::go_offline`]).
@@ -505,6 +515,10 @@ impl MemoryToken {
 impl Token for MemoryToken {
     fn info(&self) -> DeviceInfo {
         self.inner.info.clone()
+    }
+
+    fn in_process(&self) -> bool {
+        self.inner.in_process.load(Ordering::SeqCst)
     }
 
     fn pin_info(&mut self, kind: PinKind) -> Result<PinInfo> {

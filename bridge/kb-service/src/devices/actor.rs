@@ -1,6 +1,13 @@
 //! One device's actor: owns the medium and runs one command at a time. It never waits for
 //! the user: PIN prompts run on the caller's thread (see `private.rs`), so reads of the
 //! medium answer while a dialog is open.
+//!
+//! The actor's state sits behind a lock in an [`ActorCell`]. Its thread takes the lock
+//! for each job it receives. A medium that is software in this process (a file key,
+//! [`Token::in_process`]) also lets a caller run its job itself, on its own thread,
+//! when nothing is queued or running: no hand-off to the actor's thread and back. The
+//! lock keeps one command at a time either way, and a job queued for the thread goes
+//! before any caller that arrives after it.
 
 use super::{DeviceEvent, Shared, removed};
 use crate::audit::{AuditRecord, AuditSink, AuthType};
@@ -11,11 +18,13 @@ use kb_token::Token;
 use kb_types::{ContainerInfo, DeviceInfo, ErrorCode, HasErrorCode, KeyUsage};
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// A command: a closure run on the actor thread with the actor.
+/// A command: a closure run with the actor, on its thread (or, for an idle medium in
+/// this process, on the caller's; see [`ActorCell::run_here_if_idle`]).
 pub(crate) type Job = Box<dyn FnOnce(&mut Actor) + Send>;
 
 /// What the actor remembers about a key slot (public data only), so a signature does not
@@ -75,27 +84,71 @@ pub(crate) struct Actor {
     slots: HashMap<(String, KeyUsage), SlotMeta>,
 }
 
-/// The actor loop: run jobs until every sender is gone. After the medium is found gone,
-/// queued jobs still run (and fail with `DeviceRemoved`) so no caller waits forever.
-pub(crate) fn run(mut actor: Actor, rx: Receiver<Job>) {
-    while let Some(job) = next_job(&rx) {
-        if catch_unwind(AssertUnwindSafe(|| job(&mut actor))).is_err() {
-            // A driver panicked: its state is unknown, so the medium is treated as gone
-            // (the caller got `Internal`); re-inserting it starts a fresh actor.
-            actor.gone = true;
+/// A medium's actor, shared by its thread and (for a medium in this process) by callers
+/// that run a job themselves while it is idle. See the module documentation.
+pub(crate) struct ActorCell {
+    actor: Mutex<Actor>,
+    /// Jobs sent to the thread and not started yet.
+    queued: AtomicUsize,
+    /// The medium is software in this process ([`Token::in_process`]), read when opened.
+    in_process: bool,
+}
+
+impl ActorCell {
+    pub(crate) fn new(actor: Actor) -> Arc<Self> {
+        let in_process = actor.token.as_ref().is_some_and(|t| t.in_process());
+        Arc::new(ActorCell { actor: Mutex::new(actor), queued: AtomicUsize::new(0), in_process })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Actor> {
+        // A job's panic is caught inside the lock (`run_job`), so it is never poisoned;
+        // if it were, the actor's own flags still say what state the medium is in.
+        self.actor.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether a caller may run jobs itself (see [`Self::run_here_if_idle`]).
+    pub(crate) fn in_process(&self) -> bool {
+        self.in_process
+    }
+
+    /// Queue `job` for the actor's thread; hands it back when the thread has ended.
+    pub(crate) fn send(&self, tx: &Sender<Job>, job: Job) -> std::result::Result<(), Job> {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        tx.send(job).map_err(|e| {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            e.0
+        })
+    }
+
+    /// Run `job` on this thread if the medium is in this process and its actor idle:
+    /// nothing queued for the thread and nothing running. Otherwise `job` is handed back,
+    /// to be queued.
+    pub(crate) fn run_here_if_idle(&self, job: Job) -> std::result::Result<(), Job> {
+        if !self.in_process || self.queued.load(Ordering::SeqCst) != 0 {
+            return Err(job);
         }
-        if actor.gone && actor.token.is_some() {
-            actor.token = None;
-            actor.slots.clear();
-            if let Some(shared) = actor.shared.upgrade() {
-                shared.device_gone(&actor.info.id, actor.generation);
-            }
+        let mut actor = match self.actor.try_lock() {
+            Ok(a) => a,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return Err(job),
+        };
+        // A job queued meanwhile was there first.
+        if self.queued.load(Ordering::SeqCst) != 0 {
+            return Err(job);
         }
+        actor.run_job(job);
+        Ok(())
     }
 }
 
-fn next_job(rx: &Receiver<Job>) -> Option<Job> {
-    rx.recv().ok()
+/// The actor loop: run jobs until every sender is gone. After the medium is found gone,
+/// queued jobs still run (and fail with `DeviceRemoved`) so no caller waits forever.
+pub(crate) fn run(cell: Arc<ActorCell>, rx: Receiver<Job>) {
+    while let Ok(job) = rx.recv() {
+        let mut actor = cell.lock();
+        cell.queued.fetch_sub(1, Ordering::SeqCst);
+        actor.run_job(job);
+    }
 }
 
 impl Actor {
@@ -107,6 +160,21 @@ impl Actor {
         audit: Arc<dyn AuditSink>,
     ) -> Self {
         Actor { info, generation, token: Some(token), gone: false, shared, audit, slots: HashMap::new() }
+    }
+
+    /// Run one job. A driver that panics leaves its state unknown, so the medium is then
+    /// treated as gone (the caller got `Internal`; re-inserting it starts a fresh actor).
+    fn run_job(&mut self, job: Job) {
+        if catch_unwind(AssertUnwindSafe(|| job(self))).is_err() {
+            self.gone = true;
+        }
+        if self.gone && self.token.is_some() {
+            self.token = None;
+            self.slots.clear();
+            if let Some(shared) = self.shared.upgrade() {
+                shared.device_gone(&self.info.id, self.generation);
+            }
+        }
     }
 
     /// The medium was found gone; the actor stops using it after the current job.

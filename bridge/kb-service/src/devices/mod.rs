@@ -5,7 +5,9 @@
 //!   one [`DeviceEvent`] stream ([`DeviceManager::subscribe`]).
 //! - Each medium gets **one actor thread** that owns its `Box<dyn Token>` and runs the
 //!   commands sent to it one after the other, so a medium never sees two commands at
-//!   once and a slow card blocks nobody else.
+//!   once and a slow card blocks nobody else. A medium that is software in this process
+//!   (a file key) is also run by the caller itself while its actor is idle — still one
+//!   command at a time, without the round trip to the actor's thread.
 //! - Private-key operations carry a [`Caller`]: who asks and the operation's
 //!   [`OpContext`] (cancellation, deadline, status). A medium that verifies the user itself
 //!   is never asked for a PIN by the PC; otherwise the PIN comes from the [`PinCache`]
@@ -41,7 +43,7 @@ use crate::audit::{AuditSink, AuthType};
 use crate::pin_cache::{Clock, PinCache, PinCachePolicy, SystemClock};
 use crate::prompter::Prompter;
 use crate::{Result, ServiceError};
-use actor::{Actor, Job};
+use actor::{Actor, ActorCell, Job};
 use kb_crypto::rsa::RsaPadding;
 use kb_crypto::{PublicKey, SignatureScheme};
 use kb_pki::Certificate;
@@ -181,6 +183,7 @@ pub enum DeviceEvent {
 struct DeviceEntry {
     info: DeviceInfo,
     tx: Sender<Job>,
+    actor: Arc<ActorCell>,
     generation: u64,
     online: bool,
 }
@@ -295,15 +298,16 @@ impl Shared {
         };
         let generation = self.generations.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = mpsc::channel::<Job>();
-        let actor = Actor::new(info.clone(), generation, token, Arc::downgrade(self), Arc::clone(&self.audit));
-        let spawned = std::thread::Builder::new().name(format!("kb-device {id}")).spawn(move || actor::run(actor, rx));
+        let actor = ActorCell::new(Actor::new(info.clone(), generation, token, Arc::downgrade(self), Arc::clone(&self.audit)));
+        let cell = Arc::clone(&actor);
+        let spawned = std::thread::Builder::new().name(format!("kb-device {id}")).spawn(move || actor::run(cell, rx));
         if let Err(e) = spawned {
             return fail(&e);
         }
         let mut s = self.lock();
         // A second `Added` for a present id is a re-insertion: the old actor ends when
         // its sender is dropped here.
-        s.devices.insert(id, DeviceEntry { info: info.clone(), tx, generation, online: true });
+        s.devices.insert(id, DeviceEntry { info: info.clone(), tx, actor, generation, online: true });
         s.emit(DeviceEvent::Added(info));
     }
 }
@@ -329,6 +333,11 @@ fn watch_loop(weak: Weak<Shared>, index: usize, transport: Arc<dyn Transport>, r
             }
         }
     }
+}
+
+/// A job that panicked, or was dropped unrun because its actor ended.
+fn actor_lost() -> ServiceError {
+    ServiceError::Internal("the device actor stopped during the operation".into())
 }
 
 fn removed() -> ServiceError {
@@ -471,7 +480,9 @@ impl DeviceManager {
     /// Run `f` on the device's actor and wait for its answer or the context's stop:
     /// stopped before the actor started it → `cancelled` / `operation_timed_out` at once
     /// (the job, when it runs, finds the context stopped); stopped while it runs → the
-    /// medium gets [`STOP_GRACE`] to answer, then `outcome_unknown`.
+    /// medium gets [`STOP_GRACE`] to answer, then `outcome_unknown`. A medium in this
+    /// process whose actor is idle runs `f` here instead (its calls are bounded and wait
+    /// for nobody, so there is nothing to abandon).
     fn call_in<T: Send + 'static>(
         &self,
         device: &DeviceId,
@@ -482,7 +493,13 @@ impl DeviceManager {
             Done(Result<T>),
             Stopped(kb_token::StopReason),
         }
-        let tx = self.shared.lock().devices.get(device).map(|d| d.tx.clone()).ok_or_else(|| unknown(device))?;
+        let (tx, cell) = self
+            .shared
+            .lock()
+            .devices
+            .get(device)
+            .map(|d| (d.tx.clone(), Arc::clone(&d.actor)))
+            .ok_or_else(|| unknown(device))?;
         let (rtx, rrx) = mpsc::sync_channel::<Msg<T>>(2);
         let reached = Arc::new(AtomicBool::new(false));
         /// Answers the caller exactly once: with the job's result, or — when the job
@@ -498,12 +515,12 @@ impl DeviceManager {
         impl<T> Drop for Reply<T> {
             fn drop(&mut self) {
                 if let Some(tx) = self.0.take() {
-                    let e = ServiceError::Internal("the device actor stopped during the operation".into());
-                    let _ = tx.try_send(Msg::Done(Err(e)));
+                    let _ = tx.try_send(Msg::Done(Err(actor_lost())));
                 }
             }
         }
-        let job: Job = {
+        let lost = actor_lost;
+        let mut job: Job = {
             let (reply, reached) = (Reply(Some(rtx.clone())), Arc::clone(&reached));
             Box::new(move |actor: &mut Actor| {
                 reached.store(true, Ordering::Release);
@@ -514,12 +531,26 @@ impl DeviceManager {
                 reply.send(r);
             })
         };
+        if cell.in_process() {
+            // Stopped before it started: the same answer the actor's caller gets.
+            if let Some(why) = ctx.stopped() {
+                return Err(TokenError::from(why).into());
+            }
+            match cell.run_here_if_idle(job) {
+                Ok(()) => {
+                    return match rrx.try_recv() {
+                        Ok(Msg::Done(r)) => r,
+                        _ => Err(lost()),
+                    };
+                }
+                Err(queue_it) => job = queue_it,
+            }
+        }
         let _stop = ctx.on_stop(move |why| {
             let _ = rtx.try_send(Msg::Stopped(why));
         });
-        tx.send(job).map_err(|_| removed())?;
+        cell.send(&tx, job).map_err(|_| removed())?;
         drop(tx);
-        let lost = || ServiceError::Internal("the device actor stopped during the operation".into());
         // No spin-wait before sleeping: with the real audit log and the signature check a
         // key use takes ~0.7 ms, and polling for it measured no faster (docs/benchmarks.md).
         let first = loop {
