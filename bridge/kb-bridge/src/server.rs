@@ -520,7 +520,7 @@ async fn serve_connection(
             while let Some(m) = out_rx.recv().await {
                 let (msg, last) = match m {
                     Outgoing::Text(t) => (Message::Text(Utf8Bytes::from(t)), false),
-                    Outgoing::Binary(b) => (Message::Binary(b.into()), false),
+                    Outgoing::Binary(b) => (Message::Binary(b), false),
                     Outgoing::Close(code, reason) => {
                         (Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: Utf8Bytes::from(reason) })), true)
                     }
