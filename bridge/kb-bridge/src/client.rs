@@ -11,8 +11,9 @@
 //! ```
 
 use crate::secret::ClientSecret;
+use crate::streams::FramePool;
 use futures_util::{SinkExt, StreamExt};
-use kb_bridge_protocol::frame::{FLAG_FIN, Frame};
+use kb_bridge_protocol::frame::{FLAG_FIN, Frame, HEADER_LEN, Sequencer};
 use kb_bridge_protocol::{
     ErrorObject, HelloParams, HelloResult, Id, Notification, Response, RpcMethod, SCHEMA_VERSION, StreamDirection, StreamId,
     StreamOpenParams, spec,
@@ -23,8 +24,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -92,14 +93,32 @@ type WsSink = futures_util::stream::SplitSink<
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
     Message,
 >;
-type Downloads = Arc<Mutex<HashMap<StreamId, mpsc::Sender<OwnedFrame>>>>;
+type Downloads = Arc<Mutex<HashMap<StreamId, Download>>>;
 
-/// A received binary frame with its payload owned.
+/// A download stream being received: its order check and where its payloads go.
 #[derive(Debug)]
-struct OwnedFrame {
-    sequence: u32,
-    flags: u8,
-    payload: Vec<u8>,
+struct Download {
+    seq: Sequencer,
+    tx: mpsc::Sender<Chunk>,
+}
+
+/// Payloads of a download stream queued for the reader before the connection stops
+/// reading (4 MiB of 256 KiB frames).
+const DOWNLOAD_QUEUE: usize = 16;
+
+/// Where a received binary frame goes: its stream's queue, with its payload (a view of
+/// the message, not a copy) unless the frame ends the stream without one to deliver
+/// (ABORT, out of order). The stream is forgotten once it ends.
+fn route_download(downloads: &Downloads, message: &Bytes) -> Option<(mpsc::Sender<Chunk>, Bytes)> {
+    let f = Frame::decode(message, usize::MAX).ok()?;
+    let mut map = downloads.lock().unwrap_or_else(|e| e.into_inner());
+    let d = map.get_mut(&f.stream)?;
+    let in_order = d.seq.accept(&f).is_ok();
+    let tx = d.tx.clone();
+    if !in_order || f.is_fin() || f.is_abort() {
+        map.remove(&f.stream); // the receiver's channel ends once `tx` is dropped
+    }
+    (in_order && !f.is_abort()).then(|| (tx, message.slice(HEADER_LEN..)))
 }
 
 /// A connected client. Cheap to share behind an `Arc`; calls may run concurrently.
@@ -131,8 +150,9 @@ impl PendingCall {
     }
 }
 
-/// A received download chunk (owned payload).
-pub type Chunk = Vec<u8>;
+/// A received download chunk: a view of the received message (cheap to clone or
+/// slice; `&chunk[..]` is the bytes).
+pub type Chunk = Bytes;
 
 impl BridgeClient {
     /// Connect and say `hello`.
@@ -183,12 +203,10 @@ impl BridgeClient {
                             }
                         }
                         Message::Binary(b) => {
-                            let Ok(f) = Frame::decode(&b, usize::MAX) else { continue };
-                            let tx = downloads.lock().unwrap_or_else(|e| e.into_inner()).get(&f.stream).cloned();
-                            if let Some(tx) = tx {
-                                let _ = tx
-                                    .send(OwnedFrame { sequence: f.sequence, flags: f.flags, payload: f.payload.to_vec() })
-                                    .await;
+                            // Waits while the stream's reader is behind: back-pressure
+                            // on the connection, as the server applies to uploads.
+                            if let Some((tx, payload)) = route_download(&downloads, &b) {
+                                let _ = tx.send(payload).await;
                             }
                         }
                         Message::Close(_) => break,
@@ -294,21 +312,8 @@ impl BridgeClient {
     pub async fn open_download(&self) -> Result<(StreamId, mpsc::Receiver<Chunk>), ClientError> {
         let id =
             self.call::<spec::StreamOpen>(StreamOpenParams { direction: StreamDirection::Download, length: None }).await?.stream;
-        let (ftx, mut frx) = mpsc::channel::<OwnedFrame>(8);
-        let (tx, rx) = mpsc::channel::<Chunk>(8);
-        self.downloads.lock().unwrap_or_else(|e| e.into_inner()).insert(id, ftx);
-        let downloads = Arc::clone(&self.downloads);
-        tokio::spawn(async move {
-            let mut seq = kb_bridge_protocol::frame::Sequencer::default();
-            while let Some(f) = frx.recv().await {
-                let view = Frame { stream: id, sequence: f.sequence, flags: f.flags, payload: &f.payload };
-                let (ok, end) = (seq.accept(&view).is_ok(), view.is_fin());
-                if !ok || view.is_abort() || tx.send(f.payload).await.is_err() || end {
-                    break;
-                }
-            }
-            downloads.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-        });
+        let (tx, rx) = mpsc::channel::<Chunk>(DOWNLOAD_QUEUE);
+        self.downloads.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Download { seq: Sequencer::default(), tx });
         Ok((id, rx))
     }
 
@@ -316,21 +321,30 @@ impl BridgeClient {
     /// last. Returns the bytes sent.
     pub async fn upload(&self, stream: StreamId, mut r: impl AsyncRead + Unpin) -> Result<u64, ClientError> {
         let chunk = usize::try_from(self.hello.limits.max_chunk_bytes).unwrap_or(1 << 16).max(1);
-        let mut buf = vec![0u8; chunk];
+        let full = HEADER_LEN + chunk;
+        let pool = FramePool::default();
         let mut seq = 0u32;
         let mut total = 0u64;
-        let mut filled = 0usize;
         loop {
-            let n = r.read(&mut buf[filled..]).await.map_err(|e| ClientError::Protocol(e.to_string()))?;
-            filled += n;
-            if n != 0 && filled < chunk {
-                continue;
-            }
-            let fin = n == 0;
-            let frame = Frame { stream, sequence: seq, flags: if fin { FLAG_FIN } else { 0 }, payload: &buf[..filled] }.encode();
-            self.write(Message::Binary(frame.into())).await?;
-            total += filled as u64;
-            filled = 0;
+            // Read straight behind room for the header (into memory not zeroed first, for
+            // readers that allow it), then send the buffer as it is: no copy of its own;
+            // it comes back for a later frame once the WebSocket layer has masked it out.
+            let mut frame = pool.take(full);
+            frame.resize(HEADER_LEN, 0);
+            let fin = loop {
+                let want = (full - frame.len()) as u64;
+                let n = (&mut r).take(want).read_buf(&mut frame).await.map_err(|e| ClientError::Protocol(e.to_string()))?;
+                if n == 0 {
+                    break true;
+                }
+                if frame.len() == full {
+                    break false;
+                }
+            };
+            let header = Frame { stream, sequence: seq, flags: if fin { FLAG_FIN } else { 0 }, payload: &[] }.header();
+            frame[..HEADER_LEN].copy_from_slice(&header);
+            total += (frame.len() - HEADER_LEN) as u64;
+            self.write(Message::Binary(pool.send(frame))).await?;
             seq += 1;
             if fin {
                 return Ok(total);
@@ -353,5 +367,61 @@ impl Drop for BridgeClient {
                 let _ = sink.lock().await.close().await;
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kb_bridge_protocol::frame::FLAG_ABORT;
+
+    fn msg(stream: u32, sequence: u32, flags: u8, payload: &[u8]) -> Bytes {
+        Frame { stream: StreamId(stream), sequence, flags, payload }.encode().into()
+    }
+
+    fn table(ids: &[u32]) -> (Downloads, Vec<mpsc::Receiver<Chunk>>) {
+        let d: Downloads = Arc::default();
+        let rxs = ids
+            .iter()
+            .map(|id| {
+                let (tx, rx) = mpsc::channel(DOWNLOAD_QUEUE);
+                d.lock().unwrap().insert(StreamId(*id), Download { seq: Sequencer::default(), tx });
+                rx
+            })
+            .collect();
+        (d, rxs)
+    }
+
+    #[test]
+    fn payloads_in_order_then_fin_ends_the_stream() {
+        let (d, _rx) = table(&[1, 2]);
+        let (_, p) = route_download(&d, &msg(1, 0, 0, b"abc")).unwrap();
+        assert_eq!(&p[..], b"abc");
+        assert!(route_download(&d, &msg(2, 0, 0, b"")).is_some(), "streams are independent");
+        let (_, p) = route_download(&d, &msg(1, 1, FLAG_FIN, b"de")).unwrap();
+        assert_eq!(&p[..], b"de");
+        assert!(!d.lock().unwrap().contains_key(&StreamId(1)), "forgotten after FIN");
+        assert!(route_download(&d, &msg(1, 2, 0, b"x")).is_none(), "nothing after FIN");
+        assert!(d.lock().unwrap().contains_key(&StreamId(2)));
+    }
+
+    #[test]
+    fn abort_out_of_order_and_strangers_deliver_nothing() {
+        let (d, _rx) = table(&[1, 2]);
+        assert!(route_download(&d, &msg(1, 0, FLAG_ABORT, b"")).is_none());
+        assert!(!d.lock().unwrap().contains_key(&StreamId(1)), "an aborted stream ends");
+        assert!(route_download(&d, &msg(2, 1, 0, b"late")).is_none());
+        assert!(!d.lock().unwrap().contains_key(&StreamId(2)), "a stream out of order ends");
+        assert!(route_download(&d, &msg(9, 0, 0, b"?")).is_none(), "not a stream of ours");
+        assert!(route_download(&d, &Bytes::from_static(&[1, 0])).is_none(), "not a frame");
+    }
+
+    #[test]
+    fn a_payload_is_a_view_of_the_message() {
+        let (d, _rx) = table(&[3]);
+        let m = msg(3, 0, 0, &[7u8; 1000]);
+        let (_, p) = route_download(&d, &m).unwrap();
+        assert_eq!(p.as_ptr(), m[HEADER_LEN..].as_ptr(), "no copy");
+        assert_eq!(p.len(), 1000);
     }
 }

@@ -19,7 +19,7 @@ use crate::methods::{CallCtx, Service};
 use crate::secret::ClientSecret;
 use crate::streams::{OutTx, Outgoing, Routed, StreamTable, stop_error};
 use futures_util::{SinkExt, StreamExt};
-use kb_bridge_protocol::frame::{Frame, HEADER_LEN};
+use kb_bridge_protocol::frame::HEADER_LEN;
 use kb_bridge_protocol::{
     Call, CancelResult, ErrorObject, Event, EventKind, HelloResult, Id, Input, Notification, OperationState, OutputMode, Reply,
     Response, SignInput, StreamCloseResult, StreamId, StreamOpenResult, SubscriptionResult, capability, negotiate, parse_request,
@@ -38,7 +38,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request a
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
 
 /// How often a request's watchdog looks at it.
 const WATCHDOG_TICK: Duration = Duration::from_millis(100);
@@ -520,7 +520,7 @@ async fn serve_connection(
             while let Some(m) = out_rx.recv().await {
                 let (msg, last) = match m {
                     Outgoing::Text(t) => (Message::Text(Utf8Bytes::from(t)), false),
-                    Outgoing::Binary(b) => (Message::Binary(b.into()), false),
+                    Outgoing::Binary(b) => (Message::Binary(b), false),
                     Outgoing::Close(code, reason) => {
                         (Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: Utf8Bytes::from(reason) })), true)
                     }
@@ -537,7 +537,9 @@ async fn serve_connection(
             }
             is_dead.store(true, Ordering::Release);
             dead.notify_one();
-            let _ = sink.close().await;
+            // Bounded too: a client that stopped reading never takes the close frame,
+            // and the socket closes only when this half goes.
+            let _ = tokio::time::timeout(send_timeout, sink.close()).await;
         })
     };
 
@@ -577,7 +579,7 @@ async fn serve_connection(
                 conn.touch();
                 match msg {
                     Some(Ok(Message::Text(t))) => conn.on_text(t.as_bytes()).await,
-                    Some(Ok(Message::Binary(b))) => conn.on_binary(&b).await,
+                    Some(Ok(Message::Binary(b))) => conn.on_binary(b).await,
                     Some(Ok(Message::Close(_))) | None => break,
                     Some(Ok(_)) => {}
                     Some(Err(e)) => {
@@ -1006,20 +1008,9 @@ impl Conn {
         Ok((reply, Vec::new()))
     }
 
-    async fn on_binary(&self, bytes: &[u8]) {
-        let routed = match Frame::decode(bytes, self.config().max_chunk_bytes) {
-            Ok(frame) => matches!(self.table.route(frame).await, Routed::Ok),
-            Err(e) => {
-                tracing::debug!(detail = e.0, "bad binary frame");
-                // The request reading that stream fails now, not at its idle timeout.
-                if let Some(stream) = Frame::stream_of(bytes) {
-                    self.table.fail_stream(stream, fail(ErrorCode::StreamFrameInvalid, e.0));
-                }
-                false
-            }
-        };
+    async fn on_binary(&self, bytes: Bytes) {
         // A bad frame, or one for a stream that is not open, counts as a failure.
-        if !routed && self.failed() {
+        if !matches!(self.table.route(bytes).await, Routed::Ok) && self.failed() {
             let _ = self.out.send(Outgoing::Close(1008, "too many failed requests".into())).await;
         }
     }

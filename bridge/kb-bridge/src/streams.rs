@@ -11,12 +11,18 @@
 //!   outgoing queue; a client that does not read makes the writer wait, and one that
 //!   stops reading altogether is disconnected by the send timeout.
 //!
+//! Bytes are copied as little as the `Read` / `Write` interfaces allow: an upload
+//! frame's payload travels to its reader as a view of the received message, and a
+//! download frame is filled in place behind room for its header, then moved whole to
+//! the connection's writer, and its buffer comes back for a later frame once it is on
+//! the socket ([`FramePool`]).
+//!
 //! Workers are blocking code (`std::io::Read` / `Write` for kb-pki's streaming CMS),
 //! run on tokio's blocking pool.
 
 use crate::activity::{RequestState, Stop};
 use crate::error::fail;
-use kb_bridge_protocol::frame::{FLAG_ABORT, FLAG_FIN, Frame, Sequencer};
+use kb_bridge_protocol::frame::{FLAG_ABORT, FLAG_FIN, Frame, HEADER_LEN, Sequencer};
 use kb_bridge_protocol::{ErrorObject, Event, Id, Notification, StreamDirection, StreamId};
 use kb_types::ErrorCode;
 use std::collections::HashMap;
@@ -24,14 +30,15 @@ use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Bytes;
 
 /// What the connection's writer task sends.
 #[derive(Debug)]
 pub enum Outgoing {
     /// A JSON text frame.
     Text(String),
-    /// A binary stream frame.
-    Binary(Vec<u8>),
+    /// A binary stream frame (header and payload).
+    Binary(Bytes),
     /// Close the connection with this WebSocket close code and reason.
     Close(u16, String),
 }
@@ -39,10 +46,60 @@ pub enum Outgoing {
 /// The connection's outgoing queue.
 pub type OutTx = mpsc::Sender<Outgoing>;
 
+/// Frame buffers a stream reuses: a sent frame's buffer comes back once the WebSocket
+/// layer has copied it out, so a long stream does not allocate (and the OS fault in)
+/// fresh memory for every frame. Holds at most [`FramePool::KEEP`] idle buffers; the
+/// frames in flight are bounded by the queues they travel through.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct FramePool(Arc<Mutex<Vec<Vec<u8>>>>);
+
+impl FramePool {
+    const KEEP: usize = 4;
+
+    /// An empty buffer with room for `capacity` bytes.
+    pub(crate) fn take(&self, capacity: usize) -> Vec<u8> {
+        let reused = self.0.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match reused {
+            Some(mut b) if b.capacity() >= capacity => {
+                b.clear();
+                b
+            }
+            _ => Vec::with_capacity(capacity),
+        }
+    }
+
+    /// `buf` as a message payload; the buffer returns here when the message is dropped.
+    pub(crate) fn send(&self, buf: Vec<u8>) -> Bytes {
+        Bytes::from_owner(Pooled { buf, pool: self.clone() })
+    }
+}
+
+/// A buffer on its way to the socket, back to its pool when dropped.
+struct Pooled {
+    buf: Vec<u8>,
+    pool: FramePool,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        let mut idle = self.pool.0.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < FramePool::KEEP {
+            idle.push(std::mem::take(&mut self.buf));
+        }
+    }
+}
+
 /// A chunk travelling to an upload reader.
 #[derive(Debug)]
 enum Chunk {
-    Data(Vec<u8>),
+    /// A payload: a view of the received message, not a copy.
+    Data(Bytes),
     End,
     Fail(ErrorObject),
 }
@@ -135,7 +192,7 @@ impl Progress {
 #[derive(Debug)]
 pub struct UploadReader {
     rx: mpsc::Receiver<Chunk>,
-    buf: Vec<u8>,
+    buf: Bytes,
     pos: usize,
     ended: bool,
     state: Arc<RequestState>,
@@ -231,7 +288,10 @@ pub struct DownloadWriter {
     id: StreamId,
     out: OutTx,
     chunk: usize,
-    buf: Vec<u8>,
+    /// The frame being filled: room for the header, then its payload so far. Sent as
+    /// it is (the header written in front) once full, so each byte is copied once.
+    frame: Vec<u8>,
+    pool: FramePool,
     seq: u32,
     bytes: u64,
     state: Arc<RequestState>,
@@ -246,28 +306,38 @@ impl Drop for DownloadWriter {
     fn drop(&mut self) {
         if !self.finished {
             let frame = Frame { stream: self.id, sequence: self.seq, flags: FLAG_ABORT, payload: &[] }.encode();
-            let _ = self.out.try_send(Outgoing::Binary(frame));
+            let _ = self.out.try_send(Outgoing::Binary(frame.into()));
         }
     }
 }
 
 impl DownloadWriter {
-    fn send(&mut self, payload_len: usize, flags: u8) -> io::Result<()> {
+    /// An empty frame: room for the header, capacity for a full payload.
+    fn new_frame(&self) -> Vec<u8> {
+        let mut f = self.pool.take(HEADER_LEN + self.chunk);
+        f.resize(HEADER_LEN, 0);
+        f
+    }
+
+    /// Send the frame filled so far (its payload may be empty) with `flags`.
+    fn send(&mut self, flags: u8) -> io::Result<()> {
         if let Some(s) = self.state.stopped() {
             let e = stop_error(s);
             let err = stream_io_error(&e);
             *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
             return Err(err);
         }
-        let frame = Frame { stream: self.id, sequence: self.seq, flags, payload: &self.buf[..payload_len] }.encode();
+        let mut frame = std::mem::take(&mut self.frame);
+        frame.resize(frame.len().max(HEADER_LEN), 0);
+        let payload_len = frame.len() - HEADER_LEN;
+        frame[..HEADER_LEN].copy_from_slice(&Frame { stream: self.id, sequence: self.seq, flags, payload: &[] }.header());
         self.seq = self.seq.wrapping_add(1);
-        self.out.blocking_send(Outgoing::Binary(frame)).map_err(|_| {
+        self.out.blocking_send(Outgoing::Binary(self.pool.send(frame))).map_err(|_| {
             let e = fail(ErrorCode::RequestCancelled, "the connection closed");
             let err = stream_io_error(&e);
             *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
             err
         })?;
-        self.buf.drain(..payload_len);
         self.state.progress();
         self.progress.add(payload_len as u64);
         Ok(())
@@ -280,8 +350,7 @@ impl DownloadWriter {
 
     /// Send what is buffered with FIN. Returns the stream's total bytes.
     pub fn finish(mut self) -> io::Result<u64> {
-        let n = self.buf.len();
-        self.send(n, FLAG_FIN)?;
+        self.send(FLAG_FIN)?;
         self.finished = true;
         Ok(self.bytes)
     }
@@ -294,11 +363,20 @@ impl DownloadWriter {
 
 impl Write for DownloadWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        self.bytes += data.len() as u64;
-        while self.buf.len() >= self.chunk {
-            self.send(self.chunk, 0)?;
+        let full = HEADER_LEN + self.chunk;
+        let mut rest = data;
+        while !rest.is_empty() {
+            if self.frame.len() < HEADER_LEN {
+                self.frame = self.new_frame(); // the last one was sent
+            }
+            let take = (full - self.frame.len()).min(rest.len());
+            self.frame.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.frame.len() == full {
+                self.send(0)?;
+            }
         }
+        self.bytes += data.len() as u64;
         Ok(data.len())
     }
 
@@ -363,7 +441,7 @@ impl StreamTable {
             slots: Mutex::new(HashMap::new()),
             next: Mutex::new(1),
             out,
-            max_chunk,
+            max_chunk: max_chunk.max(1),
             buffered_chunks: (max_unclaimed_bytes / max_chunk.max(1)).max(2),
             max_streams,
             unclaimed_total: Mutex::new(0),
@@ -422,8 +500,21 @@ impl StreamTable {
         Ok(slot.seq.bytes())
     }
 
-    /// Route one binary frame. Waits (back-pressure) only when a request reads the stream.
-    pub async fn route(&self, frame: Frame<'_>) -> Routed {
+    /// Route one binary message (a frame). Waits (back-pressure) only when a request
+    /// reads the stream. A malformed frame whose header still names an upload stream
+    /// fails the request reading it at once, not at its idle timeout.
+    pub async fn route(&self, message: Bytes) -> Routed {
+        let frame = match Frame::decode(&message, self.max_chunk) {
+            Ok(frame) => frame,
+            Err(e) => {
+                tracing::debug!(detail = e.0, "bad binary frame");
+                let err = fail(ErrorCode::StreamFrameInvalid, e.0);
+                if let Some(stream) = Frame::stream_of(&message) {
+                    self.fail_stream(stream, err.clone());
+                }
+                return Routed::Failed(err);
+            }
+        };
         let (tx, claimed) = {
             let mut slots = self.lock();
             let Some(slot) = slots.get_mut(&frame.stream) else { return Routed::UnknownStream };
@@ -459,7 +550,7 @@ impl StreamTable {
             chunks.push(Chunk::Fail(fail(ErrorCode::RequestCancelled, "the client aborted the upload stream")));
         } else {
             if !frame.payload.is_empty() {
-                chunks.push(Chunk::Data(frame.payload.to_vec()));
+                chunks.push(Chunk::Data(message.slice(HEADER_LEN..)));
             }
             if frame.is_fin() {
                 chunks.push(Chunk::End);
@@ -576,7 +667,7 @@ impl StreamIo for StreamTable {
     fn upload(&self, id: StreamId, state: Arc<RequestState>, progress: Progress) -> Result<UploadReader, ErrorObject> {
         let (rx, _, failure) = self.take(id, StreamDirection::Upload)?;
         let rx = rx.ok_or_else(|| fail(ErrorCode::UnknownStream, format!("stream {} has no reader", id.0)))?;
-        Ok(UploadReader { rx, buf: Vec::new(), pos: 0, ended: false, state, progress, failure })
+        Ok(UploadReader { rx, buf: Bytes::new(), pos: 0, ended: false, state, progress, failure })
     }
 
     fn download(&self, id: StreamId, state: Arc<RequestState>, progress: Progress) -> Result<DownloadWriter, ErrorObject> {
@@ -585,7 +676,8 @@ impl StreamIo for StreamTable {
             id,
             out: self.out.clone(),
             chunk: self.max_chunk,
-            buf: Vec::with_capacity(self.max_chunk),
+            frame: Vec::new(),
+            pool: FramePool::default(),
             seq: 0,
             bytes: 0,
             state,
@@ -609,8 +701,8 @@ pub fn failure_of(slot: &Arc<Mutex<Option<ErrorObject>>>) -> Option<ErrorObject>
 mod tests {
     use super::*;
 
-    fn frame(stream: StreamId, sequence: u32, flags: u8, payload: &[u8]) -> Frame<'_> {
-        Frame { stream, sequence, flags, payload }
+    fn frame(stream: StreamId, sequence: u32, flags: u8, payload: &[u8]) -> Bytes {
+        Frame { stream, sequence, flags, payload }.encode().into()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -744,6 +836,174 @@ mod tests {
         t.close(id).unwrap(); // what the server does on stop: drops the sender
         assert!(h.await.unwrap().is_err());
         assert_eq!(failure_of(&failure).unwrap().code, 5008);
+    }
+
+    #[test]
+    fn frame_buffers_come_back_once_sent() {
+        let pool = FramePool::default();
+        let mut b = pool.take(100);
+        b.extend_from_slice(b"frame");
+        let at = b.as_ptr();
+        let msg = pool.send(b);
+        assert_eq!(&msg[..], b"frame");
+        let view = msg.slice(1..);
+        drop(msg);
+        assert!(pool.0.lock().unwrap().is_empty(), "not while a view of it lives");
+        drop(view);
+        let again = pool.take(100);
+        assert_eq!((again.as_ptr(), again.len()), (at, 0), "the same buffer, emptied");
+        assert!(pool.take(1000).capacity() >= 1000, "a larger one when asked");
+        // At most KEEP idle buffers are kept.
+        let sent: Vec<Bytes> = (0..10).map(|_| pool.send(pool.take(10))).collect();
+        drop(sent);
+        assert_eq!(pool.0.lock().unwrap().len(), FramePool::KEEP);
+    }
+
+    /// The frames queued for a download stream, decoded (stops at the end or at FIN).
+    fn drain(rx: &mut mpsc::Receiver<Outgoing>, chunk: usize) -> Vec<(u32, u8, Vec<u8>)> {
+        let mut frames = Vec::new();
+        while let Ok(Outgoing::Binary(b)) = rx.try_recv() {
+            let f = Frame::decode(&b, chunk).unwrap();
+            frames.push((f.sequence, f.flags, f.payload.to_vec()));
+        }
+        frames
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn download_frames_at_odd_write_sizes_and_exact_boundaries() {
+        let content: Vec<u8> = (0..1000u32).map(|i| (i * 7 + i / 13) as u8).collect();
+        for chunk in [1, 7, 16, 100] {
+            for total in [0, 1, chunk - 1, chunk, chunk + 1, 3 * chunk, 3 * chunk + 5, 999] {
+                for writes in [1, 3, 64, 1000] {
+                    let (out, mut rx) = mpsc::channel(2048);
+                    let t = StreamTable::new(out, chunk, 64, 4);
+                    let id = t.open(StreamDirection::Download, None).unwrap();
+                    let mut w = t.download(id, RequestState::new(), Progress::none()).unwrap();
+                    let data = content[..total.min(content.len())].to_vec();
+                    let expected = data.clone();
+                    let n = tokio::task::spawn_blocking(move || {
+                        for piece in data.chunks(writes) {
+                            w.write_all(piece)?;
+                        }
+                        w.write_all(&[])?;
+                        w.finish()
+                    })
+                    .await
+                    .unwrap()
+                    .unwrap();
+                    assert_eq!(n, expected.len() as u64);
+                    let frames = drain(&mut rx, chunk);
+                    // Full frames, then one FIN frame with the rest (empty when the
+                    // content fills its frames exactly).
+                    let (last, full) = frames.split_last().unwrap();
+                    assert!(full.iter().all(|(_, flags, p)| *flags == 0 && p.len() == chunk), "{chunk}/{total}/{writes}");
+                    assert_eq!(last.1, FLAG_FIN);
+                    assert_eq!(last.2.len(), expected.len() % chunk, "{chunk}/{total}/{writes}");
+                    assert!(frames.iter().enumerate().all(|(i, f)| f.0 == i as u32), "sequence numbers 0, 1, 2, …");
+                    let got: Vec<u8> = frames.into_iter().flat_map(|f| f.2).collect();
+                    assert_eq!(got, expected, "{chunk}/{total}/{writes}");
+                }
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_download_cancelled_mid_stream_fails_and_ends_with_abort() {
+        let (out, mut rx) = mpsc::channel(64);
+        let t = StreamTable::new(out, 4, 64, 4);
+        let id = t.open(StreamDirection::Download, None).unwrap();
+        let state = RequestState::new();
+        let mut w = t.download(id, state.clone(), Progress::none()).unwrap();
+        let failure = w.failure();
+        let res = tokio::task::spawn_blocking(move || {
+            w.write_all(b"0123456")?; // one full frame sent, three bytes waiting
+            state.stop(Stop::Cancelled);
+            w.write_all(b"7")?; // fills the frame: its send finds the request stopped
+            w.finish()
+        })
+        .await
+        .unwrap();
+        assert!(res.is_err());
+        assert_eq!(failure_of(&failure).unwrap().code, 5009);
+        let frames = drain(&mut rx, 4);
+        assert_eq!(frames.len(), 2, "{frames:?}");
+        assert_eq!(frames[0], (0, 0, b"0123".to_vec()));
+        assert_eq!((frames[1].0, frames[1].1, frames[1].2.len()), (1, FLAG_ABORT, 0), "the next sequence number, ABORT");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_download_nobody_takes_holds_the_writer_at_the_queue() {
+        // The connection's writer does not send (a client that stopped reading): the
+        // request's writer waits at the bounded queue instead of buffering, and goes on
+        // when the queue moves.
+        let (out, mut rx) = mpsc::channel(2);
+        let t = StreamTable::new(out, 4, 64, 4);
+        let id = t.open(StreamDirection::Download, None).unwrap();
+        let mut w = t.download(id, RequestState::new(), Progress::none()).unwrap();
+        let written = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = Arc::clone(&written);
+        let writer = tokio::task::spawn_blocking(move || {
+            for i in 0..10u8 {
+                w.write_all(&[i; 4])?;
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            w.finish()
+        });
+        // The queue holds two frames: however fast the writer runs, it is never more
+        // than two frames ahead of what was taken.
+        let mut frames = 0;
+        while let Some(Outgoing::Binary(b)) = rx.recv().await {
+            frames += 1;
+            let done = written.load(std::sync::atomic::Ordering::SeqCst);
+            assert!(done <= frames + 2, "{done} writes done with {frames} frames taken");
+            if Frame::decode(&b, 4).unwrap().is_fin() {
+                break;
+            }
+        }
+        assert_eq!(writer.await.unwrap().unwrap(), 40);
+        assert_eq!(frames, 11, "ten full frames and an empty FIN");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn upload_reads_of_any_size_across_frames_of_any_size() {
+        let content: Vec<u8> = (0..3000u32).map(|i| (i * 31 + i / 7) as u8).collect();
+        for frame_len in [1, 5, 64, 1000] {
+            for read_len in [1, 3, 64, 4096] {
+                let (out, _rx) = mpsc::channel(8);
+                let t = Arc::new(StreamTable::new(out, 1000, 4096, 4));
+                let id = t.open(StreamDirection::Upload, None).unwrap();
+                let mut r = t.upload(id, RequestState::new(), Progress::none()).unwrap();
+                let reader = tokio::task::spawn_blocking(move || {
+                    let mut got = Vec::new();
+                    let mut buf = vec![0u8; read_len];
+                    loop {
+                        let n = r.read(&mut buf)?;
+                        if n == 0 {
+                            return Ok::<_, io::Error>(got);
+                        }
+                        got.extend_from_slice(&buf[..n]);
+                    }
+                });
+                let pieces: Vec<&[u8]> = content.chunks(frame_len).collect();
+                for (i, p) in pieces.iter().enumerate() {
+                    assert!(matches!(t.route(frame(id, i as u32, 0, p)).await, Routed::Ok));
+                }
+                assert!(matches!(t.route(frame(id, pieces.len() as u32, FLAG_FIN, b"")).await, Routed::Ok));
+                assert_eq!(reader.await.unwrap().unwrap(), content, "frames of {frame_len}, reads of {read_len}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn malformed_frames_fail_the_stream_they_name() {
+        let (out, _rx) = mpsc::channel(8);
+        let t = StreamTable::new(out, 4, 64, 4);
+        let id = t.open(StreamDirection::Upload, None).unwrap();
+        // Too short to name a stream: refused, nothing failed.
+        assert!(matches!(t.route(Bytes::from_static(&[1, 0, 0])).await, Routed::Failed(e) if e.code == 5011));
+        // A payload over the limit, naming the stream: the stream fails too.
+        assert!(matches!(t.route(frame(id, 0, 0, b"12345")).await, Routed::Failed(e) if e.code == 5011));
+        assert_eq!(t.upload(id, RequestState::new(), Progress::none()).unwrap_err().code, 5011);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -902,3 +902,42 @@ async fn working_is_sent_only_after_a_wait() {
     c.request(c.next_id(), "sign", sign).await.unwrap();
     assert_eq!(statuses(&mut events), vec![], "a signature with the PIN cached waited for nothing");
 }
+
+/// A Rust client whose application stops reading a download: the client holds a bounded
+/// queue (it stops reading the socket instead of buffering), the bridge lets the
+/// connection go at its send timeout, the stream then ends for the client instead of
+/// hanging, and everyone else is still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_a_download_is_let_go() {
+    let r = rig_with(|c| c.send_timeout = Duration::from_secs(2), None).await;
+    let c = Arc::new(r.native().await);
+    let total = 256u64 << 20; // far more than every queue and socket buffer on the way
+    let up = c.open_upload(Some(total)).await.unwrap();
+    let (down, mut rx) = c.open_download().await.unwrap();
+    let call = c
+        .begin(
+            c.next_id(),
+            "encrypt",
+            json!({"format": "cms_envelope", "recipients": [{"thumbprint": r.key.enc_thumb()}], "input": {"stream": up.0}, "output": {"stream": down.0}}),
+        )
+        .await
+        .unwrap();
+    let sender = {
+        let c = Arc::clone(&c);
+        tokio::spawn(async move { c.upload(up, tokio::io::AsyncReadExt::take(tokio::io::repeat(7), total)).await })
+    };
+    // Nobody reads `rx`. The upload stops moving once every queue is full and fails
+    // when the bridge hangs up.
+    let sent = tokio::time::timeout(Duration::from_secs(120), sender).await.expect("the upload hung").unwrap();
+    assert!(sent.is_err(), "the bridge let the connection go");
+    // Now the application reads again: what was queued arrives, then the stream ends.
+    let mut got = 0u64;
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(60), rx.recv()).await.expect("the stream hung") {
+        got += chunk.len() as u64;
+    }
+    assert!(got < total, "the envelope was cut short ({got} bytes)");
+    assert!(call.response().await.is_err());
+    assert!(matches!(c.request(c.next_id(), "devices.list", json!({})).await, Err(ClientError::Closed)));
+    let other = r.native().await;
+    other.request(other.next_id(), "devices.list", json!({})).await.unwrap();
+}

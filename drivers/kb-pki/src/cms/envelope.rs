@@ -509,18 +509,16 @@ fn decrypt_on<'k>(
         Zeroizing::new(cek.as_slice().try_into().map_err(|_| PkiError::Crypto(kb_crypto::CryptoError::DecryptFailed))?);
     let mut dec = pipeline::CbcOpener::new(&cek, &iv, threads);
     let mut written = 0u64;
-    let mut buf = vec![0u8; CHUNK];
 
-    // Stream `len` bytes of ciphertext through the decryptor.
+    // Stream `len` bytes of ciphertext through the decryptor, read straight into it.
     let mut pump = |s: &mut StreamReader<_>, mut len: u64, w: &mut dyn Write| -> Result<()> {
         while len > 0 {
-            let want = (len.min(CHUNK as u64)) as usize;
-            let k = s.some(&mut buf[..want])?;
+            let k = s.some(dec.space(usize::try_from(len).unwrap_or(usize::MAX)))?;
             if k == 0 {
                 return Err(ber::err("truncated encrypted content"));
             }
             len -= k as u64;
-            written += dec.update(&buf[..k], w)?;
+            written += dec.commit(k, w)?;
         }
         Ok(())
     };

@@ -6,7 +6,9 @@
 //!   thread takes it next, with the previous piece's last ciphertext block as its IV. The
 //!   final block (and any ragged tail) goes through the ordinary streaming
 //!   [`CbcDecryptor`], so padding checks and their errors are exactly the sequential
-//!   ones. Memory: one batch of ciphertext and one of plaintext.
+//!   ones. Memory: one batch of ciphertext and one of plaintext. The caller reads the
+//!   ciphertext straight into the batch ([`CbcOpener::space`]), so it is not copied
+//!   on its way in.
 //! - [`for_each_chunk`]: reads the content in chunks and hands each to the caller
 //!   (the SM4-CBC encryption, which is sequential) while a second thread feeds the
 //!   same chunk to a tap (the SM3 digest of a signature over the content), pipelined
@@ -40,8 +42,11 @@ pub(crate) struct CbcOpener {
     cipher: Sm4,
     /// The ciphertext block before `pending` (the IV at first).
     prev: [u8; BLOCK],
-    /// Ciphertext not yet decrypted.
+    /// Ciphertext not yet decrypted: `pending[..filled]`. One batch and one block: a
+    /// full buffer decrypts a batch and keeps the block after it (the last block always
+    /// waits for [`CbcOpener::finish`]).
     pending: Vec<u8>,
+    filled: usize,
     /// Plaintext of the batch being written.
     out: Zeroizing<Vec<u8>>,
     threads: usize,
@@ -52,25 +57,42 @@ impl CbcOpener {
         Self {
             cipher: Sm4::new(key),
             prev: *iv,
-            pending: Vec::with_capacity(BATCH + CHUNK_HINT),
+            pending: vec![0; BATCH + BLOCK],
+            filled: 0,
             out: Zeroizing::new(Vec::new()),
             threads: threads.max(1),
         }
     }
 
+    /// Room for at most `max` (at least 1) more bytes of ciphertext, to read into;
+    /// then [`CbcOpener::commit`] the bytes read.
+    pub(crate) fn space(&mut self, max: usize) -> &mut [u8] {
+        let end = self.pending.len().min(self.filled.saturating_add(max.max(1)));
+        &mut self.pending[self.filled..end]
+    }
+
+    /// `n` bytes were read into [`CbcOpener::space`]: when that fills a batch, its
+    /// plaintext is written to `w`. Returns the plaintext bytes written.
+    pub(crate) fn commit(&mut self, n: usize, w: &mut dyn Write) -> Result<u64> {
+        debug_assert!(self.filled + n <= self.pending.len());
+        self.filled += n;
+        if self.filled < self.pending.len() {
+            return Ok(0);
+        }
+        self.decrypt_front(BATCH, w)
+    }
+
     /// Feed ciphertext; writes the plaintext of every complete batch to `w`. Returns
     /// the plaintext bytes written.
+    #[cfg(test)]
     pub(crate) fn update(&mut self, mut ct: &[u8], w: &mut dyn Write) -> Result<u64> {
         let mut written = 0;
         while !ct.is_empty() {
-            // Fill up to one batch plus a byte, so the last block is always held back.
-            let room = (BATCH + 1).saturating_sub(self.pending.len()).max(1);
-            let take = room.min(ct.len());
-            self.pending.extend_from_slice(&ct[..take]);
+            let room = self.space(ct.len());
+            let take = room.len();
+            room.copy_from_slice(&ct[..take]);
             ct = &ct[take..];
-            if self.pending.len() > BATCH {
-                written += self.decrypt_front(BATCH, w)?;
-            }
+            written += self.commit(take, w)?;
         }
         Ok(written)
     }
@@ -79,11 +101,11 @@ impl CbcOpener {
     /// Fails exactly as [`CbcDecryptor::finish`] does on the same ciphertext.
     pub(crate) fn finish(mut self, w: &mut dyn Write) -> Result<u64> {
         // What the sequential decryptor would have decrypted before `finish`.
-        let bulk = self.pending.len().saturating_sub(1) / BLOCK * BLOCK;
+        let bulk = self.filled.saturating_sub(1) / BLOCK * BLOCK;
         let mut written = self.decrypt_front(bulk, w)?;
         let mut last = CbcDecryptor::with_cipher(self.cipher.clone(), &self.prev, Padding::Pkcs7);
         let mut tail = Zeroizing::new(Vec::with_capacity(2 * BLOCK));
-        last.update(&self.pending, &mut tail);
+        last.update(&self.pending[..self.filled], &mut tail);
         last.finish(&mut tail)?;
         w.write_all(&tail)?;
         written += tail.len() as u64;
@@ -93,7 +115,7 @@ impl CbcOpener {
     /// Decrypt the first `n` bytes of `pending` (a multiple of the block size), write
     /// them, and drop them from `pending`.
     fn decrypt_front(&mut self, n: usize, w: &mut dyn Write) -> Result<u64> {
-        debug_assert!(n.is_multiple_of(BLOCK) && n <= self.pending.len());
+        debug_assert!(n.is_multiple_of(BLOCK) && n <= self.filled);
         if n == 0 {
             return Ok(0);
         }
@@ -128,13 +150,11 @@ impl CbcOpener {
         });
         self.prev = block_at(ct, n - BLOCK);
         w.write_all(&self.out[..n])?;
-        self.pending.drain(..n);
+        self.pending.copy_within(n..self.filled, 0);
+        self.filled -= n;
         Ok(n as u64)
     }
 }
-
-/// The reads a caller typically feeds [`CbcOpener::update`] (for its buffer capacity).
-const CHUNK_HINT: usize = 64 * 1024;
 
 fn block_at(b: &[u8], at: usize) -> [u8; BLOCK] {
     let mut blk = [0u8; BLOCK];
@@ -260,7 +280,9 @@ mod tests {
     fn parallel_opening_matches_sequential_at_every_boundary() {
         let (key, iv) = ([7u8; 16], [9u8; 16]);
         let b = BATCH;
-        for len in [0, 1, 15, 16, 17, 4095, MIN_PARALLEL - 17, MIN_PARALLEL, b - 16, b - 1, b, b + 1, b + 15, 2 * b + 33, 3 * b] {
+        // Around a batch, and around a full buffer (a batch and the block held back).
+        let around = [b - 16, b - 1, b, b + 1, b + 15, b + 16, b + 17, b + 31, b + 32, 2 * b + 32, 2 * b + 33];
+        for len in [0, 1, 15, 16, 17, 4095, MIN_PARALLEL - 17, MIN_PARALLEL, 3 * b].into_iter().chain(around) {
             let pt = content(len);
             let ct = encrypt(&key, &iv, &pt);
             for threads in [1, 2, 3] {
@@ -281,11 +303,13 @@ mod tests {
         let pt = content(BATCH + 100);
         let ct = encrypt(&key, &iv, &pt);
         let mut cases: Vec<Vec<u8>> = vec![
-            Vec::new(),                   // no ciphertext at all
-            ct[..ct.len() - 1].to_vec(),  // ragged
-            ct[..BATCH + 5].to_vec(),     // ragged just past a batch
-            ct[..ct.len() - 16].to_vec(), // a block short: padding is content
-            ct[..BATCH].to_vec(),         // cut at the batch boundary
+            Vec::new(),                       // no ciphertext at all
+            ct[..ct.len() - 1].to_vec(),      // ragged
+            ct[..BATCH + 5].to_vec(),         // ragged just past a batch
+            ct[..ct.len() - 16].to_vec(),     // a block short: padding is content
+            ct[..BATCH].to_vec(),             // cut at the batch boundary
+            ct[..BATCH + BLOCK].to_vec(),     // cut where the buffer is full
+            ct[..BATCH + BLOCK + 3].to_vec(), // ragged just past a full buffer
         ];
         let mut flipped = ct.clone();
         let n = flipped.len();
