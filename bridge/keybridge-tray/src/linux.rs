@@ -163,7 +163,11 @@ fn claim_instance(host: Arc<OnceLock<Arc<WindowHost>>>) -> Claim {
 pub(crate) fn run() -> Result<i32, String> {
     let args = Args::parse(args::CORE_BIN)?;
     if args.window.is_some() {
-        return Err(format!("{} is KeyBridge's core; the window is {} --window", args::CORE_BIN, args::WINDOW_BIN));
+        return Err(format!(
+            "KeyBridge's core ({}) has no --window: the window is {} --window",
+            args::CORE_BIN,
+            args::WINDOW_BIN
+        ));
     }
     args::need_display()?;
     if args::core_needs_gl_off() {
