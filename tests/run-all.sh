@@ -56,7 +56,7 @@ phase "desktop app UI (ui/): type check and component tests (Vitest)"
 (cd "$ROOT/ui" && npm run --silent typecheck && npm test)
 
 phase "desktop app: the real window under Xvfb, driven by WebKitWebDriver (tests/desktop)"
-cargo build --locked -q -p keybridge-desktop -p keybridge
+cargo build --locked -q -p keybridge-desktop -p keybridge-tray -p keybridge
 "$ROOT/tests/desktop/run.sh" "${CARGO_TARGET_DIR:-$ROOT/target}/debug/keybridge-desktop"
 
 phase "bridge end to end (tests/e2e): a web page in headless Chromium, a bid tool sealing a 64 MiB bid, a phone as the key"

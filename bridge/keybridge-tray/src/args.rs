@@ -100,7 +100,8 @@ pub fn exec_core(core_exe: &Path, window_exe: &Path) -> String {
     {
         use std::os::unix::process::CommandExt;
         let err = cmd.exec();
-        format!("KeyBridge could not start its core {}: {err}", core_exe.display())
+        let hint = if err.kind() == std::io::ErrorKind::NotFound { " (built with: cargo build -p keybridge-tray)" } else { "" };
+        format!("KeyBridge could not start its core {}: {err}{hint}", core_exe.display())
     }
     #[cfg(not(unix))]
     {
