@@ -15,7 +15,10 @@
 #
 # What goes in (besides what src-tauri/tauri.conf.json's "bundle" section lists: the desktop
 # entry, icons, udev rules, copyright, maintainer scripts, dependencies):
-#   /usr/bin/keybridge-desktop               the desktop app
+#   /usr/bin/keybridge-desktop               the desktop app (its window; started without
+#                                            --window it replaces itself with the core)
+#   /usr/bin/keybridge-tray                  the app's core: tray, device service, bridge
+#                                            (no WebKit)
 #   /usr/bin/keybridge                       the command line
 #   /usr/lib/keybridge/libkb_skf_module.so   KeyBridge's SKF (GM/T 0016) module
 #   browser native-messaging host manifests  from installer/browser/, when it exists
@@ -59,15 +62,15 @@ fi
 
 cargo_flags=()
 [ "$PROFILE" = release ] && cargo_flags+=(--release)
-built=("$TARGET/$PROFILE/keybridge-desktop" "$TARGET/$PROFILE/keybridge" "$TARGET/$PROFILE/libkb_skf_module.so")
+built=("$TARGET/$PROFILE/keybridge-desktop" "$TARGET/$PROFILE/keybridge-tray" "$TARGET/$PROFILE/keybridge" "$TARGET/$PROFILE/libkb_skf_module.so")
 if [ $PREBUILT = 1 ]; then
   for f in "${built[@]}"; do
     [ -f "$f" ] || { log "--prebuilt: $f is not built"; exit 1; }
   done
   log "prebuilt ($PROFILE): ${built[*]}"
 else
-  log "cargo build ($PROFILE): keybridge-desktop, keybridge, kb-skf-module"
-  CARGO_TARGET_DIR="$TARGET" cargo build "${cargo_flags[@]}" -p keybridge-desktop -p keybridge -p kb-skf-module >&2
+  log "cargo build ($PROFILE): keybridge-desktop, keybridge-tray, keybridge, kb-skf-module"
+  CARGO_TARGET_DIR="$TARGET" cargo build "${cargo_flags[@]}" -p keybridge-desktop -p keybridge-tray -p keybridge -p kb-skf-module >&2
 fi
 
 STAGE="$TARGET/package"
@@ -80,12 +83,14 @@ strip_copy() { # SRC DST: a stripped copy (no symbols, no debug info)
   strip --strip-unneeded "$2"
 }
 strip_copy "$TARGET/$PROFILE/keybridge-desktop" "$BIN/keybridge-desktop"
+strip_copy "$TARGET/$PROFILE/keybridge-tray" "$FILES/keybridge-tray"
 strip_copy "$TARGET/$PROFILE/keybridge" "$FILES/keybridge"
 install -m 0644 "$TARGET/$PROFILE/libkb_skf_module.so" "$FILES/libkb_skf_module.so"
 strip --strip-unneeded "$FILES/libkb_skf_module.so"
 
 # Package path -> staged file, for deb, rpm and the AppImage alike.
 declare -A files=(
+  ["/usr/bin/keybridge-tray"]="$FILES/keybridge-tray"
   ["/usr/bin/keybridge"]="$FILES/keybridge"
   ["/usr/lib/keybridge/libkb_skf_module.so"]="$FILES/libkb_skf_module.so"
 )
@@ -111,15 +116,15 @@ stage_browser_integration
 
 # Library dependencies of the deb, computed from the staged binaries by dpkg-shlibdeps
 # (versioned, as Debian's own packages declare them) and added to tauri.conf.json's
-# hand-written "depends" (pcscd and the libraries; the bundler adds WebKitGTK, GTK and the
-# tray's appindicator itself).
+# hand-written "depends" (pcscd, the tray's appindicator, which the core loads at run time,
+# and the libraries; the bundler adds WebKitGTK and GTK itself).
 shlibs=""
 if [[ ",$BUNDLES," == *,deb,* ]]; then
   command -v dpkg-shlibdeps > /dev/null || { log "dpkg-shlibdeps (Debian dpkg-dev) is needed for the deb"; exit 1; }
   sh_dir="$STAGE/shlibdeps"
   rm -rf "$sh_dir"; mkdir -p "$sh_dir/debian"
   printf 'Source: keybridge\n\nPackage: keybridge\nArchitecture: any\n' > "$sh_dir/debian/control"
-  shlibs="$(cd "$sh_dir" && dpkg-shlibdeps -O "$BIN/keybridge-desktop" "$FILES/keybridge" "$FILES/libkb_skf_module.so" 2> /dev/null \
+  shlibs="$(cd "$sh_dir" && dpkg-shlibdeps -O "$BIN/keybridge-desktop" "$FILES/keybridge-tray" "$FILES/keybridge" "$FILES/libkb_skf_module.so" 2> /dev/null \
     | sed -n 's/^shlibs:Depends=//p')"
   [ -n "$shlibs" ] || { log "dpkg-shlibdeps found no dependencies"; exit 1; }
 fi

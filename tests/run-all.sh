@@ -63,6 +63,8 @@ phase "desktop app UI (ui/): type check and component tests (Vitest)"
 (cd "$ROOT/ui" && npm run --silent typecheck && npm test)
 
 phase "desktop app: the real window under Xvfb, driven by WebKitWebDriver (tests/desktop)"
+# The window binary exec()s the core, keybridge-tray, from beside it: both come from the
+# first phase's --workspace build.
 "$ROOT/tests/desktop/run.sh" "$BIN/keybridge-desktop"
 
 phase "bridge end to end (tests/e2e): a web page in headless Chromium, a bid tool sealing a 64 MiB bid, a phone as the key"

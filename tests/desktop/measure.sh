@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Start-up time, idle memory and the tray of the desktop app (release build), under Xvfb.
 #
-#   cargo build --release -p keybridge-desktop && tests/desktop/measure.sh [BIN] [RUNS]
+#   cargo build --release -p keybridge-desktop -p keybridge-tray && tests/desktop/measure.sh [BIN] [RUNS]
 #
 # Cold start: from launching the process to the window's first painted screen (the UI
 # calls `app_ready` after its first frame; `--exit-after-paint` prints `painted` then and
 # quits), the home screen of an existing demo key, RUNS times (default 7); median and
 # worst. The first start of a new home (which creates the demo key) is reported apart.
 # Idle memory: the app left alone for 12 s after painting; RSS and PSS of the app's core
+# (keybridge-desktop replaces itself with keybridge-tray, same pid; a BIN without a core
+# beside it is measured as it is: the design before the split)
 # and every process it started (the window process, WebKit's web and network
 # processes), summed.
 # The tray, same core process: its window closed as a user closes it (the WM_DELETE_WINDOW
@@ -21,7 +23,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 BIN="${1:-${CARGO_TARGET_DIR:-$ROOT/target}/release/keybridge-desktop}"
 RUNS="${2:-7}"
-[ -x "$BIN" ] || { echo "measure.sh: $BIN not built (cargo build --release -p keybridge-desktop)" >&2; exit 1; }
+[ -x "$BIN" ] || { echo "measure.sh: $BIN not built (cargo build --release -p keybridge-desktop -p keybridge-tray)" >&2; exit 1; }
 # shellcheck source=session.sh
 source "$HERE/session.sh"
 

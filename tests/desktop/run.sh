@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The desktop app's real window, driven through WebDriver: Xvfb (a private display),
 # a private D-Bus session (dbus-run-session), WebKitWebDriver (Debian's webkit2gtk-driver,
-# the driver tauri-driver wraps). The tests start keybridge-desktop themselves (its core;
-# the core starts the window as a process of its own, and again after each close) with
+# the driver tauri-driver wraps). The tests start keybridge-desktop themselves (it replaces
+# itself with its core, keybridge-tray beside it, same pid; the core starts the window,
+# `keybridge-desktop --window`, as a process of its own, and again after each close) with
 # automation enabled (TAURI_WEBVIEW_AUTOMATION=true, as tauri-driver sets it) and WebKit's
 # inspector server on a loopback port (WEBKIT_INSPECTOR_SERVER), which each window
 # process inherits; WebKitWebDriver runs with `--target` that address and attaches a new
@@ -21,7 +22,10 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 BIN="${1:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/keybridge-desktop}"
-[ -x "$BIN" ] || { echo "run.sh: $BIN not built (cargo build -p keybridge-desktop)" >&2; exit 1; }
+[ -x "$BIN" ] && [ -x "$(dirname "$BIN")/keybridge-tray" ] || {
+  echo "run.sh: $BIN or the core beside it not built (cargo build -p keybridge-desktop -p keybridge-tray)" >&2
+  exit 1
+}
 if [ -z "${KB_DESKTOP_TEST:-}" ]; then
   status=0
   for t in ${KB_DESKTOP_TESTS:-window renewal}; do

@@ -7,6 +7,8 @@ menu's Event method. Uses Debian's python3-dbus (the system interpreter).
   tray.py find PID LABEL    print "BUS_NAME MENU_PATH ITEM_ID" of the menu item whose
                             label contains LABEL; exit 1 if there is none
   tray.py click PID LABEL   click it
+  tray.py labels PID        print the label of every item of PID's tray menu, one a line;
+                            exit 1 if PID exports no tray menu
 
 A click from the shell without Python's start-up: `gdbus call --session --dest BUS_NAME
 --object-path MENU_PATH --method com.canonical.dbusmenu.Event ITEM_ID clicked '<0>' 0`.
@@ -39,6 +41,8 @@ def items(layout):
 
 
 def find(pid, label):
+    """(bus, bus name, menu path, item id) of the first item of `pid`'s menu whose label
+    contains `label` ("" matches the menu's root), or None."""
     bus = dbus.SessionBus()
     daemon = dbus.Interface(bus.get_object("org.freedesktop.DBus", "/org/freedesktop/DBus"), "org.freedesktop.DBus")
     for name in daemon.ListNames():
@@ -59,6 +63,16 @@ def find(pid, label):
 
 
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "labels":
+        found = find(int(sys.argv[2]), "")
+        if not found:
+            sys.exit(f"tray.py: process {sys.argv[2]} exports no tray menu on the session bus")
+        bus, name, path, _ = found
+        _, layout = dbus.Interface(bus.get_object(name, path, introspect=False), MENU).GetLayout(0, -1, dbus.Array([], signature="s"))
+        for _, text in items(layout):
+            if text:
+                print(text)
+        return
     if len(sys.argv) != 4 or sys.argv[1] not in ("find", "click"):
         sys.exit(__doc__)
     found = find(int(sys.argv[2]), sys.argv[3])

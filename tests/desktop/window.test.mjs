@@ -8,7 +8,7 @@
 // WebKit's; killing it leaves the core serving the bridge.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
+import { join, dirname } from 'node:path';
 import { mkdirSync, readFileSync, existsSync, copyFileSync, unlinkSync, writeFileSync, readdirSync, realpathSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { spawn, execFileSync } from 'node:child_process';
@@ -427,4 +427,42 @@ test('in the tray, a key with certificates in the near-expiry window still notif
   } finally {
     unlinkSync(third);
   }
+});
+
+test('the tray is the core\'s: a process without WebKit, its menu on the session bus', async () => {
+  const app = appPid();
+  assert.equal(windowsOf(app), 0, 'in the tray (the test above closed the window)');
+  // keybridge-desktop replaced itself with the core installed beside it: same pid.
+  const exe = realpathSync(`/proc/${app}/exe`);
+  assert.equal(exe, join(dirname(binPath), 'keybridge-tray'), 'the long-lived process is the core binary');
+  const maps = readFileSync(`/proc/${app}/maps`, 'utf8');
+  for (const lib of ['libwebkit2gtk', 'libjavascriptcoregtk', 'libsoup']) {
+    assert.ok(!maps.includes(lib), `the core maps no ${lib}`);
+  }
+  assert.ok(/libgtk-3/.test(maps), 'the core maps GTK (the tray)');
+  assert.ok(!/libLLVM|swrast_dri/.test(maps), "GDK's OpenGL is off in the core: no Mesa");
+  const labels = execFileSync('/usr/bin/python3', [join(here, 'tray.py'), 'labels', String(app)], { encoding: 'utf8' })
+    .trim()
+    .split('\n');
+  assert.deepEqual(labels.slice(1), ['打开 KeyBridge · Open', '清除已缓存的 PIN · Clear cached PINs', '退出 · Quit']);
+  const count = Number((labels[0].match(/^已连接介质：(\d+) 个 · \d+ key\(s\)$/) || [])[1]);
+  assert.ok(count >= 1, `the first item counts the media: ${labels[0]}`);
+  // The count follows the media: a second file-type key "inserted".
+  const keys = join(home, 'data', 'keys');
+  const extra = join(keys, 'tray-count.kbkey');
+  copyFileSync(join(keys, 'demo.kbkey'), extra);
+  try {
+    const label = () => execFileSync('/usr/bin/python3', [join(here, 'tray.py'), 'labels', String(app)], { encoding: 'utf8' });
+    await until(`the tray counts ${count + 1} keys`, () => label().includes(`已连接介质：${count + 1} 个`));
+  } finally {
+    unlinkSync(extra);
+  }
+});
+
+test('the tray menu\'s 退出 quits KeyBridge: the core ends', async () => {
+  const app = appPid();
+  execFileSync('/usr/bin/python3', [join(here, 'tray.py'), 'click', String(app), '退出']);
+  await until('the core exits', () => kb.exited);
+  assert.deepEqual(kb.exited, { code: 0, signal: null });
+  assert.ok(!alive(app));
 });

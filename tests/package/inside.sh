@@ -11,7 +11,7 @@ step() { echo "inside: $*"; }
 
 if [ "${1:-}" = libs ]; then
   step "every packaged binary finds its libraries (the declared dependencies pulled them in)"
-  for f in /usr/bin/keybridge /usr/bin/keybridge-desktop /usr/lib/keybridge/libkb_skf_module.so; do
+  for f in /usr/bin/keybridge /usr/bin/keybridge-desktop /usr/bin/keybridge-tray /usr/lib/keybridge/libkb_skf_module.so; do
     [ -e "$f" ] || { echo "inside: $f is missing" >&2; exit 1; }
     if ldd "$f" | grep 'not found'; then
       echo "inside: $f has unresolved libraries" >&2
