@@ -297,8 +297,18 @@ impl Renewal {
     }
 
     fn remove_journal(&self, device: &DeviceId) -> Result<()> {
+        self.remove_stale_journal_temps(device);
         let p = self.journal_path(device);
-        // Temp files of journal writes a killed run left behind.
+        match std::fs::remove_file(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(ServiceError::Io(format!("{}: {e}", p.display()))),
+        }
+    }
+
+    /// Temp files of journal writes a killed run left behind (`write_atomic`'s).
+    fn remove_stale_journal_temps(&self, device: &DeviceId) {
+        let p = self.journal_path(device);
         let stale = format!(".{}.", p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
         if let Ok(entries) = std::fs::read_dir(&self.journal_dir) {
             for e in entries.flatten() {
@@ -307,11 +317,6 @@ impl Renewal {
                     let _ = std::fs::remove_file(e.path());
                 }
             }
-        }
-        match std::fs::remove_file(&p) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(ServiceError::Io(format!("{}: {e}", p.display()))),
         }
     }
 
@@ -328,7 +333,11 @@ impl Renewal {
     /// Finish or undo an install a previous run left unfinished on `device`.
     pub fn recover(&self, device: &DeviceId, caller: impl Into<Caller>) -> Result<Recovery> {
         let caller = caller.into();
-        let Some(j) = self.read_journal(device)? else { return Ok(Recovery::Nothing) };
+        let Some(j) = self.read_journal(device)? else {
+            // A run killed while writing its first journal leaves only the temp file.
+            self.remove_stale_journal_temps(device);
+            return Ok(Recovery::Nothing);
+        };
         let old = decode_cert(&j.old_certificate)?;
         let Some(new) = j.new_certificate.as_deref().map(decode_cert).transpose()? else {
             // Interrupted while the new pair was made or enrolled: nothing was written

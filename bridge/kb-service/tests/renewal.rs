@@ -500,6 +500,25 @@ impl CaClient for Tampering {
     }
 }
 
+/// A run killed while writing its first journal leaves only `write_atomic`'s temp file:
+/// recovery has nothing to finish, and removes it (it was left behind, and the CLI's kill
+/// test found the journal directory not empty).
+#[test]
+fn recovery_removes_the_temp_file_of_a_killed_first_journal_write() {
+    let r = rig(20);
+    let dir = r.renewal.journal_dir().to_path_buf();
+    std::fs::create_dir_all(&dir).unwrap();
+    let name: String =
+        r.device().to_string().chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+    let tmp = dir.join(format!(".install-{name}.json.Ab12Cd.tmp"));
+    std::fs::write(&tmp, b"{\"kind\": \"ren").unwrap();
+    let recovered = r.renewal.recover(&r.device(), "test").unwrap();
+    assert!(matches!(recovered, kb_service::renewal::Recovery::Nothing), "{recovered:?}");
+    assert!(!tmp.exists(), "the temp file is left");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    r.assert_working("after recovery");
+}
+
 #[test]
 fn a_new_certificate_that_fails_a_check_is_never_written() {
     let r = rig(20);
