@@ -17,7 +17,7 @@ use kb_pki::issue::{self, CertificateParams};
 use kb_pki::time::UnixTime;
 use kb_token::{Token, TokenError, Transport, TransportEvent};
 use kb_types::{Algorithm, DeviceId, DeviceInfo, ErrorCode, HasErrorCode, KeyUsage, Pin, PinKind, TransportKind};
-use rig::{ADMIN_PIN, Rig, USER_PIN};
+use rig::{ADMIN_PIN, Rig, USER_PIN, connect_direct};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -296,16 +296,7 @@ fn card_killed_mid_transaction_is_removed_not_reset() {
     use kb_apdu::{ApduError, CardBackend};
     let Some(rig) = Rig::start() else { return };
     let mut card = rig.insert("killed-mid-tx", "00000006", None);
-    let ctx = pcsc::Context::establish(pcsc::Scope::User).unwrap();
-    let reader = std::ffi::CString::new(rig.reader.clone()).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut backend = loop {
-        match kb_pcsc::PcscCard::connect(ctx.clone(), &reader) {
-            Ok(b) => break b,
-            Err(e) => assert!(Instant::now() < deadline, "connect: {e}"),
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let mut backend = connect_direct(&rig);
     let mut tx = backend.transaction().unwrap();
     let select = [0x00, 0xA4, 0x04, 0x00, 0x06, 0xD2, 0x76, 0x00, 0x01, 0x24, 0x01, 0x00];
     assert!(tx.transmit(&select, 256).unwrap().ends_with(&[0x90, 0x00]));

@@ -215,12 +215,7 @@ impl Rig {
         // Wait until it is connected to vpcd ("inserted").
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        assert_eq!(
-            line.trim(),
-            "inserted",
-            "emulator log: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
+        assert_eq!(line.trim(), "inserted", "emulator log: {}", std::fs::read_to_string(&log).unwrap_or_default());
         VirtualCard { child: Some(child), log }
     }
 }
@@ -306,19 +301,22 @@ pub fn personalize<B: kb_apdu::CardBackend>(card: &mut kb_openpgp::OpenPgpCard<B
     }
 }
 
-/// Open the card in the rig's reader directly (no transport).
-pub fn open_direct(rig: &Rig) -> kb_openpgp::OpenPgpCard<kb_pcsc::PcscCard> {
+/// Connect to the card in the rig's reader directly (no transport), once vpcd has handed
+/// it to pcscd. The 30 s only catch a hang.
+pub fn connect_direct(rig: &Rig) -> kb_pcsc::PcscCard {
     let ctx = pcsc::Context::establish(pcsc::Scope::User).unwrap();
     let reader = std::ffi::CString::new(rig.reader.clone()).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match kb_pcsc::PcscCard::connect(ctx.clone(), &reader) {
-            Ok(b) => return kb_openpgp::OpenPgpCard::open(b, kb_types::TransportKind::Pcsc).unwrap(),
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(e) => panic!("connect to the card: {e}"),
+            Ok(b) => return b,
+            Err(e) => assert!(Instant::now() < deadline, "connect to the card: {e}"),
         }
+        std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Open the card in the rig's reader directly (no transport).
+pub fn open_direct(rig: &Rig) -> kb_openpgp::OpenPgpCard<kb_pcsc::PcscCard> {
+    kb_openpgp::OpenPgpCard::open(connect_direct(rig), kb_types::TransportKind::Pcsc).unwrap()
 }
