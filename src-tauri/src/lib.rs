@@ -93,14 +93,14 @@ pub fn with_commands<R: Runtime>(builder: tauri::Builder<R>) -> (tauri::Builder<
 
 /// Connect the window app to the core at `socket` with `token`: the link is managed for
 /// the commands, the core's events are emitted to the page, a show request calls `show`,
-/// and the end of the link calls `lost`.
+/// and the end of the link, or the core ending a window it never showed, calls `end`.
 pub fn attach_window<R: Runtime>(
     app: &AppHandle<R>,
     specta: &tauri_specta::Builder<R>,
     socket: &Path,
     token: &str,
     show: impl Fn(&AppHandle<R>) + Send + 'static,
-    lost: impl Fn(&AppHandle<R>) + Send + 'static,
+    end: impl Fn(&AppHandle<R>) + Send + 'static,
 ) -> Result<Arc<WindowLink>, AppError> {
     specta.mount_events(app);
     let h = app.clone();
@@ -111,7 +111,14 @@ pub fn attach_window<R: Runtime>(
             }
         }
         CoreNews::Show => show(&h),
-        CoreNews::Lost => lost(&h),
+        CoreNews::Close => {
+            tracing::info!("the core ends this window: the open it was started for did not come");
+            end(&h);
+        }
+        CoreNews::Lost => {
+            tracing::info!("the core is gone: the window closes");
+            end(&h);
+        }
     })?;
     app.manage(link.clone());
     Ok(link)

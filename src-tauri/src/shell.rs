@@ -8,7 +8,10 @@
 //! initialises anything, so the long-lived process is the small one, with the same pid.
 //! The core starts the **window** (`keybridge-desktop --window SOCKET`) when the user
 //! opens it (tray menu, a second start) or a PIN, consent or QR question comes, and tells
-//! a running window to come forward. Closing the window ends its process (and WebKit's);
+//! a running window to come forward. When the tray menu opens, the core starts the window
+//! process hidden (`--window SOCKET --hidden`): its page loads unmapped, 打开 KeyBridge
+//! only maps it, and a menu closed without that ends it (`WindowHost::prewarm`).
+//! Closing the window ends its process (and WebKit's);
 //! the core stays in the tray. Without a tray host, closing the window quits. If the
 //! window process dies, the core lives on and starts a new one on the next request.
 
@@ -17,6 +20,7 @@ use keybridge_tray::args::{self, Args};
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tauri::{AppHandle, Manager, Runtime, WebviewUrl, WebviewWindowBuilder, WindowEvent};
 
 /// The main window's label.
@@ -58,10 +62,45 @@ pub fn show_in_process<R: Runtime>(app: &AppHandle<R>) {
     show_main(app);
 }
 
+/// When a hidden window may be shown: asked by the core, and its page loaded.
+#[derive(Default)]
+struct Reveal {
+    wanted: AtomicBool,
+    loaded: AtomicBool,
+}
+
+impl Reveal {
+    fn wanted<R: Runtime>(&self, app: &AppHandle<R>) {
+        self.wanted.store(true, Ordering::SeqCst);
+        if self.loaded.load(Ordering::SeqCst) {
+            show_main(app);
+        }
+    }
+    fn loaded<R: Runtime>(&self, app: &AppHandle<R>) {
+        self.loaded.store(true, Ordering::SeqCst);
+        if self.wanted.load(Ordering::SeqCst) {
+            show_main(app);
+        }
+    }
+}
+
 /// The main window: the UI page, software rendering; closing it tells the core and ends
-/// the window process (its last window).
-fn build_main<R: Runtime>(app: &AppHandle<R>, link: Arc<crate::link::WindowLink>) -> tauri::Result<tauri::WebviewWindow<R>> {
+/// the window process (its last window). Not `visible`: the page loads unmapped and the
+/// window appears on the core's first show request (the core started it ahead of an open,
+/// [`keybridge_tray::host::WindowHost::prewarm`]).
+fn build_main<R: Runtime>(
+    app: &AppHandle<R>,
+    link: Arc<crate::link::WindowLink>,
+    visible: bool,
+    reveal: Arc<Reveal>,
+) -> tauri::Result<tauri::WebviewWindow<R>> {
     let w = WebviewWindowBuilder::new(app, MAIN, WebviewUrl::App("index.html".into()))
+        .visible(visible)
+        .on_page_load(move |w, load| {
+            if load.event() == tauri::webview::PageLoadEvent::Finished {
+                reveal.loaded(w.app_handle());
+            }
+        })
         .title("KeyBridge 安全客户端")
         .inner_size(1040.0, 700.0)
         .min_inner_size(860.0, 560.0)
@@ -91,9 +130,10 @@ fn software_rendering<R: Runtime>(w: &tauri::WebviewWindow<R>) {
     }
 }
 
-/// The window process: read the token, connect to the core, build the window; end when
-/// the window closes or the core goes.
-fn run_window(socket: PathBuf) -> Result<(), String> {
+/// The window process: read the token, connect to the core, build the window (unmapped
+/// with `--hidden`, until the core asks to show it); end when the window closes, the core
+/// ends it or the core goes.
+fn run_window(socket: PathBuf, hidden: bool) -> Result<(), String> {
     let mut token = String::new();
     std::io::stdin().lock().read_line(&mut token).map_err(|e| format!("keybridge-desktop --window: no token on stdin: {e}"))?;
     let token = token.trim().to_owned();
@@ -102,11 +142,14 @@ fn run_window(socket: PathBuf) -> Result<(), String> {
     let app = builder
         .setup(move |app| {
             let handle = app.handle().clone();
-            let link = attach_window(&handle, &specta, &socket, &token, show_main, |h| {
-                tracing::info!("the core is gone: the window closes");
-                h.exit(0);
-            })?;
-            build_main(&handle, link)?;
+            // A hidden window is shown on the core's first request once its page has
+            // loaded: the request can come before (a click while it starts), and a
+            // WebKitGTK view mapped mid-load may stay blank.
+            let reveal = Arc::new(Reveal::default());
+            let r = reveal.clone();
+            let show = move |h: &AppHandle<_>| if hidden { r.wanted(h) } else { show_main(h) };
+            let link = attach_window(&handle, &specta, &socket, &token, show, |h| h.exit(0))?;
+            build_main(&handle, link, !hidden, reveal)?;
             Ok(())
         })
         .build(tauri::generate_context!())
@@ -121,7 +164,7 @@ pub fn run() -> Result<(), String> {
     let args = Args::parse(args::WINDOW_BIN)?;
     args::need_display()?;
     if let Some(socket) = args.window {
-        return run_window(socket);
+        return run_window(socket, args.hidden);
     }
     let fail = |e: std::io::Error| format!("KeyBridge could not start: {e}");
     let me = std::env::current_exe().map_err(fail)?;

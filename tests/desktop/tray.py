@@ -9,6 +9,9 @@ menu's Event method. Uses Debian's python3-dbus (the system interpreter).
   tray.py click PID LABEL   click it
   tray.py labels PID        print the label of every item of PID's tray menu, one a line;
                             exit 1 if PID exports no tray menu
+  tray.py opened PID        report the menu shown, as a host does when it draws it
+                            (AboutToShow and Event "opened" on the menu's root, id 0)
+  tray.py closed PID        report the menu closed (Event "closed" on the root)
 
 A click from the shell without Python's start-up: `gdbus call --session --dest BUS_NAME
 --object-path MENU_PATH --method com.canonical.dbusmenu.Event ITEM_ID clicked '<0>' 0`.
@@ -72,6 +75,16 @@ def main():
         for _, text in items(layout):
             if text:
                 print(text)
+        return
+    if len(sys.argv) == 3 and sys.argv[1] in ("opened", "closed"):
+        found = find(int(sys.argv[2]), "")
+        if not found:
+            sys.exit(f"tray.py: process {sys.argv[2]} exports no tray menu on the session bus")
+        bus, name, path, _ = found
+        menu = dbus.Interface(bus.get_object(name, path, introspect=False), MENU)
+        if sys.argv[1] == "opened":
+            menu.AboutToShow(dbus.Int32(0))
+        menu.Event(dbus.Int32(0), sys.argv[1], dbus.Int32(0, variant_level=1), dbus.UInt32(0))
         return
     if len(sys.argv) != 4 or sys.argv[1] not in ("find", "click"):
         sys.exit(__doc__)

@@ -321,6 +321,45 @@ test('closed to the tray, the window process and WebKit end; the tray menu opens
   await s.waitFor('[data-testid=medium]');
 });
 
+/** The tray menu shown or closed, as a tray host reports it (tray.py opened|closed). */
+const trayMenu = (app, what) => execFileSync('/usr/bin/python3', [join(here, 'tray.py'), what, String(app)]);
+const mappedWindows = (app) => Number(execFileSync('python3', [join(here, 'xwin.py'), 'mapped', String(app)], { encoding: 'utf8' }).trim());
+
+test('the tray menu opening starts the window hidden; 打开 shows that same process; a menu closed without it ends it', async () => {
+  const app = appPid();
+  await closeToTray(app);
+  // Opened: a window process starts and loads its page (a web process), with nothing on screen.
+  trayMenu(app, 'opened');
+  const [warm] = await until('a window process starts when the menu opens', () => {
+    const w = windowProcesses(app);
+    return w.length === 1 && webProcesses(app).length >= 1 && w;
+  });
+  assert.equal(mappedWindows(app), 0, 'nothing on screen before 打开');
+  // 打开: the same process's window is mapped, painted and usable.
+  execFileSync('/usr/bin/python3', [join(here, 'tray.py'), 'click', String(app), '打开 KeyBridge']);
+  trayMenu(app, 'closed');
+  await followNewWindow();
+  await s.waitFor('[data-testid=medium]');
+  await until('the window is on screen', () => mappedWindows(app) === 1);
+  assert.deepEqual(windowProcesses(app), [warm], 'the window the menu started is the one shown');
+  // Past the lingering time it stays: it was shown.
+  await sleep(4000);
+  assert.deepEqual(windowProcesses(app), [warm], 'a shown window is not ended');
+  await closeToTray(app);
+  // Opened, then closed without 打开: the hidden window and WebKit's processes end.
+  trayMenu(app, 'opened');
+  const [unused] = await until('a window process starts', () => windowProcesses(app).length === 1 && windowProcesses(app));
+  trayMenu(app, 'closed');
+  await until(`the unused window process ends (${unused})`, () => !alive(unused), 60000);
+  await until('the core alone again', () => descendants(app).length === 0, 60000);
+  assert.ok(alive(app), 'KeyBridge stays in the tray');
+  assert.equal(windowsOf(app), 0);
+  // Leave the window open, as the tests after this one expect.
+  execFileSync('/usr/bin/python3', [join(here, 'tray.py'), 'click', String(app), '打开 KeyBridge']);
+  await followNewWindow();
+  await s.waitFor('[data-testid=medium]');
+});
+
 test('in the tray, a second start opens the window again', async () => {
   const app = appPid();
   await closeToTray(app);

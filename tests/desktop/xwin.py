@@ -6,6 +6,8 @@ window (ICCCM 4.1.2.7), by libX11 through ctypes (no Python package needed).
   xwin.py close PID    ask every KeyBridge window of process PID, or of a process it
                        started (the window process), to close; exit 1 if none
   xwin.py count PID    print how many KeyBridge windows process PID and its descendants have
+  xwin.py mapped PID   the same, counting only windows mapped on screen (a window made but
+                       not shown yet is not)
 """
 import ctypes
 import ctypes.util
@@ -41,7 +43,25 @@ class XEvent(ctypes.Union):
     _fields_ = [("xclient", ClientMessage), ("pad", ctypes.c_long * 24)]
 
 
+class XWindowAttributes(ctypes.Structure):
+    _fields_ = [("x", ctypes.c_int), ("y", ctypes.c_int), ("width", ctypes.c_int), ("height", ctypes.c_int),
+                ("border_width", ctypes.c_int), ("depth", ctypes.c_int), ("visual", ctypes.c_void_p),
+                ("root", Window), ("class_", ctypes.c_int), ("bit_gravity", ctypes.c_int),
+                ("win_gravity", ctypes.c_int), ("backing_store", ctypes.c_int), ("backing_planes", ctypes.c_ulong),
+                ("backing_pixel", ctypes.c_ulong), ("save_under", ctypes.c_int), ("colormap", ctypes.c_ulong),
+                ("map_installed", ctypes.c_int), ("map_state", ctypes.c_int), ("all_event_masks", ctypes.c_long),
+                ("your_event_mask", ctypes.c_long), ("do_not_propagate_mask", ctypes.c_long),
+                ("override_redirect", ctypes.c_int), ("screen", ctypes.c_void_p)]
+
+
+x11.XGetWindowAttributes.argtypes = [ctypes.c_void_p, Window, ctypes.POINTER(XWindowAttributes)]
 CLIENT_MESSAGE = 33
+IS_VIEWABLE = 2
+
+
+def mapped(dpy, win):
+    attrs = XWindowAttributes()
+    return bool(x11.XGetWindowAttributes(dpy, win, ctypes.byref(attrs))) and attrs.map_state == IS_VIEWABLE
 
 
 def prop(dpy, win, name, kind):
@@ -103,7 +123,7 @@ def keybridge_windows(dpy, pid):
 
 
 def main():
-    if len(sys.argv) != 3 or sys.argv[1] not in ("close", "count"):
+    if len(sys.argv) != 3 or sys.argv[1] not in ("close", "count", "mapped"):
         sys.exit(__doc__)
     pid = int(sys.argv[2])
     dpy = x11.XOpenDisplay(os.environ.get("DISPLAY", "").encode() or None)
@@ -112,6 +132,8 @@ def main():
     wins = keybridge_windows(dpy, pid)
     if sys.argv[1] == "count":
         print(len(wins))
+    elif sys.argv[1] == "mapped":
+        print(sum(1 for w in wins if mapped(dpy, w)))
     else:
         protocols = x11.XInternAtom(dpy, b"WM_PROTOCOLS", 0)
         delete = x11.XInternAtom(dpy, b"WM_DELETE_WINDOW", 0)

@@ -21,7 +21,8 @@ pub const WINDOW_EXE: &str = "KEYBRIDGE_WINDOW_EXE";
 pub struct Args {
     /// `--home DIR` (else `$KEYBRIDGE_HOME`, else the per-user directories).
     pub home: Option<PathBuf>,
-    /// `--hidden`: start in the tray (login auto-start).
+    /// `--hidden`: start in the tray (login auto-start); with `--window`, build the window
+    /// unmapped until the core asks to show it (the core starting it ahead of an open).
     pub hidden: bool,
     /// `--exit-after-paint` (quit once the window has painted: start-up measurement) or
     /// `--report-paints` (print `painted` whenever a window has painted: reopening).
@@ -125,6 +126,8 @@ mod tests {
         assert_eq!(a.paints, PaintReport::Print);
         assert_eq!(parse(&["--exit-after-paint"]).unwrap().paints, PaintReport::PrintAndExit);
         assert_eq!(parse(&["--window", "/s"]).unwrap().window.as_deref(), Some(Path::new("/s")));
+        let warm = parse(&["--window", "/s", "--hidden"]).unwrap();
+        assert!(warm.hidden && warm.window.is_some());
         assert!(parse(&["--automation"]).is_ok());
         assert_eq!(parse(&["--version"]).unwrap_err(), format!("keybridge-tray {}", env!("CARGO_PKG_VERSION")));
         assert!(parse(&["--frob"]).unwrap_err().contains("unknown argument --frob"));

@@ -7,7 +7,8 @@
 //!   local bridge and every prompt. It links GTK for the tray but never WebKit, so it
 //!   idles small;
 //! - the **window**, `keybridge-desktop --window SOCKET` (src-tauri, Tauri and WebKit),
-//!   which the core starts on demand ([`host::WindowHost`]) and which calls the core's
+//!   which the core starts on demand, or hidden as soon as the tray menu opens so that
+//!   打开 KeyBridge only has to show it ([`host::WindowHost`]), and which calls the core's
 //!   commands over a private socket ([`link`]).
 //!
 //! `keybridge-desktop` started without `--window` (a user, the desktop entry, login

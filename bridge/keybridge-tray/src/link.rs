@@ -119,6 +119,9 @@ pub enum ToWindow {
     },
     /// Bring the window forward (the tray, a second start, a prompt).
     Show,
+    /// End the window process: it was started hidden ahead of an open that did not come
+    /// (see [`crate::host::WindowHost::prewarm`]).
+    Close,
 }
 
 fn lost(lang: Lang, detail: impl Into<String>) -> AppError {
@@ -383,6 +386,8 @@ pub enum CoreNews {
     },
     /// Bring the window forward.
     Show,
+    /// The core ends this window (never shown: the open it was started for did not come).
+    Close,
     /// The core is gone (it quit, or the socket broke).
     Lost,
 }
@@ -430,6 +435,7 @@ impl WindowLink {
                         }
                         Ok(Some(ToWindow::Event { name, payload })) => news(CoreNews::Event { name, payload }),
                         Ok(Some(ToWindow::Show)) => news(CoreNews::Show),
+                        Ok(Some(ToWindow::Close)) => news(CoreNews::Close),
                         Ok(Some(_)) => {}
                         Ok(None) => break,
                         Err(e) => {

@@ -3,7 +3,7 @@
 
 use kb_desktop::{Desktop, DesktopOptions};
 use keybridge_tray::args::{self, Args};
-use keybridge_tray::host::WindowHost;
+use keybridge_tray::host::{MenuIntent, WindowHost};
 use keybridge_tray::{AppControl, Shell, runtime_dir, start_core};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -107,6 +107,60 @@ fn build_tray(text: &str) -> Result<(TrayIcon, MenuItem), String> {
     Ok((tray, count))
 }
 
+/// The tray menu's D-Bus interface (libayatana-appindicator exports the menu with
+/// libdbusmenu on the session bus; the tray host draws it).
+const DBUSMENU: &str = "com.canonical.dbusmenu";
+
+/// What a call from the tray host to the menu says about the menu opening or closing: a
+/// host calls `AboutToShow`/`AboutToShowGroup` on the items it is about to draw, and
+/// reports `opened`/`closed` with `Event`/`EventGroup`.
+fn menu_intent(member: &str, body: Option<&glib::Variant>) -> Option<MenuIntent> {
+    let event_name = |v: &glib::Variant| -> Option<MenuIntent> {
+        match v.try_child_value(1)?.str()? {
+            "opened" => Some(MenuIntent::Opened),
+            "closed" => Some(MenuIntent::Closed),
+            _ => None,
+        }
+    };
+    let body = body?;
+    match member {
+        "AboutToShow" | "AboutToShowGroup" => Some(MenuIntent::Opened),
+        // (i s v u): id, event name, data, time.
+        "Event" => event_name(body),
+        // (a(isvu)): the first opened/closed in the group.
+        "EventGroup" => {
+            let group = body.try_child_value(0).filter(glib::Variant::is_container)?;
+            group.iter().find_map(|e| event_name(&e))
+        }
+        _ => None,
+    }
+}
+
+/// Call `on_menu` when the tray host opens or closes the menu: a filter on the session
+/// bus connection libdbusmenu serves the menu on (GIO's shared one) sees the host's calls
+/// before they are dispatched, and passes them on unchanged. Runs on GDBus's worker
+/// thread: `on_menu` must not block.
+fn watch_menu(on_menu: impl Fn(MenuIntent) + Send + Sync + 'static) -> Option<(gio::DBusConnection, gio::FilterId)> {
+    let conn = match gio::bus_get_sync(gio::BusType::Session, gio::Cancellable::NONE) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("the tray menu's opening is not watched (no session bus): {e}");
+            return None;
+        }
+    };
+    let id = conn.add_filter(move |_, msg, incoming| {
+        if incoming
+            && msg.message_type() == gio::DBusMessageType::MethodCall
+            && msg.interface().as_deref() == Some(DBUSMENU)
+            && let Some(intent) = msg.member().and_then(|m| menu_intent(&m, msg.body().as_ref()))
+        {
+            on_menu(intent);
+        }
+        Some(msg.clone())
+    });
+    Some((conn, id))
+}
+
 /// The one-instance name's object: a second start calls it, and the window comes forward.
 struct Instance {
     host: Arc<OnceLock<Arc<WindowHost>>>,
@@ -200,6 +254,15 @@ pub(crate) fn run() -> Result<i32, String> {
         Ok(Err(e)) => tracing::warn!("no tray icon: {e}"),
         Err(_) => tracing::warn!("no tray icon: the tray library could not be loaded"),
     }
+    // The menu opening starts the window hidden, so that 打开 only has to map it.
+    let warm_host = host.clone();
+    let menu_watch = TRAY_ICON.with_borrow(Option::is_some).then(|| {
+        watch_menu(move |intent| {
+            // Off GDBus's thread: starting a process is not for a message filter.
+            let host = warm_host.clone();
+            let _ = std::thread::Builder::new().name("kb-window-prewarm".into()).spawn(move || host.prewarm(intent));
+        })
+    });
     let (menu_host, desktop) = (host.clone(), Arc::downgrade(&core.desktop));
     MenuEvent::set_event_handler(Some(move |e: MenuEvent| match e.id.as_ref() {
         MENU_OPEN => menu_host.show(),
@@ -220,9 +283,39 @@ pub(crate) fn run() -> Result<i32, String> {
 
     // Scans stop and BLE links close on the way out (btleplug does not do it itself).
     MenuEvent::set_event_handler(None::<fn(MenuEvent)>);
+    if let Some((conn, id)) = menu_watch.flatten() {
+        conn.remove_filter(id);
+    }
     TRAY_ICON.set(None);
     core.desktop.shutdown();
     core.channel.remove_files();
     drop(instance);
     Ok(EXIT_CODE.load(Ordering::Relaxed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use glib::prelude::*;
+
+    fn event(id: i32, name: &str) -> glib::Variant {
+        (id, name, 0i32.to_variant(), 0u32).to_variant()
+    }
+
+    #[test]
+    fn the_menu_opening_and_closing_are_read_from_the_hosts_calls() {
+        assert_eq!(menu_intent("AboutToShow", Some(&(0i32,).to_variant())), Some(MenuIntent::Opened));
+        assert_eq!(menu_intent("AboutToShowGroup", Some(&(vec![0i32, 3],).to_variant())), Some(MenuIntent::Opened));
+        assert_eq!(menu_intent("Event", Some(&event(0, "opened"))), Some(MenuIntent::Opened));
+        assert_eq!(menu_intent("Event", Some(&event(0, "closed"))), Some(MenuIntent::Closed));
+        // A click is not an opening (the click itself opens the window).
+        assert_eq!(menu_intent("Event", Some(&event(3, "clicked"))), None);
+        let group = (vec![(3i32, "hovered", 0i32.to_variant(), 0u32), (0, "closed", 0i32.to_variant(), 0)],).to_variant();
+        assert_eq!(menu_intent("EventGroup", Some(&group)), Some(MenuIntent::Closed));
+        assert_eq!(menu_intent("GetLayout", Some(&(0i32, -1i32, Vec::<String>::new()).to_variant())), None);
+        // Malformed bodies are ignored, not a panic.
+        assert_eq!(menu_intent("Event", Some(&(0i32,).to_variant())), None);
+        assert_eq!(menu_intent("EventGroup", Some(&(7u8,).to_variant())), None);
+        assert_eq!(menu_intent("Event", None), None);
+    }
 }
