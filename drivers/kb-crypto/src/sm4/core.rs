@@ -3,8 +3,12 @@
 //! Round `i` is `X[i+4] = X[i] ^ T(X[i+1] ^ X[i+2] ^ X[i+3] ^ rk[i])` with `T = L ∘ τ`
 //! and `τ` the S-box on each byte. No implementation looks anything up by secret data:
 //!
+//! - [`Sm4Backend::Gfni512`] and [`Sm4Backend::Gfni256`] (`super::x86::gfni`): the
+//!   S-box as two GFNI affine instructions, 64 blocks at a time in AVX-512 vectors or 32
+//!   in AVX2 ones.
 //! - [`Sm4Backend::Vaes`] and [`Sm4Backend::AesNi`] ([`super::x86`]): the S-box through
-//!   AES-NI, 32 or 16 blocks at a time; one block at a time (CBC encryption) through a
+//!   AES-NI, 32 or 16 blocks at a time.
+//! - One block at a time (CBC encryption, single blocks) every x86 backend uses a
 //!   latency-tuned AES-NI round.
 //! - [`Sm4Backend::Portable`] ([`super::bitslice`]): a bitsliced S-box in plain Rust, for
 //!   every other CPU, and the key schedule everywhere.
@@ -37,11 +41,18 @@ pub enum Sm4Backend {
     /// x86-64 VAES with AVX2: 32 blocks at a time in 256-bit vectors (one block at a
     /// time as [`Sm4Backend::AesNi`]).
     Vaes,
+    /// x86-64 GFNI with AVX2: 32 blocks at a time in 256-bit vectors (one block at a
+    /// time as [`Sm4Backend::AesNi`]).
+    Gfni256,
+    /// x86-64 GFNI with AVX-512: 64 blocks at a time in 512-bit vectors (one block at a
+    /// time as [`Sm4Backend::AesNi`]).
+    Gfni512,
 }
 
 impl Sm4Backend {
     /// Every backend, fastest first.
-    pub const ALL: [Sm4Backend; 3] = [Sm4Backend::Vaes, Sm4Backend::AesNi, Sm4Backend::Portable];
+    pub const ALL: [Sm4Backend; 5] =
+        [Sm4Backend::Gfni512, Sm4Backend::Gfni256, Sm4Backend::Vaes, Sm4Backend::AesNi, Sm4Backend::Portable];
 
     /// Whether this CPU can run the backend.
     pub fn is_available(self) -> bool {
@@ -51,6 +62,10 @@ impl Sm4Backend {
             Sm4Backend::AesNi => super::x86::has_aesni(),
             #[cfg(target_arch = "x86_64")]
             Sm4Backend::Vaes => super::x86::has_vaes(),
+            #[cfg(target_arch = "x86_64")]
+            Sm4Backend::Gfni256 => super::x86::has_gfni_avx2(),
+            #[cfg(target_arch = "x86_64")]
+            Sm4Backend::Gfni512 => super::x86::has_gfni_avx512(),
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
         }
@@ -67,6 +82,8 @@ impl Sm4Backend {
             Sm4Backend::Portable => "none (bitsliced, 64-bit integer)",
             Sm4Backend::AesNi => "AES-NI, SSSE3",
             Sm4Backend::Vaes => "VAES, AVX2 (bulk); AES-NI, SSSE3 (one block at a time)",
+            Sm4Backend::Gfni256 => "GFNI, AVX2 (bulk); AES-NI, SSSE3 (one block at a time)",
+            Sm4Backend::Gfni512 => "GFNI, AVX-512 F/BW (bulk); AES-NI, SSSE3 (one block at a time)",
         }
     }
 }
@@ -162,6 +179,8 @@ fn many(backend: Sm4Backend, rk: &[u32; 32], blocks: &mut [[u8; 16]]) {
         let done = match backend {
             Sm4Backend::Vaes => crypt_blocks(Width::Vaes, rk, blocks),
             Sm4Backend::AesNi => crypt_blocks(Width::Sse, rk, blocks),
+            Sm4Backend::Gfni256 => crypt_blocks(Width::Gfni256, rk, blocks),
+            Sm4Backend::Gfni512 => crypt_blocks(Width::Gfni512, rk, blocks),
             Sm4Backend::Portable => false,
         };
         if done {
@@ -175,7 +194,9 @@ fn many(backend: Sm4Backend, rk: &[u32; 32], blocks: &mut [[u8; 16]]) {
 /// One block after another, CBC-style (a zero chain for a lone block).
 fn chain(backend: Sm4Backend, rk: &[u32; 32], chain_value: &mut [u8; 16], blocks: &mut [[u8; 16]]) {
     #[cfg(target_arch = "x86_64")]
-    if backend != Sm4Backend::Portable && super::x86::cbc_encrypt(rk, chain_value, blocks) {
+    if backend != Sm4Backend::Portable
+        && super::x86::cbc_encrypt(matches!(backend, Sm4Backend::Gfni256 | Sm4Backend::Gfni512), rk, chain_value, blocks)
+    {
         return;
     }
     let _ = backend;

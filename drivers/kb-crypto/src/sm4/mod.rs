@@ -1,8 +1,8 @@
 //! SM4 (GB/T 32907-2016) and its modes, all streaming in constant memory.
 //!
 //! [`Sm4`] is KeyBridge's own block core, constant-time on every path: the S-box
-//! through AES-NI (VAES/AVX2 or SSE widths, chosen at run time) or, on other CPUs, a
-//! bitsliced S-box; see [`Sm4Backend`]. RustCrypto's `sm4` (table-based, one block at
+//! through GFNI (AVX-512 or AVX2 widths) or AES-NI (VAES/AVX2 or SSE widths), chosen at
+//! run time, or, on other CPUs, a bitsliced S-box; see [`Sm4Backend`]. RustCrypto's `sm4` (table-based, one block at
 //! a time) stays as the independent reference the tests compare against.
 //!
 //! Every mode implements [`Transform`]: feed any number of bytes with

@@ -23,8 +23,11 @@
 //!   rotations (see [`g_tables`]). Per round: `aesenclast` and about seven
 //!   one-cycle vector operations on the chain.
 
-use super::sbox::{A1_C, A1_COLS, A2_C, A2_COLS, compose, lin, nibble_tables};
+use super::sbox::{A_AES_COLS, A1_C, A1_COLS, A2_C, A2_COLS, GF_POST_C, compose, gfni_matrix, lin, nibble_tables};
 use std::arch::x86_64::*;
+
+mod gfni;
+pub(super) use gfni::{has_gfni_avx2, has_gfni_avx512};
 
 /// The SIMD implementations this CPU can run.
 pub(super) fn has_aesni() -> bool {
@@ -112,30 +115,49 @@ const fn a_word(w: u32) -> u32 {
     u32::from_le_bytes([lin(&A1_COLS, b[0]), lin(&A1_COLS, b[1]), lin(&A1_COLS, b[2]), lin(&A1_COLS, b[3])])
 }
 
-/// `A(L(c2 c2 c2 c2))`: the constant part of `A ∘ L ∘ A2`. Its four bytes are equal
-/// (`L` of a word of equal bytes has equal bytes), so it folds into a byte table.
-const KT: u32 = {
-    let c = u32::from_le_bytes([A2_C; 4]);
+/// `A(L(c c c c))` for the S-box output constant `c`: the constant part of `A ∘ L ∘ A2`
+/// (`c = A2_C`) or of the GFNI form (`c = GF_POST_C`). Its four bytes are equal (`L` of a
+/// word of equal bytes has equal bytes), so it folds into a byte map.
+const fn l_const(c: u8) -> u8 {
+    let c = u32::from_le_bytes([c; 4]);
     let k = a_word(c ^ c.rotate_left(2) ^ c.rotate_left(10) ^ c.rotate_left(18) ^ c.rotate_left(24));
     assert!(k == u32::from_le_bytes([k as u8; 4]));
-    k
-};
+    k as u8
+}
 
 /// `G(z) = A(L(A2(z)))` — the round map in the `A` domain, `A` the linear part of `A1` —
 /// as byte maps and rotations: with `L(s) = s ⊕ rol24(s) ⊕ rol2(s ⊕ rol8 s ⊕ rol16 s)`
 /// and `A(rol2 v) = P(v) ⊕ rol8(Q(v))` bytewise,
 /// `G(z) = F0(z) ⊕ rol8(F1(z)) ⊕ rol16(F1(z)) ⊕ rol24(F3(z))` with
-/// `F0 = (A ⊕ P)∘A2 ⊕ KT`, `F1 = (P ⊕ Q)∘A2`, `F3 = (A ⊕ Q)∘A2` (`A2`'s linear part;
-/// its constant is `KT`). Returns the nibble tables of `F0`, `F1`, `F3`.
+/// `F0 = (A ⊕ P)∘A2 ⊕ l_const(A2_C)`, `F1 = (P ⊕ Q)∘A2`, `F3 = (A ⊕ Q)∘A2` (`A2`'s linear part;
+/// its constant folds into `F0`). Returns the nibble tables of `F0`, `F1`, `F3`.
 const fn g_tables() -> [([u8; 16], [u8; 16]); 3] {
     let (p, q) = p_q_cols();
     let f0 = compose(&xor_cols(&A1_COLS, &p), &A2_COLS);
     let f1 = compose(&xor_cols(&p, &q), &A2_COLS);
     let f3 = compose(&xor_cols(&A1_COLS, &q), &A2_COLS);
-    [nibble_tables(&f0, KT as u8), nibble_tables(&f1, 0), nibble_tables(&f3, 0)]
+    [nibble_tables(&f0, l_const(A2_C)), nibble_tables(&f1, 0), nibble_tables(&f3, 0)]
 }
 
 const G_T: [([u8; 16], [u8; 16]); 3] = g_tables();
+
+/// `G` straight from the S-box input `a` (in AES's field), for GFNI: the S-box output is
+/// `POST·inv(a) ⊕ POST_C` (see [`super::sbox`]), so `F0`, `F1`, `F3` are
+/// `gf2p8affineinvqb` with the matrices `(A ⊕ P)·POST`, `(P ⊕ Q)·POST`, `(A ⊕ Q)·POST`
+/// and `F0`'s constant `A(L(POST_C …))`.
+const fn g_gfni() -> [u64; 3] {
+    let (p, q) = p_q_cols();
+    let post = compose(&A2_COLS, &A_AES_COLS);
+    [
+        gfni_matrix(&compose(&xor_cols(&A1_COLS, &p), &post)),
+        gfni_matrix(&compose(&xor_cols(&p, &q), &post)),
+        gfni_matrix(&compose(&xor_cols(&A1_COLS, &q), &post)),
+    ]
+}
+
+const G_GF: [u64; 3] = g_gfni();
+/// `F0`'s constant in the GFNI form, as an `imm8`.
+const G_GF_C: i32 = l_const(GF_POST_C) as i32;
 
 /// The inverse of `A`, by columns (found by search at compile time).
 const A_INV_COLS: [u8; 8] = {
@@ -159,12 +181,13 @@ const A_INV_T: ([u8; 16], [u8; 16]) = nibble_tables(&A_INV_COLS, 0);
 // ---------------------------------------------------------------------------------
 // Many blocks: one generic kernel over the vector width
 
-/// The operations the kernel needs, on 128-bit lanes (a 256-bit vector is two
-/// independent 128-bit lanes for every operation used here).
+/// The operations every kernel needs, on 128-bit lanes (a 256- or 512-bit vector is two
+/// or four independent 128-bit lanes for every operation used here).
 ///
 /// Every method is `unsafe` because it needs CPU features the caller must have
 /// checked: the implementations are only called from functions compiled with those
-/// features (`crypt_sse`, `crypt_vaes`), which are only called after detection.
+/// features (`crypt_sse`, `crypt_vaes`, `gfni::crypt_*`), which are only called after
+/// detection.
 trait Lanes: Copy {
     /// Blocks in one vector.
     const PER: usize;
@@ -173,15 +196,19 @@ trait Lanes: Copy {
     unsafe fn load(b: &[[u8; 16]]) -> Self;
     unsafe fn store(self, b: &mut [[u8; 16]]);
     unsafe fn xor(self, o: Self) -> Self;
-    unsafe fn and(self, o: Self) -> Self;
     /// `pshufb`: byte `i` of the result is byte `idx[i] & 15` of `self` in the same lane.
     unsafe fn shuf(self, idx: Self) -> Self;
-    unsafe fn shr4(self) -> Self;
-    unsafe fn aes_last0(self) -> Self;
     unsafe fn unpack_lo32(self, o: Self) -> Self;
     unsafe fn unpack_hi32(self, o: Self) -> Self;
     unsafe fn unpack_lo64(self, o: Self) -> Self;
     unsafe fn unpack_hi64(self, o: Self) -> Self;
+}
+
+/// What the AES-NI kernel needs besides [`Lanes`].
+trait AesLanes: Lanes {
+    unsafe fn and(self, o: Self) -> Self;
+    unsafe fn shr4(self) -> Self;
+    unsafe fn aes_last0(self) -> Self;
 }
 
 #[derive(Clone, Copy)]
@@ -215,24 +242,9 @@ impl Lanes for X128 {
         Self(unsafe { _mm_xor_si128(self.0, o.0) })
     }
     #[inline(always)]
-    unsafe fn and(self, o: Self) -> Self {
-        // SAFETY: SSE2 is part of x86-64.
-        Self(unsafe { _mm_and_si128(self.0, o.0) })
-    }
-    #[inline(always)]
     unsafe fn shuf(self, idx: Self) -> Self {
         // SAFETY: the caller runs with SSSE3 (see the trait).
         Self(unsafe { _mm_shuffle_epi8(self.0, idx.0) })
-    }
-    #[inline(always)]
-    unsafe fn shr4(self) -> Self {
-        // SAFETY: SSE2 is part of x86-64.
-        Self(unsafe { _mm_srli_epi32::<4>(self.0) })
-    }
-    #[inline(always)]
-    unsafe fn aes_last0(self) -> Self {
-        // SAFETY: the caller runs with AES-NI (see the trait).
-        Self(unsafe { _mm_aesenclast_si128(self.0, _mm_setzero_si128()) })
     }
     #[inline(always)]
     unsafe fn unpack_lo32(self, o: Self) -> Self {
@@ -253,6 +265,24 @@ impl Lanes for X128 {
     unsafe fn unpack_hi64(self, o: Self) -> Self {
         // SAFETY: SSE2 is part of x86-64.
         Self(unsafe { _mm_unpackhi_epi64(self.0, o.0) })
+    }
+}
+
+impl AesLanes for X128 {
+    #[inline(always)]
+    unsafe fn and(self, o: Self) -> Self {
+        // SAFETY: SSE2 is part of x86-64.
+        Self(unsafe { _mm_and_si128(self.0, o.0) })
+    }
+    #[inline(always)]
+    unsafe fn shr4(self) -> Self {
+        // SAFETY: SSE2 is part of x86-64.
+        Self(unsafe { _mm_srli_epi32::<4>(self.0) })
+    }
+    #[inline(always)]
+    unsafe fn aes_last0(self) -> Self {
+        // SAFETY: the caller runs with AES-NI (see the trait).
+        Self(unsafe { _mm_aesenclast_si128(self.0, _mm_setzero_si128()) })
     }
 }
 
@@ -287,24 +317,9 @@ impl Lanes for Y256 {
         Self(unsafe { _mm256_xor_si256(self.0, o.0) })
     }
     #[inline(always)]
-    unsafe fn and(self, o: Self) -> Self {
-        // SAFETY: the caller runs with AVX2 (see the trait).
-        Self(unsafe { _mm256_and_si256(self.0, o.0) })
-    }
-    #[inline(always)]
     unsafe fn shuf(self, idx: Self) -> Self {
         // SAFETY: the caller runs with AVX2 (see the trait).
         Self(unsafe { _mm256_shuffle_epi8(self.0, idx.0) })
-    }
-    #[inline(always)]
-    unsafe fn shr4(self) -> Self {
-        // SAFETY: the caller runs with AVX2 (see the trait).
-        Self(unsafe { _mm256_srli_epi32::<4>(self.0) })
-    }
-    #[inline(always)]
-    unsafe fn aes_last0(self) -> Self {
-        // SAFETY: the caller runs with VAES and AVX2 (see the trait).
-        Self(unsafe { _mm256_aesenclast_epi128(self.0, _mm256_setzero_si256()) })
     }
     #[inline(always)]
     unsafe fn unpack_lo32(self, o: Self) -> Self {
@@ -325,6 +340,24 @@ impl Lanes for Y256 {
     unsafe fn unpack_hi64(self, o: Self) -> Self {
         // SAFETY: the caller runs with AVX2 (see the trait).
         Self(unsafe { _mm256_unpackhi_epi64(self.0, o.0) })
+    }
+}
+
+impl AesLanes for Y256 {
+    #[inline(always)]
+    unsafe fn and(self, o: Self) -> Self {
+        // SAFETY: the caller runs with AVX2 (see the trait).
+        Self(unsafe { _mm256_and_si256(self.0, o.0) })
+    }
+    #[inline(always)]
+    unsafe fn shr4(self) -> Self {
+        // SAFETY: the caller runs with AVX2 (see the trait).
+        Self(unsafe { _mm256_srli_epi32::<4>(self.0) })
+    }
+    #[inline(always)]
+    unsafe fn aes_last0(self) -> Self {
+        // SAFETY: the caller runs with VAES and AVX2 (see the trait).
+        Self(unsafe { _mm256_aesenclast_epi128(self.0, _mm256_setzero_si256()) })
     }
 }
 
@@ -353,7 +386,7 @@ struct Consts<V> {
 /// no affine map; `ak` is `A1(k)`. The indices are constants at every call, so the
 /// state stays in registers.
 #[inline(always)]
-unsafe fn round<V: Lanes, const G: usize>(c: &Consts<V>, x: &mut [[V; 4]; G], [i0, i1, i2, i3]: [usize; 4], ak: V) {
+unsafe fn round<V: AesLanes, const G: usize>(c: &Consts<V>, x: &mut [[V; 4]; G], [i0, i1, i2, i3]: [usize; 4], ak: V) {
     // SAFETY: the caller has the features `V` needs.
     unsafe {
         for s in x.iter_mut() {
@@ -371,14 +404,14 @@ unsafe fn round<V: Lanes, const G: usize>(c: &Consts<V>, x: &mut [[V; 4]; G], [i
 
 /// An affine byte map (nibble tables) on every byte.
 #[inline(always)]
-unsafe fn byte_map<V: Lanes>(v: V, t: &([u8; 16], [u8; 16]), m0f: V) -> V {
+unsafe fn byte_map<V: AesLanes>(v: V, t: &([u8; 16], [u8; 16]), m0f: V) -> V {
     // SAFETY: the caller has the features `V` needs.
     unsafe { V::splat(&t.0).shuf(v.and(m0f)).xor(V::splat(&t.1).shuf(v.shr4().and(m0f))) }
 }
 
 /// `G` groups of `4 * V::PER` blocks through all 32 rounds together; `ak[i] = A1(rk[i])`.
 #[inline(always)]
-unsafe fn crypt_groups<V: Lanes, const G: usize>(ak: &[V; 32], blocks: &mut [[u8; 16]]) {
+unsafe fn crypt_groups<V: AesLanes, const G: usize>(ak: &[V; 32], blocks: &mut [[u8; 16]]) {
     let per_group = 4 * V::PER;
     // SAFETY: the caller has the features `V` needs; loads and stores are bounds-checked
     // by slicing (`blocks` holds `G * per_group` blocks).
@@ -425,9 +458,54 @@ unsafe fn crypt_groups<V: Lanes, const G: usize>(ak: &[V; 32], blocks: &mut [[u8
     }
 }
 
-/// All of `blocks`, `G` groups at a time; a short tail goes through a zero-padded copy.
+/// A many-block kernel: all 32 rounds on a chunk of exactly [`Kernel::N`] blocks.
+trait Kernel {
+    /// Blocks per call, at most 64.
+    const N: usize;
+    /// # Safety
+    /// The caller has the CPU features the kernel is compiled for.
+    unsafe fn run(&self, chunk: &mut [[u8; 16]]);
+}
+
+/// All of `blocks` through `k`, `K::N` at a time; a short tail goes through a
+/// zero-padded copy, wiped afterwards.
 #[inline(always)]
-unsafe fn crypt_all<V: Lanes, const G: usize>(rk: &[u32; 32], blocks: &mut [[u8; 16]]) {
+unsafe fn in_chunks<K: Kernel>(k: &K, blocks: &mut [[u8; 16]]) {
+    // SAFETY: forwarded from the caller (every use below).
+    unsafe {
+        let mut chunks = blocks.chunks_exact_mut(K::N);
+        for c in &mut chunks {
+            k.run(c);
+        }
+        let rest = chunks.into_remainder();
+        if !rest.is_empty() {
+            let mut tmp = [[0u8; 16]; 64];
+            let tmp = &mut tmp[..K::N];
+            tmp[..rest.len()].copy_from_slice(rest);
+            k.run(tmp);
+            rest.copy_from_slice(&tmp[..rest.len()]);
+            tmp.fill([0; 16]);
+        }
+    }
+}
+
+/// The AES-NI kernel: `G` groups of `4 * V::PER` blocks; `ak[i] = A1(rk[i])`.
+struct AesKernel<V, const G: usize> {
+    ak: [V; 32],
+}
+
+impl<V: AesLanes, const G: usize> Kernel for AesKernel<V, G> {
+    const N: usize = 4 * V::PER * G;
+    #[inline(always)]
+    unsafe fn run(&self, chunk: &mut [[u8; 16]]) {
+        // SAFETY: forwarded from the caller.
+        unsafe { crypt_groups::<V, G>(&self.ak, chunk) }
+    }
+}
+
+/// All of `blocks`, `G` groups at a time.
+#[inline(always)]
+unsafe fn crypt_all<V: AesLanes, const G: usize>(rk: &[u32; 32], blocks: &mut [[u8; 16]]) {
     // SAFETY: forwarded from the caller (every use below).
     unsafe {
         // A1 of each round key, computed with shuffles (no secret-dependent branch).
@@ -437,20 +515,7 @@ unsafe fn crypt_all<V: Lanes, const G: usize>(rk: &[u32; 32], blocks: &mut [[u8;
         for (a, &k) in ak.iter_mut().zip(rk) {
             *a = byte_map(V::splat32(k), &A_T, m0f).xor(c1);
         }
-        let n = 4 * V::PER * G;
-        let mut chunks = blocks.chunks_exact_mut(n);
-        for c in &mut chunks {
-            crypt_groups::<V, G>(&ak, c);
-        }
-        let rest = chunks.into_remainder();
-        if !rest.is_empty() {
-            let mut tmp = [[0u8; 16]; 64];
-            let tmp = &mut tmp[..n];
-            tmp[..rest.len()].copy_from_slice(rest);
-            crypt_groups::<V, G>(&ak, tmp);
-            rest.copy_from_slice(&tmp[..rest.len()]);
-            tmp.fill([0; 16]);
-        }
+        in_chunks(&AesKernel::<V, G> { ak }, blocks);
     }
 }
 
@@ -473,6 +538,10 @@ pub(super) enum Width {
     Sse,
     /// 256-bit VAES, 32 blocks at a time.
     Vaes,
+    /// 256-bit GFNI with AVX2, 32 blocks at a time.
+    Gfni256,
+    /// 512-bit GFNI with AVX-512, 64 blocks at a time.
+    Gfni512,
 }
 
 /// Encrypt (decrypt with reversed round keys) `blocks` in place. Returns `false`,
@@ -487,6 +556,16 @@ pub(super) fn crypt_blocks(width: Width, rk: &[u32; 32], blocks: &mut [[u8; 16]]
         Width::Sse if has_aesni() => {
             // SAFETY: the features `crypt_sse` is compiled with were just detected.
             unsafe { crypt_sse(rk, blocks) };
+            true
+        }
+        Width::Gfni256 if gfni::has_gfni_avx2() => {
+            // SAFETY: the features `gfni::crypt_avx2` is compiled with were just detected.
+            unsafe { gfni::crypt_avx2(rk, blocks) };
+            true
+        }
+        Width::Gfni512 if gfni::has_gfni_avx512() => {
+            // SAFETY: the features `gfni::crypt_avx512` is compiled with were just detected.
+            unsafe { gfni::crypt_avx512(rk, blocks) };
             true
         }
         _ => false,
@@ -512,85 +591,124 @@ fn opaque(mut v: __m128i) -> __m128i {
     v
 }
 
-#[target_feature(enable = "aes,ssse3")]
-fn cbc_encrypt_sse(rk: &[u32; 32], chain: &mut [u8; 16], blocks: &mut [[u8; 16]]) {
-    let c = |t: &[u8; 16]| {
-        // SAFETY: 16 readable bytes, no alignment requirement.
-        unsafe { _mm_loadu_si128(t.as_ptr().cast()) }
-    };
-    let m0f = _mm_set1_epi8(0x0f);
-    let nib = |v: __m128i, t: &([u8; 16], [u8; 16])| {
-        _mm_xor_si128(
-            _mm_shuffle_epi8(c(&t.0), _mm_and_si128(v, m0f)),
-            _mm_shuffle_epi8(c(&t.1), _mm_and_si128(_mm_srli_epi32::<4>(v), m0f)),
-        )
-    };
-    let bswap = c(&BSWAP32);
-    // Opaque, so LLVM keeps each rotation one `pshufb` (it would split the 16-bit one
-    // into `pshuflw` + `pshufhw`: one more cycle on the chain).
-    let (r8, r16, r24) = std::hint::black_box((c(&rol_bytes(1)), c(&rol_bytes(2)), c(&rol_bytes(3))));
-    let zero = _mm_setzero_si128();
-    // A1(rk[i]) = A(rk[i]) ^ c1.
-    let c1 = _mm_set1_epi8(A1_C as i8);
-    let ak: [__m128i; 32] = std::array::from_fn(|i| {
-        let k = nib(_mm_set1_epi32(rk[i] as i32), &A_T);
-        _mm_xor_si128(k, c1)
-    });
-    // The chaining value as A(words), broadcast one word per vector.
-    let cv = nib(_mm_shuffle_epi8(c(chain), bswap), &A_T);
-    let mut prev = [lane!(cv, 0), lane!(cv, 1), lane!(cv, 2), lane!(cv, 3)];
-    for blk in blocks.iter_mut() {
-        let p = nib(_mm_shuffle_epi8(c(blk), bswap), &A_T);
-        let mut ax = [
-            _mm_xor_si128(lane!(p, 0), prev[0]),
-            _mm_xor_si128(lane!(p, 1), prev[1]),
-            _mm_xor_si128(lane!(p, 2), prev[2]),
-            _mm_xor_si128(lane!(p, 3), prev[3]),
-        ];
-        // `a` is the next `aesenclast` input, A1(X[i+1] ^ X[i+2] ^ X[i+3] ^ rk[i]).
-        let mut a = _mm_xor_si128(_mm_xor_si128(ax[1], ax[2]), _mm_xor_si128(ax[3], ak[0]));
-        // Round i: z = S_aes(a); A(X[i+4]) = A(X[i]) ^ G(z), and the next input
-        // A1(X[i+2] ^ X[i+3] ^ X[i+4] ^ rk[i+1]) = pre ^ G(z) with `pre` known before
-        // `z`: the chain is aesenclast, the nibble split, one shuffle, a rotation and
-        // a short XOR tree. Constant indices, so the state stays in registers.
-        let mut round = |ax: &mut [__m128i; 4], [i0, i2, i3]: [usize; 3], next_k: __m128i| {
-            let base = ax[i0];
-            let pre = opaque(_mm_xor_si128(_mm_xor_si128(base, ax[i2]), _mm_xor_si128(ax[i3], next_k)));
-            let z = _mm_aesenclast_si128(a, zero);
-            let f0 = nib(z, &G_T[0]);
-            let f1 = nib(z, &G_T[1]);
-            let f3 = nib(z, &G_T[2]);
-            let rots = _mm_xor_si128(_mm_shuffle_epi8(f1, r8), _mm_shuffle_epi8(f1, r16));
-            let g_head = _mm_xor_si128(f0, _mm_shuffle_epi8(f3, r24));
-            a = _mm_xor_si128(_mm_xor_si128(pre, g_head), rots);
-            ax[i0] = _mm_xor_si128(_mm_xor_si128(base, g_head), rots);
-        };
-        for j in (0..32).step_by(4) {
-            // After the last round `a` is not used: any key will do.
-            let after = ak.get(j + 4).copied().unwrap_or(zero);
-            round(&mut ax, [0, 2, 3], ak[j + 1]);
-            round(&mut ax, [1, 3, 0], ak[j + 2]);
-            round(&mut ax, [2, 0, 1], ak[j + 3]);
-            round(&mut ax, [3, 1, 2], after);
+/// The one-block chain, `GF` choosing how the S-box layer and `G`'s byte maps are
+/// computed: `aesenclast` then nibble shuffles (AES-NI: about ten cycles a round), or
+/// three `gf2p8affineinvqb` straight from the S-box input (GFNI: about six).
+///
+/// A macro, not a generic function, so that its closures are defined inside the
+/// `target_feature` functions and inherit their features (a closure of a plain function
+/// that LLVM chose not to inline made every intrinsic in it a call).
+macro_rules! cbc_encrypt_body {
+    ($gf:expr, $rk:expr, $chain:expr, $blocks:expr) => {{
+        const GF: bool = $gf;
+        let (rk, chain, blocks): (&[u32; 32], &mut [u8; 16], &mut [[u8; 16]]) = ($rk, $chain, $blocks);
+        // SAFETY: the caller is compiled with AES-NI and SSSE3, and GFNI if `GF` (the
+        // intrinsics below); loads and stores are of 16-byte arrays.
+        unsafe {
+            let c = |t: &[u8; 16]| {
+                // 16 readable bytes, no alignment requirement.
+                _mm_loadu_si128(t.as_ptr().cast())
+            };
+            let m0f = _mm_set1_epi8(0x0f);
+            let nib = |v: __m128i, t: &([u8; 16], [u8; 16])| {
+                _mm_xor_si128(
+                    _mm_shuffle_epi8(c(&t.0), _mm_and_si128(v, m0f)),
+                    _mm_shuffle_epi8(c(&t.1), _mm_and_si128(_mm_srli_epi32::<4>(v), m0f)),
+                )
+            };
+            let bswap = c(&BSWAP32);
+            // Opaque, so LLVM keeps each rotation one `pshufb` (it would split the 16-bit one
+            // into `pshuflw` + `pshufhw`: one more cycle on the chain).
+            let (r8, r16, r24) = std::hint::black_box((c(&rol_bytes(1)), c(&rol_bytes(2)), c(&rol_bytes(3))));
+            let zero = _mm_setzero_si128();
+            let gf = G_GF.map(|m| _mm_set1_epi64x(m as i64));
+            // A1(rk[i]) = A(rk[i]) ^ c1.
+            let c1 = _mm_set1_epi8(A1_C as i8);
+            let ak: [__m128i; 32] = std::array::from_fn(|i| {
+                let k = nib(_mm_set1_epi32(rk[i] as i32), &A_T);
+                _mm_xor_si128(k, c1)
+            });
+            // The chaining value as A(words), broadcast one word per vector.
+            let cv = nib(_mm_shuffle_epi8(c(chain), bswap), &A_T);
+            let mut prev = [lane!(cv, 0), lane!(cv, 1), lane!(cv, 2), lane!(cv, 3)];
+            for blk in blocks.iter_mut() {
+                let p = nib(_mm_shuffle_epi8(c(blk), bswap), &A_T);
+                let mut ax = [
+                    _mm_xor_si128(lane!(p, 0), prev[0]),
+                    _mm_xor_si128(lane!(p, 1), prev[1]),
+                    _mm_xor_si128(lane!(p, 2), prev[2]),
+                    _mm_xor_si128(lane!(p, 3), prev[3]),
+                ];
+                // `a` is the next `aesenclast` input, A1(X[i+1] ^ X[i+2] ^ X[i+3] ^ rk[i]).
+                let mut a = _mm_xor_si128(_mm_xor_si128(ax[1], ax[2]), _mm_xor_si128(ax[3], ak[0]));
+                // Round i: z = S_aes(a); A(X[i+4]) = A(X[i]) ^ G(z), and the next input
+                // A1(X[i+2] ^ X[i+3] ^ X[i+4] ^ rk[i+1]) = pre ^ G(z) with `pre` known before
+                // `z`: the chain is aesenclast, the nibble split, one shuffle, a rotation and
+                // a short XOR tree. Constant indices, so the state stays in registers.
+                let mut round = |ax: &mut [__m128i; 4], [i0, i2, i3]: [usize; 3], next_k: __m128i| {
+                    let base = ax[i0];
+                    let pre = opaque(_mm_xor_si128(_mm_xor_si128(base, ax[i2]), _mm_xor_si128(ax[i3], next_k)));
+                    let (f0, f1, f3) = if GF {
+                        // `GF` is only set by the caller compiled with GFNI.
+                        (
+                            _mm_gf2p8affineinv_epi64_epi8::<G_GF_C>(a, gf[0]),
+                            _mm_gf2p8affineinv_epi64_epi8::<0>(a, gf[1]),
+                            _mm_gf2p8affineinv_epi64_epi8::<0>(a, gf[2]),
+                        )
+                    } else {
+                        let z = _mm_aesenclast_si128(a, zero);
+                        (nib(z, &G_T[0]), nib(z, &G_T[1]), nib(z, &G_T[2]))
+                    };
+                    let rots = opaque(_mm_xor_si128(_mm_shuffle_epi8(f1, r8), _mm_shuffle_epi8(f1, r16)));
+                    let f3r = _mm_shuffle_epi8(f3, r24);
+                    // `pre ^ f0` is ready while the rotations run: after them the chain is two
+                    // XORs, not three.
+                    a = _mm_xor_si128(opaque(_mm_xor_si128(opaque(_mm_xor_si128(pre, f0)), f3r)), rots);
+                    ax[i0] = _mm_xor_si128(_mm_xor_si128(base, _mm_xor_si128(f0, f3r)), rots);
+                };
+                for j in (0..32).step_by(4) {
+                    // After the last round `a` is not used: any key will do.
+                    let after = ak.get(j + 4).copied().unwrap_or(zero);
+                    round(&mut ax, [0, 2, 3], ak[j + 1]);
+                    round(&mut ax, [1, 3, 0], ak[j + 2]);
+                    round(&mut ax, [2, 0, 1], ak[j + 3]);
+                    round(&mut ax, [3, 1, 2], after);
+                }
+                // Output words X35, X34, X33, X32 (as A(X)); they are also the next chaining value.
+                prev = [ax[3], ax[2], ax[1], ax[0]];
+                let packed = _mm_unpacklo_epi64(_mm_unpacklo_epi32(ax[3], ax[2]), _mm_unpacklo_epi32(ax[1], ax[0]));
+                let out = _mm_shuffle_epi8(nib(packed, &A_INV_T), bswap);
+                // `blk` and `chain` are 16 writable bytes, no alignment requirement.
+                _mm_storeu_si128(blk.as_mut_ptr().cast(), out);
+                _mm_storeu_si128(chain.as_mut_ptr().cast(), out);
+            }
         }
-        // Output words X35, X34, X33, X32 (as A(X)); they are also the next chaining value.
-        prev = [ax[3], ax[2], ax[1], ax[0]];
-        let packed = _mm_unpacklo_epi64(_mm_unpacklo_epi32(ax[3], ax[2]), _mm_unpacklo_epi32(ax[1], ax[0]));
-        let out = _mm_shuffle_epi8(nib(packed, &A_INV_T), bswap);
-        // SAFETY: `blk` is 16 writable bytes, no alignment requirement.
-        unsafe { _mm_storeu_si128(blk.as_mut_ptr().cast(), out) };
-        // SAFETY: as above, for `chain`.
-        unsafe { _mm_storeu_si128(chain.as_mut_ptr().cast(), out) };
-    }
+    }};
 }
 
-/// CBC-encrypt `blocks` in place, `chain` the IV or last ciphertext block (updated).
-/// Returns `false`, touching nothing, if this CPU lacks AES-NI or SSSE3.
-pub(super) fn cbc_encrypt(rk: &[u32; 32], chain: &mut [u8; 16], blocks: &mut [[u8; 16]]) -> bool {
+#[target_feature(enable = "aes,ssse3")]
+fn cbc_encrypt_sse(rk: &[u32; 32], chain: &mut [u8; 16], blocks: &mut [[u8; 16]]) {
+    cbc_encrypt_body!(false, rk, chain, blocks)
+}
+
+#[target_feature(enable = "aes,ssse3,gfni,avx")]
+fn cbc_encrypt_gfni(rk: &[u32; 32], chain: &mut [u8; 16], blocks: &mut [[u8; 16]]) {
+    cbc_encrypt_body!(true, rk, chain, blocks)
+}
+
+/// CBC-encrypt `blocks` in place, `chain` the IV or last ciphertext block (updated),
+/// through GFNI if `gfni` and the CPU has it, else AES-NI. Returns `false`, touching
+/// nothing, if this CPU lacks AES-NI or SSSE3.
+pub(super) fn cbc_encrypt(gfni: bool, rk: &[u32; 32], chain: &mut [u8; 16], blocks: &mut [[u8; 16]]) -> bool {
     if !has_aesni() {
         return false;
     }
-    // SAFETY: the features `cbc_encrypt_sse` is compiled with were just detected.
-    unsafe { cbc_encrypt_sse(rk, chain, blocks) };
+    if gfni && is_x86_feature_detected!("gfni") && is_x86_feature_detected!("avx") {
+        // SAFETY: the features `cbc_encrypt_gfni` is compiled with were just detected.
+        unsafe { cbc_encrypt_gfni(rk, chain, blocks) };
+    } else {
+        // SAFETY: the features `cbc_encrypt_sse` is compiled with were just detected.
+        unsafe { cbc_encrypt_sse(rk, chain, blocks) };
+    }
     true
 }
