@@ -8,8 +8,10 @@
 //!   in AVX2 ones.
 //! - [`Sm4Backend::Vaes`] and [`Sm4Backend::AesNi`] ([`super::x86`]): the S-box through
 //!   AES-NI, 32 or 16 blocks at a time.
-//! - One block at a time (CBC encryption, single blocks) every x86 backend uses a
-//!   latency-tuned AES-NI round.
+//! - One block at a time (CBC encryption, single blocks) every x86 backend runs a
+//!   latency-tuned chain: its S-box layer is `aesenclast` on the AES-NI backends and
+//!   three `gf2p8affineinvqb` on the GFNI ones (with `vprold`/`vpternlogd` on
+//!   [`Sm4Backend::Gfni512`]).
 //! - [`Sm4Backend::Portable`] ([`super::bitslice`]): a bitsliced S-box in plain Rust, for
 //!   every other CPU, and the key schedule everywhere.
 //!
@@ -41,11 +43,11 @@ pub enum Sm4Backend {
     /// x86-64 VAES with AVX2: 32 blocks at a time in 256-bit vectors (one block at a
     /// time as [`Sm4Backend::AesNi`]).
     Vaes,
-    /// x86-64 GFNI with AVX2: 32 blocks at a time in 256-bit vectors (one block at a
-    /// time as [`Sm4Backend::AesNi`]).
+    /// x86-64 GFNI with AVX2: 32 blocks at a time in 256-bit vectors; one block at a
+    /// time through GFNI too.
     Gfni256,
-    /// x86-64 GFNI with AVX-512: 64 blocks at a time in 512-bit vectors (one block at a
-    /// time as [`Sm4Backend::AesNi`]).
+    /// x86-64 GFNI with AVX-512: 64 blocks at a time in 512-bit vectors; one block at a
+    /// time through GFNI with AVX-512 VL.
     Gfni512,
 }
 
@@ -82,8 +84,8 @@ impl Sm4Backend {
             Sm4Backend::Portable => "none (bitsliced, 64-bit integer)",
             Sm4Backend::AesNi => "AES-NI, SSSE3",
             Sm4Backend::Vaes => "VAES, AVX2 (bulk); AES-NI, SSSE3 (one block at a time)",
-            Sm4Backend::Gfni256 => "GFNI, AVX2 (bulk); AES-NI, SSSE3 (one block at a time)",
-            Sm4Backend::Gfni512 => "GFNI, AVX-512 F/BW (bulk); AES-NI, SSSE3 (one block at a time)",
+            Sm4Backend::Gfni256 => "GFNI, AVX2 (bulk); GFNI, AVX (one block at a time)",
+            Sm4Backend::Gfni512 => "GFNI, AVX-512 F/BW (bulk); GFNI, AVX-512 VL (one block at a time)",
         }
     }
 }
@@ -194,10 +196,17 @@ fn many(backend: Sm4Backend, rk: &[u32; 32], blocks: &mut [[u8; 16]]) {
 /// One block after another, CBC-style (a zero chain for a lone block).
 fn chain(backend: Sm4Backend, rk: &[u32; 32], chain_value: &mut [u8; 16], blocks: &mut [[u8; 16]]) {
     #[cfg(target_arch = "x86_64")]
-    if backend != Sm4Backend::Portable
-        && super::x86::cbc_encrypt(matches!(backend, Sm4Backend::Gfni256 | Sm4Backend::Gfni512), rk, chain_value, blocks)
     {
-        return;
+        use super::x86::Chain;
+        let how = match backend {
+            Sm4Backend::Gfni512 => Some(Chain::GfniVl),
+            Sm4Backend::Gfni256 => Some(Chain::Gfni),
+            Sm4Backend::Vaes | Sm4Backend::AesNi => Some(Chain::Aes),
+            Sm4Backend::Portable => None,
+        };
+        if how.is_some_and(|how| super::x86::cbc_encrypt(how, rk, chain_value, blocks)) {
+            return;
+        }
     }
     let _ = backend;
     let mut c = load(chain_value);

@@ -21,7 +21,11 @@
 //!   of earlier values and `G(z)`, where `z` is the last `aesenclast` output and
 //!   `G = A ∘ L ∘ A2` is computed as four nibble-shuffled byte maps and three byte
 //!   rotations (see [`g_tables`]). Per round: `aesenclast` and about seven
-//!   one-cycle vector operations on the chain.
+//!   one-cycle vector operations on the chain. With GFNI ([`Chain::Gfni`],
+//!   [`Chain::GfniVl`]) the S-box layer and `G`'s three byte maps are three
+//!   `gf2p8affineinvqb` on the same input (see [`g_gfni`]), then the rotations and two
+//!   XOR levels.
+//! - **GFNI kernels** for many blocks are in [`gfni`].
 
 use super::sbox::{A_AES_COLS, A1_C, A1_COLS, A2_C, A2_COLS, GF_POST_C, compose, gfni_matrix, lin, nibble_tables};
 use std::arch::x86_64::*;
@@ -599,8 +603,9 @@ fn opaque(mut v: __m128i) -> __m128i {
 /// `target_feature` functions and inherit their features (a closure of a plain function
 /// that LLVM chose not to inline made every intrinsic in it a call).
 macro_rules! cbc_encrypt_body {
-    ($gf:expr, $rk:expr, $chain:expr, $blocks:expr) => {{
+    ($gf:expr, $vl:expr, $rk:expr, $chain:expr, $blocks:expr) => {{
         const GF: bool = $gf;
+        const VL: bool = $vl;
         let (rk, chain, blocks): (&[u32; 32], &mut [u8; 16], &mut [[u8; 16]]) = ($rk, $chain, $blocks);
         // SAFETY: the caller is compiled with AES-NI and SSSE3, and GFNI if `GF` (the
         // intrinsics below); loads and stores are of 16-byte arrays.
@@ -659,12 +664,20 @@ macro_rules! cbc_encrypt_body {
                         let z = _mm_aesenclast_si128(a, zero);
                         (nib(z, &G_T[0]), nib(z, &G_T[1]), nib(z, &G_T[2]))
                     };
-                    let rots = opaque(_mm_xor_si128(_mm_shuffle_epi8(f1, r8), _mm_shuffle_epi8(f1, r16)));
-                    let f3r = _mm_shuffle_epi8(f3, r24);
                     // `pre ^ f0` is ready while the rotations run: after them the chain is two
                     // XORs, not three.
-                    a = _mm_xor_si128(opaque(_mm_xor_si128(opaque(_mm_xor_si128(pre, f0)), f3r)), rots);
-                    ax[i0] = _mm_xor_si128(_mm_xor_si128(base, _mm_xor_si128(f0, f3r)), rots);
+                    let pf = opaque(_mm_xor_si128(pre, f0));
+                    if VL {
+                        // One-cycle `vprold` rotations and a three-way XOR.
+                        let (f1r8, f1r16, f3r) = (_mm_rol_epi32::<8>(f1), _mm_rol_epi32::<16>(f1), _mm_rol_epi32::<24>(f3));
+                        a = _mm_xor_si128(opaque(_mm_ternarylogic_epi32::<0x96>(pf, f1r8, f1r16)), f3r);
+                        ax[i0] = _mm_xor_si128(_mm_ternarylogic_epi32::<0x96>(base, f0, f3r), _mm_xor_si128(f1r8, f1r16));
+                    } else {
+                        let rots = opaque(_mm_xor_si128(_mm_shuffle_epi8(f1, r8), _mm_shuffle_epi8(f1, r16)));
+                        let f3r = _mm_shuffle_epi8(f3, r24);
+                        a = _mm_xor_si128(opaque(_mm_xor_si128(pf, f3r)), rots);
+                        ax[i0] = _mm_xor_si128(_mm_xor_si128(base, _mm_xor_si128(f0, f3r)), rots);
+                    }
                 };
                 for j in (0..32).step_by(4) {
                     // After the last round `a` is not used: any key will do.
@@ -688,27 +701,57 @@ macro_rules! cbc_encrypt_body {
 
 #[target_feature(enable = "aes,ssse3")]
 fn cbc_encrypt_sse(rk: &[u32; 32], chain: &mut [u8; 16], blocks: &mut [[u8; 16]]) {
-    cbc_encrypt_body!(false, rk, chain, blocks)
+    cbc_encrypt_body!(false, false, rk, chain, blocks)
 }
 
 #[target_feature(enable = "aes,ssse3,gfni,avx")]
 fn cbc_encrypt_gfni(rk: &[u32; 32], chain: &mut [u8; 16], blocks: &mut [[u8; 16]]) {
-    cbc_encrypt_body!(true, rk, chain, blocks)
+    cbc_encrypt_body!(true, false, rk, chain, blocks)
+}
+
+#[target_feature(enable = "aes,ssse3,gfni,avx,avx512f,avx512vl")]
+fn cbc_encrypt_gfni_vl(rk: &[u32; 32], chain: &mut [u8; 16], blocks: &mut [[u8; 16]]) {
+    cbc_encrypt_body!(true, true, rk, chain, blocks)
+}
+
+/// How the one-block chain computes a round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Chain {
+    /// `aesenclast` and nibble shuffles (AES-NI, SSSE3).
+    Aes,
+    /// Three `gf2p8affineinvqb`, byte-shuffle rotations (GFNI, AVX).
+    Gfni,
+    /// Three `gf2p8affineinvqb`, `vprold` rotations and `vpternlogd` (GFNI, AVX-512 VL).
+    GfniVl,
+}
+
+impl Chain {
+    fn available(self) -> bool {
+        has_aesni()
+            && match self {
+                Chain::Aes => true,
+                Chain::Gfni => is_x86_feature_detected!("gfni") && is_x86_feature_detected!("avx"),
+                Chain::GfniVl => {
+                    Chain::Gfni.available() && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl")
+                }
+            }
+    }
 }
 
 /// CBC-encrypt `blocks` in place, `chain` the IV or last ciphertext block (updated),
-/// through GFNI if `gfni` and the CPU has it, else AES-NI. Returns `false`, touching
-/// nothing, if this CPU lacks AES-NI or SSSE3.
-pub(super) fn cbc_encrypt(gfni: bool, rk: &[u32; 32], chain: &mut [u8; 16], blocks: &mut [[u8; 16]]) -> bool {
-    if !has_aesni() {
+/// through `how`, or the AES-NI chain if the CPU lacks what `how` needs. Returns `false`,
+/// touching nothing, if this CPU lacks AES-NI or SSSE3.
+pub(super) fn cbc_encrypt(how: Chain, rk: &[u32; 32], chain: &mut [u8; 16], blocks: &mut [[u8; 16]]) -> bool {
+    let how = if how.available() { how } else { Chain::Aes };
+    if !how.available() {
         return false;
     }
-    if gfni && is_x86_feature_detected!("gfni") && is_x86_feature_detected!("avx") {
-        // SAFETY: the features `cbc_encrypt_gfni` is compiled with were just detected.
-        unsafe { cbc_encrypt_gfni(rk, chain, blocks) };
-    } else {
-        // SAFETY: the features `cbc_encrypt_sse` is compiled with were just detected.
-        unsafe { cbc_encrypt_sse(rk, chain, blocks) };
+    // SAFETY (each arm): the features the function is compiled with were just detected
+    // (`Chain::available`).
+    match how {
+        Chain::Aes => unsafe { cbc_encrypt_sse(rk, chain, blocks) },
+        Chain::Gfni => unsafe { cbc_encrypt_gfni(rk, chain, blocks) },
+        Chain::GfniVl => unsafe { cbc_encrypt_gfni_vl(rk, chain, blocks) },
     }
     true
 }
