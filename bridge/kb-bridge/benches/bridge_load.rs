@@ -268,18 +268,24 @@ fn main() {
         whole.switches_each()
     );
     // The bridge's own round trip, no medium involved: devices.list from one client.
-    let rt_us = rt.block_on(async {
+    let (rt_us, rtt) = rt.block_on(async {
         let o = ClientOptions { url: url.clone(), origin: None, secret: Some(secret.clone()), sdk: "bench-rtt".into() };
         let c = BridgeClient::connect(o).await.unwrap();
-        let t = Instant::now();
-        let mut n = 0u32;
+        let (t, cpu0, sw0) = (Instant::now(), cpu_ticks(), voluntary_switches());
+        let mut n = 0u64;
         while t.elapsed() < round {
             c.request(c.next_id(), "devices.list", json!({})).await.unwrap();
             n += 1;
         }
-        t.elapsed().as_secs_f64() * 1e6 / f64::from(n)
+        let secs = t.elapsed().as_secs_f64();
+        let s = Slice { n, secs, ticks: cpu_ticks() - cpu0, switches: voluntary_switches() - sw0, lat: Vec::new() };
+        (secs * 1e6 / n as f64, s)
     });
-    println!("bridge round trip without the medium (devices.list, 1 client): {rt_us:.0} µs");
+    println!(
+        "bridge round trip without the medium (devices.list, 1 client): {rt_us:.0} µs ({:.0} µs CPU, {:.1} thread switches each)",
+        rtt.cpu_us(),
+        rtt.switches_each()
+    );
     println!(
         "Each point: {SLICES} slices through the bridge alternating with {SLICES} in-process, the same length each; rates are the medians, the ratio theirs."
     );
