@@ -239,7 +239,9 @@ fn main() {
     let consent = Consent::new(Arc::new(GrantStore::in_memory()), config.consent, prompter);
     let service = Arc::new(Service::new(manager.clone(), TrustStore::from_certs([root.clone()]), consent, config));
     let secret = ClientSecret::generate().unwrap();
-    let running = rt.block_on(Bridge::new(service, secret.clone(), watch).start()).unwrap();
+    // The bridge on the runtime `keybridge serve` gives it; the clients on their own.
+    let srv = kb_bridge::runtime_builder().build().unwrap();
+    let running = srv.block_on(Bridge::new(service, secret.clone(), watch).start()).unwrap();
     let url = running.url();
     let thumb = sc.thumbprint(kb_types::HashAlgorithm::Sha1).to_uppercase();
     let enc_thumb = ec.thumbprint(kb_types::HashAlgorithm::Sha1).to_uppercase();
@@ -402,5 +404,5 @@ fn main() {
         peak_kib as f64 / 1024.0,
         base_kib as f64 / 1024.0
     );
-    rt.block_on(running.shutdown());
+    srv.block_on(running.shutdown());
 }

@@ -367,7 +367,8 @@ fn main() {
     let total = a.mb << 20;
     // The bridge as `keybridge serve` runs it (its own runtime); the client's receiving
     // side and its uploads on runtimes of their own, so each part's threads are its own.
-    let srv = runtime(2, "srv-io", "srv-blk");
+    // One worker, as `kb_bridge::runtime_builder` (named here so its threads are counted apart).
+    let srv = runtime(1, "srv-io", "srv-blk");
     let cli = runtime(1, "cli-rx", "cli-rx-blk");
     let up = runtime(1, "cli-tx", "cli-tx-blk");
     let r = srv.block_on(rig());

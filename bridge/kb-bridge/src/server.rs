@@ -3,7 +3,8 @@
 //! limits.
 //!
 //! What a connection may hold depends on consent. A connection still in its HTTP
-//! upgrade sits in a small pool whose oldest member is evicted by a newcomer; a web
+//! upgrade sits in a small pool whose oldest member is evicted by a newcomer (also
+//! when every connection slot is taken: its slot is freed at once); a web
 //! connection without consent holds one slot of a small shared budget (bounded per
 //! origin and in distinct origins), must send `hello` within seconds, runs one request
 //! at a time, cannot open streams (so nothing is buffered for it) and is closed when it
@@ -33,7 +34,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, Semaphore, broadcast, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast, mpsc, watch};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request as HttpRequest, Response as HttpResponse};
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -277,11 +278,27 @@ fn admit(shared: &Arc<Shared>, client: Client) -> Result<Admission, Refusal> {
     Ok(Admission { client, slot, unconsented })
 }
 
+/// A connection's slot (one of `max_connections`), taken back at once from a
+/// connection evicted from its upgrade.
+type ConnSlot = Arc<Mutex<Option<OwnedSemaphorePermit>>>;
+
 /// Connections in their HTTP upgrade, oldest first.
 #[derive(Default)]
 struct HandshakePool {
     next: u64,
-    open: VecDeque<(u64, Arc<Notify>)>,
+    open: VecDeque<(u64, Arc<Notify>, ConnSlot)>,
+}
+
+impl HandshakePool {
+    /// Tell the oldest member to go, and free its slot now (not when its task next runs:
+    /// a newcomer must not be refused for a slot whose holder is already leaving).
+    /// False if the pool is empty.
+    fn evict_oldest(&mut self) -> bool {
+        let Some((_, oldest, slot)) = self.open.pop_front() else { return false };
+        drop(slot.lock().unwrap_or_else(|e| e.into_inner()).take());
+        oldest.notify_one();
+        true
+    }
 }
 
 /// A connection's place in the [`HandshakePool`] until its upgrade is done.
@@ -289,29 +306,38 @@ struct HandshakeTicket {
     shared: Arc<Shared>,
     id: u64,
     evicted: Arc<Notify>,
+    slot: ConnSlot,
 }
 
 impl HandshakeTicket {
-    /// Join the pool; when it is full, the oldest member is told to go.
-    fn join(shared: &Arc<Shared>) -> Self {
+    /// Join the pool with the connection's slot; when the pool is full, the oldest
+    /// member is told to go.
+    fn join(shared: &Arc<Shared>, permit: OwnedSemaphorePermit) -> Self {
         let mut pool = shared.handshaking.lock().unwrap_or_else(|e| e.into_inner());
         while pool.open.len() >= shared.service.config.max_handshaking.max(1) {
-            if let Some((_, oldest)) = pool.open.pop_front() {
-                oldest.notify_one();
-            }
+            pool.evict_oldest();
         }
         pool.next += 1;
         let id = pool.next;
         let evicted = Arc::new(Notify::new());
-        pool.open.push_back((id, Arc::clone(&evicted)));
-        HandshakeTicket { shared: Arc::clone(shared), id, evicted }
+        let slot: ConnSlot = Arc::new(Mutex::new(Some(permit)));
+        pool.open.push_back((id, Arc::clone(&evicted), Arc::clone(&slot)));
+        HandshakeTicket { shared: Arc::clone(shared), id, evicted, slot }
+    }
+
+    /// Leave the pool with the slot, for the connection's life; `None` if the connection
+    /// was evicted (its slot already given back).
+    fn finish(self) -> Option<OwnedSemaphorePermit> {
+        let slot = self.slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(self);
+        slot
     }
 }
 
 impl Drop for HandshakeTicket {
     fn drop(&mut self) {
         let mut pool = self.shared.handshaking.lock().unwrap_or_else(|e| e.into_inner());
-        pool.open.retain(|(id, _)| *id != self.id);
+        pool.open.retain(|(id, _, _)| *id != self.id);
     }
 }
 
@@ -357,7 +383,14 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, slots: Arc<Sema
                     tracing::warn!(%peer, "refused a peer that is not on loopback");
                     continue;
                 }
-                let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                // Full: if some slots are held by connections still in their upgrade,
+                // the oldest of them goes (as when the handshake pool is full) and its
+                // slot is this one's; refused only when every slot is an open connection.
+                let permit = Arc::clone(&slots).try_acquire_owned().or_else(|_| {
+                    let evicted = shared.handshaking.lock().unwrap_or_else(|e| e.into_inner()).evict_oldest();
+                    if evicted { Arc::clone(&slots).try_acquire_owned() } else { Err(tokio::sync::TryAcquireError::NoPermits) }
+                });
+                let Ok(permit) = permit else {
                     tracing::warn!(%peer, "too many connections; refused");
                     // The answer the document promises, by a few short-lived tasks at
                     // most (beyond them the connection is just closed).
@@ -369,13 +402,10 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, slots: Arc<Sema
                     }
                     continue;
                 };
-                let ticket = HandshakeTicket::join(&shared);
+                let ticket = HandshakeTicket::join(&shared, permit);
                 let shared = Arc::clone(&shared);
                 let stop = shutdown.clone();
-                tokio::spawn(async move {
-                    serve_connection(tcp, peer, shared, stop, ticket).await;
-                    drop(permit);
-                });
+                tokio::spawn(serve_connection(tcp, peer, shared, stop, ticket));
             }
             _ = shutdown.changed() => break,
         }
@@ -492,7 +522,8 @@ async fn serve_connection(
             return;
         }
     };
-    drop(ticket);
+    // The slot is the connection's from here on; gone if it was evicted just now.
+    let Some(_slot) = ticket.finish() else { return };
     let ws = match accepted {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {

@@ -584,6 +584,49 @@ async fn an_attacker_holding_every_slot_it_can_locks_nobody_out() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slots_held_by_unfinished_upgrades_are_taken_back_for_a_newcomer() {
+    let r = rig_with(
+        |c| {
+            c.max_connections = 4;
+            c.max_handshaking = 8;
+            c.handshake_timeout = Duration::from_secs(600);
+        },
+        None,
+    )
+    .await;
+    // Every slot held by a connection that never finishes its upgrade. The bridge accepts
+    // in order, so they hold their slots before the connections below arrive.
+    let mut slow = Vec::new();
+    for _ in 0..4 {
+        let mut tcp = TcpStream::connect(("127.0.0.1", r.port())).await.unwrap();
+        tcp.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n").await.unwrap();
+        slow.push(tcp);
+    }
+    // A native tool still connects and signs: the oldest unfinished upgrade gives up its
+    // slot at once (it used to be refused, 503, until that connection's task had run).
+    r.prompter.push_pin(PIN);
+    let native = r.native().await;
+    let sign = json!({"certificate": {"thumbprint": r.key.sign_thumb()}, "input": {"data": "AA=="}, "format": "raw"});
+    native.request(native.next_id(), "sign", sign).await.unwrap();
+    // The connection evicted is closed (end of stream or reset, not left hanging).
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(30), slow[0].read(&mut buf)).await.expect("closed, not hanging");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    // Open connections are never evicted: with every slot an open connection, a
+    // newcomer is refused with the stable code.
+    let mut open = vec![native];
+    for _ in 0..3 {
+        open.push(r.native().await);
+    }
+    let (status, body) = handshake(r.port(), &[]).await.expect_err("refused");
+    assert_eq!((status, body["code"].as_i64()), (503, Some(5007)), "{body}");
+    for c in &open {
+        assert!(c.request(c.next_id(), "devices.list", json!({})).await.is_ok());
+    }
+    drop(slow);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocation_from_another_process_applies_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let path = kb_bridge::consent::GrantStore::path_in(dir.path());

@@ -42,12 +42,7 @@ impl LocalBridge {
         let consent = Consent::new(grants, settings.bridge_consent, prompter);
         let service =
             Arc::new(Service::new(manager.clone(), crate::trust_store(paths), consent, config).with_revocation(revocation));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .thread_name("kb-bridge")
-            .build()
-            .map_err(|e| format!("runtime: {e}"))?;
+        let runtime = kb_bridge::runtime_builder().build().map_err(|e| format!("runtime: {e}"))?;
         let running = runtime
             .block_on(Bridge::new(service, secret, watch).start())
             .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e} (is another KeyBridge running?)"))?;

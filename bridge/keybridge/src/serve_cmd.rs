@@ -251,11 +251,7 @@ fn serve_bridge(
         &settings, &paths,
     ));
     let service = Arc::new(Service::new(d.manager.clone(), trust, consent, config).with_revocation(Arc::new(revocation)));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("kb-bridge")
-        .build()
-        .map_err(|e| CliError::io("tokio runtime", e))?;
+    let runtime = kb_bridge::runtime_builder().build().map_err(|e| CliError::io("tokio runtime", e))?;
     runtime.block_on(async {
         let running = Bridge::new(service, secret, watch).start().await.map_err(|e| {
             CliError::new(kb_types::ErrorCode::Io, format!("cannot listen on 127.0.0.1: {e} (is another KeyBridge running?)"))
