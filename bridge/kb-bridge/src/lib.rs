@@ -44,12 +44,11 @@ pub use server::{Bridge, RunningBridge};
 /// worker thread for the connections' tasks, and tokio's blocking pool for every request
 /// (media, files, crypto: `spawn_blocking`).
 ///
-/// One worker because nothing CPU-heavy runs on it and, on a second one, every message
-/// woke both: with two workers a request and its answer cost 6.6 thread switches with one
-/// client waiting for each answer, with one 2.0 (`cargo bench -p kb-bridge --bench
-/// bridge_load`), and the signatures per second rose from 59–74% to 75% of the
-/// in-process rate. The WebSocket framing of large streams stays well under one core
-/// (about 1 CPU-s per GiB each way, see `docs/benchmarks.md`).
+/// One worker because nothing CPU-heavy runs on it and, with a second one, every message
+/// woke both: a signature for one client waiting for each answer cost 6.6–6.8 thread
+/// switches with two workers and 5.0 with one (`cargo bench -p kb-bridge --bench
+/// bridge_load`; see `docs/bridge-performance.md`). The WebSocket framing of large
+/// streams stays well under one core (about 1 CPU-s per GiB each way).
 pub fn runtime_builder() -> tokio::runtime::Builder {
     let mut b = tokio::runtime::Builder::new_multi_thread();
     b.worker_threads(1).enable_all().thread_name("kb-bridge");

@@ -386,10 +386,12 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, slots: Arc<Sema
                 // Full: if some slots are held by connections still in their upgrade,
                 // the oldest of them goes (as when the handshake pool is full) and its
                 // slot is this one's; refused only when every slot is an open connection.
-                let permit = Arc::clone(&slots).try_acquire_owned().or_else(|_| {
-                    let evicted = shared.handshaking.lock().unwrap_or_else(|e| e.into_inner()).evict_oldest();
-                    if evicted { Arc::clone(&slots).try_acquire_owned() } else { Err(tokio::sync::TryAcquireError::NoPermits) }
-                });
+                let permit = match Arc::clone(&slots).try_acquire_owned() {
+                    Err(_) if shared.handshaking.lock().unwrap_or_else(|e| e.into_inner()).evict_oldest() => {
+                        Arc::clone(&slots).try_acquire_owned()
+                    }
+                    other => other,
+                };
                 let Ok(permit) = permit else {
                     tracing::warn!(%peer, "too many connections; refused");
                     // The answer the document promises, by a few short-lived tasks at

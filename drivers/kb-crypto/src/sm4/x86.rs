@@ -596,8 +596,9 @@ fn opaque(mut v: __m128i) -> __m128i {
 }
 
 /// The one-block chain, `GF` choosing how the S-box layer and `G`'s byte maps are
-/// computed: `aesenclast` then nibble shuffles (AES-NI: about ten cycles a round), or
-/// three `gf2p8affineinvqb` straight from the S-box input (GFNI: about six).
+/// computed: `aesenclast` then nibble shuffles (AES-NI), or three `gf2p8affineinvqb`
+/// straight from the S-box input (GFNI); `VL` rotating with `vprold` and XORing three
+/// ways with `vpternlogd` (AVX-512 VL) instead of byte shuffles.
 ///
 /// A macro, not a generic function, so that its closures are defined inside the
 /// `target_feature` functions and inherit their features (a closure of a plain function
@@ -607,8 +608,9 @@ macro_rules! cbc_encrypt_body {
         const GF: bool = $gf;
         const VL: bool = $vl;
         let (rk, chain, blocks): (&[u32; 32], &mut [u8; 16], &mut [[u8; 16]]) = ($rk, $chain, $blocks);
-        // SAFETY: the caller is compiled with AES-NI and SSSE3, and GFNI if `GF` (the
-        // intrinsics below); loads and stores are of 16-byte arrays.
+        // SAFETY: the caller is compiled with AES-NI and SSSE3, GFNI and AVX if `GF`,
+        // AVX-512 F and VL if `VL` (the intrinsics below); loads and stores are of 16-byte
+        // arrays.
         unsafe {
             let c = |t: &[u8; 16]| {
                 // 16 readable bytes, no alignment requirement.
@@ -668,7 +670,7 @@ macro_rules! cbc_encrypt_body {
                     // XORs, not three.
                     let pf = opaque(_mm_xor_si128(pre, f0));
                     if VL {
-                        // One-cycle `vprold` rotations and a three-way XOR.
+                        // `VL` is only set by the caller compiled with AVX-512 VL.
                         let (f1r8, f1r16, f3r) = (_mm_rol_epi32::<8>(f1), _mm_rol_epi32::<16>(f1), _mm_rol_epi32::<24>(f3));
                         a = _mm_xor_si128(opaque(_mm_ternarylogic_epi32::<0x96>(pf, f1r8, f1r16)), f3r);
                         ax[i0] = _mm_xor_si128(_mm_ternarylogic_epi32::<0x96>(base, f0, f3r), _mm_xor_si128(f1r8, f1r16));
