@@ -117,10 +117,11 @@ fn build_main<R: Runtime>(
 
 /// Forms and lists need no GPU compositing: without it WebKitGTK's web process needs
 /// about 74 MiB less and the first paint comes sooner (tests/desktop/measure.sh).
-/// `KEYBRIDGE_WEBKIT_GPU=1` keeps WebKit's default policy.
+/// `KEYBRIDGE_WEBKIT_GPU=1` keeps WebKit's default policy (and GDK's OpenGL, which the
+/// core otherwise leaves off for this process: [`keybridge_tray::args::exec_core`]).
 fn software_rendering<R: Runtime>(w: &tauri::WebviewWindow<R>) {
     #[cfg(target_os = "linux")]
-    if std::env::var_os("KEYBRIDGE_WEBKIT_GPU").is_none() {
+    if std::env::var_os(args::WEBKIT_GPU).is_none() {
         let _ = w.with_webview(|wv| {
             use webkit2gtk::{HardwareAccelerationPolicy, SettingsExt, WebViewExt};
             if let Some(s) = WebViewExt::settings(&wv.inner()) {

@@ -267,6 +267,10 @@ const webProcesses = (app) => descendants(app).filter((c) => c.comm.startsWith('
 /** Every WebKit process (web and network) under the core. */
 const webkitProcesses = (app) => descendants(app).filter((c) => c.comm.startsWith('WebKit')).map((c) => c.pid);
 const windowsOf = (app) => Number(execFileSync('python3', [join(here, 'xwin.py'), 'count', String(app)], { encoding: 'utf8' }).trim());
+/** Distinct colours of the app's mapped window as the X server holds them: the page on
+ *  screen, not the page's word that it drew (a blank window has 1 or 2). */
+const windowColors = (app) => Number(execFileSync('python3', [join(here, 'xwin.py'), 'colors', String(app)], { encoding: 'utf8' }).trim());
+const PAINTED_COLORS = 64;
 
 /** Wait until `f()` is truthy; returns it (the limit only catches a hang). */
 async function until(what, f, timeoutMs = 30000) {
@@ -311,6 +315,11 @@ test('closed to the tray, the window process and WebKit end; the tray menu opens
   await followNewWindow();
   const medium = await s.waitFor('[data-testid=medium]');
   assert.equal(await s.attr(medium, 'data-device-id'), 'file:demo');
+  await until('the X server shows the page in the window', () => windowColors(app) >= PAINTED_COLORS);
+  // Rendered in software, the window keeps GDK's OpenGL off as the core does: no GLX probe.
+  const [win] = windowProcesses(app);
+  assert.ok(readFileSync(`/proc/${win}/environ`, 'utf8').split('\0').includes('GDK_GL=disable'), 'GDK_GL=disable in the window');
+  assert.ok(!readFileSync(`/proc/${win}/maps`, 'utf8').includes('libGLX_mesa'), "the window maps no Mesa GLX (GDK's probe)");
   const now = webProcesses(app);
   assert.ok(now.length >= 1 && now.every((p) => !before.includes(p)), `a new web process draws it: ${now} (before: ${before})`);
   assert.equal(windowsOf(app), 1, 'one window');
@@ -341,6 +350,8 @@ test('the tray menu opening starts the window hidden; 打开 shows that same pro
   await followNewWindow();
   await s.waitFor('[data-testid=medium]');
   await until('the window is on screen', () => mappedWindows(app) === 1);
+  // A WebKitGTK view mapped while its page loaded once stayed blank though the page drew.
+  await until('the X server shows the page in the window', () => windowColors(app) >= PAINTED_COLORS);
   assert.deepEqual(windowProcesses(app), [warm], 'the window the menu started is the one shown');
   // Past the lingering time it stays: it was shown.
   await sleep(4000);

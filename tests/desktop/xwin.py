@@ -8,6 +8,10 @@ window (ICCCM 4.1.2.7), by libX11 through ctypes (no Python package needed).
   xwin.py count PID    print how many KeyBridge windows process PID and its descendants have
   xwin.py mapped PID   the same, counting only windows mapped on screen (a window made but
                        not shown yet is not)
+  xwin.py colors PID   how many distinct colours the X server holds for PID's mapped KeyBridge
+                       window (XGetImage, every 4th pixel of every 4th row): what is on screen,
+                       not what the page says it drew — a blank or unpainted window has 1 or 2,
+                       the UI's text and icons hundreds; 0 when no window is mapped
 """
 import ctypes
 import ctypes.util
@@ -55,6 +59,22 @@ class XWindowAttributes(ctypes.Structure):
 
 
 x11.XGetWindowAttributes.argtypes = [ctypes.c_void_p, Window, ctypes.POINTER(XWindowAttributes)]
+
+
+class XImage(ctypes.Structure):
+    # The leading fields of Xlib's XImage (X11/Xlib.h), enough to read a ZPixmap. XDestroyImage
+    # is a macro: an image from XGetImage is freed with XFree (its data, then itself).
+    _fields_ = [("width", ctypes.c_int), ("height", ctypes.c_int), ("xoffset", ctypes.c_int),
+                ("format", ctypes.c_int), ("data", ctypes.c_void_p), ("byte_order", ctypes.c_int),
+                ("bitmap_unit", ctypes.c_int), ("bitmap_bit_order", ctypes.c_int), ("bitmap_pad", ctypes.c_int),
+                ("depth", ctypes.c_int), ("bytes_per_line", ctypes.c_int), ("bits_per_pixel", ctypes.c_int)]
+
+
+x11.XGetImage.restype = ctypes.POINTER(XImage)
+x11.XGetImage.argtypes = [ctypes.c_void_p, Window, ctypes.c_int, ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
+                          ctypes.c_ulong, ctypes.c_int]
+Z_PIXMAP = 2
+ALL_PLANES = 0xFFFFFFFF
 CLIENT_MESSAGE = 33
 IS_VIEWABLE = 2
 
@@ -62,6 +82,30 @@ IS_VIEWABLE = 2
 def mapped(dpy, win):
     attrs = XWindowAttributes()
     return bool(x11.XGetWindowAttributes(dpy, win, ctypes.byref(attrs))) and attrs.map_state == IS_VIEWABLE
+
+
+def colors(dpy, win):
+    """Distinct pixel values of the window's contents as the X server holds them."""
+    attrs = XWindowAttributes()
+    if not x11.XGetWindowAttributes(dpy, win, ctypes.byref(attrs)) or attrs.map_state != IS_VIEWABLE:
+        return 0
+    img = x11.XGetImage(dpy, win, 0, 0, attrs.width, attrs.height, ALL_PLANES, Z_PIXMAP)
+    if not img:
+        return 0
+    try:
+        im = img.contents
+        if im.bits_per_pixel != 32:
+            sys.exit(f"xwin.py: {im.bits_per_pixel}-bit pixels are not read here")
+        data = ctypes.string_at(im.data, im.bytes_per_line * im.height)
+        seen = set()
+        for y in range(0, im.height, 4):
+            row = y * im.bytes_per_line
+            for x in range(0, im.width, 4):
+                seen.add(data[row + 4 * x:row + 4 * x + 3])  # the colour bytes, not the padding
+        return len(seen)
+    finally:
+        x11.XFree(img.contents.data)
+        x11.XFree(img)
 
 
 def prop(dpy, win, name, kind):
@@ -123,7 +167,7 @@ def keybridge_windows(dpy, pid):
 
 
 def main():
-    if len(sys.argv) != 3 or sys.argv[1] not in ("close", "count", "mapped"):
+    if len(sys.argv) != 3 or sys.argv[1] not in ("close", "count", "mapped", "colors"):
         sys.exit(__doc__)
     pid = int(sys.argv[2])
     dpy = x11.XOpenDisplay(os.environ.get("DISPLAY", "").encode() or None)
@@ -134,6 +178,8 @@ def main():
         print(len(wins))
     elif sys.argv[1] == "mapped":
         print(sum(1 for w in wins if mapped(dpy, w)))
+    elif sys.argv[1] == "colors":
+        print(max((colors(dpy, w) for w in wins), default=0))
     else:
         protocols = x11.XInternAtom(dpy, b"WM_PROTOCOLS", 0)
         delete = x11.XInternAtom(dpy, b"WM_DELETE_WINDOW", 0)

@@ -10,8 +10,11 @@ pub const CORE_BIN: &str = "keybridge-tray";
 /// The window's binary (Tauri), installed beside the core.
 pub const WINDOW_BIN: &str = "keybridge-desktop";
 /// Set on the core by whoever starts it (see [`exec_core`]): GDK's OpenGL is off in the
-/// core, not in the window it starts.
+/// core, and in the window it starts unless that window uses the GPU ([`WEBKIT_GPU`]).
 pub const CORE_GL_OFF: &str = "KEYBRIDGE_CORE_GL_OFF";
+/// Set by the user: the window keeps WebKit's default (GPU) rendering policy, and GDK's
+/// OpenGL with it. Unset, the window renders in software and GDK's OpenGL stays off.
+pub const WEBKIT_GPU: &str = "KEYBRIDGE_WEBKIT_GPU";
 /// The window binary's path, handed to the core by `keybridge-desktop` when it replaces
 /// itself with the core (so a renamed or relocated app still starts its own window).
 pub const WINDOW_EXE: &str = "KEYBRIDGE_WINDOW_EXE";
@@ -89,8 +92,11 @@ pub fn beside_me(name: &str) -> std::io::Result<PathBuf> {
 /// arguments and `window_exe` as the window binary. GTK 3 probes OpenGL (GLX) when it
 /// opens the display, which loads Mesa and, with its software renderer, LLVM: ~50 MiB in
 /// a process that draws no GL. The core draws nothing, so it runs with GDK's GL off
-/// (`GDK_GL=disable`, read before GTK starts; a value the user set is left alone) and
-/// clears that for the window it starts. Returns only on failure, with the message.
+/// (`GDK_GL=disable`, read before GTK starts; a value the user set is left alone). The
+/// window it starts keeps it off too, unless the user asked for GPU rendering
+/// ([`WEBKIT_GPU`]): a software-rendered WebKit view never composites through GDK's GL,
+/// and the probe cost the window ~40 ms of its start (docs/desktop-performance.md).
+/// Returns only on failure, with the message.
 pub fn exec_core(core_exe: &Path, window_exe: &Path) -> String {
     let mut cmd = Command::new(core_exe);
     cmd.args(std::env::args_os().skip(1)).env(WINDOW_EXE, window_exe);

@@ -1,6 +1,6 @@
 //! The window process: started by the core on demand, told to come forward, watched.
 
-use crate::args::{CORE_GL_OFF, WINDOW_EXE};
+use crate::args::{CORE_GL_OFF, WEBKIT_GPU, WINDOW_EXE};
 use crate::link::{CoreChannel, ToWindow, WindowWatch};
 use std::io::Write;
 use std::path::PathBuf;
@@ -214,7 +214,12 @@ impl WindowHost {
             cmd.arg("--hidden");
         }
         if std::env::var_os(CORE_GL_OFF).is_some() {
-            cmd.env_remove("GDK_GL").env_remove(CORE_GL_OFF);
+            // GDK's GL was turned off by us, not the user: a software-rendered window
+            // keeps it off (no GLX probe), a GPU one gets it back.
+            cmd.env_remove(CORE_GL_OFF);
+            if std::env::var_os(WEBKIT_GPU).is_some() {
+                cmd.env_remove("GDK_GL");
+            }
         }
         tracing::info!("starting the window process{}", if hidden { ", hidden (the tray menu opened)" } else { "" });
         let mut child = cmd.spawn()?;
