@@ -64,6 +64,7 @@ APT_PACKAGES=(
   libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev
   fonts-noto-cjk
   xvfb xauth webkit2gtk-driver dbus-daemon dbus-bin python3-dbusmock curl
+  xfce4-panel
   cmake
   gnome-keyring
   nats-server
@@ -77,7 +78,9 @@ APT_PACKAGES=(
 # the desktop app (Tauri 2 on WebKitGTK); fonts-noto-cjk: without a CJK font Chinese
 # renders as boxes; xvfb, webkit2gtk-driver (WebKitWebDriver), dbus-daemon
 # (dbus-run-session), dbus-bin (dbus-send) and python3-dbusmock (a notification daemon):
-# the desktop app's window tests, tests/desktop; cmake: builds the GmSSL CLI peer below;
+# the desktop app's window tests, tests/desktop; xfce4-panel: a real tray host (its
+# Status Tray plugin is a StatusNotifierWatcher drawing menus with libdbusmenu-gtk3) for
+# tests/desktop/panel.test.mjs; cmake: builds the GmSSL CLI peer below;
 # gnome-keyring: the Secret Service the phone link's pairing store is tested against,
 # drivers/kb-phonelink/tests/store.rs;
 # nats-server: the phone link's relay, which drivers/kb-phonelink's tests and benchmark

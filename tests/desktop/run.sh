@@ -16,7 +16,8 @@
 #   KB_TEST_PATTERN="first run|one instance" tests/desktop/run.sh   only the tests named so
 #
 # Each test file gets a session of its own (display, bus, driver, app, home): the app is
-# single-instance per session bus. renewal.test.mjs also needs the keybridge CLI (beside
+# single-instance per session bus. panel.test.mjs puts the app in a real tray host, Xfce's
+# panel (xfce4-panel), which it starts and stops itself. renewal.test.mjs also needs the keybridge CLI (beside
 # BIN, or $KEYBRIDGE_BIN) and tests/e2e's npm packages (Playwright, jsQR, pngjs).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -28,7 +29,7 @@ BIN="${1:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/keybridge-desktop}"
 }
 if [ -z "${KB_DESKTOP_TEST:-}" ]; then
   status=0
-  for t in ${KB_DESKTOP_TESTS:-window renewal}; do
+  for t in ${KB_DESKTOP_TESTS:-window renewal panel}; do
     KB_DESKTOP_TEST="$t" "$0" "$@" || status=$?
   done
   exit "$status"

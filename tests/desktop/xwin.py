@@ -8,6 +8,12 @@ window (ICCCM 4.1.2.7), by libX11 through ctypes (no Python package needed).
   xwin.py count PID    print how many KeyBridge windows process PID and its descendants have
   xwin.py mapped PID   the same, counting only windows mapped on screen (a window made but
                        not shown yet is not)
+  xwin.py click X Y    press and release the left button at X, Y of the screen (XTest: as a
+                       user's pointer, which a tray host's own widgets receive)
+  xwin.py keys KEYSYM...  press and release each key in turn (XTest), e.g. Down Return
+  xwin.py strip HEIGHT the bounding box of what is drawn in the screen's top HEIGHT rows on
+                       top of their commonest colour (a panel's background): "X0 Y0 X1 Y1",
+                       exit 1 when nothing is
   xwin.py colors PID   how many distinct colours the X server holds for PID's mapped KeyBridge
                        window (XGetImage, every 4th pixel of every 4th row): what is on screen,
                        not what the page says it drew — a blank or unpainted window has 1 or 2,
@@ -75,6 +81,56 @@ x11.XGetImage.argtypes = [ctypes.c_void_p, Window, ctypes.c_int, ctypes.c_int, c
                           ctypes.c_ulong, ctypes.c_int]
 Z_PIXMAP = 2
 ALL_PLANES = 0xFFFFFFFF
+x11.XStringToKeysym.restype = ctypes.c_ulong
+x11.XStringToKeysym.argtypes = [ctypes.c_char_p]
+x11.XKeysymToKeycode.restype = ctypes.c_ubyte
+x11.XKeysymToKeycode.argtypes = [ctypes.c_void_p, ctypes.c_ulong]
+x11.XSync.argtypes = [ctypes.c_void_p, ctypes.c_int]
+
+
+def xtest():
+    xt = ctypes.CDLL(ctypes.util.find_library("Xtst") or "libXtst.so.6")
+    xt.XTestFakeMotionEvent.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_ulong]
+    xt.XTestFakeButtonEvent.argtypes = [ctypes.c_void_p, ctypes.c_uint, ctypes.c_int, ctypes.c_ulong]
+    xt.XTestFakeKeyEvent.argtypes = [ctypes.c_void_p, ctypes.c_uint, ctypes.c_int, ctypes.c_ulong]
+    return xt
+
+
+def image(dpy, win, width, height):
+    """(bytes, bytes_per_line) of a 32-bit ZPixmap of the area."""
+    img = x11.XGetImage(dpy, win, 0, 0, width, height, ALL_PLANES, Z_PIXMAP)
+    if not img:
+        return None, 0
+    try:
+        im = img.contents
+        if im.bits_per_pixel != 32:
+            sys.exit(f"xwin.py: {im.bits_per_pixel}-bit pixels are not read here")
+        return ctypes.string_at(im.data, im.bytes_per_line * im.height), im.bytes_per_line
+    finally:
+        x11.XFree(img.contents.data)
+        x11.XFree(img)
+
+
+def strip(dpy, height):
+    """Bounding box of the pixels in the top rows that differ from their commonest colour."""
+    attrs = XWindowAttributes()
+    root = x11.XDefaultRootWindow(dpy)
+    x11.XGetWindowAttributes(dpy, root, ctypes.byref(attrs))
+    data, bpl = image(dpy, root, attrs.width, height)
+    if data is None:
+        return None
+    px = lambda x, y: data[y * bpl + 4 * x:y * bpl + 4 * x + 3]  # noqa: E731
+    counts = {}
+    for y in range(height):
+        for x in range(attrs.width):
+            c = px(x, y)
+            counts[c] = counts.get(c, 0) + 1
+    background = max(counts, key=counts.get)
+    drawn = [(x, y) for y in range(height) for x in range(attrs.width) if px(x, y) != background]
+    if not drawn:
+        return None
+    xs, ys = [p[0] for p in drawn], [p[1] for p in drawn]
+    return min(xs), min(ys), max(xs), max(ys)
 CLIENT_MESSAGE = 33
 IS_VIEWABLE = 2
 
@@ -89,23 +145,14 @@ def colors(dpy, win):
     attrs = XWindowAttributes()
     if not x11.XGetWindowAttributes(dpy, win, ctypes.byref(attrs)) or attrs.map_state != IS_VIEWABLE:
         return 0
-    img = x11.XGetImage(dpy, win, 0, 0, attrs.width, attrs.height, ALL_PLANES, Z_PIXMAP)
-    if not img:
+    data, bpl = image(dpy, win, attrs.width, attrs.height)
+    if data is None:
         return 0
-    try:
-        im = img.contents
-        if im.bits_per_pixel != 32:
-            sys.exit(f"xwin.py: {im.bits_per_pixel}-bit pixels are not read here")
-        data = ctypes.string_at(im.data, im.bytes_per_line * im.height)
-        seen = set()
-        for y in range(0, im.height, 4):
-            row = y * im.bytes_per_line
-            for x in range(0, im.width, 4):
-                seen.add(data[row + 4 * x:row + 4 * x + 3])  # the colour bytes, not the padding
-        return len(seen)
-    finally:
-        x11.XFree(img.contents.data)
-        x11.XFree(img)
+    seen = set()
+    for y in range(0, attrs.height, 4):
+        for x in range(0, attrs.width, 4):
+            seen.add(data[y * bpl + 4 * x:y * bpl + 4 * x + 3])  # the colour bytes, not the padding
+    return len(seen)
 
 
 def prop(dpy, win, name, kind):
@@ -166,13 +213,48 @@ def keybridge_windows(dpy, pid):
     return found
 
 
-def main():
-    if len(sys.argv) != 3 or sys.argv[1] not in ("close", "count", "mapped", "colors"):
-        sys.exit(__doc__)
-    pid = int(sys.argv[2])
+def display():
     dpy = x11.XOpenDisplay(os.environ.get("DISPLAY", "").encode() or None)
     if not dpy:
         sys.exit("xwin.py: cannot open the display")
+    return dpy
+
+
+def pointer_and_keys(args):
+    """click X Y | keys KEYSYM... | strip HEIGHT"""
+    dpy = display()
+    try:
+        if args[0] == "strip":
+            box = strip(dpy, int(args[1]))
+            if not box:
+                sys.exit("xwin.py: nothing drawn there")
+            print(*box)
+            return
+        xt = xtest()
+        if args[0] == "click":
+            xt.XTestFakeMotionEvent(dpy, -1, int(args[1]), int(args[2]), 0)
+            xt.XTestFakeButtonEvent(dpy, 1, 1, 0)
+            xt.XTestFakeButtonEvent(dpy, 1, 0, 0)
+        else:
+            for name in args[1:]:
+                code = x11.XKeysymToKeycode(dpy, x11.XStringToKeysym(name.encode()))
+                if not code:
+                    sys.exit(f"xwin.py: no key for {name}")
+                xt.XTestFakeKeyEvent(dpy, code, 1, 0)
+                xt.XTestFakeKeyEvent(dpy, code, 0, 0)
+                x11.XSync(dpy, 0)
+        x11.XSync(dpy, 0)
+    finally:
+        x11.XCloseDisplay(dpy)
+
+
+def main():
+    if len(sys.argv) >= 3 and sys.argv[1] in ("click", "keys", "strip"):
+        return pointer_and_keys(sys.argv[1:])
+    if len(sys.argv) != 3 or sys.argv[1] not in ("close", "count", "mapped", "colors"):
+        sys.exit(__doc__)
+    pid = int(sys.argv[2])
+    dpy = display()
     wins = keybridge_windows(dpy, pid)
     if sys.argv[1] == "count":
         print(len(wins))
