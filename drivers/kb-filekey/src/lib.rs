@@ -34,6 +34,7 @@ use kb_types::{
     TransportKind, UserVerification,
 };
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use zeroize::Zeroizing;
 
@@ -129,6 +130,9 @@ pub const UNLOCKED_TTL: Duration = Duration::from_secs(60);
 /// anywhere (another process included) makes it miss and the slow path decides. The PIN
 /// itself is not kept: only SM3(nonce ‖ PIN) with a random nonce, to recognise it.
 /// Nothing here is weaker than the service's PIN cache, which holds the PIN itself.
+///
+/// It also keeps the private keys opened under that data key ([`OpenedKeys`]): parsing a
+/// key (PKCS#8, the public point, `(1 + d)^−1`) cost 3× the signature itself.
 #[derive(Clone)]
 struct Unlocked {
     salt: Vec<u8>,
@@ -138,6 +142,59 @@ struct Unlocked {
     tag: Zeroizing<Vec<u8>>,
     data_key: Zeroizing<[u8; DATA_KEY_LEN]>,
     at: std::time::Instant,
+    keys: OpenedKeys,
+}
+
+/// How many opened private keys an [`Unlocked`] keeps (a key file has a few containers
+/// with two slots each); the least recently used goes first.
+const OPENED_KEYS: usize = 8;
+
+/// Private keys opened under an [`Unlocked`]'s data key, each with the sealed bytes it
+/// was opened from: a key is used again only for exactly the record it came from, so a
+/// key replaced, re-imported or deleted in the file (by this process or another) misses.
+/// They live and go with the data key that opens them anyway (the TTL, a wrong PIN, a
+/// PIN change), so keeping them adds nothing an attacker reading memory lacks.
+#[derive(Clone, Default)]
+struct OpenedKeys(Arc<Mutex<KeySet>>);
+
+#[derive(Default)]
+struct KeySet {
+    keys: Vec<OpenedKey>,
+    /// Keys opened from their sealed records (for tests of the fast path).
+    openings: u64,
+}
+
+struct OpenedKey {
+    container: String,
+    usage: KeyUsage,
+    sealed: Vec<u8>,
+    key: Arc<PrivateKey>,
+}
+
+impl OpenedKeys {
+    fn set(&self) -> std::sync::MutexGuard<'_, KeySet> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn get(&self, container: &str, usage: KeyUsage, sealed: &[u8]) -> Option<Arc<PrivateKey>> {
+        let keys = &mut self.set().keys;
+        let i = keys.iter().position(|k| k.usage == usage && k.container == container && k.sealed == sealed)?;
+        let k = keys.remove(i);
+        let key = Arc::clone(&k.key);
+        keys.push(k);
+        Some(key)
+    }
+
+    fn put(&self, container: &str, usage: KeyUsage, sealed: &[u8], key: &Arc<PrivateKey>) {
+        let mut set = self.set();
+        set.openings += 1;
+        let keys = &mut set.keys;
+        keys.retain(|k| !(k.usage == usage && k.container == container));
+        if keys.len() >= OPENED_KEYS {
+            keys.remove(0);
+        }
+        keys.push(OpenedKey { container: container.to_owned(), usage, sealed: sealed.to_vec(), key: Arc::clone(key) });
+    }
 }
 
 impl std::fmt::Debug for Unlocked {
@@ -164,6 +221,7 @@ impl Unlocked {
             nonce,
             data_key: data_key.clone(),
             at: std::time::Instant::now(),
+            keys: OpenedKeys::default(),
         })
     }
 
@@ -188,6 +246,13 @@ impl FileToken {
     #[doc(hidden)]
     pub fn slow_logins(&self) -> u64 {
         self.slow_logins
+    }
+
+    /// How many private keys were opened from their sealed records under the data key
+    /// verified last (the others came from [`OpenedKeys`]). For tests and benchmarks.
+    #[doc(hidden)]
+    pub fn key_openings(&self) -> u64 {
+        self.unlocked.as_ref().map_or(0, |u| u.keys.set().openings)
     }
 
     /// Create a new key file at `path` (normally `<dir>/<name>.kbkey`; the device id is
@@ -457,27 +522,31 @@ impl Token for FileToken {
         let pin = auth.pin()?;
         let guard = self.lock()?;
         let mut body = self.load()?;
-        let cached = self.unlocked.as_ref().filter(|u| u.matches(&body.user_pin, pin)).map(|u| u.data_key.clone());
-        let data_key = match cached {
+        let cached =
+            self.unlocked.as_ref().filter(|u| u.matches(&body.user_pin, pin)).map(|u| (u.data_key.clone(), u.keys.clone()));
+        let (data_key, keys) = match cached {
             Some(k) => k,
             None => {
                 self.unlocked = None;
                 self.slow_logins += 1;
                 let k = self.verify_locked(&guard, &mut body, PinKind::User, pin)?;
                 self.unlocked = Unlocked::new(&body.user_pin, pin, &k);
-                k
+                let keys = self.unlocked.as_ref().map(|u| u.keys.clone()).unwrap_or_default();
+                (k, keys)
             }
         };
         drop(guard);
-        Ok(Box::new(FileSession { token: self, data_key }))
+        Ok(Box::new(FileSession { token: self, data_key, keys }))
     }
 }
 
-/// An unlocked file key: holds the data key (zeroized on drop) for its lifetime.
-/// Private keys are decrypted per operation and dropped (zeroized) right after.
+/// An unlocked file key: holds the data key (zeroized on drop) for its lifetime, and
+/// the private keys opened under it ([`OpenedKeys`], shared with the token's
+/// [`Unlocked`] and zeroized when the last holder drops them).
 struct FileSession<'a> {
     token: &'a FileToken,
     data_key: Zeroizing<[u8; DATA_KEY_LEN]>,
+    keys: OpenedKeys,
 }
 
 impl std::fmt::Debug for FileSession<'_> {
@@ -487,16 +556,25 @@ impl std::fmt::Debug for FileSession<'_> {
 }
 
 impl FileSession<'_> {
-    fn private_key(&self, container: &str, usage: KeyUsage) -> Result<PrivateKey> {
+    fn private_key(&self, container: &str, usage: KeyUsage) -> Result<Arc<PrivateKey>> {
         self.private_key_in(&self.token.load()?, container, usage)
     }
 
-    fn private_key_in(&self, body: &Body, container: &str, usage: KeyUsage) -> Result<PrivateKey> {
+    /// The slot's private key, as the file holds it now: opened from its sealed record, or
+    /// the key opened from that very record before.
+    fn private_key_in(&self, body: &Body, container: &str, usage: KeyUsage) -> Result<Arc<PrivateKey>> {
         let usage = slot_usage(usage);
         let rec = body.slot(container, usage)?;
+        if let Some(key) = self.keys.get(container, usage, &rec.private_key) {
+            return Ok(key);
+        }
         let aad = format::key_aad(container, usage, &rec.public_key);
         let pkcs8 = format::open_secret(&self.data_key, &aad, &rec.private_key)?;
-        PrivateKey::from_pkcs8_der(&pkcs8).map_err(|_| TokenError::Corrupt("a stored private key is malformed".into()))
+        let key = Arc::new(
+            PrivateKey::from_pkcs8_der(&pkcs8).map_err(|_| TokenError::Corrupt("a stored private key is malformed".into()))?,
+        );
+        self.keys.put(container, usage, &rec.private_key, &key);
+        Ok(key)
     }
 }
 
@@ -574,11 +652,12 @@ impl Session for FileSession<'_> {
         let public = PublicKey::Sm2(envelope.public_key);
         let spki = public.to_spki_der()?;
         self.token.update(|b| {
-            let PrivateKey::Sm2(protection) = self.private_key_in(b, container, KeyUsage::Sign)? else {
+            let signing = self.private_key_in(b, container, KeyUsage::Sign)?;
+            let PrivateKey::Sm2(protection) = &*signing else {
                 return Err(TokenError::NotSupported("an enveloped key for a container whose signing key is not SM2".into()));
             };
-            let key = PrivateKey::Sm2(envelope.open(&protection)?);
-            drop(protection);
+            let key = PrivateKey::Sm2(envelope.open(protection)?);
+            drop(signing);
             let pkcs8 = key.to_pkcs8_der()?;
             drop(key);
             let sealed = format::seal_secret(&self.data_key, &format::key_aad(container, KeyUsage::Encrypt, &spki), &pkcs8)?;

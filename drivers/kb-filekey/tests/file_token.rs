@@ -263,6 +263,48 @@ fn a_pin_verified_moments_ago_skips_the_kdf_but_nothing_else() {
     assert!(t.slow_logins() > slow);
 }
 
+/// The device service logs in for every signature; the key it signs with is opened
+/// (decrypted, parsed) once and used again — but only while the file still holds the very
+/// record it came from, whoever changed the file.
+#[test]
+fn an_opened_key_serves_again_only_for_the_record_it_came_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = make(dir.path(), "keys");
+    let path = t.path().to_path_buf();
+    let scheme = SignatureScheme::sm2_default();
+    let first = {
+        let mut s = t.login(&pin(USER)).unwrap();
+        s.create_container("c").unwrap();
+        s.generate_key_pair("c", KeyUsage::Sign, Algorithm::Sm2).unwrap()
+    };
+    let sign = |t: &mut FileToken, msg: &[u8], pk: &PublicKey| {
+        let digest = pk.message_digest(&scheme, msg).unwrap();
+        t.login(&pin(USER)).unwrap().sign_digest("c", KeyUsage::Sign, &scheme, &digest)
+    };
+    for i in 0..4u8 {
+        let sig = sign(&mut t, &[i], &first).unwrap();
+        first.verify(&scheme, &[i], &sig).unwrap();
+    }
+    assert_eq!(t.key_openings(), 1, "four signatures, one key opened");
+
+    // Another process replaces the key: this handle signs with the new one at once.
+    let mut other = FileToken::open(&path).unwrap();
+    let second = other.login(&pin(USER)).unwrap().generate_key_pair("c", KeyUsage::Sign, Algorithm::Sm2).unwrap();
+    assert_ne!(first, second);
+    let sig = sign(&mut t, b"after", &second).unwrap();
+    second.verify(&scheme, b"after", &sig).unwrap();
+    assert!(first.verify(&scheme, b"after", &sig).is_err(), "not the key opened before");
+    assert_eq!(t.key_openings(), 2);
+
+    // Deleted elsewhere: no signature from the key opened before.
+    other.login(&pin(USER)).unwrap().delete_container("c").unwrap();
+    assert_eq!(code(sign(&mut t, b"gone", &second)), ErrorCode::NotFound);
+
+    // A PIN change forgets the data key and the keys opened under it.
+    t.change_pin(PinKind::User, &pin(USER), &pin("changed-9")).unwrap();
+    assert_eq!(t.key_openings(), 0);
+}
+
 #[test]
 fn so_pin_locks_too() {
     let dir = tempfile::tempdir().unwrap();
