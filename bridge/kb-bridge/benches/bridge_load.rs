@@ -269,6 +269,43 @@ fn main() {
         whole.cpu_us(),
         whole.switches_each()
     );
+    // The floor of any bridge that signs on a thread other than its client's: the same
+    // signature made on another thread, handed over and back through std's channels (two
+    // thread hand-offs, nothing else), in slices alternating with signing on the caller's
+    // thread. Where a hand-off wakes a sleeping thread on an idle vCPU, this is what a
+    // hand-off costs the one waiting client.
+    let (floor, floor_peer, floor_switches) = std::thread::scope(|scope| {
+        let (req_tx, req_rx) = std::sync::mpsc::channel::<()>();
+        let (res_tx, res_rx) = std::sync::mpsc::channel::<()>();
+        let (m, id, scheme, digest) = (&manager, &id, &scheme, &digest);
+        scope.spawn(move || {
+            while req_rx.recv().is_ok() {
+                m.sign_digest(id, "c", KeyUsage::Sign, scheme, digest, "bench").unwrap();
+                if res_tx.send(()).is_err() {
+                    break;
+                }
+            }
+        });
+        let (mut handed, mut own, mut switches) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..SLICES {
+            let (t0, sw0) = (Instant::now(), voluntary_switches());
+            let mut n = 0u64;
+            while t0.elapsed() < round / SLICES as u32 {
+                req_tx.send(()).unwrap();
+                res_rx.recv().unwrap();
+                n += 1;
+            }
+            handed.push(n as f64 / t0.elapsed().as_secs_f64());
+            switches.push((voluntary_switches() - sw0) as f64 / n as f64);
+            own.push(in_process(round / SLICES as u32).rate());
+        }
+        (median(handed.into_iter()), median(own.into_iter()), median(switches.into_iter()))
+    });
+    println!(
+        "floor: the same signature on another thread, handed over and back: {floor:.0}/s = {:.0}% of in-process ({floor_peer:.0}/s, alternating slices), {floor_switches:.1} thread switches each: {:.0} µs a hand-off",
+        100.0 * floor / floor_peer,
+        (1e6 / floor - 1e6 / floor_peer) / 2.0
+    );
     // The bridge's own round trip, no medium involved: devices.list from one client.
     let (rt_us, rtt) = rt.block_on(async {
         let o = ClientOptions { url: url.clone(), origin: None, secret: Some(secret.clone()), sdk: "bench-rtt".into() };
