@@ -17,7 +17,8 @@
 #
 # Each test file gets a session of its own (display, bus, driver, app, home): the app is
 # single-instance per session bus. panel.test.mjs puts the app in a real tray host, Xfce's
-# panel (xfce4-panel), which it starts and stops itself. renewal.test.mjs also needs the keybridge CLI (beside
+# panel (xfce4-panel), which it starts and stops itself; notray.test.mjs runs it where the
+# tray library cannot be loaded. renewal.test.mjs also needs the keybridge CLI (beside
 # BIN, or $KEYBRIDGE_BIN) and tests/e2e's npm packages (Playwright, jsQR, pngjs).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -29,7 +30,7 @@ BIN="${1:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/keybridge-desktop}"
 }
 if [ -z "${KB_DESKTOP_TEST:-}" ]; then
   status=0
-  for t in ${KB_DESKTOP_TESTS:-window renewal panel}; do
+  for t in ${KB_DESKTOP_TESTS:-window renewal panel notray}; do
     KB_DESKTOP_TEST="$t" "$0" "$@" || status=$?
   done
   exit "$status"
