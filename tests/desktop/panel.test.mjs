@@ -8,40 +8,25 @@
 // ends that window), and 打开 shows the window, painted on the X server.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { join, dirname } from 'node:path';
+import { join } from 'node:path';
 import { mkdirSync, writeFileSync, readFileSync, existsSync, mkdtempSync, realpathSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { spawn, execFileSync } from 'node:child_process';
-import { createServer } from 'node:net';
-import { fileURLToPath } from 'node:url';
-import { sleep } from './webdriver.mjs';
+import { until, bridgeOnFreePort, xwin, PAINTED_COLORS } from './webdriver.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
 const bin = process.env.KB_DESKTOP_BIN;
 const home = process.env.KB_DESKTOP_HOME;
 const XFCONFD = '/usr/lib/x86_64-linux-gnu/xfce4/xfconf/xfconfd';
 const PANEL_HEIGHT = 32;
-const PAINTED_COLORS = 64;
 
 const procs = [];
 let app;
 let paints = 0;
 
-const xwin = (...args) => execFileSync('python3', [join(here, 'xwin.py'), ...args.map(String)], { encoding: 'utf8' }).trim();
 const gdbus = (...args) => execFileSync('gdbus', ['call', '--session', ...args], { encoding: 'utf8' }).trim();
 const hasOwner = (name) =>
   gdbus('--dest', 'org.freedesktop.DBus', '--object-path', '/org/freedesktop/DBus', '--method', 'org.freedesktop.DBus.NameHasOwner', name) === '(true,)';
 const alive = (pid) => existsSync(`/proc/${pid}`);
-
-async function until(what, f, timeoutMs = 30000) {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out: ${what}`);
-    await sleep(50);
-  }
-}
 
 /** The window processes the core started (children running the window binary). */
 function windowProcesses() {
@@ -123,14 +108,7 @@ before(async () => {
   start('xfce4-panel', [], env);
   await until('the panel is the StatusNotifierWatcher', () => hasOwner('org.kde.StatusNotifierWatcher'));
 
-  mkdirSync(join(home, 'config'), { recursive: true });
-  const port = await new Promise((resolve) => {
-    const srv = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-  writeFileSync(join(home, 'config', 'settings.toml'), `bridge_port = ${port}\n`);
+  await bridgeOnFreePort(home);
   // In the tray from the start, as the login auto-start runs it; `painted` on stdout for
   // each window that paints.
   app = spawn(bin, ['--home', home, '--hidden', '--report-paints'], { stdio: ['ignore', 'pipe', 'inherit'] });

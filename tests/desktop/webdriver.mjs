@@ -1,7 +1,11 @@
 // A minimal W3C WebDriver client over fetch (no dependencies): sessions, elements,
-// clicks, typing, text, screenshots, waits.
-import { writeFileSync, openSync } from 'node:fs';
-import { spawn } from 'node:child_process';
+// clicks, typing, text, screenshots, waits; and what every desktop test file shares:
+// waiting for a condition, the app's home on a free bridge port, the X helper (xwin.py).
+import { writeFileSync, openSync, mkdirSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createServer } from 'node:net';
+import { spawn, execFileSync } from 'node:child_process';
 
 const W3C_ELEMENT = 'element-6066-11e4-a52e-4f735466cecf';
 
@@ -148,6 +152,39 @@ async function request(base, method, path, body) {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Wait until `f()` (sync or async) is truthy; returns it (the limit only catches a hang). */
+export async function until(what, f, timeoutMs = 30000) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out: ${what}`);
+    await sleep(50);
+  }
+}
+
+/** Point the app's home at a free loopback port of this run for its local bridge (not
+ *  the default 17210, which another KeyBridge on the machine may hold); returns it. */
+export async function bridgeOnFreePort(home) {
+  const port = await new Promise((resolve) => {
+    const srv = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+  mkdirSync(join(home, 'config'), { recursive: true });
+  writeFileSync(join(home, 'config', 'settings.toml'), `bridge_port = ${port}\n`);
+  return port;
+}
+
+/** At least this many distinct colours in a window (`xwin.py colors`) is a page on screen:
+ *  a blank or unpainted window has 1 or 2. */
+export const PAINTED_COLORS = 64;
+
+/** tests/desktop/xwin.py with these arguments; its output, trimmed. */
+export const xwin = (...args) =>
+  execFileSync('python3', [join(dirname(fileURLToPath(import.meta.url)), 'xwin.py'), ...args.map(String)], { encoding: 'utf8' }).trim();
 
 /**
  * KeyBridge as the tests run it: the core (`keybridge-desktop`, started here) starts its

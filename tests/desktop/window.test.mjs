@@ -12,9 +12,8 @@ import { join, dirname } from 'node:path';
 import { mkdirSync, readFileSync, existsSync, copyFileSync, unlinkSync, writeFileSync, readdirSync, realpathSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { spawn, execFileSync } from 'node:child_process';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { KeyBridgeApp, sleep } from './webdriver.mjs';
+import { KeyBridgeApp, sleep, until, bridgeOnFreePort, xwin, PAINTED_COLORS } from './webdriver.mjs';
 import { BridgeClient } from './bridge-client.mjs';
 
 const base = process.env.KB_WEBDRIVER;
@@ -29,21 +28,10 @@ const shot = async (name) => {
 };
 const tries = (text) => Number((text.match(/\d+/) || [NaN])[0]);
 
-// The local bridge on a free loopback port of this run (not the default 17210, which
-// another KeyBridge on the machine may hold).
 let bridgePort;
-const freePort = () =>
-  new Promise((resolve) => {
-    const srv = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
 
 before(async () => {
-  mkdirSync(join(home, 'config'), { recursive: true });
-  bridgePort = await freePort();
-  writeFileSync(join(home, 'config', 'settings.toml'), `bridge_port = ${bridgePort}\n`);
+  bridgePort = await bridgeOnFreePort(home);
   kb = KeyBridgeApp.start(bin, ['--home', home]);
   s = await kb.attach(base);
 });
@@ -266,22 +254,11 @@ const windowProcesses = (app) => children(app).filter((c) => c.exe === binPath).
 const webProcesses = (app) => descendants(app).filter((c) => c.comm.startsWith('WebKitWebProces')).map((c) => c.pid);
 /** Every WebKit process (web and network) under the core. */
 const webkitProcesses = (app) => descendants(app).filter((c) => c.comm.startsWith('WebKit')).map((c) => c.pid);
-const windowsOf = (app) => Number(execFileSync('python3', [join(here, 'xwin.py'), 'count', String(app)], { encoding: 'utf8' }).trim());
+const windowsOf = (app) => Number(xwin('count', app));
 /** Distinct colours of the app's mapped window as the X server holds them: the page on
  *  screen, not the page's word that it drew (a blank window has 1 or 2). */
-const windowColors = (app) => Number(execFileSync('python3', [join(here, 'xwin.py'), 'colors', String(app)], { encoding: 'utf8' }).trim());
-const PAINTED_COLORS = 64;
+const windowColors = (app) => Number(xwin('colors', app));
 
-/** Wait until `f()` is truthy; returns it (the limit only catches a hang). */
-async function until(what, f, timeoutMs = 30000) {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out: ${what}`);
-    await sleep(100);
-  }
-}
 
 /** Close the window as a user does (its close button: WM_DELETE_WINDOW); wait until
  *  it, its process and WebKit's processes are gone. Returns the web process's pids. */
@@ -291,7 +268,7 @@ async function closeToTray(app) {
   const windows = windowProcesses(app);
   assert.equal(windows.length, 1, 'one window process');
   const webkit = webkitProcesses(app);
-  execFileSync('python3', [join(here, 'xwin.py'), 'close', String(app)]);
+  xwin('close', app);
   await until('the window is destroyed', () => windowsOf(app) === 0);
   await until(`the window process exits (${windows})`, () => windows.every((p) => !alive(p)));
   await until(`WebKit's processes exit (${webkit.join(', ')})`, () => webkit.every((p) => !alive(p)));
@@ -332,7 +309,7 @@ test('closed to the tray, the window process and WebKit end; the tray menu opens
 
 /** The tray menu shown or closed, as a tray host reports it (tray.py opened|closed). */
 const trayMenu = (app, what) => execFileSync('/usr/bin/python3', [join(here, 'tray.py'), what, String(app)]);
-const mappedWindows = (app) => Number(execFileSync('python3', [join(here, 'xwin.py'), 'mapped', String(app)], { encoding: 'utf8' }).trim());
+const mappedWindows = (app) => Number(xwin('mapped', app));
 
 test('the tray menu opening starts the window hidden; 打开 shows that same process; a menu closed without it ends it', async () => {
   const app = appPid();
