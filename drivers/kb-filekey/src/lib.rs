@@ -149,9 +149,10 @@ struct Unlocked {
 /// with two slots each); the least recently used goes first.
 const OPENED_KEYS: usize = 8;
 
-/// Private keys opened under an [`Unlocked`]'s data key, each with the sealed bytes it
-/// was opened from: a key is used again only for exactly the record it came from, so a
-/// key replaced, re-imported or deleted in the file (by this process or another) misses.
+/// Private keys opened under an [`Unlocked`]'s data key, each with the record it was
+/// opened from (the sealed key and the public key its seal is bound to): a key is used
+/// again only for exactly that record, so a key replaced, re-imported or deleted in the
+/// file (by this process or another), or a record altered, misses.
 /// They live and go with the data key that opens them anyway (the TTL, a wrong PIN, a
 /// PIN change), so keeping them adds nothing an attacker reading memory lacks.
 #[derive(Clone, Default)]
@@ -167,8 +168,20 @@ struct KeySet {
 struct OpenedKey {
     container: String,
     usage: KeyUsage,
-    sealed: Vec<u8>,
+    record: KeyRecordId,
     key: Arc<PrivateKey>,
+}
+
+/// What a key was opened from: its slot record's public key and sealed private key.
+struct KeyRecordId {
+    public_key: Vec<u8>,
+    sealed: Vec<u8>,
+}
+
+impl KeyRecordId {
+    fn matches(&self, rec: &KeyRecord) -> bool {
+        self.sealed == rec.private_key && self.public_key == rec.public_key
+    }
 }
 
 impl OpenedKeys {
@@ -176,16 +189,16 @@ impl OpenedKeys {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn get(&self, container: &str, usage: KeyUsage, sealed: &[u8]) -> Option<Arc<PrivateKey>> {
+    fn get(&self, container: &str, usage: KeyUsage, rec: &KeyRecord) -> Option<Arc<PrivateKey>> {
         let keys = &mut self.set().keys;
-        let i = keys.iter().position(|k| k.usage == usage && k.container == container && k.sealed == sealed)?;
+        let i = keys.iter().position(|k| k.usage == usage && k.container == container && k.record.matches(rec))?;
         let k = keys.remove(i);
         let key = Arc::clone(&k.key);
         keys.push(k);
         Some(key)
     }
 
-    fn put(&self, container: &str, usage: KeyUsage, sealed: &[u8], key: &Arc<PrivateKey>) {
+    fn put(&self, container: &str, usage: KeyUsage, rec: &KeyRecord, key: &Arc<PrivateKey>) {
         let mut set = self.set();
         set.openings += 1;
         let keys = &mut set.keys;
@@ -193,7 +206,8 @@ impl OpenedKeys {
         if keys.len() >= OPENED_KEYS {
             keys.remove(0);
         }
-        keys.push(OpenedKey { container: container.to_owned(), usage, sealed: sealed.to_vec(), key: Arc::clone(key) });
+        let record = KeyRecordId { public_key: rec.public_key.clone(), sealed: rec.private_key.clone() };
+        keys.push(OpenedKey { container: container.to_owned(), usage, record, key: Arc::clone(key) });
     }
 }
 
@@ -565,7 +579,7 @@ impl FileSession<'_> {
     fn private_key_in(&self, body: &Body, container: &str, usage: KeyUsage) -> Result<Arc<PrivateKey>> {
         let usage = slot_usage(usage);
         let rec = body.slot(container, usage)?;
-        if let Some(key) = self.keys.get(container, usage, &rec.private_key) {
+        if let Some(key) = self.keys.get(container, usage, rec) {
             return Ok(key);
         }
         let aad = format::key_aad(container, usage, &rec.public_key);
@@ -573,7 +587,7 @@ impl FileSession<'_> {
         let key = Arc::new(
             PrivateKey::from_pkcs8_der(&pkcs8).map_err(|_| TokenError::Corrupt("a stored private key is malformed".into()))?,
         );
-        self.keys.put(container, usage, &rec.private_key, &key);
+        self.keys.put(container, usage, rec, &key);
         Ok(key)
     }
 }
